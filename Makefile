@@ -1,0 +1,63 @@
+# fledge — build, test, demo and benchmark. `make help` lists the targets.
+CC      ?= cc
+PKGS    := libuv yaml-0.1 jansson libmaxminddb
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread -MMD -MP
+LDLIBS  += -lhttp_parser -lm -pthread
+BUILD   := build
+
+SRC      := $(wildcard src/*.c)
+LIB_SRC  := $(filter-out src/main.c,$(SRC))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+DEPS_OK := $(BUILD)/.deps-ok
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+.PHONY: all test unit e2e demo bench clean help deps
+
+all: $(BUILD)/fledge
+
+help:
+	@echo "make            build build/fledge"
+	@echo "make test       build and run every unit and end-to-end test"
+	@echo "make demo       run two mock model versions behind the gateway, 20% canary"
+	@echo "make bench      fledge vs nginx vs HAProxy on this machine (wrk)"
+	@echo "make clean      remove build/"
+
+# Installs missing Debian packages once; the stamp keeps later builds quiet.
+$(DEPS_OK): scripts/install-deps.sh
+	@scripts/install-deps.sh
+	@mkdir -p $(BUILD) && touch $@
+deps: $(DEPS_OK)
+
+$(BUILD)/obj/%.o: src/%.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/libfledge.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/fledge: $(BUILD)/obj/main.o $(BUILD)/libfledge.a
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libfledge.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -o $@ $< $(BUILD)/libfledge.a $(PKG_LIBS) -lcmocka $(LDLIBS)
+
+unit: $(UNIT_BIN)
+test: $(BUILD)/fledge $(UNIT_BIN)
+	@tests/run.sh
+
+demo: $(BUILD)/fledge
+	@scripts/demo.sh
+
+bench: $(BUILD)/fledge
+	@bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(wildcard $(BUILD)/obj/*.d)

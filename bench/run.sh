@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# bench/run.sh — fledge vs nginx vs HAProxy as reverse proxies for a model server.
+#
+# What it measures: throughput (req/s) and latency (p50, p99) of small OpenAI-style
+# `POST /v1/chat/completions` requests sent by wrk (-t1, keep-alive, BENCH_CONNECTIONS
+# connections, BENCH_SECONDS seconds after a 2 s warm-up) to:
+#   direct   the backend itself: nginx returning a fixed ~300-byte chat-completion JSON
+#   fledge   build/fledge serve, one worker, stable v1 + 20% canary v2 (same backend)
+#   nginx    nginx as keep-alive reverse proxy, worker_processes 1
+#   haproxy  HAProxy mode http, nbthread 1, http-reuse always
+# Every proxy gets ONE worker/thread, so on a 2-core machine each has one core's worth
+# of work next to wrk and the backend. Each request carries a different x-user-id (from a
+# precomputed set, so the Lua cost stays tiny). Also reports fledge's RSS after its run.
+# Output: a table on stdout, build/bench.json, raw wrk output in build/bench/*.txt.
+# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (50), BENCH_SKIP_FLEDGE=1 (skip fledge).
+# Everything listens on 127.0.0.1 only, on free ports; all started processes are stopped
+# on exit, error or Ctrl-C.
+set -euo pipefail
+
+SECONDS_RUN=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-50}
+SKIP_FLEDGE=${BENCH_SKIP_FLEDGE:-0}
+FLEDGE=build/fledge
+OUTDIR=build/bench
+JSON=build/bench.json
+
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+# --- prerequisites ------------------------------------------------------------------
+if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null || ! command -v wrk >/dev/null; then
+    [ "$(id -u)" = 0 ] || die "need nginx, haproxy and wrk (apt-get install -y nginx-light haproxy wrk)"
+    apt-get install -y nginx-light haproxy wrk >/dev/null
+fi
+command -v curl >/dev/null || die "curl is required"
+[ "$SKIP_FLEDGE" = 1 ] || [ -x "$FLEDGE" ] || die "$FLEDGE missing (run 'make bench', or BENCH_SKIP_FLEDGE=1)"
+
+TMP=$(mktemp -d /tmp/fledge-bench.XXXXXX)
+chmod 755 "$TMP"            # nginx workers may run as an unprivileged user
+PIDS=(); WRK_PID=
+cleanup() {
+    local p
+    [ -z "$WRK_PID" ] || kill -TERM "$WRK_PID" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM
+mkdir -p "$OUTDIR"
+rm -f "$OUTDIR"/*.txt "$OUTDIR"/*.log "$JSON"   # no stale results from an earlier run
+
+# A port nobody listens on (and that we have not handed out yet).
+USED=" "
+free_port() {
+    local p
+    while :; do
+        p=$(( 20000 + RANDOM % 40000 ))
+        case "$USED" in *" $p "*) continue ;; esac
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then USED+="$p "; echo "$p"; return; fi
+    done
+}
+# Wait (≤5 s) until something answers HTTP on the port; fail if the process died.
+wait_up() {
+    local name=$1 port=$2 pid=$3
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited at startup (see $OUTDIR/$name.log)"
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && return 0
+        sleep 0.1
+    done
+    die "$name did not accept connections on 127.0.0.1:$port within 5 s"
+}
+start() {   # start NAME PORT CMD...  (runs in the background, logs to $OUTDIR/NAME.log)
+    local name=$1 port=$2; shift 2
+    "$@" >"$OUTDIR/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    wait_up "$name" "$port" "$LAST_PID"
+}
+
+BACKEND_PORT=$(free_port); FLEDGE_PORT=$(free_port); ADMIN_PORT=$(free_port)
+NGINX_PORT=$(free_port); HAPROXY_PORT=$(free_port)
+
+# --- configs ------------------------------------------------------------------------
+RESP='{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! This is a fixed benchmark reply from the backend."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":11,"total_tokens":23}}'
+nginx_conf() {  # nginx_conf NAME PORT BODY-OF-SERVER [HTTP-EXTRA]
+    local d="$TMP/$1"; mkdir -p "$d"
+    cat >"$d/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $d/client_body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    ${4:-}
+    server {
+        listen 127.0.0.1:$2;
+        $3
+    }
+}
+EOF
+}
+nginx_conf backend "$BACKEND_PORT" "location / { default_type application/json; return 200 '$RESP'; }"
+nginx_conf proxy "$NGINX_PORT" 'location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }' \
+    "upstream be { server 127.0.0.1:$BACKEND_PORT; keepalive 64; keepalive_requests 1000000; }"
+
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend be
+backend be
+    server s1 127.0.0.1:$BACKEND_PORT maxconn 1000
+EOF
+
+cat >"$TMP/fledge.yaml" <<EOF
+listen: 127.0.0.1:$FLEDGE_PORT
+workers: 1
+admin:
+  listen: 127.0.0.1:$ADMIN_PORT
+routes:
+  - name: chat
+    match: { path_prefix: / }
+    user_key: [header:x-user-id, ip]
+    stable:
+      version: v1
+      backends: [127.0.0.1:$BACKEND_PORT]
+    canary:
+      version: v2
+      backends: [127.0.0.1:$BACKEND_PORT]
+      weight: 20
+    rules:
+      - match: { header: { x-version: v2 } }
+        variant: canary
+EOF
+
+BODY='{"model":"model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
+cat >"$TMP/chat.lua" <<EOF
+local body = '$BODY'
+local reqs, i = {}, 0
+function init(args)
+  for n = 1, 256 do
+    reqs[n] = wrk.format("POST", "/v1/chat/completions",
+      { ["Host"] = wrk.host, ["Content-Type"] = "application/json", ["x-user-id"] = "user-" .. n }, body)
+  end
+end
+function request() i = i % #reqs + 1; return reqs[i] end
+EOF
+
+# --- measuring ----------------------------------------------------------------------
+to_ms() {  # wrk prints e.g. 812.00us 1.23ms 1.05s 1.20m
+    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1
+        if (f < 0) exit 1; printf "%.3f", n * f }'
+}
+check_200() {  # one request through the target must answer 200
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST -H 'Content-Type: application/json' \
+        -H 'x-user-id: check' --data "$BODY" "http://127.0.0.1:$2/v1/chat/completions" || true)
+    [ "$code" = 200 ] || die "$1 answered HTTP '$code' instead of 200 (log: $OUTDIR/$1.log)"
+}
+# wrk catches SIGINT and exits 0, which would hide Ctrl-C from bash; running it in the
+# background and `wait`ing lets the INT trap fire at once.
+run_wrk() {
+    wrk -t1 -c"$CONNS" -s "$TMP/chat.lua" "$@" &
+    WRK_PID=$!; wait "$WRK_PID"; WRK_PID=
+}
+declare -A RPS P50 P99 NON2XX SOCKERR
+FAILED=0
+bench() {  # bench NAME PORT
+    local name=$1 url="http://127.0.0.1:$2/v1/chat/completions" raw="$OUTDIR/$1.txt"
+    check_200 "$name" "$2"
+    run_wrk -d2s "$url" >/dev/null                                   # warm-up
+    run_wrk -d"${SECONDS_RUN}s" --latency "$url" >"$raw"
+    RPS[$name]=$(awk '/^Requests\/sec:/ { print $2 }' "$raw")
+    P50[$name]=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$raw")")
+    P99[$name]=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$raw")")
+    NON2XX[$name]=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$raw"); NON2XX[$name]=${NON2XX[$name]:-0}
+    SOCKERR[$name]=$(awk '/Socket errors:/ { sub(/.*Socket errors: /, ""); print }' "$raw")
+    [ -n "${RPS[$name]}" ] && [ -n "${P99[$name]}" ] || die "could not parse wrk output for $name ($raw)"
+    if [ "${NON2XX[$name]}" != 0 ]; then echo "bench: $name: ${NON2XX[$name]} non-2xx/3xx responses" >&2; FAILED=1; fi
+    if [ -n "${SOCKERR[$name]}" ]; then echo "bench: $name: socket errors: ${SOCKERR[$name]}" >&2; fi
+    printf '  %-8s done: %s req/s\n' "$name" "${RPS[$name]}" >&2
+}
+
+echo "bench: ${SECONDS_RUN}s per target, wrk -t1 -c$CONNS, POST /v1/chat/completions; $(nproc) CPUs" >&2
+echo "bench: each proxy runs ONE worker/thread (fair on a small machine)" >&2
+start backend "$BACKEND_PORT" nginx -p "$TMP/backend" -e stderr -c "$TMP/backend/nginx.conf"
+bench direct "$BACKEND_PORT"
+
+TARGETS=(direct)
+FLEDGE_RSS=null
+if [ "$SKIP_FLEDGE" != 1 ]; then
+    start fledge "$FLEDGE_PORT" "$FLEDGE" serve -c "$TMP/fledge.yaml"
+    FLEDGE_PID=$LAST_PID
+    bench fledge "$FLEDGE_PORT"
+    kill -0 "$FLEDGE_PID" 2>/dev/null || die "fledge died during its run (see $OUTDIR/fledge.log)"
+    # RSS of fledge and any worker processes it forked, read right after its run.
+    kb=0
+    for p in "$FLEDGE_PID" $(pgrep -P "$FLEDGE_PID" || true); do
+        kb=$(( kb + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0) ))
+    done
+    FLEDGE_RSS=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')
+    TARGETS+=(fledge)
+fi
+start nginx "$NGINX_PORT" nginx -p "$TMP/proxy" -e stderr -c "$TMP/proxy/nginx.conf"
+bench nginx "$NGINX_PORT"
+start haproxy "$HAPROXY_PORT" haproxy -db -f "$TMP/haproxy.cfg"
+bench haproxy "$HAPROXY_PORT"
+TARGETS+=(nginx haproxy)
+
+# --- report -------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "null" }'; }
+echo
+echo "fledge benchmark — wrk -t1 -c$CONNS -d${SECONDS_RUN}s, one worker/thread per proxy, $(nproc) CPUs"
+printf '%-9s %12s %10s %10s\n' target 'req/s' 'p50 ms' 'p99 ms'
+for t in "${TARGETS[@]}"; do printf '%-9s %12s %10s %10s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}"; done
+R_NG_RPS=null; R_HA_RPS=null; R_NG_P99=null; R_HA_P99=null
+if [ "$SKIP_FLEDGE" != 1 ]; then
+    R_NG_RPS=$(ratio "${RPS[fledge]}" "${RPS[nginx]}");   R_HA_RPS=$(ratio "${RPS[fledge]}" "${RPS[haproxy]}")
+    R_NG_P99=$(ratio "${P99[fledge]}" "${P99[nginx]}");   R_HA_P99=$(ratio "${P99[fledge]}" "${P99[haproxy]}")
+    echo
+    echo "fledge/nginx   req/s: $R_NG_RPS   p99: $R_NG_P99"
+    echo "fledge/haproxy req/s: $R_HA_RPS   p99: $R_HA_P99"
+    echo "fledge RSS after its run: $FLEDGE_RSS MiB"
+else
+    echo "(fledge skipped: BENCH_SKIP_FLEDGE=1)"
+fi
+
+{
+    printf '{\n  "seconds": %s, "connections": %s, "wrk_threads": 1, "cpus": %s, "proxy_workers": 1,\n' \
+        "$SECONDS_RUN" "$CONNS" "$(nproc)"
+    printf '  "targets": {\n'
+    sep=""
+    for t in "${TARGETS[@]}"; do
+        printf '%s    "%s": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "non_2xx_3xx": %s, "socket_errors": "%s"}' \
+            "$sep" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${NON2XX[$t]}" "${SOCKERR[$t]}"
+        sep=$',\n'
+    done
+    printf '\n  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s},\n' \
+        "$R_NG_RPS" "$R_HA_RPS" "$R_NG_P99" "$R_HA_P99"
+    printf '  "fledge_rss_mib": %s,\n  "failed": %s\n}\n' "$FLEDGE_RSS" "$([ "$FAILED" = 1 ] && echo true || echo false)"
+} >"$JSON"
+echo "results: $JSON, raw wrk output: $OUTDIR/*.txt"
+[ "$FAILED" = 0 ] || die "some target answered non-2xx/3xx responses under load"

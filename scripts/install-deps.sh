@@ -1,0 +1,29 @@
+#!/bin/sh
+# install-deps.sh — installs the Debian packages fledge builds and tests with, only those missing.
+# Run as root (or with sudo available). Idempotent; `make` calls it once.
+set -e
+need=""
+have_pc() { pkg-config --exists "$1" 2>/dev/null; }
+have_h() { [ -f "/usr/include/$1" ]; }
+have_bin() { command -v "$1" >/dev/null 2>&1; }
+
+have_bin pkg-config      || need="$need pkg-config"
+have_bin cc              || need="$need gcc"
+have_pc libuv            || need="$need libuv1-dev"
+have_h http_parser.h     || need="$need libhttp-parser-dev"
+have_pc yaml-0.1         || need="$need libyaml-dev"
+have_pc jansson          || need="$need libjansson-dev"
+have_pc cmocka           || need="$need libcmocka-dev"
+have_pc libmaxminddb     || need="$need libmaxminddb-dev"
+have_bin python3         || need="$need python3"
+have_bin curl            || need="$need curl"
+
+[ -z "$need" ] && exit 0
+echo "install-deps: installing$need"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+if ! $SUDO apt-get install -y -q --no-install-recommends $need; then
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends $need
+fi

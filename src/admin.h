@@ -1,0 +1,15 @@
+/* admin.h — the admin listener on the control thread: health and a read-only view of the
+ * routes now; later the metrics, the rollout API and the dashboard. Control thread only. */
+#ifndef FL_ADMIN_H
+#define FL_ADMIN_H
+
+#include "conf.h"
+#include "httpd.h"
+
+/* The snapshot the admin API describes; the caller keeps its own reference alive. */
+void fl_admin_set_conf(fl_conf_t *c);
+
+/* Starts the admin HTTP server on addr; *out is closed with fl_httpd_close. */
+int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, fl_httpd_t **out);
+
+#endif

@@ -1,0 +1,28 @@
+/* common.c — clock and logging helpers declared in common.h. */
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+uint64_t fl_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t fl_now_ms(void) { return fl_now_ns() / 1000000u; }
+
+void fl_log(const char *fmt, ...) {
+  char line[1024];
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%SZ fledge: ", &tm);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line + n, sizeof line - n, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "%s\n", line);
+}

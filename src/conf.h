@@ -1,0 +1,114 @@
+/* conf.h — the gateway's configuration: YAML file → validated, immutable snapshot.
+ * A snapshot is shared by every worker and released when its last request ends. */
+#ifndef FL_CONF_H
+#define FL_CONF_H
+
+#include "common.h"
+#include "netaddr.h"
+
+#include <regex.h>
+#include <stdatomic.h>
+
+#define FL_MAX_WORKERS 64
+
+typedef enum { FL_STABLE = 0, FL_CANARY = 1, FL_NVARIANTS = 2 } fl_variant_id_t;
+
+/* Where the sticky-split user key comes from (route `user_key:` list). */
+typedef enum { FL_KEY_HEADER, FL_KEY_COOKIE, FL_KEY_QUERY, FL_KEY_JSON, FL_KEY_IP } fl_key_kind_t;
+
+typedef struct fl_key_source {
+  fl_key_kind_t kind;
+  char *name;                       /* header, cookie, query or JSON field name; NULL for ip */
+} fl_key_source_t;
+
+/* One condition of a rule's `match:`; a rule fits when all its conditions do. */
+typedef enum {
+  FL_COND_HEADER,        /* header: { NAME: VALUE }        exact, case-sensitive value */
+  FL_COND_HEADER_REGEX,  /* header_regex: { NAME: REGEX }  POSIX extended, unanchored */
+  FL_COND_COOKIE,        /* cookie: { NAME: VALUE } */
+  FL_COND_QUERY,         /* query: { NAME: VALUE } */
+  FL_COND_CIDR,          /* cidr: [10.0.0.0/8, ...]        client address */
+  FL_COND_COUNTRY,       /* country: [DE, FR]              ISO 3166 alpha-2, case-insensitive */
+  FL_COND_SEGMENT,       /* segment: [beta, staff]         value of the route's segment_header */
+} fl_cond_kind_t;
+
+typedef struct fl_cond {
+  fl_cond_kind_t kind;
+  char *name;                       /* header/cookie/query name (lower-cased for headers) */
+  char *value;                      /* exact value or the regex source */
+  regex_t *regex;                   /* HEADER_REGEX: one compiled copy per worker (glibc's
+                                       regexec locks a shared one), conf->workers entries */
+  fl_cidr_t *cidrs; size_t n_cidrs; /* CIDR */
+  char **values; size_t n_values;   /* COUNTRY (upper-cased), SEGMENT */
+} fl_cond_t;
+
+typedef struct fl_rule {
+  fl_cond_t *conds; size_t n_conds;
+  fl_variant_id_t variant;
+  unsigned line;                    /* where the rule starts in the file, for explanations */
+} fl_rule_t;
+
+struct fl_backend;                  /* upstream.h: shared health state, bound after load */
+
+typedef struct fl_variant_conf {
+  char *version;                    /* required, e.g. "v1" */
+  char *model;                      /* NULL: the request's JSON `model` is left alone */
+  fl_addr_t *backends; size_t n_backends;   /* at least one */
+  struct fl_backend **bound;        /* n_backends entries, set by fl_upstream_bind() */
+} fl_variant_conf_t;
+
+typedef struct fl_route {
+  char *name;                       /* unique, [A-Za-z0-9_.-]+ */
+  char *host;                       /* match.host; NULL = any host (compared without port) */
+  char *path_prefix; size_t path_prefix_len;  /* match.path_prefix; default "/" */
+  fl_key_source_t *user_key; size_t n_user_key;
+  char *salt;                       /* sticky hash salt; default: the route name */
+  char *segment_header;             /* default "x-user-segment" (lower-case) */
+  fl_variant_conf_t variant[FL_NVARIANTS];
+  uint32_t canary_weight_bp;        /* canary.weight × 100: 0..10000 */
+  fl_rule_t *rules; size_t n_rules;
+  bool has_canary;                  /* false when the route has no canary section */
+} fl_route_t;
+
+typedef struct fl_conf {
+  atomic_int refs;
+  char *path;                       /* the file it was loaded from */
+  fl_addr_t listen;                 /* listen: default 127.0.0.1:8080 */
+  fl_addr_t admin_listen;           /* admin.listen: default 127.0.0.1:9090 */
+  unsigned workers;                 /* workers: N | auto (= online CPUs), 1..FL_MAX_WORKERS */
+  fl_cidr_t *trusted; size_t n_trusted;  /* trusted_cidrs: default [127.0.0.0/8, ::1/128] */
+  char *geoip_mmdb;                 /* geoip.mmdb: path of a MaxMind database, or NULL */
+  char *geoip_header;               /* geoip.header: country header set by a trusted edge (lower-case) */
+  struct {                          /* timeouts: values like 500ms, 10s, 2m, or plain seconds */
+    uint32_t connect_ms;            /* default 2000  */
+    uint32_t header_ms;             /* default 10000: client request head must arrive within */
+    uint32_t first_byte_ms;         /* default 60000: upstream response head after request sent */
+    uint32_t idle_ms;               /* default 60000: no bytes either way (keep-alive idle too) */
+    uint32_t drain_ms;              /* default 30000: SIGTERM waits this long for in-flight */
+  } timeouts;
+  struct {                          /* limits: */
+    uint32_t header_bytes;          /* default 65536 → 431 */
+    uint32_t headers;               /* default 100   → 431 */
+    uint64_t body_bytes;            /* default 104857600 (100 MiB) → 413 */
+    uint32_t inspect_body_bytes;    /* default 1048576: most read to find json: keys or rewrite model */
+  } limits;
+  struct fl_geo *geo;                /* opened from geoip_mmdb by the server, NULL otherwise;
+                                       closed by fl_conf_unref (geo.h) */
+  bool response_headers;            /* response_headers: default true (x-fledge-variant/-version) */
+  fl_route_t *routes; size_t n_routes;
+} fl_conf_t;
+
+/* Loads and validates a YAML file. On success returns 0 and a snapshot with one
+ * reference owned by the caller. On failure returns FL_EINVAL (or an errno) and
+ * writes "FILE:LINE:COL: message" (1-based) into err. Any thread; blocks on disk. */
+int fl_conf_load(const char *path, fl_conf_t **out, char *err, size_t err_cap);
+
+/* Same, from a string; `name` stands in for the file name in messages. */
+int fl_conf_parse(const char *name, const char *yaml, size_t len, fl_conf_t **out, char *err, size_t err_cap);
+
+void fl_conf_ref(fl_conf_t *c);
+void fl_conf_unref(fl_conf_t *c);   /* frees at zero */
+
+const fl_route_t *fl_conf_route(const fl_conf_t *c, const char *name);
+
+#endif

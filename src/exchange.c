@@ -1,0 +1,425 @@
+/* exchange.c — the upstream side of the data path: pick a backend of the chosen variant,
+ * connect or reuse a pooled connection, stream the request up and the answer back as it
+ * arrives (re-framed for the client), retries, outlier reports and upstream timeouts. */
+#include "proxy_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int on_up_header_field(http_parser *p, const char *at, size_t len);
+static int on_up_header_value(http_parser *p, const char *at, size_t len);
+static int on_up_headers_complete(http_parser *p);
+static int on_up_body(http_parser *p, const char *at, size_t len);
+static int on_up_message_complete(http_parser *p);
+
+static const http_parser_settings response_settings = {
+    .on_header_field = on_up_header_field,
+    .on_header_value = on_up_header_value,
+    .on_headers_complete = on_up_headers_complete,
+    .on_body = on_up_body,
+    .on_message_complete = on_up_message_complete,
+};
+
+static void connect_to(fl_client_t *c, fl_backend_t *b);
+
+/* ---- writing upstream ---- */
+
+typedef struct {
+  uv_write_t req;
+  fl_upconn_t *u;
+  size_t len;
+  char data[];
+} up_wreq_t;
+
+static void upstream_failed(fl_client_t *c, const char *what);
+
+static void on_up_written(uv_write_t *req, int status) {
+  up_wreq_t *wr = (up_wreq_t *)req;
+  fl_upconn_t *u = wr->u;
+  fl_client_t *c = u->closing ? NULL : u->owner;
+  size_t len = wr->len;
+  free(wr);
+  if (!c) return;
+  c->up_queued -= len;
+  if (status < 0) upstream_failed(c, "reset");
+  else if (c->read_paused && c->up_queued < FL_LOW_WATER && !c->ex.req_done) fl_client_pause_reading(c, false);
+}
+
+static void up_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
+  fl_upconn_t *u = c->ex.up;
+  size_t total = 0, skip = 0;
+  for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+  if (c->up_queued == 0) {
+    int rc = uv_try_write((uv_stream_t *)&u->tcp, bufs, n);
+    skip = rc > 0 ? (size_t)rc : 0;
+    if (skip == total) return;
+  }
+  up_wreq_t *wr = malloc(sizeof *wr + total - skip);
+  if (!wr) {
+    upstream_failed(c, "reset");
+    return;
+  }
+  size_t off = 0;
+  for (unsigned i = 0; i < n; i++) {
+    size_t take = bufs[i].len;
+    if (skip >= take) {
+      skip -= take;
+      continue;
+    }
+    memcpy(wr->data + off, bufs[i].base + skip, take - skip);
+    off += take - skip;
+    skip = 0;
+  }
+  wr->u = u;
+  wr->len = off;
+  c->up_queued += off;
+  uv_buf_t b = uv_buf_init(wr->data, (unsigned)off);
+  /* A failed try_write (reset) resurfaces here through the callback's status. */
+  uv_write(&wr->req, (uv_stream_t *)&u->tcp, &b, 1, on_up_written);
+  if (c->up_queued > FL_HIGH_WATER) fl_client_pause_reading(c, true);
+}
+
+/* Body bytes from the client, framed the way the head announced them (NULL, 0 = last chunk). */
+void fl_exchange_body(fl_client_t *c, const char *data, size_t len) {
+  fl_exchange_t *ex = &c->ex;
+  char size_line[24];
+  uv_buf_t bufs[3];
+  unsigned n = 0;
+  if (ex->chunked_req) {
+    if (!data) bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
+    else if (len) {
+      bufs[n++] = uv_buf_init(size_line, (unsigned)snprintf(size_line, sizeof size_line, "%zx\r\n", len));
+      bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+      bufs[n++] = uv_buf_init("\r\n", 2);
+    }
+  } else if (len) {
+    bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+  }
+  if (n == 0) return;
+  if (!ex->up_ready || ex->retain) {
+    for (unsigned i = 0; i < n; i++) fl_buf_append(&ex->pending, bufs[i].base, bufs[i].len);
+    if (ex->up_ready) ex->flushed = ex->pending.len;
+    if (ex->pending.len > FL_RETAIN_MAX && ex->up_ready) {
+      ex->retain = false;
+      fl_buf_free(&ex->pending);
+      ex->flushed = 0;
+    } else if (!ex->up_ready && ex->pending.len > FL_HIGH_WATER) {
+      fl_client_pause_reading(c, true);
+    }
+  }
+  if (ex->up_ready) up_write(c, bufs, n);
+}
+
+/* ---- connecting ---- */
+
+static void detach(fl_client_t *c, bool reuse) {
+  fl_exchange_t *ex = &c->ex;
+  fl_upconn_t *u = ex->up;
+  if (!u) return;
+  ex->up = NULL;
+  ex->up_ready = false;
+  ex->up_paused = false;
+  c->up_queued = 0;
+  if (reuse) {
+    u->requests++;
+    fl_pool_put(&c->w->pools, u);
+  } else {
+    fl_upconn_close(&c->w->pools, u);
+  }
+}
+
+void fl_exchange_abort(fl_client_t *c) { detach(c, false); }
+
+static void on_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  fl_upconn_t *u = h->data;
+  fl_client_t *c = u->owner;
+  buf->base = c->w->read_buf;
+  buf->len = sizeof c->w->read_buf;
+}
+
+static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* The connection is usable: send what waited, then wait for the answer. */
+static void up_ready(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  fl_upconn_t *u = ex->up;
+  ex->up_ready = true;
+  http_parser_init(&ex->up_parser, HTTP_RESPONSE);
+  ex->up_parser.data = c;
+  if (!c->up_head.buf && fl_http_head_init(&c->up_head, 65536, 256) != 0) {
+    upstream_failed(c, "reset");
+    return;
+  }
+  fl_http_head_reset(&c->up_head);
+  u->tcp.data = u;
+  uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_up_read);
+  fl_client_timer(c, FL_T_FIRST_BYTE, ex->conf->timeouts.first_byte_ms);
+  uv_buf_t b = uv_buf_init(ex->pending.data + ex->flushed, (unsigned)(ex->pending.len - ex->flushed));
+  ex->flushed = ex->pending.len;
+  if (b.len) up_write(c, &b, 1);
+  if (!ex->retain) fl_buf_free(&ex->pending);
+  if (c->read_paused && !ex->req_done && c->up_queued < FL_LOW_WATER) fl_client_pause_reading(c, false);
+}
+
+/* Connect failed or timed out: try one other backend of the same variant, else answer. */
+static void connect_failed(fl_client_t *c, bool timed_out) {
+  fl_exchange_t *ex = &c->ex;
+  fl_backend_t *failed = ex->backend;
+  if (fl_backend_report(failed, false, fl_now_ms()))
+    fl_log("backend %s ejected after %d consecutive failures", failed->addr.text, FL_EJECT_AFTER);
+  detach(c, false);
+  const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
+  fl_backend_t *next = ex->retried ? NULL : fl_upstream_pick(&c->w->pools, v, failed, fl_now_ms());
+  if (next) {
+    ex->retried = true;
+    ex->flushed = 0;
+    connect_to(c, next);
+    return;
+  }
+  if (timed_out)
+    fl_client_error(c, 504, "timeout", "connecting to backend %s timed out after %u ms", failed->addr.text,
+                    ex->conf->timeouts.connect_ms);
+  else
+    fl_client_error(c, 502, "upstream_error", "backend %s refused the connection", failed->addr.text);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  fl_upconn_t *u = req->data;
+  if (u->closing) return;            /* cancelled: timed out or the client left */
+  fl_client_t *c = u->owner;
+  if (status < 0) {
+    connect_failed(c, false);
+    return;
+  }
+  uv_tcp_nodelay(&u->tcp, 1);
+  up_ready(c);
+}
+
+static void connect_to(fl_client_t *c, fl_backend_t *b) {
+  fl_exchange_t *ex = &c->ex;
+  ex->backend = b;
+  fl_upconn_t *u = fl_pool_take(&c->w->pools, b);
+  if (u) {
+    u->owner = c;
+    ex->up = u;
+    up_ready(c);
+    return;
+  }
+  u = calloc(1, sizeof *u);
+  if (!u) {
+    fl_client_error(c, 500, "internal_error", "out of memory");
+    return;
+  }
+  u->backend = b;
+  u->pools = &c->w->pools;
+  u->owner = c;
+  uv_tcp_init(&c->w->loop, &u->tcp);
+  u->tcp.data = u;
+  u->connect_req.data = u;
+  ex->up = u;
+  fl_client_timer(c, FL_T_CONNECT, ex->conf->timeouts.connect_ms);
+  if (uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&b->addr.ss, on_connect) != 0)
+    connect_failed(c, false);
+}
+
+void fl_exchange_start(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
+  fl_backend_t *b = fl_upstream_pick(&c->w->pools, v, NULL, fl_now_ms());
+  if (!b) {
+    fl_client_error(c, 503, "no_healthy_backend", "no healthy backend for route %s variant %s",
+                    ex->route->name, fl_variant_name(ex->decision.variant));
+    return;
+  }
+  ex->retain = true;
+  connect_to(c, b);
+}
+
+/* ---- reading the answer ---- */
+
+/* Failure after the request went out. A reused keep-alive connection that the backend had
+ * already closed is retried once on a fresh one; otherwise the client gets a 502 or is cut. */
+static void upstream_failed(fl_client_t *c, const char *what) {
+  fl_exchange_t *ex = &c->ex;
+  fl_upconn_t *u = ex->up;
+  bool stale = u && u->requests > 0 && !ex->up_got_bytes && ex->retain;
+  detach(c, false);
+  if (stale) {
+    ex->flushed = 0;
+    connect_to(c, ex->backend);
+    return;
+  }
+  if (!ex->resp_started && fl_backend_report(ex->backend, false, fl_now_ms()))
+    fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
+  fl_client_error(c, 502, "upstream_error", "backend %s %s the connection before a complete answer",
+                  ex->backend->addr.text, strcmp(what, "closed") == 0 ? "closed" : "reset");
+}
+
+static void finish(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  detach(c, ex->up_keepalive && ex->req_done);
+  fl_exchange_finished(c);
+}
+
+static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  fl_upconn_t *u = s->data;
+  fl_client_t *c = u->owner;
+  fl_exchange_t *ex = &c->ex;
+  if (n == 0) return;
+  if (n > 0 && !ex->up_got_bytes) {
+    ex->up_got_bytes = true;
+    ex->retain = false;
+    fl_buf_free(&ex->pending);
+  }
+  if (n < 0 && !ex->resp_started) {
+    upstream_failed(c, n == UV_EOF ? "closed" : "reset");
+    return;
+  }
+  size_t len = n < 0 ? 0 : (size_t)n;
+  size_t done = http_parser_execute(&ex->up_parser, &response_settings, n < 0 ? NULL : buf->base, len);
+  if (c->closing || ex->up != u) return;
+  enum http_errno e = HTTP_PARSER_ERRNO(&ex->up_parser);
+  if (ex->resp_done) {
+    if (done < len) ex->up_keepalive = false;      /* bytes after the answer: do not reuse */
+    finish(c);
+  } else if (e != HPE_OK && e != HPE_PAUSED) {
+    if (!ex->resp_started) fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s",
+                                           ex->backend->addr.text, http_errno_description(e));
+    else fl_client_close(c);                       /* mid-answer: the client must see a cut */
+  } else if (n < 0) {
+    fl_client_close(c);
+  } else {
+    fl_client_timer(c, FL_T_UP_IDLE, ex->conf->timeouts.idle_ms);
+  }
+}
+
+#define UP_CLIENT(p) ((fl_client_t *)(p)->data)
+
+static int on_up_header_field(http_parser *p, const char *at, size_t len) {
+  return fl_http_head_field(&UP_CLIENT(p)->up_head, at, len) ? -1 : 0;
+}
+
+static int on_up_header_value(http_parser *p, const char *at, size_t len) {
+  return fl_http_head_value(&UP_CLIENT(p)->up_head, at, len) ? -1 : 0;
+}
+
+static fl_frame_t choose_frame(fl_client_t *c, http_parser *p) {
+  if (c->ex.head_req || p->status_code == 204 || p->status_code == 304) return FL_FRAME_NONE;
+  if (!(p->flags & F_CHUNKED) && (p->flags & F_CONTENTLENGTH)) return FL_FRAME_LENGTH;
+  if (c->parser.http_minor >= 1) return FL_FRAME_CHUNKED;
+  c->keepalive = false;
+  return FL_FRAME_CLOSE;
+}
+
+static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
+  fl_exchange_t *ex = &c->ex;
+  const fl_http_head_t *h = &c->up_head;
+  b->len = 0;
+  fl_buf_printf(b, "HTTP/1.1 %d %s\r\n", p->status_code, fl_http_reason(p->status_code));
+  for (uint32_t i = 0; i < h->n; i++) {
+    const fl_hdr_t *x = &h->hdrs[i];
+    if (fl_http_is_hop(h, x)) continue;
+    fl_buf_append(b, fl_hdr_name(h, x), x->name_len);
+    fl_buf_append(b, ": ", 2);
+    fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
+    fl_buf_append(b, "\r\n", 2);
+  }
+  if (ex->frame == FL_FRAME_LENGTH || (ex->head_req && (p->flags & F_CONTENTLENGTH)))
+    fl_buf_printf(b, "content-length: %llu\r\n", (unsigned long long)p->content_length);
+  else if (ex->frame == FL_FRAME_CHUNKED)
+    fl_buf_printf(b, "transfer-encoding: chunked\r\n");
+  fl_buf_printf(b, "x-request-id: %s\r\n", ex->request_id);
+  if (ex->conf->response_headers)
+    fl_buf_printf(b, "x-fledge-variant: %s\r\nx-fledge-version: %s\r\n", fl_variant_name(ex->decision.variant),
+                  ex->route->variant[ex->decision.variant].version);
+  if (!c->keepalive) fl_buf_printf(b, "connection: close\r\n");
+  else if (c->parser.http_minor == 0) fl_buf_printf(b, "connection: keep-alive\r\n");
+  fl_buf_append(b, "\r\n", 2);
+}
+
+static int on_up_headers_complete(http_parser *p) {
+  fl_client_t *c = UP_CLIENT(p);
+  fl_exchange_t *ex = &c->ex;
+  if (p->status_code < 200) {        /* 100 Continue and friends: not forwarded */
+    ex->interim = true;
+    return 0;
+  }
+  fl_backend_report(ex->backend, p->status_code < 500, fl_now_ms());
+  if (c->w->draining) c->keepalive = false;
+  ex->status = p->status_code;
+  ex->frame = choose_frame(c, p);
+  fl_buf_t *b = &c->w->scratch;
+  build_response_head(c, p, b);
+  ex->resp_started = true;
+  uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+  fl_client_write(c, &ub, 1);
+  return ex->head_req ? 1 : 0;
+}
+
+static int on_up_body(http_parser *p, const char *at, size_t len) {
+  fl_client_t *c = UP_CLIENT(p);
+  fl_exchange_t *ex = &c->ex;
+  if (ex->frame == FL_FRAME_CHUNKED) {
+    char size_line[24];
+    uv_buf_t bufs[3] = {
+        uv_buf_init(size_line, (unsigned)snprintf(size_line, sizeof size_line, "%zx\r\n", len)),
+        uv_buf_init((char *)at, (unsigned)len), uv_buf_init("\r\n", 2)};
+    fl_client_write(c, bufs, 3);
+  } else {
+    uv_buf_t b = uv_buf_init((char *)at, (unsigned)len);
+    fl_client_write(c, &b, 1);
+  }
+  if (c->out_queued > FL_HIGH_WATER && ex->up && !ex->up_paused) {
+    uv_read_stop((uv_stream_t *)&ex->up->tcp);
+    ex->up_paused = true;
+  }
+  return 0;
+}
+
+static int on_up_message_complete(http_parser *p) {
+  fl_client_t *c = UP_CLIENT(p);
+  fl_exchange_t *ex = &c->ex;
+  if (ex->interim) {
+    ex->interim = false;
+    fl_http_head_reset(&c->up_head);
+    return 0;
+  }
+  if (ex->frame == FL_FRAME_CHUNKED) {
+    uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
+    fl_client_write(c, &b, 1);
+  }
+  ex->resp_done = true;
+  ex->up_keepalive = http_should_keep_alive(p);
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+void fl_exchange_resume_upstream(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  if (!ex->up || !ex->up_paused) return;
+  ex->up_paused = false;
+  uv_read_start((uv_stream_t *)&ex->up->tcp, on_up_alloc, on_up_read);
+}
+
+void fl_exchange_timeout(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  switch (c->tstate) {
+  case FL_T_CONNECT:
+    connect_failed(c, true);
+    break;
+  case FL_T_FIRST_BYTE:
+    if (!ex->req_done)
+      fl_client_error(c, 408, "timeout", "request body not received within %u ms", ex->conf->timeouts.first_byte_ms);
+    else
+      fl_client_error(c, 504, "timeout", "backend %s sent no answer within %u ms", ex->backend->addr.text,
+                      ex->conf->timeouts.first_byte_ms);
+    break;
+  default:
+    if (!ex->resp_started)
+      fl_client_error(c, 504, "timeout", "backend %s stalled for %u ms", ex->backend->addr.text,
+                      ex->conf->timeouts.idle_ms);
+    else
+      fl_client_close(c);
+    break;
+  }
+}

@@ -1,0 +1,200 @@
+/* http.c — header tables and framing checks on top of http-parser. */
+#include "http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int fl_http_head_init(fl_http_head_t *h, uint32_t cap, uint32_t max) {
+  memset(h, 0, sizeof *h);
+  h->buf = malloc(cap);
+  h->hdrs = malloc(sizeof *h->hdrs * max);
+  if (!h->buf || !h->hdrs) {
+    fl_http_head_free(h);
+    return FL_ENOMEM;
+  }
+  h->cap = cap;
+  h->max = max;
+  return 0;
+}
+
+void fl_http_head_free(fl_http_head_t *h) {
+  free(h->buf);
+  free(h->hdrs);
+  memset(h, 0, sizeof *h);
+}
+
+void fl_http_head_reset(fl_http_head_t *h) {
+  h->len = h->n = h->url_off = h->url_len = 0;
+  h->in_value = false;
+}
+
+static int append(fl_http_head_t *h, const char *at, size_t len) {
+  if (len > h->cap - h->len) return 431;
+  memcpy(h->buf + h->len, at, len);
+  h->len += (uint32_t)len;
+  return 0;
+}
+
+int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len) {
+  if (h->url_len == 0) h->url_off = h->len;
+  h->url_len += (uint32_t)len;
+  return append(h, at, len);
+}
+
+static char lower(char c) { return (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); }
+
+static bool is_tchar(unsigned char c) {
+  return c > 0x20 && c < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", c);
+}
+
+int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (!is_tchar((unsigned char)at[i])) return 400;
+  if (h->in_value || h->n == 0) {
+    if (h->n == h->max) return 431;
+    fl_hdr_t *x = &h->hdrs[h->n++];
+    x->name_off = h->len;
+    x->name_len = 0;
+    x->value_off = x->value_len = 0;
+    h->in_value = false;
+  }
+  fl_hdr_t *x = &h->hdrs[h->n - 1];
+  if (x->value_len || x->value_off) return 400;
+  uint32_t off = h->len;
+  int rc = append(h, at, len);
+  if (rc) return rc;
+  x->name_len += (uint32_t)len;
+  for (uint32_t i = off; i < h->len; i++) h->buf[i] = lower(h->buf[i]);
+  return 0;
+}
+
+int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
+  if (h->n == 0) return 400;
+  fl_hdr_t *x = &h->hdrs[h->n - 1];
+  if (!h->in_value) {
+    x->value_off = h->len;
+    x->value_len = 0;
+    h->in_value = true;
+  }
+  int rc = append(h, at, len);
+  if (rc) return rc;
+  x->value_len += (uint32_t)len;
+  while (x->value_len && (h->buf[x->value_off + x->value_len - 1] == ' ' ||
+                          h->buf[x->value_off + x->value_len - 1] == '\t'))
+    x->value_len--;
+  return 0;
+}
+
+const char *fl_http_head_get(const fl_http_head_t *h, const char *lname, size_t *len) {
+  size_t nlen = strlen(lname);
+  for (uint32_t i = 0; i < h->n; i++) {
+    const fl_hdr_t *x = &h->hdrs[i];
+    if (x->name_len == nlen && memcmp(h->buf + x->name_off, lname, nlen) == 0) {
+      *len = x->value_len;
+      return h->buf + x->value_off;
+    }
+  }
+  return NULL;
+}
+
+static bool name_is(const fl_http_head_t *h, const fl_hdr_t *x, const char *lname) {
+  size_t n = strlen(lname);
+  return x->name_len == n && memcmp(h->buf + x->name_off, lname, n) == 0;
+}
+
+int fl_http_check_framing(const fl_http_head_t *h) {
+  unsigned n_cl = 0, n_te = 0;
+  for (uint32_t i = 0; i < h->n; i++) {
+    const fl_hdr_t *x = &h->hdrs[i];
+    const char *v = h->buf + x->value_off;
+    if (name_is(h, x, "content-length")) {
+      n_cl++;
+      if (x->value_len == 0) return 400;
+      for (uint32_t k = 0; k < x->value_len; k++)
+        if (v[k] < '0' || v[k] > '9') return 400;
+    } else if (name_is(h, x, "transfer-encoding")) {
+      n_te++;
+      if (!fl_streq_ci(v, x->value_len, "chunked")) return 400;
+    }
+  }
+  return (n_cl > 1 || n_te > 1 || (n_cl && n_te)) ? 400 : 0;
+}
+
+/* Is the lower-case name listed in the Connection header's comma-separated value? */
+static bool connection_names(const fl_http_head_t *h, const char *name, size_t nlen) {
+  size_t len, i = 0;
+  const char *v = fl_http_head_get(h, "connection", &len);
+  while (v && i < len) {
+    while (i < len && (v[i] == ' ' || v[i] == ',')) i++;
+    size_t start = i, k = 0;
+    while (i < len && v[i] != ',' && v[i] != ' ') i++;
+    if (i - start != nlen) continue;
+    while (k < nlen && lower(v[start + k]) == name[k]) k++;
+    if (k == nlen) return true;
+  }
+  return false;
+}
+
+bool fl_http_is_hop(const fl_http_head_t *h, const fl_hdr_t *x) {
+  static const char *const hop[] = {
+      "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+      "upgrade", "content-length", "x-fledge-variant", "x-fledge-version", "x-request-id",
+      "x-forwarded-for",
+  };
+  for (size_t i = 0; i < FL_ARRAY_LEN(hop); i++)
+    if (name_is(h, x, hop[i])) return true;
+  return connection_names(h, h->buf + x->name_off, x->name_len);
+}
+
+int fl_buf_append(fl_buf_t *b, const void *data, size_t len) {
+  if (len > b->cap - b->len) {
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap - b->len < len) cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p) return FL_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+  return 0;
+}
+
+int fl_buf_printf(fl_buf_t *b, const char *fmt, ...) {
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof tmp) return FL_ELIMIT;
+  return fl_buf_append(b, tmp, (size_t)n);
+}
+
+void fl_buf_free(fl_buf_t *b) {
+  free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+const char *fl_http_reason(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 201: return "Created";
+  case 204: return "No Content";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 413: return "Payload Too Large";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  default: return "Unknown";
+  }
+}

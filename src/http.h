@@ -1,0 +1,59 @@
+/* http.h — http-parser glue shared by the proxy's client and upstream sides: a bounded header
+ * table filled from the parser's fragmented callbacks, the smuggling checks, and helpers to
+ * write heads and chunks. No allocation after init; one table per connection, reused. */
+#ifndef FL_HTTP_H
+#define FL_HTTP_H
+
+#include "common.h"
+#include <http_parser.h>
+
+typedef struct fl_hdr {
+  uint32_t name_off, name_len, value_off, value_len;   /* into fl_http_head_t.buf */
+} fl_hdr_t;
+
+typedef struct fl_http_head {
+  char *buf; uint32_t len, cap;     /* URL, names and values, stored back to back */
+  fl_hdr_t *hdrs; uint32_t n, max;
+  uint32_t url_off, url_len;
+  bool in_value;                    /* the last callback was a header value */
+} fl_http_head_t;
+
+/* Storage is allocated here: cap bytes for text, max headers. Returns 0 or FL_ENOMEM. */
+int fl_http_head_init(fl_http_head_t *h, uint32_t cap, uint32_t max);
+void fl_http_head_free(fl_http_head_t *h);
+void fl_http_head_reset(fl_http_head_t *h);
+
+/* Feed parser callbacks. Return 0, or the HTTP status to answer: 431 when a limit is hit,
+ * 400 for a header name with whitespace or control bytes (a smuggling vector). */
+int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len);
+int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len);
+int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len);
+
+/* Value of a header by lower-case name (first occurrence), or NULL. Not NUL-terminated. */
+const char *fl_http_head_get(const fl_http_head_t *h, const char *lname, size_t *len);
+
+static inline const char *fl_hdr_name(const fl_http_head_t *h, const fl_hdr_t *x) { return h->buf + x->name_off; }
+static inline const char *fl_hdr_value(const fl_http_head_t *h, const fl_hdr_t *x) { return h->buf + x->value_off; }
+
+/* After headers complete on a request: 0, or 400 for framing that could desynchronise us and
+ * a backend (Content-Length with Transfer-Encoding, several Content-Lengths, a
+ * Transfer-Encoding other than chunked, a non-numeric Content-Length). */
+int fl_http_check_framing(const fl_http_head_t *h);
+
+/* True for headers that must not be forwarded: hop-by-hop ones, those the Connection header
+ * names, and the ones the proxy sets itself. */
+bool fl_http_is_hop(const fl_http_head_t *h, const fl_hdr_t *x);
+
+/* A growable byte buffer for heads and small bodies. */
+typedef struct fl_buf {
+  char *data; size_t len, cap;
+} fl_buf_t;
+
+int fl_buf_append(fl_buf_t *b, const void *data, size_t len);
+int fl_buf_printf(fl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fl_buf_free(fl_buf_t *b);
+
+/* Reason phrase for a status code ("OK", "Bad Gateway", ...). */
+const char *fl_http_reason(int status);
+
+#endif

@@ -1,0 +1,645 @@
+/* proxy.c — the client side of the data path: accept, parse requests (pipelined in order),
+ * route them, hand them to exchange.c, answer errors in the OpenAI JSON shape, keep-alive,
+ * timeouts and back-pressure. A connection lives on one worker loop from accept to close. */
+#include "proxy_int.h"
+#include "geo.h"
+#include "jsonscan.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int on_message_begin(http_parser *p);
+static int on_url(http_parser *p, const char *at, size_t len);
+static int on_header_field(http_parser *p, const char *at, size_t len);
+static int on_header_value(http_parser *p, const char *at, size_t len);
+static int on_headers_complete(http_parser *p);
+static int on_body(http_parser *p, const char *at, size_t len);
+static int on_message_complete(http_parser *p);
+
+static const http_parser_settings request_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void pump(fl_client_t *c);
+
+/* ---- handles, timers, writes ---- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  fl_client_t *c = h->data;
+  if (--c->handles > 0) return;
+  fl_http_head_free(&c->head);
+  fl_http_head_free(&c->up_head);
+  fl_buf_free(&c->inbuf);
+  fl_buf_free(&c->ex.pending);
+  fl_buf_free(&c->ex.body);
+  fl_worker_t *w = c->w;
+  free(c);
+  fl_worker_maybe_stop(w);
+}
+
+void fl_client_close(fl_client_t *c) {
+  if (c->closing) return;
+  c->closing = true;
+  if (c->ex.active || c->ex.up) fl_exchange_abort(c);
+  if (c->ex.conf) {
+    fl_conf_unref(c->ex.conf);
+    c->ex.conf = NULL;
+  }
+  if (c->prev) c->prev->next = c->next;
+  else c->w->clients = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->w->n_clients--;
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_timer(uv_timer_t *t);
+
+void fl_client_timer(fl_client_t *c, fl_timer_state_t what, uint32_t ms) {
+  c->tstate = what;
+  if (what == FL_T_NONE) uv_timer_stop(&c->timer);
+  else uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+typedef struct {
+  uv_write_t req;
+  fl_client_t *c;
+  size_t len;
+  char data[];
+} client_wreq_t;
+
+static void on_client_written(uv_write_t *req, int status) {
+  client_wreq_t *wr = (client_wreq_t *)req;
+  fl_client_t *c = wr->c;
+  c->out_queued -= wr->len;
+  free(wr);
+  if (c->closing) return;
+  if (status < 0) {
+    fl_client_close(c);
+    return;
+  }
+  if (c->out_queued == 0 && c->close_after_write) {
+    fl_client_close(c);
+    return;
+  }
+  if (c->ex.up_paused && c->out_queued < FL_LOW_WATER) fl_exchange_resume_upstream(c);
+}
+
+/* Writes what the socket takes now and queues a copy of the rest. */
+void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
+  if (c->closing) return;
+  size_t total = 0, skip = 0;
+  for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+  if (total == 0) return;
+  if (c->out_queued == 0) {
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (rc < 0 && rc != UV_EAGAIN) {
+      fl_client_close(c);
+      return;
+    }
+    skip = rc > 0 ? (size_t)rc : 0;
+    if (skip == total) return;
+  }
+  client_wreq_t *wr = malloc(sizeof *wr + total - skip);
+  if (!wr) {
+    fl_client_close(c);
+    return;
+  }
+  size_t off = 0;
+  for (unsigned i = 0; i < n; i++) {
+    size_t take = bufs[i].len;
+    const char *src = bufs[i].base;
+    if (skip >= take) {
+      skip -= take;
+      continue;
+    }
+    memcpy(wr->data + off, src + skip, take - skip);
+    off += take - skip;
+    skip = 0;
+  }
+  wr->c = c;
+  wr->len = off;
+  c->out_queued += off;
+  uv_buf_t b = uv_buf_init(wr->data, (unsigned)off);
+  uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_client_written);
+}
+
+/* ---- error answers ---- */
+
+static void json_escape_into(char *dst, size_t cap, const char *src) {
+  size_t j = 0;
+  for (size_t i = 0; src[i] && j + 2 < cap; i++) {
+    unsigned char ch = (unsigned char)src[i];
+    if (ch == '"' || ch == '\\') dst[j++] = '\\';
+    dst[j++] = ch < 0x20 ? ' ' : (char)ch;
+  }
+  dst[j] = '\0';
+}
+
+void fl_client_error(fl_client_t *c, int status, const char *type, const char *fmt, ...) {
+  fl_exchange_t *ex = &c->ex;
+  if (ex->active && ex->up) fl_exchange_abort(c);
+  if (ex->resp_started || c->closing) {   /* too late for a status: cut the connection */
+    fl_client_close(c);
+    return;
+  }
+  char msg[300], esc[400], body[600], head[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  json_escape_into(esc, sizeof esc, msg);
+  int blen = snprintf(body, sizeof body, "{\"error\":{\"type\":\"%s\",\"message\":\"%s\",\"code\":%d}}\n",
+                      type, esc, status);
+  if (!ex->req_done || status < 500) c->keepalive = false;
+  int hlen = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                      "x-request-id: %s\r\n%s\r\n",
+                      status, fl_http_reason(status), blen, ex->request_id[0] ? ex->request_id : "-",
+                      c->keepalive ? "" : "connection: close\r\n");
+  uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hlen), uv_buf_init(body, (unsigned)blen)};
+  ex->status = status;
+  ex->resp_started = true;
+  fl_client_write(c, bufs, 2);
+  ex->resp_done = true;
+  fl_exchange_finished(c);
+}
+
+/* ---- the request, as routing sees it ---- */
+
+static const char *view_header(void *ctx, const char *lname, size_t *len) {
+  fl_client_t *c = ctx;
+  return fl_http_head_get(&c->head, lname, len);
+}
+
+static const char *view_country(void *ctx) {
+  fl_client_t *c = ctx;
+  const fl_conf_t *conf = c->ex.conf;
+  if (c->country_state == 0) {
+    size_t len = 0;
+    const char *v = conf->geoip_header && c->trusted ? fl_http_head_get(&c->head, conf->geoip_header, &len) : NULL;
+    c->country_state = -1;
+    if (v && len == 2) {
+      for (int i = 0; i < 2; i++) c->country[i] = (char)(v[i] >= 'a' && v[i] <= 'z' ? v[i] - 32 : v[i]);
+      c->country[2] = '\0';
+      c->country_state = 1;
+    } else if (conf->geo && fl_geo_country(conf->geo, (struct sockaddr *)&c->peer, c->country)) {
+      c->country_state = 1;
+    }
+  }
+  return c->country_state == 1 ? c->country : NULL;
+}
+
+static void split_url(const fl_client_t *c, const char **path, size_t *path_len, const char **q, size_t *q_len) {
+  const char *url = c->head.buf + c->head.url_off;
+  size_t n = c->head.url_len, i = 0;
+  if (n && url[0] != '/') {        /* absolute-form: skip scheme://authority */
+    const char *s = memchr(url, '/', n);
+    if (s && s + 1 < url + n && s[1] == '/') s = memchr(s + 2, '/', (size_t)(url + n - s - 2));
+    i = s ? (size_t)(s - url) : n;
+  }
+  const char *qm = memchr(url + i, '?', n - i);
+  *path = url + i;
+  *path_len = qm ? (size_t)(qm - url) - i : n - i;
+  *q = qm ? qm + 1 : "";
+  *q_len = qm ? (size_t)(url + n - qm - 1) : 0;
+}
+
+static bool has_body(const fl_exchange_t *ex) {
+  return ex->chunked_req || (ex->content_length && ex->content_length != UINT64_MAX);
+}
+
+static int decide(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  fl_req_view_t v = {.peer = (struct sockaddr *)&c->peer, .trusted = c->trusted, .worker = c->w->id,
+                     .header = view_header, .country = view_country, .ctx = c,
+                     .has_body = has_body(ex)};
+  split_url(c, &v.path, &v.path_len, &v.query, &v.query_len);
+  if (ex->inspect) {
+    v.body = ex->body.data ? ex->body.data : "";
+    v.body_len = ex->body.len;
+    v.body_complete = ex->req_done;
+  }
+  return fl_router_decide(ex->route, &v, fl_worker_rand(c->w), &ex->decision);
+}
+
+/* ---- building the upstream request ---- */
+
+static bool sane_request_id(const char *v, size_t len) {
+  if (len == 0 || len > 64) return false;
+  for (size_t i = 0; i < len; i++) {
+    char ch = v[i];
+    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.' || ch == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+static void set_request_id(fl_client_t *c) {
+  size_t len;
+  const char *v = fl_http_head_get(&c->head, "x-request-id", &len);
+  if (v && sane_request_id(v, len)) {
+    memcpy(c->ex.request_id, v, len);
+    c->ex.request_id[len] = '\0';
+    return;
+  }
+  snprintf(c->ex.request_id, sizeof c->ex.request_id, "%08x%08x%08x%08x", fl_worker_rand(c->w),
+           fl_worker_rand(c->w), fl_worker_rand(c->w), fl_worker_rand(c->w));
+}
+
+static int append_str(fl_buf_t *b, const char *s) { return fl_buf_append(b, s, strlen(s)); }
+
+static int build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
+  fl_exchange_t *ex = &c->ex;
+  fl_buf_t *b = &ex->pending;
+  const fl_http_head_t *h = &c->head;
+  int rc = append_str(b, http_method_str((enum http_method)c->parser.method));
+  rc |= fl_buf_append(b, " ", 1);
+  rc |= fl_buf_append(b, h->buf + h->url_off, h->url_len);
+  rc |= append_str(b, " HTTP/1.1\r\n");
+  size_t xff_len = 0;
+  const char *xff = fl_http_head_get(h, "x-forwarded-for", &xff_len);
+  for (uint32_t i = 0; i < h->n; i++) {
+    const fl_hdr_t *x = &h->hdrs[i];
+    if (fl_http_is_hop(h, x) || (x->name_len == 6 && memcmp(fl_hdr_name(h, x), "expect", 6) == 0)) continue;
+    rc |= fl_buf_append(b, fl_hdr_name(h, x), x->name_len);
+    rc |= fl_buf_append(b, ": ", 2);
+    rc |= fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
+    rc |= fl_buf_append(b, "\r\n", 2);
+  }
+  rc |= append_str(b, "x-forwarded-for: ");
+  if (xff) {
+    rc |= fl_buf_append(b, xff, xff_len);
+    rc |= fl_buf_append(b, ", ", 2);
+  }
+  rc |= fl_buf_printf(b, "%s\r\nx-request-id: %s\r\n", c->peer_ip, ex->request_id);
+  if (chunked) rc |= append_str(b, "transfer-encoding: chunked\r\n");
+  else if (body_len != UINT64_MAX) rc |= fl_buf_printf(b, "content-length: %llu\r\n", (unsigned long long)body_len);
+  rc |= fl_buf_append(b, "\r\n", 2);
+  return rc ? FL_ENOMEM : 0;
+}
+
+/* Replaces the body's top-level "model" string with the variant's model name. */
+static int rewrite_model(fl_exchange_t *ex, const char *model) {
+  fl_json_span_t span;
+  if (!ex->body.len || fl_json_top_field(ex->body.data, ex->body.len, "model", &span) != 0 || !span.is_string)
+    return 0;
+  fl_buf_t out = {0};
+  int rc = fl_buf_append(&out, ex->body.data, span.start);
+  rc |= append_str(&out, model);
+  rc |= fl_buf_append(&out, ex->body.data + span.start + span.len, ex->body.len - span.start - span.len);
+  if (rc) {
+    fl_buf_free(&out);
+    return FL_ENOMEM;
+  }
+  fl_buf_free(&ex->body);
+  ex->body = out;
+  return 0;
+}
+
+/* The variant is chosen: build the head (and body, when it was collected) and go upstream. */
+static void dispatch(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
+  ex->decided = true;
+  int rc;
+  if (ex->inspect && ex->req_done) {
+    if (v->model) rc = rewrite_model(ex, v->model);
+    else rc = 0;
+    rc |= build_head(c, ex->body.len, false);
+    rc |= fl_buf_append(&ex->pending, ex->body.data, ex->body.len);
+  } else {
+    rc = build_head(c, ex->content_length, ex->chunked_req);
+    if (ex->inspect) fl_exchange_body(c, ex->body.data, ex->body.len);
+  }
+  ex->inspect = false;
+  fl_buf_free(&ex->body);
+  if (rc) {
+    fl_client_error(c, 500, "internal_error", "out of memory");
+    return;
+  }
+  fl_exchange_start(c);
+}
+
+/* ---- parser callbacks ---- */
+
+#define CLIENT(p) ((fl_client_t *)(p)->data)
+
+static int fail(fl_client_t *c, int status) {
+  c->error_status = status;
+  return -1;
+}
+
+static int on_message_begin(http_parser *p) {
+  fl_client_t *c = CLIENT(p);
+  fl_http_head_reset(&c->head);
+  fl_exchange_t *ex = &c->ex;
+  fl_buf_free(&ex->pending);
+  fl_buf_free(&ex->body);
+  memset(ex, 0, sizeof *ex);
+  ex->start_ns = fl_now_ns();
+  c->country_state = 0;
+  c->reading_head = true;
+  if (c->tstate != FL_T_HEADER) fl_client_timer(c, FL_T_HEADER, c->w->conf->timeouts.header_ms);
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  int st = fl_http_head_url(&CLIENT(p)->head, at, len);
+  return st ? fail(CLIENT(p), st == 431 ? 414 : st) : 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  int st = fl_http_head_field(&CLIENT(p)->head, at, len);
+  return st ? fail(CLIENT(p), st) : 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  int st = fl_http_head_value(&CLIENT(p)->head, at, len);
+  return st ? fail(CLIENT(p), st) : 0;
+}
+
+static const char *host_of(fl_client_t *c, size_t *len) {
+  const char *h = fl_http_head_get(&c->head, "host", len);
+  if (!h) {
+    *len = 0;
+    return "";
+  }
+  const char *colon = h[0] == '[' ? NULL : memchr(h, ':', *len);
+  if (colon) *len = (size_t)(colon - h);
+  return h;
+}
+
+static int route_request(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  size_t host_len, path_len, q_len;
+  const char *host = host_of(c, &host_len), *path, *q;
+  split_url(c, &path, &path_len, &q, &q_len);
+  ex->route = fl_router_match(ex->conf, host, host_len, path, path_len);
+  if (!ex->route) {
+    fl_client_error(c, 404, "not_found", "no route for %.*s", (int)FL_MIN(path_len, 200), path);
+    return 0;
+  }
+  int need_body = decide(c);
+  bool rewrite = need_body != 1 && ex->route->variant[ex->decision.variant].model;
+  if (has_body(ex) && (need_body == 1 || rewrite)) {
+    ex->inspect = true;           /* collect the body first; dispatch when it is complete */
+    ex->decided = need_body != 1;
+    return 0;
+  }
+  dispatch(c);
+  return 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+  fl_client_t *c = CLIENT(p);
+  fl_exchange_t *ex = &c->ex;
+  c->reading_head = false;
+  int st = fl_http_check_framing(&c->head);
+  if (st) return fail(c, st);
+  if (p->flags & F_UPGRADE || p->upgrade) return fail(c, 400);
+  ex->active = true;
+  ex->conf = c->w->conf;
+  fl_conf_ref(ex->conf);
+  ex->chunked_req = (p->flags & F_CHUNKED) != 0;
+  ex->content_length = (p->flags & F_CONTENTLENGTH) ? p->content_length : UINT64_MAX;
+  ex->head_req = p->method == HTTP_HEAD;
+  c->keepalive = http_should_keep_alive(p) && !c->w->draining;
+  set_request_id(c);
+  fl_client_timer(c, FL_T_BODY, ex->conf->timeouts.idle_ms);
+  if (ex->content_length != UINT64_MAX && ex->content_length > ex->conf->limits.body_bytes) {
+    fl_client_error(c, 413, "request_too_large", "request body of %llu bytes exceeds the limit of %llu",
+                    (unsigned long long)ex->content_length, (unsigned long long)ex->conf->limits.body_bytes);
+    return 0;
+  }
+  return route_request(c);
+}
+
+static void inspect_body(fl_client_t *c, const char *at, size_t len) {
+  fl_exchange_t *ex = &c->ex;
+  const fl_conf_t *conf = ex->conf;
+  if (fl_buf_append(&ex->body, at, len) != 0) {
+    fl_client_error(c, 500, "internal_error", "out of memory");
+    return;
+  }
+  if (ex->body.len <= conf->limits.inspect_body_bytes) return;
+  if (!ex->decided) decide(c);             /* a partial body: the key may still be early in it */
+  if (ex->route->variant[ex->decision.variant].model) {
+    fl_client_error(c, 413, "request_too_large",
+                    "body over %u bytes cannot have its model rewritten (limits.inspect_body_bytes)",
+                    conf->limits.inspect_body_bytes);
+    return;
+  }
+  dispatch(c);
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  fl_client_t *c = CLIENT(p);
+  fl_exchange_t *ex = &c->ex;
+  if (!ex->active || ex->resp_done) return 0;   /* answered early (error): discard */
+  ex->body_bytes += len;
+  if (ex->body_bytes > ex->conf->limits.body_bytes) {
+    fl_client_error(c, 413, "request_too_large", "request body exceeds the limit of %llu bytes",
+                    (unsigned long long)ex->conf->limits.body_bytes);
+    return 0;
+  }
+  if (ex->inspect) inspect_body(c, at, len);
+  else fl_exchange_body(c, at, len);
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  fl_client_t *c = CLIENT(p);
+  fl_exchange_t *ex = &c->ex;
+  ex->req_done = true;
+  http_parser_pause(p, 1);
+  if (!ex->active || ex->resp_done) return 0;
+  if (ex->inspect) {
+    if (!ex->decided) decide(c);
+    dispatch(c);
+  } else if (ex->chunked_req) {
+    fl_exchange_body(c, NULL, 0);
+  }
+  return 0;
+}
+
+/* ---- reading and the request loop ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  fl_client_t *c = h->data;
+  buf->base = c->w->read_buf;
+  buf->len = sizeof c->w->read_buf;
+}
+
+static void answer_parse_error(fl_client_t *c) {
+  enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+  int status = c->error_status ? c->error_status : e == HPE_HEADER_OVERFLOW ? 431 : 400;
+  c->keepalive = false;
+  if (c->ex.active && c->ex.resp_started) {
+    fl_client_close(c);
+    return;
+  }
+  c->ex.active = true;
+  if (status == 431)
+    fl_client_error(c, 431, "request_too_large", "request head exceeds limits.header_bytes or limits.headers");
+  else if (status == 414)
+    fl_client_error(c, 414, "request_too_large", "request URL exceeds limits.header_bytes");
+  else
+    fl_client_error(c, 400, "invalid_request", "malformed HTTP request: %s", http_errno_description(e));
+}
+
+/* Parses data; keeps what a pipelined request left unparsed in inbuf. */
+static void feed(fl_client_t *c, const char *data, size_t len) {
+  c->in_parse = true;
+  size_t done = http_parser_execute(&c->parser, &request_settings, data, len);
+  c->in_parse = false;
+  if (c->closing) return;
+  enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+  if (e != HPE_OK && e != HPE_PAUSED) {
+    answer_parse_error(c);
+    return;
+  }
+  if (done < len && fl_buf_append(&c->inbuf, data + done, len - done) != 0) fl_client_close(c);
+}
+
+/* Runs the pipelined requests whose bytes are here, one at a time, each after the previous
+ * one is answered. */
+static void pump(fl_client_t *c) {
+  while (!c->closing && !c->ex.active && !c->in_parse) {
+    http_parser_pause(&c->parser, 0);
+    if (!c->inbuf.len) break;
+    fl_buf_t in = c->inbuf;
+    c->inbuf = (fl_buf_t){0};
+    feed(c, in.data, in.len);
+    fl_buf_free(&in);
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  fl_client_t *c = s->data;
+  if (n == 0) return;
+  if (n < 0) {            /* the client is gone: an exchange in flight is cancelled */
+    fl_client_close(c);
+    return;
+  }
+  if (c->inbuf.len || HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
+    if (fl_buf_append(&c->inbuf, buf->base, (size_t)n) != 0) fl_client_close(c);
+    else if (c->inbuf.len > FL_LOW_WATER) {
+      uv_read_stop(s);
+      c->read_paused = true;
+    }
+    return;
+  }
+  feed(c, buf->base, (size_t)n);
+  pump(c);     /* an answer given synchronously (an error) lets the next request run */
+}
+
+void fl_client_pause_reading(fl_client_t *c, bool pause) {
+  if (c->closing || pause == c->read_paused) return;
+  c->read_paused = pause;
+  if (pause) uv_read_stop((uv_stream_t *)&c->tcp);
+  else uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void fl_exchange_finished(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  if (ex->up) fl_exchange_abort(c);
+  ex->active = false;
+  if (ex->conf) {
+    fl_conf_unref(ex->conf);
+    ex->conf = NULL;
+  }
+  fl_buf_free(&ex->pending);
+  fl_buf_free(&ex->body);
+  if (!ex->req_done || !c->keepalive || c->w->draining) {
+    if (c->out_queued == 0) fl_client_close(c);
+    else c->close_after_write = true;
+    return;
+  }
+  fl_client_timer(c, FL_T_KEEPALIVE, c->w->conf->timeouts.idle_ms);
+  fl_client_pause_reading(c, false);
+  pump(c);
+}
+
+static void on_timer(uv_timer_t *t) {
+  fl_client_t *c = t->data;
+  switch (c->tstate) {
+  case FL_T_HEADER:
+    if (!c->reading_head && !c->ex.active) fl_client_close(c);
+    else fl_client_error(c, 408, "timeout", "request head not received within %u ms", c->w->conf->timeouts.header_ms);
+    break;
+  case FL_T_BODY:
+    fl_client_error(c, 408, "timeout", "request body stalled for %u ms", c->w->conf->timeouts.idle_ms);
+    break;
+  case FL_T_KEEPALIVE:
+    fl_client_close(c);
+    break;
+  case FL_T_CONNECT:
+  case FL_T_FIRST_BYTE:
+  case FL_T_UP_IDLE:
+    fl_exchange_timeout(c);
+    break;
+  case FL_T_NONE:
+    break;
+  }
+}
+
+/* ---- accept and drain ---- */
+
+static int client_init(fl_worker_t *w, fl_client_t *c) {
+  c->w = w;
+  const fl_conf_t *conf = w->conf;
+  if (fl_http_head_init(&c->head, conf->limits.header_bytes, conf->limits.headers) != 0) return FL_ENOMEM;
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  uv_tcp_init(&w->loop, &c->tcp);
+  uv_timer_init(&w->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->handles = 2;
+  c->next = w->clients;
+  if (w->clients) w->clients->prev = c;
+  w->clients = c;
+  w->n_clients++;
+  return 0;
+}
+
+void fl_proxy_accept(fl_worker_t *w) {
+  fl_client_t *c = calloc(1, sizeof *c);
+  if (!c || client_init(w, c) != 0) {
+    if (c) fl_http_head_free(&c->head);
+    free(c);
+    return;
+  }
+  if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+    fl_client_close(c);
+    return;
+  }
+  int len = sizeof c->peer;
+  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
+  uv_tcp_nodelay(&c->tcp, 1);
+  fl_addr_ntop((struct sockaddr *)&c->peer, c->peer_ip, sizeof c->peer_ip);
+  c->trusted = fl_cidr_any(w->conf->trusted, w->conf->n_trusted, (struct sockaddr *)&c->peer);
+  fl_client_timer(c, FL_T_HEADER, w->conf->timeouts.header_ms);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void fl_proxy_drain(fl_worker_t *w) {
+  fl_client_t *c = w->clients;
+  while (c) {
+    fl_client_t *next = c->next;
+    if (!c->ex.active && !c->reading_head) fl_client_close(c);
+    c = next;
+  }
+}
+
+void fl_proxy_close_all(fl_worker_t *w) {
+  while (w->clients) fl_client_close(w->clients);
+}

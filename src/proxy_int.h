@@ -1,0 +1,105 @@
+/* proxy_int.h — state shared by the two halves of the data path: proxy.c (client side) and
+ * exchange.c (upstream side). Not for other modules. Worker thread only. */
+#ifndef FL_PROXY_INT_H
+#define FL_PROXY_INT_H
+
+#include "http.h"
+#include "proxy.h"
+#include "router.h"
+
+typedef enum {
+  FL_T_NONE,
+  FL_T_HEADER,        /* reading a request head: 408 */
+  FL_T_KEEPALIVE,     /* between requests: close quietly */
+  FL_T_BODY,          /* reading a request body: 408 */
+  FL_T_CONNECT,       /* upstream connect: retry or 504 */
+  FL_T_FIRST_BYTE,    /* upstream response head: 504 */
+  FL_T_UP_IDLE,       /* upstream silent mid-response: 504 or abort */
+} fl_timer_state_t;
+
+typedef enum { FL_FRAME_NONE, FL_FRAME_LENGTH, FL_FRAME_CHUNKED, FL_FRAME_CLOSE } fl_frame_t;
+
+/* One request/response exchange; lives inside its client connection, reset per request. */
+typedef struct fl_exchange {
+  bool active;                  /* head complete, answer not finished */
+  bool req_done;                /* the client's request is completely read */
+  bool resp_started;            /* the answer's head went to the client */
+  bool resp_done;
+  bool decided;                 /* variant chosen, head built */
+  bool inspect;                 /* collecting the body (json: key, model rewrite) */
+  bool whole_body;              /* forward the inspected body with a Content-Length */
+  bool chunked_req;             /* the client's body is chunked; forwarded chunked */
+  bool head_req;
+  bool retain;                  /* `pending` keeps everything sent, for one retry */
+  bool retried;
+  bool up_paused;               /* upstream reading stopped: client is slow */
+  bool up_keepalive;
+  bool up_ready;                /* connected; pending was flushed */
+  bool up_got_bytes;            /* the backend has sent something */
+  bool interim;                 /* a 1xx response is being skipped */
+  fl_conf_t *conf;              /* reference held for the exchange */
+  const fl_route_t *route;
+  fl_decision_t decision;
+  fl_backend_t *backend;
+  fl_upconn_t *up;
+  uint64_t content_length;      /* of the client request, UINT64_MAX when none */
+  uint64_t body_bytes;
+  fl_buf_t pending;             /* head + body waiting for (or retained for) the upstream */
+  size_t flushed;               /* bytes of `pending` already written upstream */
+  fl_buf_t body;                /* inspected body */
+  http_parser up_parser;
+  fl_frame_t frame;
+  int status;
+  uint64_t start_ns;
+  char request_id[72];
+} fl_exchange_t;
+
+typedef struct fl_client {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  fl_worker_t *w;
+  struct fl_client *prev, *next;
+  http_parser parser;
+  fl_http_head_t head;
+  fl_http_head_t up_head;       /* the upstream response's head, allocated on first use */
+  struct sockaddr_storage peer;
+  char peer_ip[48];
+  bool trusted;
+  int handles;                  /* open libuv handles; freed at 0 */
+  bool closing;
+  bool keepalive;               /* the current request allows another after it */
+  bool in_parse;                /* inside http_parser_execute on the client side */
+  bool reading_head;            /* between a request's first byte and its complete head */
+  bool read_paused;
+  bool close_after_write;
+  int error_status;             /* set by a parser callback that wants this status answered */
+  fl_timer_state_t tstate;
+  size_t out_queued;            /* bytes waiting in libuv's write queue to the client */
+  size_t up_queued;             /* same, to the upstream */
+  fl_buf_t inbuf;               /* bytes read but not parsed yet (pipelining) */
+  char country[3];
+  int country_state;            /* 0 unknown yet, 1 known, -1 none */
+  fl_exchange_t ex;
+} fl_client_t;
+
+#define FL_HIGH_WATER (1u << 20)
+#define FL_LOW_WATER (256u << 10)
+#define FL_RETAIN_MAX (64u << 10)
+
+/* proxy.c */
+void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n);
+void fl_client_close(fl_client_t *c);
+void fl_client_timer(fl_client_t *c, fl_timer_state_t what, uint32_t ms);
+void fl_client_error(fl_client_t *c, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void fl_exchange_finished(fl_client_t *c);    /* answer complete: next request or close */
+void fl_client_pause_reading(fl_client_t *c, bool pause);   /* back-pressure from the upstream */
+
+/* exchange.c */
+void fl_exchange_start(fl_client_t *c);        /* variant chosen, head in pending: go upstream */
+void fl_exchange_body(fl_client_t *c, const char *data, size_t len);   /* framed for upstream */
+void fl_exchange_abort(fl_client_t *c);        /* drop the upstream side (client gone, error) */
+void fl_exchange_resume_upstream(fl_client_t *c);
+void fl_exchange_timeout(fl_client_t *c);      /* the timer fired in an upstream state */
+
+#endif

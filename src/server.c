@@ -1,0 +1,237 @@
+/* server.c — process lifecycle: load the config, start one worker thread per core (each with
+ * its own loop and SO_REUSEPORT listener), run the control loop on the main thread (signals,
+ * reload, admin listener) and drain on SIGTERM. */
+#include "server.h"
+#include "admin.h"
+#include "geo.h"
+#include "httpd.h"
+#include "proxy.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+typedef struct fl_control {
+  uv_loop_t *loop;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_async_t worker_done;
+  uv_timer_t drain_timer;
+  fl_httpd_t *admin;
+  fl_worker_t *workers;
+  unsigned n_workers;
+  atomic_uint n_running;
+  fl_conf_t *conf;                    /* the control thread's reference to the current snapshot */
+  bool draining;
+} fl_control_t;
+
+static fl_control_t ctl;
+
+/* ---- workers ---- */
+
+static void on_connection(uv_stream_t *listener, int status) {
+  if (status == 0) fl_proxy_accept(listener->data);
+}
+
+static void close_if_open(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void fl_worker_maybe_stop(fl_worker_t *w) {
+  if (!w->draining || w->n_clients > 0) return;
+  fl_pool_close_all(&w->pools);
+  close_if_open((uv_handle_t *)&w->listener);
+  close_if_open((uv_handle_t *)&w->wake);
+}
+
+static void worker_take_conf(fl_worker_t *w) {
+  fl_conf_t *next = atomic_exchange(&w->next_conf, NULL);
+  if (!next) return;
+  fl_conf_unref(w->conf);
+  w->conf = next;
+}
+
+static void on_wake(uv_async_t *a) {
+  fl_worker_t *w = a->data;
+  worker_take_conf(w);
+  int drain = atomic_load(&w->drain);
+  if (drain == 0 || w->draining) {
+    if (drain == 2) goto force;
+    return;
+  }
+  w->draining = true;
+  close_if_open((uv_handle_t *)&w->listener);
+  fl_proxy_drain(w);
+  fl_pool_close_all(&w->pools);
+  fl_worker_maybe_stop(w);
+  if (drain != 2) return;
+force:                                 /* the drain deadline passed: cut what is left */
+  fl_proxy_close_all(w);
+}
+
+static void *worker_main(void *arg) {
+  fl_worker_t *w = arg;
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  fl_pool_close_all(&w->pools);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&w->loop);
+  atomic_fetch_sub(&ctl.n_running, 1);
+  uv_async_send(&ctl.worker_done);
+  return NULL;
+}
+
+static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
+  w->id = id;
+  uv_loop_init(&w->loop);
+  w->loop.data = w;
+  int fd = fl_listen_socket(&conf->listen, true);
+  if (fd < 0) {
+    fprintf(stderr, "fledge: listen %s: %s\n", conf->listen.text, strerror(-fd));
+    return fd;
+  }
+  uv_tcp_init(&w->loop, &w->listener);
+  uv_tcp_open(&w->listener, fd);
+  w->listener.data = w;
+  int rc = uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+  if (rc < 0) {
+    fprintf(stderr, "fledge: listen %s: %s\n", conf->listen.text, uv_strerror(rc));
+    return rc;
+  }
+  uv_async_init(&w->loop, &w->wake, on_wake);
+  w->wake.data = w;
+  fl_conf_ref(conf);
+  w->conf = conf;
+  if (getrandom(&w->rng, sizeof w->rng, 0) != sizeof w->rng) w->rng = fl_now_ns();
+  w->rng ^= (uint64_t)(id + 1) * 0x9E3779B97F4A7C15ull;
+  if (!w->rng) w->rng = 1;
+  return 0;
+}
+
+/* ---- control: reload, drain ---- */
+
+/* Loads path into a snapshot ready for workers: backends bound, GeoIP opened. */
+static int prepare_conf(const char *path, fl_conf_t **out) {
+  char err[512];
+  fl_conf_t *c;
+  int rc = fl_conf_load(path, &c, err, sizeof err);
+  if (rc == 0 && (rc = fl_upstream_bind(c)) != 0) snprintf(err, sizeof err, "%s: too many backends", path);
+  if (rc == 0 && c->geoip_mmdb) rc = fl_geo_open(c->geoip_mmdb, &c->geo, err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "%s\n", err);
+    if (c && rc != FL_EINVAL) fl_conf_unref(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+static void publish(fl_conf_t *c) {
+  for (unsigned i = 0; i < ctl.n_workers; i++) {
+    fl_worker_t *w = &ctl.workers[i];
+    fl_conf_ref(c);
+    fl_conf_t *stale = atomic_exchange(&w->next_conf, c);
+    if (stale) fl_conf_unref(stale);
+    uv_async_send(&w->wake);
+  }
+  fl_conf_t *old = ctl.conf;
+  ctl.conf = c;
+  fl_admin_set_conf(c);
+  fl_conf_unref(old);
+}
+
+static void reload(void) {
+  fl_conf_t *c;
+  if (prepare_conf(ctl.conf->path, &c) != 0) {
+    fl_log("reload of %s failed; still serving the previous config", ctl.conf->path);
+    return;
+  }
+  if (c->workers != ctl.n_workers || strcmp(c->listen.text, ctl.conf->listen.text) != 0)
+    fl_log("reload: workers and listen take effect only at restart");
+  publish(c);
+  fl_log("reloaded %s", c->path);
+}
+
+static void signal_workers(int drain) {
+  for (unsigned i = 0; i < ctl.n_workers; i++) {
+    atomic_store(&ctl.workers[i].drain, drain);
+    uv_async_send(&ctl.workers[i].wake);
+  }
+}
+
+static void on_drain_deadline(uv_timer_t *t) {
+  fl_log("drain deadline passed; closing remaining connections");
+  signal_workers(2);
+}
+
+static void start_drain(void) {
+  if (ctl.draining) {
+    signal_workers(2);
+    return;
+  }
+  ctl.draining = true;
+  fl_log("draining: no new connections, waiting for requests in flight");
+  if (ctl.admin) fl_httpd_close(ctl.admin);
+  ctl.admin = NULL;
+  signal_workers(1);
+  uv_timer_start(&ctl.drain_timer, on_drain_deadline, ctl.conf->timeouts.drain_ms, 0);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  if (signum == SIGHUP) reload();
+  else start_drain();
+}
+
+/* Sends coalesce, so the count, not the number of wake-ups, says when all workers are done. */
+static void on_worker_done(uv_async_t *a) {
+  if (atomic_load(&ctl.n_running) > 0) return;
+  uv_close((uv_handle_t *)&ctl.sig_term, NULL);
+  uv_close((uv_handle_t *)&ctl.sig_int, NULL);
+  uv_close((uv_handle_t *)&ctl.sig_hup, NULL);
+  uv_close((uv_handle_t *)&ctl.worker_done, NULL);
+  uv_close((uv_handle_t *)&ctl.drain_timer, NULL);
+}
+
+static int control_init(void) {
+  ctl.loop = uv_default_loop();
+  uv_signal_init(ctl.loop, &ctl.sig_term);
+  uv_signal_init(ctl.loop, &ctl.sig_int);
+  uv_signal_init(ctl.loop, &ctl.sig_hup);
+  uv_signal_start(&ctl.sig_term, on_signal, SIGTERM);
+  uv_signal_start(&ctl.sig_int, on_signal, SIGINT);
+  uv_signal_start(&ctl.sig_hup, on_signal, SIGHUP);
+  uv_async_init(ctl.loop, &ctl.worker_done, on_worker_done);
+  uv_timer_init(ctl.loop, &ctl.drain_timer);
+  fl_admin_set_conf(ctl.conf);
+  int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, &ctl.admin);
+  if (rc < 0) fprintf(stderr, "fledge: admin listen %s: %s\n", ctl.conf->admin_listen.text, uv_strerror(rc));
+  return rc;
+}
+
+int fl_server_run(const char *conf_path) {
+  signal(SIGPIPE, SIG_IGN);
+  if (prepare_conf(conf_path, &ctl.conf) != 0) return 1;
+  ctl.n_workers = ctl.conf->workers;
+  ctl.workers = calloc(ctl.n_workers, sizeof *ctl.workers);
+  if (!ctl.workers) return 1;
+  for (unsigned i = 0; i < ctl.n_workers; i++)
+    if (worker_init(&ctl.workers[i], i, ctl.conf) != 0) return 1;
+  if (control_init() != 0) return 1;
+  atomic_store(&ctl.n_running, ctl.n_workers);
+  for (unsigned i = 0; i < ctl.n_workers; i++)
+    pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
+  fl_log("serving on %s (%u workers), admin on %s, %zu routes", ctl.conf->listen.text, ctl.n_workers,
+         ctl.conf->admin_listen.text, ctl.conf->n_routes);
+  uv_run(ctl.loop, UV_RUN_DEFAULT);
+  for (unsigned i = 0; i < ctl.n_workers; i++) {
+    pthread_join(ctl.workers[i].thread, NULL);
+    fl_conf_unref(ctl.workers[i].conf);
+    fl_conf_t *pending = atomic_exchange(&ctl.workers[i].next_conf, NULL);
+    if (pending) fl_conf_unref(pending);
+    fl_buf_free(&ctl.workers[i].scratch);
+  }
+  fl_log("stopped");
+  free(ctl.workers);
+  fl_conf_unref(ctl.conf);
+  return 0;
+}

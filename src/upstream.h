@@ -1,0 +1,72 @@
+/* upstream.h — backends: their shared health (passive outlier detection) and, per worker,
+ * pools of idle keep-alive connections to them with round-robin choice within a variant. */
+#ifndef FL_UPSTREAM_H
+#define FL_UPSTREAM_H
+
+#include "conf.h"
+#include <stdatomic.h>
+#include <uv.h>
+
+#define FL_MAX_BACKENDS 1024
+#define FL_EJECT_AFTER 5               /* consecutive connect failures or 5xx */
+#define FL_EJECT_BASE_MS 30000u
+#define FL_EJECT_MAX_MS 300000u
+
+/* One backend address, shared by every worker and every snapshot that names it. Created by
+ * fl_upstream_bind, never freed while the process runs (a reload keeps its health). */
+typedef struct fl_backend {
+  fl_addr_t addr;
+  unsigned id;                        /* index for per-worker arrays, < FL_MAX_BACKENDS */
+  atomic_uint fails;                  /* consecutive failures */
+  atomic_uint ejections;              /* ejections since the last success: 30 s × 2^(n-1) */
+  atomic_uint_fast64_t ejected_until_ms;
+} fl_backend_t;
+
+/* Fills every variant's `bound` array from the process-wide registry. Control thread only
+ * (or before workers start). Returns 0, FL_ENOMEM or FL_ELIMIT (too many backends). */
+int fl_upstream_bind(fl_conf_t *c);
+
+/* Health: any thread, lock-free. */
+bool fl_backend_available(fl_backend_t *b, uint64_t now_ms);
+/* ok=false for a connect failure or a 5xx; returns true when this report ejected it. */
+bool fl_backend_report(fl_backend_t *b, bool ok, uint64_t now_ms);
+
+/* An upstream connection. Owned by the worker's pool while idle, by the proxy while in use. */
+typedef struct fl_upconn {
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  fl_backend_t *backend;
+  struct fl_pools *pools;             /* of the worker whose loop it lives on */
+  struct fl_upconn *next;             /* pool list */
+  void *owner;                        /* the proxy exchange using it; NULL when idle */
+  unsigned requests;                  /* served so far: >0 means it is a reused connection */
+  bool closing;
+} fl_upconn_t;
+
+/* Per-worker pools: idle connections by backend id, round-robin cursors. Worker thread only. */
+typedef struct fl_pools {
+  char discard[256];                  /* bytes read on idle connections land here */
+  fl_upconn_t *idle[FL_MAX_BACKENDS];
+  uint16_t n_idle[FL_MAX_BACKENDS];
+  uint32_t rr[FL_MAX_BACKENDS];
+} fl_pools_t;
+
+/* Next backend of the variant in round-robin order that is not ejected and is not `avoid`;
+ * NULL when none is available. */
+fl_backend_t *fl_upstream_pick(fl_pools_t *p, const fl_variant_conf_t *v, const fl_backend_t *avoid,
+                               uint64_t now_ms);
+
+/* An idle connection to b (its reading is stopped and owner cleared), or NULL. */
+fl_upconn_t *fl_pool_take(fl_pools_t *p, fl_backend_t *b);
+
+/* Returns a healthy connection to the pool (it keeps reading to notice the backend closing it);
+ * closes it instead when the pool for that backend is full. */
+void fl_pool_put(fl_pools_t *p, fl_upconn_t *u);
+
+/* Closes u (removing it from the pool if it is idle there) and frees it in the close callback. */
+void fl_upconn_close(fl_pools_t *p, fl_upconn_t *u);
+
+/* Closes every idle connection (drain, shutdown). */
+void fl_pool_close_all(fl_pools_t *p);
+
+#endif

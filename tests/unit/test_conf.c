@@ -1,0 +1,488 @@
+/* test_conf.c — specification of the configuration loader: what a valid file turns
+ * into, and the exact FILE:LINE:COL message each kind of mistake produces. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "conf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char EXAMPLE[] =
+  "listen: 127.0.0.1:8080\n"
+  "workers: auto\n"
+  "admin:\n"
+  "  listen: 127.0.0.1:9090\n"
+  "trusted_cidrs: [127.0.0.0/8]\n"
+  "geoip: { mmdb: /path/x.mmdb, header: CF-IPCountry }\n"
+  "timeouts: { connect: 2s, header: 10s, first_byte: 60s, idle: 60s, drain: 30s }\n"
+  "limits: { header_bytes: 65536, headers: 100, body_bytes: 104857600, inspect_body_bytes: 1048576 }\n"
+  "response_headers: true\n"
+  "routes:\n"
+  "  - name: chat\n"
+  "    match: { path_prefix: /v1/, host: API.example.com }\n"
+  "    user_key: [header:X-User-Id, json:user, cookie:uid, query:uid, ip]\n"
+  "    salt: chat-2024\n"
+  "    segment_header: X-User-Segment\n"
+  "    stable:\n"
+  "      version: v1\n"
+  "      model: llama-3-8b        # optional\n"
+  "      backends: [127.0.0.1:9001]\n"
+  "    canary:\n"
+  "      version: v2\n"
+  "      backends: [127.0.0.1:9002, \"[::1]:9003\"]\n"
+  "      weight: 20\n"
+  "    rules:\n"
+  "      - match: { header: { X-Version: v2 } }\n"      /* line 25 */
+  "        variant: canary\n"
+  "      - match: { header_regex: { user-agent: \"^beta-\" }, cidr: [10.0.0.0/8] }\n"
+  "        variant: stable\n"
+  "      - match: { cookie: { canary: \"1\" } }\n"
+  "        variant: canary\n"
+  "      - match: { query: { v: \"2\" } }\n"
+  "        variant: canary\n"
+  "      - match: { country: [de, FR] }\n"
+  "        variant: canary\n"
+  "      - match: { segment: [beta, staff] }\n"
+  "        variant: canary\n";
+
+/* The smallest valid route, used as the base of most cases below (lines 1-3). */
+#define ROUTE "routes:\n  - name: r\n    stable: { version: v1, backends: [127.0.0.1:9001] }\n"
+
+static fl_conf_t *parse_ok(const char *yaml) {
+  char err[512] = "";
+  fl_conf_t *c = NULL;
+  int rc = fl_conf_parse("t.yaml", yaml, strlen(yaml), &c, err, sizeof err);
+  if (rc != 0) fail_msg("expected the config to load, got %d: %s", rc, err);
+  assert_non_null(c);
+  return c;
+}
+
+/* The message must be exactly "t.yaml:LINE:COL: " followed by text starting with `message`. */
+static void expect_error_at(const char *yaml, const char *where, const char *message) {
+  char err[512] = "", want[512];
+  fl_conf_t *c = (fl_conf_t *)0x1;
+  int rc = fl_conf_parse("t.yaml", yaml, strlen(yaml), &c, err, sizeof err);
+  snprintf(want, sizeof want, "t.yaml:%s: %s", where, message);
+  if (rc != FL_EINVAL || strncmp(err, want, strlen(want)) != 0)
+    fail_msg("wanted rc %d and \"%s...\"\n   got rc %d and \"%s\"\nfor\n%s", FL_EINVAL, want, rc, err, yaml);
+  assert_null(c);
+}
+
+static const fl_cond_t *cond(const fl_route_t *r, size_t rule, size_t i) {
+  assert_true(rule < r->n_rules);
+  assert_true(i < r->rules[rule].n_conds);
+  return &r->rules[rule].conds[i];
+}
+
+/* ---------- what a valid file turns into ---------- */
+
+static void example_top_level(void **state) {
+  fl_conf_t *c = parse_ok(EXAMPLE);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  assert_int_equal(atomic_load(&c->refs), 1);
+  assert_string_equal(c->path, "t.yaml");
+  assert_string_equal(c->listen.text, "127.0.0.1:8080");
+  assert_string_equal(c->admin_listen.text, "127.0.0.1:9090");
+  assert_int_equal(c->workers, cpus < 1 ? 1 : cpus > FL_MAX_WORKERS ? FL_MAX_WORKERS : cpus);
+  assert_int_equal(c->n_trusted, 1);
+  assert_int_equal(c->trusted[0].family, AF_INET);
+  assert_int_equal(c->trusted[0].prefix, 8);
+  assert_string_equal(c->geoip_mmdb, "/path/x.mmdb");
+  assert_string_equal(c->geoip_header, "cf-ipcountry");
+  assert_int_equal(c->timeouts.connect_ms, 2000);
+  assert_int_equal(c->timeouts.header_ms, 10000);
+  assert_int_equal(c->timeouts.first_byte_ms, 60000);
+  assert_int_equal(c->timeouts.idle_ms, 60000);
+  assert_int_equal(c->timeouts.drain_ms, 30000);
+  assert_int_equal(c->limits.header_bytes, 65536);
+  assert_int_equal(c->limits.headers, 100);
+  assert_int_equal(c->limits.body_bytes, 104857600);
+  assert_int_equal(c->limits.inspect_body_bytes, 1048576);
+  assert_true(c->response_headers);
+  fl_conf_unref(c);
+}
+
+static void example_route(void **state) {
+  fl_conf_t *c = parse_ok(EXAMPLE);
+  const fl_route_t *r = fl_conf_route(c, "chat");
+  assert_non_null(r);
+  assert_null(fl_conf_route(c, "nope"));
+  assert_string_equal(r->host, "api.example.com");
+  assert_string_equal(r->path_prefix, "/v1/");
+  assert_int_equal(r->path_prefix_len, 4);
+  assert_string_equal(r->salt, "chat-2024");
+  assert_string_equal(r->segment_header, "x-user-segment");
+  assert_int_equal(r->n_user_key, 5);
+  assert_int_equal(r->user_key[0].kind, FL_KEY_HEADER);
+  assert_string_equal(r->user_key[0].name, "x-user-id");
+  assert_int_equal(r->user_key[1].kind, FL_KEY_JSON);
+  assert_string_equal(r->user_key[1].name, "user");
+  assert_int_equal(r->user_key[2].kind, FL_KEY_COOKIE);
+  assert_int_equal(r->user_key[3].kind, FL_KEY_QUERY);
+  assert_int_equal(r->user_key[4].kind, FL_KEY_IP);
+  assert_null(r->user_key[4].name);
+  fl_conf_unref(c);
+}
+
+static void example_variants(void **state) {
+  fl_conf_t *c = parse_ok(EXAMPLE);
+  const fl_route_t *r = &c->routes[0];
+  const fl_variant_conf_t *s = &r->variant[FL_STABLE], *k = &r->variant[FL_CANARY];
+  assert_string_equal(s->version, "v1");
+  assert_string_equal(s->model, "llama-3-8b");
+  assert_int_equal(s->n_backends, 1);
+  assert_string_equal(s->backends[0].text, "127.0.0.1:9001");
+  assert_null(s->bound);
+  assert_true(r->has_canary);
+  assert_string_equal(k->version, "v2");
+  assert_null(k->model);
+  assert_int_equal(k->n_backends, 2);
+  assert_string_equal(k->backends[1].text, "[::1]:9003");
+  assert_int_equal(r->canary_weight_bp, 2000);
+  fl_conf_unref(c);
+}
+
+static void example_rules(void **state) {
+  fl_conf_t *c = parse_ok(EXAMPLE);
+  const fl_route_t *r = &c->routes[0];
+  assert_int_equal(r->n_rules, 6);
+  assert_int_equal(r->rules[0].line, 25);
+  assert_int_equal(r->rules[0].variant, FL_CANARY);
+  assert_int_equal(cond(r, 0, 0)->kind, FL_COND_HEADER);
+  assert_string_equal(cond(r, 0, 0)->name, "x-version");
+  assert_string_equal(cond(r, 0, 0)->value, "v2");
+  assert_int_equal(r->rules[1].variant, FL_STABLE);
+  assert_int_equal(r->rules[1].n_conds, 2);
+  assert_int_equal(cond(r, 1, 0)->kind, FL_COND_HEADER_REGEX);
+  assert_non_null(cond(r, 1, 0)->regex);
+  assert_int_equal(regexec(&cond(r, 1, 0)->regex[c->workers - 1], "beta-client/1", 0, NULL, 0), 0);
+  assert_int_not_equal(regexec(&cond(r, 1, 0)->regex[0], "curl/8", 0, NULL, 0), 0);
+  assert_int_equal(cond(r, 1, 1)->kind, FL_COND_CIDR);
+  assert_int_equal(cond(r, 1, 1)->n_cidrs, 1);
+  assert_int_equal(cond(r, 2, 0)->kind, FL_COND_COOKIE);
+  assert_string_equal(cond(r, 2, 0)->value, "1");
+  assert_int_equal(cond(r, 3, 0)->kind, FL_COND_QUERY);
+  assert_string_equal(cond(r, 3, 0)->name, "v");
+  assert_int_equal(cond(r, 4, 0)->kind, FL_COND_COUNTRY);
+  assert_int_equal(cond(r, 4, 0)->n_values, 2);
+  assert_string_equal(cond(r, 4, 0)->values[0], "DE");
+  assert_string_equal(cond(r, 4, 0)->values[1], "FR");
+  assert_int_equal(cond(r, 5, 0)->kind, FL_COND_SEGMENT);
+  assert_string_equal(cond(r, 5, 0)->values[1], "staff");
+  fl_conf_unref(c);
+}
+
+static void defaults_for_a_minimal_file(void **state) {
+  fl_conf_t *c = parse_ok(ROUTE);
+  const fl_route_t *r = &c->routes[0];
+  assert_string_equal(c->listen.text, "127.0.0.1:8080");
+  assert_string_equal(c->admin_listen.text, "127.0.0.1:9090");
+  assert_true(c->workers >= 1 && c->workers <= FL_MAX_WORKERS);
+  assert_int_equal(c->n_trusted, 2);
+  assert_int_equal(c->trusted[0].family, AF_INET);
+  assert_int_equal(c->trusted[0].prefix, 8);
+  assert_int_equal(c->trusted[1].family, AF_INET6);
+  assert_int_equal(c->trusted[1].prefix, 128);
+  assert_null(c->geoip_mmdb);
+  assert_null(c->geoip_header);
+  assert_int_equal(c->timeouts.connect_ms, 2000);
+  assert_int_equal(c->timeouts.drain_ms, 30000);
+  assert_int_equal(c->limits.body_bytes, 104857600);
+  assert_true(c->response_headers);
+  assert_null(r->host);
+  assert_string_equal(r->path_prefix, "/");
+  assert_int_equal(r->path_prefix_len, 1);
+  assert_string_equal(r->salt, "r");
+  assert_string_equal(r->segment_header, "x-user-segment");
+  assert_int_equal(r->n_user_key, 0);
+  assert_int_equal(r->n_rules, 0);
+  assert_false(r->has_canary);
+  assert_int_equal(r->canary_weight_bp, 0);
+  assert_null(r->variant[FL_STABLE].model);
+  fl_conf_unref(c);
+}
+
+static void canary_weight_becomes_basis_points(void **state) {
+  static const struct { const char *weight; uint32_t bp; } cases[] = {
+    {"0", 0}, {"12.5", 1250}, {"33.33", 3333}, {"0.01", 1}, {"100", 10000}, {"100.00", 10000},
+  };
+  for (size_t i = 0; i < FL_ARRAY_LEN(cases); i++) {
+    char yaml[256];
+    snprintf(yaml, sizeof yaml, ROUTE "    canary: { version: v2, backends: [127.0.0.1:9002], weight: %s }\n",
+             cases[i].weight);
+    fl_conf_t *c = parse_ok(yaml);
+    assert_int_equal(c->routes[0].canary_weight_bp, cases[i].bp);
+    fl_conf_unref(c);
+  }
+}
+
+static void workers_number_sizes_regex_copies(void **state) {
+  fl_conf_t *c = parse_ok("workers: 3\n" ROUTE
+                          "    canary: { version: v2, backends: [127.0.0.1:9002] }\n"
+                          "    rules: [{ match: { header_regex: { UA: \"^a|^b\" } }, variant: canary }]\n");
+  assert_int_equal(c->workers, 3);
+  const fl_cond_t *k = cond(&c->routes[0], 0, 0);
+  assert_string_equal(k->name, "ua");
+  for (unsigned i = 0; i < 3; i++) assert_int_equal(regexec(&k->regex[i], "bx", 0, NULL, 0), 0);
+  fl_conf_unref(c);
+}
+
+static void durations_accept_units_and_bare_seconds(void **state) {
+  fl_conf_t *c = parse_ok("timeouts: { connect: 500ms, header: 3, first_byte: 2m, idle: 1h, drain: 1s }\n" ROUTE);
+  assert_int_equal(c->timeouts.connect_ms, 500);
+  assert_int_equal(c->timeouts.header_ms, 3000);
+  assert_int_equal(c->timeouts.first_byte_ms, 120000);
+  assert_int_equal(c->timeouts.idle_ms, 3600000);
+  assert_int_equal(c->timeouts.drain_ms, 1000);
+  fl_conf_unref(c);
+}
+
+static void empty_trusted_list_trusts_nobody(void **state) {
+  fl_conf_t *c = parse_ok("trusted_cidrs: []\nresponse_headers: false\n" ROUTE);
+  assert_int_equal(c->n_trusted, 0);
+  assert_false(c->response_headers);
+  fl_conf_unref(c);
+}
+
+static void snapshot_lives_until_last_reference(void **state) {
+  fl_conf_t *c = parse_ok(ROUTE);
+  fl_conf_ref(c);
+  assert_int_equal(atomic_load(&c->refs), 2);
+  fl_conf_unref(c);
+  assert_string_equal(c->routes[0].name, "r");  /* still alive: valgrind would flag a use after free */
+  fl_conf_unref(c);
+  fl_conf_unref(NULL);
+}
+
+/* ---------- every kind of mistake, with its position ---------- */
+
+static void yaml_syntax_errors_use_libyaml_position(void **state) {
+  expect_error_at("listen: 127.0.0.1:8080\nroutes: [a\n", "3:1", "did not find expected ',' or ']'");
+  expect_error_at("a: b: c\n", "1:5", "mapping values are not allowed");
+  expect_error_at("routes: *nowhere\n", "1:9", "found undefined alias");
+  expect_error_at(ROUTE "---\nlisten: 1\n", "5:1", "only one YAML document is allowed");
+  expect_error_at("", "1:1", "the configuration is empty");
+  expect_error_at("listen: \"\xff\"\n", "1:10", "invalid leading UTF-8 octet");
+}
+
+static void unknown_keys_are_named_with_a_suggestion(void **state) {
+  expect_error_at(ROUTE "    canary: { version: v2, backends: [127.0.0.1:9002], wieght: 20 }\n", "4:56",
+                  "unknown key \"wieght\" in canary (did you mean \"weight\"?)");
+  expect_error_at("lisen: 127.0.0.1:1\n" ROUTE, "1:1", "unknown key \"lisen\" in configuration (did you mean \"listen\"?)");
+  expect_error_at(ROUTE "    stable2: {}\n", "4:5", "unknown key \"stable2\" in route");
+  expect_error_at(ROUTE "    match: { prefix: /v1 }\n", "4:14", "unknown key \"prefix\" in route match");
+  expect_error_at("timeouts: { read: 5s }\n" ROUTE, "1:13", "unknown key \"read\" in timeouts");
+  expect_error_at("limits: { zzzzzzzzzz: 1 }\n" ROUTE, "1:11", "unknown key \"zzzzzzzzzz\" in limits");
+  /* weight belongs to the canary, not the stable */
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [127.0.0.1:9001], weight: 5 }\n",
+                  "3:56", "unknown key \"weight\" in stable");
+}
+
+static void wrong_types_are_reported_where_they_are(void **state) {
+  expect_error_at("- a\n- b\n", "1:1", "the configuration must be a mapping, not a list");
+  expect_error_at("routes: { name: r }\n", "1:9", "routes must be a list, not a mapping");
+  expect_error_at("timeouts: 5\n" ROUTE, "1:11", "timeouts must be a mapping, not a value");
+  expect_error_at("listen: [127.0.0.1:1]\n" ROUTE, "1:9", "listen must be a single value, not a list");
+  expect_error_at("routes:\n  - name: r\n    stable:\n", "3:12", "stable must be a mapping");
+  expect_error_at("routes:\n  - r\n", "2:5", "route must be a mapping");
+  expect_error_at("response_headers: maybe\n" ROUTE, "1:19", "response_headers must be true or false");
+  expect_error_at("{ [a]: 1 }\n", "1:3", "keys in configuration must be plain strings");
+}
+
+static void duplicate_keys_and_route_names(void **state) {
+  expect_error_at("listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n" ROUTE, "2:1", "duplicate key \"listen\" in configuration");
+  expect_error_at(ROUTE "    canary: { version: v2, weight: 1, backends: [127.0.0.1:9], weight: 2 }\n", "4:64",
+                  "duplicate key \"weight\" in canary");
+  expect_error_at(ROUTE "    rules: [{ match: { header: { a: x, a: y } }, variant: stable }]\n", "4:40",
+                  "duplicate key \"a\" in header");
+  expect_error_at(ROUTE "  - name: r\n    stable: { version: v1, backends: [127.0.0.1:9001] }\n", "4:11",
+                  "duplicate route name \"r\"");
+  /* late in a full file: everything built before it, regexes included, is freed */
+  char yaml[4096];
+  snprintf(yaml, sizeof yaml, "%s  - name: chat\n    stable: { version: v1, backends: [127.0.0.1:1] }\n", EXAMPLE);
+  expect_error_at(yaml, "37:11", "duplicate route name \"chat\"");
+}
+
+static void bad_values(void **state) {
+  const char *canary = ROUTE "    canary:\n      version: v2\n      backends: [127.0.0.1:9002]\n      weight: ";
+  char yaml[512];
+  snprintf(yaml, sizeof yaml, "%s150\n", canary);
+  expect_error_at(yaml, "7:15", "weight must be between 0 and 100");
+  snprintf(yaml, sizeof yaml, "%s-1\n", canary);
+  expect_error_at(yaml, "7:15", "weight must be between 0 and 100");
+  snprintf(yaml, sizeof yaml, "%s12.345\n", canary);
+  expect_error_at(yaml, "7:15", "weight \"12.345\" has more than two decimals");
+  snprintf(yaml, sizeof yaml, "%s20%%\n", canary);
+  expect_error_at(yaml, "7:15", "weight must be a number between 0 and 100, not \"20%\"");
+  expect_error_at("listen: 127.0.0.1:99999\n" ROUTE, "1:9", "bad address \"127.0.0.1:99999\"");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [127.0.0.1:1, example.com:80] }\n",
+                  "3:52", "bad address \"example.com:80\"");
+  expect_error_at("trusted_cidrs: [10.0.0.0/33]\n" ROUTE, "1:17", "bad CIDR block \"10.0.0.0/33\"");
+  expect_error_at("routes:\n  - name: \"a b\"\n", "2:11", "bad route name \"a b\"");
+  expect_error_at(ROUTE "    match: { path_prefix: v1 }\n", "4:27", "path_prefix must start with \"/\"");
+  expect_error_at(ROUTE "    segment_header: \"x seg\"\n", "4:21", "bad header name \"x seg\"");
+  expect_error_at("limits: { headers: 0 }\n" ROUTE, "1:20", "headers must be a positive integer");
+  expect_error_at("limits: { header_bytes: 4294967296 }\n" ROUTE, "1:25", "header_bytes must be at most 4294967295");
+}
+
+static void bad_workers_and_durations(void **state) {
+  expect_error_at("workers: 0\n" ROUTE, "1:10", "workers must be auto or an integer from 1 to 64");
+  expect_error_at("workers: 65\n" ROUTE, "1:10", "workers must be auto or an integer from 1 to 64");
+  expect_error_at("workers: many\n" ROUTE, "1:10", "workers must be auto or an integer from 1 to 64");
+  expect_error_at("timeouts:\n  idle: 0s\n" ROUTE, "2:9", "idle must be greater than zero");
+  expect_error_at("timeouts:\n  idle: 5d\n" ROUTE, "2:9", "bad duration \"5d\" for idle");
+  expect_error_at("timeouts:\n  idle: 1.5s\n" ROUTE, "2:9", "bad duration \"1.5s\" for idle");
+  expect_error_at("timeouts:\n  idle: 9999999h\n" ROUTE, "2:9", "idle \"9999999h\" is too long");
+}
+
+static void missing_required_parts(void **state) {
+  expect_error_at("listen: 127.0.0.1:1\n", "1:1", "missing \"routes\"");
+  expect_error_at("routes: []\n", "1:9", "routes must list at least one route");
+  expect_error_at("routes:\n  - stable: { version: v1, backends: [127.0.0.1:9001] }\n", "2:5", "route needs a name");
+  expect_error_at("routes:\n  - name: r\n", "2:5", "route \"r\" needs a stable section");
+  expect_error_at("routes:\n  - name: r\n    stable: { backends: [127.0.0.1:9001] }\n", "3:13", "stable needs a version");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1 }\n", "3:13", "stable needs at least one backend");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [] }\n", "3:38",
+                  "backends must list at least one address");
+  expect_error_at(ROUTE "    canary: { backends: [127.0.0.1:9002] }\n", "4:13", "canary needs a version");
+  expect_error_at("routes:\n  - name: \"\"\n", "2:11", "name must not be empty");
+}
+
+static void user_key_sources(void **state) {
+  expect_error_at(ROUTE "    user_key: [ip, session:abc]\n", "4:20", "unknown user_key source \"session:abc\"");
+  expect_error_at(ROUTE "    user_key: [\"header:\"]\n", "4:16", "user_key source \"header:\" needs a name");
+  expect_error_at(ROUTE "    user_key: ip\n", "4:15", "user_key must be a list");
+}
+
+static void rule_mistakes(void **state) {
+  const char *canary = "    canary: { version: v2, backends: [127.0.0.1:9002] }\n";
+  char yaml[512];
+  snprintf(yaml, sizeof yaml, ROUTE "%s    rules:\n      - match: { path: /x }\n        variant: canary\n", canary);
+  expect_error_at(yaml, "6:18", "unknown rule condition \"path\"");
+  snprintf(yaml, sizeof yaml, ROUTE "%s    rules:\n      - variant: canary\n", canary);
+  expect_error_at(yaml, "6:9", "rule needs a match");
+  snprintf(yaml, sizeof yaml, ROUTE "%s    rules:\n      - match: { cookie: { a: b } }\n", canary);
+  expect_error_at(yaml, "6:9", "rule needs a variant");
+  snprintf(yaml, sizeof yaml, ROUTE "%s    rules:\n      - match: { cookie: { a: b } }\n        variant: beta\n", canary);
+  expect_error_at(yaml, "7:18", "variant must be stable or canary, not \"beta\"");
+  snprintf(yaml, sizeof yaml, ROUTE "%s    rules:\n      - match: {}\n        variant: canary\n", canary);
+  expect_error_at(yaml, "6:16", "rule match needs at least one condition");
+  snprintf(yaml, sizeof yaml, ROUTE "%s    rules:\n      - match: { country: [deu] }\n        variant: canary\n", canary);
+  expect_error_at(yaml, "6:28", "bad country code \"deu\"");
+  snprintf(yaml, sizeof yaml, ROUTE "%s    rules:\n      - match: { cidr: [] }\n        variant: canary\n", canary);
+  expect_error_at(yaml, "6:24", "cidr must list at least one block");
+  snprintf(yaml, sizeof yaml, ROUTE "%s    rules:\n      - { match: { cookie: {a: b} }, variant: stable, why: x }\n",
+           canary);
+  expect_error_at(yaml, "6:55", "unknown key \"why\" in rule");
+}
+
+static void canary_rule_needs_a_canary(void **state) {
+  /* rules come before the (absent) canary section; the error still points at the rule */
+  expect_error_at(ROUTE "    rules:\n      - match: { segment: [beta] }\n        variant: canary\n", "6:18",
+                  "rule sends traffic to canary but route \"r\" has no canary section");
+}
+
+static void bad_regex_points_at_the_pattern(void **state) {
+  expect_error_at("workers: 2\n" ROUTE "    rules:\n      - match: { header_regex: { user-agent: \"(beta\" } }\n"
+                  "        variant: stable\n", "6:46", "bad regex \"(beta\": ");
+}
+
+static void error_message_is_truncated_not_overflowed(void **state) {
+  char err[12];
+  memset(err, 'z', sizeof err);
+  fl_conf_t *c;
+  assert_int_equal(fl_conf_parse("t.yaml", "routes: []\n", 11, &c, err, 10), FL_EINVAL);
+  assert_string_equal(err, "t.yaml:1:");
+  assert_int_equal(err[10], 'z');
+  assert_int_equal(fl_conf_parse("t.yaml", "routes: []\n", 11, &c, NULL, 0), FL_EINVAL);
+}
+
+/* Cutting the file anywhere must give either a snapshot or a positioned message,
+ * never a crash or a leak (run under valgrind). */
+static void every_prefix_of_the_example_is_handled(void **state) {
+  for (size_t len = 0; len <= strlen(EXAMPLE); len++) {
+    char err[512] = "";
+    fl_conf_t *c = NULL;
+    int rc = fl_conf_parse("t.yaml", EXAMPLE, len, &c, err, sizeof err);
+    if (rc == 0) {
+      assert_non_null(c);
+      fl_conf_unref(c);
+    } else {
+      assert_int_equal(rc, FL_EINVAL);
+      assert_null(c);
+      assert_true(strncmp(err, "t.yaml:", 7) == 0);
+    }
+  }
+}
+
+/* ---------- files ---------- */
+
+static void load_missing_file_names_it(void **state) {
+  char err[256] = "";
+  fl_conf_t *c = (fl_conf_t *)0x1;
+  int rc = fl_conf_load("/nonexistent/fledge.yaml", &c, err, sizeof err);
+  assert_int_equal(rc, -ENOENT);
+  assert_null(c);
+  assert_string_equal(err, "/nonexistent/fledge.yaml: No such file or directory");
+}
+
+static void load_reads_a_file_and_names_it_in_errors(void **state) {
+  char path[] = "/tmp/test_conf_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs(EXAMPLE, f);
+  fclose(f);
+  char err[512] = "";
+  fl_conf_t *c = NULL;
+  assert_int_equal(fl_conf_load(path, &c, err, sizeof err), 0);
+  assert_string_equal(c->path, path);
+  assert_int_equal(c->routes[0].canary_weight_bp, 2000);
+  fl_conf_unref(c);
+
+  f = fopen(path, "w");
+  fputs("routes: []\n", f);
+  fclose(f);
+  assert_int_equal(fl_conf_load(path, &c, err, sizeof err), FL_EINVAL);
+  char want[256];
+  snprintf(want, sizeof want, "%s:1:9: routes must list", path);
+  assert_true(strncmp(err, want, strlen(want)) == 0);
+  unlink(path);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(example_top_level),
+    cmocka_unit_test(example_route),
+    cmocka_unit_test(example_variants),
+    cmocka_unit_test(example_rules),
+    cmocka_unit_test(defaults_for_a_minimal_file),
+    cmocka_unit_test(canary_weight_becomes_basis_points),
+    cmocka_unit_test(workers_number_sizes_regex_copies),
+    cmocka_unit_test(durations_accept_units_and_bare_seconds),
+    cmocka_unit_test(empty_trusted_list_trusts_nobody),
+    cmocka_unit_test(snapshot_lives_until_last_reference),
+    cmocka_unit_test(yaml_syntax_errors_use_libyaml_position),
+    cmocka_unit_test(unknown_keys_are_named_with_a_suggestion),
+    cmocka_unit_test(wrong_types_are_reported_where_they_are),
+    cmocka_unit_test(duplicate_keys_and_route_names),
+    cmocka_unit_test(bad_values),
+    cmocka_unit_test(bad_workers_and_durations),
+    cmocka_unit_test(missing_required_parts),
+    cmocka_unit_test(user_key_sources),
+    cmocka_unit_test(rule_mistakes),
+    cmocka_unit_test(canary_rule_needs_a_canary),
+    cmocka_unit_test(bad_regex_points_at_the_pattern),
+    cmocka_unit_test(error_message_is_truncated_not_overflowed),
+    cmocka_unit_test(every_prefix_of_the_example_is_handled),
+    cmocka_unit_test(load_missing_file_names_it),
+    cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
