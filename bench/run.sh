@@ -57,7 +57,8 @@ USED=" "
 free_port() {
     local p
     while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
+        # below the kernel's ephemeral range (32768+), so no outgoing connection can take it
+        p=$(( 20000 + RANDOM % 12000 ))
         case "$USED" in *" $p "*) continue ;; esac
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then USED+="$p "; echo "$p"; return; fi
     done

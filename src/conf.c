@@ -948,8 +948,8 @@ static int read_file(const char *path, char **out, size_t *len) {
 }
 
 int fl_conf_load(const char *path, fl_conf_t **out, char *err, size_t err_cap) {
-  char *buf;
-  size_t len;
+  char *buf = NULL;
+  size_t len = 0;
   *out = NULL;
   int rc = read_file(path, &buf, &len);
   if (rc) {

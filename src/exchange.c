@@ -47,6 +47,10 @@ static void on_up_written(uv_write_t *req, int status) {
 
 static void up_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
   fl_upconn_t *u = c->ex.up;
+  if (c->w->cork_up == c) {
+    for (unsigned i = 0; i < n; i++) fl_buf_append(&c->w->cork_up_buf, bufs[i].base, bufs[i].len);
+    return;
+  }
   size_t total = 0, skip = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
   if (c->up_queued == 0) {
@@ -77,6 +81,21 @@ static void up_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
   /* A failed try_write (reset) resurfaces here through the callback's status. */
   uv_write(&wr->req, (uv_stream_t *)&u->tcp, &b, 1, on_up_written);
   if (c->up_queued > FL_HIGH_WATER) fl_client_pause_reading(c, true);
+}
+
+void fl_exchange_cork(fl_client_t *c) {
+  fl_worker_t *w = c->w;
+  if (w->cork_up && w->cork_up != c) fl_exchange_uncork(w->cork_up);
+  w->cork_up = c;
+}
+
+void fl_exchange_uncork(fl_client_t *c) {
+  fl_worker_t *w = c->w;
+  if (w->cork_up != c) return;
+  w->cork_up = NULL;
+  uv_buf_t b = uv_buf_init(w->cork_up_buf.data, (unsigned)w->cork_up_buf.len);
+  w->cork_up_buf.len = 0;
+  if (b.len && c->ex.up && c->ex.up_ready && !c->closing) up_write(c, &b, 1);
 }
 
 /* Body bytes from the client, framed the way the head announced them (NULL, 0 = last chunk). */
@@ -118,9 +137,10 @@ static void detach(fl_client_t *c, bool reuse) {
   if (!u) return;
   ex->up = NULL;
   ex->up_ready = false;
+  if (c->w->cork_up == c) c->w->cork_up_buf.len = 0;
   ex->up_paused = false;
   c->up_queued = 0;
-  if (reuse) {
+  if (reuse && u->reading) {
     u->requests++;
     fl_pool_put(&c->w->pools, u);
   } else {
@@ -133,8 +153,8 @@ void fl_exchange_abort(fl_client_t *c) { detach(c, false); }
 static void on_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   fl_upconn_t *u = h->data;
   fl_client_t *c = u->owner;
-  buf->base = c->w->read_buf;
-  buf->len = sizeof c->w->read_buf;
+  buf->base = c ? c->w->read_buf : u->pools->discard;
+  buf->len = c ? sizeof c->w->read_buf : sizeof u->pools->discard;
 }
 
 static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
@@ -152,7 +172,10 @@ static void up_ready(fl_client_t *c) {
   }
   fl_http_head_reset(&c->up_head);
   u->tcp.data = u;
-  uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_up_read);
+  if (!u->reading) {
+    u->reading = true;
+    uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_up_read);
+  }
   fl_client_timer(c, FL_T_FIRST_BYTE, ex->conf->timeouts.first_byte_ms);
   uv_buf_t b = uv_buf_init(ex->pending.data + ex->flushed, (unsigned)(ex->pending.len - ex->flushed));
   ex->flushed = ex->pending.len;
@@ -261,11 +284,17 @@ static void finish(fl_client_t *c) {
   fl_exchange_finished(c);
 }
 
+static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t len, bool eof);
+
 static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   fl_upconn_t *u = s->data;
   fl_client_t *c = u->owner;
-  fl_exchange_t *ex = &c->ex;
   if (n == 0) return;
+  if (!c) {                          /* pooled: the backend closed it or sent unasked bytes */
+    fl_upconn_close(u->pools, u);
+    return;
+  }
+  fl_exchange_t *ex = &c->ex;
   if (n > 0 && !ex->up_got_bytes) {
     ex->up_got_bytes = true;
     ex->retain = false;
@@ -276,7 +305,14 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     return;
   }
   size_t len = n < 0 ? 0 : (size_t)n;
+  fl_client_cork(c);
   size_t done = http_parser_execute(&ex->up_parser, &response_settings, n < 0 ? NULL : buf->base, len);
+  after_up_read(c, u, done, len, n < 0);
+  if (!c->closing) fl_client_uncork(c);
+}
+
+static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t len, bool eof) {
+  fl_exchange_t *ex = &c->ex;
   if (c->closing || ex->up != u) return;
   enum http_errno e = HTTP_PARSER_ERRNO(&ex->up_parser);
   if (ex->resp_done) {
@@ -286,7 +322,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     if (!ex->resp_started) fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s",
                                            ex->backend->addr.text, http_errno_description(e));
     else fl_client_close(c);                       /* mid-answer: the client must see a cut */
-  } else if (n < 0) {
+  } else if (eof) {
     fl_client_close(c);
   } else {
     fl_client_timer(c, FL_T_UP_IDLE, ex->conf->timeouts.idle_ms);
@@ -371,6 +407,7 @@ static int on_up_body(http_parser *p, const char *at, size_t len) {
   }
   if (c->out_queued > FL_HIGH_WATER && ex->up && !ex->up_paused) {
     uv_read_stop((uv_stream_t *)&ex->up->tcp);
+    ex->up->reading = false;
     ex->up_paused = true;
   }
   return 0;
@@ -398,6 +435,7 @@ void fl_exchange_resume_upstream(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   if (!ex->up || !ex->up_paused) return;
   ex->up_paused = false;
+  ex->up->reading = true;
   uv_read_start((uv_stream_t *)&ex->up->tcp, on_up_alloc, on_up_read);
 }
 

@@ -71,6 +71,10 @@ int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len) {
 
 int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
   if (h->n == 0) return 400;
+  for (size_t i = 0; i < len; i++) {     /* control bytes smuggle line breaks into logs and backends */
+    unsigned char ch = (unsigned char)at[i];
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7F) return 400;
+  }
   fl_hdr_t *x = &h->hdrs[h->n - 1];
   if (!h->in_value) {
     x->value_off = h->len;

@@ -28,6 +28,7 @@ static const http_parser_settings request_settings = {
 };
 
 static void pump(fl_client_t *c);
+static void new_request_id(fl_client_t *c);
 
 /* ---- handles, timers, writes ---- */
 
@@ -47,6 +48,10 @@ static void on_handle_closed(uv_handle_t *h) {
 void fl_client_close(fl_client_t *c) {
   if (c->closing) return;
   c->closing = true;
+  if (c->w->cork_client == c) {
+    c->w->cork_client = NULL;
+    c->w->cork_client_buf.len = 0;
+  }
   if (c->ex.active || c->ex.up) fl_exchange_abort(c);
   if (c->ex.conf) {
     fl_conf_unref(c->ex.conf);
@@ -95,6 +100,11 @@ static void on_client_written(uv_write_t *req, int status) {
 /* Writes what the socket takes now and queues a copy of the rest. */
 void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
   if (c->closing) return;
+  if (c->w->cork_client == c) {
+    for (unsigned i = 0; i < n; i++)
+      if (fl_buf_append(&c->w->cork_client_buf, bufs[i].base, bufs[i].len) != 0) fl_client_close(c);
+    return;
+  }
   size_t total = 0, skip = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
   if (total == 0) return;
@@ -156,13 +166,14 @@ void fl_client_error(fl_client_t *c, int status, const char *type, const char *f
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   json_escape_into(esc, sizeof esc, msg);
+  if (!ex->request_id[0]) new_request_id(c);
   int blen = snprintf(body, sizeof body, "{\"error\":{\"type\":\"%s\",\"message\":\"%s\",\"code\":%d}}\n",
                       type, esc, status);
   if (!ex->req_done || status < 500) c->keepalive = false;
   int hlen = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                       "x-request-id: %s\r\n%s\r\n",
-                      status, fl_http_reason(status), blen, ex->request_id[0] ? ex->request_id : "-",
+                      status, fl_http_reason(status), blen, ex->request_id,
                       c->keepalive ? "" : "connection: close\r\n");
   uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hlen), uv_buf_init(body, (unsigned)blen)};
   ex->status = status;
@@ -243,6 +254,11 @@ static bool sane_request_id(const char *v, size_t len) {
   return true;
 }
 
+static void new_request_id(fl_client_t *c) {
+  snprintf(c->ex.request_id, sizeof c->ex.request_id, "%08x%08x%08x%08x", fl_worker_rand(c->w),
+           fl_worker_rand(c->w), fl_worker_rand(c->w), fl_worker_rand(c->w));
+}
+
 static void set_request_id(fl_client_t *c) {
   size_t len;
   const char *v = fl_http_head_get(&c->head, "x-request-id", &len);
@@ -251,8 +267,7 @@ static void set_request_id(fl_client_t *c) {
     c->ex.request_id[len] = '\0';
     return;
   }
-  snprintf(c->ex.request_id, sizeof c->ex.request_id, "%08x%08x%08x%08x", fl_worker_rand(c->w),
-           fl_worker_rand(c->w), fl_worker_rand(c->w), fl_worker_rand(c->w));
+  new_request_id(c);
 }
 
 static int append_str(fl_buf_t *b, const char *s) { return fl_buf_append(b, s, strlen(s)); }
@@ -353,13 +368,36 @@ static int on_message_begin(http_parser *p) {
 }
 
 static int on_url(http_parser *p, const char *at, size_t len) {
-  int st = fl_http_head_url(&CLIENT(p)->head, at, len);
-  return st ? fail(CLIENT(p), st == 431 ? 414 : st) : 0;
+  fl_client_t *c = CLIENT(p);
+  c->version_pending = true;
+  c->version_len = 0;
+  c->url_end = at + len;
+  int st = fl_http_head_url(&c->head, at, len);
+  return st ? fail(c, st == 431 ? 414 : st) : 0;
+}
+
+static void collect_version(fl_client_t *c, const char *to) {
+  const char *from = c->url_end ? c->url_end : c->feed_base;
+  while (c->version_len < sizeof c->version && from < to) c->version[c->version_len++] = *from++;
+}
+
+/* Called once the bytes after the URL are behind the parser: at the first header, or at the
+ * end of a head without headers (the version is then within the next 9 bytes). */
+static int check_version(fl_client_t *c, const char *to) {
+  if (!c->version_pending) return 0;
+  c->version_pending = false;
+  collect_version(c, to);
+  const char *v = c->version;
+  bool ok = c->version_len == 9 && memcmp(v, " HTTP/", 6) == 0 && v[6] >= '0' && v[6] <= '9' && v[7] == '.' &&
+            v[8] >= '0' && v[8] <= '9';
+  return ok ? 0 : fail(c, 400);
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len) {
-  int st = fl_http_head_field(&CLIENT(p)->head, at, len);
-  return st ? fail(CLIENT(p), st) : 0;
+  fl_client_t *c = CLIENT(p);
+  if (check_version(c, at)) return -1;
+  int st = fl_http_head_field(&c->head, at, len);
+  return st ? fail(c, st) : 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len) {
@@ -403,6 +441,7 @@ static int on_headers_complete(http_parser *p) {
   fl_client_t *c = CLIENT(p);
   fl_exchange_t *ex = &c->ex;
   c->reading_head = false;
+  if (check_version(c, c->url_end ? c->url_end + sizeof c->version : c->feed_base + sizeof c->version)) return -1;
   int st = fl_http_check_framing(&c->head);
   if (st) return fail(c, st);
   if (p->flags & F_UPGRADE || p->upgrade) return fail(c, 400);
@@ -499,7 +538,10 @@ static void answer_parse_error(fl_client_t *c) {
 /* Parses data; keeps what a pipelined request left unparsed in inbuf. */
 static void feed(fl_client_t *c, const char *data, size_t len) {
   c->in_parse = true;
+  c->feed_base = data;
   size_t done = http_parser_execute(&c->parser, &request_settings, data, len);
+  if (c->version_pending) collect_version(c, data + done);
+  c->url_end = NULL;
   c->in_parse = false;
   if (c->closing) return;
   enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -514,6 +556,8 @@ static void feed(fl_client_t *c, const char *data, size_t len) {
  * one is answered. */
 static void pump(fl_client_t *c) {
   while (!c->closing && !c->ex.active && !c->in_parse) {
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e != HPE_OK && e != HPE_PAUSED) return;     /* answered as an error; closing */
     http_parser_pause(&c->parser, 0);
     if (!c->inbuf.len) break;
     fl_buf_t in = c->inbuf;
@@ -538,8 +582,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     }
     return;
   }
+  fl_client_cork(c);
+  fl_exchange_cork(c);
   feed(c, buf->base, (size_t)n);
   pump(c);     /* an answer given synchronously (an error) lets the next request run */
+  fl_exchange_uncork(c);
+  fl_client_uncork(c);
 }
 
 void fl_client_pause_reading(fl_client_t *c, bool pause) {
@@ -547,6 +595,22 @@ void fl_client_pause_reading(fl_client_t *c, bool pause) {
   c->read_paused = pause;
   if (pause) uv_read_stop((uv_stream_t *)&c->tcp);
   else uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void fl_client_cork(fl_client_t *c) {
+  fl_worker_t *w = c->w;
+  if (w->cork_client && w->cork_client != c) fl_client_uncork(w->cork_client);
+  w->cork_client = c;
+}
+
+void fl_client_uncork(fl_client_t *c) {
+  fl_worker_t *w = c->w;
+  if (w->cork_client != c) return;
+  w->cork_client = NULL;
+  uv_buf_t b = uv_buf_init(w->cork_client_buf.data, (unsigned)w->cork_client_buf.len);
+  w->cork_client_buf.len = 0;
+  fl_client_write(c, &b, 1);
+  if (!c->closing && c->close_after_write && c->out_queued == 0) fl_client_close(c);
 }
 
 void fl_exchange_finished(fl_client_t *c) {
@@ -560,7 +624,7 @@ void fl_exchange_finished(fl_client_t *c) {
   fl_buf_free(&ex->pending);
   fl_buf_free(&ex->body);
   if (!ex->req_done || !c->keepalive || c->w->draining) {
-    if (c->out_queued == 0) fl_client_close(c);
+    if (c->out_queued == 0 && c->w->cork_client != c) fl_client_close(c);
     else c->close_after_write = true;
     return;
   }

@@ -70,6 +70,13 @@ typedef struct fl_client {
   bool keepalive;               /* the current request allows another after it */
   bool in_parse;                /* inside http_parser_execute on the client side */
   bool reading_head;            /* between a request's first byte and its complete head */
+  /* http-parser (as Debian builds it) does not check the protocol name of the request line, so
+   * the first bytes after the URL are collected here and checked for " HTTP/d.d". */
+  bool version_pending;
+  uint8_t version_len;
+  char version[9];
+  const char *url_end;          /* inside the buffer being parsed, or NULL */
+  const char *feed_base;        /* that buffer */
   bool read_paused;
   bool close_after_write;
   int error_status;             /* set by a parser callback that wants this status answered */
@@ -93,7 +100,9 @@ void fl_client_timer(fl_client_t *c, fl_timer_state_t what, uint32_t ms);
 void fl_client_error(fl_client_t *c, int status, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void fl_exchange_finished(fl_client_t *c);    /* answer complete: next request or close */
-void fl_client_pause_reading(fl_client_t *c, bool pause);   /* back-pressure from the upstream */
+void fl_client_pause_reading(fl_client_t *c, bool pause);
+void fl_client_cork(fl_client_t *c);          /* collect writes to c until uncork */
+void fl_client_uncork(fl_client_t *c);   /* back-pressure from the upstream */
 
 /* exchange.c */
 void fl_exchange_start(fl_client_t *c);        /* variant chosen, head in pending: go upstream */
@@ -101,5 +110,7 @@ void fl_exchange_body(fl_client_t *c, const char *data, size_t len);   /* framed
 void fl_exchange_abort(fl_client_t *c);        /* drop the upstream side (client gone, error) */
 void fl_exchange_resume_upstream(fl_client_t *c);
 void fl_exchange_timeout(fl_client_t *c);      /* the timer fired in an upstream state */
+void fl_exchange_cork(fl_client_t *c);         /* collect writes to c's upstream until uncork */
+void fl_exchange_uncork(fl_client_t *c);
 
 #endif

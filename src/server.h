@@ -32,6 +32,10 @@ typedef struct fl_worker {
   size_t n_clients;
   fl_pools_t pools;
   fl_buf_t scratch;                   /* response heads are built here, then written */
+  /* Corking: while one callback runs, what it writes to a client (or to a client's upstream)
+   * collects here and leaves in one write at the end: one syscall per answer, not one per piece. */
+  struct fl_client *cork_client, *cork_up;
+  fl_buf_t cork_client_buf, cork_up_buf;
   char read_buf[FL_READ_BUF];         /* consumed within each read callback, so one per loop */
 } fl_worker_t;
 

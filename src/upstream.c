@@ -92,7 +92,6 @@ fl_upconn_t *fl_pool_take(fl_pools_t *p, fl_backend_t *b) {
   p->idle[b->id] = u->next;
   p->n_idle[b->id]--;
   u->next = NULL;
-  uv_read_stop((uv_stream_t *)&u->tcp);
   return u;
 }
 
@@ -106,18 +105,6 @@ void fl_upconn_close(fl_pools_t *p, fl_upconn_t *u) {
   uv_close((uv_handle_t *)&u->tcp, on_free);
 }
 
-static void idle_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  fl_upconn_t *u = h->data;
-  buf->base = u->pools->discard;
-  buf->len = sizeof u->pools->discard;
-}
-
-/* An idle connection that becomes readable was closed by the backend (or sent garbage). */
-static void idle_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  fl_upconn_t *u = s->data;
-  if (n != 0) fl_upconn_close(u->pools, u);
-}
-
 void fl_pool_put(fl_pools_t *p, fl_upconn_t *u) {
   u->owner = NULL;
   unsigned id = u->backend->id;
@@ -128,8 +115,6 @@ void fl_pool_put(fl_pools_t *p, fl_upconn_t *u) {
   u->next = p->idle[id];
   p->idle[id] = u;
   p->n_idle[id]++;
-  u->tcp.data = u;
-  uv_read_start((uv_stream_t *)&u->tcp, idle_alloc, idle_read);
 }
 
 void fl_pool_close_all(fl_pools_t *p) {

@@ -40,6 +40,7 @@ typedef struct fl_upconn {
   struct fl_upconn *next;             /* pool list */
   void *owner;                        /* the proxy exchange using it; NULL when idle */
   unsigned requests;                  /* served so far: >0 means it is a reused connection */
+  bool reading;                       /* uv_read_start done (it stays on while pooled) */
   bool closing;
 } fl_upconn_t;
 
@@ -56,11 +57,13 @@ typedef struct fl_pools {
 fl_backend_t *fl_upstream_pick(fl_pools_t *p, const fl_variant_conf_t *v, const fl_backend_t *avoid,
                                uint64_t now_ms);
 
-/* An idle connection to b (its reading is stopped and owner cleared), or NULL. */
+/* An idle connection to b, or NULL. Connections keep reading while idle (starting and stopping
+ * would cost two epoll_ctl calls per request); the proxy's read callback closes an idle one
+ * that becomes readable, since that means the backend closed it or sent garbage. */
 fl_upconn_t *fl_pool_take(fl_pools_t *p, fl_backend_t *b);
 
-/* Returns a healthy connection to the pool (it keeps reading to notice the backend closing it);
- * closes it instead when the pool for that backend is full. */
+/* Returns a healthy connection to the pool; closes it instead when the pool for that backend
+ * is full. */
 void fl_pool_put(fl_pools_t *p, fl_upconn_t *u);
 
 /* Closes u (removing it from the pool if it is idle there) and frees it in the close callback. */

@@ -1,0 +1,711 @@
+/* httpd.c — a small HTTP/1.1 server on one libuv loop for the admin API and `fledge mock`.
+ * One request per connection is in flight at a time: pipelined requests wait, unparsed, in
+ * the connection's input buffer until the answer before them has been queued, so answers
+ * always leave in request order and a slow handler never makes us buffer without bound.
+ * The process must ignore SIGPIPE (libuv writes with plain write(2)). */
+#include "httpd.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HTTPD_DEFAULT_MAX_BODY ((size_t)8 << 20)
+#define HTTPD_READ_SIZE 16384
+#define HTTPD_MAX_URL 8192
+#define HTTPD_MAX_HEADERS 128
+#define HTTPD_HEAD_STACK 1024
+/* Queued-but-unsent bytes above which pipelined requests wait: a client that sends
+ * without reading must not make us queue answers forever. */
+#define HTTPD_WRITE_HIGH ((size_t)1 << 20)
+/* After a final answer we read and drop what the client still sends, so that closing
+ * does not reset the connection before the answer is read; but not forever. */
+#define HTTPD_LINGER_MAX ((size_t)1 << 20)
+
+typedef struct buf {
+  char *data;
+  size_t len, cap;
+} buf_t;
+
+typedef struct hdr {
+  uint32_t name_off, name_len, value_off;
+} hdr_t;
+
+enum { HDR_NONE, HDR_FIELD, HDR_VALUE };
+
+typedef struct conn conn_t;
+struct conn {
+  uv_tcp_t tcp;
+  uv_shutdown_t shutdown_req;
+  fl_httpd_t *srv;
+  conn_t *prev, *next;
+  http_parser parser;
+  fl_httpd_req_t req;
+  struct sockaddr_storage peer;
+  char *in;                 /* bytes read but not yet parsed: in[in_off..in_len) */
+  size_t in_off, in_len, lingered;
+  buf_t url, hdrs, body;    /* the request being parsed; reused by the next one */
+  hdr_t *hdr;
+  size_t nhdr, hdr_cap;
+  int hdr_state;
+  int refuse_status;        /* set by a parser callback that refuses the request */
+  unsigned writes;          /* uv_write requests in flight */
+  bool keep_alive, http10, head, chunked;
+  bool req_active, streaming, in_process, reading;
+  bool finishing;           /* last answer queued: shut down once it is written */
+  bool shut, lingering, eof, gone;
+  bool closing, closed;     /* uv_close called / its callback ran */
+};
+
+struct fl_httpd {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  fl_httpd_handler_fn handler;
+  void *ctx;
+  size_t max_body;
+  conn_t *conns;
+  size_t nconns;
+  bool closing, listener_closed;
+};
+
+typedef struct wreq {
+  uv_write_t req;
+  conn_t *conn;
+  char data[];
+} wreq_t;
+
+static void conn_resume(conn_t *c);
+static void conn_finish(conn_t *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* ---- small buffers ---- */
+
+static int buf_append(buf_t *b, const char *data, size_t n, size_t limit) {
+  if (b->len + n > limit) return FL_ELIMIT;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p) return FL_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, n);
+  b->len += n;
+  b->data[b->len] = '\0';   /* always NUL-terminated for the handler's convenience */
+  return 0;
+}
+
+/* Appends a NUL that belongs to the content (a separator), unlike buf_append's terminator. */
+static int buf_sep(buf_t *b) { return buf_append(b, "", 1, SIZE_MAX); }
+
+static void buf_free(buf_t *b) {
+  free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+static conn_t *req_conn(const fl_httpd_req_t *req) {
+  return (conn_t *)((char *)req - offsetof(conn_t, req));
+}
+
+/* ---- connection lifetime ---- */
+
+static void srv_maybe_free(fl_httpd_t *s) {
+  if (s->closing && s->listener_closed && s->nconns == 0) free(s);
+}
+
+/* A connection lives until its handle is closed and its request (if any) has ended,
+ * because a handler may hold the request after the client has gone. */
+static void conn_maybe_free(conn_t *c) {
+  if (!c->closed || c->req_active) return;
+  fl_httpd_t *s = c->srv;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  buf_free(&c->url);
+  buf_free(&c->hdrs);
+  buf_free(&c->body);
+  free(c->hdr);
+  free(c->in);
+  free(c);
+  s->nconns--;
+  srv_maybe_free(s);
+}
+
+static void on_conn_close(uv_handle_t *h) {
+  conn_t *c = h->data;
+  c->closed = true;
+  conn_maybe_free(c);
+}
+
+/* Closes at once; queued writes are dropped. */
+static void conn_close(conn_t *c) {
+  c->gone = true;
+  if (c->closing) return;
+  c->closing = true;
+  uv_close((uv_handle_t *)&c->tcp, on_conn_close);
+}
+
+static void read_stop(conn_t *c) {
+  if (!c->reading) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = false;
+}
+
+static bool backpressured(const conn_t *c) { return c->tcp.write_queue_size > HTTPD_WRITE_HIGH; }
+
+/* ---- writing ---- */
+
+static void on_write(uv_write_t *r, int status) {
+  wreq_t *w = (wreq_t *)r;
+  conn_t *c = w->conn;
+  free(w);
+  c->writes--;
+  if (c->closing) return;
+  if (status < 0) {
+    conn_close(c);
+  } else if (c->finishing) {
+    if (c->writes == 0) conn_finish(c);
+  } else if (!c->req_active) {
+    conn_resume(c);   /* the queue may have drained below the pipelining limit */
+  }
+}
+
+/* Writes what the socket takes now and queues a heap copy of the rest, so callers may
+ * pass stack buffers. Write failures mean the client is gone. */
+static void conn_send(conn_t *c, const uv_buf_t *bufs, unsigned nbufs) {
+  if (c->gone || c->closing) return;
+  size_t total = 0, done = 0;
+  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
+  if (total == 0) return;
+  if (c->writes == 0) {
+    int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+    if (r < 0 && r != UV_EAGAIN) {
+      conn_close(c);
+      return;
+    }
+    if (r > 0) done = (size_t)r;
+  }
+  if (done == total) return;
+  wreq_t *w = malloc(sizeof *w + total - done);
+  if (!w) {
+    conn_close(c);
+    return;
+  }
+  size_t skip = done, len = 0;
+  for (unsigned i = 0; i < nbufs; i++) {
+    size_t n = bufs[i].len;
+    if (skip >= n) {
+      skip -= n;
+      continue;
+    }
+    memcpy(w->data + len, bufs[i].base + skip, n - skip);
+    len += n - skip;
+    skip = 0;
+  }
+  w->conn = c;
+  uv_buf_t rest = uv_buf_init(w->data, (unsigned)len);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &rest, 1, on_write) < 0) {
+    free(w);
+    conn_close(c);
+    return;
+  }
+  c->writes++;
+}
+
+static void on_shutdown(uv_shutdown_t *r, int status) {
+  conn_t *c = r->data;
+  if (c->closing) return;
+  if (status < 0 || c->eof) {
+    conn_close(c);
+    return;
+  }
+  c->lingering = true;
+  if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
+  if (!c->reading) conn_close(c);
+}
+
+/* Ends the connection gracefully: no more requests; once every answer is written we send
+ * FIN and drain what the client still sends until it closes too. */
+static void conn_finish(conn_t *c) {
+  c->finishing = true;
+  if (c->closing || c->shut || c->writes > 0 || c->req_active) return;
+  c->shut = true;
+  read_stop(c);
+  c->shutdown_req.data = c;
+  if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) conn_close(c);
+}
+
+/* ---- answers ---- */
+
+static const char *reason_phrase(int status) {
+  const char *r = http_status_str((enum http_status)status);
+  return strcmp(r, "<unknown>") == 0 ? "Status" : r;
+}
+
+/* Formats the status line and headers into stack (cap bytes) or, when longer, into a
+ * heap buffer that the caller frees (returned pointer != stack). NULL when out of memory. */
+static char *build_head(conn_t *c, int status, const char *ctype, const char *framing,
+                        const char *extra, char *stack, size_t cap, size_t *out_len) {
+  const char *conn_hdr = "";
+  if (!c->keep_alive || c->srv->closing) conn_hdr = "Connection: close\r\n";
+  else if (c->http10) conn_hdr = "Connection: keep-alive\r\n";
+  const char *ct_name = ctype ? "Content-Type: " : "", *ct_end = ctype ? "\r\n" : "";
+  if (!extra) extra = "";
+  char *out = stack;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s\r\n", status, reason_phrase(status),
+                     ct_name, ctype ? ctype : "", ct_end, framing, conn_hdr, extra);
+    if (n < 0) break;
+    if ((size_t)n < cap) {
+      *out_len = (size_t)n;
+      return out;
+    }
+    cap = (size_t)n + 1;
+    out = malloc(cap);
+    if (!out) return NULL;
+  }
+  if (out != stack) free(out);
+  return NULL;
+}
+
+static void req_end(conn_t *c) {
+  c->req_active = false;
+  c->streaming = false;
+  if (c->closing) {
+    if (c->closed) conn_maybe_free(c);
+    return;
+  }
+  if (!c->keep_alive || c->srv->closing) conn_finish(c);
+  else if (!c->in_process) conn_resume(c);
+}
+
+static void send_head_and_body(conn_t *c, int status, const char *ctype, const char *framing,
+                               const char *extra, const void *body, size_t len) {
+  char stack[HTTPD_HEAD_STACK];
+  size_t head_len;
+  char *head = build_head(c, status, ctype, framing, extra, stack, sizeof stack, &head_len);
+  if (!head) {
+    conn_close(c);
+    return;
+  }
+  uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)head_len), uv_buf_init((char *)body, (unsigned)len)};
+  conn_send(c, bufs, len ? 2 : 1);
+  if (head != stack) free(head);
+}
+
+void fl_httpd_respond(fl_httpd_req_t *req, int status, const char *content_type,
+                      const char *extra_headers, const void *body, size_t len) {
+  conn_t *c = req_conn(req);
+  if (!c->req_active || c->streaming) return;
+  char framing[48] = "";
+  bool bodiless = status < 200 || status == 204 || status == 304;
+  if (!bodiless) snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", len);
+  if (bodiless || c->head) len = 0;
+  send_head_and_body(c, status, content_type, framing, extra_headers, body, len);
+  req_end(c);
+}
+
+void fl_httpd_stream_begin(fl_httpd_req_t *req, int status, const char *content_type,
+                           const char *extra_headers) {
+  conn_t *c = req_conn(req);
+  if (!c->req_active || c->streaming) return;
+  c->streaming = true;
+  /* HTTP/1.0 has no chunked encoding: the end of the body is the end of the connection. */
+  c->chunked = !c->http10;
+  if (c->http10) c->keep_alive = false;
+  send_head_and_body(c, status, content_type, c->chunked ? "Transfer-Encoding: chunked\r\n" : "",
+                     extra_headers, NULL, 0);
+}
+
+void fl_httpd_stream_write(fl_httpd_req_t *req, const void *data, size_t len) {
+  conn_t *c = req_conn(req);
+  if (!c->streaming || len == 0 || c->head) return;   /* a 0-length chunk would end the body */
+  if (!c->chunked) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    conn_send(c, &b, 1);
+    return;
+  }
+  char size_line[24];
+  int n = snprintf(size_line, sizeof size_line, "%zx\r\n", len);
+  uv_buf_t bufs[3] = {uv_buf_init(size_line, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
+                      uv_buf_init((char *)"\r\n", 2)};
+  conn_send(c, bufs, 3);
+}
+
+void fl_httpd_stream_end(fl_httpd_req_t *req) {
+  conn_t *c = req_conn(req);
+  if (!c->req_active) return;
+  if (c->streaming && c->chunked && !c->head) {
+    uv_buf_t b = uv_buf_init((char *)"0\r\n\r\n", 5);
+    conn_send(c, &b, 1);
+  }
+  req_end(c);
+}
+
+bool fl_httpd_gone(const fl_httpd_req_t *req) { return req_conn(req)->gone; }
+
+void fl_httpd_abort(fl_httpd_req_t *req) {
+  conn_t *c = req_conn(req);
+  if (!c->req_active) return;
+  conn_close(c);
+  req_end(c);
+}
+
+const char *fl_httpd_header(const fl_httpd_req_t *req, const char *name) {
+  const conn_t *c = req_conn(req);
+  for (size_t i = 0; i < c->nhdr; i++) {
+    const hdr_t *h = &c->hdr[i];
+    if (fl_streq_ci(c->hdrs.data + h->name_off, h->name_len, name)) return c->hdrs.data + h->value_off;
+  }
+  return NULL;
+}
+
+/* Answers a request that never reaches the handler (malformed, too large) and closes. */
+static void conn_refuse(conn_t *c, int status) {
+  const char *reason = reason_phrase(status);
+  char body[64], framing[48];
+  int n = snprintf(body, sizeof body, "%s\n", reason);
+  snprintf(framing, sizeof framing, "Content-Length: %d\r\n", n);
+  c->keep_alive = false;
+  c->head = false;
+  send_head_and_body(c, status, "text/plain", framing, NULL, body, (size_t)n);
+  conn_finish(c);
+}
+
+/* ---- parsing ---- */
+
+static int on_message_begin(http_parser *p) {
+  conn_t *c = p->data;
+  c->url.len = c->hdrs.len = c->body.len = 0;
+  c->nhdr = 0;
+  c->hdr_state = HDR_NONE;
+  c->refuse_status = 0;
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n) {
+  conn_t *c = p->data;
+  int rc = buf_append(&c->url, at, n, HTTPD_MAX_URL);
+  if (rc != 0) c->refuse_status = rc == FL_ELIMIT ? 414 : 500;
+  return rc != 0;
+}
+
+/* Ends the header being collected: its value (possibly empty) gets its terminating NUL. */
+static int hdr_close(conn_t *c) {
+  if (c->hdr_state == HDR_FIELD) {
+    if (buf_sep(&c->hdrs) != 0) return FL_ENOMEM;
+    c->hdr[c->nhdr - 1].value_off = (uint32_t)c->hdrs.len;
+  }
+  if (c->hdr_state != HDR_NONE && buf_sep(&c->hdrs) != 0) return FL_ENOMEM;
+  c->hdr_state = HDR_NONE;
+  return 0;
+}
+
+static int hdr_open(conn_t *c) {
+  if (c->nhdr == HTTPD_MAX_HEADERS) return FL_ELIMIT;
+  if (c->nhdr == c->hdr_cap) {
+    size_t cap = c->hdr_cap ? c->hdr_cap * 2 : 16;
+    hdr_t *h = realloc(c->hdr, cap * sizeof *h);
+    if (!h) return FL_ENOMEM;
+    c->hdr = h;
+    c->hdr_cap = cap;
+  }
+  c->hdr[c->nhdr++] = (hdr_t){(uint32_t)c->hdrs.len, 0, 0};
+  c->hdr_state = HDR_FIELD;
+  return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n) {
+  conn_t *c = p->data;
+  int rc = 0;
+  if (c->hdr_state != HDR_FIELD) {
+    rc = hdr_close(c);
+    if (rc == 0) rc = hdr_open(c);
+  }
+  if (rc == 0) rc = buf_append(&c->hdrs, at, n, SIZE_MAX);
+  if (rc == 0) c->hdr[c->nhdr - 1].name_len += (uint32_t)n;
+  if (rc != 0) c->refuse_status = rc == FL_ELIMIT ? 431 : 500;
+  return rc != 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n) {
+  conn_t *c = p->data;
+  int rc = 0;
+  if (c->hdr_state == HDR_FIELD) {
+    rc = buf_sep(&c->hdrs);
+    c->hdr[c->nhdr - 1].value_off = (uint32_t)c->hdrs.len;
+    c->hdr_state = HDR_VALUE;
+  }
+  if (rc == 0) rc = buf_append(&c->hdrs, at, n, SIZE_MAX);
+  if (rc != 0) c->refuse_status = 500;
+  return rc != 0;
+}
+
+/* curl and others wait for "100 Continue" before sending a large body. */
+static void maybe_continue(conn_t *c) {
+  if (c->http10 || !(c->parser.flags & (F_CONTENTLENGTH | F_CHUNKED))) return;
+  const char *expect = fl_httpd_header(&c->req, "expect");
+  if (expect && fl_streq_ci(expect, strlen(expect), "100-continue")) {
+    uv_buf_t b = uv_buf_init((char *)"HTTP/1.1 100 Continue\r\n\r\n", 25);
+    conn_send(c, &b, 1);
+  }
+}
+
+static int on_headers_complete(http_parser *p) {
+  conn_t *c = p->data;
+  if (hdr_close(c) != 0) {
+    c->refuse_status = 500;
+    return -1;
+  }
+  c->keep_alive = http_should_keep_alive(p) != 0;
+  c->http10 = p->http_major == 1 && p->http_minor == 0;
+  c->head = p->method == HTTP_HEAD;
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->srv->max_body) {
+    c->refuse_status = 413;
+    return -1;
+  }
+  maybe_continue(c);
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n) {
+  conn_t *c = p->data;
+  int rc = buf_append(&c->body, at, n, c->srv->max_body);
+  if (rc != 0) c->refuse_status = rc == FL_ELIMIT ? 413 : 500;
+  return rc != 0;
+}
+
+/* Cuts the URL into path and query in place (origin form "/p?q" or absolute form). */
+static int split_url(conn_t *c) {
+  if (c->url.len == 0) return FL_EPARSE;
+  char *u = c->url.data, *path = u;
+  c->req.query = "";
+  if (u[0] != '/' && u[0] != '*') {
+    struct http_parser_url pu;
+    http_parser_url_init(&pu);
+    if (http_parser_parse_url(u, c->url.len, c->parser.method == HTTP_CONNECT, &pu) != 0) return FL_EPARSE;
+    if (!(pu.field_set & (1 << UF_PATH))) {
+      c->req.path = "/";
+      if (pu.field_set & (1 << UF_QUERY)) {
+        u[pu.field_data[UF_QUERY].off + pu.field_data[UF_QUERY].len] = '\0';
+        c->req.query = u + pu.field_data[UF_QUERY].off;
+      }
+      return 0;
+    }
+    path = u + pu.field_data[UF_PATH].off;
+  }
+  c->req.path = path;
+  char *mark = strpbrk(path, "?#");
+  if (mark) {
+    bool has_query = *mark == '?';
+    *mark = '\0';
+    if (has_query) {
+      char *frag = strchr(mark + 1, '#');
+      if (frag) *frag = '\0';
+      c->req.query = mark + 1;
+    }
+  }
+  return 0;
+}
+
+/* Pausing here makes http_parser_execute return right after this request, leaving the
+ * pipelined bytes after it in the input buffer until this request has been answered. */
+static int on_message_complete(http_parser *p) {
+  conn_t *c = p->data;
+  if (split_url(c) != 0) {
+    c->refuse_status = 400;
+    return -1;
+  }
+  c->req.method = http_method_str((enum http_method)p->method);
+  c->req.body = c->body.data ? c->body.data : "";
+  c->req.body_len = c->body.len;
+  c->req.peer = (const struct sockaddr *)&c->peer;
+  c->req.user = NULL;
+  if (p->upgrade) c->keep_alive = false;   /* we never switch protocols */
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void conn_dispatch(conn_t *c) {
+  c->req_active = true;
+  c->streaming = false;
+  c->srv->handler(&c->req, c->srv->ctx);
+}
+
+/* Parses buffered bytes and hands complete requests to the handler, one at a time. */
+static void conn_process(conn_t *c) {
+  c->in_process = true;
+  while (c->in_off < c->in_len && !c->req_active && !c->closing && !c->finishing && !backpressured(c)) {
+    size_t avail = c->in_len - c->in_off;
+    size_t n = http_parser_execute(&c->parser, &parser_settings, c->in + c->in_off, avail);
+    c->in_off += n;
+    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+    if (err == HPE_PAUSED) {
+      http_parser_pause(&c->parser, 0);
+      conn_dispatch(c);
+    } else if (err != HPE_OK || n != avail) {
+      int status = c->refuse_status ? c->refuse_status : err == HPE_HEADER_OVERFLOW ? 431 : 400;
+      conn_refuse(c, status);
+    }
+  }
+  c->in_process = false;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn_t *c = h->data;
+  (void)suggested;
+  /* We only read once every buffered byte has been parsed, so the buffer is free. */
+  c->in_off = c->in_len = 0;
+  *buf = uv_buf_init(c->in, HTTPD_READ_SIZE);
+}
+
+/* Continues after an answer or a read: parse what is buffered, then read more only when
+ * nothing is pending, so pipelined requests never overtake each other. */
+static void conn_resume(conn_t *c) {
+  if (c->closing || c->req_active || c->finishing) return;
+  conn_process(c);
+  if (c->closing || c->finishing) return;
+  if (c->req_active || backpressured(c)) {
+    read_stop(c);
+  } else if (c->eof) {
+    conn_finish(c);   /* the client is done sending and everything it sent is answered */
+  } else if (!c->reading) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, NULL) == 0) c->reading = true;
+    else conn_close(c);
+  }
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = st->data;
+  (void)buf;
+  if (nread == 0 || c->closing) return;
+  if (nread < 0) {
+    read_stop(c);
+    c->eof = true;
+    if (nread != UV_EOF || c->lingering) conn_close(c);
+    else if (!c->req_active) conn_finish(c);   /* a half-sent request is dropped */
+    return;
+  }
+  if (c->lingering) {
+    c->lingered += (size_t)nread;
+    if (c->lingered > HTTPD_LINGER_MAX) conn_close(c);
+    return;
+  }
+  c->in_len = (size_t)nread;
+  conn_resume(c);
+}
+
+/* ---- accepting ---- */
+
+static conn_t *conn_new(fl_httpd_t *s) {
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->in = malloc(HTTPD_READ_SIZE);
+  if (!c->in) {
+    free(c);
+    return NULL;
+  }
+  c->srv = s;
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  uv_tcp_init(s->loop, &c->tcp);   /* cannot fail: no socket is created yet */
+  c->tcp.data = c;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  return c;
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  fl_httpd_t *s = ls->data;
+  if (status < 0 || s->closing) return;
+  /* Out of memory leaves the connection in the backlog; libuv then stops accepting until
+   * a later accept succeeds, which is the best we can do without memory. */
+  conn_t *c = conn_new(s);
+  if (!c) return;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);   /* answers are written whole; small ones must not wait */
+  int len = sizeof c->peer;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) c->peer.ss_family = AF_UNSPEC;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
+  else conn_close(c);
+}
+
+int fl_listen_socket(const fl_addr_t *addr, bool reuseport) {
+  int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+      bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  return fd;
+}
+
+static void on_listener_close(uv_handle_t *h) {
+  fl_httpd_t *s = h->data;
+  s->listener_closed = true;
+  srv_maybe_free(s);
+}
+
+int fl_httpd_start(uv_loop_t *loop, const fl_addr_t *addr, const fl_httpd_opts_t *opts,
+                   fl_httpd_handler_fn handler, void *ctx, fl_httpd_t **out) {
+  int fd = fl_listen_socket(addr, opts && opts->reuseport);
+  if (fd < 0) return fd;
+  /* listen(2) here, before any handle exists, so that a failure needs no close callback;
+   * uv_listen below repeats it harmlessly. */
+  if (listen(fd, SOMAXCONN) != 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  fl_httpd_t *s = calloc(1, sizeof *s);
+  if (!s) {
+    close(fd);
+    return FL_ENOMEM;
+  }
+  s->loop = loop;
+  s->handler = handler;
+  s->ctx = ctx;
+  s->max_body = opts && opts->max_body ? opts->max_body : HTTPD_DEFAULT_MAX_BODY;
+  uv_tcp_init(loop, &s->listener);
+  s->listener.data = s;
+  int rc = uv_tcp_open(&s->listener, fd);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_connection);
+  if (rc != 0) {
+    if (uv_fileno((uv_handle_t *)&s->listener, &(uv_os_fd_t){0}) != 0) close(fd);
+    s->closing = true;   /* freed by the close callback once the loop runs */
+    uv_close((uv_handle_t *)&s->listener, on_listener_close);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void fl_httpd_close(fl_httpd_t *s) {
+  if (!s || s->closing) return;
+  s->closing = true;
+  uv_close((uv_handle_t *)&s->listener, on_listener_close);
+  for (conn_t *c = s->conns; c; c = c->next) conn_close(c);
+}

@@ -1,0 +1,1003 @@
+/* mock.c — `fledge mock`: a fake OpenAI-compatible / KServe model server. It answers chat
+ * and text completions (buffered or streamed as server-sent events), embeddings, model lists
+ * and KServe v1 predictions with deterministic text, after configurable delays, and fails a
+ * configurable share of requests. Each worker thread runs its own loop and SO_REUSEPORT
+ * listener; bodies are formatted with snprintf so that the mock is never the bottleneck. */
+#include "mock.h"
+
+#include "common.h"
+#include "httpd.h"
+#include "netaddr.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define MOCK_MAX_DELAY_MS 3600000u
+#define MOCK_MAX_TOKENS 1000000u
+#define MOCK_MAX_WORKERS 256u
+#define MOCK_MAX_DIM 65536u
+#define MOCK_MAX_MODEL 128u
+#define MOCK_MAX_INPUTS 2048u
+#define MOCK_ECHO_MAX 256u        /* longest echoed header value */
+#define MOCK_HEADERS_CAP 2048u    /* all extra headers of one answer */
+#define MOCK_STREAM_HEADERS_CAP (MOCK_HEADERS_CAP + 32u)   /* the above plus Cache-Control */
+
+typedef struct mock_cfg {
+  fl_addr_t addr;
+  const char *model;
+  char *model_json;               /* the model name as a JSON string, quotes included */
+  uint32_t latency_ms, jitter_ms, ttft_ms, output_tokens, embedding_dim, workers;
+  double tokens_per_s, error_rate;
+  uint64_t seed;
+  bool seeded;
+  char *text;                     /* "tok0 tok1 ... " for output_tokens tokens */
+  uint32_t *text_end;             /* text_end[k]: length of the first k tokens */
+  char fixed_headers[256];        /* x-mock-model and x-mock-port, same on every answer */
+  char *models_body, *error_body; /* prebuilt GET /v1/models and error-rate 500 bodies */
+} mock_cfg_t;
+
+typedef struct sb {
+  char *data;
+  size_t len, cap;
+  bool failed;
+} sb_t;
+
+typedef struct mock_call mock_call_t;
+
+typedef struct mock_worker {
+  const mock_cfg_t *cfg;
+  unsigned index;
+  uv_loop_t loop;
+  uv_async_t stop;
+  uv_thread_t thread;
+  fl_httpd_t *httpd;
+  uint64_t rng, next_id;
+  mock_call_t *calls;             /* answers waiting on a timer, aborted at shutdown */
+  sb_t sb;                        /* scratch for bodies; httpd copies what it keeps */
+} mock_worker_t;
+
+/* An answer that waits: a delayed buffered answer or a stream between tokens. */
+struct mock_call {
+  uv_timer_t timer;
+  mock_worker_t *w;
+  fl_httpd_req_t *req;
+  mock_call_t *prev, *next;
+  bool timer_init, linked, chat, include_usage;
+  int status;
+  char *body;
+  size_t body_len;
+  uint32_t sent, n_tokens, prompt_tokens;
+  const char *finish;
+  uint64_t start_ms, ttft_ms;
+  long long created;
+  char id[48];
+  char headers[MOCK_STREAM_HEADERS_CAP];
+};
+
+/* What a completion request asks for. */
+typedef struct mock_gen {
+  json_t *root;
+  const char *model, *user;       /* point into root */
+  bool chat, stream, include_usage;
+  long long max_tokens;           /* -1 when not given */
+  uint32_t prompt_tokens;
+} mock_gen_t;
+
+/* ---- string builder ---- */
+
+static bool sb_reserve(sb_t *b, size_t extra) {
+  if (b->failed) return false;
+  if (b->len + extra + 1 <= b->cap) return true;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + extra + 1) cap *= 2;
+  char *p = realloc(b->data, cap);
+  if (!p) {
+    b->failed = true;
+    return false;
+  }
+  b->data = p;
+  b->cap = cap;
+  return true;
+}
+
+static void sb_add(sb_t *b, const char *s, size_t n) {
+  if (!sb_reserve(b, n)) return;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+}
+
+static void sb_adds(sb_t *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+static void sb_addf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_addf(sb_t *b, const char *fmt, ...) {
+  if (!sb_reserve(b, 256)) return;
+  va_list ap, again;
+  va_start(ap, fmt);
+  va_copy(again, ap);
+  int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+  if (n >= 0 && (size_t)n >= b->cap - b->len && sb_reserve(b, (size_t)n))
+    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, again);
+  va_end(again);
+  va_end(ap);
+  if (n < 0 || b->failed) b->failed = true;
+  else b->len += (size_t)n;
+}
+
+static void sb_reset(sb_t *b) {
+  b->len = 0;
+  b->failed = false;
+}
+
+/* ---- randomness, deterministic for a given --seed ---- */
+
+static uint64_t splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static double rng_unit(uint64_t *state) { return (double)(splitmix64(state) >> 11) * 0x1.0p-53; }
+
+static uint64_t mock_delay(mock_worker_t *w, uint32_t base_ms) {
+  uint32_t jitter = w->cfg->jitter_ms;
+  return base_ms + (jitter ? splitmix64(&w->rng) % ((uint64_t)jitter + 1) : 0);
+}
+
+static bool mock_should_fail(mock_worker_t *w) {
+  return w->cfg->error_rate > 0 && rng_unit(&w->rng) < w->cfg->error_rate;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+  return h;
+}
+
+static uint32_t count_words(const char *s) {
+  uint32_t n = 0;
+  bool in_word = false;
+  for (; *s; s++) {
+    bool space = *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v';
+    if (!space && !in_word) n++;
+    in_word = !space;
+  }
+  return n;
+}
+
+/* ---- headers every answer carries ---- */
+
+/* Echoes a request value into a header line; control bytes become '?' so that nothing a
+ * client sends can start a header of its own. */
+static size_t add_echo(char *out, size_t pos, size_t cap, const char *name, const char *value) {
+  if (!value) return pos;
+  size_t name_len = strlen(name), len = strnlen(value, MOCK_ECHO_MAX);
+  if (pos + name_len + len + 5 > cap) return pos;
+  memcpy(out + pos, name, name_len);
+  pos += name_len;
+  out[pos++] = ':';
+  out[pos++] = ' ';
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)value[i];
+    out[pos++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+  }
+  out[pos++] = '\r';
+  out[pos++] = '\n';
+  out[pos] = '\0';
+  return pos;
+}
+
+static void build_headers(const mock_worker_t *w, const fl_httpd_req_t *req, const char *saw_model,
+                          const char *saw_user, char *out, size_t cap) {
+  int n = snprintf(out, cap, "%sx-mock-body-bytes: %zu\r\n", w->cfg->fixed_headers, req->body_len);
+  size_t pos = n > 0 && (size_t)n < cap ? (size_t)n : 0;
+  out[pos] = '\0';
+  pos = add_echo(out, pos, cap, "x-mock-saw-request-id", fl_httpd_header(req, "x-request-id"));
+  pos = add_echo(out, pos, cap, "x-mock-saw-forwarded-for", fl_httpd_header(req, "x-forwarded-for"));
+  pos = add_echo(out, pos, cap, "x-mock-saw-model", saw_model);
+  add_echo(out, pos, cap, "x-mock-saw-user", saw_user);
+}
+
+/* ---- answering now or later ---- */
+
+static void on_call_closed(uv_handle_t *h) {
+  mock_call_t *k = h->data;
+  free(k->body);
+  free(k);
+}
+
+static void call_done(mock_call_t *k) {
+  mock_worker_t *w = k->w;
+  if (k->linked) {
+    if (k->prev) k->prev->next = k->next;
+    else w->calls = k->next;
+    if (k->next) k->next->prev = k->prev;
+    k->linked = false;
+  }
+  if (k->timer_init) {
+    uv_close((uv_handle_t *)&k->timer, on_call_closed);
+  } else {
+    free(k->body);
+    free(k);
+  }
+}
+
+static mock_call_t *call_new(mock_worker_t *w, fl_httpd_req_t *req, const char *headers) {
+  mock_call_t *k = malloc(sizeof *k);
+  if (!k) return NULL;
+  memset(k, 0, offsetof(mock_call_t, headers));
+  k->w = w;
+  k->req = req;
+  snprintf(k->headers, sizeof k->headers, "%s", headers);
+  return k;
+}
+
+/* Timers are created only when an answer really waits: zero delay means no timer at all. */
+static void call_wait(mock_call_t *k, uint64_t delay_ms, uv_timer_cb cb) {
+  mock_worker_t *w = k->w;
+  if (!k->timer_init) {
+    uv_timer_init(&w->loop, &k->timer);
+    k->timer.data = k;
+    k->timer_init = true;
+  }
+  if (!k->linked) {
+    k->prev = NULL;
+    k->next = w->calls;
+    if (w->calls) w->calls->prev = k;
+    w->calls = k;
+    k->linked = true;
+  }
+  uv_timer_start(&k->timer, cb, delay_ms, 0);
+}
+
+static void on_delayed_answer(uv_timer_t *t) {
+  mock_call_t *k = t->data;
+  fl_httpd_respond(k->req, k->status, "application/json", k->headers, k->body, k->body_len);
+  call_done(k);
+}
+
+static void answer(mock_worker_t *w, fl_httpd_req_t *req, int status, const char *headers,
+                   const char *body, size_t len, uint64_t delay_ms) {
+  if (delay_ms == 0) {
+    fl_httpd_respond(req, status, "application/json", headers, body, len);
+    return;
+  }
+  mock_call_t *k = call_new(w, req, headers);
+  char *copy = k ? malloc(len + 1) : NULL;
+  if (!copy) {
+    free(k);
+    fl_httpd_respond(req, 500, "text/plain", headers, "out of memory\n", 14);
+    return;
+  }
+  memcpy(copy, body, len);
+  k->status = status;
+  k->body = copy;
+  k->body_len = len;
+  call_wait(k, delay_ms, on_delayed_answer);
+}
+
+/* Answers at once with the OpenAI error shape; messages must be printable ASCII. */
+static void send_error(mock_worker_t *w, fl_httpd_req_t *req, const char *headers, int status,
+                       const char *type, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void send_error(mock_worker_t *w, fl_httpd_req_t *req, const char *headers, int status,
+                       const char *type, const char *fmt, ...) {
+  char msg[512], hdrs[MOCK_HEADERS_CAP];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (!headers) {
+    build_headers(w, req, NULL, NULL, hdrs, sizeof hdrs);
+    headers = hdrs;
+  }
+  json_t *j = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", msg, "type", type, "param", "code");
+  char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  const char *out = body ? body : "{\"error\":{\"type\":\"server_error\",\"message\":\"out of memory\"}}";
+  fl_httpd_respond(req, status, "application/json", headers, out, strlen(out));
+  free(body);
+  json_decref(j);
+}
+
+static void send_sb(mock_worker_t *w, fl_httpd_req_t *req, const char *headers, uint64_t delay_ms) {
+  if (w->sb.failed) send_error(w, req, headers, 500, "server_error", "out of memory");
+  else answer(w, req, 200, headers, w->sb.data, w->sb.len, delay_ms);
+}
+
+/* ---- request bodies ---- */
+
+static json_t *load_object(mock_worker_t *w, fl_httpd_req_t *req) {
+  json_error_t je;
+  json_t *root = json_loadb(req->body, req->body_len, 0, &je);
+  if (!root) {
+    send_error(w, req, NULL, 400, "invalid_request_error", "invalid JSON body: %s (line %d, column %d)",
+               je.text, je.line, je.column);
+    return NULL;
+  }
+  if (!json_is_object(root)) {
+    json_decref(root);
+    send_error(w, req, NULL, 400, "invalid_request_error", "the body must be a JSON object");
+    return NULL;
+  }
+  return root;
+}
+
+/* Words of a message content: a string or an array of {"type":"text","text":...} parts. */
+static uint32_t content_words(const json_t *content) {
+  if (json_is_string(content)) return count_words(json_string_value(content));
+  uint32_t n = 0;
+  size_t i;
+  json_t *part;
+  json_array_foreach(content, i, part) {
+    if (json_is_string(part)) n += count_words(json_string_value(part));
+    else n += content_words(json_object_get(part, "text"));
+  }
+  return n;
+}
+
+/* Prompt tokens: words of the messages or the prompt; token-id arrays count one per id. */
+static const char *count_prompt(mock_gen_t *g) {
+  uint32_t n = 0;
+  size_t i;
+  json_t *item;
+  if (g->chat) {
+    json_t *messages = json_object_get(g->root, "messages");
+    if (messages && !json_is_array(messages)) return "messages must be an array";
+    json_array_foreach(messages, i, item) n += content_words(json_object_get(item, "content"));
+  } else {
+    json_t *prompt = json_object_get(g->root, "prompt");
+    if (prompt && !json_is_string(prompt) && !json_is_array(prompt)) return "prompt must be a string or an array";
+    if (json_is_string(prompt)) n = count_words(json_string_value(prompt));
+    json_array_foreach(prompt, i, item) {
+      if (json_is_string(item)) n += count_words(json_string_value(item));
+      else if (json_is_array(item)) n += (uint32_t)json_array_size(item);
+      else n++;
+    }
+  }
+  g->prompt_tokens = n ? n : 1;
+  return NULL;
+}
+
+static const char *parse_gen(mock_gen_t *g) {
+  json_t *model = json_object_get(g->root, "model"), *user = json_object_get(g->root, "user");
+  json_t *stream = json_object_get(g->root, "stream"), *options = json_object_get(g->root, "stream_options");
+  json_t *max = json_object_get(g->root, "max_tokens");
+  if (!max || json_is_null(max)) max = json_object_get(g->root, "max_completion_tokens");
+  if (model && !json_is_string(model)) return "model must be a string";
+  if (user && !json_is_string(user)) return "user must be a string";
+  if (stream && !json_is_boolean(stream) && !json_is_null(stream)) return "stream must be a boolean";
+  g->model = json_string_value(model);
+  g->user = json_string_value(user);
+  g->stream = json_is_true(stream);
+  g->include_usage = json_is_true(json_object_get(options, "include_usage"));
+  g->max_tokens = -1;
+  if (max && !json_is_null(max)) {
+    if (!json_is_integer(max) || json_integer_value(max) < 1) return "max_tokens must be a positive integer";
+    g->max_tokens = json_integer_value(max);
+  }
+  return count_prompt(g);
+}
+
+/* ---- completions ---- */
+
+static void gen_id(mock_worker_t *w, bool chat, char *out, size_t cap) {
+  snprintf(out, cap, "%s-mock%x-%llx", chat ? "chatcmpl" : "cmpl", w->index, (unsigned long long)++w->next_id);
+}
+
+static void build_completion(mock_worker_t *w, const mock_gen_t *g, uint32_t n_tokens, const char *finish) {
+  const mock_cfg_t *cfg = w->cfg;
+  char id[48];
+  gen_id(w, g->chat, id, sizeof id);
+  sb_t *b = &w->sb;
+  sb_reset(b);
+  sb_addf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":%s,\"choices\":[{\"index\":0,", id,
+          g->chat ? "chat.completion" : "text_completion", (long long)time(NULL), cfg->model_json);
+  sb_adds(b, g->chat ? "\"message\":{\"role\":\"assistant\",\"content\":\"" : "\"text\":\"");
+  sb_add(b, cfg->text, cfg->text_end[n_tokens]);
+  sb_addf(b, "\"%s,\"logprobs\":null,\"finish_reason\":\"%s\"}],"
+          "\"usage\":{\"prompt_tokens\":%u,\"completion_tokens\":%u,\"total_tokens\":%u}}",
+          g->chat ? "}" : "", finish, g->prompt_tokens, n_tokens, g->prompt_tokens + n_tokens);
+}
+
+/* Opens one SSE event up to the inside of "choices":[ ... */
+static void sse_open(sb_t *b, const mock_call_t *k) {
+  sb_addf(b, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":%s,\"choices\":[", k->id,
+          k->chat ? "chat.completion.chunk" : "text_completion", k->created, k->w->cfg->model_json);
+}
+
+/* Token events and the tail are appended to the worker's scratch buffer; stream_pump sends
+ * whatever is due in one write, so a fast stream costs one syscall, not one per token. */
+static void add_token(mock_call_t *k) {
+  const mock_cfg_t *cfg = k->w->cfg;
+  sb_t *b = &k->w->sb;
+  sse_open(b, k);
+  if (k->chat) {
+    const char *role = k->sent == 0 ? "\"role\":\"assistant\"," : "";
+    sb_addf(b, "{\"index\":0,\"delta\":{%s\"content\":\"", role);
+  } else {
+    sb_adds(b, "{\"text\":\"");
+  }
+  sb_add(b, cfg->text + cfg->text_end[k->sent], cfg->text_end[k->sent + 1] - cfg->text_end[k->sent]);
+  sb_addf(b, "\"%s,\"logprobs\":null,\"finish_reason\":null}]}\n\n", k->chat ? "}" : ",\"index\":0");
+  k->sent++;
+}
+
+/* The final chunk with finish_reason, the usage chunk when asked for, and [DONE]. */
+static void add_tail(mock_call_t *k) {
+  sb_t *b = &k->w->sb;
+  sse_open(b, k);
+  if (k->chat) sb_addf(b, "{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"%s\"}]}\n\n", k->finish);
+  else sb_addf(b, "{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}]}\n\n", k->finish);
+  if (k->include_usage) {
+    sse_open(b, k);
+    sb_addf(b, "],\"usage\":{\"prompt_tokens\":%u,\"completion_tokens\":%u,\"total_tokens\":%u}}\n\n",
+            k->prompt_tokens, k->n_tokens, k->prompt_tokens + k->n_tokens);
+  }
+  sb_adds(b, "data: [DONE]\n\n");
+}
+
+static void flush_events(mock_call_t *k) {
+  sb_t *b = &k->w->sb;
+  if (!b->failed) fl_httpd_stream_write(k->req, b->data, b->len);
+  sb_reset(b);
+}
+
+/* Token i is due ttft after the start plus i token intervals; scheduling against the start
+ * rather than the previous token keeps the rate exact however late a timer fires. */
+static uint64_t token_due(const mock_call_t *k, uint32_t i) {
+  double tps = k->w->cfg->tokens_per_s;
+  return k->start_ms + k->ttft_ms + (tps > 0 ? (uint64_t)llround(i * 1000.0 / tps) : 0);
+}
+
+static void on_stream_timer(uv_timer_t *t);
+
+static void stream_pump(mock_call_t *k) {
+  uint64_t now = uv_now(&k->w->loop);
+  sb_reset(&k->w->sb);
+  while (k->sent < k->n_tokens && !fl_httpd_gone(k->req)) {
+    uint64_t due = token_due(k, k->sent);
+    if (due > now) {
+      flush_events(k);
+      call_wait(k, due - now, on_stream_timer);
+      return;
+    }
+    add_token(k);
+  }
+  if (!fl_httpd_gone(k->req)) add_tail(k);
+  flush_events(k);
+  fl_httpd_stream_end(k->req);
+  call_done(k);
+}
+
+static void on_stream_timer(uv_timer_t *t) { stream_pump(t->data); }
+
+static void stream_start(mock_worker_t *w, fl_httpd_req_t *req, const char *headers, const mock_gen_t *g,
+                         uint32_t n_tokens, const char *finish) {
+  char hdrs[MOCK_STREAM_HEADERS_CAP];
+  snprintf(hdrs, sizeof hdrs, "%.*sCache-Control: no-cache\r\n", (int)MOCK_HEADERS_CAP, headers);
+  mock_call_t *k = call_new(w, req, hdrs);
+  if (!k) {
+    send_error(w, req, headers, 500, "server_error", "out of memory");
+    return;
+  }
+  k->chat = g->chat;
+  k->include_usage = g->include_usage;
+  k->n_tokens = n_tokens;
+  k->prompt_tokens = g->prompt_tokens;
+  k->finish = finish;
+  k->created = (long long)time(NULL);
+  k->start_ms = uv_now(&w->loop);
+  k->ttft_ms = mock_delay(w, w->cfg->ttft_ms);
+  gen_id(w, g->chat, k->id, sizeof k->id);
+  fl_httpd_stream_begin(req, 200, "text/event-stream", k->headers);
+  stream_pump(k);
+}
+
+static void handle_generate(mock_worker_t *w, fl_httpd_req_t *req, bool chat) {
+  mock_gen_t g = {.chat = chat};
+  char hdrs[MOCK_HEADERS_CAP];
+  g.root = load_object(w, req);
+  if (!g.root) return;
+  const char *err = parse_gen(&g);
+  build_headers(w, req, g.model, g.user, hdrs, sizeof hdrs);
+  json_decref(g.root);   /* g.model and g.user are dangling from here on */
+  if (err) {
+    send_error(w, req, hdrs, 400, "invalid_request_error", "%s", err);
+    return;
+  }
+  const mock_cfg_t *cfg = w->cfg;
+  if (mock_should_fail(w)) {
+    answer(w, req, 500, hdrs, cfg->error_body, strlen(cfg->error_body), mock_delay(w, cfg->latency_ms));
+    return;
+  }
+  uint32_t n_tokens = cfg->output_tokens;
+  const char *finish = "stop";
+  if (g.max_tokens >= 0 && (uint64_t)g.max_tokens < n_tokens) {
+    n_tokens = (uint32_t)g.max_tokens;
+    finish = "length";
+  }
+  if (g.stream) {
+    stream_start(w, req, hdrs, &g, n_tokens, finish);
+    return;
+  }
+  build_completion(w, &g, n_tokens, finish);
+  send_sb(w, req, hdrs, mock_delay(w, cfg->latency_ms));
+}
+
+/* ---- embeddings and KServe predictions ---- */
+
+static uint64_t input_hash(uint64_t h, const json_t *v) {
+  if (json_is_string(v)) return fnv1a(h, json_string_value(v), json_string_length(v));
+  if (json_is_integer(v)) {
+    long long x = json_integer_value(v);
+    return fnv1a(h, &x, sizeof x);
+  }
+  size_t i;
+  json_t *item;
+  json_array_foreach(v, i, item) h = input_hash(fnv1a(h, ",", 1), item);
+  return h;
+}
+
+/* A unit vector that depends only on the input and --seed, like a real embedding would;
+ * drawn twice from the same state (norm, then values) so that no vector is kept. */
+static void add_embedding(mock_worker_t *w, const json_t *input, size_t index) {
+  uint32_t dim = w->cfg->embedding_dim;
+  uint64_t start = input_hash(0xCBF29CE484222325ull ^ w->cfg->seed, input), state = start;
+  double sq = 0;
+  for (uint32_t j = 0; j < dim; j++) {
+    double x = rng_unit(&state) * 2 - 1;
+    sq += x * x;
+  }
+  double norm = sq > 0 ? 1 / sqrt(sq) : 0;
+  state = start;
+  sb_addf(&w->sb, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":[", index ? "," : "", index);
+  for (uint32_t j = 0; j < dim; j++) sb_addf(&w->sb, "%s%.6f", j ? "," : "", (rng_unit(&state) * 2 - 1) * norm);
+  sb_adds(&w->sb, "]}");
+}
+
+static uint32_t input_words(const json_t *v) {
+  if (json_is_string(v)) {
+    uint32_t n = count_words(json_string_value(v));
+    return n ? n : 1;
+  }
+  return json_is_array(v) && json_array_size(v) ? (uint32_t)json_array_size(v) : 1;
+}
+
+/* "input" is one string, one token array, or an array of either. */
+static const char *build_embeddings(mock_worker_t *w, const json_t *input) {
+  if (!json_is_string(input) && !json_is_array(input)) return "input must be a string or an array";
+  bool many = json_is_array(input) && json_array_size(input) > 0 && !json_is_integer(json_array_get(input, 0));
+  size_t n = many ? json_array_size(input) : 1;
+  if (n > MOCK_MAX_INPUTS) return "too many inputs";
+  sb_reset(&w->sb);
+  sb_adds(&w->sb, "{\"object\":\"list\",\"data\":[");
+  uint32_t tokens = 0;
+  for (size_t i = 0; i < n; i++) {
+    const json_t *item = many ? json_array_get(input, i) : input;
+    if (!json_is_string(item) && !json_is_array(item)) return "each input must be a string or a token array";
+    add_embedding(w, item, i);
+    tokens += input_words(item);
+  }
+  sb_addf(&w->sb, "],\"model\":%s,\"usage\":{\"prompt_tokens\":%u,\"total_tokens\":%u}}", w->cfg->model_json,
+          tokens, tokens);
+  return NULL;
+}
+
+static void handle_embeddings(mock_worker_t *w, fl_httpd_req_t *req) {
+  char hdrs[MOCK_HEADERS_CAP];
+  json_t *root = load_object(w, req);
+  if (!root) return;
+  json_t *model = json_object_get(root, "model");
+  build_headers(w, req, json_string_value(model), NULL, hdrs, sizeof hdrs);
+  const char *err = build_embeddings(w, json_object_get(root, "input"));
+  if (err) {
+    send_error(w, req, hdrs, 400, "invalid_request_error", "%s", err);
+  } else if (mock_should_fail(w)) {
+    answer(w, req, 500, hdrs, w->cfg->error_body, strlen(w->cfg->error_body), mock_delay(w, w->cfg->latency_ms));
+  } else {
+    send_sb(w, req, hdrs, mock_delay(w, w->cfg->latency_ms));
+  }
+  json_decref(root);
+}
+
+/* A stand-in model: the prediction for an instance is the sum of its numbers. */
+static double instance_sum(const json_t *v) {
+  if (json_is_number(v)) return json_number_value(v);
+  double sum = 0;
+  size_t i;
+  const char *key;
+  json_t *item;
+  if (json_is_array(v)) json_array_foreach(v, i, item) sum += instance_sum(item);
+  else if (json_is_object(v)) json_object_foreach((json_t *)v, key, item) sum += instance_sum(item);
+  return sum;
+}
+
+static void handle_predict(mock_worker_t *w, fl_httpd_req_t *req) {
+  char hdrs[MOCK_HEADERS_CAP];
+  json_t *root = load_object(w, req);
+  if (!root) return;
+  build_headers(w, req, NULL, NULL, hdrs, sizeof hdrs);
+  json_t *instances = json_object_get(root, "instances");
+  if (!json_is_array(instances)) {
+    send_error(w, req, hdrs, 400, "invalid_request_error", "instances must be an array");
+  } else if (mock_should_fail(w)) {
+    answer(w, req, 500, hdrs, w->cfg->error_body, strlen(w->cfg->error_body), mock_delay(w, w->cfg->latency_ms));
+  } else {
+    sb_reset(&w->sb);
+    sb_adds(&w->sb, "{\"predictions\":[");
+    for (size_t i = 0; i < json_array_size(instances); i++) {
+      double sum = instance_sum(json_array_get(instances, i));
+      if (isfinite(sum)) sb_addf(&w->sb, "%s%.17g", i ? "," : "", sum);
+      else sb_addf(&w->sb, "%snull", i ? "," : "");
+    }
+    sb_adds(&w->sb, "]}");
+    send_sb(w, req, hdrs, mock_delay(w, w->cfg->latency_ms));
+  }
+  json_decref(root);
+}
+
+/* ---- routing ---- */
+
+static void answer_static(mock_worker_t *w, fl_httpd_req_t *req, const char *body) {
+  char hdrs[MOCK_HEADERS_CAP];
+  build_headers(w, req, NULL, NULL, hdrs, sizeof hdrs);
+  fl_httpd_respond(req, 200, "application/json", hdrs, body, strlen(body));
+}
+
+static bool is_predict_path(const char *path) {
+  static const char prefix[] = "/v1/models/", suffix[] = ":predict";
+  size_t n = strlen(path);
+  return n > sizeof prefix - 1 + sizeof suffix - 1 && strncmp(path, prefix, sizeof prefix - 1) == 0 &&
+         strcmp(path + n - (sizeof suffix - 1), suffix) == 0;
+}
+
+static void not_found(mock_worker_t *w, fl_httpd_req_t *req) {
+  char path[128];
+  size_t i = 0;
+  for (; req->path[i] && i < sizeof path - 1; i++) {
+    unsigned char ch = (unsigned char)req->path[i];
+    path[i] = ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' ? '?' : (char)ch;
+  }
+  path[i] = '\0';
+  send_error(w, req, NULL, 404, "not_found", "no route for %s %s", req->method, path);
+}
+
+static void mock_handle(fl_httpd_req_t *req, void *ctx) {
+  mock_worker_t *w = ctx;
+  const char *path = req->path;
+  bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+  bool post = strcmp(req->method, "POST") == 0;
+  bool known = true;
+  if (strcmp(path, "/health") == 0 && get) answer_static(w, req, "{\"status\":\"ok\"}");
+  else if (strcmp(path, "/v1/models") == 0 && get) answer_static(w, req, w->cfg->models_body);
+  else if (strcmp(path, "/v1/chat/completions") == 0 && post) handle_generate(w, req, true);
+  else if (strcmp(path, "/v1/completions") == 0 && post) handle_generate(w, req, false);
+  else if (strcmp(path, "/v1/embeddings") == 0 && post) handle_embeddings(w, req);
+  else if (is_predict_path(path) && post) handle_predict(w, req);
+  else known = false;
+  if (known) return;
+  bool route = strcmp(path, "/health") == 0 || strcmp(path, "/v1/models") == 0 ||
+               strcmp(path, "/v1/chat/completions") == 0 || strcmp(path, "/v1/completions") == 0 ||
+               strcmp(path, "/v1/embeddings") == 0 || is_predict_path(path);
+  if (route) send_error(w, req, NULL, 405, "invalid_request_error", "method %s not allowed here", req->method);
+  else not_found(w, req);
+}
+
+/* ---- options ---- */
+
+static const char mock_usage[] =
+    "usage: fledge mock [options]\n"
+    "A fake OpenAI-compatible / KServe model server for demos, tests and benchmarks.\n"
+    "\n"
+    "  --listen ADDR         address to listen on (default 127.0.0.1:9001)\n"
+    "  --model NAME          model name in answers and x-mock-model (default mock-model)\n"
+    "  --latency-ms N        delay before a buffered answer (default 0)\n"
+    "  --jitter-ms N         add a uniform 0..N ms to every delay and to the TTFT (default 0)\n"
+    "  --ttft-ms N           delay before a stream's first token (default 0)\n"
+    "  --tokens-per-s N      streaming speed after the first token; 0 = no delay (default 0)\n"
+    "  --output-tokens N     tokens per completion, capped by max_tokens (default 16)\n"
+    "  --error-rate F        share 0..1 of model requests answered 500 (default 0)\n"
+    "  --seed N              seed of the random draws and of embeddings (default: random\n"
+    "                        draws, embeddings seeded with 0)\n"
+    "  --workers N           threads, each with its own SO_REUSEPORT listener (default 1)\n"
+    "  --embedding-dim N     length of embedding vectors (default 8)\n"
+    "  --help                show this text\n"
+    "\n"
+    "Endpoints: POST /v1/chat/completions, POST /v1/completions (\"stream\": true for SSE),\n"
+    "POST /v1/embeddings, GET /v1/models, POST /v1/models/NAME:predict (KServe v1), GET /health.\n"
+    "Every answer carries x-mock-model, x-mock-port and x-mock-body-bytes, and echoes the\n"
+    "request's x-request-id, x-forwarded-for, JSON model and user as x-mock-saw-*.\n";
+
+enum { OPT_LISTEN = 256, OPT_MODEL, OPT_LATENCY, OPT_JITTER, OPT_TTFT, OPT_TPS, OPT_TOKENS,
+       OPT_ERROR_RATE, OPT_SEED, OPT_WORKERS, OPT_DIM, OPT_HELP };
+
+static const struct option mock_options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},         {"model", required_argument, NULL, OPT_MODEL},
+    {"latency-ms", required_argument, NULL, OPT_LATENCY},    {"jitter-ms", required_argument, NULL, OPT_JITTER},
+    {"ttft-ms", required_argument, NULL, OPT_TTFT},          {"tokens-per-s", required_argument, NULL, OPT_TPS},
+    {"output-tokens", required_argument, NULL, OPT_TOKENS},  {"error-rate", required_argument, NULL, OPT_ERROR_RATE},
+    {"seed", required_argument, NULL, OPT_SEED},             {"workers", required_argument, NULL, OPT_WORKERS},
+    {"embedding-dim", required_argument, NULL, OPT_DIM},     {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_uint(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (text[0] < '0' || text[0] > '9' || *end || errno == ERANGE || v < min || v > max) {
+    fprintf(stderr, "mock: --%s: '%s' is not a whole number from %llu to %llu\n", opt, text,
+            (unsigned long long)min, (unsigned long long)max);
+    return FL_EINVAL;
+  }
+  *out = v;
+  return 0;
+}
+
+static int parse_u32(const char *opt, const char *text, uint32_t min, uint32_t max, uint32_t *out) {
+  uint64_t v;
+  int rc = parse_uint(opt, text, min, max, &v);
+  if (rc == 0) *out = (uint32_t)v;
+  return rc;
+}
+
+static int parse_real(const char *opt, const char *text, double min, double max, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (end == text || *end || errno == ERANGE || !(v >= min && v <= max)) {
+    fprintf(stderr, "mock: --%s: '%s' is not a number from %g to %g\n", opt, text, min, max);
+    return FL_EINVAL;
+  }
+  *out = v;
+  return 0;
+}
+
+static int check_model(const char *name) {
+  size_t n = strlen(name);
+  bool ok = n > 0 && n <= MOCK_MAX_MODEL && name[0] != ' ' && name[n - 1] != ' ';
+  for (size_t i = 0; ok && i < n; i++) ok = name[i] >= 0x20 && name[i] <= 0x7e;
+  if (ok) return 0;
+  fprintf(stderr, "mock: --model: '%s' must be 1 to %u printable ASCII characters\n", name, MOCK_MAX_MODEL);
+  return FL_EINVAL;
+}
+
+static int apply_option(mock_cfg_t *cfg, int opt, const char *arg) {
+  const char *name = mock_options[opt - OPT_LISTEN].name;
+  switch (opt) {
+  case OPT_LISTEN:
+    if (fl_addr_parse(arg, &cfg->addr) == 0) return 0;
+    fprintf(stderr, "mock: --listen: '%s' is not HOST:PORT (numeric IPv4, [IPv6] or localhost)\n", arg);
+    return FL_EINVAL;
+  case OPT_MODEL: cfg->model = arg; return check_model(arg);
+  case OPT_LATENCY: return parse_u32(name, arg, 0, MOCK_MAX_DELAY_MS, &cfg->latency_ms);
+  case OPT_JITTER: return parse_u32(name, arg, 0, MOCK_MAX_DELAY_MS, &cfg->jitter_ms);
+  case OPT_TTFT: return parse_u32(name, arg, 0, MOCK_MAX_DELAY_MS, &cfg->ttft_ms);
+  case OPT_TPS: return parse_real(name, arg, 0, 1e6, &cfg->tokens_per_s);
+  case OPT_TOKENS: return parse_u32(name, arg, 0, MOCK_MAX_TOKENS, &cfg->output_tokens);
+  case OPT_ERROR_RATE: return parse_real(name, arg, 0, 1, &cfg->error_rate);
+  case OPT_SEED: cfg->seeded = true; return parse_uint(name, arg, 0, UINT64_MAX, &cfg->seed);
+  case OPT_WORKERS: return parse_u32(name, arg, 1, MOCK_MAX_WORKERS, &cfg->workers);
+  case OPT_DIM: return parse_u32(name, arg, 1, MOCK_MAX_DIM, &cfg->embedding_dim);
+  default: return FL_EINVAL;
+  }
+}
+
+/* Returns 0 to run, 1 when --help was shown, FL_EINVAL after printing what is wrong. */
+static int mock_parse_args(int argc, char **argv, mock_cfg_t *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->model = "mock-model";
+  cfg->output_tokens = 16;
+  cfg->embedding_dim = 8;
+  cfg->workers = 1;
+  fl_addr_parse("127.0.0.1:9001", &cfg->addr);
+  optind = 0;   /* GNU: start afresh even if getopt ran before in this process */
+  opterr = 0;
+  int opt;
+  while ((opt = getopt_long(argc, argv, ":", mock_options, NULL)) != -1) {
+    if (opt == OPT_HELP) {
+      fputs(mock_usage, stdout);
+      return 1;
+    }
+    if (opt == '?' || opt == ':') {
+      const char *what = argv[optind - 1];
+      fprintf(stderr, "mock: %s '%s' (see fledge mock --help)\n",
+              opt == ':' ? "missing value for" : "unknown option", what);
+      return FL_EINVAL;
+    }
+    if (apply_option(cfg, opt, optarg) != 0) return FL_EINVAL;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "mock: unexpected argument '%s' (see fledge mock --help)\n", argv[optind]);
+    return FL_EINVAL;
+  }
+  return 0;
+}
+
+/* ---- prebuilt data ---- */
+
+static int build_text(mock_cfg_t *cfg) {
+  uint32_t n = cfg->output_tokens;
+  cfg->text_end = malloc(((size_t)n + 1) * sizeof *cfg->text_end);
+  cfg->text = malloc((size_t)n * 12 + 1);
+  if (!cfg->text_end || !cfg->text) return FL_ENOMEM;
+  size_t len = 0;
+  cfg->text_end[0] = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    len += (size_t)snprintf(cfg->text + len, 13, "tok%u ", i);
+    cfg->text_end[i + 1] = (uint32_t)len;
+  }
+  cfg->text[len] = '\0';
+  return 0;
+}
+
+static int mock_prepare(mock_cfg_t *cfg) {
+  if (!cfg->seeded) cfg->seed = fl_now_ns() ^ ((uint64_t)getpid() << 32);
+  json_t *name = json_string(cfg->model);
+  cfg->model_json = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
+  json_decref(name);
+  if (!cfg->model_json || build_text(cfg) != 0) return FL_ENOMEM;
+  unsigned port = ntohs(cfg->addr.ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&cfg->addr.ss)->sin6_port
+                                                           : ((struct sockaddr_in *)&cfg->addr.ss)->sin_port);
+  snprintf(cfg->fixed_headers, sizeof cfg->fixed_headers, "x-mock-model: %s\r\nx-mock-port: %u\r\n", cfg->model,
+           port);
+  json_t *models = json_pack("{s:s,s:[{s:s,s:s,s:I,s:s}]}", "object", "list", "data", "id", cfg->model, "object",
+                             "model", "created", (json_int_t)time(NULL), "owned_by", "fledge-mock");
+  cfg->models_body = models ? json_dumps(models, JSON_COMPACT) : NULL;
+  json_decref(models);
+  json_t *err = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", "injected failure (--error-rate)", "type",
+                          "server_error", "param", "code");
+  cfg->error_body = err ? json_dumps(err, JSON_COMPACT) : NULL;
+  json_decref(err);
+  return cfg->models_body && cfg->error_body ? 0 : FL_ENOMEM;
+}
+
+static void mock_cfg_free(mock_cfg_t *cfg) {
+  free(cfg->model_json);
+  free(cfg->text);
+  free(cfg->text_end);
+  free(cfg->models_body);
+  free(cfg->error_body);
+}
+
+/* ---- workers and signals ---- */
+
+static void on_worker_stop(uv_async_t *a) {
+  mock_worker_t *w = a->data;
+  while (w->calls) {
+    mock_call_t *k = w->calls;
+    uv_timer_stop(&k->timer);
+    fl_httpd_abort(k->req);
+    call_done(k);
+  }
+  fl_httpd_close(w->httpd);
+  w->httpd = NULL;
+  uv_close((uv_handle_t *)&w->stop, NULL);
+}
+
+static void worker_run(void *arg) {
+  mock_worker_t *w = arg;
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+/* Runs the loop until every handle is closed, then releases it. */
+static void worker_release(mock_worker_t *w) {
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&w->loop);
+  free(w->sb.data);
+}
+
+static const char *error_text(int rc) {
+  if (rc == FL_ENOMEM) return "out of memory";
+  return rc > -1000 ? strerror(-rc) : "internal error";
+}
+
+/* Binds on the calling thread so that errors are reported before anything runs. */
+static int worker_init(mock_worker_t *w, const mock_cfg_t *cfg, unsigned index) {
+  w->cfg = cfg;
+  w->index = index;
+  w->rng = cfg->seed + 0x9E3779B97F4A7C15ull * (index + 1);
+  int rc = uv_loop_init(&w->loop);
+  if (rc != 0) return rc;
+  uv_async_init(&w->loop, &w->stop, on_worker_stop);
+  w->stop.data = w;
+  fl_httpd_opts_t opts = {.reuseport = cfg->workers > 1, .max_body = 0};
+  rc = fl_httpd_start(&w->loop, &cfg->addr, &opts, mock_handle, w, &w->httpd);
+  if (rc != 0) {
+    uv_close((uv_handle_t *)&w->stop, NULL);
+    worker_release(w);
+  }
+  return rc;
+}
+
+typedef struct mock_main {
+  uv_loop_t loop;
+  uv_signal_t sigint, sigterm;
+  mock_worker_t *workers;
+  unsigned nworkers;
+} mock_main_t;
+
+static void on_signal(uv_signal_t *sig, int signum) {
+  mock_main_t *m = sig->data;
+  (void)signum;
+  for (unsigned i = 0; i < m->nworkers; i++) uv_async_send(&m->workers[i].stop);
+  uv_close((uv_handle_t *)&m->sigint, NULL);
+  uv_close((uv_handle_t *)&m->sigterm, NULL);
+}
+
+static int start_workers(mock_main_t *m, const mock_cfg_t *cfg) {
+  for (unsigned i = 0; i < cfg->workers; i++) {
+    int rc = worker_init(&m->workers[i], cfg, i);
+    if (rc != 0) {
+      fprintf(stderr, "mock: cannot listen on %s: %s\n", cfg->addr.text, error_text(rc));
+      return rc;
+    }
+    m->nworkers++;
+  }
+  return 0;
+}
+
+static int run_workers(mock_main_t *m) {
+  unsigned started = 0;
+  int rc = 0;
+  for (; started < m->nworkers && rc == 0; started++)
+    rc = uv_thread_create(&m->workers[started].thread, worker_run, &m->workers[started]);
+  if (rc != 0) {
+    started--;
+    fprintf(stderr, "mock: cannot start a worker thread: %s\n", uv_strerror(rc));
+    for (unsigned i = 0; i < m->nworkers; i++) uv_async_send(&m->workers[i].stop);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+  }
+  uv_run(&m->loop, UV_RUN_DEFAULT);   /* until a signal (or the failure above) */
+  for (unsigned i = 0; i < started; i++) uv_thread_join(&m->workers[i].thread);
+  /* Workers never started still have their stop handle pending; run them here. */
+  for (unsigned i = started; i < m->nworkers; i++) uv_run(&m->workers[i].loop, UV_RUN_DEFAULT);
+  return rc;
+}
+
+int fl_mock_main(int argc, char **argv) {
+  mock_cfg_t cfg;
+  int rc = mock_parse_args(argc, argv, &cfg);
+  if (rc != 0) return rc == 1 ? 0 : 2;
+  mock_main_t m = {0};
+  int exit_code = 1;
+  signal(SIGPIPE, SIG_IGN);
+  m.workers = calloc(cfg.workers, sizeof *m.workers);
+  if (mock_prepare(&cfg) != 0 || !m.workers || uv_loop_init(&m.loop) != 0) {
+    fprintf(stderr, "mock: out of memory\n");
+    mock_cfg_free(&cfg);
+    free(m.workers);
+    return 1;
+  }
+  /* Signals are watched before binding so that a stop during start-up is clean too. */
+  uv_signal_init(&m.loop, &m.sigint);
+  uv_signal_init(&m.loop, &m.sigterm);
+  m.sigint.data = m.sigterm.data = &m;
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  if (start_workers(&m, &cfg) == 0) {
+    fprintf(stderr, "mock: listening on %s model %s\n", cfg.addr.text, cfg.model);
+    exit_code = run_workers(&m) == 0 ? 0 : 1;
+  } else {
+    for (unsigned i = 0; i < m.nworkers; i++) uv_async_send(&m.workers[i].stop);
+    for (unsigned i = 0; i < m.nworkers; i++) uv_run(&m.workers[i].loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&m.sigint, NULL);
+    uv_close((uv_handle_t *)&m.sigterm, NULL);
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+  }
+  for (unsigned i = 0; i < m.nworkers; i++) worker_release(&m.workers[i]);
+  uv_loop_close(&m.loop);
+  free(m.workers);
+  mock_cfg_free(&cfg);
+  return exit_code;
+}

@@ -1,0 +1,257 @@
+"""harness.py — black-box test support: start real `fledge serve` and `fledge mock` processes on
+free loopback ports, talk real HTTP to them, and leave nothing running afterwards."""
+import atexit
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FLEDGE = os.environ.get("FLEDGE", os.path.join(ROOT, "build", "fledge"))
+_procs = []
+
+
+_handed_out = set()
+
+
+def free_port():
+    """A free port below the kernel's ephemeral range (32768+), so that no outgoing connection
+    of another test or process can take it between now and the server binding it."""
+    import random
+    while True:
+        port = random.randrange(20000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+
+
+def wait_port(port, proc=None, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before listening on %d" % (proc.returncode, port))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("nothing listening on port %d after %.1fs" % (port, timeout))
+
+
+class Proc:
+    """A child process that is killed when the test (or the interpreter) ends."""
+
+    def __init__(self, args, port, log_name):
+        self.log = tempfile.NamedTemporaryFile(prefix=log_name + "-", suffix=".log", delete=False)
+        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _procs.append(self)
+        self.port = port
+        wait_port(port, self.p)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def send_signal(self, sig):
+        self.p.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+    def output(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        os.unlink(self.log.name)
+
+
+def mock(*opts, model="mock-model"):
+    port = free_port()
+    return Proc([FLEDGE, "mock", "--listen", "127.0.0.1:%d" % port, "--model", model, *map(str, opts)], port, "mock")
+
+
+class Gateway(Proc):
+    """`fledge serve` on a config given as YAML text; {port} and {admin} are filled in."""
+
+    def __init__(self, yaml_text, workers=2):
+        self.admin = free_port()
+        port = free_port()
+        self.conf = tempfile.NamedTemporaryFile("w", prefix="fledge-", suffix=".yaml", delete=False)
+        self.write_conf(yaml_text, port, workers)
+        super().__init__([FLEDGE, "serve", "-c", self.conf.name], port, "fledge")
+        wait_port(self.admin, self.p)
+
+    def write_conf(self, yaml_text, port=None, workers=2):
+        port = port or self.port
+        head = "listen: 127.0.0.1:%d\nworkers: %d\nadmin:\n  listen: 127.0.0.1:%d\n" % (port, workers, self.admin)
+        with open(self.conf.name, "w") as f:
+            f.write(head + yaml_text)
+
+    def reload(self, yaml_text, workers=2):
+        self.write_conf(yaml_text, workers=workers)
+        before = self.output().count("reloaded")
+        self.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while self.output().count("reloaded") == before:
+            if time.time() > deadline:
+                raise RuntimeError("reload not acknowledged:\n" + self.output())
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        os.unlink(self.conf.name)
+
+
+def route_yaml(stable, canary=None, weight=20, extra="", user_key="[header:x-user-id, ip]", prefix="/"):
+    """A one-route config body for backends given as Proc objects or ports."""
+    def addrs(b):
+        bs = b if isinstance(b, (list, tuple)) else [b]
+        return "[" + ", ".join("127.0.0.1:%d" % (x.port if hasattr(x, "port") else x) for x in bs) + "]"
+    text = ("routes:\n  - name: chat\n    match: { path_prefix: %s }\n    user_key: %s\n"
+            "    stable: { version: v1, backends: %s }\n" % (prefix, user_key, addrs(stable)))
+    if canary is not None:
+        text += "    canary: { version: v2, backends: %s, weight: %s }\n" % (addrs(canary), weight)
+    return text + extra
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+def request(port, method="GET", path="/v1/models", headers=None, body=None, conn=None, timeout=10):
+    """One HTTP request; pass conn (http.client.HTTPConnection) to reuse a keep-alive connection."""
+    own = conn is None
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        headers = dict(headers or {}, **{"content-type": "application/json"})
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+    if own:
+        c.close()
+    return resp
+
+
+def raw(port, data, timeout=3.0, until_close=True):
+    """Sends raw bytes; returns everything read until the peer closes or the timeout passes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not until_close and b"\r\n\r\n" in out:
+                break
+        return out
+
+
+def status_of(raw_response):
+    line = raw_response.split(b"\r\n", 1)[0]
+    parts = line.split(b" ")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def chat(stream=False, user=None, tokens=None, model="m"):
+    body = {"model": model, "messages": [{"role": "user", "content": "hello there model"}], "stream": stream}
+    if user is not None:
+        body["user"] = user
+    if tokens is not None:
+        body["max_tokens"] = tokens
+    return body
+
+
+class CaptureBackend:
+    """A threaded HTTP/1.1 backend that records each request's headers (lower-case) and answers 200."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_any(self):
+                if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+                    body = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                        if size == 0:
+                            break
+                else:
+                    n = int(self.headers.get("content-length") or 0)
+                    body = self.rfile.read(n) if n else b""
+                owner.requests.append({k.lower(): v for k, v in self.headers.items()})
+                owner.bodies.append(body)
+                out = b'{"ok":true}'
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_any
+
+            def log_message(self, *a):
+                pass
+
+        self.requests, self.bodies = [], []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@atexit.register
+def _cleanup():
+    for p in _procs:
+        if p.p.poll() is None:
+            p.p.kill()
+            p.p.wait()

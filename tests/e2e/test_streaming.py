@@ -1,0 +1,107 @@
+"""Bodies in both directions are streamed, not buffered: SSE events arrive as the model emits
+them, chunked uploads reach the backend intact, and SIGTERM lets a stream in flight finish."""
+import json
+import signal
+import socket
+import time
+
+from harness import CaptureBackend, Gateway, mock, request, route_yaml, chat
+
+
+def sse_event_times(port, body):
+    """POSTs a streaming chat request; returns (seconds to each `data:` event, raw text)."""
+    payload = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    t0 = time.monotonic()
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(payload), payload))
+    times, buf, text = [], b"", b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        now = time.monotonic() - t0
+        text += chunk
+        times += [now] * chunk.count(b"data: ")
+    s.close()
+    return times, text.decode(errors="replace")
+
+
+def test_sse_events_arrive_as_they_are_produced_with_first_token_time_preserved():
+    with mock("--ttft-ms", 300, "--tokens-per-s", 20, "--output-tokens", 10, model="m-v1") as v1, \
+            Gateway(route_yaml(v1)) as gw:
+        direct, _ = sse_event_times(v1.port, chat(stream=True))
+        through, text = sse_event_times(gw.port, chat(stream=True))
+        assert "data: [DONE]" in text and "x-fledge-variant: stable" in text.lower()
+        assert len(through) == len(direct) >= 11, (len(through), len(direct))
+        # the first token is not held back: same TTFT as going direct, give or take scheduling noise
+        assert through[0] - direct[0] < 0.05, (through[0], direct[0])
+        assert through[0] < 0.4
+        # and the events keep their spacing (20 tokens/s → ~50 ms apart), not one burst at the end
+        assert through[-2] - through[0] > 0.35, through
+
+
+def chunked_post(port, path, pieces, pause=0.05, headers=b""):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\nConnection: close\r\n" + headers + b"\r\n")
+    for p in pieces:
+        s.sendall(b"%x\r\n%s\r\n" % (len(p), p))
+        time.sleep(pause)
+    s.sendall(b"0\r\n\r\n")
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    headers = dict(l.split(b": ", 1) for l in head.split(b"\r\n")[1:])
+    return int(head.split(b" ")[1]), {k.decode().lower(): v.decode() for k, v in headers.items()}, body
+
+
+def test_chunked_upload_reaches_the_backend_intact():
+    body = json.dumps(chat(user="chunky")).encode()
+    pieces = [body[i:i + 7] for i in range(0, len(body), 7)]
+    with mock(model="m-v1") as v1, Gateway(route_yaml(v1, user_key="[json:user, ip]")) as gw:
+        status, headers, _ = chunked_post(gw.port, b"/v1/chat/completions", pieces, pause=0.01)
+        assert status == 200
+        assert int(headers["x-mock-body-bytes"]) == len(body)
+        assert headers["x-mock-saw-user"] == "chunky"
+
+
+def test_large_chunked_upload_is_streamed_through_unchanged():
+    blob = bytes(range(256)) * 4096 * 4            # 4 MiB, every byte value
+    pieces = [blob[i:i + 65536] for i in range(0, len(blob), 65536)]
+    with CaptureBackend() as be, Gateway(route_yaml(be.port)) as gw:
+        status, _, _ = chunked_post(gw.port, b"/upload", pieces, pause=0)
+        assert status == 200
+        assert be.bodies[-1] == blob
+
+
+def test_sigterm_lets_a_stream_in_flight_finish_and_refuses_new_connections():
+    with mock("--ttft-ms", 100, "--tokens-per-s", 10, "--output-tokens", 10, model="m-v1") as v1, \
+            Gateway(route_yaml(v1)) as gw:
+        payload = json.dumps(chat(stream=True)).encode()
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(payload), payload))
+        text = s.recv(65536)
+        assert b"200 OK" in text
+        gw.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        try:
+            socket.create_connection(("127.0.0.1", gw.port), timeout=1).close()
+            refused = False
+        except OSError:
+            refused = True
+        while b"[DONE]" not in text:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            text += chunk
+        s.close()
+        assert b"data: [DONE]" in text, text[-200:]
+        assert refused
+        assert gw.p.wait(10) == 0

@@ -1,0 +1,29 @@
+#!/bin/sh
+# run.sh — `make test`: every cmocka unit test binary, then the end-to-end suite against real
+# fledge and mock processes. Ends with one line: "N passed, N failed".
+cd "$(dirname "$0")/.." || exit 1
+passed=0
+failed=0
+for t in build/tests/test_*; do
+  [ -x "$t" ] || continue
+  out=$("$t" 2>&1)
+  echo "$out"
+  p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p')
+  f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p')
+  # a binary that crashed before its summary counts as one failure
+  [ -z "$p$f" ] && f=1
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+done
+e2e=$(mktemp)
+python3 tests/e2e/run.py "$@" | tee "$e2e"
+line=$(tail -n 1 "$e2e")
+rm -f "$e2e"
+ep=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+ef=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+[ -z "$ep" ] && ef=1
+passed=$((passed + ${ep:-0}))
+failed=$((failed + ${ef:-0}))
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
