@@ -12,12 +12,16 @@
 # of work next to wrk and the backend. Each request carries a different x-user-id (from a
 # precomputed set, so the Lua cost stays tiny). Also reports fledge's RSS after its run.
 # Output: a table on stdout, build/bench.json, raw wrk output in build/bench/*.txt.
-# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (50), BENCH_SKIP_FLEDGE=1 (skip fledge).
+# The targets are measured in BENCH_ROUNDS interleaved rounds and each figure is the median
+# over the rounds, so a burst of noise on this shared machine hits one round, not one target.
+# Knobs: BENCH_SECONDS (5 per round), BENCH_ROUNDS (3), BENCH_CONNECTIONS (50),
+# BENCH_SKIP_FLEDGE=1 (skip fledge).
 # Everything listens on 127.0.0.1 only, on free ports; all started processes are stopped
 # on exit, error or Ctrl-C.
 set -euo pipefail
 
-SECONDS_RUN=${BENCH_SECONDS:-10}
+SECONDS_RUN=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-50}
 SKIP_FLEDGE=${BENCH_SKIP_FLEDGE:-0}
 FLEDGE=build/fledge
@@ -185,54 +189,62 @@ run_wrk() {
     wrk -t1 -c"$CONNS" -s "$TMP/chat.lua" "$@" &
     WRK_PID=$!; wait "$WRK_PID"; WRK_PID=
 }
-declare -A RPS P50 P99 NON2XX SOCKERR
+declare -A RPS P50 P99 NON2XX SOCKERR PORT
 FAILED=0
-bench() {  # bench NAME PORT
-    local name=$1 url="http://127.0.0.1:$2/v1/chat/completions" raw="$OUTDIR/$1.txt"
-    check_200 "$name" "$2"
-    run_wrk -d2s "$url" >/dev/null                                   # warm-up
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+bench_round() {  # bench_round NAME ROUND: one wrk run, figures appended to the lists
+    local name=$1 url="http://127.0.0.1:${PORT[$1]}/v1/chat/completions" raw="$OUTDIR/$1.$2.txt" n
     run_wrk -d"${SECONDS_RUN}s" --latency "$url" >"$raw"
-    RPS[$name]=$(awk '/^Requests\/sec:/ { print $2 }' "$raw")
-    P50[$name]=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$raw")")
-    P99[$name]=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$raw")")
-    NON2XX[$name]=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$raw"); NON2XX[$name]=${NON2XX[$name]:-0}
-    SOCKERR[$name]=$(awk '/Socket errors:/ { sub(/.*Socket errors: /, ""); print }' "$raw")
-    [ -n "${RPS[$name]}" ] && [ -n "${P99[$name]}" ] || die "could not parse wrk output for $name ($raw)"
-    if [ "${NON2XX[$name]}" != 0 ]; then echo "bench: $name: ${NON2XX[$name]} non-2xx/3xx responses" >&2; FAILED=1; fi
-    if [ -n "${SOCKERR[$name]}" ]; then echo "bench: $name: socket errors: ${SOCKERR[$name]}" >&2; fi
-    printf '  %-8s done: %s req/s\n' "$name" "${RPS[$name]}" >&2
+    RPS[$name]+=" $(awk '/^Requests\/sec:/ { print $2 }' "$raw")"
+    P50[$name]+=" $(to_ms "$(awk '$1 == "50%" { print $2 }' "$raw")")"
+    P99[$name]+=" $(to_ms "$(awk '$1 == "99%" { print $2 }' "$raw")")"
+    n=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$raw")
+    NON2XX[$name]=$(( ${NON2XX[$name]:-0} + ${n:-0} ))
+    SOCKERR[$name]+=$(awk '/Socket errors:/ { sub(/.*Socket errors: /, ""); print }' "$raw")
+    awk '/^Requests\/sec:/ { ok = 1 } END { exit !ok }' "$raw" || die "could not parse wrk output for $name ($raw)"
+    printf '  round %s %-8s %s req/s\n' "$2" "$name" "$(awk '/^Requests\/sec:/ { print $2 }' "$raw")" >&2
+}
+prepare() {  # prepare NAME PORT: a check that it answers 200, and a warm-up
+    PORT[$1]=$2
+    check_200 "$1" "$2"
+    run_wrk -d2s "http://127.0.0.1:$2/v1/chat/completions" >/dev/null
 }
 
-echo "bench: ${SECONDS_RUN}s per target, wrk -t1 -c$CONNS, POST /v1/chat/completions; $(nproc) CPUs" >&2
-echo "bench: each proxy runs ONE worker/thread (fair on a small machine)" >&2
+echo "bench: $ROUNDS rounds × ${SECONDS_RUN}s per target, wrk -t1 -c$CONNS, POST /v1/chat/completions; $(nproc) CPUs" >&2
+echo "bench: each proxy runs ONE worker/thread (fair on a small machine); figures are medians" >&2
 start backend "$BACKEND_PORT" nginx -p "$TMP/backend" -e stderr -c "$TMP/backend/nginx.conf"
-bench direct "$BACKEND_PORT"
-
+prepare direct "$BACKEND_PORT"
 TARGETS=(direct)
 FLEDGE_RSS=null
 if [ "$SKIP_FLEDGE" != 1 ]; then
     start fledge "$FLEDGE_PORT" "$FLEDGE" serve -c "$TMP/fledge.yaml"
     FLEDGE_PID=$LAST_PID
-    bench fledge "$FLEDGE_PORT"
-    kill -0 "$FLEDGE_PID" 2>/dev/null || die "fledge died during its run (see $OUTDIR/fledge.log)"
-    # RSS of fledge and any worker processes it forked, read right after its run.
-    kb=0
-    for p in "$FLEDGE_PID" $(pgrep -P "$FLEDGE_PID" || true); do
-        kb=$(( kb + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0) ))
-    done
-    FLEDGE_RSS=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')
+    prepare fledge "$FLEDGE_PORT"
     TARGETS+=(fledge)
 fi
 start nginx "$NGINX_PORT" nginx -p "$TMP/proxy" -e stderr -c "$TMP/proxy/nginx.conf"
-bench nginx "$NGINX_PORT"
+prepare nginx "$NGINX_PORT"
 start haproxy "$HAPROXY_PORT" haproxy -db -f "$TMP/haproxy.cfg"
-bench haproxy "$HAPROXY_PORT"
+prepare haproxy "$HAPROXY_PORT"
 TARGETS+=(nginx haproxy)
+
+for r in $(seq "$ROUNDS"); do
+    for t in "${TARGETS[@]}"; do bench_round "$t" "$r"; done
+done
+for t in "${TARGETS[@]}"; do
+    [ "${NON2XX[$t]}" = 0 ] || { echo "bench: $t: ${NON2XX[$t]} non-2xx/3xx responses" >&2; FAILED=1; }
+    [ -z "${SOCKERR[$t]}" ] || echo "bench: $t: socket errors: ${SOCKERR[$t]}" >&2
+    RPS[$t]=$(median ${RPS[$t]}); P50[$t]=$(median ${P50[$t]}); P99[$t]=$(median ${P99[$t]})
+done
+if [ "$SKIP_FLEDGE" != 1 ]; then
+    kill -0 "$FLEDGE_PID" 2>/dev/null || die "fledge died during its runs (see $OUTDIR/fledge.log)"
+    FLEDGE_RSS=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$FLEDGE_PID/status")
+fi
 
 # --- report -------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "null" }'; }
 echo
-echo "fledge benchmark — wrk -t1 -c$CONNS -d${SECONDS_RUN}s, one worker/thread per proxy, $(nproc) CPUs"
+echo "fledge benchmark — wrk -t1 -c$CONNS, median of $ROUNDS × ${SECONDS_RUN}s, one worker/thread per proxy, $(nproc) CPUs"
 printf '%-9s %12s %10s %10s\n' target 'req/s' 'p50 ms' 'p99 ms'
 for t in "${TARGETS[@]}"; do printf '%-9s %12s %10s %10s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}"; done
 R_NG_RPS=null; R_HA_RPS=null; R_NG_P99=null; R_HA_P99=null
@@ -248,8 +260,8 @@ else
 fi
 
 {
-    printf '{\n  "seconds": %s, "connections": %s, "wrk_threads": 1, "cpus": %s, "proxy_workers": 1,\n' \
-        "$SECONDS_RUN" "$CONNS" "$(nproc)"
+    printf '{\n  "seconds": %s, "rounds": %s, "connections": %s, "wrk_threads": 1, "cpus": %s, "proxy_workers": 1,\n' \
+        "$SECONDS_RUN" "$ROUNDS" "$CONNS" "$(nproc)"
     printf '  "targets": {\n'
     sep=""
     for t in "${TARGETS[@]}"; do

@@ -17,6 +17,8 @@ have_pc cmocka           || need="$need libcmocka-dev"
 have_pc libmaxminddb     || need="$need libmaxminddb-dev"
 have_bin python3         || need="$need python3"
 have_bin curl            || need="$need curl"
+# tests only: writes the small GeoIP databases the country-rule tests use
+perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || need="$need libmaxmind-db-writer-perl"
 
 [ -z "$need" ] && exit 0
 echo "install-deps: installing$need"

@@ -151,3 +151,49 @@ def test_hop_by_hop_headers_are_not_forwarded():
         assert seen.get("x-kept") == "yes"
         for hop in ("x-secret", "te", "keep-alive", "x-fledge-variant"):
             assert hop not in seen, (hop, seen)
+
+
+def variant_from(gw, source_ip, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10, source_address=(source_ip, 0))
+    r = request(gw.port, "POST", "/v1/chat/completions", headers or {}, chat(), conn=conn)
+    conn.close()
+    assert r.status == 200, (r.status, r.body)
+    return r.header("x-fledge-variant")
+
+
+def test_country_rule_uses_the_mmdb_for_the_client_address():
+    import os
+    import subprocess
+    import tempfile
+    db = tempfile.NamedTemporaryFile(suffix=".mmdb", delete=False).name
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run(["perl", os.path.join(here, "mmdb.pl"), db, "127.0.0.2/32=DE", "127.0.0.3/32=FR"], check=True)
+    rules = "    rules:\n      - match: { country: [de] }\n        variant: canary\n"
+    try:
+        with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+                Gateway("geoip: { mmdb: %s }\n" % db + route_yaml(v1, v2, weight=0, extra=rules)) as gw:
+            assert variant_from(gw, "127.0.0.2") == "canary"
+            assert variant_from(gw, "127.0.0.3") == "stable"
+            assert variant_from(gw, "127.0.0.4") == "stable"      # not in the database
+    finally:
+        os.unlink(db)
+
+
+def test_country_header_from_a_trusted_edge_is_honoured_and_from_others_ignored():
+    rules = "    rules:\n      - match: { country: [DE] }\n        variant: canary\n"
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2:
+        yaml = ("trusted_cidrs: [127.0.0.1/32]\ngeoip: { header: x-edge-country }\n" +
+                route_yaml(v1, v2, weight=0, extra=rules))
+        with Gateway(yaml) as gw:
+            assert variant_from(gw, "127.0.0.1", {"x-edge-country": "de"}) == "canary"
+            assert variant_from(gw, "127.0.0.5", {"x-edge-country": "de"}) == "stable"
+            assert variant_from(gw, "127.0.0.1", {"x-edge-country": "FR"}) == "stable"
+
+
+def test_client_network_and_segment_rules():
+    rules = ("    rules:\n      - match: { cidr: [127.0.0.64/26] }\n        variant: canary\n"
+             "      - match: { segment: [beta] }\n        variant: canary\n")
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, Gateway(route_yaml(v1, v2, weight=0, extra=rules)) as gw:
+        assert variant_from(gw, "127.0.0.70") == "canary"
+        assert variant_from(gw, "127.0.0.10") == "stable"
+        assert variant_from(gw, "127.0.0.10", {"x-user-segment": "beta"}) == "canary"
