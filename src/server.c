@@ -229,6 +229,8 @@ int fl_server_run(const char *conf_path) {
     fl_conf_t *pending = atomic_exchange(&ctl.workers[i].next_conf, NULL);
     if (pending) fl_conf_unref(pending);
     fl_buf_free(&ctl.workers[i].scratch);
+    fl_buf_free(&ctl.workers[i].cork_client_buf);
+    fl_buf_free(&ctl.workers[i].cork_up_buf);
   }
   fl_log("stopped");
   free(ctl.workers);
