@@ -683,8 +683,8 @@ def test_a_backend_silent_after_the_request_gets_504_after_timeouts_first_byte()
         assert_serves(gw, ok)
 
 
-# connect timeouts (504 "connecting ... timed out") need a backend address that silently drops
-# SYNs, which loopback cannot provide reliably; that case is deliberately not tested here.
+# connect timeouts: see test_a_connect_that_hangs_... at the end (a listener with a full accept
+# queue makes loopback connects hang).
 
 
 # ---- retries -------------------------------------------------------------------------------------
@@ -799,3 +799,49 @@ def test_pipelined_requests_in_one_write_are_answered_in_order_on_the_same_conne
         assert be.paths() == expected, be.paths()
         assert be.requests[1][3] == b"hello"
         assert_serves(gw, be)
+
+
+class Blackhole:
+    """A port whose accept queue is full: connects to it hang until the client gives up."""
+
+    def __init__(self):
+        import socket as _s
+        self.listener = _s.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fillers = []
+        for _ in range(2):
+            f = _s.socket()
+            f.setblocking(False)
+            try:
+                f.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(f)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for f in self.fillers:
+            f.close()
+        self.listener.close()
+
+
+def test_a_connect_that_hangs_gets_504_after_timeouts_connect_or_moves_to_another_backend():
+    import time as _t
+    with Blackhole() as hole, Backend() as be:
+        yaml = "timeouts: { connect: 1s }\n" + routes({"/": hole})
+        with Gateway(yaml, workers=1) as gw:
+            t0 = _t.time()
+            r, _ = one_shot(gw, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", expect_close=False)
+            err = assert_error(r, 504, "timeout")
+            assert "timed out" in err["message"], err
+            assert 0.9 < _t.time() - t0 < 3
+        two = ("timeouts: { connect: 1s }\nroutes:\n  - name: r\n"
+               "    stable: { version: v1, backends: [127.0.0.1:%d, 127.0.0.1:%d] }\n" % (hole.port, be.port))
+        with Gateway(two, workers=1) as gw:
+            for _ in range(4):
+                r, _ = one_shot(gw, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", expect_close=False)
+                assert r.status == 200, r.status

@@ -105,3 +105,68 @@ def test_sigterm_lets_a_stream_in_flight_finish_and_refuses_new_connections():
         assert b"data: [DONE]" in text, text[-200:]
         assert refused
         assert gw.p.wait(10) == 0
+
+
+class SlowStreamBackend:
+    """Answers each request with a chunked stream of one event every 50 ms for 10 s, and notes
+    when the gateway hangs up on it."""
+
+    def __init__(self):
+        import threading
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.hangups = []                      # seconds from first byte sent to noticing the close
+        self.stop = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import threading
+        while not self.stop:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.stream, args=(conn,), daemon=True).start()
+
+    def stream(self, conn):
+        conn.recv(65536)
+        t0 = time.monotonic()
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(200):
+                event = b"data: {\"i\": %d}\n\n" % i
+                conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+                time.sleep(0.05)
+        except OSError:
+            self.hangups.append(time.monotonic() - t0)
+        conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.listener.close()
+
+
+def test_a_client_leaving_mid_stream_cancels_the_upstream_request():
+    with SlowStreamBackend() as be, Gateway(route_yaml(be.port), workers=1) as gw:
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(b"GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while got.count(b"data:") < 3:
+            got += s.recv(65536)
+        s.close()                                  # the user closed the tab
+        deadline = time.monotonic() + 3
+        while not be.hangups and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert be.hangups and be.hangups[0] < 1.5, be.hangups     # not streamed on for 10 s
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(b"GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"data:" in s.recv(65536)
+        s.close()
+        assert be.connections == 2                 # the cut connection was not reused
