@@ -5,17 +5,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define FL_HEAD_INITIAL_BYTES 2048u
+#define FL_HEAD_INITIAL_HEADERS 24u
+
 int fl_http_head_init(fl_http_head_t *h, uint32_t cap, uint32_t max) {
   memset(h, 0, sizeof *h);
-  h->buf = malloc(cap);
-  h->hdrs = malloc(sizeof *h->hdrs * max);
+  h->cap = FL_MIN(cap, FL_HEAD_INITIAL_BYTES);
+  h->max = FL_MIN(max, FL_HEAD_INITIAL_HEADERS);
+  h->cap_limit = cap;
+  h->max_limit = max;
+  h->buf = malloc(h->cap);
+  h->hdrs = malloc(sizeof *h->hdrs * h->max);
   if (!h->buf || !h->hdrs) {
     fl_http_head_free(h);
     return FL_ENOMEM;
   }
-  h->cap = cap;
-  h->max = max;
   return 0;
+}
+
+/* Doubles *cap (up to limit) and the array behind *p; false when at the limit or out of memory. */
+static bool grow(void **p, uint32_t *cap, uint32_t limit, size_t elem, uint32_t need) {
+  if (need > limit) return false;
+  uint32_t n = *cap;
+  while (n < need) n = n > limit / 2 ? limit : n * 2;
+  void *q = realloc(*p, (size_t)n * elem);
+  if (!q) return false;
+  *p = q;
+  *cap = n;
+  return true;
 }
 
 void fl_http_head_free(fl_http_head_t *h) {
@@ -30,7 +47,9 @@ void fl_http_head_reset(fl_http_head_t *h) {
 }
 
 static int append(fl_http_head_t *h, const char *at, size_t len) {
-  if (len > h->cap - h->len) return 431;
+  if (len > h->cap - h->len &&
+      (len > h->cap_limit || !grow((void **)&h->buf, &h->cap, h->cap_limit, 1, h->len + (uint32_t)len)))
+    return 431;
   memcpy(h->buf + h->len, at, len);
   h->len += (uint32_t)len;
   return 0;
@@ -52,7 +71,7 @@ int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len) {
   for (size_t i = 0; i < len; i++)
     if (!is_tchar((unsigned char)at[i])) return 400;
   if (h->in_value || h->n == 0) {
-    if (h->n == h->max) return 431;
+    if (h->n == h->max && !grow((void **)&h->hdrs, &h->max, h->max_limit, sizeof *h->hdrs, h->n + 1)) return 431;
     fl_hdr_t *x = &h->hdrs[h->n++];
     x->name_off = h->len;
     x->name_len = 0;

@@ -13,12 +13,15 @@ typedef struct fl_hdr {
 
 typedef struct fl_http_head {
   char *buf; uint32_t len, cap;     /* URL, names and values, stored back to back */
+  uint32_t cap_limit;               /* buf grows up to this; beyond it → 431 */
   fl_hdr_t *hdrs; uint32_t n, max;
+  uint32_t max_limit;               /* hdrs grows up to this many; beyond it → 431 */
   uint32_t url_off, url_len;
   bool in_value;                    /* the last callback was a header value */
 } fl_http_head_t;
 
-/* Storage is allocated here: cap bytes for text, max headers. Returns 0 or FL_ENOMEM. */
+/* Storage starts small and grows on demand up to cap bytes of text and max headers, so an idle
+ * keep-alive connection costs little. Returns 0 or FL_ENOMEM. */
 int fl_http_head_init(fl_http_head_t *h, uint32_t cap, uint32_t max);
 void fl_http_head_free(fl_http_head_t *h);
 void fl_http_head_reset(fl_http_head_t *h);

@@ -416,6 +416,16 @@ static const char *host_of(fl_client_t *c, size_t *len) {
   return h;
 }
 
+/* A client that asked "Expect: 100-continue" waits for a go-ahead before sending its body; the
+ * backend never sees the Expect header (the body is streamed to it anyway), so we answer. */
+static void expect_continue(fl_client_t *c) {
+  size_t len;
+  const char *v = fl_http_head_get(&c->head, "expect", &len);
+  if (!v || !fl_streq_ci(v, len, "100-continue") || c->parser.http_minor < 1 || !has_body(&c->ex)) return;
+  uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
+  fl_client_write(c, &b, 1);
+}
+
 static int route_request(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   size_t host_len, path_len, q_len;
@@ -426,6 +436,7 @@ static int route_request(fl_client_t *c) {
     fl_client_error(c, 404, "not_found", "no route for %.*s", (int)FL_MIN(path_len, 200), path);
     return 0;
   }
+  expect_continue(c);
   int need_body = decide(c);
   bool rewrite = need_body != 1 && ex->route->variant[ex->decision.variant].model;
   if (has_body(ex) && (need_body == 1 || rewrite)) {

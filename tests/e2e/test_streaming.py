@@ -170,3 +170,21 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_request():
         assert b"data:" in s.recv(65536)
         s.close()
         assert be.connections == 2                 # the cut connection was not reused
+
+
+def test_expect_100_continue_gets_the_go_ahead_from_the_gateway():
+    body = json.dumps(chat(user="patient")).encode()
+    with mock(model="m-v1") as v1, Gateway(route_yaml(v1)) as gw:
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=2)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(body)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        assert out.startswith(b"HTTP/1.1 200 OK") and b"x-mock-body-bytes: %d" % len(body) in out.lower()
