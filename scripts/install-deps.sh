@@ -19,12 +19,24 @@ have_bin python3         || need="$need python3"
 have_bin curl            || need="$need curl"
 # tests only: writes the small GeoIP databases the country-rule tests use
 perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || need="$need libmaxmind-db-writer-perl"
+# tests only: a real Prometheus scrapes fledge's /metrics; promtool lints the exposition
+{ have_bin prometheus && have_bin promtool; } || need="$need prometheus"
 
 [ -z "$need" ] && exit 0
 echo "install-deps: installing$need"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# Debian's prometheus package starts its service when installed: a daemon on 0.0.0.0:9090 left
+# running, and where that start fails (no systemd, no permissions) the install fails. A policy-rc.d
+# that answers 101 (action forbidden), as Docker images ship, stops that; only for this install.
+case "$need" in *" prometheus"*)
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi ;;
+esac
 if ! $SUDO apt-get install -y -q --no-install-recommends $need; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends $need

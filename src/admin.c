@@ -6,8 +6,10 @@
 #include <stdlib.h>
 
 static fl_conf_t *admin_conf;
+static const fl_metrics_src_t *admin_metrics;
 
 void fl_admin_set_conf(fl_conf_t *c) { admin_conf = c; }
+void fl_admin_set_metrics(const fl_metrics_src_t *src) { admin_metrics = src; }
 
 static json_t *variant_json(const fl_variant_conf_t *v) {
   json_t *backends = json_array();
@@ -35,6 +37,13 @@ static void respond_json(fl_httpd_req_t *req, int status, json_t *body) {
 static void handle(fl_httpd_req_t *req, void *ctx) {
   if (strcmp(req->path, "/health") == 0) {
     respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+  } else if (strcmp(req->path, "/metrics") == 0) {
+    char *text = fl_metrics_exposition(admin_metrics, admin_conf);
+    fl_httpd_respond(req, text ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", "", text ? text : "",
+                     text ? strlen(text) : 0);
+    free(text);
+  } else if (strcmp(req->path, "/api/v1/stats") == 0) {
+    respond_json(req, 200, fl_metrics_stats_json(admin_metrics, admin_conf));
   } else if (strcmp(req->path, "/api/v1/routes") == 0 && strcmp(req->method, "GET") == 0) {
     json_t *routes = json_array();
     for (size_t i = 0; i < admin_conf->n_routes; i++) json_array_append_new(routes, route_json(&admin_conf->routes[i]));

@@ -764,6 +764,8 @@ static const field_t top_fields[] = {
   {"timeouts", NULL, 0, &timeout_section},
   {"limits", NULL, 0, &limit_section},
   {"response_headers", f_bool, offsetof(fl_conf_t, response_headers), NULL},
+  {"metrics", f_bool, offsetof(fl_conf_t, metrics), NULL},
+  {"access_log", f_opt_str, offsetof(fl_conf_t, access_log), NULL},
   {"routes", f_routes, 0, NULL},
 };
 static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRAY_LEN(top_fields)};
@@ -782,6 +784,7 @@ static void set_defaults(fl_conf_t *c) {
   c->limits.body_bytes = 104857600;
   c->limits.inspect_body_bytes = 1048576;
   c->response_headers = true;
+  c->metrics = true;
 }
 
 static int default_trusted(parse_ctx_t *p, fl_conf_t *c) {
@@ -831,6 +834,7 @@ static void free_route(fl_route_t *r, unsigned workers) {
     free(r->variant[v].model);
     free(r->variant[v].backends);
     free(r->variant[v].bound);
+    free(r->variant[v].backend_series);
   }
   for (size_t i = 0; i < r->n_rules; i++) {
     for (size_t j = 0; j < r->rules[i].n_conds; j++) free_cond(&r->rules[i].conds[j], workers);
@@ -845,6 +849,7 @@ static void conf_free(fl_conf_t *c) {
   free(c->trusted);
   free(c->geoip_mmdb);
   free(c->geoip_header);
+  free(c->access_log);
   fl_geo_close(c->geo);
   free(c->path);
   free(c);

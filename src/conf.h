@@ -55,6 +55,8 @@ typedef struct fl_variant_conf {
   char *model;                      /* NULL: the request's JSON `model` is left alone */
   fl_addr_t *backends; size_t n_backends;   /* at least one */
   struct fl_backend **bound;        /* n_backends entries, set by fl_upstream_bind() */
+  unsigned series;                  /* metrics series of (route, variant, version): fl_metrics_bind() */
+  unsigned *backend_series;         /* n_backends metrics series of (route, variant, backend) */
 } fl_variant_conf_t;
 
 typedef struct fl_route {
@@ -95,6 +97,8 @@ typedef struct fl_conf {
   struct fl_geo *geo;                /* opened from geoip_mmdb by the server, NULL otherwise;
                                        closed by fl_conf_unref (geo.h) */
   bool response_headers;            /* response_headers: default true (x-fledge-variant/-version) */
+  bool metrics;                     /* metrics: default true; false skips all per-request accounting */
+  char *access_log;                 /* access_log: a file path, "-" for stdout, or NULL (none) */
   fl_route_t *routes; size_t n_routes;
 } fl_conf_t;
 

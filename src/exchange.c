@@ -188,6 +188,7 @@ static void up_ready(fl_client_t *c) {
 static void connect_failed(fl_client_t *c, bool timed_out) {
   fl_exchange_t *ex = &c->ex;
   fl_backend_t *failed = ex->backend;
+  fl_account_upstream_error(c, timed_out ? FL_UPERR_CONNECT_TIMEOUT : FL_UPERR_CONNECT_REFUSED);
   if (fl_backend_report(failed, false, fl_now_ms()))
     fl_log("backend %s ejected after %d consecutive failures", failed->addr.text, FL_EJECT_AFTER);
   detach(c, false);
@@ -195,6 +196,7 @@ static void connect_failed(fl_client_t *c, bool timed_out) {
   fl_backend_t *next = ex->retried ? NULL : fl_upstream_pick(&c->w->pools, v, failed, fl_now_ms());
   if (next) {
     ex->retried = true;
+    fl_account_retry(c);
     ex->flushed = 0;
     connect_to(c, next);
     return;
@@ -221,6 +223,7 @@ static void on_connect(uv_connect_t *req, int status) {
 static void connect_to(fl_client_t *c, fl_backend_t *b) {
   fl_exchange_t *ex = &c->ex;
   ex->backend = b;
+  fl_account_backend(c);
   fl_upconn_t *u = fl_pool_take(&c->w->pools, b);
   if (u) {
     u->owner = c;
@@ -272,6 +275,7 @@ static void upstream_failed(fl_client_t *c, const char *what) {
     connect_to(c, ex->backend);
     return;
   }
+  fl_account_upstream_error(c, FL_UPERR_RESET);
   if (!ex->resp_started && fl_backend_report(ex->backend, false, fl_now_ms()))
     fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
   fl_client_error(c, 502, "upstream_error", "backend %s %s the connection before a complete answer",
@@ -319,6 +323,7 @@ static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t le
     if (done < len) ex->up_keepalive = false;      /* bytes after the answer: do not reuse */
     finish(c);
   } else if (e != HPE_OK && e != HPE_PAUSED) {
+    fl_account_upstream_error(c, FL_UPERR_BAD_RESPONSE);
     if (!ex->resp_started) fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s",
                                            ex->backend->addr.text, http_errno_description(e));
     else fl_client_close(c);                       /* mid-answer: the client must see a cut */
@@ -364,7 +369,7 @@ static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
     fl_buf_printf(b, "content-length: %llu\r\n", (unsigned long long)p->content_length);
   else if (ex->frame == FL_FRAME_CHUNKED)
     fl_buf_printf(b, "transfer-encoding: chunked\r\n");
-  fl_buf_printf(b, "x-request-id: %s\r\n", ex->request_id);
+  fl_buf_printf(b, "x-request-id: %s\r\nx-fledge-overhead-ms: %.3f\r\n", ex->request_id, ex->overhead_ns / 1e6);
   if (ex->conf->response_headers)
     fl_buf_printf(b, "x-fledge-variant: %s\r\nx-fledge-version: %s\r\n", fl_variant_name(ex->decision.variant),
                   ex->route->variant[ex->decision.variant].version);
@@ -380,11 +385,14 @@ static int on_up_headers_complete(http_parser *p) {
     ex->interim = true;
     return 0;
   }
+  uint64_t t0 = fl_now_ns();
+  fl_account_response_head(c, t0);
   fl_backend_report(ex->backend, p->status_code < 500, fl_now_ms());
   if (c->w->draining) c->keepalive = false;
   ex->status = p->status_code;
   ex->frame = choose_frame(c, p);
   fl_buf_t *b = &c->w->scratch;
+  ex->overhead_ns += fl_now_ns() - t0;
   build_response_head(c, p, b);
   ex->resp_started = true;
   uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
@@ -395,6 +403,7 @@ static int on_up_headers_complete(http_parser *p) {
 static int on_up_body(http_parser *p, const char *at, size_t len) {
   fl_client_t *c = UP_CLIENT(p);
   fl_exchange_t *ex = &c->ex;
+  fl_account_body(c, at, len);
   if (ex->frame == FL_FRAME_CHUNKED) {
     char size_line[24];
     uv_buf_t bufs[3] = {
@@ -446,6 +455,7 @@ void fl_exchange_timeout(fl_client_t *c) {
     connect_failed(c, true);
     break;
   case FL_T_FIRST_BYTE:
+    if (ex->req_done) fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
     if (!ex->req_done)
       fl_client_error(c, 408, "timeout", "request body not received within %u ms", ex->conf->timeouts.first_byte_ms);
     else
@@ -453,6 +463,7 @@ void fl_exchange_timeout(fl_client_t *c) {
                       ex->conf->timeouts.first_byte_ms);
     break;
   default:
+    fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
     if (!ex->resp_started)
       fl_client_error(c, 504, "timeout", "backend %s stalled for %u ms", ex->backend->addr.text,
                       ex->conf->timeouts.idle_ms);

@@ -102,7 +102,9 @@ int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
   }
   int rc = append(h, at, len);
   if (rc) return rc;
-  x->value_len += (uint32_t)len;
+  /* fragments sit back to back, so the value runs to the end of the buffer; trailing
+   * whitespace is trimmed anew each time (a later fragment may follow a space) */
+  x->value_len = h->len - x->value_off;
   while (x->value_len && (h->buf[x->value_off + x->value_len - 1] == ' ' ||
                           h->buf[x->value_off + x->value_len - 1] == '\t'))
     x->value_len--;
@@ -144,17 +146,27 @@ int fl_http_check_framing(const fl_http_head_t *h) {
   return (n_cl > 1 || n_te > 1 || (n_cl && n_te)) ? 400 : 0;
 }
 
-/* Is the lower-case name listed in the Connection header's comma-separated value? */
-static bool connection_names(const fl_http_head_t *h, const char *name, size_t nlen) {
-  size_t len, i = 0;
-  const char *v = fl_http_head_get(h, "connection", &len);
-  while (v && i < len) {
-    while (i < len && (v[i] == ' ' || v[i] == ',')) i++;
+/* Does one Connection header value list the lower-case token `name`? */
+static bool lists_token(const char *v, size_t len, const char *name, size_t nlen) {
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
     size_t start = i, k = 0;
-    while (i < len && v[i] != ',' && v[i] != ' ') i++;
+    while (i < len && v[i] != ',' && v[i] != ' ' && v[i] != '\t') i++;
     if (i - start != nlen) continue;
     while (k < nlen && lower(v[start + k]) == name[k]) k++;
     if (k == nlen) return true;
+  }
+  return false;
+}
+
+/* Is the name listed in any Connection header (there may be several lines of it)? */
+static bool connection_names(const fl_http_head_t *h, const char *name, size_t nlen) {
+  for (uint32_t i = 0; i < h->n; i++) {
+    const fl_hdr_t *x = &h->hdrs[i];
+    if (x->name_len == 10 && memcmp(h->buf + x->name_off, "connection", 10) == 0 &&
+        lists_token(h->buf + x->value_off, x->value_len, name, nlen))
+      return true;
   }
   return false;
 }

@@ -41,7 +41,7 @@ static size_t skip_scalar(const char *b, size_t n, size_t i) {
   while (i < n && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' &&
          b[i] != '\n' && b[i] != '\r')
     i++;
-  return i > start ? i : 0;
+  return i > start && i < n ? i : 0;   /* a scalar cut off by the end may be longer */
 }
 
 static size_t skip_value(const char *b, size_t n, size_t i) {

@@ -52,6 +52,7 @@ void fl_client_close(fl_client_t *c) {
     c->w->cork_client = NULL;
     c->w->cork_client_buf.len = 0;
   }
+  if (c->ex.active) fl_account_end(c);
   if (c->ex.active || c->ex.up) fl_exchange_abort(c);
   if (c->ex.conf) {
     fl_conf_unref(c->ex.conf);
@@ -172,8 +173,8 @@ void fl_client_error(fl_client_t *c, int status, const char *type, const char *f
   if (!ex->req_done || status < 500) c->keepalive = false;
   int hlen = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                      "x-request-id: %s\r\n%s\r\n",
-                      status, fl_http_reason(status), blen, ex->request_id,
+                      "x-request-id: %s\r\nx-fledge-overhead-ms: %.3f\r\n%s\r\n",
+                      status, fl_http_reason(status), blen, ex->request_id, ex->overhead_ns / 1e6,
                       c->keepalive ? "" : "connection: close\r\n");
   uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hlen), uv_buf_init(body, (unsigned)blen)};
   ex->status = status;
@@ -325,6 +326,7 @@ static void dispatch(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
   ex->decided = true;
+  fl_account_begin(c);
   int rc;
   if (ex->inspect && ex->req_done) {
     if (v->model) rc = rewrite_model(ex, v->model);
@@ -448,8 +450,17 @@ static int route_request(fl_client_t *c) {
   return 0;
 }
 
+static int headers_complete(fl_client_t *c, http_parser *p);
+
+/* The gateway's own time on a request is measured around the callbacks that do its work. */
 static int on_headers_complete(http_parser *p) {
-  fl_client_t *c = CLIENT(p);
+  uint64_t t0 = fl_now_ns();
+  int rc = headers_complete(CLIENT(p), p);
+  CLIENT(p)->ex.overhead_ns += fl_now_ns() - t0;
+  return rc;
+}
+
+static int headers_complete(fl_client_t *c, http_parser *p) {
   fl_exchange_t *ex = &c->ex;
   c->reading_head = false;
   if (check_version(c, c->url_end ? c->url_end + sizeof c->version : c->feed_base + sizeof c->version)) return -1;
@@ -501,8 +512,13 @@ static int on_body(http_parser *p, const char *at, size_t len) {
                     (unsigned long long)ex->conf->limits.body_bytes);
     return 0;
   }
-  if (ex->inspect) inspect_body(c, at, len);
-  else fl_exchange_body(c, at, len);
+  if (ex->inspect) {
+    uint64_t t0 = fl_now_ns();
+    inspect_body(c, at, len);
+    ex->overhead_ns += fl_now_ns() - t0;
+  } else {
+    fl_exchange_body(c, at, len);
+  }
   return 0;
 }
 
@@ -513,8 +529,10 @@ static int on_message_complete(http_parser *p) {
   http_parser_pause(p, 1);
   if (!ex->active || ex->resp_done) return 0;
   if (ex->inspect) {
+    uint64_t t0 = fl_now_ns();
     if (!ex->decided) decide(c);
     dispatch(c);
+    ex->overhead_ns += fl_now_ns() - t0;
   } else if (ex->chunked_req) {
     fl_exchange_body(c, NULL, 0);
   }
@@ -626,6 +644,7 @@ void fl_client_uncork(fl_client_t *c) {
 
 void fl_exchange_finished(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
+  fl_account_end(c);
   if (ex->up) fl_exchange_abort(c);
   ex->active = false;
   if (ex->conf) {

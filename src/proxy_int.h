@@ -5,6 +5,8 @@
 
 #include "http.h"
 #include "proxy.h"
+#include "llm.h"
+#include "metrics.h"
 #include "router.h"
 
 typedef enum {
@@ -52,6 +54,13 @@ typedef struct fl_exchange {
   int status;
   uint64_t start_ns;
   char request_id[72];
+  /* accounting (account.c) */
+  fl_vstats_t *vs;              /* this variant's counters on this worker; NULL: not counted */
+  fl_bstats_t *bs;              /* the chosen backend's counters */
+  uint64_t overhead_ns;         /* time spent in the gateway itself, excluding the backend */
+  uint64_t resp_bytes;
+  bool ttft_recorded;
+  fl_llm_t llm;
 } fl_exchange_t;
 
 typedef struct fl_client {
@@ -103,6 +112,15 @@ void fl_exchange_finished(fl_client_t *c);    /* answer complete: next request o
 void fl_client_pause_reading(fl_client_t *c, bool pause);
 void fl_client_cork(fl_client_t *c);          /* collect writes to c until uncork */
 void fl_client_uncork(fl_client_t *c);   /* back-pressure from the upstream */
+
+/* account.c: per-request metrics and access log; each a no-op when metrics are off */
+void fl_account_begin(fl_client_t *c);                   /* variant chosen */
+void fl_account_backend(fl_client_t *c);                 /* ex->backend chosen */
+void fl_account_upstream_error(fl_client_t *c, fl_uperr_t kind);
+void fl_account_retry(fl_client_t *c);
+void fl_account_response_head(fl_client_t *c, uint64_t now_ns);
+void fl_account_body(fl_client_t *c, const char *data, size_t len);
+void fl_account_end(fl_client_t *c);                     /* exactly once; safe to call again */
 
 /* exchange.c */
 void fl_exchange_start(fl_client_t *c);        /* variant chosen, head in pending: go upstream */

@@ -3,6 +3,8 @@
  * reload, admin listener) and drain on SIGTERM. */
 #include "server.h"
 #include "admin.h"
+#include "alog.h"
+#include "metrics.h"
 #include "geo.h"
 #include "httpd.h"
 #include "proxy.h"
@@ -18,6 +20,8 @@ typedef struct fl_control {
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_async_t worker_done;
   uv_timer_t drain_timer;
+  uv_timer_t tick_timer;              /* per-second metrics snapshots */
+  fl_metrics_src_t metrics;
   fl_httpd_t *admin;
   fl_worker_t *workers;
   unsigned n_workers;
@@ -102,6 +106,9 @@ static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
   w->wake.data = w;
   fl_conf_ref(conf);
   w->conf = conf;
+  w->metrics = calloc(1, sizeof *w->metrics);
+  if (!w->metrics) return FL_ENOMEM;
+  if (conf->access_log && !(w->alog = calloc(1, sizeof *w->alog))) return FL_ENOMEM;
   if (getrandom(&w->rng, sizeof w->rng, 0) != sizeof w->rng) w->rng = fl_now_ns();
   w->rng ^= (uint64_t)(id + 1) * 0x9E3779B97F4A7C15ull;
   if (!w->rng) w->rng = 1;
@@ -116,6 +123,8 @@ static int prepare_conf(const char *path, fl_conf_t **out) {
   fl_conf_t *c;
   int rc = fl_conf_load(path, &c, err, sizeof err);
   if (rc == 0 && (rc = fl_upstream_bind(c)) != 0) snprintf(err, sizeof err, "%s: too many backends", path);
+  if (rc == 0 && (rc = fl_metrics_bind(c)) != 0)
+    snprintf(err, sizeof err, "%s: too many distinct route/variant/backend combinations for metrics", path);
   if (rc == 0 && c->geoip_mmdb) rc = fl_geo_open(c->geoip_mmdb, &c->geo, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "%s\n", err);
@@ -177,6 +186,8 @@ static void start_drain(void) {
   uv_timer_start(&ctl.drain_timer, on_drain_deadline, ctl.conf->timeouts.drain_ms, 0);
 }
 
+static void on_tick(uv_timer_t *t) { fl_metrics_tick(&ctl.metrics); }
+
 static void on_signal(uv_signal_t *s, int signum) {
   if (signum == SIGHUP) reload();
   else start_drain();
@@ -190,6 +201,7 @@ static void on_worker_done(uv_async_t *a) {
   uv_close((uv_handle_t *)&ctl.sig_hup, NULL);
   uv_close((uv_handle_t *)&ctl.worker_done, NULL);
   uv_close((uv_handle_t *)&ctl.drain_timer, NULL);
+  uv_close((uv_handle_t *)&ctl.tick_timer, NULL);
 }
 
 static int control_init(void) {
@@ -202,9 +214,27 @@ static int control_init(void) {
   uv_signal_start(&ctl.sig_hup, on_signal, SIGHUP);
   uv_async_init(ctl.loop, &ctl.worker_done, on_worker_done);
   uv_timer_init(ctl.loop, &ctl.drain_timer);
+  uv_timer_init(ctl.loop, &ctl.tick_timer);
+  uv_timer_start(&ctl.tick_timer, on_tick, 0, 1000);
   fl_admin_set_conf(ctl.conf);
+  fl_admin_set_metrics(&ctl.metrics);
   int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, &ctl.admin);
   if (rc < 0) fprintf(stderr, "fledge: admin listen %s: %s\n", ctl.conf->admin_listen.text, uv_strerror(rc));
+  return rc;
+}
+
+/* The access log is set at start: a reload may not add or move it (workers own their rings). */
+static int start_access_log(void) {
+  if (!ctl.conf->access_log) return 0;
+  fl_alog_ring_t **rings = calloc(ctl.n_workers, sizeof *rings);
+  if (!rings) return FL_ENOMEM;
+  for (unsigned i = 0; i < ctl.n_workers; i++) rings[i] = ctl.workers[i].alog;
+  char err[300];
+  int rc = fl_alog_start(ctl.conf->access_log, rings, ctl.n_workers, err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "fledge: %s\n", err);
+    free(rings);
+  }
   return rc;
 }
 
@@ -214,9 +244,14 @@ int fl_server_run(const char *conf_path) {
   ctl.n_workers = ctl.conf->workers;
   ctl.workers = calloc(ctl.n_workers, sizeof *ctl.workers);
   if (!ctl.workers) return 1;
-  for (unsigned i = 0; i < ctl.n_workers; i++)
+  ctl.metrics.n_workers = ctl.n_workers;
+  ctl.metrics.workers = calloc(ctl.n_workers, sizeof *ctl.metrics.workers);
+  if (!ctl.metrics.workers) return 1;
+  for (unsigned i = 0; i < ctl.n_workers; i++) {
     if (worker_init(&ctl.workers[i], i, ctl.conf) != 0) return 1;
-  if (control_init() != 0) return 1;
+    ctl.metrics.workers[i] = ctl.workers[i].metrics;
+  }
+  if (start_access_log() != 0 || control_init() != 0) return 1;
   atomic_store(&ctl.n_running, ctl.n_workers);
   for (unsigned i = 0; i < ctl.n_workers; i++)
     pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
@@ -232,6 +267,13 @@ int fl_server_run(const char *conf_path) {
     fl_buf_free(&ctl.workers[i].cork_client_buf);
     fl_buf_free(&ctl.workers[i].cork_up_buf);
   }
+  fl_alog_stop();
+  for (unsigned i = 0; i < ctl.n_workers; i++) {
+    fl_wmetrics_free(ctl.workers[i].metrics);
+    free(ctl.workers[i].alog);
+  }
+  free(ctl.metrics.workers);
+  fl_metrics_shutdown();
   fl_log("stopped");
   free(ctl.workers);
   fl_conf_unref(ctl.conf);

@@ -1,0 +1,111 @@
+/* account.c — per-request accounting on the worker thread: the variant's and backend's counters,
+ * latency histograms, the LLM observer's findings and the access-log record. Every hook costs a
+ * few counter stores; none allocates after a series' first request on a worker. */
+#include "alog.h"
+#include "proxy_int.h"
+
+#include <stdio.h>
+#include <time.h>
+
+static const fl_variant_conf_t *chosen(const fl_client_t *c) {
+  return &c->ex.route->variant[c->ex.decision.variant];
+}
+
+void fl_account_begin(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  if (!ex->conf->metrics || ex->vs) return;
+  ex->vs = fl_metrics_vstats(c->w->metrics, chosen(c)->series);
+  if (ex->vs) fl_ctr_add(&ex->vs->in_flight, 1);
+  fl_llm_init(&ex->llm, false);
+}
+
+void fl_account_backend(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  if (!ex->vs) return;
+  const fl_variant_conf_t *v = chosen(c);
+  ex->bs = NULL;
+  for (size_t i = 0; i < v->n_backends; i++)
+    if (v->bound[i] == ex->backend) ex->bs = fl_metrics_bstats(c->w->metrics, v->backend_series[i]);
+  if (ex->bs) fl_ctr_add(&ex->bs->requests, 1);
+}
+
+void fl_account_upstream_error(fl_client_t *c, fl_uperr_t kind) {
+  if (c->ex.bs) fl_ctr_add(&c->ex.bs->errors[kind], 1);
+}
+
+void fl_account_retry(fl_client_t *c) {
+  if (c->ex.vs) fl_ctr_add(&c->ex.vs->retries, 1);
+}
+
+static bool is_event_stream(const fl_http_head_t *h) {
+  size_t len;
+  const char *ct = fl_http_head_get(h, "content-type", &len);
+  return ct && len >= 17 && fl_streq_ci(ct, 17, "text/event-stream");
+}
+
+void fl_account_response_head(fl_client_t *c, uint64_t now_ns) {
+  fl_exchange_t *ex = &c->ex;
+  if (!ex->vs) return;
+  fl_hist_record(&ex->vs->ttfb, (now_ns - ex->start_ns) / 1000);
+  fl_llm_init(&ex->llm, is_event_stream(&c->up_head));
+}
+
+static void on_token_gap(void *ctx, uint64_t gap_ns) {
+  fl_exchange_t *ex = ctx;
+  fl_hist_record(&ex->vs->itl, gap_ns / 1000);
+}
+
+void fl_account_body(fl_client_t *c, const char *data, size_t len) {
+  fl_exchange_t *ex = &c->ex;
+  ex->resp_bytes += len;
+  if (!ex->vs) return;
+  fl_llm_feed(&ex->llm, data, len, fl_now_ns(), on_token_gap, ex);
+  if (ex->llm.first_token_ns && !ex->ttft_recorded) {
+    ex->ttft_recorded = true;
+    fl_hist_record(&ex->vs->ttft, (ex->llm.first_token_ns - ex->start_ns) / 1000);
+  }
+}
+
+static int64_t completion_tokens(const fl_llm_t *o) {
+  if (o->completion_tokens >= 0) return o->completion_tokens;
+  return o->is_stream ? (int64_t)o->token_events : -1;
+}
+
+static void log_record(fl_client_t *c, int status, uint64_t duration_us) {
+  const fl_exchange_t *ex = &c->ex;
+  fl_alog_rec_t r = {.duration_us = duration_us, .status = status, .variant = (uint8_t)ex->decision.variant,
+                     .prompt_tokens = ex->llm.prompt_tokens, .completion_tokens = completion_tokens(&ex->llm),
+                     .ttft_us = ex->ttft_recorded ? (ex->llm.first_token_ns - ex->start_ns) / 1000 : 0};
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  r.unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  snprintf(r.request_id, sizeof r.request_id, "%s", ex->request_id);
+  snprintf(r.route, sizeof r.route, "%s", ex->route->name);
+  snprintf(r.version, sizeof r.version, "%s", chosen(c)->version);
+  snprintf(r.backend, sizeof r.backend, "%s", ex->backend ? ex->backend->addr.text : "");
+  fl_alog_push(c->w->alog, &r);
+}
+
+void fl_account_end(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  fl_vstats_t *vs = ex->vs;
+  if (!vs) return;
+  ex->vs = NULL;
+  int status = ex->resp_started && ex->status ? ex->status : 499;   /* 499: the client went away */
+  if (status < 100 || status > 599) status = 599;
+  uint64_t duration_us = (fl_now_ns() - ex->start_ns) / 1000;
+  fl_ctr_add(&vs->codes[status], 1);
+  fl_ctr_add(&vs->in_flight, (uint64_t)-1);
+  fl_ctr_add(&vs->request_bytes, ex->body_bytes);
+  fl_ctr_add(&vs->response_bytes, ex->resp_bytes);
+  fl_hist_record(&vs->duration, duration_us);
+  if (ex->llm.prompt_tokens > 0) fl_ctr_add(&vs->prompt_tokens, (uint64_t)ex->llm.prompt_tokens);
+  int64_t completion = completion_tokens(&ex->llm);
+  if (completion > 0) fl_ctr_add(&vs->completion_tokens, (uint64_t)completion);
+  fl_ctr_add(&vs->finish[ex->llm.finish], 1);
+  if (ex->llm.is_stream) {
+    fl_ctr_add(&vs->streams, 1);
+    if (!ex->llm.done_seen) fl_ctr_add(&vs->streams_cut, 1);
+  }
+  if (c->w->alog) log_record(c, status, duration_us);
+}

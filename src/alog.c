@@ -1,0 +1,108 @@
+/* alog.c — the access log thread: drains each worker's ring every few milliseconds and writes
+ * one JSON object per line. Disk speed never reaches the workers: a full ring drops records. */
+#include "alog.h"
+#include "router.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+
+static struct {
+  FILE *out;
+  bool own_file;
+  fl_alog_ring_t **rings;
+  unsigned n;
+  pthread_t thread;
+  atomic_bool stop;
+  bool running;
+} alog;
+
+bool fl_alog_push(fl_alog_ring_t *r, const fl_alog_rec_t *rec) {
+  unsigned head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  unsigned tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+  if (head - tail >= FL_ALOG_RING) {
+    atomic_store_explicit(&r->dropped, atomic_load_explicit(&r->dropped, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    return false;
+  }
+  r->rec[head % FL_ALOG_RING] = *rec;
+  atomic_store_explicit(&r->head, head + 1, memory_order_release);
+  return true;
+}
+
+/* Versions are user-written: escape quotes, backslashes and control bytes. */
+static void put_escaped(FILE *f, const char *s) {
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+    else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+    else fputc(ch, f);
+  }
+}
+
+static void write_rec(FILE *f, const fl_alog_rec_t *r) {
+  char when[32];
+  time_t secs = (time_t)(r->unix_ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  fprintf(f, "{\"time\":\"%s.%03uZ\",\"request_id\":\"%s\",\"route\":\"%s\",\"variant\":\"%s\",\"version\":\"", when,
+          (unsigned)(r->unix_ms % 1000), r->request_id, r->route, fl_variant_name((fl_variant_id_t)r->variant));
+  put_escaped(f, r->version);
+  fprintf(f, "\",\"status\":%d,\"duration_ms\":%.3f,\"ttft_ms\":", r->status, r->duration_us / 1000.0);
+  if (r->ttft_us) fprintf(f, "%.3f", r->ttft_us / 1000.0);
+  else fputs("null", f);
+  fprintf(f, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"backend\":\"%s\"}\n",
+          (long long)r->prompt_tokens, (long long)r->completion_tokens, r->backend);
+}
+
+static unsigned drain(void) {
+  unsigned written = 0;
+  for (unsigned i = 0; i < alog.n; i++) {
+    fl_alog_ring_t *r = alog.rings[i];
+    unsigned tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    unsigned head = atomic_load_explicit(&r->head, memory_order_acquire);
+    for (; tail != head; tail++, written++) write_rec(alog.out, &r->rec[tail % FL_ALOG_RING]);
+    atomic_store_explicit(&r->tail, tail, memory_order_release);
+  }
+  if (written) fflush(alog.out);
+  return written;
+}
+
+static void *alog_main(void *arg) {
+  const struct timespec pause = {0, 20 * 1000 * 1000};
+  while (!atomic_load(&alog.stop))
+    if (drain() == 0) nanosleep(&pause, NULL);
+  drain();
+  return NULL;
+}
+
+int fl_alog_start(const char *path, fl_alog_ring_t **rings, unsigned n, char *err, size_t err_cap) {
+  alog.own_file = strcmp(path, "-") != 0;
+  alog.out = alog.own_file ? fopen(path, "a") : stdout;
+  if (!alog.out) {
+    int e = errno;
+    snprintf(err, err_cap, "access_log %s: %s", path, strerror(e));
+    return -e;
+  }
+  alog.rings = rings;
+  alog.n = n;
+  atomic_store(&alog.stop, false);
+  if (pthread_create(&alog.thread, NULL, alog_main, NULL) != 0) {
+    snprintf(err, err_cap, "access_log %s: cannot start the log thread", path);
+    if (alog.own_file) fclose(alog.out);
+    return FL_ENOMEM;
+  }
+  alog.running = true;
+  return 0;
+}
+
+void fl_alog_stop(void) {
+  if (!alog.running) return;
+  atomic_store(&alog.stop, true);
+  pthread_join(alog.thread, NULL);
+  if (alog.own_file) fclose(alog.out);
+  else fflush(alog.out);
+  alog.running = false;
+}

@@ -1,0 +1,84 @@
+/* metrics.h — per route × variant and per backend numbers, kept per worker thread without locks
+ * and summed by the reader: counters, status codes, histograms, tokens, finish reasons,
+ * upstream failures. The control thread exports them to Prometheus (/metrics) and keeps a ring
+ * of per-second snapshots for windowed rates and quantiles (/api/v1/stats). */
+#ifndef FL_METRICS_H
+#define FL_METRICS_H
+
+#include "conf.h"
+#include "hist.h"
+#include "llm.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+#define FL_MAX_SERIES 512          /* distinct (route, variant, version) over the process's life */
+#define FL_MAX_BSERIES 2048        /* distinct (route, variant, backend) */
+
+typedef enum {
+  FL_UPERR_CONNECT_REFUSED, FL_UPERR_CONNECT_TIMEOUT, FL_UPERR_RESET, FL_UPERR_TIMEOUT,
+  FL_UPERR_BAD_RESPONSE, FL_UPERR_COUNT
+} fl_uperr_t;
+
+typedef atomic_uint_least64_t fl_ctr_t;
+
+/* One worker's numbers for one (route, variant, version). Single writer: its worker. */
+typedef struct fl_vstats {
+  fl_ctr_t codes[600];             /* requests answered, by status (499: client went away) */
+  fl_ctr_t in_flight;              /* started minus finished, by this worker (may wrap per worker) */
+  fl_ctr_t retries;
+  fl_ctr_t request_bytes, response_bytes;
+  fl_ctr_t prompt_tokens, completion_tokens;
+  fl_ctr_t finish[FL_FINISH_COUNT];
+  fl_ctr_t streams, streams_cut;   /* SSE answers, and those that ended without [DONE] */
+  fl_hist_t duration, ttfb, ttft, itl;
+} fl_vstats_t;
+
+/* One worker's numbers for one (route, variant, backend). */
+typedef struct fl_bstats {
+  fl_ctr_t requests;
+  fl_ctr_t errors[FL_UPERR_COUNT];
+} fl_bstats_t;
+
+/* A worker's whole table; entries are allocated by the worker on first use and published with
+ * a release store, so the reader sees either NULL or a fully initialised entry. */
+typedef struct fl_wmetrics {
+  _Atomic(fl_vstats_t *) vs[FL_MAX_SERIES];
+  _Atomic(fl_bstats_t *) bs[FL_MAX_BSERIES];
+} fl_wmetrics_t;
+
+static inline void fl_ctr_add(fl_ctr_t *c, uint64_t v) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
+static inline uint64_t fl_ctr_get(const fl_ctr_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
+
+/* Assigns series ids to every variant and backend of c from the process-wide registry.
+ * Control thread (or before workers start). Returns 0 or FL_ELIMIT. */
+int fl_metrics_bind(fl_conf_t *c);
+
+/* Worker thread: the entry for a series, allocated on first use; NULL only when out of memory. */
+fl_vstats_t *fl_metrics_vstats(fl_wmetrics_t *m, unsigned series);
+fl_bstats_t *fl_metrics_bstats(fl_wmetrics_t *m, unsigned bseries);
+
+/* The reader side: sums the workers' tables. Control thread. */
+typedef struct fl_metrics_src {
+  fl_wmetrics_t **workers;
+  unsigned n_workers;
+} fl_metrics_src_t;
+
+/* Appends the Prometheus text exposition of everything to out (a malloc'd, NUL-terminated
+ * string the caller frees). c gives the routes whose weights and backend health are current. */
+char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c);
+
+/* Per-second sampling for windows: call once a second; keeps 5 minutes. */
+void fl_metrics_tick(const fl_metrics_src_t *src);
+
+/* /api/v1/stats: totals and 1 m / 5 m windows per route and variant of c. New reference. */
+json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c);
+
+/* Frees the registry and the ring (at exit, after workers stopped). */
+void fl_metrics_shutdown(void);
+
+void fl_wmetrics_free(fl_wmetrics_t *m);
+
+#endif
