@@ -108,10 +108,7 @@ static size_t in_string(fl_llm_t *o, const uint8_t *p, size_t n) {
     o->escape = true;
     capture(o, p + i++, 1);
   }
-  if (i < n) {   /* a raw newline: the quote was unbalanced; the newline is scanned outside */
-    o->escape = false;
-    reset_value(o);
-  }
+  if (i < n) reset_value(o);   /* a raw newline: the quote was unbalanced; it is scanned outside */
   return i;
 }
 

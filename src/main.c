@@ -1,4 +1,5 @@
 /* main.c — the `fledge` command: dispatches to serve, check, mock and version. */
+#include "cli.h"
 #include "common.h"
 #include "conf.h"
 #include "mock.h"
@@ -19,6 +20,7 @@ static void usage(FILE *out) {
           "  serve -c FILE   run the gateway in the foreground (SIGHUP reloads, SIGTERM drains)\n"
           "  check -c FILE   validate a config file; errors are printed as FILE:LINE:COL: message\n"
           "  mock [options]  run a fake OpenAI-compatible model server (see fledge mock --help)\n"
+          "  stats [options] per-variant rates, errors, latency and tokens of a running gateway\n"
           "  version         print the version\n"
           "\n"
           "Run 'fledge COMMAND --help' for a command's options.\n");
@@ -83,6 +85,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
   if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
   if (strcmp(cmd, "mock") == 0) return fl_mock_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "stats") == 0) return fl_cli_stats(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("fledge %s\n", FL_VERSION);
     return 0;

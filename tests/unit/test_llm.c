@@ -197,17 +197,28 @@ static void finish_reasons_map_to_the_enum_and_null_leaves_them(void **state) {
   assert_int_equal(observe(CHUNK("{}", "null"), true).finish, FL_FINISH_NONE);
 }
 
+/* Each tricky content string sits in front of a real finish_reason in the same chunk: if the
+ * scanner lost track of where the string ends, it would miss that key or take a fake one. */
 static void text_inside_content_is_never_a_key_or_done(void **state) {
-  outcome_t r = observe(
-      CHUNK("{\"content\":\"He said \\\"hi\\\"\\n\\ndata: [DONE]\\n\\n\"}", "null")
-      CHUNK("{\"content\":\"\\\"finish_reason\\\":\\\"length\\\", \\\"prompt_tokens\\\":99}\"}", "null")
-      CHUNK("{\"content\":\"[DONE]\"}", "null")
-      CHUNK("{\"content\":\"C:\\\\\"}", "null")                      /* ends in an escaped backslash */
-      CHUNK("{\"content\":\"\\\\\\\"\",\"text\":\"\"}", "null")       /* \\ then \" */
-      CHUNK("{}", "\"stop\""), true);
-  assert_int_equal(r.events, 5);
+  outcome_t r = observe(CHUNK("{\"content\":\"He said \\\"hi\\\"\\n\\ndata: [DONE]\\n\\n\"}", "\"length\""), true);
+  assert_int_equal(r.events, 1);
+  assert_int_equal(r.finish, FL_FINISH_LENGTH);
+  assert_false(r.done);
+
+  r = observe(CHUNK("{\"content\":\"\\\"finish_reason\\\":\\\"length\\\", \\\"prompt_tokens\\\":99}\"}", "\"stop\""),
+              true);
   assert_int_equal(r.finish, FL_FINISH_STOP);
   assert_int_equal(r.prompt, -1);
+  assert_int_equal(r.events, 1);
+
+  r = observe(CHUNK("{\"content\":\"C:\\\\\"}", "\"content_filter\""), true);   /* ends in an escaped backslash */
+  assert_int_equal(r.finish, FL_FINISH_CONTENT_FILTER);
+  r = observe(CHUNK("{\"content\":\"\\\\\\\"\",\"text\":\"\"}", "\"tool_calls\""), true);   /* \\ then \" */
+  assert_int_equal(r.finish, FL_FINISH_TOOL_CALLS);
+  assert_int_equal(r.events, 1);
+
+  r = observe(CHUNK("{\"content\":\"[DONE]\"}", "null") CHUNK("{\"text\":\"data: [DONE]\"}", "null"), true);
+  assert_int_equal(r.events, 2);
   assert_false(r.done);
 }
 
@@ -239,6 +250,8 @@ static void stream_cut_before_done_is_reported_and_counts_only_whole_events(void
   const char partial[] = CHUNK("{\"content\":\"x\"}", "null");
   assert_int_equal(observe_n(partial, strlen(partial) - 1, true).events, 0);  /* no blank line yet */
   assert_false(observe("data: [DONE", true).done);
+  assert_false(observe("data: [DO\nNE]\n\n", true).done);
+  assert_true(observe("data: [[DONE]\n\n", true).done);
 }
 
 static void usage_last_seen_wins(void **state) {
