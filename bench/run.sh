@@ -6,6 +6,7 @@
 # connections, BENCH_SECONDS seconds after a 2 s warm-up) to:
 #   direct   the backend itself: nginx returning a fixed ~300-byte chat-completion JSON
 #   fledge   build/fledge serve, one worker, stable v1 + 20% canary v2 (same backend)
+#   fledge-bare  the same with `metrics: false`: the cost of per-request accounting
 #   nginx    nginx as keep-alive reverse proxy, worker_processes 1
 #   haproxy  HAProxy mode http, nbthread 1, http-reuse always
 # Every proxy gets ONE worker/thread, so on a 2-core machine each has one core's worth
@@ -86,6 +87,7 @@ start() {   # start NAME PORT CMD...  (runs in the background, logs to $OUTDIR/N
 }
 
 BACKEND_PORT=$(free_port); FLEDGE_PORT=$(free_port); ADMIN_PORT=$(free_port)
+BARE_PORT=$(free_port); BARE_ADMIN_PORT=$(free_port)
 NGINX_PORT=$(free_port); HAPROXY_PORT=$(free_port)
 
 # --- configs ------------------------------------------------------------------------
@@ -157,6 +159,9 @@ routes:
       - match: { header: { x-version: v2 } }
         variant: canary
 EOF
+# the same gateway with per-request accounting switched off: what metrics cost
+sed -e "s/127.0.0.1:$FLEDGE_PORT/127.0.0.1:$BARE_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$BARE_ADMIN_PORT/" \
+    -e "s/^workers: 1$/workers: 1\nmetrics: false/" "$TMP/fledge.yaml" >"$TMP/fledge-bare.yaml"
 
 BODY='{"model":"model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 cat >"$TMP/chat.lua" <<EOF
@@ -220,7 +225,9 @@ if [ "$SKIP_FLEDGE" != 1 ]; then
     start fledge "$FLEDGE_PORT" "$FLEDGE" serve -c "$TMP/fledge.yaml"
     FLEDGE_PID=$LAST_PID
     prepare fledge "$FLEDGE_PORT"
-    TARGETS+=(fledge)
+    start fledge-bare "$BARE_PORT" "$FLEDGE" serve -c "$TMP/fledge-bare.yaml"
+    prepare fledge-bare "$BARE_PORT"
+    TARGETS+=(fledge fledge-bare)
 fi
 start nginx "$NGINX_PORT" nginx -p "$TMP/proxy" -e stderr -c "$TMP/proxy/nginx.conf"
 prepare nginx "$NGINX_PORT"
@@ -245,15 +252,17 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "null" }'; }
 echo
 echo "fledge benchmark — wrk -t1 -c$CONNS, median of $ROUNDS × ${SECONDS_RUN}s, one worker/thread per proxy, $(nproc) CPUs"
-printf '%-9s %12s %10s %10s\n' target 'req/s' 'p50 ms' 'p99 ms'
-for t in "${TARGETS[@]}"; do printf '%-9s %12s %10s %10s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}"; done
-R_NG_RPS=null; R_HA_RPS=null; R_NG_P99=null; R_HA_P99=null
+printf '%-12s %12s %10s %10s\n' target 'req/s' 'p50 ms' 'p99 ms'
+for t in "${TARGETS[@]}"; do printf '%-12s %12s %10s %10s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}"; done
+R_NG_RPS=null; R_HA_RPS=null; R_NG_P99=null; R_HA_P99=null; R_METRICS=null
 if [ "$SKIP_FLEDGE" != 1 ]; then
     R_NG_RPS=$(ratio "${RPS[fledge]}" "${RPS[nginx]}");   R_HA_RPS=$(ratio "${RPS[fledge]}" "${RPS[haproxy]}")
     R_NG_P99=$(ratio "${P99[fledge]}" "${P99[nginx]}");   R_HA_P99=$(ratio "${P99[fledge]}" "${P99[haproxy]}")
     echo
     echo "fledge/nginx   req/s: $R_NG_RPS   p99: $R_NG_P99"
     echo "fledge/haproxy req/s: $R_HA_RPS   p99: $R_HA_P99"
+    R_METRICS=$(ratio "${RPS[fledge]}" "${RPS[fledge-bare]}")
+    echo "fledge with metrics / without (metrics: false) req/s: $R_METRICS"
     echo "fledge RSS after its run: $FLEDGE_RSS MiB"
 else
     echo "(fledge skipped: BENCH_SKIP_FLEDGE=1)"
@@ -269,8 +278,8 @@ fi
             "$sep" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${NON2XX[$t]}" "${SOCKERR[$t]}"
         sep=$',\n'
     done
-    printf '\n  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s},\n' \
-        "$R_NG_RPS" "$R_HA_RPS" "$R_NG_P99" "$R_HA_P99"
+    printf '\n  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s, "fledge_metrics_on_off_rps": %s},\n' \
+        "$R_NG_RPS" "$R_HA_RPS" "$R_NG_P99" "$R_HA_P99" "$R_METRICS"
     printf '  "fledge_rss_mib": %s,\n  "failed": %s\n}\n' "$FLEDGE_RSS" "$([ "$FAILED" = 1 ] && echo true || echo false)"
 } >"$JSON"
 echo "results: $JSON, raw wrk output: $OUTDIR/*.txt"

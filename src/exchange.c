@@ -356,7 +356,11 @@ static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
   fl_exchange_t *ex = &c->ex;
   const fl_http_head_t *h = &c->up_head;
   b->len = 0;
-  fl_buf_printf(b, "HTTP/1.1 %d %s\r\n", p->status_code, fl_http_reason(p->status_code));
+  fl_buf_str(b, "HTTP/1.1 ");
+  fl_buf_u64(b, p->status_code);
+  fl_buf_str(b, " ");
+  fl_buf_str(b, fl_http_reason(p->status_code));
+  fl_buf_str(b, "\r\n");
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
     if (fl_http_is_hop(h, x)) continue;
@@ -365,16 +369,27 @@ static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
     fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
     fl_buf_append(b, "\r\n", 2);
   }
-  if (ex->frame == FL_FRAME_LENGTH || (ex->head_req && (p->flags & F_CONTENTLENGTH)))
-    fl_buf_printf(b, "content-length: %llu\r\n", (unsigned long long)p->content_length);
-  else if (ex->frame == FL_FRAME_CHUNKED)
-    fl_buf_printf(b, "transfer-encoding: chunked\r\n");
-  fl_buf_printf(b, "x-request-id: %s\r\nx-fledge-overhead-ms: %.3f\r\n", ex->request_id, ex->overhead_ns / 1e6);
-  if (ex->conf->response_headers)
-    fl_buf_printf(b, "x-fledge-variant: %s\r\nx-fledge-version: %s\r\n", fl_variant_name(ex->decision.variant),
-                  ex->route->variant[ex->decision.variant].version);
-  if (!c->keepalive) fl_buf_printf(b, "connection: close\r\n");
-  else if (c->parser.http_minor == 0) fl_buf_printf(b, "connection: keep-alive\r\n");
+  if (ex->frame == FL_FRAME_LENGTH || (ex->head_req && (p->flags & F_CONTENTLENGTH))) {
+    fl_buf_str(b, "content-length: ");
+    fl_buf_u64(b, p->content_length);
+    fl_buf_str(b, "\r\n");
+  } else if (ex->frame == FL_FRAME_CHUNKED) {
+    fl_buf_str(b, "transfer-encoding: chunked\r\n");
+  }
+  fl_buf_str(b, "x-request-id: ");
+  fl_buf_str(b, ex->request_id);
+  fl_buf_str(b, "\r\nx-fledge-overhead-ms: ");
+  fl_buf_ms3(b, ex->overhead_ns);
+  fl_buf_str(b, "\r\n");
+  if (ex->conf->response_headers) {
+    fl_buf_str(b, "x-fledge-variant: ");
+    fl_buf_str(b, fl_variant_name(ex->decision.variant));
+    fl_buf_str(b, "\r\nx-fledge-version: ");
+    fl_buf_str(b, ex->route->variant[ex->decision.variant].version);
+    fl_buf_str(b, "\r\n");
+  }
+  if (!c->keepalive) fl_buf_str(b, "connection: close\r\n");
+  else if (c->parser.http_minor == 0) fl_buf_str(b, "connection: keep-alive\r\n");
   fl_buf_append(b, "\r\n", 2);
 }
 

@@ -206,6 +206,24 @@ int fl_buf_printf(fl_buf_t *b, const char *fmt, ...) {
   return fl_buf_append(b, tmp, (size_t)n);
 }
 
+int fl_buf_str(fl_buf_t *b, const char *s) { return fl_buf_append(b, s, strlen(s)); }
+
+int fl_buf_u64(fl_buf_t *b, uint64_t v) {
+  char digits[20];
+  size_t n = 0;
+  do {
+    digits[sizeof digits - ++n] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return fl_buf_append(b, digits + sizeof digits - n, n);
+}
+
+int fl_buf_ms3(fl_buf_t *b, uint64_t ns) {
+  uint64_t us = ns / 1000;
+  char frac[4] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10), (char)('0' + us % 10)};
+  return fl_buf_u64(b, us / 1000) | fl_buf_append(b, frac, sizeof frac);
+}
+
 void fl_buf_free(fl_buf_t *b) {
   free(b->data);
   memset(b, 0, sizeof *b);

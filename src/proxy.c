@@ -256,8 +256,13 @@ static bool sane_request_id(const char *v, size_t len) {
 }
 
 static void new_request_id(fl_client_t *c) {
-  snprintf(c->ex.request_id, sizeof c->ex.request_id, "%08x%08x%08x%08x", fl_worker_rand(c->w),
-           fl_worker_rand(c->w), fl_worker_rand(c->w), fl_worker_rand(c->w));
+  static const char hex[] = "0123456789abcdef";
+  char *id = c->ex.request_id;
+  for (int word = 0; word < 4; word++) {
+    uint32_t r = fl_worker_rand(c->w);
+    for (int k = 0; k < 8; k++, r >>= 4) *id++ = hex[r & 15];
+  }
+  *id = '\0';
 }
 
 static void set_request_id(fl_client_t *c) {
@@ -271,16 +276,14 @@ static void set_request_id(fl_client_t *c) {
   new_request_id(c);
 }
 
-static int append_str(fl_buf_t *b, const char *s) { return fl_buf_append(b, s, strlen(s)); }
-
 static int build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_exchange_t *ex = &c->ex;
   fl_buf_t *b = &ex->pending;
   const fl_http_head_t *h = &c->head;
-  int rc = append_str(b, http_method_str((enum http_method)c->parser.method));
+  int rc = fl_buf_str(b, http_method_str((enum http_method)c->parser.method));
   rc |= fl_buf_append(b, " ", 1);
   rc |= fl_buf_append(b, h->buf + h->url_off, h->url_len);
-  rc |= append_str(b, " HTTP/1.1\r\n");
+  rc |= fl_buf_str(b, " HTTP/1.1\r\n");
   size_t xff_len = 0;
   const char *xff = fl_http_head_get(h, "x-forwarded-for", &xff_len);
   for (uint32_t i = 0; i < h->n; i++) {
@@ -291,14 +294,22 @@ static int build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
     rc |= fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
     rc |= fl_buf_append(b, "\r\n", 2);
   }
-  rc |= append_str(b, "x-forwarded-for: ");
+  rc |= fl_buf_str(b, "x-forwarded-for: ");
   if (xff) {
     rc |= fl_buf_append(b, xff, xff_len);
     rc |= fl_buf_append(b, ", ", 2);
   }
-  rc |= fl_buf_printf(b, "%s\r\nx-request-id: %s\r\n", c->peer_ip, ex->request_id);
-  if (chunked) rc |= append_str(b, "transfer-encoding: chunked\r\n");
-  else if (body_len != UINT64_MAX) rc |= fl_buf_printf(b, "content-length: %llu\r\n", (unsigned long long)body_len);
+  rc |= fl_buf_str(b, c->peer_ip);
+  rc |= fl_buf_str(b, "\r\nx-request-id: ");
+  rc |= fl_buf_str(b, ex->request_id);
+  rc |= fl_buf_str(b, "\r\n");
+  if (chunked) {
+    rc |= fl_buf_str(b, "transfer-encoding: chunked\r\n");
+  } else if (body_len != UINT64_MAX) {
+    rc |= fl_buf_str(b, "content-length: ");
+    rc |= fl_buf_u64(b, body_len);
+    rc |= fl_buf_str(b, "\r\n");
+  }
   rc |= fl_buf_append(b, "\r\n", 2);
   return rc ? FL_ENOMEM : 0;
 }
@@ -310,7 +321,7 @@ static int rewrite_model(fl_exchange_t *ex, const char *model) {
     return 0;
   fl_buf_t out = {0};
   int rc = fl_buf_append(&out, ex->body.data, span.start);
-  rc |= append_str(&out, model);
+  rc |= fl_buf_str(&out, model);
   rc |= fl_buf_append(&out, ex->body.data + span.start + span.len, ex->body.len - span.start - span.len);
   if (rc) {
     fl_buf_free(&out);

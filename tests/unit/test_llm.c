@@ -146,12 +146,16 @@ static void role_only_and_null_content_events_are_not_tokens(void **state) {
   assert_int_equal(r.prompt, -1);
 }
 
+#define TEXT_CHUNK(text, finish) \
+  EV("{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"choices\":[{\"text\":" text ",\"index\":0," \
+     "\"finish_reason\":" finish "}]}")
+
 static void completions_stream_counts_text_events(void **state) {
   outcome_t r = observe(
-      EV("{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"choices\":[{\"text\":\"Once\",\"index\":0,\"finish_reason\":null}]}")
-      EV("{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":null}]}")
-      EV("{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"choices\":[{\"text\":\" upon\",\"index\":0,\"finish_reason\":null}]}")
-      EV("{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":\"length\"}]}")
+      TEXT_CHUNK("\"Once\"", "null")
+      TEXT_CHUNK("\"\"", "null")
+      TEXT_CHUNK("\" upon\"", "null")
+      TEXT_CHUNK("\"\"", "\"length\"")
       "data: [DONE]\n\n", true);
   assert_int_equal(r.events, 2);
   assert_int_equal(r.finish, FL_FINISH_LENGTH);
@@ -160,7 +164,8 @@ static void completions_stream_counts_text_events(void **state) {
 
 static void tool_call_stream_counts_argument_deltas_and_finishes_with_tool_calls(void **state) {
   outcome_t r = observe(
-      CHUNK("{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\","
+      CHUNK("{\"role\":\"assistant\",\"content\":null,"
+            "\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\","
             "\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}", "null")
       CHUNK("{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":\"}}]}", "null")
       CHUNK("{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"1}\"}}]}", "null")
@@ -174,6 +179,9 @@ static void tool_call_stream_counts_argument_deltas_and_finishes_with_tool_calls
   r = observe(CHUNK("{\"function_call\":{\"name\":\"f\",\"arguments\":\"\"}}", "null")
               CHUNK("{\"function_call\":{\"arguments\":\"{}\"}}", "null"), true);
   assert_int_equal(r.events, 2);   /* legacy function_call: the object, then a non-empty argument string */
+
+  r = observe(EV("{\"delta\":{\"arguments\":\"x\"}}") EV("{\"delta\":{\"arguments\":\"\"}}"), true);
+  assert_int_equal(r.events, 1);   /* a non-empty arguments string counts on its own */
 }
 
 static void empty_or_null_tool_calls_are_not_tokens(void **state) {
@@ -277,7 +285,7 @@ static void non_stream_completion_reports_usage_and_finish_without_token_events(
       "\n"
       "    \"finish_reason\": \"length\"\n"
       "  }],\n"
-      "  \"usage\": {\"prompt_tokens\": 19, \"completion_tokens\": 7, \"total_tokens\": 26,\n"
+      "  \"usage\": {\"prompt_tokens\": 19, \"completion_tokens\" : 7, \"total_tokens\": 26,\n"
       "            \"completion_tokens_details\": {\"reasoning_tokens\": 0}}\n"
       "}\n", false);
   assert_int_equal(r.prompt, 19);
@@ -347,7 +355,8 @@ static void overlong_strings_keys_and_numbers_are_truncated_never_matched(void *
   char *x = repeat('x', 40), body[1024];   /* longer than any capture */
   snprintf(body, sizeof body,
            "data: {\"prompt_tokens%s\":5,\"completion_tokens_details_%s\":6,\"finish_reason\":\"stop%s\","
-           "\"content\":\"%s\",\"usage\":{\"prompt_tokens\":12345678901234567890123,\"completion_tokens\":999999999999999999}}\n\n",
+           "\"content\":\"%s\",\"usage\":{\"prompt_tokens\":12345678901234567890123,"
+           "\"completion_tokens\":999999999999999999}}\n\n",
            x, x, x, x);
   outcome_t r = observe(body, true);
   assert_int_equal(r.prompt, -1);                           /* a key that only starts like one, an overflow */
