@@ -13,16 +13,17 @@
 # of work next to wrk and the backend. Each request carries a different x-user-id (from a
 # precomputed set, so the Lua cost stays tiny). Also reports fledge's RSS after its run.
 # Output: a table on stdout, build/bench.json, raw wrk output in build/bench/*.txt.
-# The targets are measured in BENCH_ROUNDS interleaved rounds and each figure is the median
-# over the rounds, so a burst of noise on this shared machine hits one round, not one target.
-# Knobs: BENCH_SECONDS (5 per round), BENCH_ROUNDS (3), BENCH_CONNECTIONS (50),
+# The targets are measured in BENCH_ROUNDS interleaved rounds; each figure is the median over
+# the rounds and each ratio the median of the per-round ratios, so a burst of noise on this
+# shared machine hits one round of every target, not one target.
+# Knobs: BENCH_SECONDS (4 per round), BENCH_ROUNDS (5), BENCH_CONNECTIONS (50),
 # BENCH_SKIP_FLEDGE=1 (skip fledge).
 # Everything listens on 127.0.0.1 only, on free ports; all started processes are stopped
 # on exit, error or Ctrl-C.
 set -euo pipefail
 
-SECONDS_RUN=${BENCH_SECONDS:-5}
-ROUNDS=${BENCH_ROUNDS:-3}
+SECONDS_RUN=${BENCH_SECONDS:-4}
+ROUNDS=${BENCH_ROUNDS:-5}
 CONNS=${BENCH_CONNECTIONS:-50}
 SKIP_FLEDGE=${BENCH_SKIP_FLEDGE:-0}
 FLEDGE=build/fledge
@@ -78,9 +79,15 @@ wait_up() {
     done
     die "$name did not accept connections on 127.0.0.1:$port within 5 s"
 }
+# Pinning: the proxy under test gets CPU 1 to itself, wrk and the backend share CPU 0, the same
+# for every target; without it the scheduler's placement swings results by ±20% run to run.
+PIN_LOAD=(); PIN_PROXY=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then PIN_LOAD=(taskset -c 0); PIN_PROXY=(taskset -c 1); fi
 start() {   # start NAME PORT CMD...  (runs in the background, logs to $OUTDIR/NAME.log)
     local name=$1 port=$2; shift 2
-    "$@" >"$OUTDIR/$name.log" 2>&1 &
+    local pin=("${PIN_PROXY[@]}")
+    [ "$name" = backend ] && pin=("${PIN_LOAD[@]}")
+    "${pin[@]}" "$@" >"$OUTDIR/$name.log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
     wait_up "$name" "$port" "$LAST_PID"
@@ -191,15 +198,28 @@ check_200() {  # one request through the target must answer 200
 # wrk catches SIGINT and exits 0, which would hide Ctrl-C from bash; running it in the
 # background and `wait`ing lets the INT trap fire at once.
 run_wrk() {
-    wrk -t1 -c"$CONNS" -s "$TMP/chat.lua" "$@" &
+    "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -s "$TMP/chat.lua" "$@" &
     WRK_PID=$!; wait "$WRK_PID"; WRK_PID=
 }
-declare -A RPS P50 P99 NON2XX SOCKERR PORT
+declare -A RPS P50 P99 NON2XX SOCKERR PORT RPS_ROUNDS P99_ROUNDS CPU CPU_ROUNDS SERVER_PID
 FAILED=0
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# CPU time (user + system, in clock ticks) of a server and its child processes, from /proc.
+cpu_ticks() {
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        total=$(( total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+    done
+    echo "$total"
+}
 bench_round() {  # bench_round NAME ROUND: one wrk run, figures appended to the lists
-    local name=$1 url="http://127.0.0.1:${PORT[$1]}/v1/chat/completions" raw="$OUTDIR/$1.$2.txt" n
+    local name=$1 url="http://127.0.0.1:${PORT[$1]}/v1/chat/completions" raw="$OUTDIR/$1.$2.txt" n t0 t1 reqs
+    t0=$(cpu_ticks "${SERVER_PID[$name]}")
     run_wrk -d"${SECONDS_RUN}s" --latency "$url" >"$raw"
+    t1=$(cpu_ticks "${SERVER_PID[$name]}")
+    reqs=$(awk '/requests in/ { print $1 }' "$raw")
+    # the server's CPU per request is what its throughput on a core of its own would be bound by
+    CPU[$name]+=" $(awk -v d=$(( t1 - t0 )) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
     RPS[$name]+=" $(awk '/^Requests\/sec:/ { print $2 }' "$raw")"
     P50[$name]+=" $(to_ms "$(awk '$1 == "50%" { print $2 }' "$raw")")"
     P99[$name]+=" $(to_ms "$(awk '$1 == "99%" { print $2 }' "$raw")")"
@@ -209,8 +229,9 @@ bench_round() {  # bench_round NAME ROUND: one wrk run, figures appended to the 
     awk '/^Requests\/sec:/ { ok = 1 } END { exit !ok }' "$raw" || die "could not parse wrk output for $name ($raw)"
     printf '  round %s %-8s %s req/s\n' "$2" "$name" "$(awk '/^Requests\/sec:/ { print $2 }' "$raw")" >&2
 }
-prepare() {  # prepare NAME PORT: a check that it answers 200, and a warm-up
+prepare() {  # prepare NAME PORT: a check that it answers 200, and a warm-up (server: LAST_PID)
     PORT[$1]=$2
+    SERVER_PID[$1]=$LAST_PID
     check_200 "$1" "$2"
     run_wrk -d2s "http://127.0.0.1:$2/v1/chat/completions" >/dev/null
 }
@@ -241,7 +262,8 @@ done
 for t in "${TARGETS[@]}"; do
     [ "${NON2XX[$t]}" = 0 ] || { echo "bench: $t: ${NON2XX[$t]} non-2xx/3xx responses" >&2; FAILED=1; }
     [ -z "${SOCKERR[$t]}" ] || echo "bench: $t: socket errors: ${SOCKERR[$t]}" >&2
-    RPS[$t]=$(median ${RPS[$t]}); P50[$t]=$(median ${P50[$t]}); P99[$t]=$(median ${P99[$t]})
+    RPS_ROUNDS[$t]=${RPS[$t]}; P99_ROUNDS[$t]=${P99[$t]}; CPU_ROUNDS[$t]=${CPU[$t]}
+    RPS[$t]=$(median ${RPS[$t]}); P50[$t]=$(median ${P50[$t]}); P99[$t]=$(median ${P99[$t]}); CPU[$t]=$(median ${CPU[$t]})
 done
 if [ "$SKIP_FLEDGE" != 1 ]; then
     kill -0 "$FLEDGE_PID" 2>/dev/null || die "fledge died during its runs (see $OUTDIR/fledge.log)"
@@ -249,20 +271,35 @@ if [ "$SKIP_FLEDGE" != 1 ]; then
 fi
 
 # --- report -------------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "null" }'; }
+# Ratios are taken round by round and their median reported: the machine's speed drifts between
+# rounds (other tenants), but within a round every target meets the same conditions.
+ratio() {  # ratio "A round values" "B round values"
+    local a=($1) b=($2) r=() i
+    for i in "${!a[@]}"; do r+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y + 0 > 0) printf "%.4f", x / y }')"); done
+    printf '%.2f' "$(median "${r[@]}")"
+}
 echo
 echo "fledge benchmark — wrk -t1 -c$CONNS, median of $ROUNDS × ${SECONDS_RUN}s, one worker/thread per proxy, $(nproc) CPUs"
-printf '%-12s %12s %10s %10s\n' target 'req/s' 'p50 ms' 'p99 ms'
-for t in "${TARGETS[@]}"; do printf '%-12s %12s %10s %10s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}"; done
+printf '%-12s %12s %10s %10s %14s\n' target 'req/s' 'p50 ms' 'p99 ms' 'cpu µs/req'
+for t in "${TARGETS[@]}"; do printf '%-12s %12s %10s %10s %14s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}"; done
 R_NG_RPS=null; R_HA_RPS=null; R_NG_P99=null; R_HA_P99=null; R_METRICS=null
+R_NG_CPU=null; R_HA_CPU=null; R_METRICS_CPU=null
 if [ "$SKIP_FLEDGE" != 1 ]; then
-    R_NG_RPS=$(ratio "${RPS[fledge]}" "${RPS[nginx]}");   R_HA_RPS=$(ratio "${RPS[fledge]}" "${RPS[haproxy]}")
-    R_NG_P99=$(ratio "${P99[fledge]}" "${P99[nginx]}");   R_HA_P99=$(ratio "${P99[fledge]}" "${P99[haproxy]}")
+    R_NG_RPS=$(ratio "${RPS_ROUNDS[fledge]}" "${RPS_ROUNDS[nginx]}")
+    R_HA_RPS=$(ratio "${RPS_ROUNDS[fledge]}" "${RPS_ROUNDS[haproxy]}")
+    R_NG_P99=$(ratio "${P99_ROUNDS[fledge]}" "${P99_ROUNDS[nginx]}")
+    R_HA_P99=$(ratio "${P99_ROUNDS[fledge]}" "${P99_ROUNDS[haproxy]}")
     echo
     echo "fledge/nginx   req/s: $R_NG_RPS   p99: $R_NG_P99"
     echo "fledge/haproxy req/s: $R_HA_RPS   p99: $R_HA_P99"
-    R_METRICS=$(ratio "${RPS[fledge]}" "${RPS[fledge-bare]}")
-    echo "fledge with metrics / without (metrics: false) req/s: $R_METRICS"
+    R_NG_CPU=$(ratio "${CPU_ROUNDS[fledge]}" "${CPU_ROUNDS[nginx]}")
+    R_HA_CPU=$(ratio "${CPU_ROUNDS[fledge]}" "${CPU_ROUNDS[haproxy]}")
+    echo "fledge/nginx   cpu per request: $R_NG_CPU"
+    echo "fledge/haproxy cpu per request: $R_HA_CPU"
+    R_METRICS=$(ratio "${RPS_ROUNDS[fledge]}" "${RPS_ROUNDS[fledge-bare]}")
+    R_METRICS_CPU=$(ratio "${CPU_ROUNDS[fledge]}" "${CPU_ROUNDS[fledge-bare]}")
+    echo "metrics on/off (metrics: false): req/s $R_METRICS, cpu per request $R_METRICS_CPU"
+    echo "(ratios are medians of per-round ratios)"
     echo "fledge RSS after its run: $FLEDGE_RSS MiB"
 else
     echo "(fledge skipped: BENCH_SKIP_FLEDGE=1)"
@@ -274,12 +311,12 @@ fi
     printf '  "targets": {\n'
     sep=""
     for t in "${TARGETS[@]}"; do
-        printf '%s    "%s": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "non_2xx_3xx": %s, "socket_errors": "%s"}' \
-            "$sep" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${NON2XX[$t]}" "${SOCKERR[$t]}"
+        printf '%s    "%s": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "non_2xx_3xx": %s, "socket_errors": "%s"}' \
+            "$sep" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${NON2XX[$t]}" "${SOCKERR[$t]}"
         sep=$',\n'
     done
-    printf '\n  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s, "fledge_metrics_on_off_rps": %s},\n' \
-        "$R_NG_RPS" "$R_HA_RPS" "$R_NG_P99" "$R_HA_P99" "$R_METRICS"
+    printf '\n  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s, "fledge_nginx_cpu": %s, "fledge_haproxy_cpu": %s, "metrics_on_off_rps": %s, "metrics_on_off_cpu": %s},\n' \
+        "$R_NG_RPS" "$R_HA_RPS" "$R_NG_P99" "$R_HA_P99" "$R_NG_CPU" "$R_HA_CPU" "$R_METRICS" "$R_METRICS_CPU"
     printf '  "fledge_rss_mib": %s,\n  "failed": %s\n}\n' "$FLEDGE_RSS" "$([ "$FAILED" = 1 ] && echo true || echo false)"
 } >"$JSON"
 echo "results: $JSON, raw wrk output: $OUTDIR/*.txt"
