@@ -2,6 +2,7 @@
  * connect or reuse a pooled connection, stream the request up and the answer back as it
  * arrives (re-framed for the client), retries, outlier reports and upstream timeouts. */
 #include "proxy_int.h"
+#include "write.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,18 +25,11 @@ static void connect_to(fl_client_t *c, fl_backend_t *b);
 
 /* ---- writing upstream ---- */
 
-typedef struct {
-  uv_write_t req;
-  fl_upconn_t *u;
-  size_t len;
-  char data[];
-} up_wreq_t;
-
 static void upstream_failed(fl_client_t *c, const char *what);
 
 static void on_up_written(uv_write_t *req, int status) {
-  up_wreq_t *wr = (up_wreq_t *)req;
-  fl_upconn_t *u = wr->u;
+  fl_wreq_t *wr = (fl_wreq_t *)req;
+  fl_upconn_t *u = wr->owner;
   fl_client_t *c = u->closing ? NULL : u->owner;
   size_t len = wr->len;
   free(wr);
@@ -51,35 +45,13 @@ static void up_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
     for (unsigned i = 0; i < n; i++) fl_buf_append(&c->w->cork_up_buf, bufs[i].base, bufs[i].len);
     return;
   }
-  size_t total = 0, skip = 0;
-  for (unsigned i = 0; i < n; i++) total += bufs[i].len;
-  if (c->up_queued == 0) {
-    int rc = uv_try_write((uv_stream_t *)&u->tcp, bufs, n);
-    skip = rc > 0 ? (size_t)rc : 0;
-    if (skip == total) return;
-  }
-  up_wreq_t *wr = malloc(sizeof *wr + total - skip);
-  if (!wr) {
+  /* the write callback gets the connection, not the client: it may outlive the exchange */
+  ssize_t queued = fl_write((uv_stream_t *)&u->tcp, bufs, n, c->up_queued == 0, u, on_up_written);
+  if (queued < 0) {
     upstream_failed(c, "reset");
     return;
   }
-  size_t off = 0;
-  for (unsigned i = 0; i < n; i++) {
-    size_t take = bufs[i].len;
-    if (skip >= take) {
-      skip -= take;
-      continue;
-    }
-    memcpy(wr->data + off, bufs[i].base + skip, take - skip);
-    off += take - skip;
-    skip = 0;
-  }
-  wr->u = u;
-  wr->len = off;
-  c->up_queued += off;
-  uv_buf_t b = uv_buf_init(wr->data, (unsigned)off);
-  /* A failed try_write (reset) resurfaces here through the callback's status. */
-  uv_write(&wr->req, (uv_stream_t *)&u->tcp, &b, 1, on_up_written);
+  c->up_queued += (size_t)queued;
   if (c->up_queued > FL_HIGH_WATER) fl_client_pause_reading(c, true);
 }
 

@@ -4,6 +4,7 @@
  * always leave in request order and a slow handler never makes us buffer without bound.
  * The process must ignore SIGPIPE (libuv writes with plain write(2)). */
 #include "httpd.h"
+#include "write.h"
 
 #include <errno.h>
 #include <http_parser.h>
@@ -69,12 +70,6 @@ struct fl_httpd {
   size_t nconns;
   bool closing, listener_closed;
 };
-
-typedef struct wreq {
-  uv_write_t req;
-  conn_t *conn;
-  char data[];
-} wreq_t;
 
 static void conn_resume(conn_t *c);
 static void conn_finish(conn_t *c);
@@ -160,8 +155,8 @@ static bool backpressured(const conn_t *c) { return c->tcp.write_queue_size > HT
 /* ---- writing ---- */
 
 static void on_write(uv_write_t *r, int status) {
-  wreq_t *w = (wreq_t *)r;
-  conn_t *c = w->conn;
+  fl_wreq_t *w = (fl_wreq_t *)r;
+  conn_t *c = w->owner;
   free(w);
   c->writes--;
   if (c->closing) return;
@@ -178,42 +173,9 @@ static void on_write(uv_write_t *r, int status) {
  * pass stack buffers. Write failures mean the client is gone. */
 static void conn_send(conn_t *c, const uv_buf_t *bufs, unsigned nbufs) {
   if (c->gone || c->closing) return;
-  size_t total = 0, done = 0;
-  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
-  if (total == 0) return;
-  if (c->writes == 0) {
-    int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
-    if (r < 0 && r != UV_EAGAIN) {
-      conn_close(c);
-      return;
-    }
-    if (r > 0) done = (size_t)r;
-  }
-  if (done == total) return;
-  wreq_t *w = malloc(sizeof *w + total - done);
-  if (!w) {
-    conn_close(c);
-    return;
-  }
-  size_t skip = done, len = 0;
-  for (unsigned i = 0; i < nbufs; i++) {
-    size_t n = bufs[i].len;
-    if (skip >= n) {
-      skip -= n;
-      continue;
-    }
-    memcpy(w->data + len, bufs[i].base + skip, n - skip);
-    len += n - skip;
-    skip = 0;
-  }
-  w->conn = c;
-  uv_buf_t rest = uv_buf_init(w->data, (unsigned)len);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &rest, 1, on_write) < 0) {
-    free(w);
-    conn_close(c);
-    return;
-  }
-  c->writes++;
+  ssize_t queued = fl_write((uv_stream_t *)&c->tcp, bufs, nbufs, c->writes == 0, c, on_write);
+  if (queued < 0) conn_close(c);
+  else if (queued > 0) c->writes++;
 }
 
 static void on_shutdown(uv_shutdown_t *r, int status) {

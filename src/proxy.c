@@ -4,6 +4,7 @@
 #include "proxy_int.h"
 #include "geo.h"
 #include "jsonscan.h"
+#include "write.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,16 +75,9 @@ void fl_client_timer(fl_client_t *c, fl_timer_state_t what, uint32_t ms) {
   else uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
-typedef struct {
-  uv_write_t req;
-  fl_client_t *c;
-  size_t len;
-  char data[];
-} client_wreq_t;
-
 static void on_client_written(uv_write_t *req, int status) {
-  client_wreq_t *wr = (client_wreq_t *)req;
-  fl_client_t *c = wr->c;
+  fl_wreq_t *wr = (fl_wreq_t *)req;
+  fl_client_t *c = wr->owner;
   c->out_queued -= wr->len;
   free(wr);
   if (c->closing) return;
@@ -98,7 +92,6 @@ static void on_client_written(uv_write_t *req, int status) {
   if (c->ex.up_paused && c->out_queued < FL_LOW_WATER) fl_exchange_resume_upstream(c);
 }
 
-/* Writes what the socket takes now and queues a copy of the rest. */
 void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
   if (c->closing) return;
   if (c->w->cork_client == c) {
@@ -106,40 +99,9 @@ void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
       if (fl_buf_append(&c->w->cork_client_buf, bufs[i].base, bufs[i].len) != 0) fl_client_close(c);
     return;
   }
-  size_t total = 0, skip = 0;
-  for (unsigned i = 0; i < n; i++) total += bufs[i].len;
-  if (total == 0) return;
-  if (c->out_queued == 0) {
-    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-    if (rc < 0 && rc != UV_EAGAIN) {
-      fl_client_close(c);
-      return;
-    }
-    skip = rc > 0 ? (size_t)rc : 0;
-    if (skip == total) return;
-  }
-  client_wreq_t *wr = malloc(sizeof *wr + total - skip);
-  if (!wr) {
-    fl_client_close(c);
-    return;
-  }
-  size_t off = 0;
-  for (unsigned i = 0; i < n; i++) {
-    size_t take = bufs[i].len;
-    const char *src = bufs[i].base;
-    if (skip >= take) {
-      skip -= take;
-      continue;
-    }
-    memcpy(wr->data + off, src + skip, take - skip);
-    off += take - skip;
-    skip = 0;
-  }
-  wr->c = c;
-  wr->len = off;
-  c->out_queued += off;
-  uv_buf_t b = uv_buf_init(wr->data, (unsigned)off);
-  uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_client_written);
+  ssize_t queued = fl_write((uv_stream_t *)&c->tcp, bufs, n, c->out_queued == 0, c, on_client_written);
+  if (queued < 0) fl_client_close(c);
+  else c->out_queued += (size_t)queued;
 }
 
 /* ---- error answers ---- */
