@@ -1,8 +1,13 @@
-/* admin.c — admin API handlers: GET /health and GET /api/v1/routes (JSON via jansson). */
+/* admin.c — admin API handlers (JSON via jansson): health, metrics, stats, routes, and changes
+ * such as a route's weight, which need the bearer token named by admin.token_env. */
 #include "admin.h"
+#include "live.h"
 #include "router.h"
 
 #include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static fl_conf_t *admin_conf;
@@ -20,8 +25,9 @@ static json_t *variant_json(const fl_variant_conf_t *v) {
 }
 
 static json_t *route_json(const fl_route_t *r) {
-  json_t *o = json_pack("{s:s, s:s, s:f, s:o}", "name", r->name, "path_prefix", r->path_prefix, "canary_weight",
-                        r->canary_weight_bp / 100.0, "stable", variant_json(&r->variant[FL_STABLE]));
+  json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:o}", "name", r->name, "path_prefix", r->path_prefix, "canary_weight",
+                        fl_live_weight(r) / 100.0, "config_weight", r->canary_weight_bp / 100.0, "stable",
+                        variant_json(&r->variant[FL_STABLE]));
   if (r->has_canary) json_object_set_new(o, "canary", variant_json(&r->variant[FL_CANARY]));
   if (r->host) json_object_set_new(o, "host", json_string(r->host));
   return o;
@@ -32,6 +38,84 @@ static void respond_json(fl_httpd_req_t *req, int status, json_t *body) {
   json_decref(body);
   fl_httpd_respond(req, status, "application/json", "", text, text ? strlen(text) : 0);
   free(text);
+}
+
+static void respond_error(fl_httpd_req_t *req, int status, const char *type, const char *fmt, ...) {
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  respond_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "type", type, "message", msg));
+}
+
+/* Compares in time that depends only on the expected token's length, not on where they differ. */
+static bool token_equal(const char *given, const char *want) {
+  size_t gl = strlen(given), wl = strlen(want);
+  unsigned char diff = (unsigned char)(gl != wl);
+  for (size_t i = 0; i < wl; i++) diff |= (unsigned char)(want[i] ^ (gl ? given[i % gl] : 0));
+  return diff == 0;
+}
+
+/* Changes need "Authorization: Bearer TOKEN"; answers 401/403 itself and returns false. */
+static bool authorized(fl_httpd_req_t *req) {
+  if (!admin_conf->admin_token) {
+    respond_error(req, 403, "forbidden", "the admin API is read-only: set admin.token_env to allow changes");
+    return false;
+  }
+  const char *h = fl_httpd_header(req, "authorization");
+  if (!h || strncmp(h, "Bearer ", 7) != 0 || !token_equal(h + 7, admin_conf->admin_token)) {
+    respond_error(req, 401, "unauthorized", "a valid \"Authorization: Bearer TOKEN\" header is required");
+    return false;
+  }
+  return true;
+}
+
+/* PUT /api/v1/routes/NAME/weight {"weight": 12.5} */
+static void put_weight(fl_httpd_req_t *req, const fl_route_t *r) {
+  json_error_t jerr;
+  json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
+  json_t *w = json_object_get(body, "weight");
+  double pct = json_is_number(w) ? json_number_value(w) : -1;
+  double bp = round(pct * 100);
+  json_decref(body);
+  if (pct < 0 || pct > 100 || fabs(pct * 100 - bp) > 1e-6) {
+    respond_error(req, 400, "invalid_request", "body must be {\"weight\": N} with 0 <= N <= 100, two decimals at most");
+    return;
+  }
+  if (!r->has_canary) {
+    respond_error(req, 409, "conflict", "route %s has no canary", r->name);
+    return;
+  }
+  uint32_t before = fl_live_weight(r);
+  fl_live_set_weight(r->live, (uint32_t)bp);
+  fl_log("route %s: canary weight %.2f -> %.2f (admin API)", r->name, before / 100.0, bp / 100.0);
+  respond_json(req, 200, route_json(r));
+}
+
+static const fl_route_t *route_named(const char *name, size_t len) {
+  for (size_t i = 0; i < admin_conf->n_routes; i++) {
+    const fl_route_t *r = &admin_conf->routes[i];
+    if (strlen(r->name) == len && memcmp(r->name, name, len) == 0) return r;
+  }
+  return NULL;
+}
+
+/* /api/v1/routes/NAME[/ACTION] */
+static void handle_route(fl_httpd_req_t *req, const char *rest) {
+  const char *slash = strchr(rest, '/');
+  size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+  const fl_route_t *r = route_named(rest, len);
+  const char *action = slash ? slash + 1 : "";
+  if (!r) {
+    respond_error(req, 404, "not_found", "no route named %.*s", (int)FL_MIN(len, 64), rest);
+  } else if (!*action && strcmp(req->method, "GET") == 0) {
+    respond_json(req, 200, route_json(r));
+  } else if (strcmp(action, "weight") == 0 && strcmp(req->method, "PUT") == 0) {
+    if (authorized(req)) put_weight(req, r);
+  } else {
+    respond_error(req, 405, "method_not_allowed", "%s %s is not supported", req->method, req->path);
+  }
 }
 
 static void handle(fl_httpd_req_t *req, void *ctx) {
@@ -48,8 +132,10 @@ static void handle(fl_httpd_req_t *req, void *ctx) {
     json_t *routes = json_array();
     for (size_t i = 0; i < admin_conf->n_routes; i++) json_array_append_new(routes, route_json(&admin_conf->routes[i]));
     respond_json(req, 200, json_pack("{s:o}", "routes", routes));
+  } else if (strncmp(req->path, "/api/v1/routes/", 15) == 0) {
+    handle_route(req, req->path + 15);
   } else {
-    respond_json(req, 404, json_pack("{s:{s:s, s:s}}", "error", "type", "not_found", "message", "no such admin endpoint"));
+    respond_error(req, 404, "not_found", "no such admin endpoint");
   }
 }
 

@@ -729,7 +729,20 @@ static int f_routes(parse_ctx_t *p, yaml_node_t *v, void *slot) {
 
 /* ---------- top level ---------- */
 
-static const field_t admin_fields[] = {{"listen", f_addr, offsetof(fl_conf_t, admin_listen), NULL}};
+/* The token itself never sits in the file: it is read from the named environment variable. */
+static int f_token_env(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  int rc = get_str(p, v, &c->admin_token_env);
+  if (rc) return rc;
+  const char *token = getenv(c->admin_token_env);
+  if (!token || strlen(token) < 16)
+    return fail(p, v, "admin.token_env: environment variable %s must hold a token of at least 16 characters",
+                c->admin_token_env);
+  return dup_into(p, token, &c->admin_token);
+}
+
+static const field_t admin_fields[] = {{"listen", f_addr, offsetof(fl_conf_t, admin_listen), NULL},
+                                       {"token_env", f_token_env, 0, NULL}};
 static const section_t admin_section = {"admin", NULL, admin_fields, FL_ARRAY_LEN(admin_fields)};
 
 static const field_t geoip_fields[] = {
@@ -850,6 +863,8 @@ static void conf_free(fl_conf_t *c) {
   free(c->geoip_mmdb);
   free(c->geoip_header);
   free(c->access_log);
+  free(c->admin_token_env);
+  free(c->admin_token);
   fl_geo_close(c->geo);
   free(c->path);
   free(c);

@@ -49,6 +49,7 @@ typedef struct fl_rule {
 } fl_rule_t;
 
 struct fl_backend;                  /* upstream.h: shared health state, bound after load */
+struct fl_live;                     /* live.h: the weight in force, bound after load */
 
 typedef struct fl_variant_conf {
   char *version;                    /* required, e.g. "v1" */
@@ -67,7 +68,9 @@ typedef struct fl_route {
   char *salt;                       /* sticky hash salt; default: the route name */
   char *segment_header;             /* default "x-user-segment" (lower-case) */
   fl_variant_conf_t variant[FL_NVARIANTS];
-  uint32_t canary_weight_bp;        /* canary.weight × 100: 0..10000 */
+  uint32_t canary_weight_bp;        /* canary.weight × 100 as written in the file: 0..10000; the
+                                       weight in force is fl_live_weight() */
+  struct fl_live *live;             /* set by fl_live_bind() */
   fl_rule_t *rules; size_t n_rules;
   bool has_canary;                  /* false when the route has no canary section */
 } fl_route_t;
@@ -77,6 +80,9 @@ typedef struct fl_conf {
   char *path;                       /* the file it was loaded from */
   fl_addr_t listen;                 /* listen: default 127.0.0.1:8080 */
   fl_addr_t admin_listen;           /* admin.listen: default 127.0.0.1:9090 */
+  char *admin_token_env;            /* admin.token_env: the environment variable holding the bearer
+                                       token that changes need; NULL: the admin API is read-only */
+  char *admin_token;                /* its value, read at load */
   unsigned workers;                 /* workers: N | auto (= online CPUs), 1..FL_MAX_WORKERS */
   fl_cidr_t *trusted; size_t n_trusted;  /* trusted_cidrs: default [127.0.0.0/8, ::1/128] */
   char *geoip_mmdb;                 /* geoip.mmdb: path of a MaxMind database, or NULL */

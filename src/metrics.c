@@ -4,6 +4,7 @@
  * everything else here runs on the control thread. */
 #include "metrics.h"
 #include "http.h"
+#include "live.h"
 #include "router.h"
 #include "upstream.h"
 
@@ -262,7 +263,7 @@ static void expo_backends(fl_buf_t *b, const fl_metrics_src_t *src) {
 static void expo_routes(fl_buf_t *b, const fl_conf_t *c) {
   family(b, "fledge_canary_weight", "gauge", "Share of users sent to the canary, in percent.");
   for (size_t i = 0; i < c->n_routes; i++)
-    fl_buf_printf(b, "fledge_canary_weight{route=\"%s\"} %g\n", c->routes[i].name, c->routes[i].canary_weight_bp / 100.0);
+    fl_buf_printf(b, "fledge_canary_weight{route=\"%s\"} %g\n", c->routes[i].name, fl_live_weight(&c->routes[i]) / 100.0);
   family(b, "fledge_backend_up", "gauge", "1 when the backend takes traffic, 0 while it is ejected.");
   uint64_t now = fl_now_ms();
   for (size_t i = 0; i < c->n_routes; i++) {
@@ -479,7 +480,7 @@ json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c) {
     json_array_append_new(variants, variant_json(src, &r->variant[FL_STABLE], FL_STABLE));
     if (r->has_canary) json_array_append_new(variants, variant_json(src, &r->variant[FL_CANARY], FL_CANARY));
     json_array_append_new(routes, json_pack("{s:s, s:f, s:o}", "route", r->name, "canary_weight",
-                                            r->canary_weight_bp / 100.0, "variants", variants));
+                                            fl_live_weight(r) / 100.0, "variants", variants));
   }
   return json_pack("{s:o}", "routes", routes);
 }

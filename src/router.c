@@ -3,6 +3,7 @@
  * the same variant on every worker, after restarts and on every replica. */
 #include "router.h"
 #include "jsonscan.h"
+#include "live.h"
 
 #include <strings.h>
 
@@ -214,6 +215,6 @@ int fl_router_decide(const fl_route_t *r, const fl_req_view_t *v, uint32_t rand_
     out->bucket = rand_u32 % FL_BUCKETS;
     out->why = FL_WHY_RANDOM;
   }
-  out->variant = fl_router_is_canary(out->bucket, r->canary_weight_bp) ? FL_CANARY : FL_STABLE;
+  out->variant = fl_router_is_canary(out->bucket, fl_live_weight(r)) ? FL_CANARY : FL_STABLE;
   return 0;
 }

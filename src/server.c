@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "geo.h"
 #include "httpd.h"
+#include "live.h"
 #include "proxy.h"
 
 #include <signal.h>
@@ -117,18 +118,20 @@ static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
 
 /* ---- control: reload, drain ---- */
 
-/* Loads path into a snapshot ready for workers: backends bound, GeoIP opened. */
+/* Loads path into a snapshot ready for workers: backends bound, GeoIP opened, and last (it is
+ * the one step that changes what serves now) the live weights. */
 static int prepare_conf(const char *path, fl_conf_t **out) {
   char err[512];
-  fl_conf_t *c;
+  fl_conf_t *c = NULL;
   int rc = fl_conf_load(path, &c, err, sizeof err);
   if (rc == 0 && (rc = fl_upstream_bind(c)) != 0) snprintf(err, sizeof err, "%s: too many backends", path);
   if (rc == 0 && (rc = fl_metrics_bind(c)) != 0)
     snprintf(err, sizeof err, "%s: too many distinct route/variant/backend combinations for metrics", path);
   if (rc == 0 && c->geoip_mmdb) rc = fl_geo_open(c->geoip_mmdb, &c->geo, err, sizeof err);
+  if (rc == 0 && (rc = fl_live_bind(c)) != 0) snprintf(err, sizeof err, "%s: too many routes", path);
   if (rc != 0) {
     fprintf(stderr, "%s\n", err);
-    if (c && rc != FL_EINVAL) fl_conf_unref(c);
+    if (c) fl_conf_unref(c);
     return rc;
   }
   *out = c;

@@ -51,9 +51,10 @@ def wait_port(port, proc=None, timeout=5.0):
 class Proc:
     """A child process that is killed when the test (or the interpreter) ends."""
 
-    def __init__(self, args, port, log_name):
+    def __init__(self, args, port, log_name, env=None):
         self.log = tempfile.NamedTemporaryFile(prefix=log_name + "-", suffix=".log", delete=False)
-        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env=dict(os.environ, **(env or {})))
         _procs.append(self)
         self.port = port
         wait_port(port, self.p)
@@ -95,17 +96,19 @@ def mock(*opts, model="mock-model"):
 class Gateway(Proc):
     """`fledge serve` on a config given as YAML text; {port} and {admin} are filled in."""
 
-    def __init__(self, yaml_text, workers=2):
+    def __init__(self, yaml_text, workers=2, env=None, admin_extra=""):
         self.admin = free_port()
+        self.admin_extra = admin_extra
         port = free_port()
         self.conf = tempfile.NamedTemporaryFile("w", prefix="fledge-", suffix=".yaml", delete=False)
         self.write_conf(yaml_text, port, workers)
-        super().__init__([FLEDGE, "serve", "-c", self.conf.name], port, "fledge")
+        super().__init__([FLEDGE, "serve", "-c", self.conf.name], port, "fledge", env)
         wait_port(self.admin, self.p)
 
     def write_conf(self, yaml_text, port=None, workers=2):
         port = port or self.port
-        head = "listen: 127.0.0.1:%d\nworkers: %d\nadmin:\n  listen: 127.0.0.1:%d\n" % (port, workers, self.admin)
+        head = "listen: 127.0.0.1:%d\nworkers: %d\nadmin:\n  listen: 127.0.0.1:%d\n%s" % (
+            port, workers, self.admin, self.admin_extra)
         with open(self.conf.name, "w") as f:
             f.write(head + yaml_text)
 

@@ -456,6 +456,22 @@ static void load_reads_a_file_and_names_it_in_errors(void **state) {
   unlink(path);
 }
 
+static void admin_token_comes_from_the_named_environment_variable(void **state) {
+  const char *yaml = "admin:\n  token_env: FL_TEST_TOKEN\nroutes:\n  - name: r\n"
+                     "    stable: { version: v1, backends: [127.0.0.1:1] }\n";
+  unsetenv("FL_TEST_TOKEN");
+  expect_error_at(yaml, "2:14",
+                  "admin.token_env: environment variable FL_TEST_TOKEN must hold a token of at least 16 characters");
+  setenv("FL_TEST_TOKEN", "short", 1);
+  expect_error_at(yaml, "2:14", "admin.token_env: environment variable FL_TEST_TOKEN");
+  setenv("FL_TEST_TOKEN", "a-long-enough-token-123", 1);
+  fl_conf_t *c = parse_ok(yaml);
+  assert_string_equal(c->admin_token, "a-long-enough-token-123");
+  assert_string_equal(c->admin_token_env, "FL_TEST_TOKEN");
+  fl_conf_unref(c);
+  unsetenv("FL_TEST_TOKEN");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(example_top_level),
@@ -483,6 +499,7 @@ int main(void) {
     cmocka_unit_test(every_prefix_of_the_example_is_handled),
     cmocka_unit_test(load_missing_file_names_it),
     cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
+    cmocka_unit_test(admin_token_comes_from_the_named_environment_variable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,32 @@
+/* live.h — route state that changes without a reload: the canary weight in force now. One entry
+ * per route name for the life of the process, shared by every snapshot that names the route, so
+ * a weight set through the admin API (or, later, by a rollout) applies to the next request on
+ * every worker at once. Workers read it with one relaxed atomic load. */
+#ifndef FL_LIVE_H
+#define FL_LIVE_H
+
+#include "conf.h"
+#include <stdatomic.h>
+
+typedef struct fl_live {
+  char route[64];
+  atomic_uint weight_bp;             /* the weight in force, 0..10000 */
+  uint32_t config_weight_bp;         /* the config file's weight at the last load (control thread) */
+  bool seen;                         /* a config has named this route (control thread) */
+} fl_live_t;
+
+/* Binds every route of c to its live entry. A route seen for the first time, or whose weight
+ * in the file changed since the last load, takes the file's weight; otherwise the weight in
+ * force is kept (a reload does not undo a weight set at run time). Control thread. Returns 0,
+ * FL_ENOMEM or FL_ELIMIT. */
+int fl_live_bind(fl_conf_t *c);
+
+/* The weight in force for r (its live entry's, or the snapshot's when unbound). Any thread. */
+static inline uint32_t fl_live_weight(const fl_route_t *r) {
+  return r->live ? atomic_load_explicit(&r->live->weight_bp, memory_order_relaxed) : r->canary_weight_bp;
+}
+
+/* Sets the weight in force. Control thread. */
+void fl_live_set_weight(fl_live_t *l, uint32_t weight_bp);
+
+#endif
