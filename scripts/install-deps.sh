@@ -15,6 +15,7 @@ have_pc yaml-0.1         || need="$need libyaml-dev"
 have_pc jansson          || need="$need libjansson-dev"
 have_pc cmocka           || need="$need libcmocka-dev"
 have_pc libmaxminddb     || need="$need libmaxminddb-dev"
+have_pc sqlite3          || need="$need libsqlite3-dev"
 have_bin python3         || need="$need python3"
 have_bin curl            || need="$need curl"
 # tests only: writes the small GeoIP databases the country-rule tests use

@@ -2,6 +2,7 @@
  * such as a route's weight, which need the bearer token named by admin.token_env. */
 #include "admin.h"
 #include "live.h"
+#include "rollout.h"
 #include "router.h"
 
 #include <jansson.h>
@@ -15,6 +16,9 @@ static const fl_metrics_src_t *admin_metrics;
 
 void fl_admin_set_conf(fl_conf_t *c) { admin_conf = c; }
 void fl_admin_set_metrics(const fl_metrics_src_t *src) { admin_metrics = src; }
+
+static fl_store_t *admin_store;
+void fl_admin_set_store(fl_store_t *store) { admin_store = store; }
 
 static json_t *variant_json(const fl_variant_conf_t *v) {
   json_t *backends = json_array();
@@ -30,6 +34,7 @@ static json_t *route_json(const fl_route_t *r) {
                         variant_json(&r->variant[FL_STABLE]));
   if (r->has_canary) json_object_set_new(o, "canary", variant_json(&r->variant[FL_CANARY]));
   if (r->host) json_object_set_new(o, "host", json_string(r->host));
+  json_object_set_new(o, "rollout", fl_rollout_json(r->name));
   return o;
 }
 
@@ -87,10 +92,50 @@ static void put_weight(fl_httpd_req_t *req, const fl_route_t *r) {
     respond_error(req, 409, "conflict", "route %s has no canary", r->name);
     return;
   }
-  uint32_t before = fl_live_weight(r);
-  fl_live_set_weight(r->live, (uint32_t)bp);
-  fl_log("route %s: canary weight %.2f -> %.2f (admin API)", r->name, before / 100.0, bp / 100.0);
+  char err[256];
+  if (fl_rollout_set_weight(admin_conf, r->name, (uint32_t)bp, "api", err, sizeof err) != 0) {
+    respond_error(req, 409, "conflict", "%s", err);
+    return;
+  }
   respond_json(req, 200, route_json(r));
+}
+
+/* POST /api/v1/routes/NAME/rollout[/ACTION] */
+static void post_rollout(fl_httpd_req_t *req, const fl_route_t *r, const char *action) {
+  char err[256];
+  int rc;
+  if (!*action) {
+    json_error_t jerr;
+    json_t *spec = req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : NULL;
+    if (req->body_len && !spec) {
+      respond_error(req, 400, "invalid_request", "the rollout spec is not JSON: %s", jerr.text);
+      return;
+    }
+    rc = fl_rollout_start(admin_conf, r->name, spec, "api", err, sizeof err);
+    json_decref(spec);
+  } else {
+    rc = fl_rollout_act(admin_conf, r->name, action, "api", err, sizeof err);
+  }
+  if (rc != 0) respond_error(req, rc == FL_ENOENT ? 404 : 409, rc == FL_ENOENT ? "not_found" : "conflict", "%s", err);
+  else respond_json(req, 200, route_json(r));
+}
+
+/* GET /api/v1/events?route=NAME&after=ID&limit=N */
+static void get_events(fl_httpd_req_t *req) {
+  char route[64] = "";
+  long long after = 0, limit = 100;
+  const char *q = req->query;
+  const char *p;
+  if ((p = strstr(q, "route="))) sscanf(p + 6, "%63[^&]", route);
+  if ((p = strstr(q, "after="))) after = atoll(p + 6);
+  if ((p = strstr(q, "limit="))) limit = atoll(p + 6);
+  json_t *events = NULL;
+  if (!admin_store || fl_store_events(admin_store, route[0] ? route : NULL, after, (int)FL_MIN(FL_MAX(limit, 1), 1000),
+                                      &events) != 0) {
+    respond_error(req, 503, "unavailable", "the state store cannot be read");
+    return;
+  }
+  respond_json(req, 200, json_pack("{s:o}", "events", events));
 }
 
 static const fl_route_t *route_named(const char *name, size_t len) {
@@ -113,6 +158,9 @@ static void handle_route(fl_httpd_req_t *req, const char *rest) {
     respond_json(req, 200, route_json(r));
   } else if (strcmp(action, "weight") == 0 && strcmp(req->method, "PUT") == 0) {
     if (authorized(req)) put_weight(req, r);
+  } else if (strncmp(action, "rollout", 7) == 0 && (action[7] == '\0' || action[7] == '/') &&
+             strcmp(req->method, "POST") == 0) {
+    if (authorized(req)) post_rollout(req, r, action[7] ? action + 8 : "");
   } else {
     respond_error(req, 405, "method_not_allowed", "%s %s is not supported", req->method, req->path);
   }
@@ -132,6 +180,8 @@ static void handle(fl_httpd_req_t *req, void *ctx) {
     json_t *routes = json_array();
     for (size_t i = 0; i < admin_conf->n_routes; i++) json_array_append_new(routes, route_json(&admin_conf->routes[i]));
     respond_json(req, 200, json_pack("{s:o}", "routes", routes));
+  } else if (strcmp(req->path, "/api/v1/events") == 0 && strcmp(req->method, "GET") == 0) {
+    get_events(req);
   } else if (strncmp(req->path, "/api/v1/routes/", 15) == 0) {
     handle_route(req, req->path + 15);
   } else {

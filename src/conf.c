@@ -779,6 +779,7 @@ static const field_t top_fields[] = {
   {"response_headers", f_bool, offsetof(fl_conf_t, response_headers), NULL},
   {"metrics", f_bool, offsetof(fl_conf_t, metrics), NULL},
   {"access_log", f_opt_str, offsetof(fl_conf_t, access_log), NULL},
+  {"state", f_opt_str, offsetof(fl_conf_t, state_path), NULL},
   {"routes", f_routes, 0, NULL},
 };
 static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRAY_LEN(top_fields)};
@@ -863,6 +864,7 @@ static void conf_free(fl_conf_t *c) {
   free(c->geoip_mmdb);
   free(c->geoip_header);
   free(c->access_log);
+  free(c->state_path);
   free(c->admin_token_env);
   free(c->admin_token);
   fl_geo_close(c->geo);

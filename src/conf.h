@@ -105,6 +105,7 @@ typedef struct fl_conf {
   bool response_headers;            /* response_headers: default true (x-fledge-variant/-version) */
   bool metrics;                     /* metrics: default true; false skips all per-request accounting */
   char *access_log;                 /* access_log: a file path, "-" for stdout, or NULL (none) */
+  char *state_path;                 /* state: the SQLite state store; NULL: fledge.db beside the file */
   fl_route_t *routes; size_t n_routes;
 } fl_conf_t;
 

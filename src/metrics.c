@@ -5,6 +5,7 @@
 #include "metrics.h"
 #include "http.h"
 #include "live.h"
+#include "rollout.h"
 #include "router.h"
 #include "upstream.h"
 
@@ -138,6 +139,16 @@ static uint64_t sum_codes(const fl_vsum_t *s, unsigned from, unsigned to) {
   uint64_t n = 0;
   for (unsigned i = from; i < to; i++) n += s->codes[i];
   return n;
+}
+
+void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out) {
+  static fl_vsum_t sum;              /* control thread only; large */
+  sum_series(src, series, &sum);
+  out->requests = sum_codes(&sum, 100, 600);
+  out->errors = sum_codes(&sum, 500, 600);
+  out->completion_tokens = sum.completion;
+  out->duration = sum.h[H_DURATION];
+  out->ttft = sum.h[H_TTFT];
 }
 
 /* ---- Prometheus exposition ---- */
@@ -306,6 +317,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   expo_hist(&b, &e, "fledge_inter_token_latency_seconds", "Time between consecutive SSE events with content.", H_ITL);
   expo_backends(&b, src);
   expo_routes(&b, c);
+  fl_rollouts_exposition(&b, c);
   fl_buf_append(&b, "", 1);
 out:
   free(e.sums);

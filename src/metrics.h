@@ -76,6 +76,16 @@ void fl_metrics_tick(const fl_metrics_src_t *src);
 /* /api/v1/stats: totals and 1 m / 5 m windows per route and variant of c. New reference. */
 json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c);
 
+/* A series' cumulative numbers at one moment, for analysis windows (the difference of two). */
+typedef struct fl_series_snap {
+  uint64_t requests, errors;       /* answers, and those with status ≥ 500 (upstream failures too) */
+  uint64_t completion_tokens;
+  fl_hist_snap_t duration, ttft;
+} fl_series_snap_t;
+
+/* Control thread: sums the workers' numbers of one series into out. */
+void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out);
+
 /* Frees the registry and the ring (at exit, after workers stopped). */
 void fl_metrics_shutdown(void);
 

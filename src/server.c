@@ -8,6 +8,8 @@
 #include "geo.h"
 #include "httpd.h"
 #include "live.h"
+#include "rollout.h"
+#include "store.h"
 #include "proxy.h"
 
 #include <signal.h>
@@ -23,6 +25,7 @@ typedef struct fl_control {
   uv_timer_t drain_timer;
   uv_timer_t tick_timer;              /* per-second metrics snapshots */
   fl_metrics_src_t metrics;
+  fl_store_t *store;
   fl_httpd_t *admin;
   fl_worker_t *workers;
   unsigned n_workers;
@@ -160,6 +163,7 @@ static void reload(void) {
   }
   if (c->workers != ctl.n_workers || strcmp(c->listen.text, ctl.conf->listen.text) != 0)
     fl_log("reload: workers and listen take effect only at restart");
+  fl_rollouts_bind(c, false);
   publish(c);
   fl_log("reloaded %s", c->path);
 }
@@ -189,7 +193,10 @@ static void start_drain(void) {
   uv_timer_start(&ctl.drain_timer, on_drain_deadline, ctl.conf->timeouts.drain_ms, 0);
 }
 
-static void on_tick(uv_timer_t *t) { fl_metrics_tick(&ctl.metrics); }
+static void on_tick(uv_timer_t *t) {
+  fl_metrics_tick(&ctl.metrics);
+  fl_rollouts_tick(ctl.conf);
+}
 
 static void on_signal(uv_signal_t *s, int signum) {
   if (signum == SIGHUP) reload();
@@ -221,6 +228,7 @@ static int control_init(void) {
   uv_timer_start(&ctl.tick_timer, on_tick, 0, 1000);
   fl_admin_set_conf(ctl.conf);
   fl_admin_set_metrics(&ctl.metrics);
+  fl_admin_set_store(ctl.store);
   int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, &ctl.admin);
   if (rc < 0) fprintf(stderr, "fledge: admin listen %s: %s\n", ctl.conf->admin_listen.text, uv_strerror(rc));
   return rc;
@@ -241,6 +249,25 @@ static int start_access_log(void) {
   return rc;
 }
 
+/* The state store: `state:` or fledge.db beside the config file. */
+static int open_store(void) {
+  char path[4096], err[600];
+  if (ctl.conf->state_path) {
+    snprintf(path, sizeof path, "%s", ctl.conf->state_path);
+  } else {
+    const char *slash = strrchr(ctl.conf->path, '/');
+    snprintf(path, sizeof path, "%.*sfledge.db", slash ? (int)(slash - ctl.conf->path + 1) : 0, ctl.conf->path);
+  }
+  int rc = fl_store_open(path, &ctl.store, err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "fledge: %s\n", err);
+    return rc;
+  }
+  fl_rollouts_init(ctl.store, &ctl.metrics);
+  fl_rollouts_bind(ctl.conf, true);
+  return 0;
+}
+
 int fl_server_run(const char *conf_path) {
   signal(SIGPIPE, SIG_IGN);
   if (prepare_conf(conf_path, &ctl.conf) != 0) return 1;
@@ -254,7 +281,7 @@ int fl_server_run(const char *conf_path) {
     if (worker_init(&ctl.workers[i], i, ctl.conf) != 0) return 1;
     ctl.metrics.workers[i] = ctl.workers[i].metrics;
   }
-  if (start_access_log() != 0 || control_init() != 0) return 1;
+  if (open_store() != 0 || start_access_log() != 0 || control_init() != 0) return 1;
   atomic_store(&ctl.n_running, ctl.n_workers);
   for (unsigned i = 0; i < ctl.n_workers; i++)
     pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
@@ -271,6 +298,8 @@ int fl_server_run(const char *conf_path) {
     fl_buf_free(&ctl.workers[i].cork_up_buf);
   }
   fl_alog_stop();
+  fl_rollouts_shutdown();
+  fl_store_close(ctl.store);
   for (unsigned i = 0; i < ctl.n_workers; i++) {
     fl_wmetrics_free(ctl.workers[i].metrics);
     free(ctl.workers[i].alog);

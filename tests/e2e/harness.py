@@ -96,9 +96,12 @@ def mock(*opts, model="mock-model"):
 class Gateway(Proc):
     """`fledge serve` on a config given as YAML text; {port} and {admin} are filled in."""
 
-    def __init__(self, yaml_text, workers=2, env=None, admin_extra=""):
+    def __init__(self, yaml_text, workers=2, env=None, admin_extra="", state_dir=None):
         self.admin = free_port()
         self.admin_extra = admin_extra
+        # each gateway keeps its own state store, unless a test restarts one on the same state
+        self.own_state = state_dir is None
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="fledge-state-")
         port = free_port()
         self.conf = tempfile.NamedTemporaryFile("w", prefix="fledge-", suffix=".yaml", delete=False)
         self.write_conf(yaml_text, port, workers)
@@ -107,8 +110,8 @@ class Gateway(Proc):
 
     def write_conf(self, yaml_text, port=None, workers=2):
         port = port or self.port
-        head = "listen: 127.0.0.1:%d\nworkers: %d\nadmin:\n  listen: 127.0.0.1:%d\n%s" % (
-            port, workers, self.admin, self.admin_extra)
+        head = "listen: 127.0.0.1:%d\nworkers: %d\nstate: %s/state.db\nadmin:\n  listen: 127.0.0.1:%d\n%s" % (
+            port, workers, self.state_dir, self.admin, self.admin_extra)
         with open(self.conf.name, "w") as f:
             f.write(head + yaml_text)
 
@@ -125,6 +128,9 @@ class Gateway(Proc):
     def __exit__(self, *exc):
         super().__exit__(*exc)
         os.unlink(self.conf.name)
+        if self.own_state:
+            import shutil
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def route_yaml(stable, canary=None, weight=20, extra="", user_key="[header:x-user-id, ip]", prefix="/"):

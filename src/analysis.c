@@ -1,0 +1,261 @@
+/* analysis.c — rollout specs and the judgement of a window: two-proportion tests on error rates,
+ * Mann–Whitney U on latency histograms, quantile ratios and absolute bounds. */
+#include "analysis.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *fl_verdict_name(fl_verdict_t v) {
+  return v == FL_VERDICT_PASS ? "pass" : v == FL_VERDICT_FAIL ? "fail" : "inconclusive";
+}
+
+/* ---- the spec ---- */
+
+static int bad(char *err, size_t cap, const char *fmt, const char *what) {
+  snprintf(err, cap, fmt, what);
+  return FL_EINVAL;
+}
+
+/* "60s", "500ms", "2m" or a number of seconds. */
+static int parse_interval(const json_t *v, uint32_t *ms) {
+  double secs = -1;
+  if (json_is_number(v)) {
+    secs = json_number_value(v);
+  } else if (json_is_string(v)) {
+    char *end;
+    double n = strtod(json_string_value(v), &end);
+    secs = strcmp(end, "ms") == 0 ? n / 1000 : strcmp(end, "s") == 0 ? n : strcmp(end, "m") == 0 ? n * 60 : -1;
+  }
+  if (secs < 1 || secs > 86400) return FL_EINVAL;
+  *ms = (uint32_t)(secs * 1000);
+  return 0;
+}
+
+static int parse_steps(const json_t *steps, fl_rollout_spec_t *s, char *err, size_t cap) {
+  if (!json_is_array(steps) || json_array_size(steps) == 0 || json_array_size(steps) > FL_MAX_STEPS)
+    return bad(err, cap, "%s must list 1 to 16 canary weights", "steps");
+  size_t i;
+  json_t *v;
+  json_array_foreach(steps, i, v) {
+    double pct = json_number_value(v);
+    uint32_t bp = (uint32_t)lround(pct * 100);
+    if (!json_is_number(v) || pct <= 0 || pct > 100 || (i && bp <= s->steps_bp[i - 1]))
+      return bad(err, cap, "%s must be increasing weights in (0, 100]", "steps");
+    s->steps_bp[i] = bp;
+  }
+  s->n_steps = json_array_size(steps);
+  return 0;
+}
+
+static double opt_number(const json_t *o, const char *key) {
+  const json_t *v = json_object_get(o, key);
+  return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
+  const char *m = json_string_value(json_object_get(j, "metric"));
+  unsigned pct = 0;
+  char tail;
+  if (!m) return bad(err, cap, "%s: each check needs a \"metric\"", "checks");
+  snprintf(c->name, sizeof c->name, "%s", m);
+  if (strcmp(m, "error_rate") == 0) c->kind = FL_CHECK_ERROR_RATE;
+  else if (strcmp(m, "latency_per_token") == 0) c->kind = FL_CHECK_LATENCY_PER_TOKEN;
+  else if (sscanf(m, "latency_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_LATENCY;
+  else if (sscanf(m, "ttft_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_TTFT;
+  else return bad(err, cap, "unknown check metric \"%s\" (error_rate, latency_pNN, ttft_pNN, latency_per_token)", m);
+  c->quantile = pct / 100.0;
+  c->max_increase = opt_number(j, "max_increase");
+  c->max_ratio = opt_number(j, "max_ratio");
+  c->max = opt_number(j, "max");
+  bool rate = c->kind == FL_CHECK_ERROR_RATE;
+  if (isnan(c->max_increase) && isnan(c->max_ratio) && isnan(c->max))
+    return bad(err, cap, "check %s needs a bound: max_increase, max_ratio or max", m);
+  if ((!rate && !isnan(c->max_increase)) || (rate && !isnan(c->max_ratio)))
+    return bad(err, cap, "check %s: error_rate takes max_increase, latency-like metrics take max_ratio", m);
+  return 0;
+}
+
+static void default_checks(fl_rollout_spec_t *s) {
+  s->checks[0] = (fl_check_t){.kind = FL_CHECK_ERROR_RATE, .name = "error_rate", .max_increase = 0.01,
+                              .max_ratio = NAN, .max = NAN};
+  s->checks[1] = (fl_check_t){.kind = FL_CHECK_LATENCY, .quantile = 0.99, .name = "latency_p99",
+                              .max_increase = NAN, .max_ratio = 1.2, .max = NAN};
+  s->n_checks = 2;
+}
+
+int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size_t cap) {
+  memset(s, 0, sizeof *s);
+  static const uint32_t default_steps[] = {500, 1000, 2500, 5000, 10000};
+  memcpy(s->steps_bp, default_steps, sizeof default_steps);
+  s->n_steps = FL_ARRAY_LEN(default_steps);
+  s->interval_ms = 60000;
+  s->min_requests = 200;
+  s->max_failures = 2;
+  s->confidence = 0.95;
+  default_checks(s);
+  if (!j) return 0;
+  if (!json_is_object(j)) return bad(err, cap, "%s must be a JSON object", "the rollout spec");
+  const json_t *v;
+  if ((v = json_object_get(j, "steps")) && parse_steps(v, s, err, cap)) return FL_EINVAL;
+  if ((v = json_object_get(j, "interval")) && parse_interval(v, &s->interval_ms))
+    return bad(err, cap, "%s must be 1s..24h (\"60s\", \"2m\" or seconds)", "interval");
+  if ((v = json_object_get(j, "min_requests"))) {
+    if (!json_is_integer(v) || json_integer_value(v) < 1) return bad(err, cap, "%s must be a positive integer", "min_requests");
+    s->min_requests = (uint64_t)json_integer_value(v);
+  }
+  if ((v = json_object_get(j, "max_failures"))) {
+    if (!json_is_integer(v) || json_integer_value(v) < 1) return bad(err, cap, "%s must be a positive integer", "max_failures");
+    s->max_failures = (uint32_t)json_integer_value(v);
+  }
+  if ((v = json_object_get(j, "confidence"))) {
+    s->confidence = json_number_value(v);
+    if (!json_is_number(v) || s->confidence < 0.5 || s->confidence >= 1) return bad(err, cap, "%s must be in [0.5, 1)", "confidence");
+  }
+  if ((v = json_object_get(j, "checks"))) {
+    if (!json_is_array(v) || json_array_size(v) > FL_MAX_CHECKS) return bad(err, cap, "%s must be a list of at most 16", "checks");
+    s->n_checks = json_array_size(v);
+    for (size_t i = 0; i < s->n_checks; i++)
+      if (parse_check(json_array_get(v, i), &s->checks[i], err, cap)) return FL_EINVAL;
+  }
+  return 0;
+}
+
+static json_t *bound_json(const fl_check_t *c) {
+  json_t *o = json_pack("{s:s}", "metric", c->name);
+  if (!isnan(c->max_increase)) json_object_set_new(o, "max_increase", json_real(c->max_increase));
+  if (!isnan(c->max_ratio)) json_object_set_new(o, "max_ratio", json_real(c->max_ratio));
+  if (!isnan(c->max)) json_object_set_new(o, "max", json_real(c->max));
+  return o;
+}
+
+json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s) {
+  json_t *steps = json_array(), *checks = json_array();
+  for (size_t i = 0; i < s->n_steps; i++) json_array_append_new(steps, json_real(s->steps_bp[i] / 100.0));
+  for (size_t i = 0; i < s->n_checks; i++) json_array_append_new(checks, bound_json(&s->checks[i]));
+  return json_pack("{s:o, s:f, s:I, s:i, s:f, s:o}", "steps", steps, "interval", s->interval_ms / 1000.0,
+                   "min_requests", (json_int_t)s->min_requests, "max_failures", (int)s->max_failures, "confidence",
+                   s->confidence, "checks", checks);
+}
+
+/* ---- one window ---- */
+
+void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out) {
+  memset(out, 0, sizeof *out);
+  out->requests = end->requests - start->requests;
+  out->errors = end->errors - start->errors;
+  out->completion_tokens = end->completion_tokens - start->completion_tokens;
+  fl_hist_snap_add_diff(&out->duration, &end->duration, &start->duration);
+  fl_hist_snap_add_diff(&out->ttft, &end->ttft, &start->ttft);
+}
+
+fl_test_t fl_analysis_mann_whitney_hist(const fl_hist_snap_t *c, const fl_hist_snap_t *s) {
+  fl_test_t t = {0, 1};
+  double n1 = 0, n2 = 0, rank_sum = 0, ties = 0, below = 0;
+  for (unsigned b = 0; b < FL_HIST_BUCKETS; b++) {
+    double cb = (double)c->bucket[b], sb = (double)s->bucket[b], tb = cb + sb;
+    if (tb == 0) continue;
+    rank_sum += cb * (below + (tb + 1) / 2);      /* every value of a bucket gets the group's mean rank */
+    ties += tb * tb * tb - tb;
+    below += tb;
+    n1 += cb;
+    n2 += sb;
+  }
+  if (n1 == 0 || n2 == 0) return t;
+  double n = n1 + n2;
+  t.statistic = rank_sum - n1 * (n1 + 1) / 2;
+  double var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)));
+  if (var <= 0) return t;
+  t.p_value = fl_stats_normal_sf((t.statistic - n1 * n2 / 2 - 0.5) / sqrt(var));
+  return t;
+}
+
+typedef struct {
+  double canary, stable;       /* the metric's values */
+  fl_test_t test;              /* p NAN: no test for this metric */
+  bool measurable;
+} fl_measure_t;
+
+static double quantile_s(const fl_hist_snap_t *h, double q) { return fl_hist_quantile(h, q) / 1e6; }
+
+static fl_measure_t measure(const fl_check_t *k, const fl_series_snap_t *c, const fl_series_snap_t *s) {
+  fl_measure_t m = {.test = {NAN, NAN}, .measurable = true};
+  switch (k->kind) {
+  case FL_CHECK_ERROR_RATE:
+    m.canary = (double)c->errors / (double)c->requests;
+    m.stable = (double)s->errors / (double)s->requests;
+    m.test = fl_stats_two_proportion(c->errors, c->requests, s->errors, s->requests);
+    break;
+  case FL_CHECK_LATENCY:
+  case FL_CHECK_TTFT: {
+    const fl_hist_snap_t *hc = k->kind == FL_CHECK_TTFT ? &c->ttft : &c->duration;
+    const fl_hist_snap_t *hs = k->kind == FL_CHECK_TTFT ? &s->ttft : &s->duration;
+    m.measurable = hc->count > 0 && hs->count > 0;
+    m.canary = quantile_s(hc, k->quantile);
+    m.stable = quantile_s(hs, k->quantile);
+    m.test = fl_analysis_mann_whitney_hist(hc, hs);
+    break;
+  }
+  case FL_CHECK_LATENCY_PER_TOKEN:       /* totals only: the ratio bound, no per-request test */
+    m.measurable = c->completion_tokens > 0 && s->completion_tokens > 0;
+    m.canary = c->duration.sum_us / 1e6 / (double)c->completion_tokens;
+    m.stable = s->duration.sum_us / 1e6 / (double)s->completion_tokens;
+    break;
+  }
+  return m;
+}
+
+static json_t *num_or_null(double v) { return isnan(v) || isinf(v) ? json_null() : json_real(v); }
+
+/* A check fails when the canary is beyond an absolute bound, or when it is both significantly
+ * worse and beyond the relative bound. */
+static fl_verdict_t judge(const fl_check_t *k, const fl_measure_t *m, double alpha, json_t *out) {
+  if (!m->measurable) return FL_VERDICT_INCONCLUSIVE;
+  bool significant = isnan(m->test.p_value) || m->test.p_value < alpha;
+  bool beyond = false;
+  if (!isnan(k->max_increase)) beyond = m->canary - m->stable > k->max_increase;
+  if (!isnan(k->max_ratio)) beyond = m->stable > 0 ? m->canary / m->stable > k->max_ratio : m->canary > 0;
+  bool over_max = !isnan(k->max) && m->canary > k->max;
+  json_object_set_new(out, "significant", json_boolean(significant));
+  json_object_set_new(out, "beyond_bound", json_boolean(beyond));
+  json_object_set_new(out, "over_max", json_boolean(over_max));
+  return over_max || (significant && beyond) ? FL_VERDICT_FAIL : FL_VERDICT_PASS;
+}
+
+static json_t *variant_inputs(const fl_series_snap_t *v) {
+  return json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)v->requests, "errors", (json_int_t)v->errors,
+                   "completion_tokens", (json_int_t)v->completion_tokens);
+}
+
+json_t *fl_analysis_run(const fl_rollout_spec_t *spec, const fl_series_snap_t *canary, const fl_series_snap_t *stable,
+                        fl_verdict_t *verdict) {
+  json_t *out = json_pack("{s:o, s:o, s:f}", "canary", variant_inputs(canary), "stable", variant_inputs(stable),
+                          "confidence", spec->confidence);
+  json_t *checks = json_array();
+  *verdict = FL_VERDICT_PASS;
+  if (canary->requests < spec->min_requests || stable->requests < spec->min_requests) {
+    *verdict = FL_VERDICT_INCONCLUSIVE;     /* too little traffic: never advance, never fail */
+    json_object_set_new(out, "reason", json_sprintf("fewer than %llu requests on a variant",
+                                                    (unsigned long long)spec->min_requests));
+    json_object_set_new(out, "checks", checks);
+    json_object_set_new(out, "verdict", json_string(fl_verdict_name(*verdict)));
+    return out;
+  }
+  for (size_t i = 0; i < spec->n_checks; i++) {
+    const fl_check_t *k = &spec->checks[i];
+    fl_measure_t m = measure(k, canary, stable);
+    json_t *c = bound_json(k);
+    json_object_set_new(c, "canary", num_or_null(m.canary));
+    json_object_set_new(c, "stable", num_or_null(m.stable));
+    json_object_set_new(c, "statistic", num_or_null(m.test.statistic));
+    json_object_set_new(c, "p_value", num_or_null(m.test.p_value));
+    fl_verdict_t v = judge(k, &m, 1 - spec->confidence, c);
+    json_object_set_new(c, "verdict", json_string(fl_verdict_name(v)));
+    json_array_append_new(checks, c);
+    if (v == FL_VERDICT_FAIL) *verdict = FL_VERDICT_FAIL;
+    else if (v == FL_VERDICT_INCONCLUSIVE && *verdict == FL_VERDICT_PASS) *verdict = FL_VERDICT_INCONCLUSIVE;
+  }
+  json_object_set_new(out, "checks", checks);
+  json_object_set_new(out, "verdict", json_string(fl_verdict_name(*verdict)));
+  return out;
+}

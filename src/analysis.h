@@ -1,0 +1,60 @@
+/* analysis.h — the judgement of one rollout window: canary against stable over the same time,
+ * each check a one-sided test (is the canary significantly worse?) together with a bound (is it
+ * worse by more than we accept?). A check fails only when both hold; too little traffic makes
+ * the window inconclusive. Pure functions of the two variants' numbers; control thread. */
+#ifndef FL_ANALYSIS_H
+#define FL_ANALYSIS_H
+
+#include "metrics.h"
+#include "stats.h"
+#include <jansson.h>
+
+#define FL_MAX_CHECKS 16
+#define FL_MAX_STEPS 16
+
+typedef enum {
+  FL_CHECK_ERROR_RATE,          /* share of answers with status ≥ 500 (upstream failures included) */
+  FL_CHECK_LATENCY,             /* latency_pNN: total duration, quantile NN */
+  FL_CHECK_TTFT,                /* ttft_pNN: time to first token, quantile NN */
+  FL_CHECK_LATENCY_PER_TOKEN,   /* total duration / completion tokens, so longer answers are not penalised */
+} fl_check_kind_t;
+
+typedef struct fl_check {
+  fl_check_kind_t kind;
+  double quantile;              /* 0.5, 0.95, 0.99 ... for LATENCY and TTFT */
+  char name[32];                /* as written: "latency_p99" */
+  double max_increase;          /* error_rate: canary − stable at most this; NAN: no such bound */
+  double max_ratio;             /* latency-like: canary / stable at most this; NAN: none */
+  double max;                   /* absolute bound on the canary's value (a rate, or seconds); NAN: none */
+} fl_check_t;
+
+typedef struct fl_rollout_spec {
+  uint32_t steps_bp[FL_MAX_STEPS]; size_t n_steps;   /* canary weight at each step, increasing */
+  uint32_t interval_ms;         /* one analysis window per step */
+  uint64_t min_requests;        /* per variant per window, else inconclusive */
+  uint32_t max_failures;        /* failed windows before rollback */
+  double confidence;            /* of the tests, default 0.95 */
+  fl_check_t checks[FL_MAX_CHECKS]; size_t n_checks;
+} fl_rollout_spec_t;
+
+/* From the JSON form (the same keys as the YAML in docs/rollouts.md); defaults filled in.
+ * On error returns FL_EINVAL and a message naming the offending key in err. */
+int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *out, char *err, size_t err_cap);
+json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s);            /* new reference */
+
+typedef enum { FL_VERDICT_PASS, FL_VERDICT_FAIL, FL_VERDICT_INCONCLUSIVE } fl_verdict_t;
+const char *fl_verdict_name(fl_verdict_t v);
+
+/* One window's numbers of a variant: the difference of two cumulative snapshots. */
+void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out);
+
+/* Judges a window. Returns a new JSON object with the inputs, each check's values, statistic,
+ * p-value and verdict, and the window's verdict (also written to *verdict). */
+json_t *fl_analysis_run(const fl_rollout_spec_t *spec, const fl_series_snap_t *canary, const fl_series_snap_t *stable,
+                        fl_verdict_t *verdict);
+
+/* One-sided Mann–Whitney U on two histograms (values tied within a bucket, at its midpoint):
+ * the test over every request of the window at the histograms' 2% resolution, not a sample. */
+fl_test_t fl_analysis_mann_whitney_hist(const fl_hist_snap_t *canary, const fl_hist_snap_t *stable);
+
+#endif

@@ -1,0 +1,321 @@
+/* rollout.c — the rollout state machine: idle → progressing (step i) ⇄ paused → promoted |
+ * rolled_back. One entry per route that ever had a rollout or a weight set at run time. */
+#include "rollout.h"
+#include "http.h"
+#include "live.h"
+#include "router.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef enum { RO_IDLE, RO_PROGRESSING, RO_PAUSED, RO_PROMOTED, RO_ROLLED_BACK } ro_state_t;
+static const char *const state_names[] = {"idle", "progressing", "paused", "promoted", "rolled_back"};
+
+typedef struct ro {
+  char route[64];
+  ro_state_t state;
+  fl_rollout_spec_t spec;
+  int32_t step;
+  uint32_t failures;
+  uint64_t window_start_ms;
+  fl_series_snap_t start_canary, start_stable;
+  json_t *last_analysis;
+  uint64_t verdicts[3];              /* windows by verdict, for metrics */
+  struct ro *next;
+} ro_t;
+
+static ro_t *rollouts;
+static fl_store_t *store;
+static const fl_metrics_src_t *metrics;
+
+void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m) {
+  store = s;
+  metrics = m;
+}
+
+static ro_t *ro_get(const char *route, bool create) {
+  for (ro_t *r = rollouts; r; r = r->next)
+    if (strcmp(r->route, route) == 0) return r;
+  if (!create) return NULL;
+  ro_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  snprintf(r->route, sizeof r->route, "%s", route);
+  r->step = -1;
+  r->next = rollouts;
+  rollouts = r;
+  return r;
+}
+
+static const fl_route_t *route_of(const fl_conf_t *c, const char *name) { return fl_conf_route(c, name); }
+
+/* ---- persistence and events ---- */
+
+static void save(const fl_route_t *rt, const ro_t *r, uint32_t weight_bp) {
+  fl_route_state_t st = {.weight_bp = weight_bp, .config_weight_bp = rt->canary_weight_bp, .step = -1};
+  snprintf(st.route, sizeof st.route, "%s", rt->name);
+  snprintf(st.stable_version, sizeof st.stable_version, "%s", rt->variant[FL_STABLE].version);
+  if (rt->has_canary) snprintf(st.canary_version, sizeof st.canary_version, "%s", rt->variant[FL_CANARY].version);
+  if (r) {
+    snprintf(st.rollout_state, sizeof st.rollout_state, "%s", state_names[r->state]);
+    st.step = r->step;
+    st.failures = (int32_t)r->failures;
+    json_t *spec_json = fl_rollout_spec_json(&r->spec);
+    char *spec = json_dumps(spec_json, JSON_COMPACT);
+    if (spec) snprintf(st.spec_json, sizeof st.spec_json, "%s", spec);
+    free(spec);
+    json_decref(spec_json);
+  }
+  if (store && fl_store_put_route(store, &st) != 0)
+    fl_log("state store: cannot save route %s: %s; serving on with the weight in memory", rt->name,
+           fl_store_error(store));
+}
+
+static void event(const char *route, const char *actor, const char *kind, json_t *detail) {
+  if (store && fl_store_add_event(store, route, actor, kind, detail, NULL) != 0)
+    fl_log("state store: cannot record event %s of %s: %s", kind, route, fl_store_error(store));
+  json_decref(detail);
+}
+
+/* Persist, then apply, then explain: a decision survives a crash before it serves traffic. */
+static void set_weight(const fl_route_t *rt, ro_t *r, uint32_t bp, const char *actor, const char *kind, json_t *why) {
+  uint32_t before = fl_live_weight(rt);
+  save(rt, r, bp);
+  fl_live_set_weight(rt->live, bp);
+  json_object_set_new(why, "from", json_real(before / 100.0));
+  json_object_set_new(why, "to", json_real(bp / 100.0));
+  fl_log("route %s: %s, canary weight %.2f -> %.2f (%s)", rt->name, kind, before / 100.0, bp / 100.0, actor);
+  event(rt->name, actor, kind, why);
+}
+
+/* ---- windows ---- */
+
+static void window_begin(const fl_route_t *rt, ro_t *r) {
+  r->window_start_ms = fl_now_ms();
+  fl_metrics_series(metrics, rt->variant[FL_CANARY].series, &r->start_canary);
+  fl_metrics_series(metrics, rt->variant[FL_STABLE].series, &r->start_stable);
+}
+
+static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
+  static fl_series_snap_t now_c, now_s, win_c, win_s;
+  fl_metrics_series(metrics, rt->variant[FL_CANARY].series, &now_c);
+  fl_metrics_series(metrics, rt->variant[FL_STABLE].series, &now_s);
+  fl_window_diff(&now_c, &r->start_canary, &win_c);
+  fl_window_diff(&now_s, &r->start_stable, &win_s);
+  json_t *a = fl_analysis_run(&r->spec, &win_c, &win_s, v);
+  json_object_set_new(a, "step", json_integer(r->step));
+  json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
+  r->verdicts[*v]++;
+  if (store) fl_store_add_window(store, rt->name, r->step, fl_verdict_name(*v), a, NULL);
+  json_decref(r->last_analysis);
+  r->last_analysis = json_incref(a);
+  return a;
+}
+
+static void failed_checks(json_t *analysis, char *out, size_t cap) {
+  size_t i, n = 0;
+  json_t *c;
+  out[0] = '\0';
+  json_array_foreach(json_object_get(analysis, "checks"), i, c) {
+    if (strcmp(json_string_value(json_object_get(c, "verdict")), "fail") != 0) continue;
+    n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s", n ? ", " : "",
+                          json_string_value(json_object_get(c, "metric")));
+  }
+}
+
+static void act_on_verdict(const fl_route_t *rt, ro_t *r, fl_verdict_t v, json_t *analysis) {
+  if (v == FL_VERDICT_PASS) {
+    r->failures = 0;
+    if ((size_t)r->step + 1 >= r->spec.n_steps) {
+      r->state = RO_PROMOTED;
+      set_weight(rt, r, 10000, "rollout", "promoted", json_pack("{s:O}", "analysis", analysis));
+    } else {
+      r->step++;
+      set_weight(rt, r, r->spec.steps_bp[r->step], "rollout", "step",
+                 json_pack("{s:i, s:O}", "step", r->step, "analysis", analysis));
+    }
+  } else if (v == FL_VERDICT_FAIL && ++r->failures >= r->spec.max_failures) {
+    char why[256];
+    failed_checks(analysis, why, sizeof why);
+    r->state = RO_ROLLED_BACK;
+    set_weight(rt, r, 0, "rollout", "rolled_back",
+               json_pack("{s:s, s:O}", "reason", why[0] ? why : "failed windows", "analysis", analysis));
+  } else {
+    save(rt, r, fl_live_weight(rt));       /* the failure count or the hold, remembered */
+  }
+}
+
+void fl_rollouts_tick(const fl_conf_t *c) {
+  uint64_t now = fl_now_ms();
+  for (ro_t *r = rollouts; r; r = r->next) {
+    const fl_route_t *rt = route_of(c, r->route);
+    if (!rt || !rt->has_canary || r->state != RO_PROGRESSING || now - r->window_start_ms < r->spec.interval_ms)
+      continue;
+    fl_verdict_t v;
+    json_t *analysis = window_close(rt, r, &v);
+    act_on_verdict(rt, r, v, analysis);
+    json_decref(analysis);
+    window_begin(rt, r);
+  }
+}
+
+/* ---- control ---- */
+
+static int fail(char *err, size_t cap, int rc, const char *fmt, const char *what) {
+  snprintf(err, cap, fmt, what);
+  return rc;
+}
+
+int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, const char *actor, char *err,
+                     size_t err_cap) {
+  const fl_route_t *rt = route_of(c, route);
+  if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
+  if (!rt->has_canary) return fail(err, err_cap, FL_EINVAL, "route %s has no canary to roll out", route);
+  fl_rollout_spec_t parsed;
+  if (fl_rollout_spec_parse(spec, &parsed, err, err_cap) != 0) return FL_EINVAL;
+  ro_t *r = ro_get(route, true);
+  if (!r) return fail(err, err_cap, FL_ENOMEM, "out of memory starting %s", route);
+  if (r->state == RO_PROGRESSING || r->state == RO_PAUSED)
+    return fail(err, err_cap, FL_EINVAL, "route %s already has a rollout in progress", route);
+  r->spec = parsed;
+  r->state = RO_PROGRESSING;
+  r->step = 0;
+  r->failures = 0;
+  set_weight(rt, r, r->spec.steps_bp[0], actor, "rollout_started",
+             json_pack("{s:s, s:o}", "canary_version", rt->variant[FL_CANARY].version, "spec",
+                       fl_rollout_spec_json(&r->spec)));
+  window_begin(rt, r);
+  return 0;
+}
+
+int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, const char *actor, char *err,
+                   size_t err_cap) {
+  const fl_route_t *rt = route_of(c, route);
+  ro_t *r = ro_get(route, false);
+  if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
+  bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED);
+  if (strcmp(action, "pause") == 0 && active && r->state == RO_PROGRESSING) {
+    r->state = RO_PAUSED;
+    save(rt, r, fl_live_weight(rt));
+    event(route, actor, "paused", json_pack("{s:i}", "step", r->step));
+  } else if (strcmp(action, "resume") == 0 && active && r->state == RO_PAUSED) {
+    r->state = RO_PROGRESSING;
+    save(rt, r, fl_live_weight(rt));
+    event(route, actor, "resumed", json_pack("{s:i}", "step", r->step));
+    window_begin(rt, r);
+  } else if (strcmp(action, "promote") == 0 && active) {
+    r->state = RO_PROMOTED;
+    set_weight(rt, r, 10000, actor, "promoted", json_pack("{s:s}", "reason", "promoted by hand"));
+  } else if (strcmp(action, "abort") == 0 && active) {
+    r->state = RO_ROLLED_BACK;
+    set_weight(rt, r, 0, actor, "rolled_back", json_pack("{s:s}", "reason", "aborted by hand"));
+  } else if (strcmp(action, "undo") == 0 && r && r->state == RO_PROMOTED) {
+    r->state = RO_ROLLED_BACK;
+    set_weight(rt, r, 0, actor, "undone", json_pack("{s:s}", "reason", "promotion undone: back to stable"));
+  } else {
+    return fail(err, err_cap, FL_EINVAL, "cannot %s: no rollout in a state that allows it", action);
+  }
+  return 0;
+}
+
+int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight_bp, const char *actor, char *err,
+                          size_t err_cap) {
+  const fl_route_t *rt = route_of(c, route);
+  if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
+  if (!rt->has_canary) return fail(err, err_cap, FL_EINVAL, "route %s has no canary", route);
+  ro_t *r = ro_get(route, false);
+  if (r && r->state == RO_PROGRESSING) r->state = RO_PAUSED;   /* a hand on the wheel pauses the automation */
+  set_weight(rt, r, weight_bp, actor, "weight", json_object());
+  return 0;
+}
+
+/* ---- restore, describe, export ---- */
+
+static ro_state_t state_named(const char *s) {
+  for (size_t i = 0; i < FL_ARRAY_LEN(state_names); i++)
+    if (strcmp(s, state_names[i]) == 0) return (ro_state_t)i;
+  return RO_IDLE;
+}
+
+static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
+  if (st->config_weight_bp == rt->canary_weight_bp && rt->has_canary) fl_live_set_weight(rt->live, st->weight_bp);
+  ro_state_t state = state_named(st->rollout_state);
+  if (state == RO_IDLE) return;
+  json_t *spec = json_loads(st->spec_json, 0, NULL);
+  ro_t *r = ro_get(rt->name, true);
+  char err[256];
+  if (r && fl_rollout_spec_parse(spec, &r->spec, err, sizeof err) == 0 && st->step >= 0 &&
+      (size_t)st->step < r->spec.n_steps) {
+    r->state = state;
+    r->step = st->step;
+    r->failures = (uint32_t)st->failures;
+    window_begin(rt, r);
+    fl_log("route %s: rollout %s restored at step %d, weight %.2f", rt->name, st->rollout_state, r->step,
+           fl_live_weight(rt) / 100.0);
+  }
+  json_decref(spec);
+}
+
+void fl_rollouts_bind(const fl_conf_t *c, bool first) {
+  for (size_t i = 0; first && store && i < c->n_routes; i++) {
+    fl_route_state_t st;
+    if (fl_store_get_route(store, c->routes[i].name, &st) == 0) restore(&c->routes[i], &st);
+  }
+  for (size_t i = 0; i < c->n_routes; i++) save(&c->routes[i], ro_get(c->routes[i].name, false), fl_live_weight(&c->routes[i]));
+}
+
+json_t *fl_rollout_json(const char *route) {
+  ro_t *r = ro_get(route, false);
+  if (!r) return json_pack("{s:s}", "state", "idle");
+  json_t *o = json_pack("{s:s, s:i, s:i, s:o, s:{s:I, s:I, s:I}}", "state", state_names[r->state], "step", r->step,
+                        "failures", (int)r->failures, "spec", fl_rollout_spec_json(&r->spec), "windows", "pass",
+                        (json_int_t)r->verdicts[0], "fail", (json_int_t)r->verdicts[1], "inconclusive",
+                        (json_int_t)r->verdicts[2]);
+  if (r->last_analysis) json_object_set(o, "last_analysis", r->last_analysis);
+  return o;
+}
+
+static void export_checks(fl_buf_t *b, const ro_t *r) {
+  size_t i;
+  json_t *c;
+  json_array_foreach(json_object_get(r->last_analysis, "checks"), i, c) {
+    const char *m = json_string_value(json_object_get(c, "metric"));
+    if (json_is_number(json_object_get(c, "p_value")))
+      fl_buf_printf(b, "fledge_analysis_p_value{route=\"%s\",metric=\"%s\"} %g\n", r->route, m,
+                    json_number_value(json_object_get(c, "p_value")));
+    fl_buf_printf(b, "fledge_analysis_canary_value{route=\"%s\",metric=\"%s\"} %g\n", r->route, m,
+                  json_number_value(json_object_get(c, "canary")));
+    fl_buf_printf(b, "fledge_analysis_stable_value{route=\"%s\",metric=\"%s\"} %g\n", r->route, m,
+                  json_number_value(json_object_get(c, "stable")));
+  }
+}
+
+void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c) {
+  fl_buf_str(b, "# HELP fledge_rollout_step Step of the rollout in force (-1: none).\n"
+                "# TYPE fledge_rollout_step gauge\n");
+  for (const ro_t *r = rollouts; r; r = r->next)
+    fl_buf_printf(b, "fledge_rollout_step{route=\"%s\",state=\"%s\"} %d\n", r->route, state_names[r->state], r->step);
+  fl_buf_str(b, "# HELP fledge_analysis_windows_total Analysis windows by verdict.\n"
+                "# TYPE fledge_analysis_windows_total counter\n");
+  for (const ro_t *r = rollouts; r; r = r->next)
+    for (int v = 0; v < 3; v++)
+      fl_buf_printf(b, "fledge_analysis_windows_total{route=\"%s\",verdict=\"%s\"} %llu\n", r->route,
+                    fl_verdict_name((fl_verdict_t)v), (unsigned long long)r->verdicts[v]);
+  fl_buf_str(b, "# HELP fledge_analysis_p_value One-sided p-value of each check in the last window.\n"
+                "# TYPE fledge_analysis_p_value gauge\n"
+                "# HELP fledge_analysis_canary_value The canary's value of each check in the last window.\n"
+                "# TYPE fledge_analysis_canary_value gauge\n"
+                "# HELP fledge_analysis_stable_value The stable variant's value of each check in the last window.\n"
+                "# TYPE fledge_analysis_stable_value gauge\n");
+  for (const ro_t *r = rollouts; r; r = r->next)
+    if (r->last_analysis) export_checks(b, r);
+}
+
+void fl_rollouts_shutdown(void) {
+  while (rollouts) {
+    ro_t *next = rollouts->next;
+    json_decref(rollouts->last_analysis);
+    free(rollouts);
+    rollouts = next;
+  }
+}

@@ -1,0 +1,45 @@
+/* rollout.h — progressive rollouts: the canary's weight moves step by step while each window's
+ * analysis passes, holds when it is inconclusive, and drops to 0 when windows fail. Every change
+ * is written to the state store before it takes effect and explained in the event log.
+ * Control thread only. */
+#ifndef FL_ROLLOUT_H
+#define FL_ROLLOUT_H
+
+#include "analysis.h"
+#include "conf.h"
+#include "http.h"
+#include "store.h"
+
+/* The store and metrics the rollouts use; both outlive every other call here. */
+void fl_rollouts_init(fl_store_t *store, const fl_metrics_src_t *metrics);
+
+/* After a config is loaded, before it is published: the first time, weights and rollouts in
+ * progress are restored from the store (a crash resumes at the same step and weight); every
+ * time, the routes' current state is written back. */
+void fl_rollouts_bind(const fl_conf_t *c, bool first);
+
+/* Once a second: closes windows that are due, judges them and acts. */
+void fl_rollouts_tick(const fl_conf_t *c);
+
+/* Starts a rollout of route's canary with spec (JSON, borrowed; NULL: defaults). actor names who
+ * asked ("api", "config"). Returns 0, or FL_ENOENT/FL_EINVAL with a message in err. */
+int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, const char *actor, char *err,
+                     size_t err_cap);
+
+/* pause | resume | promote | abort | undo. */
+int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, const char *actor, char *err,
+                   size_t err_cap);
+
+/* Sets a weight by hand (admin API); persisted first; ends a rollout in progress (paused). */
+int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight_bp, const char *actor, char *err,
+                          size_t err_cap);
+
+/* The rollout state of a route for the API (new reference; {"state": "idle"} when none). */
+json_t *fl_rollout_json(const char *route);
+
+/* fledge_rollout_* and fledge_analysis_* families for /metrics. */
+void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c);
+
+void fl_rollouts_shutdown(void);
+
+#endif

@@ -1,0 +1,170 @@
+/* stats.c — one-sided tests of "canary worse than stable" (two-proportion z, Mann–Whitney U),
+ * NumPy-compatible quantiles and per-window reservoir samples, matched against SciPy's numbers. */
+#include "stats.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#ifndef M_SQRT2
+#define M_SQRT2 1.41421356237309504880
+#endif
+
+static const fl_test_t NO_EVIDENCE = {.statistic = 0.0, .p_value = 1.0};
+
+double fl_stats_normal_sf(double z) {
+  /* erfc keeps full relative precision far into the upper tail, where 1 - Phi(z) would round to 0. */
+  return 0.5 * erfc(z / M_SQRT2);
+}
+
+/* ---- two proportions ---- */
+
+fl_test_t fl_stats_two_proportion(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable) {
+  if (n_canary == 0 || n_stable == 0) return NO_EVIDENCE;
+  /* Failure and request counters are summed from workers without a common snapshot, so a failure
+   * can be seen before its request; more failures than trials is read as "all failed". */
+  if (x_canary > n_canary) x_canary = n_canary;
+  if (x_stable > n_stable) x_stable = n_stable;
+  double n1 = (double)n_canary, n2 = (double)n_stable;
+  double pooled = ((double)x_canary + (double)x_stable) / (n1 + n2);
+  if (pooled <= 0.0 || pooled >= 1.0) return NO_EVIDENCE;
+  double diff = (double)x_canary / n1 - (double)x_stable / n2;
+  double sd = sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2));
+  double z = diff / sd;
+  return (fl_test_t){.statistic = z, .p_value = fl_stats_normal_sf(z)};
+}
+
+/* ---- Mann–Whitney U ---- */
+
+typedef struct {
+  double value;
+  int is_canary;
+} ranked_t;
+
+/* A total order: NaN (a sample that carries no number) ranks above every number and ties with the
+ * other NaNs, so qsort always sees a consistent comparison. */
+static int cmp_double(double a, double b) {
+  bool an = isnan(a), bn = isnan(b);
+  if (an || bn) return (int)an - (int)bn;
+  return (a > b) - (a < b);
+}
+
+static int cmp_ranked(const void *pa, const void *pb) {
+  return cmp_double(((const ranked_t *)pa)->value, ((const ranked_t *)pb)->value);
+}
+
+static bool same_value(double a, double b) { return cmp_double(a, b) == 0; }
+
+fl_test_t fl_stats_mann_whitney(const double *canary, size_t n_canary, const double *stable, size_t n_stable) {
+  if (n_canary == 0 || n_stable == 0) return NO_EVIDENCE;
+  size_t total = n_canary + n_stable;
+  ranked_t *pool = malloc(total * sizeof *pool);
+  if (!pool) return (fl_test_t){.statistic = 0.0, .p_value = NAN};
+  for (size_t i = 0; i < n_canary; i++) pool[i] = (ranked_t){canary[i], 1};
+  for (size_t i = 0; i < n_stable; i++) pool[n_canary + i] = (ranked_t){stable[i], 0};
+  qsort(pool, total, sizeof *pool, cmp_ranked);
+
+  /* Ranks are 1-based; a tie group at sorted positions i..j-1 shares the rank (i+1 + j)/2, so twice
+   * the canary rank sum is an exact integer and U comes out exact. */
+  uint64_t twice_rank_sum = 0;
+  double tie_term = 0.0; /* Σ (t³ − t) over tie groups */
+  for (size_t i = 0; i < total;) {
+    size_t j = i + 1;
+    while (j < total && same_value(pool[j].value, pool[i].value)) j++;
+    uint64_t canaries = 0;
+    for (size_t k = i; k < j; k++) canaries += (uint64_t)pool[k].is_canary;
+    twice_rank_sum += canaries * (uint64_t)(i + 1 + j);
+    double t = (double)(j - i);
+    tie_term += t * t * t - t;
+    i = j;
+  }
+  free(pool);
+
+  double n1 = (double)n_canary, n2 = (double)n_stable, n = (double)total;
+  double u = (double)(twice_rank_sum - (uint64_t)n_canary * (n_canary + 1)) / 2.0;
+  double mean = n1 * n2 / 2.0;
+  double variance = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
+  fl_test_t out = {.statistic = u, .p_value = 1.0};
+  /* All values tied: no ordering evidence either way (SciPy reaches the same via z = −inf). */
+  if (!(variance > 0.0)) return out;
+  /* Continuity correction: always −0.5, since only the upper tail of U is ever used. */
+  double z = (u - mean - 0.5) / sqrt(variance);
+  out.p_value = fl_stats_normal_sf(z);
+  if (out.p_value > 1.0) out.p_value = 1.0;
+  return out;
+}
+
+/* ---- quantiles ---- */
+
+static int cmp_plain(const void *pa, const void *pb) { return cmp_double(*(const double *)pa, *(const double *)pb); }
+
+double fl_stats_quantile(double *v, size_t n, double q) {
+  if (n == 0 || !(q >= 0.0 && q <= 1.0)) return NAN;
+  qsort(v, n, sizeof *v, cmp_plain);
+  if (isnan(v[n - 1])) return NAN; /* NaNs sort last; NumPy answers NaN for any NaN input */
+  double h = (double)(n - 1) * q;
+  double lower = floor(h);
+  size_t lo = (size_t)lower;
+  size_t hi = lo + 1 < n ? lo + 1 : n - 1;
+  double gamma = h - lower;
+  double a = v[lo], b = v[hi], diff = b - a;
+  /* NumPy's _lerp: interpolate from the nearer end, so q = 1 gives exactly the maximum. */
+  return gamma >= 0.5 ? b - diff * (1.0 - gamma) : a + diff * gamma;
+}
+
+/* ---- reservoir ---- */
+
+/* splitmix64 spreads nearby seeds (1, 2, 3…) over the whole state space before xorshift starts. */
+static uint64_t mix_seed(uint64_t seed) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return z ? z : 0x9E3779B97F4A7C15ull;
+}
+
+/* xorshift64* (xorshift64 state, multiplied output): the plain xorshift low bits are weak, and the
+ * slot index is taken modulo the count seen. */
+static uint64_t next_random(fl_reservoir_t *r) {
+  uint64_t x = r->rng;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  r->rng = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
+
+int fl_reservoir_init(fl_reservoir_t *r, size_t cap, uint64_t seed) {
+  *r = (fl_reservoir_t){.cap = cap, .rng = mix_seed(seed)};
+  if (cap == 0) return 0;
+  r->values = malloc(cap * sizeof *r->values);
+  if (!r->values) {
+    r->cap = 0;
+    return FL_ENOMEM;
+  }
+  return 0;
+}
+
+void fl_reservoir_add(fl_reservoir_t *r, double v) {
+  r->seen++;
+  if (r->n < r->cap) {
+    r->values[r->n++] = v;
+    return;
+  }
+  if (r->cap == 0) return;
+  /* Keep the seen-th value with probability cap/seen, in a uniformly chosen slot. */
+  uint64_t slot = next_random(r) % r->seen;
+  if (slot < r->cap) r->values[slot] = v;
+}
+
+void fl_reservoir_reset(fl_reservoir_t *r) {
+  /* The RNG keeps running so consecutive windows draw different samples. */
+  r->n = 0;
+  r->seen = 0;
+}
+
+void fl_reservoir_free(fl_reservoir_t *r) {
+  free(r->values);
+  r->values = NULL;
+  r->cap = r->n = 0;
+  r->seen = 0;
+}

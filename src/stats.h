@@ -1,0 +1,46 @@
+/* stats.h — the statistics behind canary analysis: one-sided tests of "canary worse than stable",
+ * quantiles and per-window reservoir samples. Pure functions; any thread. */
+#ifndef FL_STATS_H
+#define FL_STATS_H
+
+#include "common.h"
+
+typedef struct fl_test {
+  double statistic;            /* z for proportions; U of the canary for Mann–Whitney */
+  double p_value;              /* one-sided: small means the canary is significantly worse */
+} fl_test_t;
+
+/* Upper tail of the standard normal distribution, P(Z > z), accurate in the far tail too. */
+double fl_stats_normal_sf(double z);
+
+/* One-sided two-proportion z-test with pooled variance, H1: the canary's rate is higher.
+ * x = failures, n = trials. With no trials on a side, or a pooled rate of 0 or 1, there is no
+ * evidence: statistic 0, p 1. Matches statsmodels' proportions_ztest(alternative="larger"). */
+fl_test_t fl_stats_two_proportion(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable);
+
+/* One-sided Mann–Whitney U test, H1: canary values tend to be larger (slower). Normal
+ * approximation with tie correction and continuity correction, as SciPy's
+ * mannwhitneyu(canary, stable, alternative="greater", method="asymptotic"). The inputs are not
+ * modified; scratch memory is allocated. An empty side gives statistic 0, p 1. Returns p = NaN
+ * only when out of memory. */
+fl_test_t fl_stats_mann_whitney(const double *canary, size_t n_canary, const double *stable, size_t n_stable);
+
+/* Quantile q ∈ [0,1] of v with linear interpolation between order statistics (NumPy's default
+ * "linear" method). Sorts v in place. NaN when n is 0. */
+double fl_stats_quantile(double *v, size_t n, double q);
+
+/* Reservoir sampling (Vitter's algorithm R): a uniform sample of at most `cap` of the values
+ * seen in a window, for the rank tests. One writer. */
+typedef struct fl_reservoir {
+  double *values;
+  size_t cap, n;
+  uint64_t seen;
+  uint64_t rng;                /* xorshift state, never 0 */
+} fl_reservoir_t;
+
+int fl_reservoir_init(fl_reservoir_t *r, size_t cap, uint64_t seed);   /* 0 or FL_ENOMEM */
+void fl_reservoir_add(fl_reservoir_t *r, double v);
+void fl_reservoir_reset(fl_reservoir_t *r);                            /* a new window */
+void fl_reservoir_free(fl_reservoir_t *r);
+
+#endif

@@ -1,0 +1,360 @@
+/* store_sqlite.c — the state store of store.h on one SQLite file in WAL mode: route state, the
+ * audit log of events and every analysis window, kept across crashes and restarts.
+ *
+ * Every write is one autocommit transaction; with WAL and synchronous=NORMAL a committed write
+ * survives the process being killed (it may be lost only to a power cut before the next
+ * checkpoint). Statements are prepared once at open and reset after each use. One fl_store_t
+ * belongs to one thread (the control thread); other processes may open the same file. */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* MIGRATIONS[v] takes the schema from user_version v to v + 1; append, never edit. */
+static const char *const MIGRATIONS[] = {
+    "CREATE TABLE routes("
+    "  route TEXT PRIMARY KEY NOT NULL,"
+    "  weight_bp INTEGER NOT NULL DEFAULT 0,"
+    "  config_weight_bp INTEGER NOT NULL DEFAULT 0,"
+    "  stable_version TEXT NOT NULL DEFAULT '',"
+    "  canary_version TEXT NOT NULL DEFAULT '',"
+    "  previous_stable TEXT NOT NULL DEFAULT '',"
+    "  rollout_state TEXT NOT NULL DEFAULT '',"
+    "  step INTEGER NOT NULL DEFAULT -1,"
+    "  failures INTEGER NOT NULL DEFAULT 0,"
+    "  updated_ms INTEGER NOT NULL DEFAULT 0,"
+    "  spec_json TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE events("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time_ms INTEGER NOT NULL,"
+    "  route TEXT,"
+    "  actor TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  detail TEXT NOT NULL);"
+    "CREATE INDEX events_route_id ON events(route, id);"
+    "CREATE TABLE windows("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time_ms INTEGER NOT NULL,"
+    "  route TEXT NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  verdict TEXT NOT NULL,"
+    "  analysis TEXT NOT NULL);"
+    "CREATE INDEX windows_route_id ON windows(route, id);",
+};
+#define SCHEMA_VERSION ((int)FL_ARRAY_LEN(MIGRATIONS))
+
+#define ROUTE_COLUMNS                                                                                            \
+  "route, weight_bp, config_weight_bp, stable_version, canary_version, previous_stable, rollout_state, step, " \
+  "failures, updated_ms, spec_json"
+
+enum { ST_PUT_ROUTE, ST_GET_ROUTE, ST_ADD_EVENT, ST_EVENTS_ALL, ST_EVENTS_ROUTE, ST_ADD_WINDOW, ST_WINDOWS, ST_COUNT };
+
+static const char *const STATEMENTS[ST_COUNT] = {
+    [ST_PUT_ROUTE] = "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+    [ST_GET_ROUTE] = "SELECT " ROUTE_COLUMNS " FROM routes WHERE route = ?1",
+    [ST_ADD_EVENT] = "INSERT INTO events(time_ms, route, actor, kind, detail) VALUES(?1,?2,?3,?4,?5)",
+    [ST_EVENTS_ALL] = "SELECT id, time_ms, route, actor, kind, detail FROM events WHERE id > ?1 "
+                      "ORDER BY id LIMIT ?2",
+    [ST_EVENTS_ROUTE] = "SELECT id, time_ms, route, actor, kind, detail FROM events WHERE route = ?3 AND id > ?1 "
+                        "ORDER BY id LIMIT ?2",
+    [ST_ADD_WINDOW] = "INSERT INTO windows(time_ms, route, step, verdict, analysis) VALUES(?1,?2,?3,?4,?5)",
+    [ST_WINDOWS] = "SELECT id, time_ms, route, step, verdict, analysis FROM windows WHERE route = ?1 "
+                   "ORDER BY id DESC LIMIT ?2",
+};
+
+struct fl_store {
+  sqlite3 *db;
+  sqlite3_stmt *stmt[ST_COUNT];
+};
+
+static int64_t unix_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- opening ---- */
+
+/* Runs a statement that returns at most one row and copies its first column as text. */
+static int query_text(sqlite3 *db, const char *sql, char *out, size_t cap) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const unsigned char *text = sqlite3_column_text(st, 0);
+    snprintf(out, cap, "%s", text ? (const char *)text : "");
+    rc = SQLITE_OK;
+  } else if (rc == SQLITE_DONE) {
+    snprintf(out, cap, "%s", "");
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Applies the migrations the file lacks, in one transaction so that two processes opening a new
+ * file at once do not both create the tables. */
+static int migrate(sqlite3 *db, char *why, size_t cap) {
+  char text[32];
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+      query_text(db, "PRAGMA user_version", text, sizeof text) != SQLITE_OK) {
+    snprintf(why, cap, "%s", sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+  }
+  int version = atoi(text);
+  if (version > SCHEMA_VERSION) {
+    snprintf(why, cap, "schema version %d is newer than this fledge knows (%d)", version, SCHEMA_VERSION);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+  }
+  int rc = SQLITE_OK;
+  for (int v = version; v < SCHEMA_VERSION && rc == SQLITE_OK; v++) rc = sqlite3_exec(db, MIGRATIONS[v], NULL, NULL, NULL);
+  char set_version[48];
+  snprintf(set_version, sizeof set_version, "PRAGMA user_version=%d", SCHEMA_VERSION);
+  if (rc == SQLITE_OK && version < SCHEMA_VERSION) rc = sqlite3_exec(db, set_version, NULL, NULL, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(why, cap, "%s", sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+  }
+  return 0;
+}
+
+/* Connection settings, then the schema. busy_timeout comes first so that everything after it
+ * waits for another process's write instead of failing at once. */
+static int configure(sqlite3 *db, char *why, size_t cap) {
+  if (sqlite3_db_readonly(db, "main") == 1) {
+    snprintf(why, cap, "the database file is read-only");
+    return -1;
+  }
+  char mode[16];
+  if (sqlite3_exec(db, "PRAGMA busy_timeout=2000", NULL, NULL, NULL) != SQLITE_OK ||
+      query_text(db, "PRAGMA journal_mode=WAL", mode, sizeof mode) != SQLITE_OK ||
+      sqlite3_exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", NULL, NULL, NULL) != SQLITE_OK) {
+    snprintf(why, cap, "%s", sqlite3_errmsg(db));
+    return -1;
+  }
+  /* "memory" is what an in-memory database (":memory:") reports; nothing there to keep. */
+  if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
+    snprintf(why, cap, "cannot use WAL journal mode (journal_mode is %s)", mode);
+    return -1;
+  }
+  return migrate(db, why, cap);
+}
+
+static int prepare_all(fl_store_t *s, char *why, size_t cap) {
+  for (int i = 0; i < ST_COUNT; i++)
+    if (sqlite3_prepare_v3(s->db, STATEMENTS[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) != SQLITE_OK) {
+      snprintf(why, cap, "%s", sqlite3_errmsg(s->db));
+      return -1;
+    }
+  return 0;
+}
+
+int fl_store_open(const char *path, fl_store_t **out, char *err, size_t err_cap) {
+  char why[256] = "";
+  *out = NULL;
+  fl_store_t *s = calloc(1, sizeof *s);
+  if (!s) {
+    if (err && err_cap) snprintf(err, err_cap, "%s: out of memory", path);
+    return FL_ENOMEM;
+  }
+  int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  if (rc != SQLITE_OK) {
+    int sys = s->db ? sqlite3_system_errno(s->db) : 0;
+    snprintf(why, sizeof why, "%s%s%s%s", s->db ? sqlite3_errmsg(s->db) : "out of memory", sys ? " (" : "",
+             sys ? strerror(sys) : "", sys ? ")" : "");
+  }
+  if (rc == SQLITE_OK && (configure(s->db, why, sizeof why) != 0 || prepare_all(s, why, sizeof why) != 0))
+    rc = SQLITE_ERROR;
+  if (rc != SQLITE_OK) {
+    if (err && err_cap) snprintf(err, err_cap, "%s: %s", path, why);
+    fl_store_close(s);
+    return rc == SQLITE_NOMEM ? FL_ENOMEM : FL_EIO;
+  }
+  *out = s;
+  return 0;
+}
+
+void fl_store_close(fl_store_t *s) {
+  if (!s) return;
+  for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->stmt[i]);
+  sqlite3_close(s->db); /* the last connection checkpoints and removes the -wal file */
+  free(s);
+}
+
+const char *fl_store_error(const fl_store_t *s) { return s ? sqlite3_errmsg(s->db) : "no store"; }
+
+/* ---- statements ---- */
+
+/* Binds a fixed-size field of fl_route_state_t; strnlen so that a field missing its NUL still
+ * stays inside its array. */
+static void bind_field(sqlite3_stmt *st, int i, const char *field, size_t cap) {
+  sqlite3_bind_text(st, i, field, (int)strnlen(field, cap), SQLITE_TRANSIENT);
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *text) {
+  if (text) sqlite3_bind_text(st, i, text, -1, SQLITE_TRANSIENT);
+  else sqlite3_bind_null(st, i);
+}
+
+/* Steps a write statement to its end and resets it for the next use. */
+static int run_write(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st); /* keeps the error message of a failed step */
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE ? 0 : FL_EIO;
+}
+
+static void done_reading(sqlite3_stmt *st) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+static void copy_column(sqlite3_stmt *st, int col, char *dst, size_t cap) {
+  const unsigned char *text = sqlite3_column_text(st, col);
+  snprintf(dst, cap, "%s", text ? (const char *)text : "");
+}
+
+/* A TEXT column holding JSON as a new reference; text that does not parse comes back as a JSON
+ * string rather than hiding the row. */
+static json_t *json_column(sqlite3_stmt *st, int col) {
+  const char *text = (const char *)sqlite3_column_text(st, col);
+  if (!text) return json_null();
+  json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+  return v ? v : json_string(text);
+}
+
+/* A borrowed JSON value as compact text (caller frees); NULL stands for an empty object. */
+static char *json_text(const json_t *v) {
+  return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("{}");
+}
+
+static json_t *text_or_null(sqlite3_stmt *st, int col) {
+  const unsigned char *text = sqlite3_column_text(st, col);
+  return text ? json_string((const char *)text) : json_null();
+}
+
+/* ---- routes ---- */
+
+int fl_store_put_route(fl_store_t *s, const fl_route_state_t *st) {
+  sqlite3_stmt *q = s->stmt[ST_PUT_ROUTE];
+  bind_field(q, 1, st->route, sizeof st->route);
+  sqlite3_bind_int64(q, 2, st->weight_bp);
+  sqlite3_bind_int64(q, 3, st->config_weight_bp);
+  bind_field(q, 4, st->stable_version, sizeof st->stable_version);
+  bind_field(q, 5, st->canary_version, sizeof st->canary_version);
+  bind_field(q, 6, st->previous_stable, sizeof st->previous_stable);
+  bind_field(q, 7, st->rollout_state, sizeof st->rollout_state);
+  sqlite3_bind_int(q, 8, st->step);
+  sqlite3_bind_int(q, 9, st->failures);
+  sqlite3_bind_int64(q, 10, st->updated_ms ? st->updated_ms : unix_now_ms());
+  bind_field(q, 11, st->spec_json, sizeof st->spec_json);
+  return run_write(q);
+}
+
+static void read_route(sqlite3_stmt *q, fl_route_state_t *out) {
+  memset(out, 0, sizeof *out);
+  copy_column(q, 0, out->route, sizeof out->route);
+  out->weight_bp = (uint32_t)sqlite3_column_int64(q, 1);
+  out->config_weight_bp = (uint32_t)sqlite3_column_int64(q, 2);
+  copy_column(q, 3, out->stable_version, sizeof out->stable_version);
+  copy_column(q, 4, out->canary_version, sizeof out->canary_version);
+  copy_column(q, 5, out->previous_stable, sizeof out->previous_stable);
+  copy_column(q, 6, out->rollout_state, sizeof out->rollout_state);
+  out->step = sqlite3_column_int(q, 7);
+  out->failures = sqlite3_column_int(q, 8);
+  out->updated_ms = sqlite3_column_int64(q, 9);
+  copy_column(q, 10, out->spec_json, sizeof out->spec_json);
+}
+
+int fl_store_get_route(fl_store_t *s, const char *route, fl_route_state_t *out) {
+  sqlite3_stmt *q = s->stmt[ST_GET_ROUTE];
+  sqlite3_bind_text(q, 1, route, -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW) read_route(q, out);
+  done_reading(q);
+  return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? FL_ENOENT : FL_EIO;
+}
+
+/* ---- events and windows ---- */
+
+int fl_store_add_event(fl_store_t *s, const char *route, const char *actor, const char *kind, json_t *detail,
+                       int64_t *id_out) {
+  char *detail_text = json_text(detail);
+  if (!detail_text) return FL_ENOMEM;
+  sqlite3_stmt *q = s->stmt[ST_ADD_EVENT];
+  sqlite3_bind_int64(q, 1, unix_now_ms());
+  bind_text_or_null(q, 2, route);
+  sqlite3_bind_text(q, 3, actor ? actor : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 4, kind ? kind : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 5, detail_text, -1, free);
+  int rc = run_write(q);
+  if (rc == 0 && id_out) *id_out = sqlite3_last_insert_rowid(s->db);
+  return rc;
+}
+
+static json_t *event_row(sqlite3_stmt *q) {
+  return json_pack("{s:I, s:I, s:o, s:s, s:s, s:o}", "id", (json_int_t)sqlite3_column_int64(q, 0), "time_ms",
+                   (json_int_t)sqlite3_column_int64(q, 1), "route", text_or_null(q, 2), "actor",
+                   (const char *)sqlite3_column_text(q, 3), "kind", (const char *)sqlite3_column_text(q, 4),
+                   "detail", json_column(q, 5));
+}
+
+static json_t *window_row(sqlite3_stmt *q) {
+  return json_pack("{s:I, s:I, s:o, s:i, s:s, s:o}", "id", (json_int_t)sqlite3_column_int64(q, 0), "time_ms",
+                   (json_int_t)sqlite3_column_int64(q, 1), "route", text_or_null(q, 2), "step",
+                   sqlite3_column_int(q, 3), "verdict", (const char *)sqlite3_column_text(q, 4), "analysis",
+                   json_column(q, 5));
+}
+
+/* Steps a bound query to its end, one object per row made by make_row, into a new array. */
+static int collect_rows(sqlite3_stmt *q, json_t *(*make_row)(sqlite3_stmt *), json_t **out) {
+  json_t *rows = json_array();
+  int rc = rows ? SQLITE_ROW : SQLITE_NOMEM, result = 0;
+  while (rc == SQLITE_ROW && (rc = sqlite3_step(q)) == SQLITE_ROW)
+    if (json_array_append_new(rows, make_row(q)) != 0) rc = SQLITE_NOMEM;
+  if (rc != SQLITE_DONE) result = rc == SQLITE_NOMEM ? FL_ENOMEM : FL_EIO;
+  done_reading(q);
+  if (result != 0) json_decref(rows);
+  *out = result == 0 ? rows : NULL;
+  return result;
+}
+
+int fl_store_events(fl_store_t *s, const char *route, int64_t after_id, int limit, json_t **out) {
+  *out = NULL;
+  if (limit < 0) return FL_EINVAL;
+  sqlite3_stmt *q = s->stmt[route ? ST_EVENTS_ROUTE : ST_EVENTS_ALL];
+  sqlite3_bind_int64(q, 1, after_id);
+  sqlite3_bind_int(q, 2, limit);
+  if (route) sqlite3_bind_text(q, 3, route, -1, SQLITE_TRANSIENT);
+  return collect_rows(q, event_row, out);
+}
+
+int fl_store_add_window(fl_store_t *s, const char *route, int32_t step, const char *verdict, json_t *analysis,
+                        int64_t *id_out) {
+  char *analysis_text = json_text(analysis);
+  if (!analysis_text) return FL_ENOMEM;
+  sqlite3_stmt *q = s->stmt[ST_ADD_WINDOW];
+  sqlite3_bind_int64(q, 1, unix_now_ms());
+  sqlite3_bind_text(q, 2, route ? route : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(q, 3, step);
+  sqlite3_bind_text(q, 4, verdict ? verdict : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 5, analysis_text, -1, free);
+  int rc = run_write(q);
+  if (rc == 0 && id_out) *id_out = sqlite3_last_insert_rowid(s->db);
+  return rc;
+}
+
+int fl_store_windows(fl_store_t *s, const char *route, int limit, json_t **out) {
+  *out = NULL;
+  if (limit < 0) return FL_EINVAL;
+  sqlite3_stmt *q = s->stmt[ST_WINDOWS];
+  sqlite3_bind_text(q, 1, route ? route : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(q, 2, limit);
+  return collect_rows(q, window_row, out);
+}

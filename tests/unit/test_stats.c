@@ -1,0 +1,444 @@
+/* test_stats.c — the canary statistics as a specification: SciPy/NumPy reference vectors
+ * (tests/unit/vectors/stats.txt), the tests' symmetries and edge cases, reservoir uniformity. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "stats.h"
+
+/* The vectors file: argv[1], else $FLEDGE_STATS_VECTORS, else the path from the repository root
+ * (tests/run.sh runs every test binary from there). */
+static const char *vectors_path = "tests/unit/vectors/stats.txt";
+
+/* p-values must agree with SciPy to 1e-9 absolute or 1e-7 relative (the far tail is tiny). */
+static bool close_to(double got, double want) {
+  if (got == want) return true;
+  double err = fabs(got - want);
+  return err <= 1e-9 || err <= 1e-7 * fabs(want);
+}
+
+/* ---- a deterministic sample source ---- */
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+
+static double uniform01(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return ((rng_state * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
+}
+
+static double lognormal_ms(double median_ms, double sigma) {
+  double u1 = uniform01(), u2 = uniform01();
+  double normal = sqrt(-2.0 * log(u1 + 0x1.0p-60)) * cos(2.0 * M_PI * u2);
+  return median_ms * exp(sigma * normal);
+}
+
+static double *latencies(size_t n, double median_ms, double sigma) {
+  double *v = malloc(n * sizeof *v);
+  assert_non_null(v);
+  for (size_t i = 0; i < n; i++) v[i] = lognormal_ms(median_ms, sigma);
+  return v;
+}
+
+/* ---- the vectors file ---- */
+
+typedef struct {
+  double *v;
+  size_t n, cap;
+} vec_t;
+
+static void vec_push(vec_t *a, double x) {
+  if (a->n == a->cap) {
+    a->cap = a->cap ? a->cap * 2 : 64;
+    a->v = realloc(a->v, a->cap * sizeof *a->v);
+    assert_non_null(a->v);
+  }
+  a->v[a->n++] = x;
+}
+
+/* Reads numbers from *p up to the next '|' or the end of the line; leaves *p after the '|'. */
+static void read_numbers(char **p, vec_t *out) {
+  out->n = 0;
+  for (;;) {
+    while (**p == ' ' || **p == '\t') (*p)++;
+    if (**p == '|') {
+      (*p)++;
+      return;
+    }
+    if (**p == '\0' || **p == '\n') return;
+    char *end;
+    double x = strtod(*p, &end);
+    assert_true(end != *p);
+    vec_push(out, x);
+    *p = end;
+  }
+}
+
+typedef void (*case_fn)(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                        unsigned *failures);
+
+/* Calls fn for each line of kind `kind`: the numbers before the first '|' as head, the '|'-separated
+ * lists after it as groups. Returns how many cases there were. */
+static unsigned for_each_vector(const char *kind, case_fn fn, unsigned *failures) {
+  FILE *f = fopen(vectors_path, "r");
+  if (!f) fprintf(stderr, "cannot open %s (run from the repository root, or pass the path)\n", vectors_path);
+  assert_non_null(f);
+  char *line = NULL;
+  size_t line_cap = 0;
+  unsigned cases = 0;
+  size_t kind_len = strlen(kind);
+  vec_t head = {0}, groups[2] = {{0}, {0}};
+  while (getline(&line, &line_cap, f) > 0) {
+    if (strncmp(line, kind, kind_len) != 0 || line[kind_len] != ' ') continue;
+    char name[64];
+    int used = 0;
+    assert_int_equal(sscanf(line + kind_len, " %63s%n", name, &used), 1);
+    char *p = line + kind_len + used;
+    read_numbers(&p, &head);
+    size_t n_groups = 0;
+    while (*p && *p != '\n' && n_groups < 2) read_numbers(&p, &groups[n_groups++]);
+    fn(name, head.v, head.n, groups, n_groups, failures);
+    cases++;
+  }
+  free(line);
+  free(head.v);
+  free(groups[0].v);
+  free(groups[1].v);
+  fclose(f);
+  return cases;
+}
+
+static void check_mann_whitney(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                               unsigned *failures) {
+  assert_int_equal(n_head, 2);
+  assert_int_equal(n_groups, 2);
+  double want_p = head[0], want_u = head[1];
+  fl_test_t t = fl_stats_mann_whitney(groups[0].v, groups[0].n, groups[1].v, groups[1].n);
+  if (t.statistic != want_u || !close_to(t.p_value, want_p)) {
+    fprintf(stderr, "mw %s: U %.17g p %.17g, SciPy U %.17g p %.17g\n", name, t.statistic, t.p_value, want_u, want_p);
+    (*failures)++;
+  }
+}
+
+static void check_two_proportion(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                                 unsigned *failures) {
+  assert_int_equal(n_head, 6);
+  double want_p = head[0], want_z = head[1];
+  fl_test_t t = fl_stats_two_proportion((uint64_t)head[2], (uint64_t)head[3], (uint64_t)head[4], (uint64_t)head[5]);
+  if (!close_to(t.statistic, want_z) || !close_to(t.p_value, want_p)) {
+    fprintf(stderr, "prop %s: z %.17g p %.17g, reference z %.17g p %.17g\n", name, t.statistic, t.p_value, want_z,
+            want_p);
+    (*failures)++;
+  }
+}
+
+static void check_quantile(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                           unsigned *failures) {
+  assert_int_equal(n_head, 2);
+  assert_int_equal(n_groups, 1);
+  double want = head[0], q = head[1];
+  double got = fl_stats_quantile(groups[0].v, groups[0].n, q);
+  /* NumPy's own arithmetic, so only rounding (e.g. a fused multiply-add) may differ */
+  if (!(fabs(got - want) <= 1e-12 * fmax(1.0, fabs(want)))) {
+    fprintf(stderr, "q %s: %.17g, NumPy %.17g\n", name, got, want);
+    (*failures)++;
+  }
+}
+
+/* ---- against SciPy and NumPy ---- */
+
+static void mann_whitney_matches_scipy_on_every_vector(void **state) {
+  unsigned failures = 0;
+  unsigned cases = for_each_vector("mw", check_mann_whitney, &failures);
+  assert_true(cases >= 20);
+  assert_int_equal(failures, 0);
+}
+
+static void two_proportion_matches_the_pooled_z_test_on_every_vector(void **state) {
+  unsigned failures = 0;
+  unsigned cases = for_each_vector("prop", check_two_proportion, &failures);
+  assert_true(cases >= 10);
+  assert_int_equal(failures, 0);
+}
+
+static void quantile_matches_numpy_linear_on_every_vector(void **state) {
+  unsigned failures = 0;
+  unsigned cases = for_each_vector("q", check_quantile, &failures);
+  assert_true(cases >= 10);
+  assert_int_equal(failures, 0);
+}
+
+static void the_normal_tail_is_accurate_far_out(void **state) {
+  static const struct {
+    double z, sf;
+  } scipy[] = {
+      {0.0, 0.5},
+      {1.959963984540054, 0.025},
+      {-1.959963984540054, 0.975},
+      {3.0, 0.0013498980316300933},
+      {-5.0, 0.9999997133484281},
+      {10.0, 7.61985302416047e-24},
+      {30.0, 4.906713927147908e-198},
+      {37.5, 4.605353009581954e-308},
+  };
+  for (size_t i = 0; i < FL_ARRAY_LEN(scipy); i++) {
+    double got = fl_stats_normal_sf(scipy[i].z);
+    assert_true(fabs(got - scipy[i].sf) <= 1e-12 * scipy[i].sf);
+  }
+  assert_true(fl_stats_normal_sf(INFINITY) == 0.0);
+  assert_true(fl_stats_normal_sf(-INFINITY) == 1.0);
+}
+
+/* ---- Mann–Whitney properties ---- */
+
+static void identical_samples_give_no_evidence(void **state) {
+  static const size_t sizes[] = {5, 30, 400, 5000};
+  for (size_t i = 0; i < FL_ARRAY_LEN(sizes); i++) {
+    double *v = latencies(sizes[i], 120, 0.5);
+    fl_test_t t = fl_stats_mann_whitney(v, sizes[i], v, sizes[i]);
+    assert_true(t.statistic == sizes[i] * (double)sizes[i] / 2);
+    assert_true(t.p_value >= 0.4 && t.p_value <= 1.0);
+    free(v);
+  }
+}
+
+static void all_values_tied_give_p_one(void **state) {
+  double c[7] = {80, 80, 80, 80, 80, 80, 80}, s[3] = {80, 80, 80};
+  fl_test_t t = fl_stats_mann_whitney(c, 7, s, 3);
+  assert_true(t.statistic == 10.5);
+  assert_true(t.p_value == 1.0);
+}
+
+static void an_empty_side_gives_no_evidence(void **state) {
+  double v[3] = {1, 2, 3};
+  fl_test_t t = fl_stats_mann_whitney(v, 0, v, 3);
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  t = fl_stats_mann_whitney(v, 3, NULL, 0);
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+}
+
+/* Swapping the sides turns "canary slower" into "canary faster": the U values add up to n1·n2, and
+ * the two p-values add up to 1 plus the normal mass of the one-rank continuity band between them
+ * (each side subtracts 0.5), so slightly more than 1, never less. */
+static void swapping_the_sides_mirrors_the_test(void **state) {
+  static const size_t sizes[][2] = {{12, 9}, {300, 250}, {2000, 2000}};
+  for (size_t i = 0; i < FL_ARRAY_LEN(sizes); i++) {
+    size_t n1 = sizes[i][0], n2 = sizes[i][1];
+    double *c = latencies(n1, 130, 0.5), *s = latencies(n2, 125, 0.5); /* continuous: no ties */
+    fl_test_t cs = fl_stats_mann_whitney(c, n1, s, n2);
+    fl_test_t sc = fl_stats_mann_whitney(s, n2, c, n1);
+    assert_true(cs.statistic + sc.statistic == (double)n1 * n2);
+    double sd = sqrt(n1 * (double)n2 * (n1 + n2 + 1) / 12.0);
+    double d = cs.statistic - n1 * (double)n2 / 2;
+    double band = fl_stats_normal_sf((d - 0.5) / sd) - fl_stats_normal_sf((d + 0.5) / sd);
+    assert_true(cs.p_value + sc.p_value >= 1.0);
+    assert_true(fabs(cs.p_value + sc.p_value - 1.0 - band) < 1e-12);
+    assert_true(band < 1.0 / (sd * sqrt(2 * M_PI)) + 1e-15);
+    free(c);
+    free(s);
+  }
+}
+
+static void the_inputs_are_left_untouched(void **state) {
+  double c[5] = {5, 1, 4, 2, 3}, s[4] = {9, 0, 7, 6};
+  double c0[5], s0[4];
+  memcpy(c0, c, sizeof c);
+  memcpy(s0, s, sizeof s);
+  fl_stats_mann_whitney(c, 5, s, 4);
+  assert_memory_equal(c, c0, sizeof c);
+  assert_memory_equal(s, s0, sizeof s);
+}
+
+/* Ten thousand latencies a side, as the control thread sees once a minute: a 5% slower canary is
+ * caught, a 5% faster one clears, and one comparison takes a small fraction of a second. */
+static void ten_thousand_a_side_catch_a_five_percent_slowdown_quickly(void **state) {
+  size_t n = 10000;
+  double *stable = latencies(n, 200, 0.5), *slower = latencies(n, 210, 0.5), *faster = latencies(n, 190, 0.5);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  fl_test_t worse = fl_stats_mann_whitney(slower, n, stable, n);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  fl_test_t better = fl_stats_mann_whitney(faster, n, stable, n);
+  double seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  assert_true(worse.p_value < 1e-4); /* expected z ≈ 7 */
+  assert_true(better.p_value > 0.9999);
+  assert_true(seconds < 0.5);
+  free(stable);
+  free(slower);
+  free(faster);
+}
+
+/* ---- two proportions ---- */
+
+static void two_proportion_degenerate_counts_give_no_evidence(void **state) {
+  fl_test_t t = fl_stats_two_proportion(0, 1000, 0, 1000); /* pooled 0 */
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  t = fl_stats_two_proportion(50, 50, 9, 9); /* pooled 1 */
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  t = fl_stats_two_proportion(0, 0, 5, 100);
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  t = fl_stats_two_proportion(5, 100, 0, 0);
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+}
+
+static void more_canary_failures_mean_stronger_evidence(void **state) {
+  double previous_p = 2.0;
+  for (uint64_t x = 0; x <= 100; x++) {
+    fl_test_t t = fl_stats_two_proportion(x, 2000, 20, 2000);
+    assert_true(t.p_value < previous_p);
+    assert_true(t.p_value >= 0.0 && t.p_value <= 1.0);
+    previous_p = t.p_value;
+  }
+  assert_true(previous_p < 1e-10); /* 5% vs 1% over 2000 requests each */
+}
+
+/* Counters are summed without a common snapshot; a failure counted before its request must not
+ * produce NaN. It reads as "every request failed". */
+static void more_failures_than_trials_count_as_all_failed(void **state) {
+  fl_test_t over = fl_stats_two_proportion(12, 10, 1, 100);
+  fl_test_t all = fl_stats_two_proportion(10, 10, 1, 100);
+  assert_false(isnan(over.p_value));
+  assert_true(over.statistic == all.statistic && over.p_value == all.p_value);
+}
+
+/* ---- quantiles ---- */
+
+static void quantile_edges(void **state) {
+  assert_true(isnan(fl_stats_quantile(NULL, 0, 0.5)));
+  double v[5] = {30, 10, 50, 20, 40};
+  assert_true(isnan(fl_stats_quantile(v, 5, 1.5)));
+  assert_true(isnan(fl_stats_quantile(v, 5, -0.1)));
+  assert_true(isnan(fl_stats_quantile(v, 5, NAN)));
+  assert_true(fl_stats_quantile(v, 5, 0.0) == 10);
+  assert_true(fl_stats_quantile(v, 5, 1.0) == 50);
+  assert_true(fl_stats_quantile(v, 5, 0.5) == 30);
+  assert_true(fl_stats_quantile(v, 5, 0.1) == 14);
+  const double sorted[5] = {10, 20, 30, 40, 50}; /* sorted in place, as documented */
+  assert_memory_equal(v, sorted, sizeof sorted);
+  double with_nan[3] = {1, NAN, 2}; /* NumPy: any NaN makes the quantile NaN */
+  assert_true(isnan(fl_stats_quantile(with_nan, 3, 0.2)));
+}
+
+/* ---- the reservoir ---- */
+
+static void the_reservoir_keeps_everything_until_full_and_never_more(void **state) {
+  fl_reservoir_t r;
+  assert_int_equal(fl_reservoir_init(&r, 64, 7), 0);
+  for (int i = 0; i < 50; i++) fl_reservoir_add(&r, i);
+  assert_int_equal(r.n, 50);
+  assert_int_equal(r.seen, 50);
+  for (int i = 0; i < 50; i++) assert_true(r.values[i] == i);
+  for (int i = 50; i < 10000; i++) {
+    fl_reservoir_add(&r, i);
+    assert_true(r.n <= 64);
+  }
+  assert_int_equal(r.n, 64);
+  assert_int_equal(r.seen, 10000);
+  fl_reservoir_reset(&r);
+  assert_int_equal(r.n, 0);
+  assert_int_equal(r.seen, 0);
+  fl_reservoir_add(&r, -1);
+  assert_int_equal(r.n, 1);
+  assert_true(r.values[0] == -1);
+  fl_reservoir_free(&r);
+}
+
+static void each_value_is_kept_with_probability_cap_over_seen(void **state) {
+  enum { VALUES = 1000, CAP = 100, WINDOWS = 20000 };
+  static unsigned kept[VALUES];
+  fl_reservoir_t r;
+  assert_int_equal(fl_reservoir_init(&r, CAP, 12345), 0);
+  for (int w = 0; w < WINDOWS; w++) {
+    fl_reservoir_reset(&r);
+    for (int i = 0; i < VALUES; i++) fl_reservoir_add(&r, i);
+    assert_int_equal(r.n, CAP);
+    for (size_t k = 0; k < r.n; k++) kept[(int)r.values[k]]++;
+  }
+  /* expected WINDOWS·CAP/VALUES = 2000 each, binomial sd ≈ 42: ±10% is about 4.7 sd */
+  for (int i = 0; i < VALUES; i++) assert_in_range(kept[i], 1800, 2200);
+  /* and no drift along the stream: the values that filled the reservoir, the middle and the last
+   * ones are each kept 10% of the time within 1% of that (sd of a tenth's sum ≈ 0.2%) */
+  for (int tenth = 0; tenth < 10; tenth++) {
+    unsigned sum = 0;
+    for (int i = tenth * VALUES / 10; i < (tenth + 1) * VALUES / 10; i++) sum += kept[i];
+    assert_in_range(sum, 198000, 202000);
+  }
+  fl_reservoir_free(&r);
+}
+
+/* The smallest windows show an off-by-one at once: keeping 1 of 3, each value is kept a third
+ * of the time (sd ≈ 0.27% over 30000 windows; ±2% allowed), the first one included. */
+static void tiny_windows_keep_each_value_equally_often(void **state) {
+  static const struct {
+    int values, cap;
+  } shapes[] = {{2, 1}, {3, 1}, {5, 2}};
+  enum { WINDOWS = 30000 };
+  for (size_t s = 0; s < FL_ARRAY_LEN(shapes); s++) {
+    unsigned kept[5] = {0};
+    fl_reservoir_t r;
+    assert_int_equal(fl_reservoir_init(&r, (size_t)shapes[s].cap, 777 + s), 0);
+    for (int w = 0; w < WINDOWS; w++) {
+      fl_reservoir_reset(&r);
+      for (int i = 0; i < shapes[s].values; i++) fl_reservoir_add(&r, i);
+      for (size_t k = 0; k < r.n; k++) kept[(int)r.values[k]]++;
+    }
+    for (int i = 0; i < shapes[s].values; i++) {
+      double share = kept[i] / (double)WINDOWS, want = shapes[s].cap / (double)shapes[s].values;
+      assert_true(fabs(share - want) < 0.02);
+    }
+    fl_reservoir_free(&r);
+  }
+}
+
+static void the_same_seed_draws_the_same_sample(void **state) {
+  fl_reservoir_t a, b, c;
+  assert_int_equal(fl_reservoir_init(&a, 16, 99), 0);
+  assert_int_equal(fl_reservoir_init(&b, 16, 99), 0);
+  assert_int_equal(fl_reservoir_init(&c, 16, 0), 0); /* 0 is a valid seed too */
+  assert_true(c.rng != 0);
+  for (int i = 0; i < 1000; i++) {
+    fl_reservoir_add(&a, i);
+    fl_reservoir_add(&b, i);
+    fl_reservoir_add(&c, i);
+  }
+  assert_memory_equal(a.values, b.values, 16 * sizeof(double));
+  assert_true(memcmp(a.values, c.values, 16 * sizeof(double)) != 0);
+  fl_reservoir_free(&a);
+  fl_reservoir_free(&b);
+  fl_reservoir_free(&c);
+}
+
+int main(int argc, char **argv) {
+  const char *env = getenv("FLEDGE_STATS_VECTORS");
+  if (argc > 1) vectors_path = argv[1];
+  else if (env && *env) vectors_path = env;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(mann_whitney_matches_scipy_on_every_vector),
+      cmocka_unit_test(two_proportion_matches_the_pooled_z_test_on_every_vector),
+      cmocka_unit_test(quantile_matches_numpy_linear_on_every_vector),
+      cmocka_unit_test(the_normal_tail_is_accurate_far_out),
+      cmocka_unit_test(identical_samples_give_no_evidence),
+      cmocka_unit_test(all_values_tied_give_p_one),
+      cmocka_unit_test(an_empty_side_gives_no_evidence),
+      cmocka_unit_test(swapping_the_sides_mirrors_the_test),
+      cmocka_unit_test(the_inputs_are_left_untouched),
+      cmocka_unit_test(ten_thousand_a_side_catch_a_five_percent_slowdown_quickly),
+      cmocka_unit_test(two_proportion_degenerate_counts_give_no_evidence),
+      cmocka_unit_test(more_canary_failures_mean_stronger_evidence),
+      cmocka_unit_test(more_failures_than_trials_count_as_all_failed),
+      cmocka_unit_test(quantile_edges),
+      cmocka_unit_test(the_reservoir_keeps_everything_until_full_and_never_more),
+      cmocka_unit_test(each_value_is_kept_with_probability_cap_over_seen),
+      cmocka_unit_test(tiny_windows_keep_each_value_equally_often),
+      cmocka_unit_test(the_same_seed_draws_the_same_sample),
+  };
+  return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
+}
