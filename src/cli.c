@@ -1,5 +1,5 @@
-/* cli.c — `fledge stats`: finds the admin listener (--admin, or admin.listen of --config),
- * fetches /api/v1/stats and prints one line per route and variant. */
+/* cli.c — fledge stats, status, rollout and history: each finds the admin listener (--admin, or
+ * admin.listen of --config), calls the admin API and prints what came back for a person. */
 #include "cli.h"
 #include "client.h"
 #include "conf.h"
@@ -8,124 +8,261 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static const char stats_usage[] =
-    "usage: fledge stats [-a ADDR | -c FILE] [-w 1m|5m] [--json]\n\n"
-    "Prints requests per second, error rate, latency, time to first token and tokens per second\n"
-    "for each route and variant of a running gateway, from its admin listener.\n\n"
-    "  -a, --admin ADDR    admin listener (default 127.0.0.1:9090)\n"
-    "  -c, --config FILE   take the admin listener from this config instead\n"
-    "  -w, --window W      1m (default) or 5m\n"
-    "      --json          print /api/v1/stats as it came\n";
+#include <time.h>
 
 typedef struct {
   fl_addr_t admin;
-  const char *window;
+  char token[256];                 /* from the config's admin.token_env, or $FLEDGE_ADMIN_TOKEN */
+  const char *window;              /* stats: 1m | 5m */
+  const char *spec;                /* rollout start: JSON text or @FILE */
+  const char *route;               /* history: only this route */
   bool json;
-} stats_opts_t;
+} cli_opts_t;
 
-static int admin_from_config(const char *path, fl_addr_t *out) {
+static const char common_help[] =
+    "  -a, --admin ADDR    admin listener (default 127.0.0.1:9090)\n"
+    "  -c, --config FILE   take the admin listener and token (admin.token_env) from this config\n"
+    "      --json          print the API's JSON as it came\n"
+    "Changes send the bearer token from the config's admin.token_env or $FLEDGE_ADMIN_TOKEN.\n";
+
+static int from_config(const char *path, cli_opts_t *o) {
   char err[512];
   fl_conf_t *c;
   if (fl_conf_load(path, &c, err, sizeof err) != 0) {
     fprintf(stderr, "%s\n", err);
     return -1;
   }
-  *out = c->admin_listen;
+  o->admin = c->admin_listen;
+  if (c->admin_token) snprintf(o->token, sizeof o->token, "%s", c->admin_token);
   fl_conf_unref(c);
   return 0;
 }
 
-/* 0: run; 1: done (help); 2: usage error. */
-static int parse_opts(int argc, char **argv, stats_opts_t *o) {
-  static const struct option opts[] = {{"admin", required_argument, NULL, 'a'}, {"config", required_argument, NULL, 'c'},
-                                       {"window", required_argument, NULL, 'w'}, {"json", no_argument, NULL, 'j'},
-                                       {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+/* 0: run; 1: done (help printed); 2: usage error. Positional arguments stay at argv[optind..]. */
+static int parse_opts(int argc, char **argv, const char *usage, cli_opts_t *o) {
+  static const struct option opts[] = {
+      {"admin", required_argument, NULL, 'a'}, {"config", required_argument, NULL, 'c'},
+      {"window", required_argument, NULL, 'w'}, {"spec", required_argument, NULL, 's'},
+      {"route", required_argument, NULL, 'r'}, {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
   fl_addr_parse("127.0.0.1:9090", &o->admin);
   o->window = "1m";
+  const char *env = getenv("FLEDGE_ADMIN_TOKEN");
+  if (env) snprintf(o->token, sizeof o->token, "%s", env);
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "a:c:w:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "a:c:w:s:r:h", opts, NULL)) != -1) {
     if (ch == 'a' && fl_addr_parse(optarg, &o->admin) != 0) {
-      fprintf(stderr, "fledge stats: bad address \"%s\" (want HOST:PORT)\n", optarg);
+      fprintf(stderr, "fledge: bad address \"%s\" (want HOST:PORT)\n", optarg);
       return 2;
-    } else if (ch == 'c' && admin_from_config(optarg, &o->admin) != 0) {
-      return 2;
-    } else if (ch == 'w') {
-      if (strcmp(optarg, "1m") != 0 && strcmp(optarg, "5m") != 0) {
-        fprintf(stderr, "fledge stats: --window is 1m or 5m\n");
-        return 2;
-      }
-      o->window = optarg;
-    } else if (ch == 'j') {
-      o->json = true;
-    } else if (ch == 'h') {
-      fputs(stats_usage, stdout);
+    }
+    if (ch == 'c' && from_config(optarg, o) != 0) return 2;
+    if (ch == 'w') o->window = optarg;
+    if (ch == 's') o->spec = optarg;
+    if (ch == 'r') o->route = optarg;
+    if (ch == 'j') o->json = true;
+    if (ch == 'h') {
+      printf("%s%s", usage, common_help);
       return 1;
-    } else if (ch != 'a' && ch != 'c') {
-      fputs(stats_usage, stderr);
+    }
+    if (ch == '?') {
+      fprintf(stderr, "%s%s", usage, common_help);
       return 2;
     }
   }
   return 0;
 }
 
-static double num(json_t *o, const char *path1, const char *path2) {
-  json_t *v = json_object_get(o, path1);
-  if (path2) v = json_object_get(v, path2);
+/* Calls the API; on success returns the parsed JSON (caller decrefs), else prints why. */
+static json_t *call(const cli_opts_t *o, const char *method, const char *path, const char *body, int *rc) {
+  char err[512], *text = NULL;
+  int status = 0;
+  *rc = 1;
+  if (fl_client_request(&o->admin, method, path, body, o->token[0] ? o->token : NULL, 5000, &status, &text, err,
+                        sizeof err) != 0) {
+    fprintf(stderr, "fledge: %s\n", err);
+    return NULL;
+  }
+  json_t *j = json_loads(text, 0, NULL);
+  if (status != 200) {
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    fprintf(stderr, "fledge: %s %s: %d %s\n", method, path, status, msg ? msg : text);
+    json_decref(j);
+    j = NULL;
+  } else if (!j) {
+    fprintf(stderr, "fledge: %s %s: the answer is not JSON\n", method, path);
+  } else {
+    *rc = 0;
+  }
+  if (j && o->json) printf("%s\n", text);
+  free(text);
+  return j;
+}
+
+static double num(json_t *o, const char *a, const char *b) {
+  json_t *v = json_object_get(o, a);
+  if (b) v = json_object_get(v, b);
   return json_is_number(v) ? json_number_value(v) : 0.0;
 }
 
-static void print_variant(const char *route, double weight, json_t *v, const char *window) {
-  json_t *w = json_object_get(json_object_get(v, "windows"), window);
-  json_t *totals = json_object_get(v, "totals");
-  const char *variant = json_string_value(json_object_get(v, "variant"));
-  printf("%-16s %-7s %-12s %6.2f %9.2f %6.2f %9.1f %9.1f %9.1f %8.1f %6.0f %10.0f\n", route, variant ? variant : "?",
-         json_string_value(json_object_get(v, "version")), strcmp(variant ? variant : "", "canary") == 0 ? weight : 100 - weight,
-         num(w, "rps", NULL), 100 * num(w, "error_rate", NULL), num(w, "latency_ms", "p50"), num(w, "latency_ms", "p99"),
-         num(w, "ttft_ms", "p50"), num(w, "tokens_per_s", NULL), num(totals, "in_flight", NULL), num(totals, "requests", NULL));
+static const char *str(json_t *o, const char *key) {
+  const char *s = json_string_value(json_object_get(o, key));
+  return s ? s : "-";
 }
 
-static int print_table(const char *text, const char *window) {
-  json_error_t jerr;
-  json_t *root = json_loads(text, 0, &jerr);
-  json_t *routes = json_object_get(root, "routes");
-  if (!json_is_array(routes)) {
-    fprintf(stderr, "fledge stats: unexpected answer: %s\n", root ? "no routes" : jerr.text);
-    json_decref(root);
-    return 1;
+/* ---- stats ---- */
+
+static void print_stats_row(const char *route, double weight, json_t *v, const char *window) {
+  json_t *w = json_object_get(json_object_get(v, "windows"), window);
+  json_t *totals = json_object_get(v, "totals");
+  bool canary = strcmp(str(v, "variant"), "canary") == 0;
+  printf("%-16s %-7s %-12s %6.2f %9.2f %6.2f %9.1f %9.1f %9.1f %8.1f %6.0f %10.0f\n", route, str(v, "variant"),
+         str(v, "version"), canary ? weight : 100 - weight, num(w, "rps", NULL), 100 * num(w, "error_rate", NULL),
+         num(w, "latency_ms", "p50"), num(w, "latency_ms", "p99"), num(w, "ttft_ms", "p50"),
+         num(w, "tokens_per_s", NULL), num(totals, "in_flight", NULL), num(totals, "requests", NULL));
+}
+
+int fl_cli_stats(int argc, char **argv) {
+  cli_opts_t o = {0};
+  int rc = parse_opts(argc, argv, "usage: fledge stats [-a ADDR | -c FILE] [-w 1m|5m] [--json]\n\n"
+                                  "Requests per second, error rate, latency, time to first token and tokens per second\n"
+                                  "of each route and variant of a running gateway.\n\n"
+                                  "  -w, --window W      1m (default) or 5m\n", &o);
+  if (rc) return rc == 1 ? 0 : rc;
+  if (strcmp(o.window, "1m") != 0 && strcmp(o.window, "5m") != 0) {
+    fprintf(stderr, "fledge stats: --window is 1m or 5m\n");
+    return 2;
   }
+  json_t *root = call(&o, "GET", "/api/v1/stats", NULL, &rc);
+  if (!root || o.json) goto out;
   printf("%-16s %-7s %-12s %6s %9s %6s %9s %9s %9s %8s %6s %10s\n", "ROUTE", "VARIANT", "VERSION", "SHARE%", "RPS",
          "ERR%", "P50_MS", "P99_MS", "TTFT_MS", "TOK/S", "ACTIVE", "REQUESTS");
   size_t i, k;
   json_t *r, *v;
-  json_array_foreach(routes, i, r) {
-    json_array_foreach(json_object_get(r, "variants"), k, v)
-      print_variant(json_string_value(json_object_get(r, "route")), num(r, "canary_weight", NULL), v, window);
+  json_array_foreach(json_object_get(root, "routes"), i, r) {
+    json_array_foreach(json_object_get(r, "variants"), k, v) print_stats_row(str(r, "route"), num(r, "canary_weight", NULL), v, o.window);
   }
-  printf("(rates and percentiles over the last %s)\n", window);
+  printf("(rates and percentiles over the last %s)\n", o.window);
+out:
   json_decref(root);
-  return 0;
+  return rc;
 }
 
-int fl_cli_stats(int argc, char **argv) {
-  stats_opts_t o = {0};
-  int rc = parse_opts(argc, argv, &o);
+/* ---- status ---- */
+
+static void print_status_row(json_t *r) {
+  json_t *ro = json_object_get(r, "rollout");
+  json_t *win = json_object_get(ro, "windows");
+  json_t *last = json_object_get(ro, "last_analysis");
+  char step[16] = "-", windows[32] = "-";
+  if (json_object_get(ro, "step") && num(ro, "step", NULL) >= 0)
+    snprintf(step, sizeof step, "%.0f/%zu", num(ro, "step", NULL) + 1,
+             json_array_size(json_object_get(json_object_get(ro, "spec"), "steps")));
+  if (win) snprintf(windows, sizeof windows, "%.0f/%.0f/%.0f", num(win, "pass", NULL), num(win, "fail", NULL),
+                    num(win, "inconclusive", NULL));
+  printf("%-16s %7.2f %-10s %-10s %-12s %-6s %-14s %s\n", str(r, "name"), num(r, "canary_weight", NULL),
+         str(json_object_get(r, "stable"), "version"), str(json_object_get(r, "canary"), "version"), str(ro, "state"),
+         step, windows, last ? str(last, "verdict") : "-");
+}
+
+int fl_cli_status(int argc, char **argv) {
+  cli_opts_t o = {0};
+  int rc = parse_opts(argc, argv, "usage: fledge status [-a ADDR | -c FILE] [--json]\n\n"
+                                  "Each route's canary weight, versions and rollout: state, step, windows passed/failed/\n"
+                                  "inconclusive and the last window's verdict.\n\n", &o);
   if (rc) return rc == 1 ? 0 : rc;
-  char err[512], *body = NULL;
-  int status = 0;
-  if (fl_client_request(&o.admin, "GET", "/api/v1/stats", NULL, 5000, &status, &body, err, sizeof err) != 0) {
-    fprintf(stderr, "fledge stats: %s\n", err);
-    return 1;
+  json_t *root = call(&o, "GET", "/api/v1/routes", NULL, &rc);
+  if (root && !o.json) {
+    printf("%-16s %7s %-10s %-10s %-12s %-6s %-14s %s\n", "ROUTE", "WEIGHT%", "STABLE", "CANARY", "ROLLOUT", "STEP",
+           "PASS/FAIL/INC", "LAST");
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(root, "routes"), i, r) print_status_row(r);
   }
-  if (status != 200) {
-    fprintf(stderr, "fledge stats: %s answered %d: %s\n", o.admin.text, status, body);
-    rc = 1;
-  } else if (o.json) {
-    printf("%s\n", body);
-  } else {
-    rc = print_table(body, o.window);
+  json_decref(root);
+  return rc;
+}
+
+/* ---- rollout ---- */
+
+static char *spec_text(const char *spec) {
+  if (!spec) return NULL;
+  if (spec[0] != '@') return strdup(spec);
+  json_error_t jerr;
+  json_t *j = json_load_file(spec + 1, 0, &jerr);
+  if (!j) {
+    fprintf(stderr, "fledge rollout: %s:%d:%d: %s\n", spec + 1, jerr.line, jerr.column, jerr.text);
+    return NULL;
   }
+  char *text = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  return text;
+}
+
+int fl_cli_rollout(int argc, char **argv) {
+  static const char usage[] =
+      "usage: fledge rollout start|pause|resume|promote|abort|undo ROUTE [-a ADDR | -c FILE] [--spec JSON|@FILE]\n\n"
+      "Starts a progressive rollout of ROUTE's canary, or steers the one in progress. --spec gives the\n"
+      "rollout (steps, interval, min_requests, max_failures, confidence, checks) as JSON, inline or\n"
+      "from a file; without it the defaults apply (docs/rollouts.md).\n\n"
+      "  -s, --spec S        the rollout spec for start\n";
+  cli_opts_t o = {0};
+  int rc = parse_opts(argc, argv, usage, &o);
+  if (rc) return rc == 1 ? 0 : rc;
+  static const char *const actions[] = {"start", "pause", "resume", "promote", "abort", "undo"};
+  const char *action = optind < argc ? argv[optind] : "", *route = optind + 1 < argc ? argv[optind + 1] : NULL;
+  bool known = false;
+  for (size_t i = 0; i < FL_ARRAY_LEN(actions); i++) known |= strcmp(action, actions[i]) == 0;
+  if (!known || !route || optind + 2 != argc) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  char path[256];
+  bool start = strcmp(action, "start") == 0;
+  snprintf(path, sizeof path, start ? "/api/v1/routes/%s/rollout" : "/api/v1/routes/%s/rollout/%s", route, action);
+  char *body = start ? spec_text(o.spec) : NULL;
+  if (start && o.spec && !body) return 2;
+  json_t *r = call(&o, "POST", path, body, &rc);
   free(body);
+  if (r && !o.json)
+    printf("%s: rollout %s, canary weight %.2f%%\n", route, str(json_object_get(r, "rollout"), "state"),
+           num(r, "canary_weight", NULL));
+  json_decref(r);
+  return rc;
+}
+
+/* ---- history ---- */
+
+static void print_event(json_t *e) {
+  char when[32];
+  time_t secs = (time_t)(num(e, "time_ms", NULL) / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+  json_t *d = json_object_get(e, "detail");
+  char change[48] = "";
+  if (json_object_get(d, "to"))
+    snprintf(change, sizeof change, "%.2f -> %.2f", num(d, "from", NULL), num(d, "to", NULL));
+  const char *reason = json_string_value(json_object_get(d, "reason"));
+  printf("%s  %-12s %-8s %-16s %-16s %s\n", when, str(e, "route"), str(e, "actor"), str(e, "kind"), change,
+         reason ? reason : "");
+}
+
+int fl_cli_history(int argc, char **argv) {
+  cli_opts_t o = {0};
+  int rc = parse_opts(argc, argv, "usage: fledge history [-a ADDR | -c FILE] [--route ROUTE] [--json]\n\n"
+                                  "The event log: who or what changed which weight, when and why.\n\n"
+                                  "  -r, --route ROUTE   only this route's events\n", &o);
+  if (rc) return rc == 1 ? 0 : rc;
+  char path[160];
+  snprintf(path, sizeof path, "/api/v1/events?limit=1000%s%s", o.route ? "&route=" : "", o.route ? o.route : "");
+  json_t *root = call(&o, "GET", path, NULL, &rc);
+  if (root && !o.json) {
+    printf("%-21s %-12s %-8s %-16s %-16s %s\n", "TIME (UTC)", "ROUTE", "ACTOR", "EVENT", "WEIGHT%", "WHY");
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(root, "events"), i, e) print_event(e);
+  }
+  json_decref(root);
   return rc;
 }

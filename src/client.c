@@ -65,17 +65,23 @@ static int read_answer(int fd, http_parser *p, answer_t *a) {
 }
 
 int fl_client_request(const fl_addr_t *addr, const char *method, const char *path, const char *body,
-                      int timeout_ms, int *status, char **out, char *err, size_t err_cap) {
+                      const char *token, int timeout_ms, int *status, char **out, char *err, size_t err_cap) {
   int fd = connect_to(addr, timeout_ms);
   if (fd < 0) {
     snprintf(err, err_cap, "cannot connect to %s: %s", addr->text, strerror(-fd));
     return fd;
   }
-  char head[512];
+  char head[1024];
   size_t blen = body ? strlen(body) : 0;
   int hlen = snprintf(head, sizeof head,
                       "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n\r\n", method, path, addr->text, blen);
+                      "Content-Length: %zu\r\n%s%s%s\r\n", method, path, addr->text, blen,
+                      token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
+  if (hlen < 0 || (size_t)hlen >= sizeof head) {
+    close(fd);
+    snprintf(err, err_cap, "request head too long");
+    return FL_ELIMIT;
+  }
   int rc = send_all(fd, head, (size_t)hlen);
   if (rc == 0 && blen) rc = send_all(fd, body, blen);
   answer_t a = {0};

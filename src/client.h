@@ -5,10 +5,11 @@
 
 #include "netaddr.h"
 
-/* Sends METHOD path to addr with an optional body and waits up to timeout_ms for the whole
+/* Sends METHOD path to addr with an optional body (and "Authorization: Bearer token" when token
+ * is not NULL) and waits up to timeout_ms for the whole
  * answer. On success returns 0, the status and a malloc'd NUL-terminated body (caller frees).
  * On failure returns a negative errno or FL_EPARSE and writes a message into err. */
 int fl_client_request(const fl_addr_t *addr, const char *method, const char *path, const char *body,
-                      int timeout_ms, int *status, char **out, char *err, size_t err_cap);
+                      const char *token, int timeout_ms, int *status, char **out, char *err, size_t err_cap);
 
 #endif

@@ -20,7 +20,10 @@ static void usage(FILE *out) {
           "  serve -c FILE   run the gateway in the foreground (SIGHUP reloads, SIGTERM drains)\n"
           "  check -c FILE   validate a config file; errors are printed as FILE:LINE:COL: message\n"
           "  mock [options]  run a fake OpenAI-compatible model server (see fledge mock --help)\n"
-          "  stats [options] per-variant rates, errors, latency and tokens of a running gateway\n"
+          "  stats           per-variant rates, errors, latency and tokens of a running gateway\n"
+          "  status          routes, canary weights and rollouts of a running gateway\n"
+          "  rollout ACTION ROUTE   start|pause|resume|promote|abort|undo a progressive rollout\n"
+          "  history         the event log: who changed which weight, when and why\n"
           "  version         print the version\n"
           "\n"
           "Run 'fledge COMMAND --help' for a command's options.\n");
@@ -86,6 +89,9 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
   if (strcmp(cmd, "mock") == 0) return fl_mock_main(argc - 1, argv + 1);
   if (strcmp(cmd, "stats") == 0) return fl_cli_stats(argc - 1, argv + 1);
+  if (strcmp(cmd, "status") == 0) return fl_cli_status(argc - 1, argv + 1);
+  if (strcmp(cmd, "rollout") == 0) return fl_cli_rollout(argc - 1, argv + 1);
+  if (strcmp(cmd, "history") == 0) return fl_cli_history(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("fledge %s\n", FL_VERSION);
     return 0;

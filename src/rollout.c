@@ -126,7 +126,9 @@ static void failed_checks(json_t *analysis, char *out, size_t cap) {
 static void act_on_verdict(const fl_route_t *rt, ro_t *r, fl_verdict_t v, json_t *analysis) {
   if (v == FL_VERDICT_PASS) {
     r->failures = 0;
-    if ((size_t)r->step + 1 >= r->spec.n_steps) {
+    /* a step at 100% leaves stable nothing to compare with: reaching it is the promotion */
+    size_t next = (size_t)r->step + 1;
+    if (next >= r->spec.n_steps || r->spec.steps_bp[next] == 10000) {
       r->state = RO_PROMOTED;
       set_weight(rt, r, 10000, "rollout", "promoted", json_pack("{s:O}", "analysis", analysis));
     } else {

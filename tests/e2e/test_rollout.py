@@ -1,0 +1,201 @@
+"""Progressive rollouts end to end: live traffic through the gateway to two mock versions, the
+weight moving step by step while the canary is as good as stable, and rolled back to 0 when it
+is not, with every decision in the event log and surviving a kill -9."""
+import http.client
+import random
+import signal
+import threading
+import time
+
+from harness import Gateway, mock, request, route_yaml, chat
+
+TOKEN = "rollout-test-token-0123456789"
+AUTH = {"authorization": "Bearer " + TOKEN}
+WITH_TOKEN = dict(env={"FLEDGE_TOKEN": TOKEN}, admin_extra="  token_env: FLEDGE_TOKEN\n")
+
+
+class Load:
+    """Client threads sending chat requests from random users until stopped."""
+
+    def __init__(self, port, threads=4):
+        self.port, self.stop, self.sent = port, False, 0
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        body = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+        while not self.stop:
+            try:
+                conn.request("POST", "/v1/chat/completions", body,
+                             {"x-user-id": "u%d" % random.randrange(10**9), "content-type": "application/json"})
+                conn.getresponse().read()
+                self.sent += 1
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                time.sleep(0.01)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        for t in self.threads:
+            t.join(10)
+
+
+def start(gw, spec):
+    r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec)
+    assert r.status == 200, r.body
+    return r.json()
+
+
+def route(gw):
+    return request(gw.admin, "GET", "/api/v1/routes/chat").json()
+
+
+def wait_state(gw, states, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = route(gw)
+        if r["rollout"]["state"] in states:
+            return r
+        time.sleep(0.1)
+    raise AssertionError("rollout did not reach %s in %ss: %s" % (states, timeout, route(gw)))
+
+
+def events(gw):
+    return request(gw.admin, "GET", "/api/v1/events?route=chat").json()["events"]
+
+
+SPEC = {"steps": [20, 50, 100], "interval": "2s", "min_requests": 40, "max_failures": 2,
+        "checks": [{"metric": "error_rate", "max_increase": 0.01}, {"metric": "latency_p99", "max_ratio": 1.2}]}
+
+
+def test_a_healthy_canary_is_promoted_through_every_step():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port):
+        assert start(gw, SPEC)["canary_weight"] == 20
+        r = wait_state(gw, ["promoted", "rolled_back"], 20)
+        assert r["rollout"]["state"] == "promoted" and r["canary_weight"] == 100, r
+        kinds = [(e["kind"], e["detail"].get("to")) for e in events(gw)]
+        assert kinds == [("rollout_started", 20), ("step", 50), ("promoted", 100)], kinds
+
+
+def test_a_canary_with_5_percent_errors_is_rolled_back_within_two_windows():
+    with mock(model="m-v1") as v1, mock("--error-rate", 0.05, "--seed", 7, model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port):
+        start(gw, SPEC)
+        t0 = time.time()
+        r = wait_state(gw, ["rolled_back", "promoted"], 12)
+        assert r["rollout"]["state"] == "rolled_back" and r["canary_weight"] == 0, r
+        assert time.time() - t0 < 2 * 2 + 2            # two 2 s windows, and a tick of slack
+        last = events(gw)[-1]
+        assert last["kind"] == "rolled_back" and "error_rate" in last["detail"]["reason"], last
+        check = [c for c in last["detail"]["analysis"]["checks"] if c["metric"] == "error_rate"][0]
+        assert check["p_value"] < 0.05 and check["canary"] > check["stable"] + 0.01, check
+        # the weight really is 0: every user now gets the stable version
+        for i in range(50):
+            r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "after-%d" % i}, chat())
+            assert r.header("x-fledge-variant") == "stable"
+
+
+def test_a_canary_one_and_a_half_times_slower_is_rolled_back():
+    with mock("--latency-ms", 20, model="m-v1") as v1, mock("--latency-ms", 30, model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port, threads=8):
+        start(gw, SPEC)
+        r = wait_state(gw, ["rolled_back", "promoted"], 12)
+        assert r["rollout"]["state"] == "rolled_back", r
+        assert "latency_p99" in events(gw)[-1]["detail"]["reason"]
+
+
+def test_too_little_traffic_holds_the_weight():
+    spec = dict(SPEC, min_requests=100000)
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port, threads=1):
+        start(gw, spec)
+        time.sleep(5)                                    # two windows pass
+        r = route(gw)
+        assert r["rollout"]["state"] == "progressing" and r["canary_weight"] == 20, r
+        assert r["rollout"]["windows"]["inconclusive"] >= 2 and r["rollout"]["windows"]["fail"] == 0
+        assert r["rollout"]["last_analysis"]["verdict"] == "inconclusive"
+
+
+def test_kill_9_mid_rollout_resumes_at_the_same_step_and_weight():
+    spec = dict(SPEC, steps=[10, 30, 60, 100], interval="3s", min_requests=1000000)
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2:
+        yaml = route_yaml(v1, v2, weight=0)
+        gw = Gateway(yaml, **WITH_TOKEN)
+        with gw:
+            start(gw, spec)
+            assert request(gw.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 30}).status == 200
+            request(gw.admin, "POST", "/api/v1/routes/chat/rollout/resume", AUTH)
+            gw.p.send_signal(signal.SIGKILL)
+            gw.p.wait()
+            again = Gateway(yaml, state_dir=gw.state_dir, **WITH_TOKEN)
+            with again:
+                r = route(again)
+                assert r["canary_weight"] == 30 and r["rollout"]["state"] == "progressing", r
+                assert r["rollout"]["step"] == 0
+                assert "restored at step 0" in again.output()
+
+
+def test_operator_actions_pause_abort_and_undo():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+        start(gw, dict(SPEC, interval="60s"))
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/pause", AUTH).json()["rollout"]["state"] == "paused"
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/pause", AUTH).status == 409
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/resume", AUTH).status == 200
+        r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout/promote", AUTH).json()
+        assert r["canary_weight"] == 100 and r["rollout"]["state"] == "promoted"
+        r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout/undo", AUTH).json()
+        assert r["canary_weight"] == 0
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout", {}, SPEC).status == 401
+        assert [(e["actor"], e["kind"]) for e in events(gw)] == [
+            ("api", "rollout_started"), ("api", "paused"), ("api", "resumed"), ("api", "promoted"), ("api", "undone")]
+
+
+def test_the_cli_starts_steers_and_explains_a_rollout():
+    import json as _json
+    import os
+    import subprocess
+    from harness import FLEDGE
+
+    def cli(*args, token=TOKEN):
+        env = dict(os.environ, FLEDGE_ADMIN_TOKEN=token)
+        return subprocess.run([FLEDGE, *args, "-a", "127.0.0.1:%d" % gw.admin], capture_output=True, text=True,
+                              timeout=10, env=env)
+
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+        out = cli("rollout", "start", "chat", "--spec", _json.dumps(dict(SPEC, interval="60s")))
+        assert out.returncode == 0 and "rollout progressing, canary weight 20.00%" in out.stdout, out
+        out = cli("status")
+        row = [l.split() for l in out.stdout.splitlines() if l.startswith("chat")][0]
+        assert row[1:6] == ["20.00", "v1", "v2", "progressing", "1/3"], row
+        assert cli("rollout", "abort", "chat", token="wrong-token-0123456789").returncode == 1
+        out = cli("rollout", "abort", "chat")
+        assert out.returncode == 0 and "rolled_back, canary weight 0.00%" in out.stdout, out
+        out = cli("history")
+        lines = [l for l in out.stdout.splitlines() if " chat " in l]
+        assert "rollout_started" in lines[0] and "0.00 -> 20.00" in lines[0], out.stdout
+        assert "rolled_back" in lines[1] and "aborted by hand" in lines[1], out.stdout
+        assert cli("rollout", "jump", "chat").returncode == 2
+
+
+def test_metrics_explain_the_analysis_and_pass_promtool():
+    from prom import promtool_check
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port):
+        start(gw, dict(SPEC, steps=[20, 50]))
+        deadline = time.time() + 10
+        while route(gw)["rollout"]["windows"]["pass"] < 1 and time.time() < deadline:
+            time.sleep(0.2)
+        text = request(gw.admin, "GET", "/metrics").body.decode()
+        ok, out = promtool_check(text)
+        assert ok, out
+        assert 'fledge_analysis_windows_total{route="chat",verdict="pass"}' in text
+        assert 'fledge_analysis_p_value{route="chat",metric="error_rate"}' in text
