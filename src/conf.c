@@ -2,6 +2,7 @@
  * libyaml's document API gives a node tree with positions, so every check below
  * can name the key or value at fault as FILE:LINE:COL and a person can fix it in place. */
 #include "conf.h"
+#include "analysis.h"
 #include "geo.h"
 
 #include <ctype.h>
@@ -679,7 +680,46 @@ static const field_t route_match_fields[] = {
 };
 static const section_t route_match_section = {"route match", NULL, route_match_fields, FL_ARRAY_LEN(route_match_fields)};
 
+/* YAML → JSON for the rollout spec: plain scalars that read as numbers or booleans become those,
+ * everything else a string; the spec's own parser then validates it. */
+static json_t *yaml_json(parse_ctx_t *p, yaml_node_t *n) {
+  if (n->type == YAML_MAPPING_NODE) {
+    json_t *o = json_object();
+    for (size_t i = 0; i < map_len(n); i++)
+      json_object_set_new(o, scalar(pair_key(p, n, i)), yaml_json(p, pair_value(p, n, i)));
+    return o;
+  }
+  if (n->type == YAML_SEQUENCE_NODE) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < list_len(n); i++) json_array_append_new(a, yaml_json(p, list_item(p, n, i)));
+    return a;
+  }
+  const char *v = scalar(n);
+  char *end;
+  double d = strtod(v, &end);
+  bool plain = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+  if (plain && *v && !*end) return strchr(v, '.') || strchr(v, 'e') ? json_real(d) : json_integer((json_int_t)d);
+  if (plain && (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)) return json_boolean(v[0] == 't');
+  return json_string(v);
+}
+
+static int f_rollout(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_route_t *r = slot;
+  int rc = want_mapping(p, v, "rollout");
+  if (rc) return rc;
+  json_t *spec = yaml_json(p, v);
+  fl_rollout_spec_t parsed;
+  char err[256];
+  if (fl_rollout_spec_parse(spec, &parsed, err, sizeof err) != 0) {
+    json_decref(spec);
+    return fail(p, v, "rollout: %s", err);
+  }
+  r->rollout_spec = spec;
+  return 0;
+}
+
 static const field_t route_fields[] = {
+  {"rollout", f_rollout, 0, NULL},
   {"name", f_route_name, offsetof(fl_route_t, name), NULL},
   {"match", NULL, 0, &route_match_section},
   {"user_key", f_user_key, 0, NULL},
@@ -843,6 +883,7 @@ static void free_route(fl_route_t *r, unsigned workers) {
   free(r->user_key);
   free(r->salt);
   free(r->segment_header);
+  json_decref(r->rollout_spec);
   for (int v = 0; v < FL_NVARIANTS; v++) {
     free(r->variant[v].version);
     free(r->variant[v].model);

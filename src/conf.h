@@ -73,6 +73,8 @@ typedef struct fl_route {
   struct fl_live *live;             /* set by fl_live_bind() */
   fl_rule_t *rules; size_t n_rules;
   bool has_canary;                  /* false when the route has no canary section */
+  struct json_t *rollout_spec;      /* rollout: as JSON (validated), or NULL; starts when the
+                                       canary's version changes (rollout.h) */
 } fl_route_t;
 
 typedef struct fl_conf {

@@ -174,7 +174,7 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
   if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
   if (!rt->has_canary) return fail(err, err_cap, FL_EINVAL, "route %s has no canary to roll out", route);
   fl_rollout_spec_t parsed;
-  if (fl_rollout_spec_parse(spec, &parsed, err, err_cap) != 0) return FL_EINVAL;
+  if (fl_rollout_spec_parse(spec ? spec : rt->rollout_spec, &parsed, err, err_cap) != 0) return FL_EINVAL;
   ro_t *r = ro_get(route, true);
   if (!r) return fail(err, err_cap, FL_ENOMEM, "out of memory starting %s", route);
   if (r->state == RO_PROGRESSING || r->state == RO_PAUSED)
@@ -258,10 +258,26 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   json_decref(spec);
 }
 
+/* A route with a rollout spec starts one by itself when its canary's version is new. */
+static void start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const fl_route_state_t *st, bool known) {
+  if (!rt->rollout_spec || !rt->has_canary || (known && strcmp(st->canary_version, rt->variant[FL_CANARY].version) == 0))
+    return;
+  ro_t *r = ro_get(rt->name, false);
+  if (r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED)) {
+    r->state = RO_ROLLED_BACK;                     /* the canary it was judging is gone */
+    event(rt->name, "config", "superseded", json_pack("{s:s}", "reason", "a new canary version was deployed"));
+  }
+  char err[256];
+  if (fl_rollout_start(c, rt->name, NULL, "config", err, sizeof err) != 0)
+    fl_log("route %s: cannot start the rollout of %s: %s", rt->name, rt->variant[FL_CANARY].version, err);
+}
+
 void fl_rollouts_bind(const fl_conf_t *c, bool first) {
-  for (size_t i = 0; first && store && i < c->n_routes; i++) {
+  for (size_t i = 0; store && i < c->n_routes; i++) {
     fl_route_state_t st;
-    if (fl_store_get_route(store, c->routes[i].name, &st) == 0) restore(&c->routes[i], &st);
+    bool known = fl_store_get_route(store, c->routes[i].name, &st) == 0;
+    if (known && first) restore(&c->routes[i], &st);
+    start_if_new_canary(c, &c->routes[i], &st, known);
   }
   for (size_t i = 0; i < c->n_routes; i++) save(&c->routes[i], ro_get(c->routes[i].name, false), fl_live_weight(&c->routes[i]));
 }

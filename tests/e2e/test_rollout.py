@@ -200,3 +200,39 @@ def test_metrics_explain_the_analysis_and_pass_promtool():
         assert ok, out
         assert 'fledge_analysis_windows_total{route="chat",verdict="pass"}' in text
         assert 'fledge_analysis_p_value{route="chat",metric="error_rate"}' in text
+
+
+ROLLOUT_YAML = ("    rollout:\n      steps: [10, 50, 100]\n      interval: 60s\n      min_requests: 50\n"
+                "      checks:\n        - { metric: error_rate, max_increase: 0.01 }\n"
+                "        - { metric: ttft_p95, max_ratio: 1.25 }\n")
+
+
+def test_a_route_with_a_rollout_spec_starts_one_when_its_canary_version_is_new():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2:
+        yaml = route_yaml(v1, v2, weight=0, extra=ROLLOUT_YAML)
+        with Gateway(yaml, **WITH_TOKEN) as gw:
+            r = route(gw)
+            assert r["rollout"]["state"] == "progressing" and r["canary_weight"] == 10, r
+            assert r["rollout"]["spec"]["checks"][1] == {"metric": "ttft_p95", "max_ratio": 1.25}
+            gw.reload(yaml)                                  # same canary: nothing new starts
+            assert [e["kind"] for e in events(gw)] == ["rollout_started"]
+            gw.reload(yaml.replace("version: v2", "version: v3"))
+            assert [(e["actor"], e["kind"]) for e in events(gw)] == [
+                ("config", "rollout_started"), ("config", "superseded"), ("config", "rollout_started")]
+            assert route(gw)["canary"]["version"] == "v3"
+
+
+def test_a_bad_rollout_spec_is_a_config_error_with_its_position():
+    import os
+    import subprocess
+    import tempfile
+    from harness import FLEDGE
+    bad = route_yaml(1, 2, weight=0, extra=ROLLOUT_YAML.replace("[10, 50, 100]", "[50, 10]"))
+    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    f.write(bad)
+    f.close()
+    out = subprocess.run([FLEDGE, "check", "-c", f.name], capture_output=True, text=True)
+    os.unlink(f.name)
+    line = bad.splitlines().index("    rollout:") + 1
+    assert out.returncode == 1 and out.stderr.startswith("%s:%d:" % (f.name, line + 1)), out.stderr
+    assert "steps must be increasing" in out.stderr
