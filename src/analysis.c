@@ -28,7 +28,7 @@ static int parse_interval(const json_t *v, uint32_t *ms) {
     secs = strcmp(end, "ms") == 0 ? n / 1000 : strcmp(end, "s") == 0 ? n : strcmp(end, "m") == 0 ? n * 60 : -1;
   }
   if (secs < 1 || secs > 86400) return FL_EINVAL;
-  *ms = (uint32_t)(secs * 1000);
+  *ms = (uint32_t)lround(secs * 1000);
   return 0;
 }
 
@@ -178,13 +178,29 @@ typedef struct {
 
 static double quantile_s(const fl_hist_snap_t *h, double q) { return fl_hist_quantile(h, q) / 1e6; }
 
+/* The canary's histogram with every value divided by ratio: testing it against stable asks
+ * whether the canary is slower by more than the bound, not merely slower. */
+static void scaled(const fl_hist_snap_t *h, double ratio, fl_hist_snap_t *out) {
+  memset(out, 0, sizeof *out);
+  for (unsigned b = 0; b < FL_HIST_BUCKETS; b++) {
+    if (!h->bucket[b]) continue;
+    uint64_t lo, hi;
+    fl_hist_range(b, &lo, &hi);
+    double mid = hi == UINT64_MAX ? (double)lo : (double)lo + (double)(hi - 1 - lo) / 2;
+    out->bucket[fl_hist_index((uint64_t)(mid / ratio))] += h->bucket[b];
+  }
+  out->count = h->count;
+}
+
 static fl_measure_t measure(const fl_check_t *k, const fl_series_snap_t *c, const fl_series_snap_t *s) {
+  static fl_hist_snap_t shifted;    /* control thread only; large */
   fl_measure_t m = {.test = {NAN, NAN}, .measurable = true};
   switch (k->kind) {
   case FL_CHECK_ERROR_RATE:
-    m.canary = (double)c->errors / (double)c->requests;
-    m.stable = (double)s->errors / (double)s->requests;
-    m.test = fl_stats_two_proportion(c->errors, c->requests, s->errors, s->requests);
+    m.canary = (double)FL_MIN(c->errors, c->requests) / (double)c->requests;
+    m.stable = (double)FL_MIN(s->errors, s->requests) / (double)s->requests;
+    m.test = fl_stats_two_proportion_margin(c->errors, c->requests, s->errors, s->requests,
+                                            isnan(k->max_increase) ? 0 : k->max_increase);
     break;
   case FL_CHECK_LATENCY:
   case FL_CHECK_TTFT: {
@@ -193,7 +209,8 @@ static fl_measure_t measure(const fl_check_t *k, const fl_series_snap_t *c, cons
     m.measurable = hc->count > 0 && hs->count > 0;
     m.canary = quantile_s(hc, k->quantile);
     m.stable = quantile_s(hs, k->quantile);
-    m.test = fl_analysis_mann_whitney_hist(hc, hs);
+    scaled(hc, isnan(k->max_ratio) ? 1 : k->max_ratio, &shifted);
+    m.test = fl_analysis_mann_whitney_hist(&shifted, hs);
     break;
   }
   case FL_CHECK_LATENCY_PER_TOKEN:       /* totals only: the ratio bound, no per-request test */

@@ -18,6 +18,13 @@ double fl_stats_normal_sf(double z);
  * evidence: statistic 0, p 1. Matches statsmodels' proportions_ztest(alternative="larger"). */
 fl_test_t fl_stats_two_proportion(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable);
 
+/* One-sided test of a margin, H1: canary rate − stable rate > margin (unpooled Wald variance, as
+ * the rates differ under H1). The canary fails a bound only when it is significantly beyond it,
+ * so equal variants almost never fail and a few errors in a small sample do not either. With a
+ * variance of 0 the difference itself decides (p 0 or 1); no trials on a side: p 1. */
+fl_test_t fl_stats_two_proportion_margin(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable,
+                                         double margin);
+
 /* One-sided Mann–Whitney U test, H1: canary values tend to be larger (slower). Normal
  * approximation with tie correction and continuity correction, as SciPy's
  * mannwhitneyu(canary, stable, alternative="greater", method="asymptotic"). The inputs are not
