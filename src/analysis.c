@@ -1,6 +1,7 @@
 /* analysis.c — rollout specs and the judgement of a window: two-proportion tests on error rates,
  * Mann–Whitney U on latency histograms, quantile ratios and absolute bounds. */
 #include "analysis.h"
+#include "webhook.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -76,6 +77,30 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   return 0;
 }
 
+static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
+  const char *url = json_string_value(json_object_get(j, "url"));
+  if (!url || strlen(url) >= sizeof h->url || fl_webhook_parse_url(url, &h->addr, h->path, sizeof h->path) != 0)
+    return bad(err, cap, "%s: each needs a url http://HOST:PORT/PATH with a numeric host", "webhooks");
+  snprintf(h->url, sizeof h->url, "%s", url);
+  const json_t *on = json_object_get(j, "on");
+  if (on && (!json_is_array(on) || json_array_size(on) > FL_ARRAY_LEN(h->on)))
+    return bad(err, cap, "%s: \"on\" must list at most 8 event names", "webhooks");
+  for (size_t i = 0; on && i < json_array_size(on); i++) {
+    const char *e = json_string_value(json_array_get(on, i));
+    if (!e || strlen(e) >= sizeof h->on[0]) return bad(err, cap, "%s: event names are short strings", "webhooks");
+    snprintf(h->on[h->n_on++], sizeof h->on[0], "%s", e);
+  }
+  return 0;
+}
+
+bool fl_hook_wants(const fl_hook_t *h, const char *kind) {
+  if (h->n_on == 0) return true;
+  for (size_t i = 0; i < h->n_on; i++)
+    if (strcmp(h->on[i], kind) == 0 || (strcmp(h->on[i], "started") == 0 && strcmp(kind, "rollout_started") == 0))
+      return true;
+  return false;
+}
+
 static void default_checks(fl_rollout_spec_t *s) {
   s->checks[0] = (fl_check_t){.kind = FL_CHECK_ERROR_RATE, .name = "error_rate", .max_increase = 0.01,
                               .max_ratio = NAN, .max = NAN};
@@ -112,6 +137,12 @@ int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size
     s->confidence = json_number_value(v);
     if (!json_is_number(v) || s->confidence < 0.5 || s->confidence >= 1) return bad(err, cap, "%s must be in [0.5, 1)", "confidence");
   }
+  if ((v = json_object_get(j, "webhooks"))) {
+    if (!json_is_array(v) || json_array_size(v) > FL_MAX_HOOKS) return bad(err, cap, "%s must be a list of at most 4", "webhooks");
+    s->n_hooks = json_array_size(v);
+    for (size_t i = 0; i < s->n_hooks; i++)
+      if (parse_hook(json_array_get(v, i), &s->hooks[i], err, cap)) return FL_EINVAL;
+  }
   if ((v = json_object_get(j, "checks"))) {
     if (!json_is_array(v) || json_array_size(v) > FL_MAX_CHECKS) return bad(err, cap, "%s must be a list of at most 16", "checks");
     s->n_checks = json_array_size(v);
@@ -129,13 +160,25 @@ static json_t *bound_json(const fl_check_t *c) {
   return o;
 }
 
+static json_t *hook_json(const fl_hook_t *h) {
+  json_t *on = json_array();
+  for (size_t i = 0; i < h->n_on; i++) json_array_append_new(on, json_string(h->on[i]));
+  return json_pack("{s:s, s:o}", "url", h->url, "on", on);
+}
+
 json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s) {
   json_t *steps = json_array(), *checks = json_array();
   for (size_t i = 0; i < s->n_steps; i++) json_array_append_new(steps, json_real(s->steps_bp[i] / 100.0));
   for (size_t i = 0; i < s->n_checks; i++) json_array_append_new(checks, bound_json(&s->checks[i]));
-  return json_pack("{s:o, s:f, s:I, s:i, s:f, s:o}", "steps", steps, "interval", s->interval_ms / 1000.0,
-                   "min_requests", (json_int_t)s->min_requests, "max_failures", (int)s->max_failures, "confidence",
-                   s->confidence, "checks", checks);
+  json_t *o = json_pack("{s:o, s:f, s:I, s:i, s:f, s:o}", "steps", steps, "interval", s->interval_ms / 1000.0,
+                        "min_requests", (json_int_t)s->min_requests, "max_failures", (int)s->max_failures,
+                        "confidence", s->confidence, "checks", checks);
+  if (s->n_hooks) {
+    json_t *hooks = json_array();
+    for (size_t i = 0; i < s->n_hooks; i++) json_array_append_new(hooks, hook_json(&s->hooks[i]));
+    json_object_set_new(o, "webhooks", hooks);
+  }
+  return o;
 }
 
 /* ---- one window ---- */

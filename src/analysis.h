@@ -6,11 +6,13 @@
 #define FL_ANALYSIS_H
 
 #include "metrics.h"
+#include "netaddr.h"
 #include "stats.h"
 #include <jansson.h>
 
 #define FL_MAX_CHECKS 16
 #define FL_MAX_STEPS 16
+#define FL_MAX_HOOKS 4
 
 typedef enum {
   FL_CHECK_ERROR_RATE,          /* share of answers with status ≥ 500 (upstream failures included) */
@@ -28,6 +30,15 @@ typedef struct fl_check {
   double max;                   /* absolute bound on the canary's value (a rate, or seconds); NAN: none */
 } fl_check_t;
 
+/* webhooks: - { on: [started, step, promoted, rolled_back], url: http://127.0.0.1:9999/hook } */
+typedef struct fl_hook {
+  char url[256];
+  fl_addr_t addr;
+  char path[256];
+  char on[8][16];               /* event names; none: every event */
+  size_t n_on;
+} fl_hook_t;
+
 typedef struct fl_rollout_spec {
   uint32_t steps_bp[FL_MAX_STEPS]; size_t n_steps;   /* canary weight at each step, increasing */
   uint32_t interval_ms;         /* one analysis window per step */
@@ -35,7 +46,11 @@ typedef struct fl_rollout_spec {
   uint32_t max_failures;        /* failed windows before rollback */
   double confidence;            /* of the tests, default 0.95 */
   fl_check_t checks[FL_MAX_CHECKS]; size_t n_checks;
+  fl_hook_t hooks[FL_MAX_HOOKS]; size_t n_hooks;
 } fl_rollout_spec_t;
+
+/* Does the hook want events of this kind? ("started" also matches "rollout_started".) */
+bool fl_hook_wants(const fl_hook_t *h, const char *kind);
 
 /* From the JSON form (the same keys as the YAML in docs/rollouts.md); defaults filled in.
  * On error returns FL_EINVAL and a message naming the offending key in err. */

@@ -4,6 +4,7 @@
 #include "http.h"
 #include "live.h"
 #include "router.h"
+#include "webhook.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -71,10 +72,31 @@ static void save(const fl_route_t *rt, const ro_t *r, uint32_t weight_bp) {
            fl_store_error(store));
 }
 
-static void event(const char *route, const char *actor, const char *kind, json_t *detail) {
-  if (store && fl_store_add_event(store, route, actor, kind, detail, NULL) != 0)
+static void notify(const ro_t *r, int64_t id, const char *actor, const char *kind, json_t *detail) {
+  json_t *payload = NULL;
+  for (size_t i = 0; r && i < r->spec.n_hooks; i++) {
+    if (!fl_hook_wants(&r->spec.hooks[i], kind)) continue;
+    if (!payload)
+      payload = json_pack("{s:I, s:s, s:s, s:s, s:I, s:O}", "id", (json_int_t)id, "route", r->route, "event", kind,
+                          "actor", actor, "time_ms", (json_int_t)fl_now_ms(), "detail", detail);
+    char *body = json_dumps(payload, JSON_COMPACT);
+    if (body) fl_webhook_post(&r->spec.hooks[i].addr, r->spec.hooks[i].path, body);
+    free(body);
+  }
+  json_decref(payload);
+}
+
+/* Records the event, then tells the rollout's webhooks. */
+static void event_of(const ro_t *r, const char *route, const char *actor, const char *kind, json_t *detail) {
+  int64_t id = 0;
+  if (store && fl_store_add_event(store, route, actor, kind, detail, &id) != 0)
     fl_log("state store: cannot record event %s of %s: %s", kind, route, fl_store_error(store));
+  notify(r, id, actor, kind, detail);
   json_decref(detail);
+}
+
+static void event(const char *route, const char *actor, const char *kind, json_t *detail) {
+  event_of(ro_get(route, false), route, actor, kind, detail);
 }
 
 /* Persist, then apply, then explain: a decision survives a crash before it serves traffic. */
@@ -85,7 +107,7 @@ static void set_weight(const fl_route_t *rt, ro_t *r, uint32_t bp, const char *a
   json_object_set_new(why, "from", json_real(before / 100.0));
   json_object_set_new(why, "to", json_real(bp / 100.0));
   fl_log("route %s: %s, canary weight %.2f -> %.2f (%s)", rt->name, kind, before / 100.0, bp / 100.0, actor);
-  event(rt->name, actor, kind, why);
+  event_of(r, rt->name, actor, kind, why);
 }
 
 /* ---- windows ---- */

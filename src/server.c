@@ -10,6 +10,7 @@
 #include "live.h"
 #include "rollout.h"
 #include "store.h"
+#include "webhook.h"
 #include "proxy.h"
 
 #include <signal.h>
@@ -281,7 +282,7 @@ int fl_server_run(const char *conf_path) {
     if (worker_init(&ctl.workers[i], i, ctl.conf) != 0) return 1;
     ctl.metrics.workers[i] = ctl.workers[i].metrics;
   }
-  if (open_store() != 0 || start_access_log() != 0 || control_init() != 0) return 1;
+  if (fl_webhooks_start() != 0 || open_store() != 0 || start_access_log() != 0 || control_init() != 0) return 1;
   atomic_store(&ctl.n_running, ctl.n_workers);
   for (unsigned i = 0; i < ctl.n_workers; i++)
     pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
@@ -298,6 +299,7 @@ int fl_server_run(const char *conf_path) {
     fl_buf_free(&ctl.workers[i].cork_up_buf);
   }
   fl_alog_stop();
+  fl_webhooks_stop();
   fl_rollouts_shutdown();
   fl_store_close(ctl.store);
   for (unsigned i = 0; i < ctl.n_workers; i++) {

@@ -236,3 +236,64 @@ def test_a_bad_rollout_spec_is_a_config_error_with_its_position():
     line = bad.splitlines().index("    rollout:") + 1
     assert out.returncode == 1 and out.stderr.startswith("%s:%d:" % (f.name, line + 1)), out.stderr
     assert "steps must be increasing" in out.stderr
+
+
+class HookReceiver:
+    """Accepts webhook POSTs; answers 500 to the first `failures` of them, 200 after."""
+
+    def __init__(self, failures):
+        import http.server
+        owner = self
+        self.failures, self.attempts, self.payloads = failures, [], []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                import json as _json
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                owner.attempts.append(time.monotonic())
+                status = 500 if len(owner.attempts) <= owner.failures else 200
+                if status == 200:
+                    owner.payloads.append(_json.loads(body))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_webhooks_arrive_with_the_event_and_are_retried_with_backoff():
+    with HookReceiver(failures=2) as hook, mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+        spec = dict(SPEC, interval="60s",
+                    webhooks=[{"on": ["started", "rolled_back"], "url": "http://127.0.0.1:%d/hook" % hook.port}])
+        start(gw, spec)
+        deadline = time.time() + 8
+        while not hook.payloads and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(hook.attempts) == 3, hook.attempts            # two 500s, then delivered
+        gaps = [b - a for a, b in zip(hook.attempts, hook.attempts[1:])]
+        assert 0.4 < gaps[0] < 0.9 and 0.9 < gaps[1] < 1.6, gaps  # 0.5 s, then 1 s
+        p = hook.payloads[0]
+        assert p["route"] == "chat" and p["event"] == "rollout_started" and p["actor"] == "api"
+        assert p["detail"]["to"] == 20 and p["detail"]["canary_version"] == "v2"
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/pause", AUTH).status == 200
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH).status == 200
+        deadline = time.time() + 5
+        while len(hook.payloads) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert [x["event"] for x in hook.payloads] == ["rollout_started", "rolled_back"]   # not "paused"
+        assert hook.payloads[1]["id"] > p["id"]
