@@ -118,6 +118,7 @@ int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size
   s->min_requests = 200;
   s->max_failures = 2;
   s->confidence = 0.95;
+  s->acceptance_min_pass = 1.0;
   default_checks(s);
   if (!j) return 0;
   if (!json_is_object(j)) return bad(err, cap, "%s must be a JSON object", "the rollout spec");
@@ -136,6 +137,16 @@ int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size
   if ((v = json_object_get(j, "confidence"))) {
     s->confidence = json_number_value(v);
     if (!json_is_number(v) || s->confidence < 0.5 || s->confidence >= 1) return bad(err, cap, "%s must be in [0.5, 1)", "confidence");
+  }
+  if ((v = json_object_get(j, "acceptance"))) {
+    if (!json_is_string(v) || !*json_string_value(v) || strlen(json_string_value(v)) >= sizeof s->acceptance)
+      return bad(err, cap, "%s must be the path of a JSONL file", "acceptance");
+    snprintf(s->acceptance, sizeof s->acceptance, "%s", json_string_value(v));
+  }
+  if ((v = json_object_get(j, "acceptance_min_pass"))) {
+    s->acceptance_min_pass = json_number_value(v);
+    if (!json_is_number(v) || s->acceptance_min_pass < 0 || s->acceptance_min_pass > 1)
+      return bad(err, cap, "%s must be in [0, 1]", "acceptance_min_pass");
   }
   if ((v = json_object_get(j, "webhooks"))) {
     if (!json_is_array(v) || json_array_size(v) > FL_MAX_HOOKS) return bad(err, cap, "%s must be a list of at most 4", "webhooks");
@@ -173,6 +184,10 @@ json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s) {
   json_t *o = json_pack("{s:o, s:f, s:I, s:i, s:f, s:o}", "steps", steps, "interval", s->interval_ms / 1000.0,
                         "min_requests", (json_int_t)s->min_requests, "max_failures", (int)s->max_failures,
                         "confidence", s->confidence, "checks", checks);
+  if (s->acceptance[0]) {
+    json_object_set_new(o, "acceptance", json_string(s->acceptance));
+    json_object_set_new(o, "acceptance_min_pass", json_real(s->acceptance_min_pass));
+  }
   if (s->n_hooks) {
     json_t *hooks = json_array();
     for (size_t i = 0; i < s->n_hooks; i++) json_array_append_new(hooks, hook_json(&s->hooks[i]));

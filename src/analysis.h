@@ -47,6 +47,8 @@ typedef struct fl_rollout_spec {
   double confidence;            /* of the tests, default 0.95 */
   fl_check_t checks[FL_MAX_CHECKS]; size_t n_checks;
   fl_hook_t hooks[FL_MAX_HOOKS]; size_t n_hooks;
+  char acceptance[512];         /* JSONL replayed against the canary before the first step, or "" */
+  double acceptance_min_pass;   /* share of its cases that must pass, default 1.0 */
 } fl_rollout_spec_t;
 
 /* Does the hook want events of this kind? ("started" also matches "rollout_started".) */

@@ -1,6 +1,7 @@
 /* rollout.c — the rollout state machine: idle → progressing (step i) ⇄ paused → promoted |
  * rolled_back. One entry per route that ever had a rollout or a weight set at run time. */
 #include "rollout.h"
+#include "acceptance.h"
 #include "http.h"
 #include "live.h"
 #include "router.h"
@@ -10,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef enum { RO_IDLE, RO_PROGRESSING, RO_PAUSED, RO_PROMOTED, RO_ROLLED_BACK } ro_state_t;
-static const char *const state_names[] = {"idle", "progressing", "paused", "promoted", "rolled_back"};
+typedef enum { RO_IDLE, RO_PROGRESSING, RO_PAUSED, RO_PROMOTED, RO_ROLLED_BACK, RO_ACCEPTANCE } ro_state_t;
+static const char *const state_names[] = {"idle", "progressing", "paused", "promoted", "rolled_back", "acceptance"};
 
 typedef struct ro {
   char route[64];
@@ -29,10 +30,13 @@ typedef struct ro {
 static ro_t *rollouts;
 static fl_store_t *store;
 static const fl_metrics_src_t *metrics;
+static uv_loop_t *control_loop;
+static const fl_conf_t *current_conf;      /* the snapshot the control thread serves; for callbacks */
 
-void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m) {
+void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m, uv_loop_t *loop) {
   store = s;
   metrics = m;
+  control_loop = loop;
 }
 
 static ro_t *ro_get(const char *route, bool create) {
@@ -171,6 +175,7 @@ static void act_on_verdict(const fl_route_t *rt, ro_t *r, fl_verdict_t v, json_t
 
 void fl_rollouts_tick(const fl_conf_t *c) {
   uint64_t now = fl_now_ms();
+  current_conf = c;
   for (ro_t *r = rollouts; r; r = r->next) {
     const fl_route_t *rt = route_of(c, r->route);
     if (!rt || !rt->has_canary || r->state != RO_PROGRESSING || now - r->window_start_ms < r->spec.interval_ms)
@@ -184,6 +189,58 @@ void fl_rollouts_tick(const fl_conf_t *c) {
 }
 
 /* ---- control ---- */
+
+static void begin_steps(const fl_route_t *rt, ro_t *r, const char *actor) {
+  r->state = RO_PROGRESSING;
+  set_weight(rt, r, r->spec.steps_bp[0], actor, "rollout_started",
+             json_pack("{s:s, s:o}", "canary_version", rt->variant[FL_CANARY].version, "spec",
+                       fl_rollout_spec_json(&r->spec)));
+  window_begin(rt, r);
+}
+
+/* The acceptance report is back (control thread): go on to the first step, or stop here. */
+static void acceptance_done(const char *route, json_t *report, void *ctx) {
+  ro_t *r = ro_get(route, false);
+  const fl_route_t *rt = current_conf ? route_of(current_conf, route) : NULL;
+  if (!r || !rt || r->state != RO_ACCEPTANCE) {          /* aborted or replaced meanwhile */
+    json_decref(report);
+    return;
+  }
+  double rate = json_number_value(json_object_get(report, "pass_rate"));
+  if (json_object_get(report, "error") || rate < r->spec.acceptance_min_pass) {
+    r->state = RO_ROLLED_BACK;
+    set_weight(rt, r, 0, "rollout", "acceptance_failed",
+               json_pack("{s:s, s:O}", "reason", "the canary failed its acceptance set", "report", report));
+  } else {
+    event_of(r, route, "rollout", "acceptance_passed", json_pack("{s:O}", "report", report));
+    begin_steps(rt, r, "rollout");
+  }
+  json_decref(report);
+}
+
+/* Relative acceptance paths are read beside the config file. */
+static void resolve(const fl_conf_t *c, const char *path, char *out, size_t cap) {
+  const char *slash = strrchr(c->path, '/');
+  if (path[0] == '/' || !slash) snprintf(out, cap, "%s", path);
+  else snprintf(out, cap, "%.*s%s", (int)(slash - c->path + 1), c->path, path);
+}
+
+static int start_acceptance(const fl_conf_t *c, const fl_route_t *rt, ro_t *r, const char *actor, char *err,
+                            size_t err_cap) {
+  char path[1200];
+  resolve(c, r->spec.acceptance, path, sizeof path);
+  const fl_variant_conf_t *v = &rt->variant[FL_CANARY];
+  r->state = RO_ACCEPTANCE;
+  set_weight(rt, r, 0, actor, "acceptance_started", json_pack("{s:s, s:s}", "canary_version", v->version, "file", path));
+  if (!control_loop || fl_acceptance_run(control_loop, rt->name, path, &v->backends[0], v->model, acceptance_done,
+                                         NULL) != 0) {
+    r->state = RO_ROLLED_BACK;
+    event_of(r, rt->name, "rollout", "acceptance_failed", json_pack("{s:s}", "reason", "cannot run the acceptance set"));
+    snprintf(err, err_cap, "cannot run the acceptance set %s", path);
+    return FL_EIO;
+  }
+  return 0;
+}
 
 static int fail(char *err, size_t cap, int rc, const char *fmt, const char *what) {
   snprintf(err, cap, fmt, what);
@@ -199,16 +256,14 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
   if (fl_rollout_spec_parse(spec ? spec : rt->rollout_spec, &parsed, err, err_cap) != 0) return FL_EINVAL;
   ro_t *r = ro_get(route, true);
   if (!r) return fail(err, err_cap, FL_ENOMEM, "out of memory starting %s", route);
-  if (r->state == RO_PROGRESSING || r->state == RO_PAUSED)
+  if (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE)
     return fail(err, err_cap, FL_EINVAL, "route %s already has a rollout in progress", route);
   r->spec = parsed;
-  r->state = RO_PROGRESSING;
   r->step = 0;
   r->failures = 0;
-  set_weight(rt, r, r->spec.steps_bp[0], actor, "rollout_started",
-             json_pack("{s:s, s:o}", "canary_version", rt->variant[FL_CANARY].version, "spec",
-                       fl_rollout_spec_json(&r->spec)));
-  window_begin(rt, r);
+  current_conf = c;
+  if (r->spec.acceptance[0]) return start_acceptance(c, rt, r, actor, err, err_cap);
+  begin_steps(rt, r, actor);
   return 0;
 }
 
@@ -217,7 +272,7 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   const fl_route_t *rt = route_of(c, route);
   ro_t *r = ro_get(route, false);
   if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
-  bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED);
+  bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE);
   if (strcmp(action, "pause") == 0 && active && r->state == RO_PROGRESSING) {
     r->state = RO_PAUSED;
     save(rt, r, fl_live_weight(rt));
@@ -265,6 +320,7 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   if (st->config_weight_bp == rt->canary_weight_bp && rt->has_canary) fl_live_set_weight(rt->live, st->weight_bp);
   ro_state_t state = state_named(st->rollout_state);
   if (state == RO_IDLE) return;
+  if (state == RO_ACCEPTANCE) state = RO_ROLLED_BACK;   /* interrupted mid-acceptance: never skip the gate */
   json_t *spec = json_loads(st->spec_json, 0, NULL);
   ro_t *r = ro_get(rt->name, true);
   char err[256];
@@ -285,7 +341,7 @@ static void start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const 
   if (!rt->rollout_spec || !rt->has_canary || (known && strcmp(st->canary_version, rt->variant[FL_CANARY].version) == 0))
     return;
   ro_t *r = ro_get(rt->name, false);
-  if (r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED)) {
+  if (r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE)) {
     r->state = RO_ROLLED_BACK;                     /* the canary it was judging is gone */
     event(rt->name, "config", "superseded", json_pack("{s:s}", "reason", "a new canary version was deployed"));
   }

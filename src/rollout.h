@@ -9,9 +9,11 @@
 #include "conf.h"
 #include "http.h"
 #include "store.h"
+#include <uv.h>
 
-/* The store and metrics the rollouts use; both outlive every other call here. */
-void fl_rollouts_init(fl_store_t *store, const fl_metrics_src_t *metrics);
+/* The store, metrics and loop (for acceptance reports) the rollouts use; all outlive every other
+ * call here. */
+void fl_rollouts_init(fl_store_t *store, const fl_metrics_src_t *metrics, uv_loop_t *loop);
 
 /* After a config is loaded, before it is published: the first time, weights and rollouts in
  * progress are restored from the store (a crash resumes at the same step and weight); every

@@ -264,7 +264,7 @@ static int open_store(void) {
     fprintf(stderr, "fledge: %s\n", err);
     return rc;
   }
-  fl_rollouts_init(ctl.store, &ctl.metrics);
+  fl_rollouts_init(ctl.store, &ctl.metrics, uv_default_loop());
   fl_rollouts_bind(ctl.conf, true);
   return 0;
 }

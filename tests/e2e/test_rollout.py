@@ -297,3 +297,58 @@ def test_webhooks_arrive_with_the_event_and_are_retried_with_backoff():
             time.sleep(0.05)
         assert [x["event"] for x in hook.payloads] == ["rollout_started", "rolled_back"]   # not "paused"
         assert hook.payloads[1]["id"] > p["id"]
+
+
+def acceptance_file(cases):
+    import json as _json
+    import tempfile
+    f = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False)
+    for c in cases:
+        f.write(_json.dumps(c) + "\n")
+    f.close()
+    return f.name
+
+
+def chat_case(expect):
+    return {"request": {"method": "POST", "path": "/v1/chat/completions",
+                        "body": {"model": "x", "messages": [{"role": "user", "content": "capital of France?"}]}},
+            "expect": expect}
+
+
+def test_the_acceptance_set_runs_against_the_canary_before_any_user_sees_it():
+    import os
+    path = acceptance_file([
+        chat_case({"status": 200, "json": {"object": "chat.completion", "model": "m-v2"}}),
+        chat_case({"status": 200, "json": {"choices.0.finish_reason": "stop"}, "regex": "tok0", "max_latency_ms": 5000}),
+        chat_case({"status": 200, "json": {"usage.completion_tokens": 16}})])
+    try:
+        with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+                Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+            r = start(gw, dict(SPEC, interval="60s", acceptance=path))
+            assert r["rollout"]["state"] == "acceptance" and r["canary_weight"] == 0
+            r = wait_state(gw, ["progressing", "rolled_back"], 10)
+            assert r["rollout"]["state"] == "progressing" and r["canary_weight"] == 20, r
+            ev = events(gw)
+            assert [e["kind"] for e in ev] == ["acceptance_started", "acceptance_passed", "rollout_started"]
+            report = ev[1]["detail"]["report"]
+            assert report["cases"] == 3 and report["passed"] == 3 and report["pass_rate"] == 1, report
+    finally:
+        os.unlink(path)
+
+
+def test_a_canary_failing_its_acceptance_set_never_gets_traffic():
+    import os
+    path = acceptance_file([chat_case({"status": 200}), chat_case({"status": 200, "regex": "Paris"})])
+    try:
+        with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+                Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+            start(gw, dict(SPEC, interval="60s", acceptance=path, acceptance_min_pass=0.9))
+            r = wait_state(gw, ["progressing", "rolled_back"], 10)
+            assert r["rollout"]["state"] == "rolled_back" and r["canary_weight"] == 0, r
+            last = events(gw)[-1]
+            assert last["kind"] == "acceptance_failed"
+            report = last["detail"]["report"]
+            assert report["passed"] == 1 and report["failures"] == [
+                {"line": 2, "why": "body does not match /Paris/"}], report
+    finally:
+        os.unlink(path)

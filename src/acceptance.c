@@ -1,0 +1,160 @@
+/* acceptance.c — reads the JSONL set, sends each request with the blocking client on a worker
+ * thread of its own, checks the answers, and reports through a uv_async on the control loop. */
+#include "acceptance.h"
+#include "client.h"
+#include "stats.h"
+
+#include <pthread.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+  uv_async_t async;
+  char route[64], path[1024], model[128];
+  fl_addr_t backend;
+  fl_acceptance_done_fn done;
+  void *ctx;
+  json_t *report;
+  pthread_t thread;
+} job_t;
+
+/* "choices.0.message.content": object keys and array indices separated by dots. */
+static const json_t *json_path(const json_t *j, const char *path) {
+  char part[128];
+  while (j && *path) {
+    size_t n = strcspn(path, ".");
+    snprintf(part, sizeof part, "%.*s", (int)FL_MIN(n, sizeof part - 1), path);
+    char *end;
+    long idx = strtol(part, &end, 10);
+    j = json_is_array(j) && *part && !*end ? json_array_get(j, (size_t)idx) : json_object_get(j, part);
+    path += n + (path[n] == '.');
+  }
+  return j;
+}
+
+static const char *check_json(const json_t *want, const char *body, char *buf, size_t cap) {
+  json_t *got = json_loads(body, 0, NULL);
+  const char *key, *why = NULL;
+  json_t *value;
+  json_object_foreach((json_t *)want, key, value) {
+    if (!json_equal(json_path(got, key), value)) {
+      snprintf(buf, cap, "json %s differs", key);
+      why = buf;
+      break;
+    }
+  }
+  json_decref(got);
+  return why;
+}
+
+static const char *check_regex(const char *pattern, const char *body, char *buf, size_t cap) {
+  regex_t re;
+  if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+    snprintf(buf, cap, "bad regex %s", pattern);
+    return buf;
+  }
+  int rc = regexec(&re, body, 0, NULL, 0);
+  regfree(&re);
+  if (rc == 0) return NULL;
+  snprintf(buf, cap, "body does not match /%s/", pattern);
+  return buf;
+}
+
+const char *fl_acceptance_check(const json_t *expect, int status, const char *body, double latency_ms, char *buf,
+                                size_t cap) {
+  const json_t *v;
+  if ((v = json_object_get(expect, "status")) && json_integer_value(v) != status) {
+    snprintf(buf, cap, "status %d, expected %lld", status, (long long)json_integer_value(v));
+    return buf;
+  }
+  if ((v = json_object_get(expect, "max_latency_ms")) && latency_ms > json_number_value(v)) {
+    snprintf(buf, cap, "took %.0f ms, more than %.0f", latency_ms, json_number_value(v));
+    return buf;
+  }
+  const char *why = NULL;
+  if ((v = json_object_get(expect, "json"))) why = check_json(v, body, buf, cap);
+  if (!why && (v = json_object_get(expect, "regex"))) why = check_regex(json_string_value(v), body, buf, cap);
+  return why;
+}
+
+/* Sends one case; returns its failure reason or NULL, and the latency. */
+static const char *run_case(const job_t *job, json_t *c, double *latency_ms, char *buf, size_t cap) {
+  json_t *req = json_object_get(c, "request");
+  const char *method = json_string_value(json_object_get(req, "method"));
+  const char *path = json_string_value(json_object_get(req, "path"));
+  json_t *body = json_object_get(req, "body");
+  if (body && job->model[0] && json_is_object(body)) json_object_set_new(body, "model", json_string(job->model));
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL, *answer = NULL, err[256];
+  int status = 0;
+  uint64_t t0 = fl_now_ns();
+  int rc = fl_client_request(&job->backend, method ? method : "POST", path ? path : "/v1/chat/completions", text,
+                             NULL, 30000, &status, &answer, err, sizeof err);
+  *latency_ms = (fl_now_ns() - t0) / 1e6;
+  free(text);
+  const char *why = rc ? snprintf(buf, cap, "%s", err), buf
+                       : fl_acceptance_check(json_object_get(c, "expect"), status, answer, *latency_ms, buf, cap);
+  free(answer);
+  return why;
+}
+
+static json_t *replay(const job_t *job) {
+  FILE *f = fopen(job->path, "r");
+  if (!f) return json_pack("{s:s}", "error", "cannot read the acceptance file");
+  json_t *failures = json_array();
+  double latencies[4096];
+  size_t cases = 0, passed = 0, line_no = 0;
+  char line[65536], why_buf[300];
+  while (fgets(line, sizeof line, f) && cases < FL_ARRAY_LEN(latencies)) {
+    line_no++;
+    if (line[strspn(line, " \t\r\n")] == '\0') continue;
+    json_t *c = json_loads(line, 0, NULL);
+    const char *why = c ? run_case(job, c, &latencies[cases], why_buf, sizeof why_buf) : "not a JSON line";
+    if (!c) latencies[cases] = 0;
+    cases++;
+    if (why) json_array_append_new(failures, json_pack("{s:I, s:s}", "line", (json_int_t)line_no, "why", why));
+    else passed++;
+    json_decref(c);
+  }
+  fclose(f);
+  double max = 0;
+  for (size_t i = 0; i < cases; i++) max = FL_MAX(max, latencies[i]);
+  return json_pack("{s:I, s:I, s:f, s:{s:f, s:f}, s:o}", "cases", (json_int_t)cases, "passed", (json_int_t)passed,
+                   "pass_rate", cases ? (double)passed / (double)cases : 0.0, "latency_ms", "p50",
+                   cases ? fl_stats_quantile(latencies, cases, 0.5) : 0.0, "max", max, "failures", failures);
+}
+
+static void *job_main(void *arg) {
+  job_t *job = arg;
+  job->report = replay(job);
+  uv_async_send(&job->async);
+  return NULL;
+}
+
+static void on_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_done(uv_async_t *a) {
+  job_t *job = a->data;
+  pthread_join(job->thread, NULL);
+  job->done(job->route, job->report, job->ctx);
+  uv_close((uv_handle_t *)&job->async, on_closed);
+}
+
+int fl_acceptance_run(uv_loop_t *loop, const char *route, const char *path, const fl_addr_t *backend,
+                      const char *model, fl_acceptance_done_fn done, void *ctx) {
+  job_t *job = calloc(1, sizeof *job);
+  if (!job) return FL_ENOMEM;
+  snprintf(job->route, sizeof job->route, "%s", route);
+  snprintf(job->path, sizeof job->path, "%s", path);
+  snprintf(job->model, sizeof job->model, "%s", model ? model : "");
+  job->backend = *backend;
+  job->done = done;
+  job->ctx = ctx;
+  uv_async_init(loop, &job->async, on_done);
+  job->async.data = job;
+  if (pthread_create(&job->thread, NULL, job_main, job) != 0) {
+    uv_close((uv_handle_t *)&job->async, on_closed);
+    return FL_ENOMEM;
+  }
+  return 0;
+}
