@@ -16,7 +16,7 @@ DEPS_OK := $(BUILD)/.deps-ok
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-.PHONY: all test unit e2e demo bench clean help deps
+.PHONY: all test unit e2e demo bench soak clean help deps
 
 all: $(BUILD)/fledge
 
@@ -25,6 +25,7 @@ help:
 	@echo "make test       build and run every unit and end-to-end test"
 	@echo "make demo       run two mock model versions behind the gateway, 20% canary"
 	@echo "make bench      fledge vs nginx vs HAProxy on this machine (wrk)"
+	@echo "make soak       20 full rollouts of two identical versions: none may be rolled back"
 	@echo "make clean      remove build/"
 
 # Installs missing Debian packages once; the stamp keeps later builds quiet.
@@ -56,6 +57,10 @@ demo: $(BUILD)/fledge
 
 bench: $(BUILD)/fledge
 	@bench/run.sh
+
+# Two identical versions must be promoted every time: the rollout's false-alarm check, live.
+soak: $(BUILD)/fledge
+	@python3 tests/e2e/run.py --repeat 20 test_a_healthy_canary_is_promoted_through_every_step
 
 clean:
 	rm -rf $(BUILD)

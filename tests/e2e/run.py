@@ -19,6 +19,9 @@ def tests_in(path):
 
 def main(argv):
     files = sorted(f for f in os.listdir(HERE) if f.startswith("test_") and f.endswith(".py"))
+    repeat = 1
+    if argv[:1] == ["--repeat"]:            # run.py --repeat N name...: a soak of chosen tests
+        repeat, argv = int(argv[1]), argv[2:]
     wanted = set(argv)
     passed = failed = 0
     for f in files:
@@ -28,7 +31,7 @@ def main(argv):
             failed += 1
             print("FAIL  %s (import)\n%s" % (f, traceback.format_exc()), flush=True)
             continue
-        for mod, name, fn in found:
+        for mod, name, fn in [t for t in found for _ in range(repeat)]:
             if wanted and name not in wanted and mod not in wanted:
                 continue
             t0 = time.time()

@@ -80,6 +80,7 @@ def test_a_healthy_canary_is_promoted_through_every_step():
         assert start(gw, SPEC)["canary_weight"] == 20
         r = wait_state(gw, ["promoted", "rolled_back"], 20)
         assert r["rollout"]["state"] == "promoted" and r["canary_weight"] == 100, r
+        assert r["rollout"]["windows"]["fail"] == 0, r["rollout"]     # not even one false alarm
         kinds = [(e["kind"], e["detail"].get("to")) for e in events(gw)]
         assert kinds == [("rollout_started", 20), ("step", 50), ("promoted", 100)], kinds
 
