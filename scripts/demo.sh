@@ -10,6 +10,8 @@ ADMIN_PORT=${ADMIN_PORT:-9090}
 V1_PORT=${V1_PORT:-9001}
 V2_PORT=${V2_PORT:-9002}
 conf=build/demo.yaml
+export FLEDGE_ADMIN_TOKEN=${FLEDGE_ADMIN_TOKEN:-demo-token-change-me-0000}
+rm -f build/demo.db build/demo.db-wal build/demo.db-shm
 sed -e "s/127.0.0.1:8080/127.0.0.1:$FLEDGE_PORT/" -e "s/127.0.0.1:9090/127.0.0.1:$ADMIN_PORT/" \
     -e "s/127.0.0.1:9001/127.0.0.1:$V1_PORT/" -e "s/127.0.0.1:9002/127.0.0.1:$V2_PORT/" deploy/demo.yaml >"$conf"
 
@@ -43,8 +45,14 @@ fledge is serving on 127.0.0.1:$FLEDGE_PORT: stable v1 on :$V1_PORT, canary v2 (
   for i in \$(seq 1000); do curl -s -o /dev/null -D - $url -H "x-user-id: u\$i" -d '{}' \\
        | grep -i '^x-fledge-version'; done | sort | uniq -c
 
-  # the routes and weights, from the admin listener
-  curl -s http://127.0.0.1:$ADMIN_PORT/api/v1/routes
+  # the numbers per version, and Prometheus's view
+  build/fledge stats -c $conf;  curl -s http://127.0.0.1:$ADMIN_PORT/metrics | head
+
+  # the config's rollout of v2 began at start (20% -> 50% -> 100%, a window every 10 s); it holds
+  # until there is traffic to judge, so send some and watch it move
+  while :; do curl -s -o /dev/null $url -H "x-user-id: u\$RANDOM" -d '{}'; done &
+  build/fledge status -c $conf;  build/fledge history -c $conf
+  FLEDGE_ADMIN_TOKEN=$FLEDGE_ADMIN_TOKEN build/fledge rollout abort chat -c $conf   # or by hand
 
 Edit $conf and send SIGHUP (kill -HUP \$(pgrep -f 'fledge serve')) to change the weight live.
 Ctrl-C stops everything.

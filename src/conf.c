@@ -775,10 +775,11 @@ static int f_token_env(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   int rc = get_str(p, v, &c->admin_token_env);
   if (rc) return rc;
   const char *token = getenv(c->admin_token_env);
-  if (!token || strlen(token) < 16)
-    return fail(p, v, "admin.token_env: environment variable %s must hold a token of at least 16 characters",
-                c->admin_token_env);
-  return dup_into(p, token, &c->admin_token);
+  if (token && strlen(token) >= 16) return dup_into(p, token, &c->admin_token);
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s:%zu:%zu: admin.token_env: environment variable %s must hold a token of at least 16 "
+           "characters", p->name, v->start_mark.line + 1, v->start_mark.column + 1, c->admin_token_env);
+  return dup_into(p, msg, &c->admin_token_error);
 }
 
 static const field_t admin_fields[] = {{"listen", f_addr, offsetof(fl_conf_t, admin_listen), NULL},
@@ -908,6 +909,7 @@ static void conf_free(fl_conf_t *c) {
   free(c->state_path);
   free(c->admin_token_env);
   free(c->admin_token);
+  free(c->admin_token_error);
   fl_geo_close(c->geo);
   free(c->path);
   free(c);

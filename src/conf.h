@@ -85,6 +85,8 @@ typedef struct fl_conf {
   char *admin_token_env;            /* admin.token_env: the environment variable holding the bearer
                                        token that changes need; NULL: the admin API is read-only */
   char *admin_token;                /* its value, read at load */
+  char *admin_token_error;          /* "FILE:LINE:COL: ..." when the variable is missing or too short:
+                                       serve and check refuse such a file, CLI tools only read it */
   unsigned workers;                 /* workers: N | auto (= online CPUs), 1..FL_MAX_WORKERS */
   fl_cidr_t *trusted; size_t n_trusted;  /* trusted_cidrs: default [127.0.0.0/8, ::1/128] */
   char *geoip_mmdb;                 /* geoip.mmdb: path of a MaxMind database, or NULL */

@@ -64,6 +64,11 @@ static int cmd_check(int argc, char **argv) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
+  if (c->admin_token_error) {
+    fprintf(stderr, "%s\n", c->admin_token_error);
+    fl_conf_unref(c);
+    return 1;
+  }
   printf("%s: ok (%zu routes, %u workers)\n", path, c->n_routes, c->workers);
   fl_conf_unref(c);
   return 0;

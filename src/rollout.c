@@ -351,6 +351,7 @@ static void start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const 
 }
 
 void fl_rollouts_bind(const fl_conf_t *c, bool first) {
+  current_conf = c;             /* the previous snapshot may be freed once this one is published */
   for (size_t i = 0; store && i < c->n_routes; i++) {
     fl_route_state_t st;
     bool known = fl_store_get_route(store, c->routes[i].name, &st) == 0;

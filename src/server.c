@@ -128,6 +128,10 @@ static int prepare_conf(const char *path, fl_conf_t **out) {
   char err[512];
   fl_conf_t *c = NULL;
   int rc = fl_conf_load(path, &c, err, sizeof err);
+  if (rc == 0 && c->admin_token_error) {
+    snprintf(err, sizeof err, "%s", c->admin_token_error);
+    rc = FL_EINVAL;
+  }
   if (rc == 0 && (rc = fl_upstream_bind(c)) != 0) snprintf(err, sizeof err, "%s: too many backends", path);
   if (rc == 0 && (rc = fl_metrics_bind(c)) != 0)
     snprintf(err, sizeof err, "%s: too many distinct route/variant/backend combinations for metrics", path);

@@ -71,3 +71,16 @@ def test_serve_refuses_a_bad_config_and_a_taken_port_with_a_message():
 def test_mock_rejects_bad_options():
     r = run("mock", "--error-rate", "2")
     assert r.returncode == 2 and "error-rate" in r.stderr
+
+
+def test_serve_and_check_refuse_a_missing_admin_token_that_cli_tools_do_not_need():
+    conf = conf_file("admin: { listen: 127.0.0.1:%d, token_env: FLEDGE_NO_SUCH_TOKEN }\n" % free_port() + GOOD)
+    try:
+        for cmd in ("check", "serve"):
+            r = run(cmd, "-c", conf)
+            assert r.returncode == 1, (cmd, r)
+            assert r.stderr.startswith(conf + ":1:") and "FLEDGE_NO_SUCH_TOKEN" in r.stderr, r.stderr
+        r = run("status", "-c", conf)              # reads the address; nothing listens there
+        assert r.returncode == 1 and "cannot connect" in r.stderr, r.stderr
+    finally:
+        os.unlink(conf)
