@@ -23,6 +23,9 @@ typedef void (*fl_acceptance_done_fn)(const char *route, json_t *report, void *c
 int fl_acceptance_run(uv_loop_t *loop, const char *route, const char *path, const fl_addr_t *backend,
                       const char *model, fl_acceptance_done_fn done, void *ctx);
 
+/* At shutdown: running sets stop after the case in flight (each has a 10 s timeout). */
+void fl_acceptance_stop_all(void);
+
 /* Evaluates one answer against one "expect" object; returns NULL when it passes, else a reason
  * (static or in buf). Pure; exposed for tests. */
 const char *fl_acceptance_check(const json_t *expect, int status, const char *body, double latency_ms, char *buf,

@@ -116,7 +116,8 @@ static void post_rollout(fl_httpd_req_t *req, const fl_route_t *r, const char *a
   } else {
     rc = fl_rollout_act(admin_conf, r->name, action, "api", err, sizeof err);
   }
-  if (rc != 0) respond_error(req, rc == FL_ENOENT ? 404 : 409, rc == FL_ENOENT ? "not_found" : "conflict", "%s", err);
+  if (rc == FL_EPARSE) respond_error(req, 400, "invalid_request", "%s", err);
+  else if (rc != 0) respond_error(req, rc == FL_ENOENT ? 404 : 409, rc == FL_ENOENT ? "not_found" : "conflict", "%s", err);
   else respond_json(req, 200, route_json(r));
 }
 

@@ -41,7 +41,7 @@ static int parse_steps(const json_t *steps, fl_rollout_spec_t *s, char *err, siz
   json_array_foreach(steps, i, v) {
     double pct = json_number_value(v);
     uint32_t bp = (uint32_t)lround(pct * 100);
-    if (!json_is_number(v) || pct <= 0 || pct > 100 || (i && bp <= s->steps_bp[i - 1]))
+    if (!json_is_number(v) || bp == 0 || pct > 100 || (i && bp <= s->steps_bp[i - 1]))
       return bad(err, cap, "%s must be increasing weights in (0, 100]", "steps");
     s->steps_bp[i] = bp;
   }
@@ -200,6 +200,7 @@ json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s) {
 
 void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out) {
   memset(out, 0, sizeof *out);
+  if (end->requests < start->requests || end->errors < start->errors) return;   /* not the same series: empty */
   out->requests = end->requests - start->requests;
   out->errors = end->errors - start->errors;
   out->completion_tokens = end->completion_tokens - start->completion_tokens;

@@ -588,8 +588,18 @@ static int f_backends(parse_ctx_t *p, yaml_node_t *n, void *slot) {
 
 static int f_weight(parse_ctx_t *p, yaml_node_t *v, void *slot) { return get_weight(p, v, slot); }
 
+/* Versions label metrics and are kept in the state store: short, printable. */
+static int f_version(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  int rc = get_str(p, v, slot);
+  const char *s = *(char **)slot;
+  for (size_t i = 0; rc == 0 && s[i]; i++)
+    if ((unsigned char)s[i] < 0x21 || s[i] == '"' || s[i] == '\\') rc = fail(p, v, "version must be printable, without spaces or quotes");
+  if (rc == 0 && strlen(s) > 63) rc = fail(p, v, "version is longer than 63 characters");
+  return rc;
+}
+
 #define VARIANT_FIELDS(id)                                                          \
-  {"version", f_str, offsetof(fl_route_t, variant[id].version), NULL},              \
+  {"version", f_version, offsetof(fl_route_t, variant[id].version), NULL},          \
   {"model", f_model, offsetof(fl_route_t, variant[id].model), NULL},              \
   {"backends", f_backends, offsetof(fl_route_t, variant[id]), NULL}
 
@@ -623,6 +633,7 @@ static int f_route_name(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   if (rc) return rc;
   if (strspn(*name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(*name))
     return fail(p, v, "bad route name \"%s\" (use letters, digits, '_', '.' and '-')", *name);
+  if (strlen(*name) > 63) return fail(p, v, "route name is longer than 63 characters");
   p->route_name_node = v;
   return 0;
 }

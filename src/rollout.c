@@ -24,6 +24,7 @@ typedef struct ro {
   fl_series_snap_t start_canary, start_stable;
   json_t *last_analysis;
   uint64_t verdicts[3];              /* windows by verdict, for metrics */
+  uintptr_t generation;              /* bumped by every start: an acceptance report names its own */
   struct ro *next;
 } ro_t;
 
@@ -191,7 +192,7 @@ void fl_rollouts_tick(const fl_conf_t *c) {
 /* ---- control ---- */
 
 static void begin_steps(const fl_route_t *rt, ro_t *r, const char *actor) {
-  r->state = RO_PROGRESSING;
+  r->state = r->spec.steps_bp[0] == 10000 ? RO_PROMOTED : RO_PROGRESSING;   /* steps: [100] promotes at once */
   set_weight(rt, r, r->spec.steps_bp[0], actor, "rollout_started",
              json_pack("{s:s, s:o}", "canary_version", rt->variant[FL_CANARY].version, "spec",
                        fl_rollout_spec_json(&r->spec)));
@@ -202,7 +203,7 @@ static void begin_steps(const fl_route_t *rt, ro_t *r, const char *actor) {
 static void acceptance_done(const char *route, json_t *report, void *ctx) {
   ro_t *r = ro_get(route, false);
   const fl_route_t *rt = current_conf ? route_of(current_conf, route) : NULL;
-  if (!r || !rt || r->state != RO_ACCEPTANCE) {          /* aborted or replaced meanwhile */
+  if (!r || !rt || r->state != RO_ACCEPTANCE || r->generation != (uintptr_t)ctx) {   /* a rollout since ended */
     json_decref(report);
     return;
   }
@@ -233,8 +234,9 @@ static int start_acceptance(const fl_conf_t *c, const fl_route_t *rt, ro_t *r, c
   r->state = RO_ACCEPTANCE;
   set_weight(rt, r, 0, actor, "acceptance_started", json_pack("{s:s, s:s}", "canary_version", v->version, "file", path));
   if (!control_loop || fl_acceptance_run(control_loop, rt->name, path, &v->backends[0], v->model, acceptance_done,
-                                         NULL) != 0) {
+                                         (void *)r->generation) != 0) {
     r->state = RO_ROLLED_BACK;
+    save(rt, r, 0);
     event_of(r, rt->name, "rollout", "acceptance_failed", json_pack("{s:s}", "reason", "cannot run the acceptance set"));
     snprintf(err, err_cap, "cannot run the acceptance set %s", path);
     return FL_EIO;
@@ -261,6 +263,7 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
   r->spec = parsed;
   r->step = 0;
   r->failures = 0;
+  r->generation++;
   current_conf = c;
   if (r->spec.acceptance[0]) return start_acceptance(c, rt, r, actor, err, err_cap);
   begin_steps(rt, r, actor);
@@ -272,6 +275,10 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   const fl_route_t *rt = route_of(c, route);
   ro_t *r = ro_get(route, false);
   if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
+  static const char *const known[] = {"pause", "resume", "promote", "abort", "undo"};
+  bool is_known = false;
+  for (size_t i = 0; i < FL_ARRAY_LEN(known); i++) is_known |= strcmp(action, known[i]) == 0;
+  if (!is_known) return fail(err, err_cap, FL_EPARSE, "unknown action \"%s\" (pause, resume, promote, abort, undo)", action);
   bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE);
   if (strcmp(action, "pause") == 0 && active && r->state == RO_PROGRESSING) {
     r->state = RO_PAUSED;
@@ -320,7 +327,11 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   if (st->config_weight_bp == rt->canary_weight_bp && rt->has_canary) fl_live_set_weight(rt->live, st->weight_bp);
   ro_state_t state = state_named(st->rollout_state);
   if (state == RO_IDLE) return;
-  if (state == RO_ACCEPTANCE) state = RO_ROLLED_BACK;   /* interrupted mid-acceptance: never skip the gate */
+  if (state == RO_ACCEPTANCE) {                    /* interrupted mid-acceptance: never skip the gate */
+    state = RO_ROLLED_BACK;
+    event(rt->name, "rollout", "acceptance_failed",
+          json_pack("{s:s}", "reason", "the gateway restarted during the acceptance set"));
+  }
   json_t *spec = json_loads(st->spec_json, 0, NULL);
   ro_t *r = ro_get(rt->name, true);
   char err[256];
@@ -336,15 +347,19 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   json_decref(spec);
 }
 
-/* A route with a rollout spec starts one by itself when its canary's version is new. */
+/* A new canary version ends the rollout judging the old one; a route with a rollout spec then
+ * starts one for the new version by itself. */
 static void start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const fl_route_state_t *st, bool known) {
-  if (!rt->rollout_spec || !rt->has_canary || (known && strcmp(st->canary_version, rt->variant[FL_CANARY].version) == 0))
-    return;
+  if (!rt->has_canary || (known && strcmp(st->canary_version, rt->variant[FL_CANARY].version) == 0)) return;
   ro_t *r = ro_get(rt->name, false);
   if (r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE)) {
     r->state = RO_ROLLED_BACK;                     /* the canary it was judging is gone */
-    event(rt->name, "config", "superseded", json_pack("{s:s}", "reason", "a new canary version was deployed"));
+    r->generation++;
+    /* the new version has been judged by nothing: back to the weight the file gives */
+    set_weight(rt, r, rt->canary_weight_bp, "config", "superseded",
+               json_pack("{s:s}", "reason", "a new canary version was deployed"));
   }
+  if (!rt->rollout_spec) return;
   char err[256];
   if (fl_rollout_start(c, rt->name, NULL, "config", err, sizeof err) != 0)
     fl_log("route %s: cannot start the rollout of %s: %s", rt->name, rt->variant[FL_CANARY].version, err);
@@ -353,10 +368,14 @@ static void start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const 
 void fl_rollouts_bind(const fl_conf_t *c, bool first) {
   current_conf = c;             /* the previous snapshot may be freed once this one is published */
   for (size_t i = 0; store && i < c->n_routes; i++) {
-    fl_route_state_t st;
-    bool known = fl_store_get_route(store, c->routes[i].name, &st) == 0;
-    if (known && first) restore(&c->routes[i], &st);
-    start_if_new_canary(c, &c->routes[i], &st, known);
+    static fl_route_state_t st;                   /* large; control thread only */
+    int rc = fl_store_get_route(store, c->routes[i].name, &st);
+    if (rc != 0 && rc != FL_ENOENT) {              /* unreadable is not unknown: change nothing */
+      fl_log("state store: cannot read route %s: %s", c->routes[i].name, fl_store_error(store));
+      continue;
+    }
+    if (rc == 0 && first) restore(&c->routes[i], &st);
+    start_if_new_canary(c, &c->routes[i], &st, rc == 0);
   }
   for (size_t i = 0; i < c->n_routes; i++) save(&c->routes[i], ro_get(c->routes[i].name, false), fl_live_weight(&c->routes[i]));
 }
@@ -409,6 +428,7 @@ void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c) {
 }
 
 void fl_rollouts_shutdown(void) {
+  fl_acceptance_stop_all();
   while (rollouts) {
     ro_t *next = rollouts->next;
     json_decref(rollouts->last_analysis);

@@ -10,6 +10,7 @@
 #include "live.h"
 #include "rollout.h"
 #include "store.h"
+#include "acceptance.h"
 #include "webhook.h"
 #include "proxy.h"
 
@@ -192,6 +193,7 @@ static void start_drain(void) {
   }
   ctl.draining = true;
   fl_log("draining: no new connections, waiting for requests in flight");
+  fl_acceptance_stop_all();
   if (ctl.admin) fl_httpd_close(ctl.admin);
   ctl.admin = NULL;
   signal_workers(1);

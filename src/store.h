@@ -22,7 +22,7 @@ typedef struct fl_route_state {
   int32_t step;                    /* index into the rollout's steps, -1 when none */
   int32_t failures;                /* failed windows in this rollout */
   int64_t updated_ms;              /* Unix ms of the last write */
-  char spec_json[2048];            /* the rollout spec as JSON, or "" */
+  char spec_json[8192];            /* the rollout spec as JSON, or "" */
 } fl_route_state_t;
 
 /* Opens (creating when needed) the store at path; WAL mode, synchronous=NORMAL, schema created

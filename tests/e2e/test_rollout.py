@@ -353,3 +353,61 @@ def test_a_canary_failing_its_acceptance_set_never_gets_traffic():
                 {"line": 2, "why": "body does not match /Paris/"}], report
     finally:
         os.unlink(path)
+
+
+def test_a_malformed_acceptance_case_fails_that_case_and_nothing_else():
+    import os
+    path = acceptance_file([chat_case({"status": 200, "regex": 5}), chat_case({"status": 200, "json": [1]}),
+                            chat_case({"status": 200})])
+    try:
+        with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+                Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+            start(gw, dict(SPEC, interval="60s", acceptance=path, acceptance_min_pass=0.3))
+            r = wait_state(gw, ["progressing", "rolled_back"], 10)
+            assert r["rollout"]["state"] == "progressing"
+            report = [e for e in events(gw) if e["kind"] == "acceptance_passed"][0]["detail"]["report"]
+            assert [f["why"] for f in report["failures"]] == ["expect.regex must be a string",
+                                                             "expect.json must be an object"], report
+            assert gw.p.poll() is None
+    finally:
+        os.unlink(path)
+
+
+def test_an_aborted_gate_s_late_report_does_not_judge_the_next_rollout():
+    import os
+    failing = acceptance_file([chat_case({"status": 200, "regex": "Paris"})])
+    passing = acceptance_file([chat_case({"status": 200})] * 3)
+    try:
+        with mock(model="m-v1") as v1, mock("--latency-ms", 1500, model="m-v2") as v2, \
+                Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+            start(gw, dict(SPEC, interval="60s", acceptance=failing))
+            assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH).status == 200
+            start(gw, dict(SPEC, interval="60s", acceptance=passing))
+            r = wait_state(gw, ["progressing"], 15)
+            report = [e for e in events(gw) if e["kind"] == "acceptance_passed"][0]["detail"]["report"]
+            assert report["cases"] == 3 and r["canary_weight"] == 20
+    finally:
+        os.unlink(failing)
+        os.unlink(passing)
+
+
+def test_a_new_canary_version_ends_a_rollout_started_by_hand():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2:
+        yaml = route_yaml(v1, v2, weight=0)
+        with Gateway(yaml, **WITH_TOKEN) as gw, Load(gw.port, threads=2):
+            start(gw, dict(SPEC, interval="2s"))
+            gw.reload(yaml.replace("version: v2", "version: v3"))
+            r = route(gw)
+            assert r["rollout"]["state"] == "rolled_back" and r["canary_weight"] == 0, r
+            assert events(gw)[-1]["kind"] == "superseded"
+
+
+def test_steps_of_just_100_promote_at_once_and_unknown_actions_are_refused():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+        r = start(gw, dict(SPEC, steps=[100]))
+        assert r["rollout"]["state"] == "promoted" and r["canary_weight"] == 100
+        r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout/jump", AUTH)
+        assert r.status == 400 and "unknown action" in r.json()["error"]["message"]
+        r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, dict(SPEC, steps=[0.001, 50]))
+        assert r.status == 409 and "steps" in r.json()["error"]["message"]

@@ -480,6 +480,15 @@ static void admin_token_comes_from_the_named_environment_variable(void **state) 
   unsetenv("FL_TEST_TOKEN");
 }
 
+static void names_and_versions_are_short_and_printable(void **state) {
+  char yaml[1024];
+  snprintf(yaml, sizeof yaml, "routes:\n  - name: %s\n    stable: { version: v1, backends: [127.0.0.1:1] }\n",
+           "r234567890123456789012345678901234567890123456789012345678901234");
+  expect_error_at(yaml, "2:11", "route name is longer than 63 characters");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: \"v 1\", backends: [127.0.0.1:1] }\n", "3:24",
+                  "version must be printable, without spaces or quotes");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(example_top_level),
@@ -508,6 +517,7 @@ int main(void) {
     cmocka_unit_test(load_missing_file_names_it),
     cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
     cmocka_unit_test(admin_token_comes_from_the_named_environment_variable),
+    cmocka_unit_test(names_and_versions_are_short_and_printable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
