@@ -254,15 +254,23 @@ int fl_cli_history(int argc, char **argv) {
                                   "The event log: who or what changed which weight, when and why.\n\n"
                                   "  -r, --route ROUTE   only this route's events\n", &o);
   if (rc) return rc == 1 ? 0 : rc;
-  char path[160];
-  snprintf(path, sizeof path, "/api/v1/events?limit=1000%s%s", o.route ? "&route=" : "", o.route ? o.route : "");
-  json_t *root = call(&o, "GET", path, NULL, &rc);
-  if (root && !o.json) {
-    printf("%-21s %-12s %-8s %-16s %-16s %s\n", "TIME (UTC)", "ROUTE", "ACTOR", "EVENT", "WEIGHT%", "WHY");
+  if (!o.json) printf("%-21s %-12s %-8s %-16s %-16s %s\n", "TIME (UTC)", "ROUTE", "ACTOR", "EVENT", "WEIGHT%", "WHY");
+  long long after = 0;
+  size_t got;
+  do {                                  /* the log is read a page at a time, oldest first */
+    char path[200];
+    snprintf(path, sizeof path, "/api/v1/events?limit=1000&after=%lld%s%s", after, o.route ? "&route=" : "",
+             o.route ? o.route : "");
+    json_t *root = call(&o, "GET", path, NULL, &rc);
+    json_t *events = json_object_get(root, "events");
+    got = json_array_size(events);
     size_t i;
     json_t *e;
-    json_array_foreach(json_object_get(root, "events"), i, e) print_event(e);
-  }
-  json_decref(root);
+    json_array_foreach(events, i, e) {
+      if (!o.json) print_event(e);
+      after = (long long)num(e, "id", NULL);
+    }
+    json_decref(root);
+  } while (rc == 0 && got == 1000);
   return rc;
 }

@@ -24,10 +24,21 @@ static int on_complete(http_parser *p) {
   return 0;
 }
 
-static int send_all(int fd, const char *data, size_t len) {
+/* Waits until fd is ready for events or the deadline passes (-ETIMEDOUT). */
+static int wait_ready(int fd, short events, uint64_t deadline_ms) {
+  uint64_t now = fl_now_ms();
+  if (now >= deadline_ms) return -ETIMEDOUT;
+  struct pollfd p = {.fd = fd, .events = events};
+  int rc = poll(&p, 1, (int)(deadline_ms - now));
+  return rc > 0 ? 0 : rc == 0 ? -ETIMEDOUT : -errno;
+}
+
+static int send_all(int fd, const char *data, size_t len, uint64_t deadline_ms) {
   while (len) {
-    ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    int rc = wait_ready(fd, POLLOUT, deadline_ms);
+    if (rc) return rc;
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) return -errno;
     data += n;
     len -= (size_t)n;
@@ -35,27 +46,32 @@ static int send_all(int fd, const char *data, size_t len) {
   return 0;
 }
 
-static int connect_to(const fl_addr_t *addr, int timeout_ms) {
-  int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+static int connect_to(const fl_addr_t *addr, uint64_t deadline_ms) {
+  int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
-  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0) {
-    int e = -errno;
+  int rc = connect(fd, (const struct sockaddr *)&addr->ss, addr->len) == 0 ? 0 : -errno;
+  if (rc == -EINPROGRESS && (rc = wait_ready(fd, POLLOUT, deadline_ms)) == 0) {
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+    rc = -soerr;
+  }
+  if (rc != 0) {
     close(fd);
-    return e;
+    return rc;
   }
   return fd;
 }
 
 /* Reads and parses until the answer is complete or the peer closes. */
-static int read_answer(int fd, http_parser *p, answer_t *a) {
+static int read_answer(int fd, http_parser *p, answer_t *a, uint64_t deadline_ms) {
   static const http_parser_settings settings = {.on_body = on_body, .on_message_complete = on_complete};
   char buf[16384];
   while (!a->complete) {
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
+    int rc = wait_ready(fd, POLLIN, deadline_ms);
+    if (rc) return rc;
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return -errno;
     size_t done = http_parser_execute(p, &settings, buf, (size_t)n);
     if (HTTP_PARSER_ERRNO(p) != HPE_OK || (n > 0 && done != (size_t)n)) return FL_EPARSE;
@@ -66,7 +82,8 @@ static int read_answer(int fd, http_parser *p, answer_t *a) {
 
 int fl_client_request(const fl_addr_t *addr, const char *method, const char *path, const char *body,
                       const char *token, int timeout_ms, int *status, char **out, char *err, size_t err_cap) {
-  int fd = connect_to(addr, timeout_ms);
+  uint64_t deadline_ms = fl_now_ms() + (uint64_t)timeout_ms;   /* one deadline for the whole exchange */
+  int fd = connect_to(addr, deadline_ms);
   if (fd < 0) {
     snprintf(err, err_cap, "cannot connect to %s: %s", addr->text, strerror(-fd));
     return fd;
@@ -82,17 +99,17 @@ int fl_client_request(const fl_addr_t *addr, const char *method, const char *pat
     snprintf(err, err_cap, "request head too long");
     return FL_ELIMIT;
   }
-  int rc = send_all(fd, head, (size_t)hlen);
-  if (rc == 0 && blen) rc = send_all(fd, body, blen);
+  int rc = send_all(fd, head, (size_t)hlen, deadline_ms);
+  if (rc == 0 && blen) rc = send_all(fd, body, blen, deadline_ms);
   answer_t a = {0};
   http_parser p;
   http_parser_init(&p, HTTP_RESPONSE);
   p.data = &a;
-  if (rc == 0) rc = read_answer(fd, &p, &a);
+  if (rc == 0) rc = read_answer(fd, &p, &a, deadline_ms);
   close(fd);
   if (rc != 0 || fl_buf_append(&a.body, "", 1) != 0) {
     snprintf(err, err_cap, "%s %s on %s: %s", method, path, addr->text,
-             rc == FL_EPARSE ? "malformed or incomplete answer" : strerror(-rc));
+             rc == FL_EPARSE ? "malformed or incomplete answer" : rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
     fl_buf_free(&a.body);
     return rc ? rc : FL_ENOMEM;
   }

@@ -40,6 +40,18 @@ int fl_webhook_parse_url(const char *url, fl_addr_t *addr, char *path, size_t pa
   return 0;
 }
 
+/* Lock held. The queue stays ordered by when each delivery is due, so a retry waiting out its
+ * backoff never holds up fresh events behind it. */
+static void enqueue_sorted(const delivery_t *d) {
+  unsigned pos = wh.len;
+  while (pos > 0 && wh.q[(wh.head + pos - 1) % QUEUE_CAP].due_ms > d->due_ms) {
+    wh.q[(wh.head + pos) % QUEUE_CAP] = wh.q[(wh.head + pos - 1) % QUEUE_CAP];
+    pos--;
+  }
+  wh.q[(wh.head + pos) % QUEUE_CAP] = *d;
+  wh.len++;
+}
+
 void fl_webhook_post(const fl_addr_t *addr, const char *path, const char *body) {
   pthread_mutex_lock(&wh.lock);
   if (wh.len == QUEUE_CAP) {
@@ -49,10 +61,9 @@ void fl_webhook_post(const fl_addr_t *addr, const char *path, const char *body) 
     wh.head = (wh.head + 1) % QUEUE_CAP;
     wh.len--;
   }
-  delivery_t *d = &wh.q[(wh.head + wh.len) % QUEUE_CAP];
-  *d = (delivery_t){.addr = *addr, .body = strdup(body), .due_ms = fl_now_ms()};
-  snprintf(d->path, sizeof d->path, "%s", path);
-  wh.len++;
+  delivery_t d = {.addr = *addr, .body = strdup(body), .due_ms = fl_now_ms()};
+  snprintf(d.path, sizeof d.path, "%s", path);
+  enqueue_sorted(&d);
   pthread_cond_signal(&wh.wake);
   pthread_mutex_unlock(&wh.lock);
 }
@@ -82,14 +93,13 @@ static void wait_until(uint64_t due_ms) {
 
 static void *sender(void *arg) {
   pthread_mutex_lock(&wh.lock);
-  while (!wh.stop || wh.len) {
+  while (!wh.stop) {
     if (!wh.len) {
       pthread_cond_wait(&wh.wake, &wh.lock);
       continue;
     }
     delivery_t d = wh.q[wh.head];
     if (d.due_ms > fl_now_ms()) {
-      if (wh.stop) break;
       wait_until(d.due_ms);
       continue;
     }
@@ -103,14 +113,7 @@ static void *sender(void *arg) {
       continue;
     }
     d.due_ms = fl_now_ms() + (500ull << (d.attempts - 1));   /* 0.5 s, 1 s, 2 s, 4 s */
-    /* back into the queue, keeping it ordered by when each delivery is due */
-    unsigned pos = wh.len;
-    while (pos > 0 && wh.q[(wh.head + pos - 1) % QUEUE_CAP].due_ms > d.due_ms) {
-      wh.q[(wh.head + pos) % QUEUE_CAP] = wh.q[(wh.head + pos - 1) % QUEUE_CAP];
-      pos--;
-    }
-    wh.q[(wh.head + pos) % QUEUE_CAP] = d;
-    wh.len++;
+    enqueue_sorted(&d);
   }
   while (wh.len) {
     free(wh.q[wh.head].body);

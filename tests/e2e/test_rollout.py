@@ -104,13 +104,16 @@ def test_a_canary_with_5_percent_errors_is_rolled_back_within_two_windows():
 
 
 def test_a_canary_one_and_a_half_times_slower_is_rolled_back():
+    # the median is the steady witness of "slower"; p99 on a busy 2-core machine is mostly noise
+    spec = dict(SPEC, checks=[{"metric": "error_rate", "max_increase": 0.01},
+                              {"metric": "latency_p50", "max_ratio": 1.2}, {"metric": "latency_p99", "max_ratio": 1.2}])
     with mock("--latency-ms", 20, model="m-v1") as v1, mock("--latency-ms", 30, model="m-v2") as v2, \
             Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port, threads=8):
-        start(gw, SPEC)
+        start(gw, spec)
         r = wait_state(gw, ["rolled_back", "promoted"], 12)
         assert r["rollout"]["state"] == "rolled_back", r
         assert r["rollout"]["windows"] == {"pass": 0, "fail": 2, "inconclusive": 0}, r["rollout"]["windows"]
-        assert "latency_p99" in events(gw)[-1]["detail"]["reason"]
+        assert "latency_p50" in events(gw)[-1]["detail"]["reason"]
 
 
 def test_too_little_traffic_holds_the_weight():
