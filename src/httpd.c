@@ -4,6 +4,7 @@
  * always leave in request order and a slow handler never makes us buffer without bound.
  * The process must ignore SIGPIPE (libuv writes with plain write(2)). */
 #include "httpd.h"
+#include "http.h"
 #include "write.h"
 
 #include <errno.h>
@@ -25,10 +26,7 @@
  * does not reset the connection before the answer is read; but not forever. */
 #define HTTPD_LINGER_MAX ((size_t)1 << 20)
 
-typedef struct buf {
-  char *data;
-  size_t len, cap;
-} buf_t;
+typedef fl_buf_t buf_t;               /* http.h's growable buffer */
 
 typedef struct hdr {
   uint32_t name_off, name_len, value_off;
@@ -78,29 +76,18 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- small buffers ---- */
 
+/* fl_buf_append under a limit, with a NUL kept after the content (outside len) for handlers. */
 static int buf_append(buf_t *b, const char *data, size_t n, size_t limit) {
   if (b->len + n > limit) return FL_ELIMIT;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) return FL_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, data, n);
-  b->len += n;
-  b->data[b->len] = '\0';   /* always NUL-terminated for the handler's convenience */
+  if (fl_buf_append(b, data, n) != 0 || fl_buf_append(b, "", 1) != 0) return FL_ENOMEM;
+  b->len--;
   return 0;
 }
 
 /* Appends a NUL that belongs to the content (a separator), unlike buf_append's terminator. */
 static int buf_sep(buf_t *b) { return buf_append(b, "", 1, SIZE_MAX); }
 
-static void buf_free(buf_t *b) {
-  free(b->data);
-  memset(b, 0, sizeof *b);
-}
+static void buf_free(buf_t *b) { fl_buf_free(b); }
 
 static conn_t *req_conn(const fl_httpd_req_t *req) {
   return (conn_t *)((char *)req - offsetof(conn_t, req));
