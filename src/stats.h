@@ -32,6 +32,28 @@ fl_test_t fl_stats_two_proportion_margin(uint64_t x_canary, uint64_t n_canary, u
  * only when out of memory. */
 fl_test_t fl_stats_mann_whitney(const double *canary, size_t n_canary, const double *stable, size_t n_stable);
 
+/* ---- drift (issue 5): comparing two distributions, canary against stable or live against a
+ * baseline ---- */
+
+/* Two-sample Kolmogorov–Smirnov: statistic D = sup |F_a − F_b|, two-sided asymptotic p-value, as
+ * SciPy's ks_2samp(a, b, method="asymp"). Inputs unchanged. Empty side: statistic 0, p 1. */
+fl_test_t fl_stats_ks(const double *a, size_t n_a, const double *b, size_t n_b);
+
+/* Population stability index of actual against baseline: `bins` bins cut at the baseline's
+ * quantiles (ties merged), each share floored at 1e-4 so an empty bin never divides by zero;
+ * PSI = Σ (a_i − e_i)·ln(a_i / e_i). 0 for identical distributions; > 0.2 is a large shift.
+ * NaN when a side is empty. */
+double fl_stats_psi(const double *baseline, size_t n_baseline, const double *actual, size_t n_actual, size_t bins);
+
+/* Chi-square test of homogeneity of two category count vectors (a 2×k table; categories with no
+ * count on either side are dropped), as SciPy's chi2_contingency(correction=False):
+ * statistic and p-value. Fewer than two categories left: statistic 0, p 1. */
+fl_test_t fl_stats_chi_square(const uint64_t *a, const uint64_t *b, size_t k);
+
+/* Jensen–Shannon distance (base 2, in [0, 1]) between two count vectors normalised to
+ * distributions, as SciPy's jensenshannon(a, b, base=2). An empty side: NaN. */
+double fl_stats_js_distance(const uint64_t *a, const uint64_t *b, size_t k);
+
 /* Quantile q ∈ [0,1] of v with linear interpolation between order statistics (NumPy's default
  * "linear" method). Sorts v in place. NaN when n is 0. */
 double fl_stats_quantile(double *v, size_t n, double q);
