@@ -256,15 +256,13 @@ static int start_access_log(void) {
   return rc;
 }
 
-/* The state store: `state:` or fledge.db beside the config file. */
+/* The state store: `state:` (a relative path is taken beside the config file) or fledge.db there. */
 static int open_store(void) {
   char path[4096], err[600];
-  if (ctl.conf->state_path) {
-    snprintf(path, sizeof path, "%s", ctl.conf->state_path);
-  } else {
-    const char *slash = strrchr(ctl.conf->path, '/');
-    snprintf(path, sizeof path, "%.*sfledge.db", slash ? (int)(slash - ctl.conf->path + 1) : 0, ctl.conf->path);
-  }
+  const char *name = ctl.conf->state_path ? ctl.conf->state_path : "fledge.db";
+  const char *slash = strrchr(ctl.conf->path, '/');
+  if (name[0] == '/' || !slash) snprintf(path, sizeof path, "%s", name);     /* relative: beside the config */
+  else snprintf(path, sizeof path, "%.*s%s", (int)(slash - ctl.conf->path + 1), ctl.conf->path, name);
   int rc = fl_store_open(path, &ctl.store, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "fledge: %s\n", err);

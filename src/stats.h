@@ -35,19 +35,21 @@ fl_test_t fl_stats_mann_whitney(const double *canary, size_t n_canary, const dou
 /* ---- drift (issue 5): comparing two distributions, canary against stable or live against a
  * baseline ---- */
 
-/* Two-sample Kolmogorov–Smirnov: statistic D = sup |F_a − F_b|, two-sided asymptotic p-value, as
- * SciPy's ks_2samp(a, b, method="asymp"). Inputs unchanged. Empty side: statistic 0, p 1. */
+/* Two-sample Kolmogorov–Smirnov: statistic D = sup |F_a − F_b|, two-sided p-value as SciPy's
+ * ks_2samp(a, b, method="asymp"), i.e. kstwo.sf(D, round(n_a·n_b/(n_a+n_b))) — the exact-n
+ * Kolmogorov distribution, not its limit. Inputs unchanged. Empty side: statistic 0, p 1; out of
+ * memory: p NaN. */
 fl_test_t fl_stats_ks(const double *a, size_t n_a, const double *b, size_t n_b);
 
 /* Population stability index of actual against baseline: `bins` bins cut at the baseline's
- * quantiles (ties merged), each share floored at 1e-4 so an empty bin never divides by zero;
- * PSI = Σ (a_i − e_i)·ln(a_i / e_i). 0 for identical distributions; > 0.2 is a large shift.
- * NaN when a side is empty. */
+ * quantiles (ties merged; a value equal to a cut point goes to the upper bin), each share floored
+ * at 1e-4 so an empty bin never divides by zero; PSI = Σ (a_i − e_i)·ln(a_i / e_i). 0 for
+ * identical distributions; > 0.2 is a large shift. NaN when a side is empty or bins is 0. */
 double fl_stats_psi(const double *baseline, size_t n_baseline, const double *actual, size_t n_actual, size_t bins);
 
 /* Chi-square test of homogeneity of two category count vectors (a 2×k table; categories with no
  * count on either side are dropped), as SciPy's chi2_contingency(correction=False):
- * statistic and p-value. Fewer than two categories left: statistic 0, p 1. */
+ * statistic and p-value. Fewer than two categories left, or an empty side: statistic 0, p 1. */
 fl_test_t fl_stats_chi_square(const uint64_t *a, const uint64_t *b, size_t k);
 
 /* Jensen–Shannon distance (base 2, in [0, 1]) between two count vectors normalised to

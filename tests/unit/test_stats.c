@@ -153,6 +153,72 @@ static void check_quantile(const char *name, double *head, size_t n_head, vec_t 
   }
 }
 
+static uint64_t *as_counts(const vec_t *v) {
+  uint64_t *c = malloc((v->n ? v->n : 1) * sizeof *c);
+  assert_non_null(c);
+  for (size_t i = 0; i < v->n; i++) c[i] = (uint64_t)v->v[i];
+  return c;
+}
+
+/* PSI and JS are sums of the same terms in the same order as NumPy's, so only rounding differs. */
+static bool relatively_close(double got, double want) { return fabs(got - want) <= 1e-12 * fabs(want); }
+
+static void check_ks(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                     unsigned *failures) {
+  assert_int_equal(n_head, 2);
+  assert_int_equal(n_groups, 2);
+  double want_p = head[0], want_d = head[1];
+  fl_test_t t = fl_stats_ks(groups[0].v, groups[0].n, groups[1].v, groups[1].n);
+  if (!(fabs(t.statistic - want_d) <= 1e-15) || !close_to(t.p_value, want_p)) {
+    fprintf(stderr, "ks %s: D %.17g p %.17g, SciPy D %.17g p %.17g\n", name, t.statistic, t.p_value, want_d, want_p);
+    (*failures)++;
+  }
+}
+
+static void check_psi(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                      unsigned *failures) {
+  assert_int_equal(n_head, 2);
+  assert_int_equal(n_groups, 2);
+  double want = head[0];
+  double got = fl_stats_psi(groups[0].v, groups[0].n, groups[1].v, groups[1].n, (size_t)head[1]);
+  if (!relatively_close(got, want)) {
+    fprintf(stderr, "psi %s: %.17g, NumPy %.17g\n", name, got, want);
+    (*failures)++;
+  }
+}
+
+static void check_chi_square(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                             unsigned *failures) {
+  assert_int_equal(n_head, 2);
+  assert_int_equal(n_groups, 2);
+  assert_int_equal(groups[0].n, groups[1].n);
+  double want_p = head[0], want_stat = head[1];
+  uint64_t *a = as_counts(&groups[0]), *b = as_counts(&groups[1]);
+  fl_test_t t = fl_stats_chi_square(a, b, groups[0].n);
+  if (!close_to(t.statistic, want_stat) || !close_to(t.p_value, want_p)) {
+    fprintf(stderr, "chi2 %s: stat %.17g p %.17g, SciPy stat %.17g p %.17g\n", name, t.statistic, t.p_value,
+            want_stat, want_p);
+    (*failures)++;
+  }
+  free(a);
+  free(b);
+}
+
+static void check_js(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                     unsigned *failures) {
+  assert_int_equal(n_head, 1);
+  assert_int_equal(n_groups, 2);
+  assert_int_equal(groups[0].n, groups[1].n);
+  uint64_t *a = as_counts(&groups[0]), *b = as_counts(&groups[1]);
+  double got = fl_stats_js_distance(a, b, groups[0].n);
+  if (!relatively_close(got, head[0])) {
+    fprintf(stderr, "js %s: %.17g, SciPy %.17g\n", name, got, head[0]);
+    (*failures)++;
+  }
+  free(a);
+  free(b);
+}
+
 /* ---- against SciPy and NumPy ---- */
 
 static void mann_whitney_matches_scipy_on_every_vector(void **state) {
@@ -173,6 +239,34 @@ static void quantile_matches_numpy_linear_on_every_vector(void **state) {
   unsigned failures = 0;
   unsigned cases = for_each_vector("q", check_quantile, &failures);
   assert_true(cases >= 10);
+  assert_int_equal(failures, 0);
+}
+
+static void ks_matches_scipy_asymp_on_every_vector(void **state) {
+  unsigned failures = 0;
+  unsigned cases = for_each_vector("ks", check_ks, &failures);
+  assert_true(cases >= 10);
+  assert_int_equal(failures, 0);
+}
+
+static void psi_matches_the_numpy_reference_on_every_vector(void **state) {
+  unsigned failures = 0;
+  unsigned cases = for_each_vector("psi", check_psi, &failures);
+  assert_true(cases >= 6);
+  assert_int_equal(failures, 0);
+}
+
+static void chi_square_matches_scipy_on_every_vector(void **state) {
+  unsigned failures = 0;
+  unsigned cases = for_each_vector("chi2", check_chi_square, &failures);
+  assert_true(cases >= 6);
+  assert_int_equal(failures, 0);
+}
+
+static void js_distance_matches_scipy_on_every_vector(void **state) {
+  unsigned failures = 0;
+  unsigned cases = for_each_vector("js", check_js, &failures);
+  assert_true(cases >= 5);
   assert_int_equal(failures, 0);
 }
 
@@ -416,6 +510,102 @@ static void the_same_seed_draws_the_same_sample(void **state) {
   fl_reservoir_free(&c);
 }
 
+/* ---- drift properties ---- */
+
+static void a_sample_against_itself_shows_no_drift(void **state) {
+  static const size_t sizes[] = {1, 2, 17, 300, 5000};
+  for (size_t i = 0; i < FL_ARRAY_LEN(sizes); i++) {
+    double *v = latencies(sizes[i], 120, 0.5);
+    fl_test_t t = fl_stats_ks(v, sizes[i], v, sizes[i]);
+    assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+    assert_true(fl_stats_psi(v, sizes[i], v, sizes[i], 10) == 0.0);
+    free(v);
+  }
+  uint64_t counts[4] = {900, 60, 0, 30};
+  assert_true(fl_stats_js_distance(counts, counts, 4) == 0.0);
+  uint64_t doubled[4] = {1800, 120, 0, 60}; /* the same shares */
+  assert_true(fl_stats_js_distance(counts, doubled, 4) == 0.0);
+}
+
+static void js_distance_stays_within_zero_and_one(void **state) {
+  for (int trial = 0; trial < 2000; trial++) {
+    uint64_t a[5], b[5];
+    for (int i = 0; i < 5; i++) {
+      a[i] = (uint64_t)(uniform01() * (trial % 3 ? 1000 : 3));
+      b[i] = (uint64_t)(uniform01() * (trial % 5 ? 1000 : 3));
+    }
+    a[trial % 5] += 1;
+    b[(trial + 2) % 5] += 1;
+    double d = fl_stats_js_distance(a, b, 5);
+    assert_true(d >= 0.0 && d <= 1.0);
+    assert_true(fabs(d - fl_stats_js_distance(b, a, 5)) <= 1e-15); /* symmetric */
+  }
+  uint64_t x[3] = {5, 0, 0}, y[3] = {0, 2, 9};
+  assert_true(fl_stats_js_distance(x, y, 3) == 1.0); /* disjoint supports */
+}
+
+static void ks_moves_with_the_shift(void **state) {
+  size_t n = 2000;
+  double *stable = latencies(n, 200, 0.5), *same = latencies(n, 200, 0.5), *slower = latencies(n, 230, 0.5);
+  fl_test_t t_same = fl_stats_ks(same, n, stable, n), t_slower = fl_stats_ks(slower, n, stable, n);
+  assert_true(t_same.p_value > 1e-3);
+  assert_true(t_slower.p_value < 1e-6 && t_slower.statistic > t_same.statistic);
+  fl_test_t swapped = fl_stats_ks(stable, n, slower, n); /* two-sided: symmetric */
+  assert_true(swapped.statistic == t_slower.statistic && swapped.p_value == t_slower.p_value);
+  double a[4] = {3, 1, 2, 4}, a0[4];
+  memcpy(a0, a, sizeof a);
+  fl_stats_ks(a, 4, stable, n);
+  assert_memory_equal(a, a0, sizeof a); /* inputs unchanged */
+  free(stable);
+  free(same);
+  free(slower);
+}
+
+static void psi_flags_doubled_lengths_and_not_resampling(void **state) {
+  size_t n = 3000;
+  double *baseline = latencies(n, 300, 0.6), *again = latencies(n, 300, 0.6), *doubled = latencies(n, 300, 0.6);
+  for (size_t i = 0; i < n; i++) doubled[i] *= 2;
+  assert_true(fl_stats_psi(baseline, n, again, n, 10) < 0.05);
+  assert_true(fl_stats_psi(baseline, n, doubled, n, 10) > 0.2);
+  free(baseline);
+  free(again);
+  free(doubled);
+}
+
+/* A value equal to a cut point belongs to the bin above it: with the baseline 1..4 in two bins the
+ * cut is 2.5 (no tie), but with 1,2,2,3 and two bins it is 2, and the 2s fall in the upper bin. */
+static void psi_puts_a_value_on_a_cut_point_in_the_upper_bin(void **state) {
+  double baseline[4] = {1, 2, 2, 3};
+  double low[4] = {1, 1, 1, 1}, on_cut[4] = {2, 2, 2, 2}, high[4] = {3, 3, 3, 3};
+  /* baseline shares: lower bin 1/4, upper bin 3/4 */
+  double want_low = (1.0 - 0.25) * log(1.0 / 0.25) + (1e-4 - 0.75) * log(1e-4 / 0.75);
+  double want_high = (1e-4 - 0.25) * log(1e-4 / 0.25) + (1.0 - 0.75) * log(1.0 / 0.75);
+  assert_true(fabs(fl_stats_psi(baseline, 4, low, 4, 2) - want_low) < 1e-12);
+  assert_true(fabs(fl_stats_psi(baseline, 4, on_cut, 4, 2) - want_high) < 1e-12);
+  assert_true(fabs(fl_stats_psi(baseline, 4, high, 4, 2) - want_high) < 1e-12);
+  double all_same[5] = {7, 7, 7, 7, 7}; /* every cut point merges into one: two bins */
+  assert_true(fl_stats_psi(all_same, 5, all_same, 5, 10) == 0.0);
+}
+
+static void drift_edge_cases(void **state) {
+  double v[3] = {1, 2, 3};
+  fl_test_t t = fl_stats_ks(v, 0, v, 3);
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  t = fl_stats_ks(v, 3, NULL, 0);
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  assert_true(isnan(fl_stats_psi(v, 0, v, 3, 10)));
+  assert_true(isnan(fl_stats_psi(v, 3, NULL, 0, 10)));
+  uint64_t zero[4] = {0, 0, 0, 0}, some[4] = {5, 1, 0, 2}, one[4] = {0, 9, 0, 0}, other[4] = {0, 4, 0, 0};
+  assert_true(isnan(fl_stats_js_distance(zero, some, 4)));
+  assert_true(isnan(fl_stats_js_distance(some, zero, 4)));
+  t = fl_stats_chi_square(one, other, 4); /* one category left */
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  t = fl_stats_chi_square(zero, some, 4); /* an empty side */
+  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  t = fl_stats_chi_square(some, some, 4);
+  assert_true(fabs(t.statistic) < 1e-12 && fabs(t.p_value - 1.0) < 1e-12);
+}
+
 int main(int argc, char **argv) {
   const char *env = getenv("FLEDGE_STATS_VECTORS");
   if (argc > 1) vectors_path = argv[1];
@@ -424,6 +614,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test(mann_whitney_matches_scipy_on_every_vector),
       cmocka_unit_test(two_proportion_matches_the_pooled_z_test_on_every_vector),
       cmocka_unit_test(quantile_matches_numpy_linear_on_every_vector),
+      cmocka_unit_test(ks_matches_scipy_asymp_on_every_vector),
+      cmocka_unit_test(psi_matches_the_numpy_reference_on_every_vector),
+      cmocka_unit_test(chi_square_matches_scipy_on_every_vector),
+      cmocka_unit_test(js_distance_matches_scipy_on_every_vector),
       cmocka_unit_test(the_normal_tail_is_accurate_far_out),
       cmocka_unit_test(identical_samples_give_no_evidence),
       cmocka_unit_test(all_values_tied_give_p_one),
@@ -439,6 +633,12 @@ int main(int argc, char **argv) {
       cmocka_unit_test(each_value_is_kept_with_probability_cap_over_seen),
       cmocka_unit_test(tiny_windows_keep_each_value_equally_often),
       cmocka_unit_test(the_same_seed_draws_the_same_sample),
+      cmocka_unit_test(a_sample_against_itself_shows_no_drift),
+      cmocka_unit_test(js_distance_stays_within_zero_and_one),
+      cmocka_unit_test(ks_moves_with_the_shift),
+      cmocka_unit_test(psi_flags_doubled_lengths_and_not_resampling),
+      cmocka_unit_test(psi_puts_a_value_on_a_cut_point_in_the_upper_bin),
+      cmocka_unit_test(drift_edge_cases),
   };
   return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
 }

@@ -13,6 +13,10 @@ NumPy/SciPy (written with NumPy 1.24, SciPy 1.10). Line formats, one case per li
     mw   <name> <p> <U> | <canary values...> | <stable values...>
     prop <name> <p> <z> <x_canary> <n_canary> <x_stable> <n_stable>
     q    <name> <expected> <q> | <values...>
+    ks   <name> <p> <D> | <a values...> | <b values...>
+    psi  <name> <psi> <bins> | <baseline values...> | <actual values...>
+    chi2 <name> <p> <statistic> | <a counts...> | <b counts...>
+    js   <name> <distance> | <a counts...> | <b counts...>
 
 mw:   scipy.stats.mannwhitneyu(canary, stable, alternative="greater", method="asymptotic",
       use_continuity=True); U is the canary's U (SciPy's statistic), p its p-value.
@@ -21,6 +25,15 @@ prop: the pooled one-sided two-proportion z-test (statsmodels' proportions_ztest
       p = scipy.stats.norm.sf(z). Degenerate inputs (an empty side, pooled rate 0 or 1) carry
       fledge's documented answer z 0, p 1, where statsmodels would give NaN.
 q:    numpy.quantile(values, q) with the default "linear" method.
+ks:   scipy.stats.ks_2samp(a, b, method="asymp") (two-sided); SciPy 1.10 computes its p-value as
+      kstwo.sf(D, round(n_a·n_b/(n_a+n_b))), not with the limiting kstwobign.
+psi:  written out in NumPy (SciPy has none): cut points numpy.quantile(baseline, i/bins) for
+      i = 1..bins-1 with equal ones merged, bin = numpy.searchsorted(cuts, v, side="right") (a value
+      equal to a cut point goes to the bin above), shares floored at 1e-4 on both sides,
+      PSI = sum((a - e) * log(a / e)).
+chi2: scipy.stats.chi2_contingency([a, b], correction=False) after dropping the categories with
+      no count on either side.
+js:   scipy.spatial.distance.jensenshannon(a, b, base=2).
 Floats are printed with repr(), which round-trips exactly through C's strtod.
 """
 import math
@@ -28,6 +41,7 @@ import sys
 
 import numpy as np
 from scipy import stats
+from scipy.spatial.distance import jensenshannon
 
 out = sys.stdout
 
@@ -139,4 +153,100 @@ def main():
     quant("p30_negatives", rng.normal(0, 1e6, 101).round(2), 0.3)
 
 
+def ks(name, a, b):
+    a = [float(v) for v in a]
+    b = [float(v) for v in b]
+    r = stats.ks_2samp(a, b, method="asymp")
+    out.write(f"ks {name} {num(r.pvalue)} {num(r.statistic)} | {nums(a)} | {nums(b)}\n")
+
+
+def psi_reference(baseline, actual, bins):
+    baseline = np.asarray(baseline, dtype=float)
+    actual = np.asarray(actual, dtype=float)
+    cuts = []
+    for i in range(1, bins):
+        c = float(np.quantile(baseline, i / bins))
+        if not cuts or c != cuts[-1]:
+            cuts.append(c)
+    cuts = np.array(cuts)
+    e = np.bincount(np.searchsorted(cuts, baseline, side="right"), minlength=len(cuts) + 1) / len(baseline)
+    a = np.bincount(np.searchsorted(cuts, actual, side="right"), minlength=len(cuts) + 1) / len(actual)
+    e = np.maximum(e, 1e-4)
+    a = np.maximum(a, 1e-4)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi(name, baseline, actual, bins=10):
+    baseline = [float(v) for v in baseline]
+    actual = [float(v) for v in actual]
+    out.write(f"psi {name} {num(psi_reference(baseline, actual, bins))} {bins} | {nums(baseline)} | {nums(actual)}\n")
+
+
+def chi2(name, a, b):
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    keep = (a + b) > 0
+    if keep.sum() < 2 or a.sum() == 0 or b.sum() == 0:
+        statistic, p = 0.0, 1.0
+    else:
+        statistic, p, _, _ = stats.chi2_contingency(np.array([a[keep], b[keep]]), correction=False)
+    out.write(f"chi2 {name} {num(p)} {num(statistic)} | {' '.join(str(int(v)) for v in a)} | "
+              f"{' '.join(str(int(v)) for v in b)}\n")
+
+
+def js(name, a, b):
+    d = jensenshannon(np.asarray(a, dtype=float), np.asarray(b, dtype=float), base=2)
+    out.write(f"js {name} {num(d)} | {' '.join(str(int(v)) for v in a)} | {' '.join(str(int(v)) for v in b)}\n")
+
+
+def drift():
+    """Issue 5's drift measures; a generator of its own, so the lines above stay as they were."""
+    rng = np.random.default_rng(20250105)
+    out.write("# two-sample Kolmogorov-Smirnov, two-sided, method='asymp'\n")
+    ks("tiny_disjoint", [1, 2, 3], [4, 5, 6])
+    ks("identical_300", *([rng.normal(100, 10, 300).round(3)] * 2))
+    ks("normal_no_shift_300", rng.normal(0, 1, 300).round(4), rng.normal(0, 1, 300).round(4))
+    ks("normal_shift_0.2_300", rng.normal(0.2, 1, 300).round(4), rng.normal(0, 1, 300).round(4))
+    ks("normal_shift_1_200", rng.normal(1, 1, 200).round(4), rng.normal(0, 1, 200).round(4))
+    ks("sizes_40_vs_900", rng.normal(0.3, 1, 40).round(4), rng.normal(0, 1, 900).round(4))
+    ks("sizes_25_vs_30_small_n", rng.normal(0.5, 1, 25).round(4), rng.normal(0, 1, 30).round(4))
+    ks("sizes_7_vs_9", rng.normal(0, 1, 7).round(4), rng.normal(0.8, 1, 9).round(4))
+    ks("heavy_ties_ms", lognormal(rng, 1000, 40, 0.3, 0), lognormal(rng, 1000, 41, 0.3, 0))
+    ks("three_values", rng.choice([1, 2, 3], 700, p=[0.3, 0.3, 0.4]), rng.choice([1, 2, 3], 600, p=[0.35, 0.3, 0.35]))
+    ks("large_no_shift_pelz_good", rng.normal(0, 1, 2000).round(2), rng.normal(0, 1, 2000).round(2))
+    ks("one_vs_many", [0.5], rng.normal(0, 1, 50).round(4))
+
+    out.write("# population stability index, 10 baseline-quantile bins\n")
+    lengths = rng.gamma(2.0, 150.0, 500).round()
+    psi("identical_lengths", lengths, lengths)
+    psi("same_distribution_lengths", lengths, rng.gamma(2.0, 150.0, 500).round())
+    psi("slightly_longer_lengths", lengths, (rng.gamma(2.0, 150.0, 500) * 1.1).round())
+    psi("doubled_lengths", lengths, (rng.gamma(2.0, 150.0, 500) * 2).round())
+    psi("shifted_normal", rng.normal(0, 1, 500).round(3), rng.normal(0.5, 1, 400).round(3))
+    psi("heavy_ties_merged_cuts", rng.choice([0, 1, 2, 5], 500, p=[0.6, 0.2, 0.15, 0.05]),
+        rng.choice([0, 1, 2, 5], 400, p=[0.4, 0.3, 0.2, 0.1]))
+    psi("actual_outside_baseline", rng.normal(0, 1, 300).round(3), rng.normal(5, 1, 300).round(3))
+    psi("five_bins", rng.normal(0, 1, 300).round(3), rng.normal(0.2, 1.2, 300).round(3), bins=5)
+
+    out.write("# chi-square test of homogeneity, finish_reason counts stop/length/content_filter/tool_calls\n")
+    chi2("equal_shares", [900, 60, 10, 30], [1800, 120, 20, 60])
+    chi2("similar_shares", [902, 55, 12, 31], [880, 70, 9, 41])
+    chi2("more_length", [850, 120, 10, 20], [900, 60, 12, 28])
+    chi2("zero_category_dropped", [700, 40, 0, 60], [720, 35, 0, 45])
+    chi2("zero_on_one_side", [950, 40, 10, 0], [930, 45, 0, 25])
+    chi2("far_tail", [5000, 3000, 100, 900], [8000, 500, 100, 400])
+    chi2("small_counts", [3, 1, 0, 2], [1, 4, 1, 0])
+    chi2("two_categories", [40, 60], [55, 45])
+    chi2("one_category_left", [10, 0, 0, 0], [20, 0, 0, 0])
+
+    out.write("# Jensen-Shannon distance, base 2\n")
+    js("equal_shares", [900, 60, 10, 30], [1800, 120, 20, 60])
+    js("similar_shares", [902, 55, 12, 31], [880, 70, 9, 41])
+    js("more_length", [850, 120, 10, 20], [900, 60, 12, 28])
+    js("zero_on_one_side", [950, 40, 10, 0], [930, 45, 0, 25])
+    js("disjoint", [10, 0, 0, 0], [0, 0, 3, 7])
+    js("tiny", [1, 1, 0, 0], [1, 0, 1, 0])
+
+
 main()
+drift()
