@@ -35,10 +35,10 @@ fl_test_t fl_stats_mann_whitney(const double *canary, size_t n_canary, const dou
 /* ---- drift (issue 5): comparing two distributions, canary against stable or live against a
  * baseline ---- */
 
-/* Two-sample Kolmogorov–Smirnov: statistic D = sup |F_a − F_b|, two-sided p-value as SciPy's
- * ks_2samp(a, b, method="asymp"), i.e. kstwo.sf(D, round(n_a·n_b/(n_a+n_b))) — the exact-n
- * Kolmogorov distribution, not its limit. Inputs unchanged. Empty side: statistic 0, p 1; out of
- * memory: p NaN. */
+/* Two-sample Kolmogorov–Smirnov: statistic D = sup |F_a − F_b| and the two-sided p-value of the
+ * limiting Kolmogorov distribution, P(K > D·√(n_a·n_b/(n_a+n_b))) — SciPy's kstwobign.sf of the
+ * same argument. It is the large-sample approximation (drift windows hold hundreds of values or
+ * more). Inputs unchanged. Empty side: statistic 0, p 1; out of memory: p NaN. */
 fl_test_t fl_stats_ks(const double *a, size_t n_a, const double *b, size_t n_b);
 
 /* Population stability index of actual against baseline: `bins` bins cut at the baseline's

@@ -25,8 +25,8 @@ prop: the pooled one-sided two-proportion z-test (statsmodels' proportions_ztest
       p = scipy.stats.norm.sf(z). Degenerate inputs (an empty side, pooled rate 0 or 1) carry
       fledge's documented answer z 0, p 1, where statsmodels would give NaN.
 q:    numpy.quantile(values, q) with the default "linear" method.
-ks:   scipy.stats.ks_2samp(a, b, method="asymp") (two-sided); SciPy 1.10 computes its p-value as
-      kstwo.sf(D, round(n_a·n_b/(n_a+n_b))), not with the limiting kstwobign.
+ks:   D from scipy.stats.ks_2samp(a, b); p = scipy.stats.kstwobign.sf(D·sqrt(n_a·n_b/(n_a+n_b))),
+      the limiting Kolmogorov distribution fledge uses (not ks_2samp's own finite-n p-value).
 psi:  written out in NumPy (SciPy has none): cut points numpy.quantile(baseline, i/bins) for
       i = 1..bins-1 with equal ones merged, bin = numpy.searchsorted(cuts, v, side="right") (a value
       equal to a cut point goes to the bin above), shares floored at 1e-4 on both sides,
@@ -156,8 +156,9 @@ def main():
 def ks(name, a, b):
     a = [float(v) for v in a]
     b = [float(v) for v in b]
-    r = stats.ks_2samp(a, b, method="asymp")
-    out.write(f"ks {name} {num(r.pvalue)} {num(r.statistic)} | {nums(a)} | {nums(b)}\n")
+    d = stats.ks_2samp(a, b, method="asymp").statistic
+    p = stats.kstwobign.sf(d * np.sqrt(len(a) * len(b) / (len(a) + len(b))))
+    out.write(f"ks {name} {num(p)} {num(d)} | {nums(a)} | {nums(b)}\n")
 
 
 def psi_reference(baseline, actual, bins):
