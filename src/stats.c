@@ -17,23 +17,6 @@ double fl_stats_normal_sf(double z) {
   return 0.5 * erfc(z / M_SQRT2);
 }
 
-/* ---- two proportions ---- */
-
-fl_test_t fl_stats_two_proportion(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable) {
-  if (n_canary == 0 || n_stable == 0) return NO_EVIDENCE;
-  /* Failure and request counters are summed from workers without a common snapshot, so a failure
-   * can be seen before its request; more failures than trials is read as "all failed". */
-  if (x_canary > n_canary) x_canary = n_canary;
-  if (x_stable > n_stable) x_stable = n_stable;
-  double n1 = (double)n_canary, n2 = (double)n_stable;
-  double pooled = ((double)x_canary + (double)x_stable) / (n1 + n2);
-  if (pooled <= 0.0 || pooled >= 1.0) return NO_EVIDENCE;
-  double diff = (double)x_canary / n1 - (double)x_stable / n2;
-  double sd = sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2));
-  double z = diff / sd;
-  return (fl_test_t){.statistic = z, .p_value = fl_stats_normal_sf(z)};
-}
-
 /* ---- Mann–Whitney U ---- */
 
 typedef struct {
@@ -169,6 +152,8 @@ void fl_reservoir_free(fl_reservoir_t *r) {
   r->cap = r->n = 0;
   r->seen = 0;
 }
+
+/* ---- two proportions ---- */
 
 fl_test_t fl_stats_two_proportion_margin(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable,
                                          double margin) {

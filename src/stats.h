@@ -13,11 +13,6 @@ typedef struct fl_test {
 /* Upper tail of the standard normal distribution, P(Z > z), accurate in the far tail too. */
 double fl_stats_normal_sf(double z);
 
-/* One-sided two-proportion z-test with pooled variance, H1: the canary's rate is higher.
- * x = failures, n = trials. With no trials on a side, or a pooled rate of 0 or 1, there is no
- * evidence: statistic 0, p 1. Matches statsmodels' proportions_ztest(alternative="larger"). */
-fl_test_t fl_stats_two_proportion(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable);
-
 /* One-sided test of a margin, H1: canary rate − stable rate > margin (unpooled Wald variance, as
  * the rates differ under H1). The canary fails a bound only when it is significantly beyond it,
  * so equal variants almost never fail and a few errors in a small sample do not either. With a

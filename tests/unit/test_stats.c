@@ -128,13 +128,14 @@ static void check_mann_whitney(const char *name, double *head, size_t n_head, ve
   }
 }
 
-static void check_two_proportion(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
-                                 unsigned *failures) {
-  assert_int_equal(n_head, 6);
+static void check_margin(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
+                         unsigned *failures) {
+  assert_int_equal(n_head, 7);
   double want_p = head[0], want_z = head[1];
-  fl_test_t t = fl_stats_two_proportion((uint64_t)head[2], (uint64_t)head[3], (uint64_t)head[4], (uint64_t)head[5]);
+  fl_test_t t = fl_stats_two_proportion_margin((uint64_t)head[2], (uint64_t)head[3], (uint64_t)head[4],
+                                               (uint64_t)head[5], head[6]);
   if (!close_to(t.statistic, want_z) || !close_to(t.p_value, want_p)) {
-    fprintf(stderr, "prop %s: z %.17g p %.17g, reference z %.17g p %.17g\n", name, t.statistic, t.p_value, want_z,
+    fprintf(stderr, "margin %s: z %.17g p %.17g, reference z %.17g p %.17g\n", name, t.statistic, t.p_value, want_z,
             want_p);
     (*failures)++;
   }
@@ -228,10 +229,10 @@ static void mann_whitney_matches_scipy_on_every_vector(void **state) {
   assert_int_equal(failures, 0);
 }
 
-static void two_proportion_matches_the_pooled_z_test_on_every_vector(void **state) {
+static void margin_test_matches_the_reference_on_every_vector(void **state) {
   unsigned failures = 0;
-  unsigned cases = for_each_vector("prop", check_two_proportion, &failures);
-  assert_true(cases >= 10);
+  unsigned cases = for_each_vector("margin", check_margin, &failures);
+  assert_true(cases >= 20);
   assert_int_equal(failures, 0);
 }
 
@@ -373,20 +374,20 @@ static void ten_thousand_a_side_catch_a_five_percent_slowdown_quickly(void **sta
 /* ---- two proportions ---- */
 
 static void two_proportion_degenerate_counts_give_no_evidence(void **state) {
-  fl_test_t t = fl_stats_two_proportion(0, 1000, 0, 1000); /* pooled 0 */
+  fl_test_t t = fl_stats_two_proportion_margin(0, 1000, 0, 1000, 0); /* no variance, no difference */
   assert_true(t.statistic == 0.0 && t.p_value == 1.0);
-  t = fl_stats_two_proportion(50, 50, 9, 9); /* pooled 1 */
+  t = fl_stats_two_proportion_margin(50, 50, 9, 9, 0); /* both always fail: no difference either */
   assert_true(t.statistic == 0.0 && t.p_value == 1.0);
-  t = fl_stats_two_proportion(0, 0, 5, 100);
+  t = fl_stats_two_proportion_margin(0, 0, 5, 100, 0);
   assert_true(t.statistic == 0.0 && t.p_value == 1.0);
-  t = fl_stats_two_proportion(5, 100, 0, 0);
+  t = fl_stats_two_proportion_margin(5, 100, 0, 0, 0);
   assert_true(t.statistic == 0.0 && t.p_value == 1.0);
 }
 
 static void more_canary_failures_mean_stronger_evidence(void **state) {
   double previous_p = 2.0;
   for (uint64_t x = 0; x <= 100; x++) {
-    fl_test_t t = fl_stats_two_proportion(x, 2000, 20, 2000);
+    fl_test_t t = fl_stats_two_proportion_margin(x, 2000, 20, 2000, 0);
     assert_true(t.p_value < previous_p);
     assert_true(t.p_value >= 0.0 && t.p_value <= 1.0);
     previous_p = t.p_value;
@@ -397,8 +398,8 @@ static void more_canary_failures_mean_stronger_evidence(void **state) {
 /* Counters are summed without a common snapshot; a failure counted before its request must not
  * produce NaN. It reads as "every request failed". */
 static void more_failures_than_trials_count_as_all_failed(void **state) {
-  fl_test_t over = fl_stats_two_proportion(12, 10, 1, 100);
-  fl_test_t all = fl_stats_two_proportion(10, 10, 1, 100);
+  fl_test_t over = fl_stats_two_proportion_margin(12, 10, 1, 100, 0.01);
+  fl_test_t all = fl_stats_two_proportion_margin(10, 10, 1, 100, 0.01);
   assert_false(isnan(over.p_value));
   assert_true(over.statistic == all.statistic && over.p_value == all.p_value);
 }
@@ -612,7 +613,7 @@ int main(int argc, char **argv) {
   else if (env && *env) vectors_path = env;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(mann_whitney_matches_scipy_on_every_vector),
-      cmocka_unit_test(two_proportion_matches_the_pooled_z_test_on_every_vector),
+      cmocka_unit_test(margin_test_matches_the_reference_on_every_vector),
       cmocka_unit_test(quantile_matches_numpy_linear_on_every_vector),
       cmocka_unit_test(ks_matches_scipy_on_every_vector),
       cmocka_unit_test(psi_matches_the_numpy_reference_on_every_vector),

@@ -11,7 +11,7 @@ Every random draw uses a fixed seed, so the output is the same on every run with
 NumPy/SciPy (written with NumPy 1.24, SciPy 1.10). Line formats, one case per line, '#' comments:
 
     mw   <name> <p> <U> | <canary values...> | <stable values...>
-    prop <name> <p> <z> <x_canary> <n_canary> <x_stable> <n_stable>
+    margin <name> <p> <z> <x_canary> <n_canary> <x_stable> <n_stable> <margin>
     q    <name> <expected> <q> | <values...>
     ks   <name> <p> <D> | <a values...> | <b values...>
     psi  <name> <psi> <bins> | <baseline values...> | <actual values...>
@@ -20,10 +20,10 @@ NumPy/SciPy (written with NumPy 1.24, SciPy 1.10). Line formats, one case per li
 
 mw:   scipy.stats.mannwhitneyu(canary, stable, alternative="greater", method="asymptotic",
       use_continuity=True); U is the canary's U (SciPy's statistic), p its p-value.
-prop: the pooled one-sided two-proportion z-test (statsmodels' proportions_ztest with
-      alternative="larger", written out here since statsmodels is not a dependency),
-      p = scipy.stats.norm.sf(z). Degenerate inputs (an empty side, pooled rate 0 or 1) carry
-      fledge's documented answer z 0, p 1, where statsmodels would give NaN.
+margin: the one-sided test of a margin, H1: canary rate - stable rate > margin, with unpooled
+      (Wald) variance: z = (p1 - p2 - margin) / sqrt(p1(1-p1)/n1 + p2(1-p2)/n2),
+      p = scipy.stats.norm.sf(z). Degenerate inputs carry fledge's documented answers: an empty
+      side z 0, p 1; a variance of 0 lets the difference decide, p 0 or 1 with z 0.
 q:    numpy.quantile(values, q) with the default "linear" method.
 ks:   D from scipy.stats.ks_2samp(a, b); p = scipy.stats.kstwobign.sf(D·sqrt(n_a·n_b/(n_a+n_b))),
       the limiting Kolmogorov distribution fledge uses (not ks_2samp's own finite-n p-value).
@@ -62,17 +62,17 @@ def mw(name, canary, stable):
     out.write(f"mw {name} {num(r.pvalue)} {num(r.statistic)} | {nums(canary)} | {nums(stable)}\n")
 
 
-def prop(name, x1, n1, x2, n2):
-    if n1 == 0 or n2 == 0:
-        z, p = 0.0, 1.0
-    else:
-        pooled = (x1 + x2) / (n1 + n2)
-        if pooled <= 0.0 or pooled >= 1.0:
-            z, p = 0.0, 1.0
+def margin(name, x1, n1, x2, n2, m):
+    z, p = 0.0, 1.0
+    if n1 and n2:
+        p1, p2 = min(x1, n1) / n1, min(x2, n2) / n2
+        se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+        if se == 0:
+            p = 0.0 if p1 - p2 > m else 1.0
         else:
-            z = (x1 / n1 - x2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+            z = (p1 - p2 - m) / se
             p = float(stats.norm.sf(z))
-    out.write(f"prop {name} {num(p)} {num(z)} {x1} {n1} {x2} {n2}\n")
+    out.write(f"margin {name} {num(p)} {num(z)} {x1} {n1} {x2} {n2} {num(m)}\n")
 
 
 def quant(name, values, q):
@@ -121,21 +121,35 @@ def main():
     base = rng.integers(10, 60, 300)
     mw("canary_plus_one_ms", base + 1, base)
 
-    out.write("# pooled two-proportion z-test, one-sided 'canary rate higher'\n")
-    prop("no_failures", 0, 500, 0, 500)
-    prop("all_failures", 300, 300, 200, 200)
-    prop("empty_canary", 0, 0, 3, 100)
-    prop("empty_stable", 3, 100, 0, 0)
-    prop("equal_rates", 10, 1000, 20, 2000)
-    prop("5pct_vs_1pct_n200", 10, 200, 2, 200)
-    prop("5pct_vs_1pct_n2000", 100, 2000, 20, 2000)
-    prop("1pct_vs_5pct_n2000", 20, 2000, 100, 2000)
-    prop("canary_zero_stable_some", 0, 400, 8, 400)
-    prop("canary_some_stable_zero", 3, 150, 0, 5000)
-    prop("unequal_sizes", 37, 1234, 410, 15000)
-    prop("large_n_tiny_gap", 10120, 1000000, 10000, 1000000)
-    prop("far_tail", 1000, 10000, 100, 10000)
-    prop("half_failing", 60, 100, 50, 100)
+    out.write("# two-proportion margin test, one-sided 'canary rate higher than stable + margin'\n")
+    margin("no_failures", 0, 500, 0, 500, 0.0)
+    margin("no_failures_m01", 0, 500, 0, 500, 0.01)
+    margin("all_failures", 300, 300, 200, 200, 0.0)
+    margin("all_failures_m01", 300, 300, 200, 200, 0.01)
+    margin("empty_canary", 0, 0, 3, 100, 0.0)
+    margin("empty_canary_m01", 0, 0, 3, 100, 0.01)
+    margin("empty_stable", 3, 100, 0, 0, 0.0)
+    margin("empty_stable_m01", 3, 100, 0, 0, 0.01)
+    margin("equal_rates", 10, 1000, 20, 2000, 0.0)
+    margin("equal_rates_m01", 10, 1000, 20, 2000, 0.01)
+    margin("5pct_vs_1pct_n200", 10, 200, 2, 200, 0.0)
+    margin("5pct_vs_1pct_n200_m01", 10, 200, 2, 200, 0.01)
+    margin("5pct_vs_1pct_n2000", 100, 2000, 20, 2000, 0.0)
+    margin("5pct_vs_1pct_n2000_m01", 100, 2000, 20, 2000, 0.01)
+    margin("1pct_vs_5pct_n2000", 20, 2000, 100, 2000, 0.0)
+    margin("1pct_vs_5pct_n2000_m01", 20, 2000, 100, 2000, 0.01)
+    margin("canary_zero_stable_some", 0, 400, 8, 400, 0.0)
+    margin("canary_zero_stable_some_m01", 0, 400, 8, 400, 0.01)
+    margin("canary_some_stable_zero", 3, 150, 0, 5000, 0.0)
+    margin("canary_some_stable_zero_m01", 3, 150, 0, 5000, 0.01)
+    margin("unequal_sizes", 37, 1234, 410, 15000, 0.0)
+    margin("unequal_sizes_m01", 37, 1234, 410, 15000, 0.01)
+    margin("large_n_tiny_gap", 10120, 1000000, 10000, 1000000, 0.0)
+    margin("large_n_tiny_gap_m01", 10120, 1000000, 10000, 1000000, 0.01)
+    margin("far_tail", 1000, 10000, 100, 10000, 0.0)
+    margin("far_tail_m01", 1000, 10000, 100, 10000, 0.01)
+    margin("half_failing", 60, 100, 50, 100, 0.0)
+    margin("half_failing_m01", 60, 100, 50, 100, 0.01)
 
     out.write("# numpy.quantile, linear interpolation\n")
     quant("single", [42.5], 0.5)
