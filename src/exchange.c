@@ -25,7 +25,7 @@ static void connect_to(fl_client_t *c, fl_backend_t *b);
 
 /* ---- writing upstream ---- */
 
-static void upstream_failed(fl_client_t *c, const char *what);
+static void upstream_failed(fl_client_t *c, bool closed);
 
 static void on_up_written(uv_write_t *req, int status) {
   fl_wreq_t *wr = (fl_wreq_t *)req;
@@ -35,7 +35,7 @@ static void on_up_written(uv_write_t *req, int status) {
   free(wr);
   if (!c) return;
   c->up_queued -= len;
-  if (status < 0) upstream_failed(c, "reset");
+  if (status < 0) upstream_failed(c, false);
   else if (c->read_paused && c->up_queued < FL_LOW_WATER && !c->ex.req_done) fl_client_pause_reading(c, false);
 }
 
@@ -48,7 +48,7 @@ static void up_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
   /* the write callback gets the connection, not the client: it may outlive the exchange */
   ssize_t queued = fl_write((uv_stream_t *)&u->tcp, bufs, n, c->up_queued == 0, u, on_up_written);
   if (queued < 0) {
-    upstream_failed(c, "reset");
+    upstream_failed(c, false);
     return;
   }
   c->up_queued += (size_t)queued;
@@ -139,7 +139,7 @@ static void up_ready(fl_client_t *c) {
   http_parser_init(&ex->up_parser, HTTP_RESPONSE);
   ex->up_parser.data = c;
   if (!c->up_head.buf && fl_http_head_init(&c->up_head, 65536, 256) != 0) {
-    upstream_failed(c, "reset");
+    upstream_failed(c, false);
     return;
   }
   fl_http_head_reset(&c->up_head);
@@ -237,7 +237,7 @@ void fl_exchange_start(fl_client_t *c) {
 
 /* Failure after the request went out. A reused keep-alive connection that the backend had
  * already closed is retried once on a fresh one; otherwise the client gets a 502 or is cut. */
-static void upstream_failed(fl_client_t *c, const char *what) {
+static void upstream_failed(fl_client_t *c, bool closed) {
   fl_exchange_t *ex = &c->ex;
   fl_upconn_t *u = ex->up;
   bool stale = u && u->requests > 0 && !ex->up_got_bytes && ex->retain;
@@ -251,7 +251,7 @@ static void upstream_failed(fl_client_t *c, const char *what) {
   if (!ex->resp_started && fl_backend_report(ex->backend, false, fl_now_ms()))
     fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
   fl_client_error(c, 502, "upstream_error", "backend %s %s the connection before a complete answer",
-                  ex->backend->addr.text, strcmp(what, "closed") == 0 ? "closed" : "reset");
+                  ex->backend->addr.text, closed ? "closed" : "reset");
 }
 
 static void finish(fl_client_t *c) {
@@ -277,7 +277,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     fl_buf_free(&ex->pending);
   }
   if (n < 0 && !ex->resp_started) {
-    upstream_failed(c, n == UV_EOF ? "closed" : "reset");
+    upstream_failed(c, n == UV_EOF);
     return;
   }
   size_t len = n < 0 ? 0 : (size_t)n;

@@ -29,7 +29,6 @@ typedef struct fl_exchange {
   bool resp_done;
   bool decided;                 /* variant chosen, head built */
   bool inspect;                 /* collecting the body (json: key, model rewrite) */
-  bool whole_body;              /* forward the inspected body with a Content-Length */
   bool chunked_req;             /* the client's body is chunked; forwarded chunked */
   bool head_req;
   bool retain;                  /* `pending` keeps everything sent, for one retry */

@@ -9,11 +9,6 @@
 
 const char *fl_variant_name(fl_variant_id_t v) { return v == FL_CANARY ? "canary" : "stable"; }
 
-const char *fl_why_name(fl_why_t why) {
-  static const char *const names[] = {"override", "rule", "sticky", "random", "no_canary"};
-  return names[why];
-}
-
 /* ---- route match ---- */
 
 static bool host_fits(const fl_route_t *r, const char *host, size_t host_len) {

@@ -62,6 +62,5 @@ const char *fl_cookie_get(const char *cookies, size_t len, const char *name, siz
 const char *fl_query_get(const char *query, size_t len, const char *name, size_t *out_len);
 
 const char *fl_variant_name(fl_variant_id_t v);   /* "stable" / "canary" */
-const char *fl_why_name(fl_why_t why);
 
 #endif

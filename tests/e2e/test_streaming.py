@@ -8,6 +8,15 @@ import time
 from harness import CaptureBackend, Gateway, mock, request, route_yaml, chat
 
 
+def read_to_close(s):
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def sse_event_times(port, body):
     """POSTs a streaming chat request; returns (seconds to each `data:` event, raw text)."""
     payload = json.dumps(body).encode()
@@ -49,12 +58,7 @@ def chunked_post(port, path, pieces, pause=0.05, headers=b""):
         s.sendall(b"%x\r\n%s\r\n" % (len(p), p))
         time.sleep(pause)
     s.sendall(b"0\r\n\r\n")
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
+    out = read_to_close(s)
     s.close()
     head, _, body = out.partition(b"\r\n\r\n")
     headers = dict(l.split(b": ", 1) for l in head.split(b"\r\n")[1:])
@@ -184,11 +188,6 @@ def test_expect_100_continue_gets_the_go_ahead_from_the_gateway():
                   b"Expect: 100-continue\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
         assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         s.sendall(body)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+        out = read_to_close(s)
         s.close()
         assert out.startswith(b"HTTP/1.1 200 OK") and b"x-mock-body-bytes: %d" % len(body) in out.lower()
