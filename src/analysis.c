@@ -200,7 +200,6 @@ json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s) {
 
 void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out) {
   memset(out, 0, sizeof *out);
-  if (end->requests < start->requests || end->errors < start->errors) return;   /* not the same series: empty */
   out->requests = end->requests - start->requests;
   out->errors = end->errors - start->errors;
   out->completion_tokens = end->completion_tokens - start->completion_tokens;

@@ -42,7 +42,7 @@ void fl_http_head_free(fl_http_head_t *h) {
 }
 
 void fl_http_head_reset(fl_http_head_t *h) {
-  h->len = h->n = h->url_off = h->url_len = 0;
+  h->len = h->n = h->url_off = h->url_len = h->n_connection = 0;
   h->in_value = false;
 }
 
@@ -95,10 +95,11 @@ int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
     if ((ch < 0x20 && ch != '\t') || ch == 0x7F) return 400;
   }
   fl_hdr_t *x = &h->hdrs[h->n - 1];
-  if (!h->in_value) {
+  if (!h->in_value) {                   /* the name is complete now */
     x->value_off = h->len;
     x->value_len = 0;
     h->in_value = true;
+    if (x->name_len == 10 && memcmp(h->buf + x->name_off, "connection", 10) == 0) h->n_connection++;
   }
   int rc = append(h, at, len);
   if (rc) return rc;
@@ -162,7 +163,7 @@ static bool lists_token(const char *v, size_t len, const char *name, size_t nlen
 
 /* Is the name listed in any Connection header (there may be several lines of it)? */
 static bool connection_names(const fl_http_head_t *h, const char *name, size_t nlen) {
-  for (uint32_t i = 0; i < h->n; i++) {
+  for (uint32_t i = 0; h->n_connection && i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
     if (x->name_len == 10 && memcmp(h->buf + x->name_off, "connection", 10) == 0 &&
         lists_token(h->buf + x->value_off, x->value_len, name, nlen))

@@ -18,6 +18,8 @@ typedef struct fl_http_head {
   uint32_t max_limit;               /* hdrs grows up to this many; beyond it → 431 */
   uint32_t url_off, url_len;
   bool in_value;                    /* the last callback was a header value */
+  uint32_t n_connection;            /* Connection headers seen: none (the usual case) means no header
+                                       is hop-by-hop for being named in one, without a scan */
 } fl_http_head_t;
 
 /* Storage starts small and grows on demand up to cap bytes of text and max headers, so an idle
