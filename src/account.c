@@ -1,7 +1,9 @@
 /* account.c — per-request accounting on the worker thread: the variant's and backend's counters,
- * latency histograms, the LLM observer's findings and the access-log record. Every hook costs a
- * few counter stores; none allocates after a series' first request on a worker. */
+ * latency histograms, the LLM observer's findings, the access-log record and, for a sampled
+ * share of exchanges, the body prefixes handed to the data monitor. Every hook costs a few
+ * counter stores; only a sampled exchange allocates. */
 #include "alog.h"
+#include "monitor.h"
 #include "proxy_int.h"
 
 #include <stdio.h>
@@ -17,6 +19,23 @@ void fl_account_begin(fl_client_t *c) {
   ex->vs = fl_metrics_vstats(c->w->metrics, chosen(c)->series);
   if (ex->vs) fl_ctr_add(&ex->vs->in_flight, 1);
   fl_llm_init(&ex->llm, false);
+  uint32_t ppm = fl_monitor_rate_ppm();
+  if (c->w->samples && ppm && (ppm >= 1000000 || fl_worker_rand(c->w) % 1000000 < ppm)) {
+    ex->sample = calloc(1, sizeof *ex->sample);
+    if (ex->sample) ex->sample->series = chosen(c)->series;
+  }
+}
+
+/* Keeps at most data.max_body bytes of a body; *cut says that more came. */
+static void capture(const fl_exchange_t *ex, fl_buf_t *b, bool *cut, const char *data, size_t len) {
+  size_t room = ex->conf->data.max_body > b->len ? ex->conf->data.max_body - b->len : 0;
+  if (len > room) *cut = true;
+  if (FL_MIN(len, room) && fl_buf_append(b, data, FL_MIN(len, room)) != 0) *cut = true;
+}
+
+void fl_account_request_body(fl_client_t *c, const char *data, size_t len) {
+  fl_sample_t *s = c->ex.sample;
+  if (s) capture(&c->ex, &s->req, &s->req_cut, data, len);
 }
 
 void fl_account_backend(fl_client_t *c) {
@@ -48,6 +67,11 @@ void fl_account_response_head(fl_client_t *c, uint64_t now_ns) {
   if (!ex->vs) return;
   fl_hist_record(&ex->vs->ttfb, (now_ns - ex->start_ns) / 1000);
   fl_llm_init(&ex->llm, is_event_stream(&c->up_head));
+  if (ex->sample) {
+    ex->sample->stream = ex->llm.is_stream;
+    ex->sample->resp.len = 0;          /* a retried exchange starts its answer over */
+    ex->sample->resp_cut = false;
+  }
 }
 
 static void on_token_gap(void *ctx, uint64_t gap_ns) {
@@ -59,6 +83,7 @@ void fl_account_body(fl_client_t *c, const char *data, size_t len) {
   fl_exchange_t *ex = &c->ex;
   ex->resp_bytes += len;
   if (!ex->vs) return;
+  if (ex->sample) capture(ex, &ex->sample->resp, &ex->sample->resp_cut, data, len);
   fl_llm_feed(&ex->llm, data, len, fl_now_ns(), on_token_gap, ex);
   if (ex->llm.first_token_ns && !ex->ttft_recorded) {
     ex->ttft_recorded = true;
@@ -108,4 +133,10 @@ void fl_account_end(fl_client_t *c) {
     if (!ex->llm.done_seen) fl_ctr_add(&vs->streams_cut, 1);
   }
   if (c->w->alog) log_record(c, status, duration_us);
+  if (ex->sample) {
+    ex->sample->status = status;
+    ex->sample->at_ms = fl_now_ms();
+    fl_sample_push(c->w->samples, ex->sample);
+    ex->sample = NULL;
+  }
 }

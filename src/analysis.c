@@ -54,6 +54,20 @@ static double opt_number(const json_t *o, const char *key) {
   return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* FEATURE_psi and FEATURE_ks for numeric features, FEATURE_js for categories. */
+static bool parse_drift(const char *m, fl_check_t *c) {
+  const char *us = strrchr(m, '_');
+  char feature[32];
+  if (!us || (size_t)(us - m) >= sizeof feature) return false;
+  snprintf(feature, sizeof feature, "%.*s", (int)(us - m), m);
+  int f = fl_feature_parse(feature);
+  if (f < 0) return false;
+  bool category = fl_feature_is_category((unsigned)f);
+  c->feature = (unsigned)f;
+  c->stat = strcmp(us, "_psi") == 0 ? 'p' : strcmp(us, "_ks") == 0 ? 'k' : strcmp(us, "_js") == 0 ? 'j' : 0;
+  return c->stat && (c->stat == 'j') == category;
+}
+
 static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   const char *m = json_string_value(json_object_get(j, "metric"));
   unsigned pct = 0;
@@ -62,18 +76,26 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   snprintf(c->name, sizeof c->name, "%s", m);
   if (strcmp(m, "error_rate") == 0) c->kind = FL_CHECK_ERROR_RATE;
   else if (strcmp(m, "latency_per_token") == 0) c->kind = FL_CHECK_LATENCY_PER_TOKEN;
+  else if (strcmp(m, "feedback_score") == 0) c->kind = FL_CHECK_FEEDBACK;
   else if (sscanf(m, "latency_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_LATENCY;
   else if (sscanf(m, "ttft_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_TTFT;
-  else return bad(err, cap, "unknown check metric \"%s\" (error_rate, latency_pNN, ttft_pNN, latency_per_token)", m);
+  else if ((c->rate = fl_data_rate_find(m)) >= 0) c->kind = FL_CHECK_DATA_RATE;
+  else if (parse_drift(m, c)) c->kind = FL_CHECK_DRIFT;
+  else return bad(err, cap, "unknown check metric \"%s\" (error_rate, latency_pNN, ttft_pNN, latency_per_token, "
+                  "a data rate such as nan_rate, FEATURE_psi/_ks/_js, feedback_score; see docs/rollouts.md)", m);
   c->quantile = pct / 100.0;
   c->max_increase = opt_number(j, "max_increase");
   c->max_ratio = opt_number(j, "max_ratio");
   c->max = opt_number(j, "max");
-  bool rate = c->kind == FL_CHECK_ERROR_RATE;
-  if (isnan(c->max_increase) && isnan(c->max_ratio) && isnan(c->max))
-    return bad(err, cap, "check %s needs a bound: max_increase, max_ratio or max", m);
-  if ((!rate && !isnan(c->max_increase)) || (rate && !isnan(c->max_ratio)))
-    return bad(err, cap, "check %s: error_rate takes max_increase, latency-like metrics take max_ratio", m);
+  c->max_decrease = opt_number(j, "max_decrease");
+  bool rate = c->kind == FL_CHECK_ERROR_RATE || c->kind == FL_CHECK_DATA_RATE;
+  bool latency = c->kind == FL_CHECK_LATENCY || c->kind == FL_CHECK_TTFT || c->kind == FL_CHECK_LATENCY_PER_TOKEN;
+  if (isnan(c->max_increase) && isnan(c->max_ratio) && isnan(c->max) && isnan(c->max_decrease))
+    return bad(err, cap, "check %s needs a bound: max_increase, max_ratio, max or max_decrease", m);
+  if ((!rate && !isnan(c->max_increase)) || (!latency && !isnan(c->max_ratio)) ||
+      (c->kind != FL_CHECK_FEEDBACK && !isnan(c->max_decrease)) || (c->kind == FL_CHECK_FEEDBACK && !isnan(c->max)))
+    return bad(err, cap, "check %s: rates take max_increase or max, latency-like metrics max_ratio or max, drift "
+               "max, feedback_score max_decrease", m);
   return 0;
 }
 
@@ -103,9 +125,9 @@ bool fl_hook_wants(const fl_hook_t *h, const char *kind) {
 
 static void default_checks(fl_rollout_spec_t *s) {
   s->checks[0] = (fl_check_t){.kind = FL_CHECK_ERROR_RATE, .name = "error_rate", .max_increase = 0.01,
-                              .max_ratio = NAN, .max = NAN};
+                              .max_ratio = NAN, .max = NAN, .max_decrease = NAN};
   s->checks[1] = (fl_check_t){.kind = FL_CHECK_LATENCY, .quantile = 0.99, .name = "latency_p99",
-                              .max_increase = NAN, .max_ratio = 1.2, .max = NAN};
+                              .max_increase = NAN, .max_ratio = 1.2, .max = NAN, .max_decrease = NAN};
   s->n_checks = 2;
 }
 
@@ -168,6 +190,7 @@ static json_t *bound_json(const fl_check_t *c) {
   if (!isnan(c->max_increase)) json_object_set_new(o, "max_increase", json_real(c->max_increase));
   if (!isnan(c->max_ratio)) json_object_set_new(o, "max_ratio", json_real(c->max_ratio));
   if (!isnan(c->max)) json_object_set_new(o, "max", json_real(c->max));
+  if (!isnan(c->max_decrease)) json_object_set_new(o, "max_decrease", json_real(c->max_decrease));
   return o;
 }
 
@@ -205,6 +228,11 @@ void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, 
   out->completion_tokens = end->completion_tokens - start->completion_tokens;
   fl_hist_snap_add_diff(&out->duration, &end->duration, &start->duration);
   fl_hist_snap_add_diff(&out->ttft, &end->ttft, &start->ttft);
+  const uint64_t *e = (const uint64_t *)&end->data, *b = (const uint64_t *)&start->data;
+  uint64_t *o = (uint64_t *)&out->data;
+  for (size_t i = 0; i < offsetof(fl_data_snap_t, feedback_sum) / sizeof(uint64_t); i++) o[i] = e[i] - b[i];
+  out->data.feedback_sum = end->data.feedback_sum - start->data.feedback_sum;
+  out->data.feedback_sumsq = end->data.feedback_sumsq - start->data.feedback_sumsq;
 }
 
 fl_test_t fl_analysis_mann_whitney_hist(const fl_hist_snap_t *c, const fl_hist_snap_t *s) {
@@ -250,7 +278,52 @@ static void scaled(const fl_hist_snap_t *h, double ratio, fl_hist_snap_t *out) {
   out->count = h->count;
 }
 
-static fl_measure_t measure(const fl_check_t *k, const fl_series_snap_t *c, const fl_series_snap_t *s) {
+static double share(uint64_t num, uint64_t den) { return den ? (double)num / (double)den : NAN; }
+
+static fl_measure_t measure_rate(const fl_check_t *k, const fl_data_snap_t *c, const fl_data_snap_t *s) {
+  fl_measure_t m = {.test = {NAN, NAN}};
+  uint64_t xc, nc, xs, ns;
+  fl_data_rate(c, k->rate, &xc, &nc);
+  fl_data_rate(s, k->rate, &xs, &ns);
+  m.canary = share(xc, nc);
+  m.stable = share(xs, ns);
+  m.measurable = nc > 0 && (ns > 0 || isnan(k->max_increase));
+  m.test = fl_stats_two_proportion_margin(xc, nc, xs, ns, isnan(k->max_increase) ? 0 : k->max_increase);
+  return m;
+}
+
+/* Drift has no stable value of its own: stable is the reference distribution. */
+static fl_measure_t measure_drift(const fl_check_t *k, const fl_drift_t *d) {
+  fl_measure_t m = {.test = {NAN, NAN}, .stable = NAN, .canary = NAN};
+  m.measurable = d && d->n_a >= FL_DRIFT_MIN && d->n_b >= FL_DRIFT_MIN;
+  if (!m.measurable) return m;
+  if (k->stat == 'p') m.canary = d->psi;
+  if (k->stat == 'k') m.canary = d->ks.statistic, m.test = d->ks;
+  if (k->stat == 'j') m.canary = d->js, m.test = d->chi2;
+  return m;
+}
+
+/* Mean scores, and a one-sided z-test of H1: stable − canary > max_decrease. */
+static fl_measure_t measure_feedback(const fl_check_t *k, const fl_data_snap_t *c, const fl_data_snap_t *s) {
+  fl_measure_t m = {.test = {NAN, NAN}};
+  double nc = (double)c->feedback, ns = (double)s->feedback;
+  m.measurable = c->feedback >= FL_FEEDBACK_MIN && s->feedback >= FL_FEEDBACK_MIN;
+  if (!m.measurable) return m;
+  m.canary = c->feedback_sum / nc;
+  m.stable = s->feedback_sum / ns;
+  double var_c = FL_MAX(c->feedback_sumsq / nc - m.canary * m.canary, 0) * nc / (nc - 1);
+  double var_s = FL_MAX(s->feedback_sumsq / ns - m.stable * m.stable, 0) * ns / (ns - 1);
+  double diff = m.stable - m.canary - k->max_decrease, se = sqrt(var_c / nc + var_s / ns);
+  m.test.statistic = se > 0 ? diff / se : (diff > 0 ? INFINITY : -INFINITY);
+  m.test.p_value = se > 0 ? fl_stats_normal_sf(m.test.statistic) : (diff > 0 ? 0 : 1);
+  return m;
+}
+
+static fl_measure_t measure(const fl_check_t *k, const fl_series_snap_t *c, const fl_series_snap_t *s,
+                            const fl_drift_t *drift) {
+  if (k->kind == FL_CHECK_DATA_RATE) return measure_rate(k, &c->data, &s->data);
+  if (k->kind == FL_CHECK_DRIFT) return measure_drift(k, drift);
+  if (k->kind == FL_CHECK_FEEDBACK) return measure_feedback(k, &c->data, &s->data);
   static fl_hist_snap_t shifted;    /* control thread only; large */
   fl_measure_t m = {.test = {NAN, NAN}, .measurable = true};
   switch (k->kind) {
@@ -276,6 +349,7 @@ static fl_measure_t measure(const fl_check_t *k, const fl_series_snap_t *c, cons
     m.canary = c->duration.sum_us / 1e6 / (double)c->completion_tokens;
     m.stable = s->duration.sum_us / 1e6 / (double)s->completion_tokens;
     break;
+  default: break;
   }
   return m;
 }
@@ -290,7 +364,9 @@ static fl_verdict_t judge(const fl_check_t *k, const fl_measure_t *m, double alp
   bool beyond = false;
   if (!isnan(k->max_increase)) beyond = m->canary - m->stable > k->max_increase;
   if (!isnan(k->max_ratio)) beyond = m->stable > 0 ? m->canary / m->stable > k->max_ratio : m->canary > 0;
-  bool over_max = !isnan(k->max) && m->canary > k->max;
+  if (!isnan(k->max_decrease)) beyond = m->stable - m->canary > k->max_decrease;
+  /* a drift statistic beyond its bound fails only when its test agrees (PSI has none) */
+  bool over_max = !isnan(k->max) && m->canary > k->max && (k->kind != FL_CHECK_DRIFT || significant);
   json_object_set_new(out, "significant", json_boolean(significant));
   json_object_set_new(out, "beyond_bound", json_boolean(beyond));
   json_object_set_new(out, "over_max", json_boolean(over_max));
@@ -303,7 +379,7 @@ static json_t *variant_inputs(const fl_series_snap_t *v) {
 }
 
 json_t *fl_analysis_run(const fl_rollout_spec_t *spec, const fl_series_snap_t *canary, const fl_series_snap_t *stable,
-                        fl_verdict_t *verdict) {
+                        const fl_drift_t *drift, fl_verdict_t *verdict) {
   json_t *out = json_pack("{s:o, s:o, s:f}", "canary", variant_inputs(canary), "stable", variant_inputs(stable),
                           "confidence", spec->confidence);
   json_t *checks = json_array();
@@ -318,7 +394,7 @@ json_t *fl_analysis_run(const fl_rollout_spec_t *spec, const fl_series_snap_t *c
   }
   for (size_t i = 0; i < spec->n_checks; i++) {
     const fl_check_t *k = &spec->checks[i];
-    fl_measure_t m = measure(k, canary, stable);
+    fl_measure_t m = measure(k, canary, stable, drift ? &drift[i] : NULL);
     json_t *c = bound_json(k);
     json_object_set_new(c, "canary", num_or_null(m.canary));
     json_object_set_new(c, "stable", num_or_null(m.stable));

@@ -19,6 +19,9 @@ typedef enum {
   FL_CHECK_LATENCY,             /* latency_pNN: total duration, quantile NN */
   FL_CHECK_TTFT,                /* ttft_pNN: time to first token, quantile NN */
   FL_CHECK_LATENCY_PER_TOKEN,   /* total duration / completion tokens, so longer answers are not penalised */
+  FL_CHECK_DATA_RATE,           /* nan_rate, empty_answer_rate, ...: a data-quality share (monitor.h) */
+  FL_CHECK_DRIFT,               /* FEATURE_psi, FEATURE_ks, FEATURE_js: canary against stable */
+  FL_CHECK_FEEDBACK,            /* feedback_score: mean user score */
 } fl_check_kind_t;
 
 typedef struct fl_check {
@@ -28,7 +31,13 @@ typedef struct fl_check {
   double max_increase;          /* error_rate: canary − stable at most this; NAN: no such bound */
   double max_ratio;             /* latency-like: canary / stable at most this; NAN: none */
   double max;                   /* absolute bound on the canary's value (a rate, or seconds); NAN: none */
+  double max_decrease;          /* feedback_score: stable − canary at most this; NAN: none */
+  int rate;                     /* DATA_RATE: fl_data_rate_find() index */
+  unsigned feature;             /* DRIFT: fl_feature_t */
+  char stat;                    /* DRIFT: 'p' PSI, 'k' Kolmogorov–Smirnov, 'j' Jensen–Shannon */
 } fl_check_t;
+
+#define FL_FEEDBACK_MIN 10        /* feedback per variant and window below which the check is inconclusive */
 
 /* webhooks: - { on: [started, step, promoted, rolled_back], url: http://127.0.0.1:9999/hook } */
 typedef struct fl_hook {
@@ -65,10 +74,11 @@ const char *fl_verdict_name(fl_verdict_t v);
 /* One window's numbers of a variant: the difference of two cumulative snapshots. */
 void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out);
 
-/* Judges a window. Returns a new JSON object with the inputs, each check's values, statistic,
- * p-value and verdict, and the window's verdict (also written to *verdict). */
+/* Judges a window. drift[i] holds the window's drift for check i when it is a DRIFT check (NULL:
+ * such checks are inconclusive). Returns a new JSON object with the inputs, each check's values,
+ * statistic, p-value and verdict, and the window's verdict (also written to *verdict). */
 json_t *fl_analysis_run(const fl_rollout_spec_t *spec, const fl_series_snap_t *canary, const fl_series_snap_t *stable,
-                        fl_verdict_t *verdict);
+                        const fl_drift_t *drift, fl_verdict_t *verdict);
 
 /* One-sided Mann–Whitney U on two histograms (values tied within a bucket, at its midpoint):
  * the test over every request of the window at the histograms' 2% resolution, not a sample. */

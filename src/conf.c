@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,7 +492,7 @@ static int f_cond_cookie(parse_ctx_t *p, yaml_node_t *v, void *rule) { return pa
 static int f_cond_query(parse_ctx_t *p, yaml_node_t *v, void *rule) { return parse_pairs(p, v, rule, FL_COND_QUERY); }
 
 static int f_cond_cidr(parse_ctx_t *p, yaml_node_t *v, void *rule) {
-  fl_cond_t *c;
+  fl_cond_t *c = NULL;
   int rc = push_cond(p, rule, FL_COND_CIDR, &c);
   if (rc == 0) rc = get_cidrs(p, v, &c->cidrs, &c->n_cidrs);
   if (rc == 0 && c->n_cidrs == 0) rc = fail(p, v, "cidr must list at least one block");
@@ -507,13 +508,13 @@ static int check_country(parse_ctx_t *p, yaml_node_t *n, char *value) {
 }
 
 static int f_cond_country(parse_ctx_t *p, yaml_node_t *v, void *rule) {
-  fl_cond_t *c;
+  fl_cond_t *c = NULL;
   int rc = push_cond(p, rule, FL_COND_COUNTRY, &c);
   return rc ? rc : get_str_list(p, v, &c->values, &c->n_values, check_country);
 }
 
 static int f_cond_segment(parse_ctx_t *p, yaml_node_t *v, void *rule) {
-  fl_cond_t *c;
+  fl_cond_t *c = NULL;
   int rc = push_cond(p, rule, FL_COND_SEGMENT, &c);
   return rc ? rc : get_str_list(p, v, &c->values, &c->n_values, NULL);
 }
@@ -820,6 +821,48 @@ static const field_t limit_fields[] = {
 };
 static const section_t limit_section = {"limits", NULL, limit_fields, FL_ARRAY_LEN(limit_fields)};
 
+/* "auto" or a share in [0, 1]. */
+static int f_sample(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  int rc = want_scalar(p, v);
+  if (rc) return rc;
+  char *end;
+  double share = strtod(scalar(v), &end);
+  if (strcmp(scalar(v), "auto") == 0) share = -1;
+  else if (end == scalar(v) || *end || !(share >= 0 && share <= 1))
+    return fail(p, v, "data.sample must be \"auto\" or a share from 0 to 1, not \"%s\"", scalar(v));
+  *(int32_t *)slot = share < 0 ? -1 : (int32_t)lround(share * 1e6);
+  return 0;
+}
+
+static int check_regex(parse_ctx_t *p, yaml_node_t *n, char *value) {
+  regex_t re;
+  int rc = regcomp(&re, value, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+  if (rc == 0) {
+    regfree(&re);
+    return 0;
+  }
+  char why[128];
+  regerror(rc, &re, why, sizeof why);
+  return fail(p, n, "bad regex \"%s\": %s", value, why);
+}
+
+static int f_refusals(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  return get_str_list(p, v, &c->data.refusals, &c->data.n_refusals, check_regex);
+}
+
+static const field_t data_fields[] = {
+  {"sample", f_sample, offsetof(fl_conf_t, data.sample_ppm), NULL},
+  {"max_body", f_u32, offsetof(fl_conf_t, data.max_body), NULL},
+  {"window", f_duration, offsetof(fl_conf_t, data.window_ms), NULL},
+  {"refresh", f_duration, offsetof(fl_conf_t, data.refresh_ms), NULL},
+  {"refusal_patterns", f_refusals, 0, NULL},
+};
+static const section_t data_section = {"data", NULL, data_fields, FL_ARRAY_LEN(data_fields)};
+
+static const field_t feedback_fields[] = {{"key_env", f_str, offsetof(fl_conf_t, feedback_key_env), NULL}};
+static const section_t feedback_section = {"feedback", NULL, feedback_fields, FL_ARRAY_LEN(feedback_fields)};
+
 static const field_t top_fields[] = {
   {"listen", f_addr, offsetof(fl_conf_t, listen), NULL},
   {"workers", f_noop, 0, NULL},  /* read first, by parse_workers */
@@ -832,6 +875,8 @@ static const field_t top_fields[] = {
   {"metrics", f_bool, offsetof(fl_conf_t, metrics), NULL},
   {"access_log", f_opt_str, offsetof(fl_conf_t, access_log), NULL},
   {"state", f_opt_str, offsetof(fl_conf_t, state_path), NULL},
+  {"data", NULL, 0, &data_section},
+  {"feedback", NULL, 0, &feedback_section},
   {"routes", f_routes, 0, NULL},
 };
 static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRAY_LEN(top_fields)};
@@ -851,6 +896,10 @@ static void set_defaults(fl_conf_t *c) {
   c->limits.inspect_body_bytes = 1048576;
   c->response_headers = true;
   c->metrics = true;
+  c->data.sample_ppm = -1;
+  c->data.max_body = 262144;
+  c->data.window_ms = 300000;
+  c->data.refresh_ms = 10000;
 }
 
 static int default_trusted(parse_ctx_t *p, fl_conf_t *c) {
@@ -921,6 +970,9 @@ static void conf_free(fl_conf_t *c) {
   free(c->admin_token_env);
   free(c->admin_token);
   free(c->admin_token_error);
+  for (size_t i = 0; i < c->data.n_refusals; i++) free(c->data.refusals[i]);
+  free(c->data.refusals);
+  free(c->feedback_key_env);
   fl_geo_close(c->geo);
   free(c->path);
   free(c);

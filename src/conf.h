@@ -110,6 +110,16 @@ typedef struct fl_conf {
   bool metrics;                     /* metrics: default true; false skips all per-request accounting */
   char *access_log;                 /* access_log: a file path, "-" for stdout, or NULL (none) */
   char *state_path;                 /* state: the SQLite state store; NULL: fledge.db beside the file */
+  struct {                          /* data: the data-quality monitor (monitor.h) */
+    int32_t sample_ppm;             /* data.sample: share of exchanges read, parts per million;
+                                       -1 = auto (default): every one below 100 req/s, then 100 a second */
+    uint32_t max_body;              /* data.max_body: bytes of each body captured, default 262144 */
+    uint32_t window_ms;             /* data.window: the sliding drift window, default 5m */
+    uint32_t refresh_ms;            /* data.refresh: how often its drift is computed, default 10s */
+    char **refusals; size_t n_refusals;   /* data.refusal_patterns (POSIX ERE); none: built-in */
+  } data;
+  char *feedback_key_env;           /* feedback.key_env: variable holding the request-id HMAC key;
+                                       NULL: a key generated once and kept in the state store */
   fl_route_t *routes; size_t n_routes;
 } fl_conf_t;
 

@@ -5,6 +5,7 @@
 #include "metrics.h"
 #include "http.h"
 #include "live.h"
+#include "monitor.h"
 #include "rollout.h"
 #include "router.h"
 #include "upstream.h"
@@ -74,6 +75,19 @@ int fl_metrics_bind(fl_conf_t *c) {
   return rc;
 }
 
+int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const char *version) {
+  fl_labels_t l = {.variant = variant};
+  if (strlen(route) >= sizeof l.route || strlen(version) >= sizeof l.version) return -1;
+  strcpy(l.route, route);
+  strcpy(l.version, version);
+  pthread_mutex_lock(&registry_lock);
+  int id = registry_id(series_labels, &n_series, FL_MAX_SERIES, &l);
+  pthread_mutex_unlock(&registry_lock);
+  return id;
+}
+
+unsigned fl_metrics_series_count(void) { return atomic_load(&n_series); }
+
 /* ---- worker side ---- */
 
 fl_vstats_t *fl_metrics_vstats(fl_wmetrics_t *m, unsigned series) {
@@ -141,6 +155,16 @@ static uint64_t sum_codes(const fl_vsum_t *s, unsigned from, unsigned to) {
   return n;
 }
 
+uint64_t fl_metrics_requests_total(const fl_metrics_src_t *src) {
+  uint64_t n = 0, series = atomic_load(&n_series);
+  for (unsigned id = 0; id < series; id++)
+    for (unsigned w = 0; w < src->n_workers; w++) {
+      const fl_vstats_t *v = atomic_load_explicit(&src->workers[w]->vs[id], memory_order_acquire);
+      for (unsigned code = 100; v && code < 600; code++) n += fl_ctr_get(&v->codes[code]);
+    }
+  return n;
+}
+
 void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out) {
   static fl_vsum_t sum;              /* control thread only; large */
   sum_series(src, series, &sum);
@@ -157,7 +181,7 @@ static const double le_seconds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
                                     1,     2.5,    5,     10,   30,    60,   120};
 
 /* Label values are user-written (versions): escape as the text format requires. */
-static void esc(char *dst, size_t cap, const char *src) {
+void fl_metrics_escape(char *dst, size_t cap, const char *src) {
   size_t j = 0;
   for (; *src && j + 2 < cap; src++) {
     if (*src == '\\' || *src == '"') dst[j++] = '\\';
@@ -171,14 +195,14 @@ static void esc(char *dst, size_t cap, const char *src) {
   dst[j] = '\0';
 }
 
-static void series_label_text(unsigned id, char *out, size_t cap) {
+void fl_metrics_series_labels(unsigned id, char *out, size_t cap) {
   const fl_labels_t *l = &series_labels[id];
   char version[140];
-  esc(version, sizeof version, l->version);
+  fl_metrics_escape(version, sizeof version, l->version);
   snprintf(out, cap, "route=\"%s\",variant=\"%s\",version=\"%s\"", l->route, fl_variant_name(l->variant), version);
 }
 
-static void family(fl_buf_t *b, const char *name, const char *type, const char *help) {
+void fl_metrics_family(fl_buf_t *b, const char *name, const char *type, const char *help) {
   fl_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
@@ -191,7 +215,7 @@ typedef struct {
 #define EACH_SERIES(e, i) for (unsigned i = 0; i < (e)->n; i++)
 
 static void expo_counter(fl_buf_t *b, const fl_expo_t *e, const char *name, const char *help, size_t offset) {
-  family(b, name, "counter", help);
+  fl_metrics_family(b, name, "counter", help);
   EACH_SERIES(e, i) {
     uint64_t v = *(const uint64_t *)((const char *)&e->sums[i] + offset);
     fl_buf_printf(b, "%s{%s} %llu\n", name, e->lbl[i], (unsigned long long)v);
@@ -199,25 +223,25 @@ static void expo_counter(fl_buf_t *b, const fl_expo_t *e, const char *name, cons
 }
 
 static void expo_requests(fl_buf_t *b, const fl_expo_t *e) {
-  family(b, "fledge_requests_total", "counter", "Requests answered, by route, variant, version and status code.");
+  fl_metrics_family(b, "fledge_requests_total", "counter", "Requests answered, by route, variant, version and status code.");
   EACH_SERIES(e, i) {
     for (unsigned code = 100; code < 600; code++)
       if (e->sums[i].codes[code])
         fl_buf_printf(b, "fledge_requests_total{%s,code=\"%u\"} %llu\n", e->lbl[i], code,
                       (unsigned long long)e->sums[i].codes[code]);
   }
-  family(b, "fledge_in_flight_requests", "gauge", "Requests being served now.");
+  fl_metrics_family(b, "fledge_in_flight_requests", "gauge", "Requests being served now.");
   EACH_SERIES(e, i) fl_buf_printf(b, "fledge_in_flight_requests{%s} %lld\n", e->lbl[i], (long long)e->sums[i].in_flight);
 }
 
 static void expo_llm(fl_buf_t *b, const fl_expo_t *e) {
-  family(b, "fledge_tokens_total", "counter", "Prompt and completion tokens, from usage or counted stream deltas.");
+  fl_metrics_family(b, "fledge_tokens_total", "counter", "Prompt and completion tokens, from usage or counted stream deltas.");
   EACH_SERIES(e, i) {
     fl_buf_printf(b, "fledge_tokens_total{%s,type=\"prompt\"} %llu\n", e->lbl[i], (unsigned long long)e->sums[i].prompt);
     fl_buf_printf(b, "fledge_tokens_total{%s,type=\"completion\"} %llu\n", e->lbl[i],
                   (unsigned long long)e->sums[i].completion);
   }
-  family(b, "fledge_finish_reason_total", "counter", "Answers by finish_reason.");
+  fl_metrics_family(b, "fledge_finish_reason_total", "counter", "Answers by finish_reason.");
   EACH_SERIES(e, i) {
     for (unsigned f = FL_FINISH_STOP; f < FL_FINISH_COUNT; f++)
       fl_buf_printf(b, "fledge_finish_reason_total{%s,reason=\"%s\"} %llu\n", e->lbl[i], fl_finish_name((fl_finish_t)f),
@@ -226,7 +250,7 @@ static void expo_llm(fl_buf_t *b, const fl_expo_t *e) {
 }
 
 static void expo_hist(fl_buf_t *b, const fl_expo_t *e, const char *name, const char *help, unsigned which) {
-  family(b, name, "histogram", help);
+  fl_metrics_family(b, name, "histogram", help);
   EACH_SERIES(e, i) {
     const fl_hist_snap_t *h = &e->sums[i].h[which];
     for (size_t k = 0; k < FL_ARRAY_LEN(le_seconds); k++)
@@ -246,7 +270,7 @@ static void backend_label_text(unsigned id, char *out, size_t cap) {
 static void expo_backends(fl_buf_t *b, const fl_metrics_src_t *src) {
   unsigned n = atomic_load(&n_bseries);
   char lbl[256];
-  family(b, "fledge_upstream_requests_total", "counter", "Requests sent to each backend.");
+  fl_metrics_family(b, "fledge_upstream_requests_total", "counter", "Requests sent to each backend.");
   for (unsigned id = 0; id < n; id++) {
     uint64_t total = 0;
     for (unsigned w = 0; w < src->n_workers; w++) {
@@ -256,7 +280,7 @@ static void expo_backends(fl_buf_t *b, const fl_metrics_src_t *src) {
     backend_label_text(id, lbl, sizeof lbl);
     fl_buf_printf(b, "fledge_upstream_requests_total{%s} %llu\n", lbl, (unsigned long long)total);
   }
-  family(b, "fledge_upstream_errors_total", "counter", "Upstream failures by backend and kind.");
+  fl_metrics_family(b, "fledge_upstream_errors_total", "counter", "Upstream failures by backend and kind.");
   for (unsigned id = 0; id < n; id++) {
     backend_label_text(id, lbl, sizeof lbl);
     for (unsigned k = 0; k < FL_UPERR_COUNT; k++) {
@@ -272,10 +296,10 @@ static void expo_backends(fl_buf_t *b, const fl_metrics_src_t *src) {
 }
 
 static void expo_routes(fl_buf_t *b, const fl_conf_t *c) {
-  family(b, "fledge_canary_weight", "gauge", "Share of users sent to the canary, in percent.");
+  fl_metrics_family(b, "fledge_canary_weight", "gauge", "Share of users sent to the canary, in percent.");
   for (size_t i = 0; i < c->n_routes; i++)
     fl_buf_printf(b, "fledge_canary_weight{route=\"%s\"} %g\n", c->routes[i].name, fl_live_weight(&c->routes[i]) / 100.0);
-  family(b, "fledge_backend_up", "gauge", "1 when the backend takes traffic, 0 while it is ejected.");
+  fl_metrics_family(b, "fledge_backend_up", "gauge", "1 when the backend takes traffic, 0 while it is ejected.");
   uint64_t now = fl_now_ms();
   for (size_t i = 0; i < c->n_routes; i++) {
     const fl_route_t *r = &c->routes[i];
@@ -295,7 +319,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   if (!e.sums || !e.lbl) goto out;
   EACH_SERIES(&e, i) {
     sum_series(src, i, &e.sums[i]);
-    series_label_text(i, e.lbl[i], sizeof e.lbl[i]);
+    fl_metrics_series_labels(i, e.lbl[i], sizeof e.lbl[i]);
   }
   expo_requests(&b, &e);
   expo_counter(&b, &e, "fledge_retries_total", "Requests retried on another backend after a failed connect.",
@@ -318,6 +342,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   expo_backends(&b, src);
   expo_routes(&b, c);
   fl_rollouts_exposition(&b, c);
+  fl_monitor_exposition(&b);
   fl_buf_append(&b, "", 1);
 out:
   free(e.sums);
@@ -480,8 +505,8 @@ static json_t *totals_json(const fl_vsum_t *s) {
 static json_t *variant_json(const fl_metrics_src_t *src, const fl_variant_conf_t *v, fl_variant_id_t id) {
   sum_series(src, v->series, &tick_sum);
   json_t *windows = json_pack("{s:o, s:o}", "1m", window_json(v->series, 60), "5m", window_json(v->series, 300));
-  return json_pack("{s:s, s:s, s:o, s:o}", "variant", fl_variant_name(id), "version", v->version, "totals",
-                   totals_json(&tick_sum), "windows", windows);
+  return json_pack("{s:s, s:s, s:o, s:o, s:o}", "variant", fl_variant_name(id), "version", v->version, "totals",
+                   totals_json(&tick_sum), "windows", windows, "data", fl_monitor_series_json(v->series));
 }
 
 json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c) {

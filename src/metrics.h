@@ -7,7 +7,9 @@
 
 #include "conf.h"
 #include "hist.h"
+#include "http.h"
 #include "llm.h"
+#include "monitor.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -81,10 +83,25 @@ typedef struct fl_series_snap {
   uint64_t requests, errors;       /* answers, and those with status ≥ 500 (upstream failures too) */
   uint64_t completion_tokens;
   fl_hist_snap_t duration, ttft;
+  fl_data_snap_t data;             /* the data monitor's counters (filled by fl_monitor_data) */
 } fl_series_snap_t;
 
 /* Control thread: sums the workers' numbers of one series into out. */
 void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out);
+
+/* All requests answered so far, every series summed. Control thread. */
+uint64_t fl_metrics_requests_total(const fl_metrics_src_t *src);
+
+/* The registry, for modules that keep numbers per series of their own (monitor.h):
+ * `route="..",variant="..",version=".."` of a series; the id of a label set, added when new
+ * (-1: names too long or the table full); how many series exist. Any thread. */
+void fl_metrics_series_labels(unsigned id, char *out, size_t cap);
+int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const char *version);
+unsigned fl_metrics_series_count(void);
+
+/* "# HELP" and "# TYPE" lines of a family; a label value escaped as the text format requires. */
+void fl_metrics_escape(char *dst, size_t cap, const char *src);
+void fl_metrics_family(fl_buf_t *b, const char *name, const char *type, const char *help);
 
 /* Frees the registry and the ring (at exit, after workers stopped). */
 void fl_metrics_shutdown(void);

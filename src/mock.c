@@ -4,6 +4,7 @@
  * configurable share of requests. Each worker thread runs its own loop and SO_REUSEPORT
  * listener; bodies are formatted with snprintf so that the mock is never the bottleneck. */
 #include "mock.h"
+#include "mock_int.h"
 
 #include "common.h"
 #include "httpd.h"
@@ -21,29 +22,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define MOCK_MAX_DELAY_MS 3600000u
-#define MOCK_MAX_TOKENS 1000000u
-#define MOCK_MAX_WORKERS 256u
-#define MOCK_MAX_DIM 65536u
-#define MOCK_MAX_MODEL 128u
-#define MOCK_MAX_INPUTS 2048u
-#define MOCK_ECHO_MAX 256u        /* longest echoed header value */
-#define MOCK_HEADERS_CAP 2048u    /* all extra headers of one answer */
 #define MOCK_STREAM_HEADERS_CAP (MOCK_HEADERS_CAP + 32u)   /* the above plus Cache-Control */
 
-typedef struct mock_cfg {
-  fl_addr_t addr;
-  const char *model;
-  char *model_json;               /* the model name as a JSON string, quotes included */
-  uint32_t latency_ms, jitter_ms, ttft_ms, output_tokens, embedding_dim, workers;
-  double tokens_per_s, error_rate;
-  uint64_t seed;
-  bool seeded;
-  char *text;                     /* "tok0 tok1 ... " for output_tokens tokens */
-  uint32_t *text_end;             /* text_end[k]: length of the first k tokens */
-  char fixed_headers[256];        /* x-mock-model and x-mock-port, same on every answer */
-  char *models_body, *error_body; /* prebuilt GET /v1/models and error-rate 500 bodies */
-} mock_cfg_t;
+
 
 typedef struct sb {
   char *data;
@@ -154,8 +135,18 @@ static uint64_t mock_delay(mock_worker_t *w, uint32_t base_ms) {
   return base_ms + (jitter ? splitmix64(&w->rng) % ((uint64_t)jitter + 1) : 0);
 }
 
-static bool mock_should_fail(mock_worker_t *w) {
-  return w->cfg->error_rate > 0 && rng_unit(&w->rng) < w->cfg->error_rate;
+static bool chance(mock_worker_t *w, double share) { return share > 0 && rng_unit(&w->rng) < share; }
+
+static bool mock_should_fail(mock_worker_t *w) { return chance(w, w->cfg->error_rate); }
+
+/* A completion's length: --output-tokens, or a draw from the normal of --output-tokens-mean/-sd
+ * (Box–Muller), rounded and kept within 1..max_tokens. */
+static uint32_t draw_tokens(mock_worker_t *w) {
+  const mock_cfg_t *cfg = w->cfg;
+  if (cfg->tokens_sd < 0) return cfg->output_tokens;
+  double u = 1 - rng_unit(&w->rng), v = rng_unit(&w->rng);
+  double x = cfg->tokens_mean + cfg->tokens_sd * sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+  return (uint32_t)FL_MIN(FL_MAX(llround(x), 1), (long long)cfg->max_tokens);
 }
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
@@ -519,12 +510,14 @@ static void handle_generate(mock_worker_t *w, fl_httpd_req_t *req, bool chat) {
     answer(w, req, 500, hdrs, cfg->error_body, strlen(cfg->error_body), mock_delay(w, cfg->latency_ms));
     return;
   }
-  uint32_t n_tokens = cfg->output_tokens;
+  uint32_t n_tokens = draw_tokens(w);
   const char *finish = "stop";
   if (g.max_tokens >= 0 && (uint64_t)g.max_tokens < n_tokens) {
     n_tokens = (uint32_t)g.max_tokens;
     finish = "length";
   }
+  if (chance(w, cfg->empty_rate)) n_tokens = 0;
+  else if (chance(w, cfg->truncate_rate)) finish = "length";
   if (g.stream) {
     stream_start(w, req, hdrs, &g, n_tokens, finish);
     return;
@@ -539,6 +532,10 @@ static uint64_t input_hash(uint64_t h, const json_t *v) {
   if (json_is_string(v)) return fnv1a(h, json_string_value(v), json_string_length(v));
   if (json_is_integer(v)) {
     long long x = json_integer_value(v);
+    return fnv1a(h, &x, sizeof x);
+  }
+  if (json_is_real(v)) {
+    double x = json_real_value(v);
     return fnv1a(h, &x, sizeof x);
   }
   size_t i;
@@ -560,7 +557,12 @@ static void add_embedding(mock_worker_t *w, const json_t *input, size_t index) {
   double norm = sq > 0 ? 1 / sqrt(sq) : 0;
   state = start;
   sb_addf(&w->sb, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":[", index ? "," : "", index);
-  for (uint32_t j = 0; j < dim; j++) sb_addf(&w->sb, "%s%.6f", j ? "," : "", (rng_unit(&state) * 2 - 1) * norm);
+  bool nan = chance(w, w->cfg->nan_rate);           /* written as Python's json module would */
+  for (uint32_t j = 0; j < dim; j++) {
+    double x = (rng_unit(&state) * 2 - 1) * norm;
+    if (nan && j == 0) sb_adds(&w->sb, "NaN");
+    else sb_addf(&w->sb, "%s%.6f", j ? "," : "", x);
+  }
   sb_adds(&w->sb, "]}");
 }
 
@@ -621,6 +623,24 @@ static double instance_sum(const json_t *v) {
   return sum;
 }
 
+/* A regression's number (always with a decimal point, as Python writes floats), NaN at
+ * --nan-rate, or with --classes a class label that depends on the instance, skewed to 0. */
+static void add_prediction(mock_worker_t *w, const json_t *instance) {
+  const mock_cfg_t *cfg = w->cfg;
+  if (chance(w, cfg->nan_rate)) {
+    sb_adds(&w->sb, "NaN");
+  } else if (cfg->classes) {
+    uint64_t label = chance(w, cfg->class_skew) ? 0 : input_hash(0xCBF29CE484222325ull ^ cfg->seed, instance) % cfg->classes;
+    sb_addf(&w->sb, "%llu", (unsigned long long)label);
+  } else {
+    double sum = instance_sum(instance);
+    char num[40];
+    snprintf(num, sizeof num, "%.17g", sum);
+    if (!isfinite(sum)) sb_adds(&w->sb, "null");
+    else sb_addf(&w->sb, "%s%s", num, strpbrk(num, ".e") ? "" : ".0");
+  }
+}
+
 static void handle_predict(mock_worker_t *w, fl_httpd_req_t *req) {
   char hdrs[MOCK_HEADERS_CAP];
   json_t *root = load_object(w, req);
@@ -635,9 +655,8 @@ static void handle_predict(mock_worker_t *w, fl_httpd_req_t *req) {
     sb_reset(&w->sb);
     sb_adds(&w->sb, "{\"predictions\":[");
     for (size_t i = 0; i < json_array_size(instances); i++) {
-      double sum = instance_sum(json_array_get(instances, i));
-      if (isfinite(sum)) sb_addf(&w->sb, "%s%.17g", i ? "," : "", sum);
-      else sb_addf(&w->sb, "%snull", i ? "," : "");
+      if (i) sb_adds(&w->sb, ",");
+      add_prediction(w, json_array_get(instances, i));
     }
     sb_adds(&w->sb, "]}");
     send_sb(w, req, hdrs, mock_delay(w, w->cfg->latency_ms));
@@ -690,183 +709,6 @@ static void mock_handle(fl_httpd_req_t *req, void *ctx) {
                strcmp(path, "/v1/embeddings") == 0 || is_predict_path(path);
   if (route) send_error(w, req, NULL, 405, "invalid_request_error", "method %s not allowed here", req->method);
   else not_found(w, req);
-}
-
-/* ---- options ---- */
-
-static const char mock_usage[] =
-    "usage: fledge mock [options]\n"
-    "A fake OpenAI-compatible / KServe model server for demos, tests and benchmarks.\n"
-    "\n"
-    "  --listen ADDR         address to listen on (default 127.0.0.1:9001)\n"
-    "  --model NAME          model name in answers and x-mock-model (default mock-model)\n"
-    "  --latency-ms N        delay before a buffered answer (default 0)\n"
-    "  --jitter-ms N         add a uniform 0..N ms to every delay and to the TTFT (default 0)\n"
-    "  --ttft-ms N           delay before a stream's first token (default 0)\n"
-    "  --tokens-per-s N      streaming speed after the first token; 0 = no delay (default 0)\n"
-    "  --output-tokens N     tokens per completion, capped by max_tokens (default 16)\n"
-    "  --error-rate F        share 0..1 of model requests answered 500 (default 0)\n"
-    "  --seed N              seed of the random draws and of embeddings (default: random\n"
-    "                        draws, embeddings seeded with 0)\n"
-    "  --workers N           threads, each with its own SO_REUSEPORT listener (default 1)\n"
-    "  --embedding-dim N     length of embedding vectors (default 8)\n"
-    "  --help                show this text\n"
-    "\n"
-    "Endpoints: POST /v1/chat/completions, POST /v1/completions (\"stream\": true for SSE),\n"
-    "POST /v1/embeddings, GET /v1/models, POST /v1/models/NAME:predict (KServe v1), GET /health.\n"
-    "Every answer carries x-mock-model, x-mock-port and x-mock-body-bytes, and echoes the\n"
-    "request's x-request-id, x-forwarded-for, JSON model and user as x-mock-saw-*.\n";
-
-enum { OPT_LISTEN = 256, OPT_MODEL, OPT_LATENCY, OPT_JITTER, OPT_TTFT, OPT_TPS, OPT_TOKENS,
-       OPT_ERROR_RATE, OPT_SEED, OPT_WORKERS, OPT_DIM, OPT_HELP };
-
-static const struct option mock_options[] = {
-    {"listen", required_argument, NULL, OPT_LISTEN},         {"model", required_argument, NULL, OPT_MODEL},
-    {"latency-ms", required_argument, NULL, OPT_LATENCY},    {"jitter-ms", required_argument, NULL, OPT_JITTER},
-    {"ttft-ms", required_argument, NULL, OPT_TTFT},          {"tokens-per-s", required_argument, NULL, OPT_TPS},
-    {"output-tokens", required_argument, NULL, OPT_TOKENS},  {"error-rate", required_argument, NULL, OPT_ERROR_RATE},
-    {"seed", required_argument, NULL, OPT_SEED},             {"workers", required_argument, NULL, OPT_WORKERS},
-    {"embedding-dim", required_argument, NULL, OPT_DIM},     {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
-};
-
-static int parse_uint(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(text, &end, 10);
-  if (text[0] < '0' || text[0] > '9' || *end || errno == ERANGE || v < min || v > max) {
-    fprintf(stderr, "mock: --%s: '%s' is not a whole number from %llu to %llu\n", opt, text,
-            (unsigned long long)min, (unsigned long long)max);
-    return FL_EINVAL;
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_u32(const char *opt, const char *text, uint32_t min, uint32_t max, uint32_t *out) {
-  uint64_t v;
-  int rc = parse_uint(opt, text, min, max, &v);
-  if (rc == 0) *out = (uint32_t)v;
-  return rc;
-}
-
-static int parse_real(const char *opt, const char *text, double min, double max, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(text, &end);
-  if (end == text || *end || errno == ERANGE || !(v >= min && v <= max)) {
-    fprintf(stderr, "mock: --%s: '%s' is not a number from %g to %g\n", opt, text, min, max);
-    return FL_EINVAL;
-  }
-  *out = v;
-  return 0;
-}
-
-static int check_model(const char *name) {
-  size_t n = strlen(name);
-  bool ok = n > 0 && n <= MOCK_MAX_MODEL && name[0] != ' ' && name[n - 1] != ' ';
-  for (size_t i = 0; ok && i < n; i++) ok = name[i] >= 0x20 && name[i] <= 0x7e;
-  if (ok) return 0;
-  fprintf(stderr, "mock: --model: '%s' must be 1 to %u printable ASCII characters\n", name, MOCK_MAX_MODEL);
-  return FL_EINVAL;
-}
-
-static int apply_option(mock_cfg_t *cfg, int opt, const char *arg) {
-  const char *name = mock_options[opt - OPT_LISTEN].name;
-  switch (opt) {
-  case OPT_LISTEN:
-    if (fl_addr_parse(arg, &cfg->addr) == 0) return 0;
-    fprintf(stderr, "mock: --listen: '%s' is not HOST:PORT (numeric IPv4, [IPv6] or localhost)\n", arg);
-    return FL_EINVAL;
-  case OPT_MODEL: cfg->model = arg; return check_model(arg);
-  case OPT_LATENCY: return parse_u32(name, arg, 0, MOCK_MAX_DELAY_MS, &cfg->latency_ms);
-  case OPT_JITTER: return parse_u32(name, arg, 0, MOCK_MAX_DELAY_MS, &cfg->jitter_ms);
-  case OPT_TTFT: return parse_u32(name, arg, 0, MOCK_MAX_DELAY_MS, &cfg->ttft_ms);
-  case OPT_TPS: return parse_real(name, arg, 0, 1e6, &cfg->tokens_per_s);
-  case OPT_TOKENS: return parse_u32(name, arg, 0, MOCK_MAX_TOKENS, &cfg->output_tokens);
-  case OPT_ERROR_RATE: return parse_real(name, arg, 0, 1, &cfg->error_rate);
-  case OPT_SEED: cfg->seeded = true; return parse_uint(name, arg, 0, UINT64_MAX, &cfg->seed);
-  case OPT_WORKERS: return parse_u32(name, arg, 1, MOCK_MAX_WORKERS, &cfg->workers);
-  case OPT_DIM: return parse_u32(name, arg, 1, MOCK_MAX_DIM, &cfg->embedding_dim);
-  default: return FL_EINVAL;
-  }
-}
-
-/* Returns 0 to run, 1 when --help was shown, FL_EINVAL after printing what is wrong. */
-static int mock_parse_args(int argc, char **argv, mock_cfg_t *cfg) {
-  memset(cfg, 0, sizeof *cfg);
-  cfg->model = "mock-model";
-  cfg->output_tokens = 16;
-  cfg->embedding_dim = 8;
-  cfg->workers = 1;
-  fl_addr_parse("127.0.0.1:9001", &cfg->addr);
-  optind = 0;   /* GNU: start afresh even if getopt ran before in this process */
-  opterr = 0;
-  int opt;
-  while ((opt = getopt_long(argc, argv, ":", mock_options, NULL)) != -1) {
-    if (opt == OPT_HELP) {
-      fputs(mock_usage, stdout);
-      return 1;
-    }
-    if (opt == '?' || opt == ':') {
-      const char *what = argv[optind - 1];
-      fprintf(stderr, "mock: %s '%s' (see fledge mock --help)\n",
-              opt == ':' ? "missing value for" : "unknown option", what);
-      return FL_EINVAL;
-    }
-    if (apply_option(cfg, opt, optarg) != 0) return FL_EINVAL;
-  }
-  if (optind < argc) {
-    fprintf(stderr, "mock: unexpected argument '%s' (see fledge mock --help)\n", argv[optind]);
-    return FL_EINVAL;
-  }
-  return 0;
-}
-
-/* ---- prebuilt data ---- */
-
-static int build_text(mock_cfg_t *cfg) {
-  uint32_t n = cfg->output_tokens;
-  cfg->text_end = malloc(((size_t)n + 1) * sizeof *cfg->text_end);
-  cfg->text = malloc((size_t)n * 12 + 1);
-  if (!cfg->text_end || !cfg->text) return FL_ENOMEM;
-  size_t len = 0;
-  cfg->text_end[0] = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    len += (size_t)snprintf(cfg->text + len, 13, "tok%u ", i);
-    cfg->text_end[i + 1] = (uint32_t)len;
-  }
-  cfg->text[len] = '\0';
-  return 0;
-}
-
-static int mock_prepare(mock_cfg_t *cfg) {
-  if (!cfg->seeded) cfg->seed = fl_now_ns() ^ ((uint64_t)getpid() << 32);
-  json_t *name = json_string(cfg->model);
-  cfg->model_json = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
-  json_decref(name);
-  if (!cfg->model_json || build_text(cfg) != 0) return FL_ENOMEM;
-  unsigned port = ntohs(cfg->addr.ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&cfg->addr.ss)->sin6_port
-                                                           : ((struct sockaddr_in *)&cfg->addr.ss)->sin_port);
-  snprintf(cfg->fixed_headers, sizeof cfg->fixed_headers, "x-mock-model: %s\r\nx-mock-port: %u\r\n", cfg->model,
-           port);
-  json_t *models = json_pack("{s:s,s:[{s:s,s:s,s:I,s:s}]}", "object", "list", "data", "id", cfg->model, "object",
-                             "model", "created", (json_int_t)time(NULL), "owned_by", "fledge-mock");
-  cfg->models_body = models ? json_dumps(models, JSON_COMPACT) : NULL;
-  json_decref(models);
-  json_t *err = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", "injected failure (--error-rate)", "type",
-                          "server_error", "param", "code");
-  cfg->error_body = err ? json_dumps(err, JSON_COMPACT) : NULL;
-  json_decref(err);
-  return cfg->models_body && cfg->error_body ? 0 : FL_ENOMEM;
-}
-
-static void mock_cfg_free(mock_cfg_t *cfg) {
-  free(cfg->model_json);
-  free(cfg->text);
-  free(cfg->text_end);
-  free(cfg->models_body);
-  free(cfg->error_body);
 }
 
 /* ---- workers and signals ---- */
@@ -967,15 +809,15 @@ static int run_workers(mock_main_t *m) {
 
 int fl_mock_main(int argc, char **argv) {
   mock_cfg_t cfg;
-  int rc = mock_parse_args(argc, argv, &cfg);
+  int rc = fl_mock_parse_args(argc, argv, &cfg);
   if (rc != 0) return rc == 1 ? 0 : 2;
   mock_main_t m = {0};
   int exit_code = 1;
   signal(SIGPIPE, SIG_IGN);
   m.workers = calloc(cfg.workers, sizeof *m.workers);
-  if (mock_prepare(&cfg) != 0 || !m.workers || uv_loop_init(&m.loop) != 0) {
+  if (fl_mock_prepare(&cfg) != 0 || !m.workers || uv_loop_init(&m.loop) != 0) {
     fprintf(stderr, "mock: out of memory\n");
-    mock_cfg_free(&cfg);
+    fl_mock_cfg_free(&cfg);
     free(m.workers);
     return 1;
   }
@@ -998,6 +840,6 @@ int fl_mock_main(int argc, char **argv) {
   for (unsigned i = 0; i < m.nworkers; i++) worker_release(&m.workers[i]);
   uv_loop_close(&m.loop);
   free(m.workers);
-  mock_cfg_free(&cfg);
+  fl_mock_cfg_free(&cfg);
   return exit_code;
 }

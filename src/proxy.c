@@ -306,9 +306,13 @@ static void dispatch(fl_client_t *c) {
     else rc = 0;
     rc |= build_head(c, ex->body.len, false);
     rc |= fl_buf_append(&ex->pending, ex->body.data, ex->body.len);
+    if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);
   } else {
     rc = build_head(c, ex->content_length, ex->chunked_req);
-    if (ex->inspect) fl_exchange_body(c, ex->body.data, ex->body.len);
+    if (ex->inspect) {
+      if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);
+      fl_exchange_body(c, ex->body.data, ex->body.len);
+    }
   }
   ex->inspect = false;
   fl_buf_free(&ex->body);
@@ -490,6 +494,7 @@ static int on_body(http_parser *p, const char *at, size_t len) {
     inspect_body(c, at, len);
     ex->overhead_ns += fl_now_ns() - t0;
   } else {
+    fl_account_request_body(c, at, len);
     fl_exchange_body(c, at, len);
   }
   return 0;

@@ -60,6 +60,7 @@ typedef struct fl_exchange {
   uint64_t resp_bytes;
   bool ttft_recorded;
   fl_llm_t llm;
+  struct fl_sample *sample;     /* this exchange is sampled for the data monitor; owned until pushed */
 } fl_exchange_t;
 
 typedef struct fl_client {
@@ -117,6 +118,7 @@ void fl_account_begin(fl_client_t *c);                   /* variant chosen */
 void fl_account_backend(fl_client_t *c);                 /* ex->backend chosen */
 void fl_account_upstream_error(fl_client_t *c, fl_uperr_t kind);
 void fl_account_retry(fl_client_t *c);
+void fl_account_request_body(fl_client_t *c, const char *data, size_t len);   /* as sent upstream */
 void fl_account_response_head(fl_client_t *c, uint64_t now_ns);
 void fl_account_body(fl_client_t *c, const char *data, size_t len);
 void fl_account_end(fl_client_t *c);                     /* exactly once; safe to call again */

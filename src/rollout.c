@@ -4,6 +4,7 @@
 #include "acceptance.h"
 #include "http.h"
 #include "live.h"
+#include "monitor.h"
 #include "router.h"
 #include "webhook.h"
 
@@ -117,19 +118,30 @@ static void set_weight(const fl_route_t *rt, ro_t *r, uint32_t bp, const char *a
 
 /* ---- windows ---- */
 
+/* A variant's cumulative numbers: the workers' metrics and the data monitor's counters. */
+static void snapshot(const fl_variant_conf_t *v, fl_series_snap_t *out) {
+  fl_metrics_series(metrics, v->series, out);
+  fl_monitor_data(v->series, &out->data);
+}
+
 static void window_begin(const fl_route_t *rt, ro_t *r) {
   r->window_start_ms = fl_now_ms();
-  fl_metrics_series(metrics, rt->variant[FL_CANARY].series, &r->start_canary);
-  fl_metrics_series(metrics, rt->variant[FL_STABLE].series, &r->start_stable);
+  snapshot(&rt->variant[FL_CANARY], &r->start_canary);
+  snapshot(&rt->variant[FL_STABLE], &r->start_stable);
 }
 
 static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   static fl_series_snap_t now_c, now_s, win_c, win_s;
-  fl_metrics_series(metrics, rt->variant[FL_CANARY].series, &now_c);
-  fl_metrics_series(metrics, rt->variant[FL_STABLE].series, &now_s);
+  fl_drift_t drift[FL_MAX_CHECKS];
+  snapshot(&rt->variant[FL_CANARY], &now_c);
+  snapshot(&rt->variant[FL_STABLE], &now_s);
   fl_window_diff(&now_c, &r->start_canary, &win_c);
   fl_window_diff(&now_s, &r->start_stable, &win_s);
-  json_t *a = fl_analysis_run(&r->spec, &win_c, &win_s, v);
+  for (size_t i = 0; i < r->spec.n_checks; i++)
+    if (r->spec.checks[i].kind == FL_CHECK_DRIFT)
+      fl_monitor_drift(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series, r->spec.checks[i].feature,
+                       r->window_start_ms, fl_now_ms(), &drift[i]);
+  json_t *a = fl_analysis_run(&r->spec, &win_c, &win_s, drift, v);
   json_object_set_new(a, "step", json_integer(r->step));
   json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
   r->verdicts[*v]++;

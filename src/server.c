@@ -5,6 +5,7 @@
 #include "admin.h"
 #include "alog.h"
 #include "metrics.h"
+#include "monitor.h"
 #include "geo.h"
 #include "httpd.h"
 #include "live.h"
@@ -115,6 +116,7 @@ static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
   w->metrics = calloc(1, sizeof *w->metrics);
   if (!w->metrics) return FL_ENOMEM;
   if (conf->access_log && !(w->alog = calloc(1, sizeof *w->alog))) return FL_ENOMEM;
+  if (!(w->samples = calloc(1, sizeof *w->samples))) return FL_ENOMEM;
   if (getrandom(&w->rng, sizeof w->rng, 0) != sizeof w->rng) w->rng = fl_now_ns();
   w->rng ^= (uint64_t)(id + 1) * 0x9E3779B97F4A7C15ull;
   if (!w->rng) w->rng = 1;
@@ -158,6 +160,7 @@ static void publish(fl_conf_t *c) {
   fl_conf_t *old = ctl.conf;
   ctl.conf = c;
   fl_admin_set_conf(c);
+  if (fl_monitor_reconfigure(c) != 0) fl_log("reload: the data monitor keeps its previous settings (out of memory)");
   fl_conf_unref(old);
 }
 
@@ -202,6 +205,7 @@ static void start_drain(void) {
 
 static void on_tick(uv_timer_t *t) {
   fl_metrics_tick(&ctl.metrics);
+  fl_monitor_tick(ctl.conf, fl_metrics_requests_total(&ctl.metrics));
   fl_rollouts_tick(ctl.conf);
 }
 
@@ -256,6 +260,16 @@ static int start_access_log(void) {
   return rc;
 }
 
+static int start_monitor(void) {
+  static fl_sample_ring_t **rings;
+  char err[200];
+  if (!(rings = calloc(ctl.n_workers, sizeof *rings))) return FL_ENOMEM;
+  for (unsigned i = 0; i < ctl.n_workers; i++) rings[i] = ctl.workers[i].samples;
+  int rc = fl_monitor_start(ctl.conf, rings, ctl.n_workers, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "fledge: %s\n", err);
+  return rc;
+}
+
 /* The state store: `state:` (a relative path is taken beside the config file) or fledge.db there. */
 static int open_store(void) {
   char path[4096], err[600];
@@ -286,7 +300,9 @@ int fl_server_run(const char *conf_path) {
     if (worker_init(&ctl.workers[i], i, ctl.conf) != 0) return 1;
     ctl.metrics.workers[i] = ctl.workers[i].metrics;
   }
-  if (fl_webhooks_start() != 0 || open_store() != 0 || start_access_log() != 0 || control_init() != 0) return 1;
+  if (fl_webhooks_start() != 0 || open_store() != 0 || start_access_log() != 0 || start_monitor() != 0 ||
+      control_init() != 0)
+    return 1;
   atomic_store(&ctl.n_running, ctl.n_workers);
   for (unsigned i = 0; i < ctl.n_workers; i++)
     pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
@@ -303,12 +319,14 @@ int fl_server_run(const char *conf_path) {
     fl_buf_free(&ctl.workers[i].cork_up_buf);
   }
   fl_alog_stop();
+  fl_monitor_stop();
   fl_webhooks_stop();
   fl_rollouts_shutdown();
   fl_store_close(ctl.store);
   for (unsigned i = 0; i < ctl.n_workers; i++) {
     fl_wmetrics_free(ctl.workers[i].metrics);
     free(ctl.workers[i].alog);
+    free(ctl.workers[i].samples);
   }
   free(ctl.metrics.workers);
   fl_metrics_shutdown();

@@ -1,6 +1,8 @@
 """harness.py — black-box test support: start real `fledge serve` and `fledge mock` processes on
 free loopback ports, talk real HTTP to them, and leave nothing running afterwards."""
 import atexit
+import random
+import threading
 import http.client
 import json
 import os
@@ -256,6 +258,41 @@ class CaptureBackend:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+class Load:
+    """Client threads sending requests (a chat completion unless told) from random users until
+    stopped."""
+
+    CHAT = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+
+    def __init__(self, port, threads=4, path="/v1/chat/completions", body=CHAT):
+        self.port, self.stop, self.sent = port, False, 0
+        self.path, self.body = path, body if isinstance(body, str) else json.dumps(body)
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while not self.stop:
+            try:
+                conn.request("POST", self.path, self.body,
+                             {"x-user-id": "u%d" % random.randrange(10**9), "content-type": "application/json"})
+                conn.getresponse().read()
+                self.sent += 1
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                time.sleep(0.01)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        for t in self.threads:
+            t.join(10)
 
 
 @atexit.register

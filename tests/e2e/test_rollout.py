@@ -1,49 +1,15 @@
 """Progressive rollouts end to end: live traffic through the gateway to two mock versions, the
 weight moving step by step while the canary is as good as stable, and rolled back to 0 when it
 is not, with every decision in the event log and surviving a kill -9."""
-import http.client
-import random
 import signal
 import threading
 import time
 
-from harness import Gateway, mock, request, route_yaml, chat
+from harness import Gateway, Load, mock, request, route_yaml, chat
 
 TOKEN = "rollout-test-token-0123456789"
 AUTH = {"authorization": "Bearer " + TOKEN}
 WITH_TOKEN = dict(env={"FLEDGE_TOKEN": TOKEN}, admin_extra="  token_env: FLEDGE_TOKEN\n")
-
-
-class Load:
-    """Client threads sending chat requests from random users until stopped."""
-
-    def __init__(self, port, threads=4):
-        self.port, self.stop, self.sent = port, False, 0
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        body = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
-        while not self.stop:
-            try:
-                conn.request("POST", "/v1/chat/completions", body,
-                             {"x-user-id": "u%d" % random.randrange(10**9), "content-type": "application/json"})
-                conn.getresponse().read()
-                self.sent += 1
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                time.sleep(0.01)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop = True
-        for t in self.threads:
-            t.join(10)
 
 
 def start(gw, spec):

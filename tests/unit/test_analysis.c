@@ -85,7 +85,7 @@ static fl_rollout_spec_t spec_of(const char *json_text) {
 /* Judges canary against stable; the verdict returned and the one in the JSON must agree. */
 static json_t *judge(const fl_rollout_spec_t *s, fl_verdict_t *v) {
   *v = (fl_verdict_t)-1;
-  json_t *r = fl_analysis_run(s, &canary, &stable, v);
+  json_t *r = fl_analysis_run(s, &canary, &stable, NULL, v);
   assert_non_null(r);
   assert_string_equal(json_string_value(json_object_get(r, "verdict")), fl_verdict_name(*v));
   return r;
@@ -261,6 +261,145 @@ static void each_bad_spec_is_refused_naming_its_key(void **state) {
   assert_refused("{\"confidence\": 0.3}", "confidence", NULL);
   assert_refused("{\"min_requests\": 0}", "min_requests", NULL);
   assert_refused("{\"max_failures\": -1}", "max_failures", NULL);
+  assert_refused("{\"checks\": [{\"metric\": \"nan_rate\", \"max_ratio\": 2}]}", "nan_rate", "max_ratio");
+  assert_refused("{\"checks\": [{\"metric\": \"finish_reason_psi\", \"max\": 0.2}]}", "finish_reason_psi", NULL);
+  assert_refused("{\"checks\": [{\"metric\": \"output_tokens_js\", \"max\": 0.1}]}", "output_tokens_js", NULL);
+  assert_refused("{\"checks\": [{\"metric\": \"output_tokens_psi\", \"max_increase\": 0.1}]}", "output_tokens_psi",
+                 "max_increase");
+  assert_refused("{\"checks\": [{\"metric\": \"feedback_score\", \"max\": 0.5}]}", "feedback_score", "max_decrease");
+  assert_refused("{\"checks\": [{\"metric\": \"nan_rate\", \"max_decrease\": 0.1}]}", "nan_rate", "max_decrease");
+}
+
+/* ---- data quality, drift and feedback ---- */
+
+static void data_quality_checks_parse_with_their_bounds(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"checks\": [{\"metric\": \"nan_rate\", \"max\": 0},"
+                                "{\"metric\": \"empty_answer_rate\", \"max_increase\": 0.01},"
+                                "{\"metric\": \"output_tokens_psi\", \"max\": 0.2},"
+                                "{\"metric\": \"output_0_ks\", \"max\": 0.1},"
+                                "{\"metric\": \"finish_reason_js\", \"max\": 0.1},"
+                                "{\"metric\": \"feedback_score\", \"max_decrease\": 0.05}]}");
+  assert_int_equal(s.n_checks, 6);
+  assert_int_equal(s.checks[0].kind, FL_CHECK_DATA_RATE);
+  assert_int_equal(s.checks[0].rate, fl_data_rate_find("nan_rate"));
+  assert_true(s.checks[0].max == 0);
+  assert_int_equal(s.checks[1].kind, FL_CHECK_DATA_RATE);
+  assert_int_equal(s.checks[2].kind, FL_CHECK_DRIFT);
+  assert_int_equal(s.checks[2].feature, FL_F_OUTPUT_TOKENS);
+  assert_int_equal(s.checks[2].stat, 'p');
+  assert_int_equal(s.checks[3].feature, FL_F_OUTPUT + 0);
+  assert_int_equal(s.checks[3].stat, 'k');
+  assert_int_equal(s.checks[4].feature, FL_F_FINISH);
+  assert_int_equal(s.checks[4].stat, 'j');
+  assert_int_equal(s.checks[5].kind, FL_CHECK_FEEDBACK);
+  assert_true(s.checks[5].max_decrease == 0.05);
+  json_t *j = fl_rollout_spec_json(&s);                 /* and back: the same checks */
+  json_t *c5 = json_array_get(json_object_get(j, "checks"), 5);
+  assert_true(json_real_value(json_object_get(c5, "max_decrease")) == 0.05);
+  json_decref(j);
+}
+
+static void any_nan_fails_a_nan_rate_max_of_zero_and_none_passes(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"min_requests\": 10, \"checks\": [{\"metric\": \"nan_rate\", \"max\": 0}]}");
+  clear_windows();
+  canary.requests = stable.requests = 100;
+  canary.data.values = 100, canary.data.nan = 1;
+  stable.data.values = 100;
+  fl_verdict_t v;
+  json_t *r = judge(&s, &v);
+  assert_int_equal(v, FL_VERDICT_FAIL);
+  assert_true(json_real_value(json_object_get(check_of(r, "nan_rate"), "canary")) == 0.01);
+  json_decref(r);
+  canary.data.nan = 0;
+  json_decref(judge(&s, &v));
+  assert_int_equal(v, FL_VERDICT_PASS);
+  canary.data.values = 0;                               /* no numbers in the window: no evidence */
+  json_decref(judge(&s, &v));
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+}
+
+static void an_empty_answer_increase_fails_only_when_significant_and_beyond(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"min_requests\": 10, \"checks\": [{\"metric\": \"empty_answer_rate\", "
+                                "\"max_increase\": 0.01}]}");
+  clear_windows();
+  canary.requests = stable.requests = 1000;
+  canary.data.answers = stable.data.answers = 1000;
+  canary.data.empty = 80, stable.data.empty = 10;       /* 8% against 1% */
+  fl_verdict_t v;
+  json_decref(judge(&s, &v));
+  assert_int_equal(v, FL_VERDICT_FAIL);
+  canary.data.empty = 15;                               /* 1.5%: within noise of the bound */
+  json_decref(judge(&s, &v));
+  assert_int_equal(v, FL_VERDICT_PASS);
+}
+
+static void drift_fails_beyond_its_bound_when_its_test_agrees(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"min_requests\": 10, \"checks\": [{\"metric\": \"output_tokens_psi\", \"max\": 0.2},"
+                                "{\"metric\": \"output_tokens_ks\", \"max\": 0.1}]}");
+  clear_windows();
+  canary.requests = stable.requests = 100;
+  fl_drift_t d[2] = {{.n_a = 100, .n_b = 100, .psi = 0.5, .ks = {0.4, 1e-6}},
+                     {.n_a = 100, .n_b = 100, .psi = 0.5, .ks = {0.4, 1e-6}}};
+  fl_verdict_t v;
+  json_t *r = fl_analysis_run(&s, &canary, &stable, d, &v);
+  assert_int_equal(v, FL_VERDICT_FAIL);
+  assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_psi"), "verdict")), "fail");
+  assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_ks"), "verdict")), "fail");
+  json_decref(r);
+  d[1].ks = (fl_test_t){0.4, 0.2};                      /* a large D from few values: not significant */
+  d[0].psi = 0.05;
+  r = fl_analysis_run(&s, &canary, &stable, d, &v);
+  assert_int_equal(v, FL_VERDICT_PASS);
+  json_decref(r);
+  d[0].n_a = FL_DRIFT_MIN - 1;
+  r = fl_analysis_run(&s, &canary, &stable, d, &v);
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  json_decref(r);
+  r = fl_analysis_run(&s, &canary, &stable, NULL, &v);  /* no drift measured at all */
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  json_decref(r);
+}
+
+/* n scores of which `up` are +1 and the rest −1. */
+static void scores(fl_data_snap_t *d, uint64_t n, uint64_t up) {
+  d->feedback = n;
+  d->feedback_sum = (double)up - (double)(n - up);
+  d->feedback_sumsq = (double)n;
+}
+
+static void lower_feedback_fails_by_more_than_its_bound(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"min_requests\": 10, \"checks\": [{\"metric\": \"feedback_score\", "
+                                "\"max_decrease\": 0.05}]}");
+  clear_windows();
+  canary.requests = stable.requests = 1000;
+  scores(&canary.data, 400, 200);                       /* mean 0.0 */
+  scores(&stable.data, 400, 300);                       /* mean 0.5 */
+  fl_verdict_t v;
+  json_t *r = judge(&s, &v);
+  assert_int_equal(v, FL_VERDICT_FAIL);
+  assert_true(fabs(json_real_value(json_object_get(check_of(r, "feedback_score"), "stable")) - 0.5) < 1e-12);
+  json_decref(r);
+  scores(&canary.data, 400, 296);                       /* 0.48: within the bound */
+  json_decref(judge(&s, &v));
+  assert_int_equal(v, FL_VERDICT_PASS);
+  scores(&canary.data, FL_FEEDBACK_MIN - 1, 0);         /* too little feedback to judge */
+  json_decref(judge(&s, &v));
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+}
+
+static void a_window_diff_subtracts_the_data_counters_too(void **state) {
+  static fl_series_snap_t a, b, w;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.data.samples = 10, a.data.nan = 2, a.data.shape_mismatch = 1, a.data.feedback = 3, a.data.feedback_sum = 1.5;
+  b = a;
+  b.data.samples = 25, b.data.nan = 7, b.data.shape_mismatch = 4, b.data.feedback = 5, b.data.feedback_sum = 0.5;
+  fl_window_diff(&b, &a, &w);
+  assert_int_equal(w.data.samples, 15);
+  assert_int_equal(w.data.nan, 5);
+  assert_int_equal(w.data.shape_mismatch, 3);
+  assert_int_equal(w.data.feedback, 2);
+  assert_true(w.data.feedback_sum == -1.0);
 }
 
 /* ---- too little traffic ---- */
@@ -544,7 +683,7 @@ static void equal_variants_almost_never_fail_a_window(void **state) {
       fl_hist_add_to(&live, &x->duration);
     }
     fl_verdict_t v;
-    json_t *r = fl_analysis_run(&s, &canary, &stable, &v);
+    json_t *r = fl_analysis_run(&s, &canary, &stable, NULL, &v);
     failed += v == FL_VERDICT_FAIL;
     json_decref(r);
   }
@@ -768,6 +907,12 @@ int main(void) {
       cmocka_unit_test(the_histogram_rank_test_with_an_empty_side_gives_p_one),
       cmocka_unit_test(a_window_holds_only_what_came_after_its_start),
       cmocka_unit_test(the_result_records_inputs_and_every_check),
+      cmocka_unit_test(data_quality_checks_parse_with_their_bounds),
+      cmocka_unit_test(any_nan_fails_a_nan_rate_max_of_zero_and_none_passes),
+      cmocka_unit_test(an_empty_answer_increase_fails_only_when_significant_and_beyond),
+      cmocka_unit_test(drift_fails_beyond_its_bound_when_its_test_agrees),
+      cmocka_unit_test(lower_feedback_fails_by_more_than_its_bound),
+      cmocka_unit_test(a_window_diff_subtracts_the_data_counters_too),
   };
   return cmocka_run_group_tests_name("analysis", tests, NULL, NULL);
 }

@@ -1,0 +1,610 @@
+/* monitor.c — the monitoring thread and what it keeps per series: data counters, running mean
+ * and spread of every feature (Welford), and the values themselves in 10-second slices, each a
+ * uniform sample of at most SLICE_CAP values with their times, so that drift can be computed
+ * over any window inside data.window (the sliding one every data.refresh, a rollout's on demand).
+ * Missing numbers (NaN, ±Inf, null) are counted, never put in a distribution. */
+#include "monitor.h"
+#include "metrics.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define SLICE_MS 10000u
+#define SLICE_CAP 1024u
+#define MAX_SLICES 360u                /* data.window up to an hour */
+#define MAX_LABELS 64u                 /* distinct predicted classes; later ones count as "other" */
+#define POLL_MS 50u
+#define PSI_BINS 10u
+
+typedef struct { uint32_t off_ms; float v; } tv_t;
+typedef struct { uint64_t epoch; uint32_t seen, n; tv_t v[SLICE_CAP]; } slice_t;   /* epoch 0: empty */
+typedef struct { uint64_t n; double mean, m2, min, max; } welford_t;
+
+typedef struct mseries {
+  fl_data_snap_t d;
+  uint64_t kinds[FL_QK_COUNT];
+  uint64_t classes[MAX_LABELS + 1];
+  welford_t w[FL_F_COUNT];
+  slice_t *ring[FL_F_COUNT];           /* n_slices each, allocated with a feature's first value */
+  fl_drift_t drift[FL_F_COUNT];        /* the sliding window against stable (canary series only) */
+  bool drift_set[FL_F_COUNT];
+} mseries_t;
+
+static struct {
+  pthread_mutex_t lock;                /* guards everything below that readers see */
+  mseries_t *series[FL_MAX_SERIES];
+  char labels[MAX_LABELS][32];
+  unsigned n_labels;
+  unsigned n_slices;
+  atomic_uint refresh_ms;              /* data.refresh */
+  const fl_conf_t *conf;               /* a reference: routes for the sliding drift */
+  fl_quality_conf_t qc;
+  uint64_t rng;
+  /* the thread */
+  pthread_t thread;
+  bool running;
+  pthread_mutex_t stop_lock;
+  pthread_cond_t stop_cond;
+  bool stopping;
+  fl_sample_ring_t **rings;
+  unsigned n_rings;
+} mon = {.lock = PTHREAD_MUTEX_INITIALIZER, .stop_lock = PTHREAD_MUTEX_INITIALIZER,
+         .stop_cond = PTHREAD_COND_INITIALIZER, .rng = 0x9E3779B97F4A7C15ull, .n_slices = 30};
+
+static atomic_uint rate_ppm = 1000000;
+
+/* ---- worker side ---- */
+
+uint32_t fl_monitor_rate_ppm(void) { return atomic_load_explicit(&rate_ppm, memory_order_relaxed); }
+
+void fl_sample_free(fl_sample_t *s) {
+  if (!s) return;
+  fl_buf_free(&s->req);
+  fl_buf_free(&s->resp);
+  free(s);
+}
+
+bool fl_sample_push(fl_sample_ring_t *r, fl_sample_t *s) {
+  unsigned head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  if (head - atomic_load_explicit(&r->tail, memory_order_acquire) >= FL_SAMPLE_RING) {
+    atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
+    fl_sample_free(s);
+    return false;
+  }
+  r->slot[head & (FL_SAMPLE_RING - 1)] = s;
+  atomic_store_explicit(&r->head, head + 1, memory_order_release);
+  return true;
+}
+
+/* ---- per-series state (lock held) ---- */
+
+static uint64_t next_rand(void) {
+  mon.rng ^= mon.rng << 13;
+  mon.rng ^= mon.rng >> 7;
+  mon.rng ^= mon.rng << 17;
+  return mon.rng;
+}
+
+static mseries_t *series_get(unsigned id) {
+  if (id >= FL_MAX_SERIES) return NULL;
+  if (!mon.series[id]) mon.series[id] = calloc(1, sizeof *mon.series[id]);
+  return mon.series[id];
+}
+
+static void welford_add(welford_t *w, double v) {
+  w->n++;
+  double delta = v - w->mean;
+  w->mean += delta / (double)w->n;
+  w->m2 += delta * (v - w->mean);
+  if (w->n == 1 || v < w->min) w->min = v;
+  if (w->n == 1 || v > w->max) w->max = v;
+}
+
+static void slice_add(mseries_t *m, unsigned f, double v, uint64_t at_ms) {
+  if (!m->ring[f] && !(m->ring[f] = calloc(mon.n_slices, sizeof *m->ring[f]))) return;
+  uint64_t epoch = at_ms / SLICE_MS + 1;
+  slice_t *s = &m->ring[f][epoch % mon.n_slices];
+  if (s->epoch > epoch) return;                 /* older than the slot's slice: outside the window */
+  if (s->epoch != epoch) *s = (slice_t){.epoch = epoch};
+  tv_t tv = {(uint32_t)(at_ms % SLICE_MS), (float)v};
+  if (++s->seen <= SLICE_CAP) s->v[s->n++] = tv;
+  else if (next_rand() % s->seen < SLICE_CAP) s->v[next_rand() % SLICE_CAP] = tv;   /* algorithm R */
+}
+
+typedef struct { mseries_t *m; uint64_t at_ms; } sink_ctx_t;
+
+static void on_value(void *ctx, unsigned f, double v) {
+  sink_ctx_t *x = ctx;
+  if (f >= FL_F_COUNT || !isfinite(v)) return;
+  welford_add(&x->m->w[f], v);
+  slice_add(x->m, f, v, x->at_ms);
+}
+
+static unsigned label_id(const char *text, size_t len) {
+  len = FL_MIN(len, sizeof mon.labels[0] - 1);
+  for (unsigned i = 0; i < mon.n_labels; i++)
+    if (strlen(mon.labels[i]) == len && memcmp(mon.labels[i], text, len) == 0) return i;
+  if (mon.n_labels == MAX_LABELS) return MAX_LABELS;
+  memcpy(mon.labels[mon.n_labels], text, len);
+  mon.labels[mon.n_labels][len] = '\0';
+  return mon.n_labels++;
+}
+
+static void on_label(void *ctx, const char *text, size_t len) {
+  sink_ctx_t *x = ctx;
+  unsigned id = label_id(text, len);
+  x->m->classes[id]++;
+  on_value(ctx, FL_F_CLASS, id);
+}
+
+static void count(mseries_t *m, const fl_qobs_t *o) {
+  fl_data_snap_t *d = &m->d;
+  d->samples++;
+  m->kinds[o->kind]++;
+  d->unparsed += o->unparsed;
+  d->answers += o->answer;
+  d->empty += o->empty;
+  d->truncated += o->answer && o->finish == FL_FINISH_LENGTH;
+  d->refusals += o->refusal;
+  d->json_asked += o->answer && o->json_asked;
+  d->json_invalid += o->answer && o->json_invalid;
+  d->malformed += o->malformed_request;
+  d->values += o->values;
+  d->nan += o->nan;
+  d->inf += o->inf;
+  d->nulls += o->nulls;
+  d->input_values += o->input_values;
+  d->input_missing += o->input_missing;
+  d->shape_mismatch += o->shape_mismatch;
+}
+
+static void observe(fl_sample_t *s) {
+  fl_qsample_t q = {.req = s->req.data, .req_len = s->req.len, .req_cut = s->req_cut, .resp = s->resp.data,
+                    .resp_len = s->resp.len, .resp_cut = s->resp_cut, .stream = s->stream, .status = s->status};
+  pthread_mutex_lock(&mon.lock);
+  mseries_t *m = series_get(s->series);
+  if (m) {
+    sink_ctx_t ctx = {m, s->at_ms};
+    fl_qsink_t sink = {on_value, on_label, &ctx};
+    fl_qobs_t o;
+    fl_quality_observe(&mon.qc, &q, &sink, &o);
+    count(m, &o);
+  }
+  pthread_mutex_unlock(&mon.lock);
+}
+
+/* ---- drift ---- */
+
+/* The kept values of a feature within [from, to]; a malloc'd array the caller frees. */
+static size_t gather(const mseries_t *m, unsigned f, uint64_t from, uint64_t to, double **out) {
+  *out = NULL;
+  if (!m || !m->ring[f]) return 0;
+  double *v = malloc(sizeof *v * mon.n_slices * SLICE_CAP);
+  if (!v) return 0;
+  size_t n = 0;
+  for (unsigned i = 0; i < mon.n_slices; i++) {
+    const slice_t *s = &m->ring[f][i];
+    uint64_t base = (s->epoch - 1) * SLICE_MS;
+    if (!s->epoch || base > to || base + SLICE_MS <= from) continue;
+    for (uint32_t k = 0; k < s->n; k++)
+      if (base + s->v[k].off_ms >= from && base + s->v[k].off_ms <= to) v[n++] = s->v[k].v;
+  }
+  *out = v;
+  return n;
+}
+
+static void tally(const double *v, size_t n, uint64_t *counts, size_t k) {
+  memset(counts, 0, sizeof *counts * k);
+  for (size_t i = 0; i < n; i++)
+    if (v[i] >= 0 && v[i] < (double)k) counts[(size_t)v[i]]++;
+}
+
+static void drift_between(const mseries_t *a, const mseries_t *b, unsigned f, uint64_t from, uint64_t to,
+                          fl_drift_t *out) {
+  *out = (fl_drift_t){.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN}};
+  double *va, *vb;
+  out->n_a = gather(a, f, from, to, &va);
+  out->n_b = gather(b, f, from, to, &vb);
+  if (out->n_a >= FL_DRIFT_MIN && out->n_b >= FL_DRIFT_MIN) {
+    if (fl_feature_is_category(f)) {
+      uint64_t ca[MAX_LABELS + 1], cb[MAX_LABELS + 1];
+      size_t k = f == FL_F_FINISH ? FL_FINISH_COUNT : MAX_LABELS + 1;
+      tally(va, out->n_a, ca, k);
+      tally(vb, out->n_b, cb, k);
+      out->chi2 = fl_stats_chi_square(ca, cb, k);
+      out->js = fl_stats_js_distance(ca, cb, k);
+    } else {
+      out->ks = fl_stats_ks(va, out->n_a, vb, out->n_b);
+      out->psi = fl_stats_psi(vb, out->n_b, va, out->n_a, PSI_BINS);
+    }
+  }
+  free(va);
+  free(vb);
+}
+
+void fl_monitor_drift(unsigned series_a, unsigned series_b, unsigned feature, uint64_t from_ms, uint64_t to_ms,
+                      fl_drift_t *out) {
+  pthread_mutex_lock(&mon.lock);
+  const mseries_t *a = series_a < FL_MAX_SERIES ? mon.series[series_a] : NULL;
+  const mseries_t *b = series_b < FL_MAX_SERIES ? mon.series[series_b] : NULL;
+  drift_between(a, b, feature < FL_F_COUNT ? feature : 0, from_ms, to_ms, out);
+  pthread_mutex_unlock(&mon.lock);
+}
+
+/* Canary outputs against stable over the last data.window, for every output feature both have. */
+static void refresh_drift(void) {
+  uint64_t now = fl_now_ms(), from = now > mon.n_slices * SLICE_MS ? now - mon.n_slices * SLICE_MS : 0;
+  for (size_t i = 0; mon.conf && i < mon.conf->n_routes; i++) {
+    const fl_route_t *r = &mon.conf->routes[i];
+    mseries_t *c = r->has_canary ? mon.series[r->variant[FL_CANARY].series] : NULL;
+    const mseries_t *s = mon.series[r->variant[FL_STABLE].series];
+    for (unsigned f = 0; c && f < FL_F_COUNT; f++) {
+      c->drift_set[f] = !fl_feature_is_input(f) && c->ring[f] && s && s->ring[f];
+      if (c->drift_set[f]) drift_between(c, s, f, from, now, &c->drift[f]);
+    }
+  }
+}
+
+/* ---- the thread ---- */
+
+static void drain(void) {
+  for (unsigned i = 0; i < mon.n_rings; i++) {
+    fl_sample_ring_t *r = mon.rings[i];
+    unsigned tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    unsigned head = atomic_load_explicit(&r->head, memory_order_acquire);
+    for (; tail != head; tail++) {
+      fl_sample_t *s = r->slot[tail & (FL_SAMPLE_RING - 1)];
+      observe(s);
+      fl_sample_free(s);
+      atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
+    }
+  }
+}
+
+static bool wait_or_stop(unsigned ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_nsec += (long)ms * 1000000L;
+  until.tv_sec += until.tv_nsec / 1000000000L;
+  until.tv_nsec %= 1000000000L;
+  pthread_mutex_lock(&mon.stop_lock);
+  if (!mon.stopping) pthread_cond_timedwait(&mon.stop_cond, &mon.stop_lock, &until);
+  bool stop = mon.stopping;
+  pthread_mutex_unlock(&mon.stop_lock);
+  return stop;
+}
+
+static void *monitor_main(void *arg) {
+  uint64_t next_drift = fl_now_ms() + atomic_load(&mon.refresh_ms);
+  do {
+    drain();
+    if (fl_now_ms() >= next_drift) {
+      pthread_mutex_lock(&mon.lock);
+      refresh_drift();
+      pthread_mutex_unlock(&mon.lock);
+      next_drift = fl_now_ms() + atomic_load(&mon.refresh_ms);
+    }
+  } while (!wait_or_stop(POLL_MS));
+  drain();
+  return NULL;
+}
+
+/* ---- control thread ---- */
+
+static void free_rings(void) {
+  for (unsigned i = 0; i < FL_MAX_SERIES; i++)
+    for (unsigned f = 0; mon.series[i] && f < FL_F_COUNT; f++) {
+      free(mon.series[i]->ring[f]);
+      mon.series[i]->ring[f] = NULL;
+      mon.series[i]->drift_set[f] = false;
+    }
+}
+
+int fl_monitor_reconfigure(const fl_conf_t *c) {
+  fl_quality_conf_t qc;
+  char err[256];
+  int rc = fl_quality_conf_init(&qc, c->data.n_refusals ? c->data.refusals : NULL, c->data.n_refusals, err, sizeof err);
+  if (rc) return rc;
+  unsigned slices = FL_MIN(FL_MAX(c->data.window_ms / SLICE_MS, 1u), MAX_SLICES);
+  pthread_mutex_lock(&mon.lock);
+  fl_quality_conf_free(&mon.qc);
+  mon.qc = qc;
+  if (slices != mon.n_slices) {        /* the slices are laid out by window: start them afresh */
+    free_rings();
+    mon.n_slices = slices;
+  }
+  const fl_conf_t *old = mon.conf;
+  fl_conf_ref((fl_conf_t *)c);
+  mon.conf = c;
+  atomic_store(&mon.refresh_ms, c->data.refresh_ms);
+  pthread_mutex_unlock(&mon.lock);
+  fl_conf_unref((fl_conf_t *)old);
+  return 0;
+}
+
+int fl_monitor_start(const fl_conf_t *c, fl_sample_ring_t **rings, unsigned n, char *err, size_t err_cap) {
+  int rc = fl_monitor_reconfigure(c);
+  if (rc) {
+    snprintf(err, err_cap, "data monitor: out of memory");
+    return rc;
+  }
+  mon.rings = rings;
+  mon.n_rings = n;
+  mon.stopping = false;
+  if (pthread_create(&mon.thread, NULL, monitor_main, NULL) != 0) {
+    snprintf(err, err_cap, "data monitor: cannot start its thread");
+    return FL_ENOMEM;
+  }
+  mon.running = true;
+  return 0;
+}
+
+void fl_monitor_tick(const fl_conf_t *c, uint64_t requests_total) {
+  static uint64_t last_total;
+  static bool have_last;
+  uint64_t per_second = have_last && requests_total >= last_total ? requests_total - last_total : 0;
+  last_total = requests_total;
+  have_last = true;
+  uint32_t ppm = 1000000;
+  if (c->data.sample_ppm >= 0) ppm = (uint32_t)c->data.sample_ppm;
+  else if (per_second > 100) ppm = (uint32_t)(100000000ull / per_second);
+  atomic_store_explicit(&rate_ppm, ppm, memory_order_relaxed);
+}
+
+void fl_monitor_stop(void) {
+  if (mon.running) {
+    pthread_mutex_lock(&mon.stop_lock);
+    mon.stopping = true;
+    pthread_cond_signal(&mon.stop_cond);
+    pthread_mutex_unlock(&mon.stop_lock);
+    pthread_join(mon.thread, NULL);
+    mon.running = false;
+  }
+  pthread_mutex_lock(&mon.lock);
+  free_rings();
+  for (unsigned i = 0; i < FL_MAX_SERIES; i++) {
+    free(mon.series[i]);
+    mon.series[i] = NULL;
+  }
+  fl_quality_conf_free(&mon.qc);
+  fl_conf_unref((fl_conf_t *)mon.conf);
+  mon.conf = NULL;
+  pthread_mutex_unlock(&mon.lock);
+}
+
+uint64_t fl_monitor_dropped(void) {
+  uint64_t n = 0;
+  for (unsigned i = 0; i < mon.n_rings; i++) n += atomic_load(&mon.rings[i]->dropped);
+  return n;
+}
+
+void fl_monitor_feedback(unsigned series, double score) {
+  pthread_mutex_lock(&mon.lock);
+  mseries_t *m = series_get(series);
+  if (m) {
+    m->d.feedback++;
+    m->d.feedback_sum += score;
+    m->d.feedback_sumsq += score * score;
+  }
+  pthread_mutex_unlock(&mon.lock);
+}
+
+void fl_monitor_data(unsigned series, fl_data_snap_t *out) {
+  pthread_mutex_lock(&mon.lock);
+  const mseries_t *m = series < FL_MAX_SERIES ? mon.series[series] : NULL;
+  if (m) *out = m->d;
+  else memset(out, 0, sizeof *out);
+  pthread_mutex_unlock(&mon.lock);
+}
+
+/* ---- rates ---- */
+
+#define RATE(name, num, den) {name, offsetof(fl_data_snap_t, num), offsetof(fl_data_snap_t, den)}
+static const struct { const char *name; size_t num, den; } RATES[] = {
+    RATE("nan_rate", nan, values),           RATE("inf_rate", inf, values),
+    RATE("null_rate", nulls, values),        RATE("missing_input_rate", input_missing, input_values),
+    RATE("empty_answer_rate", empty, answers), RATE("truncated_rate", truncated, answers),
+    RATE("refusal_rate", refusals, answers), RATE("invalid_json_rate", json_invalid, json_asked),
+    RATE("malformed_request_rate", malformed, samples), RATE("shape_mismatch_rate", shape_mismatch, samples),
+    RATE("unparsed_rate", unparsed, samples),
+};
+
+int fl_data_rate_find(const char *name) {
+  for (size_t i = 0; i < FL_ARRAY_LEN(RATES); i++)
+    if (strcmp(RATES[i].name, name) == 0) return (int)i;
+  return -1;
+}
+
+void fl_data_rate(const fl_data_snap_t *d, int which, uint64_t *num, uint64_t *den) {
+  *num = *(const uint64_t *)((const char *)d + RATES[which].num);
+  *den = *(const uint64_t *)((const char *)d + RATES[which].den);
+}
+
+/* ---- exposition ---- */
+
+static const struct { const char *name, *help; size_t off; } COUNTERS[] = {
+    {"fledge_data_samples_total", "Exchanges read by the data monitor.", offsetof(fl_data_snap_t, samples)},
+    {"fledge_data_unparsed_total", "Sampled exchanges whose bodies were not JSON or were cut by data.max_body.",
+     offsetof(fl_data_snap_t, unparsed)},
+    {"fledge_data_answers_total", "LLM answers read.", offsetof(fl_data_snap_t, answers)},
+    {"fledge_data_empty_answers_total", "LLM answers without text or tool call.", offsetof(fl_data_snap_t, empty)},
+    {"fledge_data_truncated_answers_total", "LLM answers cut off (finish_reason length).",
+     offsetof(fl_data_snap_t, truncated)},
+    {"fledge_data_refusals_total", "LLM answers matching a refusal pattern.", offsetof(fl_data_snap_t, refusals)},
+    {"fledge_data_json_requested_total", "LLM answers to requests asking for a JSON response_format.",
+     offsetof(fl_data_snap_t, json_asked)},
+    {"fledge_data_json_invalid_total", "Of those, answers whose text is not a JSON object.",
+     offsetof(fl_data_snap_t, json_invalid)},
+    {"fledge_data_malformed_requests_total", "Requests the backend answered 400.", offsetof(fl_data_snap_t, malformed)},
+    {"fledge_data_values_total", "Numbers in answers: predictions, outputs, embeddings.", offsetof(fl_data_snap_t, values)},
+    {"fledge_data_nan_total", "NaN among those numbers.", offsetof(fl_data_snap_t, nan)},
+    {"fledge_data_inf_total", "+Inf or -Inf among those numbers.", offsetof(fl_data_snap_t, inf)},
+    {"fledge_data_null_total", "null among those numbers.", offsetof(fl_data_snap_t, nulls)},
+    {"fledge_data_input_values_total", "Numbers in requests.", offsetof(fl_data_snap_t, input_values)},
+    {"fledge_data_input_missing_total", "NaN, Inf or null among the numbers in requests.",
+     offsetof(fl_data_snap_t, input_missing)},
+    {"fledge_data_shape_mismatches_total", "Answers whose count or shape does not fit the request.",
+     offsetof(fl_data_snap_t, shape_mismatch)},
+    {"fledge_feedback_total", "User feedback received (POST /api/v1/feedback).", offsetof(fl_data_snap_t, feedback)},
+};
+
+typedef struct { unsigned n; char (*lbl)[256]; } expo_t;
+
+static void expo_counters(fl_buf_t *b, const expo_t *e) {
+  for (size_t k = 0; k < FL_ARRAY_LEN(COUNTERS); k++) {
+    fl_metrics_family(b, COUNTERS[k].name, "counter", COUNTERS[k].help);
+    for (unsigned i = 0; i < e->n; i++)
+      if (mon.series[i])
+        fl_buf_printf(b, "%s{%s} %llu\n", COUNTERS[k].name, e->lbl[i],
+                      (unsigned long long)*(const uint64_t *)((const char *)&mon.series[i]->d + COUNTERS[k].off));
+  }
+  fl_metrics_family(b, "fledge_feedback_score_mean", "gauge", "Mean feedback score (-1..1) since start.");
+  for (unsigned i = 0; i < e->n; i++)
+    if (mon.series[i] && mon.series[i]->d.feedback)
+      fl_buf_printf(b, "fledge_feedback_score_mean{%s} %.17g\n", e->lbl[i],
+                    mon.series[i]->d.feedback_sum / (double)mon.series[i]->d.feedback);
+}
+
+static void expo_features(fl_buf_t *b, const expo_t *e) {
+  static const char *const stat[] = {"mean", "stddev", "min", "max"};
+  char fbuf[32];
+  for (size_t k = 0; k < FL_ARRAY_LEN(stat); k++) {
+    char name[64];
+    snprintf(name, sizeof name, "fledge_data_feature_%s", stat[k]);
+    fl_metrics_family(b, name, "gauge", "Running statistic of a feature's values since start (Welford).");
+    for (unsigned i = 0; i < e->n; i++)
+      for (unsigned f = 0; mon.series[i] && f < FL_F_COUNT; f++) {
+        const welford_t *w = &mon.series[i]->w[f];
+        if (!w->n || fl_feature_is_category(f)) continue;
+        double v = k == 0 ? w->mean : k == 1 ? (w->n > 1 ? sqrt(w->m2 / (double)(w->n - 1)) : 0) : k == 2 ? w->min : w->max;
+        fl_buf_printf(b, "%s{%s,feature=\"%s\"} %.17g\n", name, e->lbl[i], fl_feature_name(f, fbuf, sizeof fbuf), v);
+      }
+  }
+  fl_metrics_family(b, "fledge_data_class_total", "counter", "Predicted classes (the 65th and later distinct ones as \"other\").");
+  for (unsigned i = 0; i < e->n; i++)
+    for (unsigned c = 0; mon.series[i] && c <= mon.n_labels && c <= MAX_LABELS; c++) {
+      uint64_t n = mon.series[i]->classes[c];
+      char label[80];
+      fl_metrics_escape(label, sizeof label, c < mon.n_labels ? mon.labels[c] : "other");
+      if (n) fl_buf_printf(b, "fledge_data_class_total{%s,class=\"%s\"} %llu\n", e->lbl[i], label, (unsigned long long)n);
+    }
+}
+
+static void expo_drift(fl_buf_t *b, const expo_t *e) {
+  static const struct { const char *name, *help; size_t off; } D[] = {
+      {"fledge_data_drift_psi", "Population stability index against stable over data.window.", offsetof(fl_drift_t, psi)},
+      {"fledge_data_drift_ks_statistic", "Two-sample Kolmogorov-Smirnov D against stable over data.window.",
+       offsetof(fl_drift_t, ks.statistic)},
+      {"fledge_data_drift_ks_p_value", "Its p-value.", offsetof(fl_drift_t, ks.p_value)},
+      {"fledge_data_drift_js", "Jensen-Shannon distance of a category against stable over data.window.",
+       offsetof(fl_drift_t, js)},
+      {"fledge_data_drift_chi2_p_value", "Chi-square homogeneity p-value of a category against stable.",
+       offsetof(fl_drift_t, chi2.p_value)},
+  };
+  char fbuf[32];
+  for (size_t k = 0; k < FL_ARRAY_LEN(D); k++) {
+    fl_metrics_family(b, D[k].name, "gauge", D[k].help);
+    for (unsigned i = 0; i < e->n; i++)
+      for (unsigned f = 0; mon.series[i] && f < FL_F_COUNT; f++) {
+        if (!mon.series[i]->drift_set[f]) continue;
+        double v = *(const double *)((const char *)&mon.series[i]->drift[f] + D[k].off);
+        if (!isnan(v))
+          fl_buf_printf(b, "%s{%s,feature=\"%s\",reference=\"stable\"} %.17g\n", D[k].name, e->lbl[i],
+                        fl_feature_name(f, fbuf, sizeof fbuf), v);
+      }
+  }
+}
+
+void fl_monitor_exposition(fl_buf_t *b) {
+  expo_t e = {.n = FL_MIN(fl_metrics_series_count(), FL_MAX_SERIES)};
+  e.lbl = malloc(sizeof *e.lbl * (e.n ? e.n : 1));
+  if (!e.lbl) return;
+  for (unsigned i = 0; i < e.n; i++) fl_metrics_series_labels(i, e.lbl[i], sizeof e.lbl[i]);
+  fl_metrics_family(b, "fledge_data_samples_dropped_total", "counter", "Samples dropped because the monitor's queue was full.");
+  fl_buf_printf(b, "fledge_data_samples_dropped_total %llu\n", (unsigned long long)fl_monitor_dropped());
+  fl_metrics_family(b, "fledge_data_sample_ratio", "gauge", "Share of exchanges the data monitor reads now.");
+  fl_buf_printf(b, "fledge_data_sample_ratio %g\n", fl_monitor_rate_ppm() / 1e6);
+  pthread_mutex_lock(&mon.lock);
+  expo_counters(b, &e);
+  expo_features(b, &e);
+  expo_drift(b, &e);
+  pthread_mutex_unlock(&mon.lock);
+  free(e.lbl);
+}
+
+/* ---- /api/v1/stats ---- */
+
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *features_json(const mseries_t *m) {
+  json_t *o = json_object();
+  char fbuf[32];
+  for (unsigned f = 0; f < FL_F_COUNT; f++) {
+    const welford_t *w = &m->w[f];
+    if (!w->n || fl_feature_is_category(f)) continue;
+    json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf),
+                        json_pack("{s:I, s:o, s:o, s:o, s:o}", "count", (json_int_t)w->n, "mean", num(w->mean), "sd",
+                                  num(w->n > 1 ? sqrt(w->m2 / (double)(w->n - 1)) : 0), "min", num(w->min), "max",
+                                  num(w->max)));
+  }
+  return o;
+}
+
+static json_t *drift_json(const mseries_t *m) {
+  json_t *o = json_object();
+  char fbuf[32];
+  for (unsigned f = 0; f < FL_F_COUNT; f++) {
+    if (!m->drift_set[f]) continue;
+    const fl_drift_t *d = &m->drift[f];
+    json_t *x = json_pack("{s:s, s:I, s:I}", "reference", "stable", "n", (json_int_t)d->n_a, "n_reference", (json_int_t)d->n_b);
+    if (fl_feature_is_category(f)) {
+      json_object_set_new(x, "js", num(d->js));
+      json_object_set_new(x, "chi2", num(d->chi2.statistic));
+      json_object_set_new(x, "chi2_p_value", num(d->chi2.p_value));
+    } else {
+      json_object_set_new(x, "psi", num(d->psi));
+      json_object_set_new(x, "ks_statistic", num(d->ks.statistic));
+      json_object_set_new(x, "ks_p_value", num(d->ks.p_value));
+    }
+    json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf), x);
+  }
+  return o;
+}
+
+static json_t *counts_json(const mseries_t *m) {
+  json_t *counts = json_object(), *rates = json_object(), *kinds = json_object(), *classes = json_object();
+  for (size_t k = 0; k < FL_ARRAY_LEN(COUNTERS); k++) {
+    const char *name = COUNTERS[k].name + (strncmp(COUNTERS[k].name, "fledge_data_", 12) == 0 ? 12 : 7);
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)(strlen(name) - 6), name);       /* without _total */
+    json_object_set_new(counts, key, json_integer((json_int_t)*(const uint64_t *)((const char *)&m->d + COUNTERS[k].off)));
+  }
+  for (size_t r = 0; r < FL_ARRAY_LEN(RATES); r++) {
+    uint64_t n, d;
+    fl_data_rate(&m->d, (int)r, &n, &d);
+    json_object_set_new(rates, RATES[r].name, d ? json_real((double)n / (double)d) : json_null());
+  }
+  for (unsigned k = 0; k < FL_QK_COUNT; k++)
+    if (m->kinds[k]) json_object_set_new(kinds, fl_qkind_name((fl_qkind_t)k), json_integer((json_int_t)m->kinds[k]));
+  for (unsigned c = 0; c <= mon.n_labels && c <= MAX_LABELS; c++)
+    if (m->classes[c]) json_object_set_new(classes, c < mon.n_labels ? mon.labels[c] : "other", json_integer((json_int_t)m->classes[c]));
+  return json_pack("{s:o, s:o, s:o, s:o}", "counts", counts, "rates", rates, "kinds", kinds, "classes", classes);
+}
+
+json_t *fl_monitor_series_json(unsigned series) {
+  pthread_mutex_lock(&mon.lock);
+  static const mseries_t none;
+  const mseries_t *m = series < FL_MAX_SERIES && mon.series[series] ? mon.series[series] : &none;
+  json_t *o = counts_json(m);
+  json_object_set_new(o, "features", features_json(m));
+  json_object_set_new(o, "drift", drift_json(m));
+  json_object_set_new(o, "feedback", json_pack("{s:I, s:o}", "count", (json_int_t)m->d.feedback, "mean_score",
+                                               m->d.feedback ? json_real(m->d.feedback_sum / (double)m->d.feedback) : json_null()));
+  json_object_set_new(o, "missing_values", json_string("NaN, Inf and null are counted (nan, inf, null, input_missing) "
+                                                       "and left out of every distribution"));
+  pthread_mutex_unlock(&mon.lock);
+  return o;
+}

@@ -1,0 +1,101 @@
+/* monitor.h — the data-quality monitor. Workers hand a share of their exchanges (bounded prefixes
+ * of both bodies) to one monitoring thread through per-worker rings that drop and count when
+ * full; the thread reads them (quality.h) into per-series counters, running statistics and
+ * time-stamped samples of every distribution, and refreshes drift over a sliding window. The
+ * control thread reads all of it under a mutex that no worker ever takes. */
+#ifndef FL_MONITOR_H
+#define FL_MONITOR_H
+
+#include "conf.h"
+#include "http.h"
+#include "quality.h"
+#include "stats.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+#define FL_SAMPLE_RING 1024            /* samples waiting per worker; a power of two */
+
+/* One exchange, captured on a worker. Owned by the exchange until pushed, then by the monitor. */
+typedef struct fl_sample {
+  unsigned series;                     /* metrics series of (route, variant, version) */
+  int status;
+  bool stream, req_cut, resp_cut;
+  uint64_t at_ms;                      /* monotonic, when the answer ended */
+  fl_buf_t req, resp;                  /* de-chunked prefixes, at most data.max_body each */
+} fl_sample_t;
+
+typedef struct fl_sample_ring {
+  atomic_uint head;                    /* written by the worker */
+  atomic_uint tail;                    /* written by the monitor */
+  atomic_uint_least64_t dropped;
+  fl_sample_t *slot[FL_SAMPLE_RING];
+} fl_sample_ring_t;
+
+/* ---- worker side (no locks, no parsing) ---- */
+
+/* The share of exchanges to sample now, in parts per million (set every second by the control
+ * thread from data.sample and the traffic). */
+uint32_t fl_monitor_rate_ppm(void);
+
+/* Hands s over; false when the ring is full (then the drop is counted and s freed). */
+bool fl_sample_push(fl_sample_ring_t *r, fl_sample_t *s);
+void fl_sample_free(fl_sample_t *s);
+
+/* ---- control thread ---- */
+
+/* Starts the thread over n rings (owned by the caller, alive until fl_monitor_stop returns). */
+int fl_monitor_start(const fl_conf_t *c, fl_sample_ring_t **rings, unsigned n, char *err, size_t err_cap);
+
+/* A reloaded config (refusal patterns, window, routes). c was validated, so this only fails
+ * when out of memory; the old settings stay then. */
+int fl_monitor_reconfigure(const fl_conf_t *c);
+
+/* Once a second: the sampling rate from data.sample and requests per second. */
+void fl_monitor_tick(const fl_conf_t *c, uint64_t requests_total);
+
+void fl_monitor_stop(void);
+
+/* A series' data counters since start, for analysis windows (the difference of two). Every
+ * field before feedback_sum is a uint64_t counter: fl_window_diff subtracts them as an array. */
+typedef struct fl_data_snap {
+  uint64_t samples, unparsed;
+  uint64_t answers, empty, truncated, refusals, json_asked, json_invalid, malformed;
+  uint64_t values, nan, inf, nulls, input_values, input_missing, shape_mismatch;
+  uint64_t feedback;                   /* feedback count and score sums (feedback.h) */
+  double feedback_sum, feedback_sumsq;
+} fl_data_snap_t;
+
+void fl_monitor_data(unsigned series, fl_data_snap_t *out);
+
+/* Drift of a feature between two series over [from_ms, to_ms] (monotonic), b the reference:
+ * KS and PSI for numbers, chi-square and Jensen–Shannon for categories. NaN where a side has too
+ * few values (fewer than FL_DRIFT_MIN). */
+#define FL_DRIFT_MIN 20
+typedef struct fl_drift {
+  size_t n_a, n_b;                     /* values compared on each side */
+  double psi, js;
+  fl_test_t ks, chi2;
+} fl_drift_t;
+
+void fl_monitor_drift(unsigned series_a, unsigned series_b, unsigned feature, uint64_t from_ms, uint64_t to_ms,
+                      fl_drift_t *out);
+
+/* Feedback attributed to a series (feedback.h). */
+void fl_monitor_feedback(unsigned series, double score);
+
+/* The data rates usable as rollout checks ("nan_rate", "empty_answer_rate", ...): the index of a
+ * name (-1: none), and a snapshot's numerator and denominator for one. */
+int fl_data_rate_find(const char *name);
+void fl_data_rate(const fl_data_snap_t *d, int which, uint64_t *num, uint64_t *den);
+
+/* Appends the fledge_data_* families to b. */
+void fl_monitor_exposition(fl_buf_t *b);
+
+/* The "data" object of a variant in /api/v1/stats: counts, rates, features, drift. New reference. */
+json_t *fl_monitor_series_json(unsigned series);
+
+/* For tests and the stats CLI: total dropped samples. */
+uint64_t fl_monitor_dropped(void);
+
+#endif

@@ -1,0 +1,115 @@
+"""Data quality end to end: a share of real exchanges through the gateway is read by its monitor
+thread, so bad data from a canary (NaNs, empty or cut-off answers, longer answers) shows up
+against stable in /api/v1/stats and /metrics, and a data check rolls such a canary back."""
+import time
+
+from harness import Gateway, Load, mock, request, route_yaml, chat
+
+DATA = "data: { sample: 1, refresh: 1s }\n"
+TOKEN = "data-test-token-0123456789"
+AUTH = {"authorization": "Bearer " + TOKEN}
+WITH_TOKEN = dict(env={"FLEDGE_TOKEN": TOKEN}, admin_extra="  token_env: FLEDGE_TOKEN\n")
+PREDICT = "/v1/models/m:predict"
+
+
+def variants(gw):
+    stats = request(gw.admin, "GET", "/api/v1/stats").json()
+    return {v["variant"]: v for v in stats["routes"][0]["variants"]}
+
+
+def data_of(gw, wanted_samples, timeout=5):
+    """Each variant's data section once the monitor has read wanted_samples exchanges in all."""
+    deadline = time.time() + timeout
+    while True:
+        vs = variants(gw)
+        seen = sum(v["data"]["counts"]["samples"] for v in vs.values())
+        if seen >= wanted_samples or time.time() > deadline:
+            assert seen == wanted_samples, (seen, wanted_samples)
+            return {k: v["data"] for k, v in vs.items()}
+        time.sleep(0.05)
+
+
+def metric(gw, name, variant):
+    for line in request(gw.admin, "GET", "/metrics").body.decode().splitlines():
+        if line.startswith(name + "{") and 'variant="%s"' % variant in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no %s for %s" % (name, variant))
+
+
+def test_nan_predictions_show_on_the_canary_and_never_on_stable():
+    with mock(model="m-v1") as v1, mock("--nan-rate", 0.05, "--seed", 3, model="m-v2") as v2, \
+            Gateway(DATA + route_yaml(v1, v2, weight=50)) as gw:
+        for i in range(300):
+            r = request(gw.port, "POST", PREDICT, {"x-user-id": "u%d" % i}, {"instances": [[1, 2], [3, 4]]})
+            assert r.status == 200
+        d = data_of(gw, 300)
+        assert d["stable"]["counts"]["values"] > 200 and d["canary"]["counts"]["values"] > 200, d
+        assert d["stable"]["counts"]["nan"] == 0 and d["stable"]["rates"]["nan_rate"] == 0
+        assert d["canary"]["counts"]["nan"] > 0 and d["canary"]["rates"]["nan_rate"] > 0, d["canary"]
+        assert d["canary"]["kinds"] == {"kserve_v1": d["canary"]["counts"]["samples"]}
+        # the regression's output is a feature of its own: the sums 3 and 7, NaN left out
+        out = d["stable"]["features"]["output_0"]
+        assert out["min"] == 3 and out["max"] == 7 and abs(out["mean"] - 5) < 1e-9, out
+        assert metric(gw, "fledge_data_nan_total", "canary") == d["canary"]["counts"]["nan"]
+        assert metric(gw, "fledge_data_nan_total", "stable") == 0
+
+
+def test_empty_and_cut_off_answers_are_counted_streamed_or_not():
+    with mock(model="m-v1") as v1, mock("--empty-rate", 0.2, "--truncate-rate", 0.25, "--seed", 5, model="m-v2") as v2, \
+            Gateway(DATA + route_yaml(v1, v2, weight=50)) as gw:
+        for i in range(200):
+            r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "u%d" % i}, chat(stream=i % 2 == 0))
+            assert r.status == 200
+        d = data_of(gw, 200)
+        s, c = d["stable"], d["canary"]
+        assert s["counts"]["answers"] == s["counts"]["samples"] and s["counts"]["unparsed"] == 0, s["counts"]
+        assert c["counts"]["answers"] == c["counts"]["samples"] and c["counts"]["unparsed"] == 0, c["counts"]
+        assert s["rates"]["empty_answer_rate"] == 0 and s["rates"]["truncated_rate"] == 0
+        assert 0.08 < c["rates"]["empty_answer_rate"] < 0.35, c["rates"]
+        assert 0.08 < c["rates"]["truncated_rate"] < 0.4, c["rates"]
+        assert s["features"]["output_tokens"]["mean"] == 16 and s["features"]["prompt_messages"]["mean"] == 1
+
+
+def test_a_canary_with_nans_is_rolled_back_by_a_nan_rate_check():
+    spec = {"steps": [50, 100], "interval": "2s", "min_requests": 20, "max_failures": 2,
+            "checks": [{"metric": "error_rate", "max_increase": 0.01}, {"metric": "nan_rate", "max": 0}]}
+    with mock(model="m-v1") as v1, mock("--nan-rate", 0.05, "--seed", 9, model="m-v2") as v2, \
+            Gateway(DATA + route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, \
+            Load(gw.port, path=PREDICT, body={"instances": [[1, 2], [3, 4], [5, 6]]}):
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+        deadline = time.time() + 12
+        while request(gw.admin, "GET", "/api/v1/routes/chat").json()["rollout"]["state"] == "progressing":
+            assert time.time() < deadline, "no verdict in time"
+            time.sleep(0.1)
+        r = request(gw.admin, "GET", "/api/v1/routes/chat").json()
+        assert r["rollout"]["state"] == "rolled_back" and r["canary_weight"] == 0, r
+        assert r["rollout"]["windows"] == {"pass": 0, "fail": 2, "inconclusive": 0}, r["rollout"]["windows"]
+        last = request(gw.admin, "GET", "/api/v1/events?route=chat").json()["events"][-1]
+        assert last["kind"] == "rolled_back" and last["detail"]["reason"] == "nan_rate", last["detail"]["reason"]
+        check = [c for c in last["detail"]["analysis"]["checks"] if c["metric"] == "nan_rate"][0]
+        assert check["canary"] > 0 and check["stable"] == 0, check
+
+
+def drift_of(gw, per_side, timeout=20):
+    """The canary's output_tokens drift once each side has per_side answers and a refresh has run."""
+    deadline = time.time() + timeout
+    while True:
+        d = {k: v["data"] for k, v in variants(gw).items()}
+        drift = d["canary"]["drift"].get("output_tokens")
+        if drift and drift["n"] >= per_side and drift["n_reference"] >= per_side:
+            return drift
+        assert time.time() < deadline, d["canary"]["drift"]
+        time.sleep(0.2)
+
+
+def test_answers_twice_as_long_drift_and_an_identical_canary_does_not():
+    with mock("--output-tokens-mean", 20, "--output-tokens-sd", 4, "--seed", 1, model="m-v1") as v1, \
+            mock("--output-tokens-mean", 40, "--output-tokens-sd", 8, "--seed", 2, model="m-v2") as v2, \
+            Gateway(DATA + route_yaml(v1, v2, weight=50)) as gw, Load(gw.port):
+        drift = drift_of(gw, 300)
+        assert drift["psi"] > 0.2 and drift["ks_p_value"] < 0.01, drift
+    with mock("--output-tokens-mean", 20, "--output-tokens-sd", 4, "--seed", 1, model="m-v1") as v1, \
+            mock("--output-tokens-mean", 20, "--output-tokens-sd", 4, "--seed", 2, model="m-v2") as v2, \
+            Gateway(DATA + route_yaml(v1, v2, weight=50)) as gw, Load(gw.port):
+        drift = drift_of(gw, 1500)
+        assert drift["psi"] < 0.05 and drift["ks_p_value"] > 0.001, drift
