@@ -1,6 +1,7 @@
 /* admin.c — admin API handlers (JSON via jansson): health, metrics, stats, routes, and changes
  * such as a route's weight, which need the bearer token named by admin.token_env. */
 #include "admin.h"
+#include "feedback.h"
 #include "live.h"
 #include "rollout.h"
 #include "router.h"
@@ -139,6 +140,12 @@ static void get_events(fl_httpd_req_t *req) {
   respond_json(req, 200, json_pack("{s:o}", "events", events));
 }
 
+static void post_feedback(fl_httpd_req_t *req) {
+  json_t *answer = NULL;
+  int status = fl_feedback_post(admin_store, req->body, req->body_len, &answer);
+  respond_json(req, status, answer);
+}
+
 static const fl_route_t *route_named(const char *name, size_t len) {
   for (size_t i = 0; i < admin_conf->n_routes; i++) {
     const fl_route_t *r = &admin_conf->routes[i];
@@ -183,6 +190,8 @@ static void handle(fl_httpd_req_t *req, void *ctx) {
     respond_json(req, 200, json_pack("{s:o}", "routes", routes));
   } else if (strcmp(req->path, "/api/v1/events") == 0 && strcmp(req->method, "GET") == 0) {
     get_events(req);
+  } else if (strcmp(req->path, "/api/v1/feedback") == 0 && strcmp(req->method, "POST") == 0) {
+    if (authorized(req)) post_feedback(req);
   } else if (strncmp(req->path, "/api/v1/routes/", 15) == 0) {
     handle_route(req, req->path + 15);
   } else {

@@ -14,7 +14,7 @@ typedef struct fl_alog_rec {
   int64_t prompt_tokens, completion_tokens;   /* -1: unknown */
   int status;
   uint8_t variant;                     /* fl_variant_id_t */
-  char request_id[72], route[64], version[64], backend[64];
+  char request_id[208], route[64], version[64], backend[64];   /* 208: FL_REQUEST_ID_MAX */
 } fl_alog_rec_t;
 
 typedef struct fl_alog_ring {

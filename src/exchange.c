@@ -350,6 +350,10 @@ static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
   }
   fl_buf_str(b, "x-request-id: ");
   fl_buf_str(b, ex->request_id);
+  if (ex->feedback_id[0]) {
+    fl_buf_str(b, "\r\nx-fledge-feedback-id: ");
+    fl_buf_str(b, ex->feedback_id);
+  }
   fl_buf_str(b, "\r\nx-fledge-overhead-ms: ");
   fl_buf_ms3(b, ex->overhead_ns);
   fl_buf_str(b, "\r\n");

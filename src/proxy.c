@@ -7,6 +7,7 @@
 #include "write.h"
 
 #include <stdarg.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -227,15 +228,26 @@ static void new_request_id(fl_client_t *c) {
   *id = '\0';
 }
 
+/* A client's own sane id is kept for its tracing; otherwise the id is made when the variant is
+ * chosen (signed) or when an error is answered before that (random). */
 static void set_request_id(fl_client_t *c) {
   size_t len;
   const char *v = fl_http_head_get(&c->head, "x-request-id", &len);
   if (v && sane_request_id(v, len)) {
     memcpy(c->ex.request_id, v, len);
     c->ex.request_id[len] = '\0';
-    return;
   }
-  new_request_id(c);
+}
+
+/* The signed id that feedback names (feedback.h): request_id itself, or beside the client's. */
+static void sign_request_id(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  uint64_t unix_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+  char *out = ex->request_id[0] ? ex->feedback_id : ex->request_id;
+  fl_request_id_sign(out, ex->route->name, ex->decision.variant, ex->route->variant[ex->decision.variant].version,
+                     unix_ms, fl_worker_rand(c->w));
 }
 
 static int build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
@@ -299,6 +311,7 @@ static void dispatch(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
   ex->decided = true;
+  sign_request_id(c);
   fl_account_begin(c);
   int rc;
   if (ex->inspect && ex->req_done) {

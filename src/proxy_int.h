@@ -3,6 +3,7 @@
 #ifndef FL_PROXY_INT_H
 #define FL_PROXY_INT_H
 
+#include "feedback.h"
 #include "http.h"
 #include "proxy.h"
 #include "llm.h"
@@ -52,7 +53,8 @@ typedef struct fl_exchange {
   fl_frame_t frame;
   int status;
   uint64_t start_ns;
-  char request_id[72];
+  char request_id[FL_REQUEST_ID_MAX];   /* the client's own, or signed when the variant is chosen */
+  char feedback_id[FL_REQUEST_ID_MAX];  /* the signed id when request_id is the client's own */
   /* accounting (account.c) */
   fl_vstats_t *vs;              /* this variant's counters on this worker; NULL: not counted */
   fl_bstats_t *bs;              /* the chosen backend's counters */

@@ -4,6 +4,7 @@
 #include "server.h"
 #include "admin.h"
 #include "alog.h"
+#include "feedback.h"
 #include "metrics.h"
 #include "monitor.h"
 #include "geo.h"
@@ -278,6 +279,11 @@ static int open_store(void) {
   if (name[0] == '/' || !slash) snprintf(path, sizeof path, "%s", name);     /* relative: beside the config */
   else snprintf(path, sizeof path, "%.*s%s", (int)(slash - ctl.conf->path + 1), ctl.conf->path, name);
   int rc = fl_store_open(path, &ctl.store, err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "fledge: %s\n", err);
+    return rc;
+  }
+  rc = fl_feedback_init(ctl.conf, ctl.store, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "fledge: %s\n", err);
     return rc;

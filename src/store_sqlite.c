@@ -42,6 +42,17 @@ static const char *const MIGRATIONS[] = {
     "  verdict TEXT NOT NULL,"
     "  analysis TEXT NOT NULL);"
     "CREATE INDEX windows_route_id ON windows(route, id);",
+    "CREATE TABLE settings(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);"
+    "CREATE TABLE feedback("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time_ms INTEGER NOT NULL,"
+    "  request_id TEXT NOT NULL UNIQUE,"
+    "  route TEXT NOT NULL,"
+    "  variant TEXT NOT NULL,"
+    "  version TEXT NOT NULL,"
+    "  score REAL NOT NULL,"
+    "  label TEXT,"
+    "  comment TEXT);",
 };
 #define SCHEMA_VERSION ((int)FL_ARRAY_LEN(MIGRATIONS))
 
@@ -49,7 +60,8 @@ static const char *const MIGRATIONS[] = {
   "route, weight_bp, config_weight_bp, stable_version, canary_version, previous_stable, rollout_state, step, " \
   "failures, updated_ms, spec_json"
 
-enum { ST_PUT_ROUTE, ST_GET_ROUTE, ST_ADD_EVENT, ST_EVENTS_ALL, ST_EVENTS_ROUTE, ST_ADD_WINDOW, ST_WINDOWS, ST_COUNT };
+enum { ST_PUT_ROUTE, ST_GET_ROUTE, ST_ADD_EVENT, ST_EVENTS_ALL, ST_EVENTS_ROUTE, ST_ADD_WINDOW, ST_WINDOWS,
+       ST_GET_SETTING, ST_PUT_SETTING, ST_ADD_FEEDBACK, ST_COUNT };
 
 static const char *const STATEMENTS[ST_COUNT] = {
     [ST_PUT_ROUTE] = "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
@@ -62,6 +74,10 @@ static const char *const STATEMENTS[ST_COUNT] = {
     [ST_ADD_WINDOW] = "INSERT INTO windows(time_ms, route, step, verdict, analysis) VALUES(?1,?2,?3,?4,?5)",
     [ST_WINDOWS] = "SELECT id, time_ms, route, step, verdict, analysis FROM windows WHERE route = ?1 "
                    "ORDER BY id DESC LIMIT ?2",
+    [ST_GET_SETTING] = "SELECT value FROM settings WHERE key = ?1",
+    [ST_PUT_SETTING] = "INSERT OR REPLACE INTO settings(key, value) VALUES(?1, ?2)",
+    [ST_ADD_FEEDBACK] = "INSERT OR IGNORE INTO feedback(time_ms, request_id, route, variant, version, score, label, "
+                        "comment) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 };
 
 struct fl_store {
@@ -357,4 +373,37 @@ int fl_store_windows(fl_store_t *s, const char *route, int limit, json_t **out) 
   sqlite3_bind_text(q, 1, route ? route : "", -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(q, 2, limit);
   return collect_rows(q, window_row, out);
+}
+
+/* ---- settings and feedback ---- */
+
+int fl_store_get_setting(fl_store_t *s, const char *key, char *out, size_t cap) {
+  sqlite3_stmt *q = s->stmt[ST_GET_SETTING];
+  sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW) copy_column(q, 0, out, cap);
+  done_reading(q);
+  return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? FL_ENOENT : FL_EIO;
+}
+
+int fl_store_put_setting(fl_store_t *s, const char *key, const char *value) {
+  sqlite3_stmt *q = s->stmt[ST_PUT_SETTING];
+  sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 2, value, -1, SQLITE_TRANSIENT);
+  return run_write(q);
+}
+
+int fl_store_add_feedback(fl_store_t *s, const fl_feedback_rec_t *f) {
+  sqlite3_stmt *q = s->stmt[ST_ADD_FEEDBACK];
+  sqlite3_bind_int64(q, 1, unix_now_ms());
+  sqlite3_bind_text(q, 2, f->request_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 3, f->route, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 4, f->variant, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 5, f->version, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_double(q, 6, f->score);
+  bind_text_or_null(q, 7, f->label);
+  bind_text_or_null(q, 8, f->comment);
+  int rc = run_write(q);
+  if (rc == 0 && sqlite3_changes(s->db) == 0) return FL_ELIMIT;
+  return rc;
 }

@@ -113,3 +113,48 @@ def test_answers_twice_as_long_drift_and_an_identical_canary_does_not():
             Gateway(DATA + route_yaml(v1, v2, weight=50)) as gw, Load(gw.port):
         drift = drift_of(gw, 1500)
         assert drift["psi"] < 0.05 and drift["ks_p_value"] > 0.001, drift
+
+
+def feedback(gw, request_id, score, headers=AUTH, **extra):
+    return request(gw.admin, "POST", "/api/v1/feedback", headers, dict(request_id=request_id, score=score, **extra))
+
+
+def test_feedback_lands_on_the_variant_that_served_and_a_tampered_id_is_refused():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(DATA + route_yaml(v1, v2, weight=50), **WITH_TOKEN) as gw:
+        served = []
+        for i in range(40):
+            r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "u%d" % i}, chat())
+            served.append((r.header("x-fledge-variant"), r.header("x-request-id")))
+        assert {v for v, _ in served} == {"stable", "canary"}
+        for variant, rid in served:
+            r = feedback(gw, rid, 1 if variant == "stable" else -1, label="thumbs")
+            assert r.status == 200, r.body
+            assert r.json()["variant"] == variant and r.json()["version"] == ("v1" if variant == "stable" else "v2")
+        vs = variants(gw)
+        n_canary = sum(v == "canary" for v, _ in served)
+        assert vs["canary"]["data"]["feedback"] == {"count": n_canary, "mean_score": -1.0}, vs["canary"]["data"]
+        assert vs["stable"]["data"]["feedback"] == {"count": 40 - n_canary, "mean_score": 1.0}
+        assert metric(gw, "fledge_feedback_total", "canary") == n_canary
+        assert metric(gw, "fledge_feedback_score_mean", "stable") == 1.0
+
+        rid = served[0][1]
+        assert feedback(gw, rid, 1).status == 409                      # one rating per request
+        flipped = rid[:10] + ("A" if rid[10] != "A" else "B") + rid[11:]
+        r = feedback(gw, flipped, 1)
+        assert r.status == 400 and r.json()["error"]["message"].startswith("request_id is"), r.body
+        assert feedback(gw, "made-up-id", 1).status == 400
+        assert feedback(gw, served[1][1], 1, headers={"authorization": "Bearer wrong"}).status == 401
+        assert variants(gw)["canary"]["data"]["feedback"]["count"] == n_canary     # nothing counted
+
+        # a client's own id is kept for its tracing; the signed one comes beside it
+        r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "u1", "x-request-id": "trace-42"}, chat())
+        assert r.header("x-request-id") == "trace-42"
+        assert feedback(gw, r.header("x-fledge-feedback-id"), 0.5).json()["variant"] == r.header("x-fledge-variant")
+
+        # the key is kept in the state store: ids from before a restart are still good
+        gw.stop()
+        with Gateway(DATA + route_yaml(v1, v2, weight=50), state_dir=gw.state_dir, **WITH_TOKEN) as again:
+            assert feedback(again, served[2][1], 1).status == 409     # known, and rated already
+            r = request(again.port, "POST", "/v1/chat/completions", {"x-user-id": "u2"}, chat())
+            assert feedback(again, r.header("x-request-id"), 1).status == 200

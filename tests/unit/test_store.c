@@ -434,17 +434,63 @@ static void sigkill_during_writes_never_corrupts_the_store(void **state) {
 
 /* ---- the file ---- */
 
-static void the_file_is_in_wal_mode_with_schema_version_1(void **state) {
+static void the_file_is_in_wal_mode_with_schema_version_2(void **state) {
   fixture_t *f = *state;
   fl_store_t *s = open_store(f->path);
   char mode[16];
   raw_text(f->path, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 1);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 2);
   assert_int_equal(raw_long(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
-                                     "('routes','events','windows','events_route_id','windows_route_id')"),
-                   5);
+                                     "('routes','events','windows','events_route_id','windows_route_id',"
+                                     "'settings','feedback')"),
+                   7);
   fl_store_close(s);
+}
+
+static void a_version_1_file_is_migrated_keeping_its_data(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  fl_route_state_t st = {.route = "chat", .weight_bp = 2500, .step = 1};
+  assert_int_equal(fl_store_put_route(s, &st), 0);
+  fl_store_close(s);
+  raw_exec(f->path, "DROP TABLE settings; DROP TABLE feedback; PRAGMA user_version=1");
+  s = open_store(f->path);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 2);
+  fl_route_state_t back;
+  assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
+  assert_int_equal(back.weight_bp, 2500);
+  assert_int_equal(fl_store_put_setting(s, "k", "v"), 0);
+  fl_store_close(s);
+}
+
+static void settings_are_kept_and_replaced(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  char v[32];
+  assert_int_equal(fl_store_get_setting(s, "feedback_key", v, sizeof v), FL_ENOENT);
+  assert_int_equal(fl_store_put_setting(s, "feedback_key", "abc"), 0);
+  assert_int_equal(fl_store_put_setting(s, "feedback_key", "def"), 0);
+  fl_store_close(s);
+  s = open_store(f->path);
+  assert_int_equal(fl_store_get_setting(s, "feedback_key", v, sizeof v), 0);
+  assert_string_equal(v, "def");
+  fl_store_close(s);
+}
+
+static void a_request_is_rated_once_and_the_first_rating_stays(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  fl_feedback_rec_t r = {.request_id = "id-1", .route = "chat", .variant = "canary", .version = "v2", .score = -1,
+                         .label = "wrong", .comment = NULL};
+  assert_int_equal(fl_store_add_feedback(s, &r), 0);
+  r.score = 1;
+  assert_int_equal(fl_store_add_feedback(s, &r), FL_ELIMIT);
+  r.request_id = "id-2";
+  assert_int_equal(fl_store_add_feedback(s, &r), 0);
+  fl_store_close(s);
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM feedback"), 2);
+  assert_int_equal(raw_long(f->path, "SELECT score FROM feedback WHERE request_id = 'id-1'"), -1);
 }
 
 static void expect_open_error(const char *path, const char *words) {
@@ -522,7 +568,10 @@ int main(void) {
       T(state_survives_close_and_reopen),
       T(a_write_survives_sigkill_without_close),
       T(sigkill_during_writes_never_corrupts_the_store),
-      T(the_file_is_in_wal_mode_with_schema_version_1),
+      T(the_file_is_in_wal_mode_with_schema_version_2),
+      T(a_version_1_file_is_migrated_keeping_its_data),
+      T(settings_are_kept_and_replaced),
+      T(a_request_is_rated_once_and_the_first_rating_stays),
       T(opening_in_a_missing_directory_fails_naming_the_file),
       T(opening_a_file_that_is_not_a_database_fails_naming_it),
       T(opening_a_newer_schema_fails_naming_the_file),

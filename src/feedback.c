@@ -1,0 +1,204 @@
+/* feedback.c — request ids signed with HMAC-SHA-256 and the feedback given on them.
+ *
+ * An id is base64url(payload || tag), the tag the first 12 bytes of the HMAC of the payload:
+ *   1 byte format (1) | 1 byte variant | route length, route | version length, version |
+ *   6 bytes Unix ms, big-endian | 4 bytes nonce
+ * The key is set once before the workers start and only read afterwards. */
+#include "feedback.h"
+#include "metrics.h"
+#include "monitor.h"
+#include "router.h"
+#include "sha256.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+#define FORMAT 1
+#define TAG_LEN 12
+#define PAYLOAD_MAX (1 + 1 + 1 + 63 + 1 + 63 + 6 + 4)
+#define LABEL_MAX 64
+#define COMMENT_MAX 2000
+
+static fl_hmac_key_t key;
+
+void fl_feedback_set_key(const void *k, size_t len) { fl_hmac_key_init(&key, k, len); }
+
+/* ---- base64url without padding ---- */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static size_t b64_encode(const uint8_t *in, size_t n, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+    size_t chars = n - i >= 3 ? 4 : n - i + 1;
+    for (size_t k = 0; k < chars; k++) out[o++] = B64[(v >> (18 - 6 * k)) & 63];
+  }
+  out[o] = '\0';
+  return o;
+}
+
+static int b64_value(char c) {
+  const char *p = c ? strchr(B64, c) : NULL;
+  return p ? (int)(p - B64) : -1;
+}
+
+/* Returns the decoded length, or -1 on a character outside the alphabet, a bad length or unused
+ * bits that are not zero (so that one id has exactly one spelling). */
+static int b64_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
+  if (n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > cap) return -1;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 4) {
+    uint32_t v = 0;
+    size_t chars = FL_MIN(4, n - i);
+    for (size_t k = 0; k < 4; k++) {
+      int d = k < chars ? b64_value(in[i + k]) : 0;
+      if (d < 0) return -1;
+      v = v << 6 | (uint32_t)d;
+    }
+    if ((chars == 2 && (v & 0xFFFF)) || (chars == 3 && (v & 0xFF))) return -1;   /* only the canonical form */
+    for (size_t k = 0; k + 1 < chars; k++) out[o++] = (uint8_t)(v >> (16 - 8 * k));
+  }
+  return (int)o;
+}
+
+/* ---- ids ---- */
+
+size_t fl_request_id_sign(char *out, const char *route, unsigned variant, const char *version, uint64_t unix_ms,
+                          uint32_t nonce) {
+  uint8_t buf[PAYLOAD_MAX + FL_SHA256_LEN];
+  size_t rl = strlen(route), vl = strlen(version), n = 0;
+  out[0] = '\0';
+  if (rl > 63 || vl > 63) return 0;
+  buf[n++] = FORMAT;
+  buf[n++] = (uint8_t)variant;
+  buf[n++] = (uint8_t)rl;
+  memcpy(buf + n, route, rl), n += rl;
+  buf[n++] = (uint8_t)vl;
+  memcpy(buf + n, version, vl), n += vl;
+  for (int i = 5; i >= 0; i--) buf[n++] = (uint8_t)(unix_ms >> (8 * i));
+  for (int i = 3; i >= 0; i--) buf[n++] = (uint8_t)(nonce >> (8 * i));
+  fl_hmac(&key, buf, n, buf + n);              /* the tag is the MAC's first TAG_LEN bytes */
+  return b64_encode(buf, n + TAG_LEN, out);
+}
+
+/* Constant time, so the check does not tell how much of a forged tag was right. */
+static bool tag_equal(const uint8_t *a, const uint8_t *b) {
+  uint8_t diff = 0;
+  for (int i = 0; i < TAG_LEN; i++) diff |= a[i] ^ b[i];
+  return diff == 0;
+}
+
+int fl_request_id_verify(const char *id, size_t len, fl_request_origin_t *out) {
+  uint8_t buf[PAYLOAD_MAX + TAG_LEN], mac[FL_SHA256_LEN];
+  int n = len < FL_REQUEST_ID_MAX ? b64_decode(id, len, buf, sizeof buf) : -1;
+  if (n < 3 + 1 + 6 + 4 + TAG_LEN || buf[0] != FORMAT || buf[1] >= FL_NVARIANTS) return FL_EINVAL;
+  size_t payload = (size_t)n - TAG_LEN, rl = buf[2];
+  if (rl > 63 || 3 + rl >= payload) return FL_EINVAL;
+  size_t vl = buf[3 + rl];
+  if (vl > 63 || 4 + rl + vl + 10 != payload) return FL_EINVAL;
+  fl_hmac(&key, buf, payload, mac);
+  if (!tag_equal(mac, buf + payload)) return FL_EPARSE;
+  memcpy(out->route, buf + 3, rl);
+  out->route[rl] = '\0';
+  memcpy(out->version, buf + 4 + rl, vl);
+  out->version[vl] = '\0';
+  out->variant = buf[1];
+  out->unix_ms = 0;
+  for (int i = 0; i < 6; i++) out->unix_ms = out->unix_ms << 8 | buf[4 + rl + vl + i];
+  return 0;
+}
+
+/* ---- the key ---- */
+
+static int stored_key(fl_store_t *store, char *err, size_t err_cap) {
+  char hex[2 * 32 + 1];
+  uint8_t k[32];
+  if (fl_store_get_setting(store, "feedback_key", hex, sizeof hex) != 0 || strlen(hex) != 64) {
+    if (getrandom(k, sizeof k, 0) != sizeof k) {
+      snprintf(err, err_cap, "feedback key: no random bytes from the kernel");
+      return FL_EIO;
+    }
+    for (size_t i = 0; i < sizeof k; i++) snprintf(hex + 2 * i, 3, "%02x", k[i]);
+    if (fl_store_put_setting(store, "feedback_key", hex) != 0) {
+      snprintf(err, err_cap, "feedback key: cannot save it in the state store: %s", fl_store_error(store));
+      return FL_EIO;
+    }
+  }
+  for (size_t i = 0; i < sizeof k; i++) {
+    unsigned byte;
+    sscanf(hex + 2 * i, "%2x", &byte);
+    k[i] = (uint8_t)byte;
+  }
+  fl_feedback_set_key(k, sizeof k);
+  return 0;
+}
+
+int fl_feedback_init(const fl_conf_t *c, fl_store_t *store, char *err, size_t err_cap) {
+  if (!c->feedback_key_env) return stored_key(store, err, err_cap);
+  const char *k = getenv(c->feedback_key_env);
+  if (!k || strlen(k) < 16) {
+    snprintf(err, err_cap, "%s: feedback.key_env: environment variable %s must hold a key of at least 16 characters",
+             c->path, c->feedback_key_env);
+    return FL_EINVAL;
+  }
+  fl_feedback_set_key(k, strlen(k));
+  return 0;
+}
+
+/* ---- feedback ---- */
+
+static int refuse(json_t **answer, int status, const char *fmt, const char *what) {
+  char msg[200];
+  snprintf(msg, sizeof msg, fmt, what);
+  const char *type = status == 409 ? "conflict" : status == 503 ? "unavailable" : "invalid_request";
+  *answer = json_pack("{s:{s:s, s:s}}", "error", "type", type, "message", msg);
+  return status;
+}
+
+static const char *opt_string(const json_t *body, const char *name, size_t max, bool *bad) {
+  const json_t *v = json_object_get(body, name);
+  if (!v || json_is_null(v)) return NULL;
+  if (!json_is_string(v) || json_string_length(v) > max) *bad = true;
+  return json_string_value(v);
+}
+
+int fl_feedback_post(fl_store_t *store, const char *text, size_t len, json_t **answer) {
+  json_error_t jerr;
+  json_t *body = json_loadb(text, len, 0, &jerr);
+  const char *id = json_string_value(json_object_get(body, "request_id"));
+  const json_t *score = json_object_get(body, "score");
+  bool bad = false;
+  const char *label = opt_string(body, "label", LABEL_MAX, &bad), *comment = opt_string(body, "comment", COMMENT_MAX, &bad);
+  fl_request_origin_t o;
+  int rc = FL_EINVAL, status = 0;
+  if (!json_is_object(body)) status = refuse(answer, 400, "%s", "the body must be a JSON object");
+  else if (!id) status = refuse(answer, 400, "%s", "\"request_id\" (a string) is required");
+  else if (!json_is_number(score) || !(fabs(json_number_value(score)) <= 1))
+    status = refuse(answer, 400, "%s", "\"score\" must be a number from -1 to 1");
+  else if (bad) status = refuse(answer, 400, "%s", "\"label\" (64) and \"comment\" (2000) are strings of limited length");
+  else if ((rc = fl_request_id_verify(id, strlen(id), &o)) != 0)
+    status = refuse(answer, 400, "%s", rc == FL_EPARSE ? "request_id is not one this gateway signed (forged or altered)"
+                                                      : "request_id is malformed");
+  if (status) {
+    json_decref(body);
+    return status;
+  }
+  const char *variant = fl_variant_name((fl_variant_id_t)o.variant);
+  fl_feedback_rec_t rec = {.request_id = id, .route = o.route, .variant = variant, .version = o.version,
+                           .label = label, .comment = comment, .score = json_number_value(score)};
+  rc = store ? fl_store_add_feedback(store, &rec) : 0;
+  if (rc == FL_ELIMIT) status = refuse(answer, 409, "%s", "this request was rated already");
+  else if (rc != 0) status = refuse(answer, 503, "%s", "the state store cannot take the feedback now");
+  if (!status) {
+    int series = fl_metrics_series_find(o.route, (fl_variant_id_t)o.variant, o.version);
+    if (series >= 0) fl_monitor_feedback((unsigned)series, rec.score);
+    *answer = json_pack("{s:s, s:s, s:s, s:f, s:I}", "route", o.route, "variant", variant, "version", o.version,
+                        "score", rec.score, "served_unix_ms", (json_int_t)o.unix_ms);
+    status = 200;
+  }
+  json_decref(body);
+  return status;
+}

@@ -1,0 +1,160 @@
+/* test_feedback.c — signed request ids as a specification: SHA-256 and HMAC against the FIPS 180
+ * and RFC 4231 vectors, ids that round-trip what served the request, and every alteration, cut
+ * or other key refused. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "feedback.h"
+#include "sha256.h"
+
+static void hex(const uint8_t *d, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Hashes msg fed in pieces of `piece` bytes, so block boundaries fall everywhere. */
+static void sha256_hex(const void *msg, size_t len, size_t piece, char out[65]) {
+  fl_sha256_t c;
+  uint8_t d[FL_SHA256_LEN];
+  fl_sha256_init(&c);
+  for (size_t i = 0; i < len; i += piece) fl_sha256_update(&c, (const char *)msg + i, FL_MIN(piece, len - i));
+  fl_sha256_final(&c, d);
+  hex(d, sizeof d, out);
+}
+
+static void sha256_matches_the_fips_180_vectors(void **state) {
+  char out[65];
+  sha256_hex("", 0, 1, out);
+  assert_string_equal(out, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  sha256_hex("abc", 3, 1, out);
+  assert_string_equal(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const char *two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  for (size_t piece = 1; piece <= 64; piece++) {
+    sha256_hex(two_blocks, strlen(two_blocks), piece, out);
+    assert_string_equal(out, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  }
+  char *million = malloc(1000000);
+  assert_non_null(million);
+  memset(million, 'a', 1000000);
+  sha256_hex(million, 1000000, 997, out);
+  assert_string_equal(out, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  free(million);
+}
+
+static void hmac(const void *key, size_t key_len, const char *msg, char out[65]) {
+  fl_hmac_key_t k;
+  uint8_t d[FL_SHA256_LEN];
+  fl_hmac_key_init(&k, key, key_len);
+  fl_hmac(&k, msg, strlen(msg), d);
+  hex(d, sizeof d, out);
+}
+
+static void hmac_matches_the_rfc_4231_vectors(void **state) {
+  uint8_t key[131];
+  char out[65];
+  memset(key, 0x0b, 20);
+  hmac(key, 20, "Hi There", out);
+  assert_string_equal(out, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  hmac("Jefe", 4, "what do ya want for nothing?", out);
+  assert_string_equal(out, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  memset(key, 0xaa, 131);                    /* longer than a block: hashed first */
+  hmac(key, 131, "Test Using Larger Than Block-Size Key - Hash Key First", out);
+  assert_string_equal(out, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
+static const char KEY[] = "a key of at least sixteen bytes";
+
+static void an_id_names_the_route_variant_version_and_time_that_served(void **state) {
+  fl_feedback_set_key(KEY, strlen(KEY));
+  char id[FL_REQUEST_ID_MAX];
+  size_t n = fl_request_id_sign(id, "chat", 1, "v2", 1790000000123ull, 77);
+  assert_int_equal(n, strlen(id));
+  assert_int_equal(strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), n);
+  fl_request_origin_t o;
+  assert_int_equal(fl_request_id_verify(id, n, &o), 0);
+  assert_string_equal(o.route, "chat");
+  assert_string_equal(o.version, "v2");
+  assert_int_equal(o.variant, 1);
+  assert_int_equal(o.unix_ms, 1790000000123ull);
+  char other[FL_REQUEST_ID_MAX];
+  fl_request_id_sign(other, "chat", 1, "v2", 1790000000123ull, 78);
+  assert_string_not_equal(id, other);        /* the nonce tells two requests of one millisecond apart */
+}
+
+static void the_longest_names_fit_and_longer_ones_are_not_signed(void **state) {
+  fl_feedback_set_key(KEY, strlen(KEY));
+  char route[64], version[64], id[FL_REQUEST_ID_MAX];
+  memset(route, 'r', 63), route[63] = '\0';
+  memset(version, 'v', 63), version[63] = '\0';
+  size_t n = fl_request_id_sign(id, route, 0, version, 1, 2);
+  assert_true(n > 0 && n < FL_REQUEST_ID_MAX);
+  fl_request_origin_t o;
+  assert_int_equal(fl_request_id_verify(id, n, &o), 0);
+  assert_string_equal(o.route, route);
+  char long_route[70];
+  memset(long_route, 'r', 64), long_route[64] = '\0';
+  assert_int_equal(fl_request_id_sign(id, long_route, 0, "v1", 1, 2), 0);
+}
+
+static void every_altered_character_is_refused(void **state) {
+  fl_feedback_set_key(KEY, strlen(KEY));
+  char id[FL_REQUEST_ID_MAX], bad[FL_REQUEST_ID_MAX];
+  size_t n = fl_request_id_sign(id, "chat", 0, "v1", 1790000000000ull, 5);
+  fl_request_origin_t o;
+  static const char repl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < sizeof repl - 1; k++) {
+      if (id[i] == repl[k]) continue;
+      memcpy(bad, id, n + 1);
+      bad[i] = repl[k];
+      int rc = fl_request_id_verify(bad, n, &o);
+      if (rc == 0) fail_msg("id altered at %zu to '%c' was accepted", i, repl[k]);
+      assert_true(rc == FL_EPARSE || rc == FL_EINVAL);
+    }
+  for (size_t cut = 0; cut < n; cut++) assert_int_not_equal(fl_request_id_verify(id, cut, &o), 0);
+  assert_int_equal(fl_request_id_verify("not base64!", 11, &o), FL_EINVAL);
+  fl_feedback_set_key("another key of sixteen", 22);
+  assert_int_equal(fl_request_id_verify(id, n, &o), FL_EPARSE);   /* another gateway's key */
+}
+
+static void feedback_bodies_are_checked_before_anything_is_counted(void **state) {
+  fl_feedback_set_key(KEY, strlen(KEY));
+  char id[FL_REQUEST_ID_MAX], body[512];
+  fl_request_id_sign(id, "chat", 1, "v2", 1790000000000ull, 9);
+  static const char *const refused[] = {
+      "[]", "{\"score\": 1}", "{\"request_id\": \"%s\"}", "{\"request_id\": \"%s\", \"score\": 1.5}",
+      "{\"request_id\": \"%s\", \"score\": \"1\"}", "{\"request_id\": \"%s\", \"score\": 1, \"label\": 7}",
+      "{\"request_id\": \"x%s\", \"score\": 1}", "not json",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+    int n = snprintf(body, sizeof body, refused[i], id);
+    json_t *answer = NULL;
+    assert_int_equal(fl_feedback_post(NULL, body, (size_t)n, &answer), 400);
+    assert_non_null(json_object_get(answer, "error"));
+    json_decref(answer);
+  }
+  int n = snprintf(body, sizeof body, "{\"request_id\": \"%s\", \"score\": -0.5, \"label\": \"wrong\"}", id);
+  json_t *answer = NULL;
+  assert_int_equal(fl_feedback_post(NULL, body, (size_t)n, &answer), 200);
+  assert_string_equal(json_string_value(json_object_get(answer, "variant")), "canary");
+  assert_string_equal(json_string_value(json_object_get(answer, "version")), "v2");
+  assert_true(json_real_value(json_object_get(answer, "score")) == -0.5);
+  json_decref(answer);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(sha256_matches_the_fips_180_vectors),
+      cmocka_unit_test(hmac_matches_the_rfc_4231_vectors),
+      cmocka_unit_test(an_id_names_the_route_variant_version_and_time_that_served),
+      cmocka_unit_test(the_longest_names_fit_and_longer_ones_are_not_signed),
+      cmocka_unit_test(every_altered_character_is_refused),
+      cmocka_unit_test(feedback_bodies_are_checked_before_anything_is_counted),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
