@@ -856,6 +856,8 @@ static const field_t data_fields[] = {
   {"max_body", f_u32, offsetof(fl_conf_t, data.max_body), NULL},
   {"window", f_duration, offsetof(fl_conf_t, data.window_ms), NULL},
   {"refresh", f_duration, offsetof(fl_conf_t, data.refresh_ms), NULL},
+  {"baseline_capture", f_duration, offsetof(fl_conf_t, data.baseline_capture_ms), NULL},
+  {"baseline_file", f_opt_str, offsetof(fl_conf_t, data.baseline_file), NULL},
   {"refusal_patterns", f_refusals, 0, NULL},
 };
 static const section_t data_section = {"data", NULL, data_fields, FL_ARRAY_LEN(data_fields)};
@@ -900,6 +902,7 @@ static void set_defaults(fl_conf_t *c) {
   c->data.max_body = 262144;
   c->data.window_ms = 300000;
   c->data.refresh_ms = 10000;
+  c->data.baseline_capture_ms = 600000;
 }
 
 static int default_trusted(parse_ctx_t *p, fl_conf_t *c) {
@@ -972,6 +975,7 @@ static void conf_free(fl_conf_t *c) {
   free(c->admin_token_error);
   for (size_t i = 0; i < c->data.n_refusals; i++) free(c->data.refusals[i]);
   free(c->data.refusals);
+  free(c->data.baseline_file);
   free(c->feedback_key_env);
   fl_geo_close(c->geo);
   free(c->path);
@@ -1099,4 +1103,10 @@ const fl_route_t *fl_conf_route(const fl_conf_t *c, const char *name) {
   for (size_t i = 0; c && name && i < c->n_routes; i++)
     if (strcmp(c->routes[i].name, name) == 0) return &c->routes[i];
   return NULL;
+}
+
+void fl_conf_resolve(const fl_conf_t *c, const char *path, char *out, size_t cap) {
+  const char *slash = strrchr(c->path, '/');
+  if (path[0] == '/' || !slash) snprintf(out, cap, "%s", path);
+  else snprintf(out, cap, "%.*s%s", (int)(slash - c->path + 1), c->path, path);
 }

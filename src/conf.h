@@ -116,6 +116,10 @@ typedef struct fl_conf {
     uint32_t max_body;              /* data.max_body: bytes of each body captured, default 262144 */
     uint32_t window_ms;             /* data.window: the sliding drift window, default 5m */
     uint32_t refresh_ms;            /* data.refresh: how often its drift is computed, default 10s */
+    uint32_t baseline_capture_ms;   /* data.baseline_capture: stable's inputs this long after its
+                                       first request become a route's baseline, default 10m */
+    char *baseline_file;            /* data.baseline_file: {"routes": {ROUTE: {FEATURE: [numbers]}}}
+                                       loaded at start instead, and saved to the state store */
     char **refusals; size_t n_refusals;   /* data.refusal_patterns (POSIX ERE); none: built-in */
   } data;
   char *feedback_key_env;           /* feedback.key_env: variable holding the request-id HMAC key;
@@ -135,5 +139,8 @@ void fl_conf_ref(fl_conf_t *c);
 void fl_conf_unref(fl_conf_t *c);   /* frees at zero */
 
 const fl_route_t *fl_conf_route(const fl_conf_t *c, const char *name);
+
+/* A path named in the file: absolute as it is, relative taken beside the config file. */
+void fl_conf_resolve(const fl_conf_t *c, const char *path, char *out, size_t cap);
 
 #endif

@@ -114,9 +114,11 @@ int fl_request_id_verify(const char *id, size_t len, fl_request_origin_t *out) {
 /* ---- the key ---- */
 
 static int stored_key(fl_store_t *store, char *err, size_t err_cap) {
-  char hex[2 * 32 + 1];
+  char hex[2 * 32 + 1] = "", *stored = NULL;
   uint8_t k[32];
-  if (fl_store_get_setting(store, "feedback_key", hex, sizeof hex) != 0 || strlen(hex) != 64) {
+  if (fl_store_get_setting(store, "feedback_key", &stored) == 0) snprintf(hex, sizeof hex, "%s", stored);
+  free(stored);
+  if (strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64) {
     if (getrandom(k, sizeof k, 0) != sizeof k) {
       snprintf(err, err_cap, "feedback key: no random bytes from the kernel");
       return FL_EIO;

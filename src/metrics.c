@@ -516,8 +516,9 @@ json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c) {
     json_t *variants = json_array();
     json_array_append_new(variants, variant_json(src, &r->variant[FL_STABLE], FL_STABLE));
     if (r->has_canary) json_array_append_new(variants, variant_json(src, &r->variant[FL_CANARY], FL_CANARY));
-    json_array_append_new(routes, json_pack("{s:s, s:f, s:o}", "route", r->name, "canary_weight",
-                                            fl_live_weight(r) / 100.0, "variants", variants));
+    json_array_append_new(routes, json_pack("{s:s, s:f, s:o, s:o}", "route", r->name, "canary_weight",
+                                            fl_live_weight(r) / 100.0, "variants", variants, "baseline",
+                                            fl_monitor_baseline_json(r->name)));
   }
   return json_pack("{s:o}", "routes", routes);
 }

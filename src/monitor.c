@@ -4,6 +4,7 @@
  * over any window inside data.window (the sliding one every data.refresh, a rollout's on demand).
  * Missing numbers (NaN, ±Inf, null) are counted, never put in a distribution. */
 #include "monitor.h"
+#include "baseline.h"
 #include "metrics.h"
 
 #include <math.h>
@@ -41,6 +42,9 @@ static struct {
   unsigned n_slices;
   atomic_uint refresh_ms;              /* data.refresh */
   const fl_conf_t *conf;               /* a reference: routes for the sliding drift */
+  fl_baseline_t *baselines;            /* one per route of conf, by index */
+  int series_route[FL_MAX_SERIES];     /* the route index of a stable series, else -1 */
+  uint32_t capture_ms;                 /* data.baseline_capture */
   fl_quality_conf_t qc;
   uint64_t rng;
   /* the thread */
@@ -114,13 +118,25 @@ static void slice_add(mseries_t *m, unsigned f, double v, uint64_t at_ms) {
   else if (next_rand() % s->seen < SLICE_CAP) s->v[next_rand() % SLICE_CAP] = tv;   /* algorithm R */
 }
 
-typedef struct { mseries_t *m; uint64_t at_ms; } sink_ctx_t;
+typedef struct { mseries_t *m; uint64_t at_ms; fl_baseline_t *capture; } sink_ctx_t;
 
 static void on_value(void *ctx, unsigned f, double v) {
   sink_ctx_t *x = ctx;
   if (f >= FL_F_COUNT || !isfinite(v)) return;
   welford_add(&x->m->w[f], v);
   slice_add(x->m, f, v, x->at_ms);
+  if (x->capture) fl_baseline_add(x->capture, f, v);
+}
+
+/* The baseline a stable exchange feeds: its route's, while capturing (the first one starts it). */
+static fl_baseline_t *capturing(unsigned series, uint64_t at_ms) {
+  int r = series < FL_MAX_SERIES ? mon.series_route[series] : -1;
+  fl_baseline_t *b = r >= 0 ? &mon.baselines[r] : NULL;
+  if (b && b->state == FL_BASELINE_NONE && mon.capture_ms) {
+    b->state = FL_BASELINE_CAPTURING;
+    b->until_ms = at_ms + mon.capture_ms;
+  }
+  return b && b->state == FL_BASELINE_CAPTURING && at_ms <= b->until_ms ? b : NULL;
 }
 
 static unsigned label_id(const char *text, size_t len) {
@@ -167,7 +183,7 @@ static void observe(fl_sample_t *s) {
   pthread_mutex_lock(&mon.lock);
   mseries_t *m = series_get(s->series);
   if (m) {
-    sink_ctx_t ctx = {m, s->at_ms};
+    sink_ctx_t ctx = {m, s->at_ms, capturing(s->series, s->at_ms)};
     fl_qsink_t sink = {on_value, on_label, &ctx};
     fl_qobs_t o;
     fl_quality_observe(&mon.qc, &q, &sink, &o);
@@ -234,17 +250,39 @@ void fl_monitor_drift(unsigned series_a, unsigned series_b, unsigned feature, ui
   pthread_mutex_unlock(&mon.lock);
 }
 
-/* Canary outputs against stable over the last data.window, for every output feature both have. */
+/* A variant's inputs over [from, to] against the route's baseline. */
+static void drift_from_baseline(mseries_t *m, const fl_baseline_t *b, unsigned f, uint64_t from, uint64_t to) {
+  fl_drift_t *d = &m->drift[f];
+  double *live;
+  *d = (fl_drift_t){.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN}, .n_b = b->n[f]};
+  d->n_a = gather(m, f, from, to, &live);
+  if (d->n_a >= FL_DRIFT_MIN && d->n_b >= FL_DRIFT_MIN) {
+    d->ks = fl_stats_ks(live, d->n_a, b->values[f], d->n_b);
+    d->psi = fl_stats_psi(b->values[f], d->n_b, live, d->n_a, PSI_BINS);
+  }
+  free(live);
+}
+
+/* Over the last data.window: canary outputs against stable's, and each variant's inputs against
+ * the route's baseline once it is ready (a capture ends here). */
 static void refresh_drift(void) {
   uint64_t now = fl_now_ms(), from = now > mon.n_slices * SLICE_MS ? now - mon.n_slices * SLICE_MS : 0;
   for (size_t i = 0; mon.conf && i < mon.conf->n_routes; i++) {
     const fl_route_t *r = &mon.conf->routes[i];
+    fl_baseline_t *b = &mon.baselines[i];
+    if (b->state == FL_BASELINE_CAPTURING && now > b->until_ms) b->state = FL_BASELINE_READY;
     mseries_t *c = r->has_canary ? mon.series[r->variant[FL_CANARY].series] : NULL;
-    const mseries_t *s = mon.series[r->variant[FL_STABLE].series];
+    mseries_t *s = mon.series[r->variant[FL_STABLE].series];
     for (unsigned f = 0; c && f < FL_F_COUNT; f++) {
       c->drift_set[f] = !fl_feature_is_input(f) && c->ring[f] && s && s->ring[f];
       if (c->drift_set[f]) drift_between(c, s, f, from, now, &c->drift[f]);
     }
+    mseries_t *both[2] = {s, c};
+    for (unsigned v = 0; v < 2 && b->state == FL_BASELINE_READY; v++)
+      for (unsigned f = 0; both[v] && f < FL_F_COUNT; f++) {
+        both[v]->drift_set[f] = fl_feature_is_input(f) && b->n[f] && both[v]->ring[f];
+        if (both[v]->drift_set[f]) drift_from_baseline(both[v], b, f, from, now);
+      }
   }
 }
 
@@ -303,6 +341,24 @@ static void free_rings(void) {
     }
 }
 
+/* The routes of c get their baselines from the old config by name (a new route starts afresh),
+ * and stable series are mapped to their route. Lock held. */
+static void carry_baselines(const fl_conf_t *c, fl_baseline_t *next) {
+  for (size_t i = 0; i < c->n_routes; i++) {
+    snprintf(next[i].route, sizeof next[i].route, "%s", c->routes[i].name);
+    for (size_t j = 0; mon.conf && j < mon.conf->n_routes; j++)
+      if (strcmp(mon.baselines[j].route, next[i].route) == 0) {
+        next[i] = mon.baselines[j];
+        mon.baselines[j] = (fl_baseline_t){0};
+      }
+  }
+  for (size_t j = 0; mon.conf && j < mon.conf->n_routes; j++) fl_baseline_clear(&mon.baselines[j]);
+  free(mon.baselines);
+  mon.baselines = next;
+  for (unsigned s = 0; s < FL_MAX_SERIES; s++) mon.series_route[s] = -1;
+  for (size_t i = 0; i < c->n_routes; i++) mon.series_route[c->routes[i].variant[FL_STABLE].series] = (int)i;
+}
+
 int fl_monitor_reconfigure(const fl_conf_t *c) {
   fl_quality_conf_t qc;
   char err[256];
@@ -316,9 +372,16 @@ int fl_monitor_reconfigure(const fl_conf_t *c) {
     free_rings();
     mon.n_slices = slices;
   }
+  fl_baseline_t *baselines = calloc(c->n_routes ? c->n_routes : 1, sizeof *baselines);
+  if (!baselines) {
+    pthread_mutex_unlock(&mon.lock);
+    return FL_ENOMEM;
+  }
+  carry_baselines(c, baselines);
   const fl_conf_t *old = mon.conf;
   fl_conf_ref((fl_conf_t *)c);
   mon.conf = c;
+  mon.capture_ms = c->data.baseline_capture_ms;
   atomic_store(&mon.refresh_ms, c->data.refresh_ms);
   pthread_mutex_unlock(&mon.lock);
   fl_conf_unref((fl_conf_t *)old);
@@ -370,6 +433,9 @@ void fl_monitor_stop(void) {
     mon.series[i] = NULL;
   }
   fl_quality_conf_free(&mon.qc);
+  for (size_t j = 0; mon.conf && j < mon.conf->n_routes; j++) fl_baseline_clear(&mon.baselines[j]);
+  free(mon.baselines);
+  mon.baselines = NULL;
   fl_conf_unref((fl_conf_t *)mon.conf);
   mon.conf = NULL;
   pthread_mutex_unlock(&mon.lock);
@@ -398,6 +464,55 @@ void fl_monitor_data(unsigned series, fl_data_snap_t *out) {
   if (m) *out = m->d;
   else memset(out, 0, sizeof *out);
   pthread_mutex_unlock(&mon.lock);
+}
+
+/* ---- baselines ---- */
+
+static fl_baseline_t *baseline_named(const char *route) {
+  for (size_t i = 0; mon.conf && i < mon.conf->n_routes; i++)
+    if (strcmp(mon.baselines[i].route, route) == 0) return &mon.baselines[i];
+  return NULL;
+}
+
+int fl_monitor_set_baseline(const char *route, const json_t *features, bool saved, char *err, size_t err_cap) {
+  pthread_mutex_lock(&mon.lock);
+  fl_baseline_t *b = baseline_named(route);
+  int rc = b ? fl_baseline_load(b, features, err, err_cap) : FL_ENOENT;
+  if (rc == 0) b->saved = saved;
+  else if (rc == FL_ENOENT) snprintf(err, err_cap, "no route \"%s\"", route);
+  pthread_mutex_unlock(&mon.lock);
+  return rc;
+}
+
+void fl_monitor_save_baselines(void (*save)(const char *route, json_t *features, void *ctx), void *ctx) {
+  for (size_t i = 0;; i++) {
+    pthread_mutex_lock(&mon.lock);
+    if (!mon.conf || i >= mon.conf->n_routes) {
+      pthread_mutex_unlock(&mon.lock);
+      return;
+    }
+    fl_baseline_t *b = &mon.baselines[i];
+    json_t *features = b->state == FL_BASELINE_READY && !b->saved ? fl_baseline_json(b) : NULL;
+    char route[64];
+    memcpy(route, b->route, sizeof route);
+    b->saved = b->saved || features;
+    pthread_mutex_unlock(&mon.lock);
+    if (features) save(route, features, ctx);         /* the store is written without the lock */
+    json_decref(features);
+  }
+}
+
+json_t *fl_monitor_baseline_json(const char *route) {
+  pthread_mutex_lock(&mon.lock);
+  const fl_baseline_t *b = baseline_named(route);
+  json_t *values = json_object();
+  char buf[32];
+  for (unsigned f = 0; b && f < FL_F_COUNT; f++)
+    if (b->n[f]) json_object_set_new(values, fl_feature_name(f, buf, sizeof buf), json_integer(b->n[f]));
+  json_t *o = json_pack("{s:s, s:b, s:o}", "state", fl_baseline_state_name(b ? b->state : FL_BASELINE_NONE), "saved",
+                        b && b->saved, "values", values);
+  pthread_mutex_unlock(&mon.lock);
+  return o;
 }
 
 /* ---- rates ---- */
@@ -495,8 +610,9 @@ static void expo_features(fl_buf_t *b, const expo_t *e) {
 
 static void expo_drift(fl_buf_t *b, const expo_t *e) {
   static const struct { const char *name, *help; size_t off; } D[] = {
-      {"fledge_data_drift_psi", "Population stability index against stable over data.window.", offsetof(fl_drift_t, psi)},
-      {"fledge_data_drift_ks_statistic", "Two-sample Kolmogorov-Smirnov D against stable over data.window.",
+      {"fledge_data_drift_psi", "Population stability index over data.window: outputs against stable, inputs "
+       "against the baseline.", offsetof(fl_drift_t, psi)},
+      {"fledge_data_drift_ks_statistic", "Two-sample Kolmogorov-Smirnov D over data.window, against the same reference.",
        offsetof(fl_drift_t, ks.statistic)},
       {"fledge_data_drift_ks_p_value", "Its p-value.", offsetof(fl_drift_t, ks.p_value)},
       {"fledge_data_drift_js", "Jensen-Shannon distance of a category against stable over data.window.",
@@ -512,8 +628,8 @@ static void expo_drift(fl_buf_t *b, const expo_t *e) {
         if (!mon.series[i]->drift_set[f]) continue;
         double v = *(const double *)((const char *)&mon.series[i]->drift[f] + D[k].off);
         if (!isnan(v))
-          fl_buf_printf(b, "%s{%s,feature=\"%s\",reference=\"stable\"} %.17g\n", D[k].name, e->lbl[i],
-                        fl_feature_name(f, fbuf, sizeof fbuf), v);
+          fl_buf_printf(b, "%s{%s,feature=\"%s\",reference=\"%s\"} %.17g\n", D[k].name, e->lbl[i],
+                        fl_feature_name(f, fbuf, sizeof fbuf), fl_feature_is_input(f) ? "baseline" : "stable", v);
       }
   }
 }
@@ -559,7 +675,8 @@ static json_t *drift_json(const mseries_t *m) {
   for (unsigned f = 0; f < FL_F_COUNT; f++) {
     if (!m->drift_set[f]) continue;
     const fl_drift_t *d = &m->drift[f];
-    json_t *x = json_pack("{s:s, s:I, s:I}", "reference", "stable", "n", (json_int_t)d->n_a, "n_reference", (json_int_t)d->n_b);
+    json_t *x = json_pack("{s:s, s:I, s:I}", "reference", fl_feature_is_input(f) ? "baseline" : "stable", "n",
+                          (json_int_t)d->n_a, "n_reference", (json_int_t)d->n_b);
     if (fl_feature_is_category(f)) {
       json_object_set_new(x, "js", num(d->js));
       json_object_set_new(x, "chi2", num(d->chi2.statistic));

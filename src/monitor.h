@@ -89,6 +89,14 @@ void fl_monitor_feedback(unsigned series, double score);
 int fl_data_rate_find(const char *name);
 void fl_data_rate(const fl_data_snap_t *d, int which, uint64_t *num, uint64_t *den);
 
+/* Baselines (baseline.h). set: installs {feature: [values]} for a route, from the state store
+ * (saved true) or a file (saved false: it is saved next). save: calls save(route, features) for
+ * each baseline ready but not saved yet, and marks it saved; the callback may block (the store).
+ * json: a route's baseline state for /api/v1/stats. Control thread. */
+int fl_monitor_set_baseline(const char *route, const json_t *features, bool saved, char *err, size_t err_cap);
+void fl_monitor_save_baselines(void (*save)(const char *route, json_t *features, void *ctx), void *ctx);
+json_t *fl_monitor_baseline_json(const char *route);
+
 /* Appends the fledge_data_* families to b. */
 void fl_monitor_exposition(fl_buf_t *b);
 

@@ -231,17 +231,10 @@ static void acceptance_done(const char *route, json_t *report, void *ctx) {
   json_decref(report);
 }
 
-/* Relative acceptance paths are read beside the config file. */
-static void resolve(const fl_conf_t *c, const char *path, char *out, size_t cap) {
-  const char *slash = strrchr(c->path, '/');
-  if (path[0] == '/' || !slash) snprintf(out, cap, "%s", path);
-  else snprintf(out, cap, "%.*s%s", (int)(slash - c->path + 1), c->path, path);
-}
-
 static int start_acceptance(const fl_conf_t *c, const fl_route_t *rt, ro_t *r, const char *actor, char *err,
                             size_t err_cap) {
   char path[1200];
-  resolve(c, r->spec.acceptance, path, sizeof path);
+  fl_conf_resolve(c, r->spec.acceptance, path, sizeof path);
   const fl_variant_conf_t *v = &rt->variant[FL_CANARY];
   r->state = RO_ACCEPTANCE;
   set_weight(rt, r, 0, actor, "acceptance_started", json_pack("{s:s, s:s}", "canary_version", v->version, "file", path));

@@ -204,9 +204,12 @@ static void start_drain(void) {
   uv_timer_start(&ctl.drain_timer, on_drain_deadline, ctl.conf->timeouts.drain_ms, 0);
 }
 
+static void save_baseline(const char *route, json_t *features, void *ctx);
+
 static void on_tick(uv_timer_t *t) {
   fl_metrics_tick(&ctl.metrics);
   fl_monitor_tick(ctl.conf, fl_metrics_requests_total(&ctl.metrics));
+  fl_monitor_save_baselines(save_baseline, NULL);
   fl_rollouts_tick(ctl.conf);
 }
 
@@ -261,6 +264,45 @@ static int start_access_log(void) {
   return rc;
 }
 
+static void save_baseline(const char *route, json_t *features, void *ctx) {
+  char key[80], *text = json_dumps(features, JSON_COMPACT);
+  snprintf(key, sizeof key, "baseline:%s", route);
+  if (!text || fl_store_put_setting(ctl.store, key, text) != 0)
+    fl_log("route %s: cannot save its data baseline in the state store: %s", route, fl_store_error(ctl.store));
+  else fl_log("route %s: data baseline saved", route);
+  free(text);
+}
+
+/* Baselines: data.baseline_file's when given (then saved to the store), else the store's. */
+static int load_baselines(void) {
+  char path[4096], err[300];
+  json_t *file = NULL;
+  json_error_t jerr;
+  if (ctl.conf->data.baseline_file) {
+    fl_conf_resolve(ctl.conf, ctl.conf->data.baseline_file, path, sizeof path);
+    if (!(file = json_load_file(path, 0, &jerr)) || !json_is_object(json_object_get(file, "routes"))) {
+      fprintf(stderr, "fledge: %s:%d: data.baseline_file: %s\n", path, jerr.line, file ? "needs a \"routes\" object" : jerr.text);
+      json_decref(file);
+      return FL_EINVAL;
+    }
+  }
+  int rc = 0;
+  for (size_t i = 0; i < ctl.conf->n_routes && rc == 0; i++) {
+    const char *route = ctl.conf->routes[i].name;
+    json_t *features = json_incref(json_object_get(json_object_get(file, "routes"), route));
+    bool saved = !features;
+    char key[80], *text = NULL;
+    snprintf(key, sizeof key, "baseline:%s", route);
+    if (!features && fl_store_get_setting(ctl.store, key, &text) == 0) features = json_loads(text, 0, &jerr);
+    if (features && (rc = fl_monitor_set_baseline(route, features, saved, err, sizeof err)) != 0)
+      fprintf(stderr, "fledge: route %s: data baseline from %s: %s\n", route, saved ? "the state store" : path, err);
+    free(text);
+    json_decref(features);
+  }
+  json_decref(file);
+  return rc;
+}
+
 static int start_monitor(void) {
   static fl_sample_ring_t **rings;
   char err[200];
@@ -268,16 +310,13 @@ static int start_monitor(void) {
   for (unsigned i = 0; i < ctl.n_workers; i++) rings[i] = ctl.workers[i].samples;
   int rc = fl_monitor_start(ctl.conf, rings, ctl.n_workers, err, sizeof err);
   if (rc != 0) fprintf(stderr, "fledge: %s\n", err);
-  return rc;
+  return rc ? rc : load_baselines();
 }
 
 /* The state store: `state:` (a relative path is taken beside the config file) or fledge.db there. */
 static int open_store(void) {
   char path[4096], err[600];
-  const char *name = ctl.conf->state_path ? ctl.conf->state_path : "fledge.db";
-  const char *slash = strrchr(ctl.conf->path, '/');
-  if (name[0] == '/' || !slash) snprintf(path, sizeof path, "%s", name);     /* relative: beside the config */
-  else snprintf(path, sizeof path, "%.*s%s", (int)(slash - ctl.conf->path + 1), ctl.conf->path, name);
+  fl_conf_resolve(ctl.conf, ctl.conf->state_path ? ctl.conf->state_path : "fledge.db", path, sizeof path);
   int rc = fl_store_open(path, &ctl.store, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "fledge: %s\n", err);

@@ -55,8 +55,9 @@ int fl_store_add_window(fl_store_t *s, const char *route, int32_t step, const ch
 /* The last `limit` windows of a route, newest first, as a new JSON array. */
 int fl_store_windows(fl_store_t *s, const char *route, int limit, json_t **out);
 
-/* Small named values (the feedback key). get: 0, FL_ENOENT or FL_EIO; put: 0 or FL_EIO. */
-int fl_store_get_setting(fl_store_t *s, const char *key, char *out, size_t cap);
+/* Named values (the feedback key, data baselines). get: 0 and a malloc'd copy the caller frees
+ * in *out, FL_ENOENT, FL_ENOMEM or FL_EIO; put: 0 or FL_EIO. */
+int fl_store_get_setting(fl_store_t *s, const char *key, char **out);
 int fl_store_put_setting(fl_store_t *s, const char *key, const char *value);
 
 /* One user's feedback on one request (strings borrowed; label and comment may be NULL). */

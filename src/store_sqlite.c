@@ -377,13 +377,18 @@ int fl_store_windows(fl_store_t *s, const char *route, int limit, json_t **out) 
 
 /* ---- settings and feedback ---- */
 
-int fl_store_get_setting(fl_store_t *s, const char *key, char *out, size_t cap) {
+int fl_store_get_setting(fl_store_t *s, const char *key, char **out) {
   sqlite3_stmt *q = s->stmt[ST_GET_SETTING];
   sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
   int rc = sqlite3_step(q);
-  if (rc == SQLITE_ROW) copy_column(q, 0, out, cap);
+  *out = NULL;
+  if (rc == SQLITE_ROW) {
+    const char *text = (const char *)sqlite3_column_text(q, 0);
+    *out = strdup(text ? text : "");
+  }
   done_reading(q);
-  return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? FL_ENOENT : FL_EIO;
+  if (rc == SQLITE_ROW) return *out ? 0 : FL_ENOMEM;
+  return rc == SQLITE_DONE ? FL_ENOENT : FL_EIO;
 }
 
 int fl_store_put_setting(fl_store_t *s, const char *key, const char *value) {

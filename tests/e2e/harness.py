@@ -261,14 +261,15 @@ class CaptureBackend:
 
 
 class Load:
-    """Client threads sending requests (a chat completion unless told) from random users until
-    stopped."""
+    """Client threads sending requests (a chat completion unless told; body may be a function
+    making each one) from random users until stopped."""
 
     CHAT = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 
     def __init__(self, port, threads=4, path="/v1/chat/completions", body=CHAT):
         self.port, self.stop, self.sent = port, False, 0
-        self.path, self.body = path, body if isinstance(body, str) else json.dumps(body)
+        self.path = path
+        self.body = body if callable(body) else (lambda: body) if isinstance(body, str) else (lambda: json.dumps(body))
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
         for t in self.threads:
             t.start()
@@ -277,7 +278,7 @@ class Load:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         while not self.stop:
             try:
-                conn.request("POST", self.path, self.body,
+                conn.request("POST", self.path, self.body(),
                              {"x-user-id": "u%d" % random.randrange(10**9), "content-type": "application/json"})
                 conn.getresponse().read()
                 self.sent += 1

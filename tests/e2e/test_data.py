@@ -1,9 +1,15 @@
 """Data quality end to end: a share of real exchanges through the gateway is read by its monitor
 thread, so bad data from a canary (NaNs, empty or cut-off answers, longer answers) shows up
 against stable in /api/v1/stats and /metrics, and a data check rolls such a canary back."""
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
 import time
 
-from harness import Gateway, Load, mock, request, route_yaml, chat
+from harness import FLEDGE, Gateway, Load, chat, free_port, mock, request, route_yaml
 
 DATA = "data: { sample: 1, refresh: 1s }\n"
 TOKEN = "data-test-token-0123456789"
@@ -158,3 +164,63 @@ def test_feedback_lands_on_the_variant_that_served_and_a_tampered_id_is_refused(
             assert feedback(again, served[2][1], 1).status == 409     # known, and rated already
             r = request(again.port, "POST", "/v1/chat/completions", {"x-user-id": "u2"}, chat())
             assert feedback(again, r.header("x-request-id"), 1).status == 200
+
+
+def prompt_of(lo, hi):
+    return lambda: json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * random.randint(lo, hi)}]})
+
+
+def baseline_of(gw):
+    return request(gw.admin, "GET", "/api/v1/stats").json()["routes"][0]["baseline"]
+
+
+def test_inputs_drift_from_the_baseline_stable_gave_and_the_baseline_outlives_a_restart():
+    data = "data: { sample: 1, refresh: 1s, baseline_capture: 2s }\n"
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(data + route_yaml(v1, v2, weight=50)) as gw:
+        with Load(gw.port, body=prompt_of(5, 15)):
+            deadline = time.time() + 8
+            while baseline_of(gw)["state"] != "ready":
+                assert time.time() < deadline, baseline_of(gw)
+                time.sleep(0.2)
+        b = baseline_of(gw)
+        assert b["values"]["prompt_chars"] > 50 and b["values"]["prompt_messages"] == b["values"]["prompt_chars"], b
+        with Load(gw.port, body=prompt_of(50, 70)):
+            time.sleep(2.5)
+        d = {k: v["data"]["drift"]["prompt_chars"] for k, v in variants(gw).items()}
+        for variant, drift in d.items():
+            assert drift["reference"] == "baseline" and drift["psi"] > 0.2 and drift["ks_p_value"] < 0.01, (variant, drift)
+        assert baseline_of(gw)["saved"] is True
+        gw.stop()
+        with Gateway(data + route_yaml(v1, v2, weight=50), state_dir=gw.state_dir) as again:
+            assert baseline_of(again) == dict(b, saved=True)             # from the store, no new capture
+
+
+def test_a_baseline_file_is_used_from_the_start():
+    values = [10 + i % 7 for i in range(200)]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"routes": {"chat": {"prompt_chars": values}}}, f)
+    try:
+        data = "data: { sample: 1, refresh: 1s, baseline_file: %s }\n" % f.name
+        with mock(model="m-v1") as v1, Gateway(data + route_yaml(v1)) as gw:
+            assert baseline_of(gw) == {"state": "ready", "saved": True, "values": {"prompt_chars": 200}}
+            for i in range(60):
+                request(gw.port, "POST", "/v1/chat/completions", {}, {"messages": [{"role": "user", "content": "y" * 12}]})
+            deadline = time.time() + 5
+            while "prompt_chars" not in variants(gw)["stable"]["data"]["drift"]:
+                assert time.time() < deadline
+                time.sleep(0.2)
+            drift = variants(gw)["stable"]["data"]["drift"]["prompt_chars"]
+            assert drift["n_reference"] == 200 and drift["n"] == 60, drift
+        with open(f.name, "w") as out:                                   # a bad file is refused, naming itself
+            out.write('{"routes": {"chat": {"latency": [1]}}}')
+        state = tempfile.mkdtemp()
+        conf = os.path.join(state, "fledge.yaml")
+        with open(conf, "w") as out:
+            out.write("listen: 127.0.0.1:%d\nadmin: { listen: 127.0.0.1:%d }\n" % (free_port(), free_port()) + data +
+                      route_yaml(free_port()))
+        r = subprocess.run([FLEDGE, "serve", "-c", conf], capture_output=True, text=True, timeout=10)
+        shutil.rmtree(state)
+        assert r.returncode == 1 and f.name in r.stderr and '"latency" is not an input feature' in r.stderr, r.stderr
+    finally:
+        os.unlink(f.name)

@@ -467,14 +467,16 @@ static void a_version_1_file_is_migrated_keeping_its_data(void **state) {
 static void settings_are_kept_and_replaced(void **state) {
   fixture_t *f = *state;
   fl_store_t *s = open_store(f->path);
-  char v[32];
-  assert_int_equal(fl_store_get_setting(s, "feedback_key", v, sizeof v), FL_ENOENT);
+  char *v = NULL;
+  assert_int_equal(fl_store_get_setting(s, "feedback_key", &v), FL_ENOENT);
+  assert_null(v);
   assert_int_equal(fl_store_put_setting(s, "feedback_key", "abc"), 0);
   assert_int_equal(fl_store_put_setting(s, "feedback_key", "def"), 0);
   fl_store_close(s);
   s = open_store(f->path);
-  assert_int_equal(fl_store_get_setting(s, "feedback_key", v, sizeof v), 0);
+  assert_int_equal(fl_store_get_setting(s, "feedback_key", &v), 0);
   assert_string_equal(v, "def");
+  free(v);
   fl_store_close(s);
 }
 
