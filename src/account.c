@@ -13,17 +13,24 @@ static const fl_variant_conf_t *chosen(const fl_client_t *c) {
   return &c->ex.route->variant[c->ex.decision.variant];
 }
 
+/* Is this exchange read by the data monitor? The share of the moment, within the worker's cap
+ * for the current second. */
+static bool sampled(fl_worker_t *w, uint64_t now_ns) {
+  uint32_t ppm = fl_monitor_rate_ppm();
+  if (!w->samples || !ppm || (ppm < 1000000 && fl_worker_rand(w) % 1000000 >= ppm)) return false;
+  uint64_t second = now_ns / 1000000000u;
+  if (second != w->sample_second) w->sample_second = second, w->sampled_in_second = 0;
+  return w->sampled_in_second++ < fl_monitor_cap_per_worker();
+}
+
 void fl_account_begin(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   if (!ex->conf->metrics || ex->vs) return;
   ex->vs = fl_metrics_vstats(c->w->metrics, chosen(c)->series);
   if (ex->vs) fl_ctr_add(&ex->vs->in_flight, 1);
   fl_llm_init(&ex->llm, false);
-  uint32_t ppm = fl_monitor_rate_ppm();
-  if (c->w->samples && ppm && (ppm >= 1000000 || fl_worker_rand(c->w) % 1000000 < ppm)) {
-    ex->sample = calloc(1, sizeof *ex->sample);
-    if (ex->sample) ex->sample->series = chosen(c)->series;
-  }
+  if (sampled(c->w, ex->start_ns) && (ex->sample = calloc(1, sizeof *ex->sample)))
+    ex->sample->series = chosen(c)->series;
 }
 
 /* Keeps at most data.max_body bytes of a body; *cut says that more came. */

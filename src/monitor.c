@@ -59,10 +59,14 @@ static struct {
          .stop_cond = PTHREAD_COND_INITIALIZER, .rng = 0x9E3779B97F4A7C15ull, .n_slices = 30};
 
 static atomic_uint rate_ppm = 1000000;
+static atomic_uint cap_per_worker = UINT32_MAX;
+
+#define AUTO_PER_SECOND 100u           /* data.sample: auto reads about this many a second */
 
 /* ---- worker side ---- */
 
 uint32_t fl_monitor_rate_ppm(void) { return atomic_load_explicit(&rate_ppm, memory_order_relaxed); }
+uint32_t fl_monitor_cap_per_worker(void) { return atomic_load_explicit(&cap_per_worker, memory_order_relaxed); }
 
 void fl_sample_free(fl_sample_t *s) {
   if (!s) return;
@@ -396,6 +400,7 @@ int fl_monitor_start(const fl_conf_t *c, fl_sample_ring_t **rings, unsigned n, c
   }
   mon.rings = rings;
   mon.n_rings = n;
+  fl_monitor_tick(c, 0);
   mon.stopping = false;
   if (pthread_create(&mon.thread, NULL, monitor_main, NULL) != 0) {
     snprintf(err, err_cap, "data monitor: cannot start its thread");
@@ -413,8 +418,11 @@ void fl_monitor_tick(const fl_conf_t *c, uint64_t requests_total) {
   have_last = true;
   uint32_t ppm = 1000000;
   if (c->data.sample_ppm >= 0) ppm = (uint32_t)c->data.sample_ppm;
-  else if (per_second > 100) ppm = (uint32_t)(100000000ull / per_second);
+  else if (per_second > AUTO_PER_SECOND) ppm = (uint32_t)(AUTO_PER_SECOND * 1000000ull / per_second);
   atomic_store_explicit(&rate_ppm, ppm, memory_order_relaxed);
+  /* auto also caps each worker's second, so a burst before this tick cannot flood the monitor */
+  uint32_t cap = c->data.sample_ppm >= 0 ? UINT32_MAX : (2 * AUTO_PER_SECOND + mon.n_rings - 1) / FL_MAX(mon.n_rings, 1);
+  atomic_store_explicit(&cap_per_worker, cap, memory_order_relaxed);
 }
 
 void fl_monitor_stop(void) {
@@ -669,25 +677,42 @@ static json_t *features_json(const mseries_t *m) {
   return o;
 }
 
+static json_t *drift_entry(unsigned f, const fl_drift_t *d) {
+  json_t *x = json_pack("{s:s, s:I, s:I}", "reference", fl_feature_is_input(f) ? "baseline" : "stable", "n",
+                        (json_int_t)d->n_a, "n_reference", (json_int_t)d->n_b);
+  if (fl_feature_is_category(f)) {
+    json_object_set_new(x, "js", num(d->js));
+    json_object_set_new(x, "chi2", num(d->chi2.statistic));
+    json_object_set_new(x, "chi2_p_value", num(d->chi2.p_value));
+  } else {
+    json_object_set_new(x, "psi", num(d->psi));
+    json_object_set_new(x, "ks_statistic", num(d->ks.statistic));
+    json_object_set_new(x, "ks_p_value", num(d->ks.p_value));
+  }
+  return x;
+}
+
 static json_t *drift_json(const mseries_t *m) {
   json_t *o = json_object();
   char fbuf[32];
-  for (unsigned f = 0; f < FL_F_COUNT; f++) {
-    if (!m->drift_set[f]) continue;
-    const fl_drift_t *d = &m->drift[f];
-    json_t *x = json_pack("{s:s, s:I, s:I}", "reference", fl_feature_is_input(f) ? "baseline" : "stable", "n",
-                          (json_int_t)d->n_a, "n_reference", (json_int_t)d->n_b);
-    if (fl_feature_is_category(f)) {
-      json_object_set_new(x, "js", num(d->js));
-      json_object_set_new(x, "chi2", num(d->chi2.statistic));
-      json_object_set_new(x, "chi2_p_value", num(d->chi2.p_value));
-    } else {
-      json_object_set_new(x, "psi", num(d->psi));
-      json_object_set_new(x, "ks_statistic", num(d->ks.statistic));
-      json_object_set_new(x, "ks_p_value", num(d->ks.p_value));
-    }
-    json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf), x);
+  for (unsigned f = 0; f < FL_F_COUNT; f++)
+    if (m->drift_set[f]) json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf), drift_entry(f, &m->drift[f]));
+  return o;
+}
+
+json_t *fl_monitor_drift_json(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms) {
+  json_t *o = json_object();
+  char fbuf[32];
+  pthread_mutex_lock(&mon.lock);
+  const mseries_t *a = series_a < FL_MAX_SERIES ? mon.series[series_a] : NULL;
+  const mseries_t *b = series_b < FL_MAX_SERIES ? mon.series[series_b] : NULL;
+  for (unsigned f = 0; a && b && f < FL_F_COUNT; f++) {
+    if (fl_feature_is_input(f) || !a->ring[f] || !b->ring[f]) continue;
+    fl_drift_t d;
+    drift_between(a, b, f, from_ms, to_ms, &d);
+    json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf), drift_entry(f, &d));
   }
+  pthread_mutex_unlock(&mon.lock);
   return o;
 }
 

@@ -37,6 +37,8 @@ typedef struct fl_sample_ring {
 /* The share of exchanges to sample now, in parts per million (set every second by the control
  * thread from data.sample and the traffic). */
 uint32_t fl_monitor_rate_ppm(void);
+/* How many exchanges a worker may sample in one second (auto: twice its share of 100). */
+uint32_t fl_monitor_cap_per_worker(void);
 
 /* Hands s over; false when the ring is full (then the drop is counted and s freed). */
 bool fl_sample_push(fl_sample_ring_t *r, fl_sample_t *s);
@@ -80,6 +82,10 @@ typedef struct fl_drift {
 
 void fl_monitor_drift(unsigned series_a, unsigned series_b, unsigned feature, uint64_t from_ms, uint64_t to_ms,
                       fl_drift_t *out);
+
+/* The same for every output feature both series have, as {feature: {psi, ks_statistic, ...}}:
+ * what a rollout window records. New reference. */
+json_t *fl_monitor_drift_json(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms);
 
 /* Feedback attributed to a series (feedback.h). */
 void fl_monitor_feedback(unsigned series, double score);

@@ -142,6 +142,8 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
       fl_monitor_drift(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series, r->spec.checks[i].feature,
                        r->window_start_ms, fl_now_ms(), &drift[i]);
   json_t *a = fl_analysis_run(&r->spec, &win_c, &win_s, drift, v);
+  json_object_set_new(a, "drift", fl_monitor_drift_json(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series,
+                                                        r->window_start_ms, fl_now_ms()));
   json_object_set_new(a, "step", json_integer(r->step));
   json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
   r->verdicts[*v]++;

@@ -34,6 +34,8 @@ typedef struct fl_worker {
   struct fl_wmetrics *metrics;        /* this worker's counters (metrics.h), read by the control thread */
   struct fl_alog_ring *alog;          /* access-log records for the log thread, or NULL (alog.h) */
   struct fl_sample_ring *samples;     /* exchanges for the data monitor, or NULL (monitor.h) */
+  uint64_t sample_second;             /* the second sampled_in_second counts */
+  uint32_t sampled_in_second;
   fl_buf_t scratch;                   /* response heads are built here, then written */
   /* Corking: while one callback runs, what it writes to a client (or to a client's upstream)
    * collects here and leaves in one write at the end: one syscall per answer, not one per piece. */

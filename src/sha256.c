@@ -1,6 +1,13 @@
 /* sha256.c — SHA-256 as FIPS 180-4 defines it (big-endian words, 64 rounds of the message
- * schedule), and HMAC over it as RFC 2104 does: H((K ^ opad) || H((K ^ ipad) || m)). */
+ * schedule), and HMAC over it as RFC 2104 does: H((K ^ opad) || H((K ^ ipad) || m)). On x86
+ * CPUs with the SHA extensions the compression runs on them (about 4× faster: a request id is
+ * signed on every request); elsewhere in portable C. */
 #include "sha256.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -15,7 +22,7 @@ static const uint32_t K[64] = {
 
 static inline uint32_t ror(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
 
-static void compress(uint32_t h[8], const uint8_t *block) {
+static void compress_c(uint32_t h[8], const uint8_t *block) {
   uint32_t w[64];
   for (int i = 0; i < 16; i++)
     w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 | (uint32_t)block[4 * i + 2] << 8 |
@@ -34,7 +41,53 @@ static void compress(uint32_t h[8], const uint8_t *block) {
   h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
 }
 
+#if defined(__x86_64__)
+/* The state as the SHA instructions want it: ABEF and CDGH; each group of four rounds takes
+ * four message words, the schedule extended four words at a time (msg1, alignr, msg2). */
+__attribute__((target("sha,sse4.1"))) static void compress_x86(uint32_t h[8], const uint8_t *block) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bll, 0x0405060700010203ll);
+  __m128i dcba = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1);
+  __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B);
+  __m128i abef = _mm_alignr_epi8(dcba, hgfe, 8), cdgh = _mm_blend_epi16(hgfe, dcba, 0xF0);
+  __m128i abef0 = abef, cdgh0 = cdgh, w[4];
+  for (int i = 0; i < 16; i++) {
+    if (i < 4) {
+      w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * i)), bswap);
+    } else {
+      __m128i t = _mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]);
+      t = _mm_add_epi32(t, _mm_alignr_epi8(w[(i + 3) & 3], w[(i + 2) & 3], 4));
+      w[i & 3] = _mm_sha256msg2_epu32(t, w[(i + 3) & 3]);
+    }
+    __m128i m = _mm_add_epi32(w[i & 3], _mm_loadu_si128((const __m128i *)&K[4 * i]));
+    cdgh = _mm_sha256rnds2_epu32(cdgh, abef, m);
+    abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(m, 0x0E));
+  }
+  abef = _mm_add_epi32(abef, abef0);
+  cdgh = _mm_add_epi32(cdgh, cdgh0);
+  __m128i feba = _mm_shuffle_epi32(abef, 0x1B), dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+  _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+static bool cpu_has_sha(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) && __get_cpuid(1, &a, &b, &c, &d) &&
+         (c & (1u << 19));                   /* SHA (leaf 7 EBX 29) and SSE4.1 (leaf 1 ECX 19) */
+}
+#endif
+
+static void (*compress)(uint32_t h[8], const uint8_t *block);
+
+bool fl_sha256_use_hardware(bool want) {
+  compress = compress_c;
+#if defined(__x86_64__)
+  if (want && cpu_has_sha()) compress = compress_x86;
+#endif
+  return compress != compress_c;
+}
+
 void fl_sha256_init(fl_sha256_t *c) {
+  if (!compress) fl_sha256_use_hardware(true);
   static const uint32_t IV[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                  0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   memcpy(c->h, IV, sizeof IV);

@@ -17,6 +17,10 @@ typedef struct fl_sha256 {
 } fl_sha256_t;
 
 void fl_sha256_init(fl_sha256_t *c);
+
+/* Chooses the x86 SHA extensions when want is true and the CPU has them (the default), else the
+ * portable code; returns whether the extensions are used. Call before threads hash (tests). */
+bool fl_sha256_use_hardware(bool want);
 void fl_sha256_update(fl_sha256_t *c, const void *data, size_t len);
 void fl_sha256_final(fl_sha256_t *c, uint8_t out[FL_SHA256_LEN]);
 

@@ -94,6 +94,9 @@ def test_a_canary_with_nans_is_rolled_back_by_a_nan_rate_check():
         assert last["kind"] == "rolled_back" and last["detail"]["reason"] == "nan_rate", last["detail"]["reason"]
         check = [c for c in last["detail"]["analysis"]["checks"] if c["metric"] == "nan_rate"][0]
         assert check["canary"] > 0 and check["stable"] == 0, check
+        # each window also records the drift of every output both variants gave in it
+        drift = last["detail"]["analysis"]["drift"]["output_0"]
+        assert drift["reference"] == "stable" and drift["n"] >= 20 and drift["psi"] < 0.2, drift
 
 
 def drift_of(gw, per_side, timeout=20):
