@@ -2,7 +2,7 @@
 CC      ?= cc
 PKGS    := libuv yaml-0.1 jansson libmaxminddb sqlite3
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread -MMD -MP
+CFLAGS  += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread -MMD -MP $(EXTRA_CFLAGS)
 LDLIBS  += -lhttp_parser -lm -pthread
 BUILD   := build
 
@@ -16,7 +16,7 @@ DEPS_OK := $(BUILD)/.deps-ok
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-.PHONY: all test unit e2e demo bench soak clean help deps
+.PHONY: all test unit e2e demo bench soak asan fuzz clean help deps
 
 all: $(BUILD)/fledge
 
@@ -26,6 +26,8 @@ help:
 	@echo "make demo       run two mock model versions behind the gateway, 20% canary"
 	@echo "make bench      fledge vs nginx vs HAProxy on this machine (wrk)"
 	@echo "make soak       20 full rollouts of two identical versions: none may be rolled back"
+	@echo "make asan       every test on an AddressSanitizer + UBSan build (clang); any report fails"
+	@echo "make fuzz       each libFuzzer target for FUZZ_SECONDS (default 60); crashes kept"
 	@echo "make clean      remove build/"
 
 # Installs missing Debian packages once; the stamp keeps later builds quiet.
@@ -48,6 +50,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libfledge.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -o $@ $< $(BUILD)/libfledge.a $(PKG_LIBS) -lcmocka $(LDLIBS)
 
+# The fuzz targets, compiled in for replaying their kept inputs (tests/fuzz/fuzz.h).
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+$(BUILD)/tests/test_fuzz_replay: tests/unit/test_fuzz_replay.c $(FUZZ_SRC) $(BUILD)/libfledge.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -DFL_FUZZ_REPLAY -o $@ $< $(FUZZ_SRC) $(BUILD)/libfledge.a $(PKG_LIBS) -lcmocka $(LDLIBS)
+
 unit: $(UNIT_BIN)
 test: $(BUILD)/fledge $(UNIT_BIN)
 	@tests/run.sh
@@ -61,6 +69,25 @@ bench: $(BUILD)/fledge
 # Two identical versions must be promoted every time: the rollout's false-alarm check, live.
 soak: $(BUILD)/fledge
 	@python3 tests/e2e/run.py --repeat 20 test_a_healthy_canary_is_promoted_through_every_step
+
+# The same suite on a sanitizer build in build/asan; tests/asan.sh fails on any report, leaks too.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+asan: $(DEPS_OK)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CC=clang EXTRA_CFLAGS="$(SAN_FLAGS)" \
+	  $(BUILD)/asan/fledge $(UNIT_BIN:$(BUILD)/%=$(BUILD)/asan/%)
+	@tests/asan.sh $(BUILD)/asan
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c) over a library built for coverage and sanitizers.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+fuzz: $(DEPS_OK)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=clang EXTRA_CFLAGS="$(FUZZ_FLAGS)" $(BUILD)/fuzz/libfledge.a
+	@for t in $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%); do \
+	  clang -O1 -g -std=c17 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc \
+	    $(PKG_CFLAGS) -o $(BUILD)/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(BUILD)/fuzz/libfledge.a $(PKG_LIBS) $(LDLIBS) \
+	    || exit 1; \
+	done
+	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD)

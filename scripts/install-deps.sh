@@ -18,6 +18,9 @@ have_pc libmaxminddb     || need="$need libmaxminddb-dev"
 have_pc sqlite3          || need="$need libsqlite3-dev"
 have_bin python3         || need="$need python3"
 have_bin curl            || need="$need curl"
+# make asan / make fuzz: clang with its sanitizer and libFuzzer runtimes
+have_bin clang           || need="$need clang"
+ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a >/dev/null 2>&1 || need="$need libclang-rt-dev"
 # tests only: writes the small GeoIP databases the country-rule tests use
 perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || need="$need libmaxmind-db-writer-perl"
 # tests only: a real Prometheus scrapes fledge's /metrics; promtool lints the exposition

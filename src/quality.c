@@ -122,6 +122,7 @@ static int rewrite_specials(const char *t, size_t n, fl_buf_t *out) {
 
 json_t *fl_quality_parse(const char *text, size_t len) {
   json_error_t e;
+  if (!len) return NULL;                       /* an empty body (text may then be NULL) */
   if (!has_specials(text, len)) return json_loadb(text, len, 0, &e);
   fl_buf_t out = {0};
   json_t *j = rewrite_specials(text, len, &out) == 0 && out.len ? json_loadb(out.data, out.len, 0, &e) : NULL;

@@ -1,10 +1,13 @@
 #!/bin/sh
 # run.sh — `make test`: every cmocka unit test binary, then the end-to-end suite against real
-# fledge and mock processes. Ends with one line: "N passed, N failed".
+# fledge and mock processes. Ends with one line: "N passed, N failed". FLEDGE_BUILD names another
+# build directory (make asan's).
 cd "$(dirname "$0")/.." || exit 1
+build=${FLEDGE_BUILD:-build}
+export FLEDGE="$PWD/$build/fledge"
 passed=0
 failed=0
-for t in build/tests/test_*; do
+for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
   out=$("$t" 2>&1)
   echo "$out"

@@ -87,7 +87,9 @@ def test_too_little_traffic_holds_the_weight():
     with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
             Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port, threads=1):
         start(gw, spec)
-        time.sleep(5)                                    # two windows pass
+        deadline = time.time() + 15                      # two windows pass (slower under make asan)
+        while sum(route(gw)["rollout"]["windows"].values()) < 2 and time.time() < deadline:
+            time.sleep(0.2)
         r = route(gw)
         assert r["rollout"]["state"] == "progressing" and r["canary_weight"] == 20, r
         assert r["rollout"]["windows"]["inconclusive"] >= 2 and r["rollout"]["windows"]["fail"] == 0

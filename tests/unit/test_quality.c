@@ -304,6 +304,10 @@ static void garbage_and_cut_bodies_are_unparsed_never_a_crash(void **state) {
   observe(CHAT_REQ, "{\"choices\":[{\"message\":{\"content\":\"x\"}}", false, 200, &s, &o);
   assert_true(o.unparsed);
   assert_false(o.answer);
+  fl_qsample_t empty = {.status = 200};              /* no bodies at all: the pointers are NULL */
+  fl_quality_observe(&qc, &empty, NULL, &o);
+  assert_true(o.unparsed);
+  assert_null(fl_quality_parse(NULL, 0));
 }
 
 int main(void) {
