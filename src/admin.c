@@ -140,6 +140,16 @@ static void get_events(fl_httpd_req_t *req) {
   respond_json(req, 200, json_pack("{s:o}", "events", events));
 }
 
+/* 200 while serving; "degraded" while the state store refuses writes (they wait in memory). */
+static void get_health(fl_httpd_req_t *req) {
+  fl_store_health_t h = {0};
+  if (admin_store) fl_store_health(admin_store, &h);
+  json_t *st = json_pack("{s:b, s:I, s:I}", "writable", h.backlog == 0, "backlog", (json_int_t)h.backlog,
+                         "failed_writes", (json_int_t)h.failed_writes);
+  if (h.backlog) json_object_set_new(st, "error", json_string(h.last_error));
+  respond_json(req, 200, json_pack("{s:s, s:o}", "status", h.backlog ? "degraded" : "ok", "state_store", st));
+}
+
 static void post_feedback(fl_httpd_req_t *req) {
   json_t *answer = NULL;
   int status = fl_feedback_post(admin_store, req->body, req->body_len, &answer);
@@ -176,7 +186,7 @@ static void handle_route(fl_httpd_req_t *req, const char *rest) {
 
 static void handle(fl_httpd_req_t *req, void *ctx) {
   if (strcmp(req->path, "/health") == 0) {
-    respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    get_health(req);
   } else if (strcmp(req->path, "/metrics") == 0) {
     char *text = fl_metrics_exposition(admin_metrics, admin_conf);
     fl_httpd_respond(req, text ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", "", text ? text : "",

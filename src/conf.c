@@ -422,6 +422,7 @@ static const field_t limit_fields[] = {
   {"headers", cy_f_u32, offsetof(fl_conf_t, limits.headers), NULL},
   {"body_bytes", cy_f_u64, offsetof(fl_conf_t, limits.body_bytes), NULL},
   {"inspect_body_bytes", cy_f_u32, offsetof(fl_conf_t, limits.inspect_body_bytes), NULL},
+  {"max_connections", cy_f_u32, offsetof(fl_conf_t, limits.max_connections), NULL},
 };
 static const section_t limit_section = {"limits", NULL, limit_fields, FL_ARRAY_LEN(limit_fields)};
 
@@ -500,6 +501,7 @@ static void set_defaults(fl_conf_t *c) {
   c->limits.headers = 100;
   c->limits.body_bytes = 104857600;
   c->limits.inspect_body_bytes = 1048576;
+  c->limits.max_connections = 10000;
   c->response_headers = true;
   c->metrics = true;
   c->data.sample_ppm = -1;

@@ -103,6 +103,8 @@ typedef struct fl_conf {
     uint32_t headers;               /* default 100   → 431 */
     uint64_t body_bytes;            /* default 104857600 (100 MiB) → 413 */
     uint32_t inspect_body_bytes;    /* default 1048576: most read to find json: keys or rewrite model */
+    uint32_t max_connections;       /* default 10000 client connections, split evenly over the
+                                       workers; beyond it a new connection gets 503 and is closed */
   } limits;
   struct fl_geo *geo;                /* opened from geoip_mmdb by the server, NULL otherwise;
                                        closed by fl_conf_unref (geo.h) */

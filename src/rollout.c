@@ -414,6 +414,14 @@ static void export_checks(fl_buf_t *b, const ro_t *r) {
 }
 
 void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c) {
+  if (store) {
+    fl_store_health_t h;
+    fl_store_health(store, &h);
+    fl_metrics_family(b, "fledge_state_store_backlog", "gauge", "Writes the state store did not take yet, kept to retry.");
+    fl_buf_printf(b, "fledge_state_store_backlog %zu\n", h.backlog);
+    fl_metrics_family(b, "fledge_state_store_failed_writes_total", "counter", "Writes the state store refused.");
+    fl_buf_printf(b, "fledge_state_store_failed_writes_total %llu\n", (unsigned long long)h.failed_writes);
+  }
   fl_buf_str(b, "# HELP fledge_rollout_step Step of the rollout in force (-1: none).\n"
                 "# TYPE fledge_rollout_step gauge\n");
   for (const ro_t *r = rollouts; r; r = r->next)

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 typedef struct fl_control {
@@ -206,10 +207,24 @@ static void start_drain(void) {
 
 static void save_baseline(const char *route, json_t *features, void *ctx);
 
+/* The store's backlog is retried every second; its start and its end are said loudly. */
+static void flush_store(void) {
+  static bool failing;
+  fl_store_health_t h;
+  fl_store_health(ctl.store, &h);
+  bool ok = h.backlog == 0 || fl_store_flush(ctl.store) == 0;
+  if (ok && failing) fl_log("state store: writable again; every waiting write is saved");
+  if (!ok && !failing)
+    fl_log("state store: WRITES FAILING (%s); serving on with the state in memory, %zu writes waiting, retried "
+           "every second", h.last_error, h.backlog);
+  failing = !ok;
+}
+
 static void on_tick(uv_timer_t *t) {
   fl_metrics_tick(&ctl.metrics);
   fl_monitor_tick(ctl.conf, fl_metrics_requests_total(&ctl.metrics));
   fl_monitor_save_baselines(save_baseline, NULL);
+  flush_store();
   fl_rollouts_tick(ctl.conf);
 }
 
@@ -332,8 +347,19 @@ static int open_store(void) {
   return 0;
 }
 
+/* Connections need descriptors: the soft limit (often 1024) goes up to the hard one. */
+static void raise_fd_limit(void) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
 int fl_server_run(const char *conf_path) {
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);          /* a file-size limit makes the store's writes fail, not the process */
+  raise_fd_limit();
   if (prepare_conf(conf_path, &ctl.conf) != 0) return 1;
   ctl.n_workers = ctl.conf->workers;
   ctl.workers = calloc(ctl.n_workers, sizeof *ctl.workers);

@@ -33,6 +33,20 @@ void fl_store_close(fl_store_t *s);
 /* Last error message of the store (SQLite's text), for logs. */
 const char *fl_store_error(const fl_store_t *s);
 
+/* Writes of routes, events, windows and settings that fail (disk full, read-only file) are
+ * kept in memory, in order (at most 100,000; beyond, the oldest gives way and is counted), and
+ * written again by fl_store_flush (0 once none is left, else FL_EIO) and before the next write.
+ * The callers still get FL_EIO for the failed write. Feedback is never kept (its answer needs
+ * the store). */
+int fl_store_flush(fl_store_t *s);
+
+typedef struct fl_store_health {
+  size_t backlog;                   /* writes waiting */
+  uint64_t failed_writes, dropped;  /* since open */
+  char last_error[256];
+} fl_store_health_t;
+void fl_store_health(const fl_store_t *s, fl_store_health_t *out);
+
 /* Insert or replace a route's state; sets updated_ms when 0. 0 or FL_EIO. */
 int fl_store_put_route(fl_store_t *s, const fl_route_state_t *st);
 /* 0, FL_ENOENT when the route has no state yet, or FL_EIO. */

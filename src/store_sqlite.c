@@ -3,7 +3,8 @@
  *
  * Every write is one autocommit transaction; with WAL and synchronous=NORMAL a committed write
  * survives the process being killed (it may be lost only to a power cut before the next
- * checkpoint). Statements are prepared once at open and reset after each use. One fl_store_t
+ * checkpoint). A write the file does not take (disk full, read-only, I/O error) is kept as SQL in
+ * an in-memory backlog and run again, in order, by fl_store_flush and before the next write. Statements are prepared once at open and reset after each use. One fl_store_t
  * belongs to one thread (the control thread); other processes may open the same file. */
 #include "store.h"
 
@@ -80,9 +81,22 @@ static const char *const STATEMENTS[ST_COUNT] = {
                         "comment) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 };
 
+/* A write the file did not take (disk full, read-only, I/O error), as SQL with its values in
+ * place, waiting to be run again in order. */
+typedef struct pending {
+  struct pending *next;
+  char *sql;
+} pending_t;
+
+#define BACKLOG_MAX 100000
+
 struct fl_store {
   sqlite3 *db;
   sqlite3_stmt *stmt[ST_COUNT];
+  pending_t *backlog, **backlog_tail;
+  size_t n_backlog;
+  uint64_t failed_writes, dropped;     /* since open */
+  char last_error[256];
 };
 
 static int64_t unix_now_ms(void) {
@@ -179,6 +193,7 @@ int fl_store_open(const char *path, fl_store_t **out, char *err, size_t err_cap)
     if (err && err_cap) snprintf(err, err_cap, "%s: out of memory", path);
     return FL_ENOMEM;
   }
+  s->backlog_tail = &s->backlog;
   int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc != SQLITE_OK) {
     int sys = s->db ? sqlite3_system_errno(s->db) : 0;
@@ -198,6 +213,14 @@ int fl_store_open(const char *path, fl_store_t **out, char *err, size_t err_cap)
 
 void fl_store_close(fl_store_t *s) {
   if (!s) return;
+  fl_store_flush(s);                                  /* a last try; what is left is lost */
+  if (s->n_backlog) fprintf(stderr, "fledge: state store: %zu writes could not be saved\n", s->n_backlog);
+  while (s->backlog) {
+    pending_t *p = s->backlog;
+    s->backlog = p->next;
+    sqlite3_free(p->sql);
+    free(p);
+  }
   for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->stmt[i]);
   sqlite3_close(s->db); /* the last connection checkpoints and removes the -wal file */
   free(s);
@@ -218,9 +241,62 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *text) {
   else sqlite3_bind_null(st, i);
 }
 
-/* Steps a write statement to its end and resets it for the next use. */
-static int run_write(sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
+static void backlog_push(fl_store_t *s, char *sql) {
+  pending_t *p = sql ? malloc(sizeof *p) : NULL;
+  if (!p) {
+    sqlite3_free(sql);
+    s->dropped++;
+    return;
+  }
+  if (s->n_backlog == BACKLOG_MAX) {                  /* bounded: the oldest write gives way */
+    pending_t *old = s->backlog;
+    s->backlog = old->next;
+    if (!s->backlog) s->backlog_tail = &s->backlog;
+    sqlite3_free(old->sql);
+    free(old);
+    s->n_backlog--;
+    s->dropped++;
+  }
+  *p = (pending_t){.sql = sql};
+  *s->backlog_tail = p;
+  s->backlog_tail = &p->next;
+  s->n_backlog++;
+}
+
+int fl_store_flush(fl_store_t *s) {
+  while (s->backlog) {
+    pending_t *p = s->backlog;
+    if (sqlite3_exec(s->db, p->sql, NULL, NULL, NULL) != SQLITE_OK) {
+      snprintf(s->last_error, sizeof s->last_error, "%s", sqlite3_errmsg(s->db));
+      return FL_EIO;
+    }
+    s->backlog = p->next;
+    sqlite3_free(p->sql);
+    free(p);
+    s->n_backlog--;
+  }
+  s->backlog_tail = &s->backlog;
+  return 0;
+}
+
+void fl_store_health(const fl_store_t *s, fl_store_health_t *out) {
+  out->backlog = s->n_backlog;
+  out->failed_writes = s->failed_writes;
+  out->dropped = s->dropped;
+  snprintf(out->last_error, sizeof out->last_error, "%s", s->last_error);
+}
+
+/* Steps a write statement to its end and resets it for the next use. A write the file does not
+ * take now, or one behind others waiting, joins the backlog (keep) to be retried in order. */
+static int run_write(fl_store_t *s, sqlite3_stmt *st, bool keep) {
+  int rc = SQLITE_DONE;
+  if (!(keep && s->backlog && fl_store_flush(s) != 0)) rc = sqlite3_step(st);
+  else rc = SQLITE_FULL;                              /* still failing: queue behind the others */
+  if (rc != SQLITE_DONE) {
+    s->failed_writes++;
+    if (rc != SQLITE_FULL || !s->backlog) snprintf(s->last_error, sizeof s->last_error, "%s", sqlite3_errmsg(s->db));
+    if (keep) backlog_push(s, sqlite3_expanded_sql(st));
+  }
   sqlite3_reset(st); /* keeps the error message of a failed step */
   sqlite3_clear_bindings(st);
   return rc == SQLITE_DONE ? 0 : FL_EIO;
@@ -270,7 +346,7 @@ int fl_store_put_route(fl_store_t *s, const fl_route_state_t *st) {
   sqlite3_bind_int(q, 9, st->failures);
   sqlite3_bind_int64(q, 10, st->updated_ms ? st->updated_ms : unix_now_ms());
   bind_field(q, 11, st->spec_json, sizeof st->spec_json);
-  return run_write(q);
+  return run_write(s, q, true);
 }
 
 static void read_route(sqlite3_stmt *q, fl_route_state_t *out) {
@@ -309,7 +385,7 @@ int fl_store_add_event(fl_store_t *s, const char *route, const char *actor, cons
   sqlite3_bind_text(q, 3, actor ? actor : "", -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(q, 4, kind ? kind : "", -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(q, 5, detail_text, -1, free);
-  int rc = run_write(q);
+  int rc = run_write(s, q, true);
   if (rc == 0 && id_out) *id_out = sqlite3_last_insert_rowid(s->db);
   return rc;
 }
@@ -361,7 +437,7 @@ int fl_store_add_window(fl_store_t *s, const char *route, int32_t step, const ch
   sqlite3_bind_int(q, 3, step);
   sqlite3_bind_text(q, 4, verdict ? verdict : "", -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(q, 5, analysis_text, -1, free);
-  int rc = run_write(q);
+  int rc = run_write(s, q, true);
   if (rc == 0 && id_out) *id_out = sqlite3_last_insert_rowid(s->db);
   return rc;
 }
@@ -395,7 +471,7 @@ int fl_store_put_setting(fl_store_t *s, const char *key, const char *value) {
   sqlite3_stmt *q = s->stmt[ST_PUT_SETTING];
   sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(q, 2, value, -1, SQLITE_TRANSIENT);
-  return run_write(q);
+  return run_write(s, q, true);
 }
 
 int fl_store_add_feedback(fl_store_t *s, const fl_feedback_rec_t *f) {
@@ -408,7 +484,7 @@ int fl_store_add_feedback(fl_store_t *s, const fl_feedback_rec_t *f) {
   sqlite3_bind_double(q, 6, f->score);
   bind_text_or_null(q, 7, f->label);
   bind_text_or_null(q, 8, f->comment);
-  int rc = run_write(q);
+  int rc = run_write(s, q, false);    /* not kept: "rated once" needs the answer now */
   if (rc == 0 && sqlite3_changes(s->db) == 0) return FL_ELIMIT;
   return rc;
 }

@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 
-from harness import Gateway, Response, free_port, request
+from harness import Gateway, Response, free_port, mock, request, route_yaml
 
 
 # ---- misbehaving backends -------------------------------------------------------------------
@@ -845,3 +845,31 @@ def test_a_connect_that_hangs_gets_504_after_timeouts_connect_or_moves_to_anothe
             for _ in range(4):
                 r, _ = one_shot(gw, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", expect_close=False)
                 assert r.status == 200, r.status
+
+
+def test_connections_beyond_limits_max_connections_get_503_and_the_others_keep_working():
+    with mock() as m, Gateway("limits: { max_connections: 20 }\n" + route_yaml(m), workers=2) as gw:
+        conns = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(40)]
+        try:
+            time.sleep(0.5)
+            held, refused = [], 0
+            for s in conns:                              # nothing was sent: only a refusal answers
+                s.settimeout(0.05)
+                try:
+                    data = s.recv(4096)
+                except socket.timeout:
+                    held.append(s)
+                    continue
+                assert data.startswith(b"HTTP/1.1 503") and b'"type":"overloaded"' in data, data
+                refused += 1
+            # each worker keeps its share of 10; the kernel spreads the 40 unevenly over the two
+            assert len(held) <= 20 and refused >= 20, (len(held), refused)
+            held[0].settimeout(5)
+            held[0].sendall(b"GET /v1/models HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            assert held[0].recv(4096).startswith(b"HTTP/1.1 200")
+        finally:
+            for s in conns:
+                s.close()
+        time.sleep(0.3)                                  # closed connections free their places
+        for _ in range(5):
+            assert request(gw.port, "GET", "/v1/models").status == 200

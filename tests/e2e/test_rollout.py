@@ -382,3 +382,33 @@ def test_steps_of_just_100_promote_at_once_and_unknown_actions_are_refused():
         assert r.status == 400 and "unknown action" in r.json()["error"]["message"]
         r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, dict(SPEC, steps=[0.001, 50]))
         assert r.status == 409 and "steps" in r.json()["error"]["message"]
+
+
+def test_a_full_disk_keeps_serving_with_the_new_weight_and_the_store_catches_up():
+    import resource
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2:
+        gw = Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN)
+        with gw:
+            # no write may now go past the first byte of any file: what a full disk does to SQLite
+            resource.prlimit(gw.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+            assert request(gw.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 30}).status == 200
+            served = [request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "u%d" % i}, chat())
+                      .header("x-fledge-variant") for i in range(200)]
+            assert 30 <= served.count("canary") <= 90, served.count("canary")    # the new weight serves
+            health = request(gw.admin, "GET", "/health").json()
+            assert health["status"] == "degraded" and health["state_store"]["backlog"] >= 1, health
+            assert health["state_store"]["error"], health
+            metrics = request(gw.admin, "GET", "/metrics").body.decode()
+            assert "fledge_state_store_backlog 0" not in metrics and "fledge_state_store_backlog " in metrics
+
+            resource.prlimit(gw.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            deadline = time.time() + 5
+            while request(gw.admin, "GET", "/health").json()["status"] != "ok":
+                assert time.time() < deadline, request(gw.admin, "GET", "/health").json()
+                time.sleep(0.1)
+            gw.p.send_signal(signal.SIGKILL)             # nothing may depend on a clean exit now
+            gw.p.wait()
+            with Gateway(route_yaml(v1, v2, weight=0), state_dir=gw.state_dir, **WITH_TOKEN) as again:
+                assert route(again)["canary_weight"] == 30
+                kinds = [(e["kind"], e["detail"].get("to")) for e in events(again)]
+                assert ("weight", 30) in kinds, kinds
