@@ -16,7 +16,7 @@ DEPS_OK := $(BUILD)/.deps-ok
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-.PHONY: all test unit e2e demo bench soak asan fuzz clean help deps
+.PHONY: all test unit e2e demo bench soak soak-rollouts asan fuzz clean help deps
 
 all: $(BUILD)/fledge
 
@@ -25,7 +25,8 @@ help:
 	@echo "make test       build and run every unit and end-to-end test"
 	@echo "make demo       run two mock model versions behind the gateway, 20% canary"
 	@echo "make bench      fledge vs nginx vs HAProxy on this machine (wrk)"
-	@echo "make soak       20 full rollouts of two identical versions: none may be rolled back"
+	@echo "make soak       SOAK_SECONDS (600) of mixed, faulty traffic, weight changes, reloads: RSS, fds"
+	@echo "make soak-rollouts  20 full rollouts of two identical versions: none may be rolled back"
 	@echo "make asan       every test on an AddressSanitizer + UBSan build (clang); any report fails"
 	@echo "make fuzz       each libFuzzer target for FUZZ_SECONDS (default 60); crashes kept"
 	@echo "make clean      remove build/"
@@ -66,8 +67,13 @@ demo: $(BUILD)/fledge
 bench: $(BUILD)/fledge
 	@bench/run.sh
 
-# Two identical versions must be promoted every time: the rollout's false-alarm check, live.
+# Mixed traffic, faulty backends, weight changes and reloads for SOAK_SECONDS: memory, descriptors.
+SOAK_SECONDS ?= 600
 soak: $(BUILD)/fledge
+	@SOAK_SECONDS=$(SOAK_SECONDS) python3 tests/soak.py
+
+# Two identical versions must be promoted every time: the rollout's false-alarm check, live.
+soak-rollouts: $(BUILD)/fledge
 	@python3 tests/e2e/run.py --repeat 20 test_a_healthy_canary_is_promoted_through_every_step
 
 # The same suite on a sanitizer build in build/asan; tests/asan.sh fails on any report, leaks too.

@@ -54,6 +54,7 @@ static void close_if_open(uv_handle_t *h) {
 void fl_worker_maybe_stop(fl_worker_t *w) {
   if (!w->draining || w->n_clients > 0) return;
   fl_pool_close_all(&w->pools);
+  close_if_open((uv_handle_t *)&w->sweep);
   close_if_open((uv_handle_t *)&w->listener);
   close_if_open((uv_handle_t *)&w->wake);
 }
@@ -94,6 +95,11 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+static void on_sweep(uv_timer_t *t) {
+  fl_worker_t *w = t->data;
+  fl_pool_sweep(&w->pools, fl_now_ms(), w->conf->timeouts.idle_ms);
+}
+
 static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
   w->id = id;
   uv_loop_init(&w->loop);
@@ -113,6 +119,9 @@ static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
   }
   uv_async_init(&w->loop, &w->wake, on_wake);
   w->wake.data = w;
+  uv_timer_init(&w->loop, &w->sweep);
+  w->sweep.data = w;
+  uv_timer_start(&w->sweep, on_sweep, 1000, 1000);
   fl_conf_ref(conf);
   w->conf = conf;
   w->metrics = calloc(1, sizeof *w->metrics);

@@ -22,6 +22,7 @@ typedef struct fl_worker {
   uv_loop_t loop;
   uv_tcp_t listener;
   uv_async_t wake;
+  uv_timer_t sweep;                   /* closes idle upstream connections (timeouts.idle) */
   pthread_t thread;
   fl_conf_t *conf;                    /* this worker's reference to the current snapshot */
   _Atomic(fl_conf_t *) next_conf;     /* handed over by the control thread, with a reference */

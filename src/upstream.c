@@ -107,6 +107,7 @@ void fl_upconn_close(fl_pools_t *p, fl_upconn_t *u) {
 
 void fl_pool_put(fl_pools_t *p, fl_upconn_t *u) {
   u->owner = NULL;
+  u->idle_since_ms = fl_now_ms();
   unsigned id = u->backend->id;
   if (p->n_idle[id] >= FL_POOL_MAX_IDLE) {
     fl_upconn_close(p, u);
@@ -115,6 +116,17 @@ void fl_pool_put(fl_pools_t *p, fl_upconn_t *u) {
   u->next = p->idle[id];
   p->idle[id] = u;
   p->n_idle[id]++;
+}
+
+void fl_pool_sweep(fl_pools_t *p, uint64_t now_ms, uint32_t idle_ms) {
+  for (unsigned id = 0; id < FL_MAX_BACKENDS; id++) {
+    fl_upconn_t *u = p->idle[id];
+    while (u) {
+      fl_upconn_t *next = u->next;
+      if (now_ms - u->idle_since_ms >= idle_ms) fl_upconn_close(p, u);
+      u = next;
+    }
+  }
 }
 
 void fl_pool_close_all(fl_pools_t *p) {

@@ -40,6 +40,7 @@ typedef struct fl_upconn {
   struct fl_upconn *next;             /* pool list */
   void *owner;                        /* the proxy exchange using it; NULL when idle */
   unsigned requests;                  /* served so far: >0 means it is a reused connection */
+  uint64_t idle_since_ms;             /* when it was last put in the pool */
   bool reading;                       /* uv_read_start done (it stays on while pooled) */
   bool closing;
 } fl_upconn_t;
@@ -71,5 +72,9 @@ void fl_upconn_close(fl_pools_t *p, fl_upconn_t *u);
 
 /* Closes every idle connection (drain, shutdown). */
 void fl_pool_close_all(fl_pools_t *p);
+
+/* Closes the connections idle for idle_ms or longer (timeouts.idle), so that descriptors and
+ * the backends' slots come back when traffic stops. Worker thread, about once a second. */
+void fl_pool_sweep(fl_pools_t *p, uint64_t now_ms, uint32_t idle_ms);
 
 #endif

@@ -30,6 +30,7 @@ class Backend:
     hang               reads the request, never answers
     headers_then_hang  reads the request, sends a 200 head announcing 100 bytes, then nothing
     partial_body       reads the request, sends a 200 head announcing 100 bytes and 10 of them, closes
+    trickle            reads the request, sends a 200 head announcing 6 bytes, then one byte each 0.4 s
 
     It counts accepted connections (`accepted`) and complete requests (`requests`, a list of
     (method, path, headers, body)). Use it as a context manager so no thread or socket outlives
@@ -156,6 +157,13 @@ class Backend:
             s.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n"
                       b'{"partial"')
             return False
+        if self.mode == "trickle":
+            s.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 6\r\n\r\n")
+            for byte in b"slowly":
+                if self._stop.wait(0.4):
+                    return False
+                s.sendall(bytes([byte]))
+            return True
         raise ValueError("unknown backend mode %r" % self.mode)
 
 
@@ -749,6 +757,32 @@ def test_a_backend_stalling_mid_body_is_cut_after_timeouts_idle():
         assert_serves(gw, ok)
 
 
+def test_a_backend_trickling_byte_by_byte_is_relayed_whole_while_others_are_served():
+    with Backend() as ok, Backend("trickle") as slow, \
+            Gateway(routes({"/": ok, "/slow": slow}, "timeouts: { idle: 1s }\n"), workers=1) as gw:
+        got = {}
+
+        def fetch():
+            c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+            c.request("GET", "/slow/v1/models")
+            r = c.getresponse()
+            got["status"], got["body"] = r.status, r.read()
+            c.close()
+
+        t = threading.Thread(target=fetch)
+        t0 = time.time()
+        t.start()
+        time.sleep(0.5)
+        for _ in range(10):                  # the same worker answers others at once meanwhile
+            t1 = time.time()
+            assert_serves(gw, ok)
+            assert time.time() - t1 < 0.5
+        t.join(10)
+        # each byte came within timeouts.idle, so the answer is whole, not cut at 1 s
+        assert got == {"status": 200, "body": b"slowly"}, got
+        assert 2.0 <= time.time() - t0 <= 5, time.time() - t0
+
+
 # ---- keep-alive and pipelining -------------------------------------------------------------------
 
 def test_keep_alive_requests_reuse_backend_connections():
@@ -768,6 +802,23 @@ def test_keep_alive_requests_reuse_backend_connections():
             conn.close()
         assert len(be.requests) == 70
         assert be.accepted <= 2, "70 requests took %d backend connections" % be.accepted
+
+
+def test_idle_backend_connections_are_closed_after_timeouts_idle():
+    with Backend() as be, Gateway(routes({"/": be}, "timeouts: { idle: 1s }\n"), workers=1) as gw:
+        for _ in range(5):
+            assert_serves(gw, be)
+        with be._lock:
+            assert len(be._conns) >= 1                 # pooled for the next request
+        deadline = time.time() + 4
+        while time.time() < deadline:
+            with be._lock:
+                if not be._conns:
+                    break
+            time.sleep(0.1)
+        with be._lock:
+            assert not be._conns, "the gateway kept idle backend connections past timeouts.idle"
+        assert_serves(gw, be)                          # and connects afresh when needed
 
 
 def test_pipelined_requests_in_one_write_are_answered_in_order_on_the_same_connection():
