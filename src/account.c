@@ -29,7 +29,7 @@ void fl_account_begin(fl_client_t *c) {
   ex->vs = fl_metrics_vstats(c->w->metrics, chosen(c)->series);
   if (ex->vs) fl_ctr_add(&ex->vs->in_flight, 1);
   fl_llm_init(&ex->llm, false);
-  if (sampled(c->w, ex->start_ns) && (ex->sample = calloc(1, sizeof *ex->sample)))
+  if (ex->vs && sampled(c->w, ex->start_ns) && (ex->sample = calloc(1, sizeof *ex->sample)))
     ex->sample->series = chosen(c)->series;
 }
 

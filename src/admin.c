@@ -2,6 +2,7 @@
  * such as a route's weight, which need the bearer token named by admin.token_env. */
 #include "admin.h"
 #include "feedback.h"
+#include "resources.h"
 #include "live.h"
 #include "rollout.h"
 #include "router.h"
@@ -192,6 +193,8 @@ static void handle(fl_httpd_req_t *req, void *ctx) {
     fl_httpd_respond(req, text ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", "", text ? text : "",
                      text ? strlen(text) : 0);
     free(text);
+  } else if (strcmp(req->path, "/api/v1/resources") == 0) {
+    respond_json(req, 200, fl_resources_json());
   } else if (strcmp(req->path, "/api/v1/stats") == 0) {
     respond_json(req, 200, fl_metrics_stats_json(admin_metrics, admin_conf));
   } else if (strcmp(req->path, "/api/v1/routes") == 0 && strcmp(req->method, "GET") == 0) {

@@ -77,19 +77,22 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   if (strcmp(m, "error_rate") == 0) c->kind = FL_CHECK_ERROR_RATE;
   else if (strcmp(m, "latency_per_token") == 0) c->kind = FL_CHECK_LATENCY_PER_TOKEN;
   else if (strcmp(m, "feedback_score") == 0) c->kind = FL_CHECK_FEEDBACK;
+  else if (strcmp(m, "process_rss") == 0 || strcmp(m, "process_cpu") == 0) c->kind = FL_CHECK_PROCESS;
   else if (sscanf(m, "latency_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_LATENCY;
   else if (sscanf(m, "ttft_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_TTFT;
   else if ((c->rate = fl_data_rate_find(m)) >= 0) c->kind = FL_CHECK_DATA_RATE;
   else if (parse_drift(m, c)) c->kind = FL_CHECK_DRIFT;
   else return bad(err, cap, "unknown check metric \"%s\" (error_rate, latency_pNN, ttft_pNN, latency_per_token, "
-                  "a data rate such as nan_rate, FEATURE_psi/_ks/_js, feedback_score; see docs/rollouts.md)", m);
+                  "a data rate such as nan_rate, FEATURE_psi/_ks/_js, feedback_score, process_rss, process_cpu; see "
+                  "docs/rollouts.md)", m);
   c->quantile = pct / 100.0;
   c->max_increase = opt_number(j, "max_increase");
   c->max_ratio = opt_number(j, "max_ratio");
   c->max = opt_number(j, "max");
   c->max_decrease = opt_number(j, "max_decrease");
   bool rate = c->kind == FL_CHECK_ERROR_RATE || c->kind == FL_CHECK_DATA_RATE;
-  bool latency = c->kind == FL_CHECK_LATENCY || c->kind == FL_CHECK_TTFT || c->kind == FL_CHECK_LATENCY_PER_TOKEN;
+  bool latency = c->kind == FL_CHECK_LATENCY || c->kind == FL_CHECK_TTFT || c->kind == FL_CHECK_LATENCY_PER_TOKEN ||
+                 c->kind == FL_CHECK_PROCESS;
   if (isnan(c->max_increase) && isnan(c->max_ratio) && isnan(c->max) && isnan(c->max_decrease))
     return bad(err, cap, "check %s needs a bound: max_increase, max_ratio, max or max_decrease", m);
   if ((!rate && !isnan(c->max_increase)) || (!latency && !isnan(c->max_ratio)) ||
@@ -233,6 +236,9 @@ void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, 
   for (size_t i = 0; i < offsetof(fl_data_snap_t, feedback_sum) / sizeof(uint64_t); i++) o[i] = e[i] - b[i];
   out->data.feedback_sum = end->data.feedback_sum - start->data.feedback_sum;
   out->data.feedback_sumsq = end->data.feedback_sumsq - start->data.feedback_sumsq;
+  out->has_process = end->has_process;         /* resources are levels: the window's end */
+  out->process_rss = end->process_rss;
+  out->process_cpu = end->process_cpu;
 }
 
 fl_test_t fl_analysis_mann_whitney_hist(const fl_hist_snap_t *c, const fl_hist_snap_t *s) {
@@ -324,6 +330,11 @@ static fl_measure_t measure(const fl_check_t *k, const fl_series_snap_t *c, cons
   if (k->kind == FL_CHECK_DATA_RATE) return measure_rate(k, &c->data, &s->data);
   if (k->kind == FL_CHECK_DRIFT) return measure_drift(k, drift);
   if (k->kind == FL_CHECK_FEEDBACK) return measure_feedback(k, &c->data, &s->data);
+  if (k->kind == FL_CHECK_PROCESS) {          /* a level now, not a sample: the bound alone decides */
+    bool rss = strcmp(k->name, "process_rss") == 0;
+    return (fl_measure_t){.test = {NAN, NAN}, .measurable = c->has_process && (s->has_process || isnan(k->max_ratio)),
+                          .canary = rss ? c->process_rss : c->process_cpu, .stable = rss ? s->process_rss : s->process_cpu};
+  }
   static fl_hist_snap_t shifted;    /* control thread only; large */
   fl_measure_t m = {.test = {NAN, NAN}, .measurable = true};
   switch (k->kind) {

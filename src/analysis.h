@@ -22,6 +22,7 @@ typedef enum {
   FL_CHECK_DATA_RATE,           /* nan_rate, empty_answer_rate, ...: a data-quality share (monitor.h) */
   FL_CHECK_DRIFT,               /* FEATURE_psi, FEATURE_ks, FEATURE_js: canary against stable */
   FL_CHECK_FEEDBACK,            /* feedback_score: mean user score */
+  FL_CHECK_PROCESS,             /* process_rss, process_cpu: the variant's watched processes now */
 } fl_check_kind_t;
 
 typedef struct fl_check {

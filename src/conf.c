@@ -311,11 +311,16 @@ static json_t *yaml_json(parse_ctx_t *p, yaml_node_t *n) {
     return a;
   }
   const char *v = cy_scalar(n);
-  char *end;
-  double d = strtod(v, &end);
   bool plain = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-  if (plain && *v && !*end) return strchr(v, '.') || strchr(v, 'e') ? json_real(d) : json_integer((json_int_t)d);
   if (plain && (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)) return json_boolean(v[0] == 't');
+  if (plain && *v && strspn(v, "0123456789+-.eE") == strlen(v)) {   /* a decimal number */
+    char *end;
+    errno = 0;
+    long long i = strtoll(v, &end, 10);
+    if (!*end && errno == 0) return json_integer(i);
+    double d = strtod(v, &end);
+    if (!*end && isfinite(d)) return json_real(d);
+  }
   return json_string(v);
 }
 
@@ -467,6 +472,54 @@ static const field_t data_fields[] = {
 };
 static const section_t data_section = {"data", NULL, data_fields, FL_ARRAY_LEN(data_fields)};
 
+/* ---------- watched processes ---------- */
+
+static int f_process_variant(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_process_conf_t *pc = slot;
+  int rc = cy_want_scalar(p, v);
+  if (rc) return rc;
+  if (strcmp(cy_scalar(v), "stable") == 0) pc->variant = FL_STABLE;
+  else if (strcmp(cy_scalar(v), "canary") == 0) pc->variant = FL_CANARY;
+  else return cy_fail(p, v, "variant must be stable or canary, not \"%s\"", cy_scalar(v));
+  return 0;
+}
+
+static int f_process_cmdline(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  int rc = cy_get_str(p, v, slot);
+  return rc ? rc : check_regex(p, v, *(char **)slot);
+}
+
+static const field_t process_fields[] = {
+  {"name", cy_f_str, offsetof(fl_process_conf_t, name), NULL},
+  {"cmdline", f_process_cmdline, offsetof(fl_process_conf_t, cmdline), NULL},
+  {"pid_file", cy_f_str, offsetof(fl_process_conf_t, pid_file), NULL},
+  {"route", cy_f_str, offsetof(fl_process_conf_t, route), NULL},
+  {"variant", f_process_variant, 0, NULL},
+};
+static const section_t process_section = {"process", NULL, process_fields, FL_ARRAY_LEN(process_fields)};
+
+static int f_processes(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  int rc = cy_want_list(p, v, "processes");
+  if (rc == 0) rc = cy_alloc_items(p, cy_list_len(v), sizeof *c->processes, (void **)&c->processes);
+  if (rc) return rc;
+  c->n_processes = cy_list_len(v);
+  for (size_t i = 0; i < c->n_processes; i++) {
+    fl_process_conf_t *pc = &c->processes[i];
+    yaml_node_t *item = cy_list_item(p, v, i);
+    pc->variant = -1;
+    if ((rc = cy_walk(p, item, &process_section, pc)) != 0) return rc;
+    if (!pc->name) return cy_fail(p, item, "each process needs a name");
+    if (!pc->cmdline == !pc->pid_file) return cy_fail(p, item, "process \"%s\" needs one of cmdline or pid_file", pc->name);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(c->processes[j].name, pc->name) == 0) return cy_fail(p, item, "duplicate process name \"%s\"", pc->name);
+  }
+  return 0;
+}
+
+static const field_t resources_fields[] = {{"interval", cy_f_duration, offsetof(fl_conf_t, resources_interval_ms), NULL}};
+static const section_t resources_section = {"resources", NULL, resources_fields, FL_ARRAY_LEN(resources_fields)};
+
 static const field_t feedback_fields[] = {{"key_env", cy_f_str, offsetof(fl_conf_t, feedback_key_env), NULL}};
 static const section_t feedback_section = {"feedback", NULL, feedback_fields, FL_ARRAY_LEN(feedback_fields)};
 
@@ -484,6 +537,8 @@ static const field_t top_fields[] = {
   {"state", cy_f_opt_str, offsetof(fl_conf_t, state_path), NULL},
   {"data", NULL, 0, &data_section},
   {"feedback", NULL, 0, &feedback_section},
+  {"resources", NULL, 0, &resources_section},
+  {"processes", f_processes, 0, NULL},
   {"routes", f_routes, 0, NULL},
 };
 static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRAY_LEN(top_fields)};
@@ -509,6 +564,7 @@ static void set_defaults(fl_conf_t *c) {
   c->data.window_ms = 300000;
   c->data.refresh_ms = 10000;
   c->data.baseline_capture_ms = 600000;
+  c->resources_interval_ms = 5000;
 }
 
 static int default_trusted(parse_ctx_t *p, fl_conf_t *c) {
@@ -520,6 +576,18 @@ static int default_trusted(parse_ctx_t *p, fl_conf_t *c) {
   return 0;
 }
 
+/* A process's route must exist; `routes:` may come after `processes:`, so this is checked last. */
+static int check_process_routes(parse_ctx_t *p, yaml_node_t *root) {
+  const fl_conf_t *c = p->conf;
+  yaml_node_t *list = cy_map_get(p, root, "processes");
+  for (size_t i = 0; i < c->n_processes; i++) {
+    const fl_process_conf_t *pc = &c->processes[i];
+    if (pc->route && !fl_conf_route(c, pc->route))
+      return cy_fail(p, cy_list_item(p, list, i), "process \"%s\": no route named \"%s\"", pc->name, pc->route);
+  }
+  return 0;
+}
+
 static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   static const yaml_mark_t start = {0, 0, 0};
   if (!root) return cy_fail_mark(p, start, "the configuration is empty; at least one route is required");
@@ -528,6 +596,7 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   if (rc == 0) rc = cy_walk(p, root, &top_section, p->conf);
   if (rc == 0 && p->conf->n_routes == 0) rc = cy_fail(p, root, "missing \"routes\": at least one route is required");
   if (rc == 0 && !p->trusted_set) rc = default_trusted(p, p->conf);
+  if (rc == 0) rc = check_process_routes(p, root);
   return rc;
 }
 
@@ -582,6 +651,13 @@ static void conf_free(fl_conf_t *c) {
   for (size_t i = 0; i < c->data.n_refusals; i++) free(c->data.refusals[i]);
   free(c->data.refusals);
   free(c->data.baseline_file);
+  for (size_t i = 0; i < c->n_processes; i++) {
+    free(c->processes[i].name);
+    free(c->processes[i].cmdline);
+    free(c->processes[i].pid_file);
+    free(c->processes[i].route);
+  }
+  free(c->processes);
   free(c->feedback_key_env);
   fl_geo_close(c->geo);
   free(c->path);

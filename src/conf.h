@@ -77,6 +77,16 @@ typedef struct fl_route {
                                        canary's version changes (rollout.h) */
 } fl_route_t;
 
+/* processes: a process whose resources are watched (resources.h). */
+typedef struct fl_process_conf {
+  char *name;                       /* required, unique: the metrics label */
+  char *cmdline;                    /* POSIX extended regex over the command line (args joined by
+                                       spaces), or NULL */
+  char *pid_file;                   /* or a file holding its pid */
+  char *route;                      /* with variant: whose resources these are; NULL: any route */
+  int variant;                      /* fl_variant_id_t, or -1 */
+} fl_process_conf_t;
+
 typedef struct fl_conf {
   atomic_int refs;
   char *path;                       /* the file it was loaded from */
@@ -124,6 +134,8 @@ typedef struct fl_conf {
                                        loaded at start instead, and saved to the state store */
     char **refusals; size_t n_refusals;   /* data.refusal_patterns (POSIX ERE); none: built-in */
   } data;
+  uint32_t resources_interval_ms;   /* resources.interval: host and process sampling, default 5s */
+  fl_process_conf_t *processes; size_t n_processes;
   char *feedback_key_env;           /* feedback.key_env: variable holding the request-id HMAC key;
                                        NULL: a key generated once and kept in the state store */
   fl_route_t *routes; size_t n_routes;

@@ -6,6 +6,7 @@
 #include "http.h"
 #include "live.h"
 #include "monitor.h"
+#include "resources.h"
 #include "rollout.h"
 #include "router.h"
 #include "upstream.h"
@@ -343,6 +344,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   expo_routes(&b, c);
   fl_rollouts_exposition(&b, c);
   fl_monitor_exposition(&b);
+  fl_resources_exposition(&b);
   fl_buf_append(&b, "", 1);
 out:
   free(e.sums);

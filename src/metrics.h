@@ -84,6 +84,8 @@ typedef struct fl_series_snap {
   uint64_t completion_tokens;
   fl_hist_snap_t duration, ttft;
   fl_data_snap_t data;             /* the data monitor's counters (filled by fl_monitor_data) */
+  bool has_process;                /* watched processes tied to this variant run (resources.h); */
+  double process_rss, process_cpu; /* their resident bytes and CPU share at the snapshot */
 } fl_series_snap_t;
 
 /* Control thread: sums the workers' numbers of one series into out. */

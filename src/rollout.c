@@ -5,6 +5,7 @@
 #include "http.h"
 #include "live.h"
 #include "monitor.h"
+#include "resources.h"
 #include "router.h"
 #include "webhook.h"
 
@@ -119,22 +120,23 @@ static void set_weight(const fl_route_t *rt, ro_t *r, uint32_t bp, const char *a
 /* ---- windows ---- */
 
 /* A variant's cumulative numbers: the workers' metrics and the data monitor's counters. */
-static void snapshot(const fl_variant_conf_t *v, fl_series_snap_t *out) {
-  fl_metrics_series(metrics, v->series, out);
-  fl_monitor_data(v->series, &out->data);
+static void snapshot(const fl_route_t *rt, fl_variant_id_t id, fl_series_snap_t *out) {
+  fl_metrics_series(metrics, rt->variant[id].series, out);
+  fl_monitor_data(rt->variant[id].series, &out->data);
+  out->has_process = fl_resources_variant(rt->name, id, &out->process_rss, &out->process_cpu);
 }
 
 static void window_begin(const fl_route_t *rt, ro_t *r) {
   r->window_start_ms = fl_now_ms();
-  snapshot(&rt->variant[FL_CANARY], &r->start_canary);
-  snapshot(&rt->variant[FL_STABLE], &r->start_stable);
+  snapshot(rt, FL_CANARY, &r->start_canary);
+  snapshot(rt, FL_STABLE, &r->start_stable);
 }
 
 static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   static fl_series_snap_t now_c, now_s, win_c, win_s;
   fl_drift_t drift[FL_MAX_CHECKS];
-  snapshot(&rt->variant[FL_CANARY], &now_c);
-  snapshot(&rt->variant[FL_STABLE], &now_s);
+  snapshot(rt, FL_CANARY, &now_c);
+  snapshot(rt, FL_STABLE, &now_s);
   fl_window_diff(&now_c, &r->start_canary, &win_c);
   fl_window_diff(&now_s, &r->start_stable, &win_s);
   for (size_t i = 0; i < r->spec.n_checks; i++)

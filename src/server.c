@@ -7,6 +7,7 @@
 #include "feedback.h"
 #include "metrics.h"
 #include "monitor.h"
+#include "resources.h"
 #include "geo.h"
 #include "httpd.h"
 #include "live.h"
@@ -172,6 +173,7 @@ static void publish(fl_conf_t *c) {
   ctl.conf = c;
   fl_admin_set_conf(c);
   if (fl_monitor_reconfigure(c) != 0) fl_log("reload: the data monitor keeps its previous settings (out of memory)");
+  fl_resources_configure(c);
   fl_conf_unref(old);
 }
 
@@ -233,6 +235,7 @@ static void on_tick(uv_timer_t *t) {
   fl_metrics_tick(&ctl.metrics);
   fl_monitor_tick(ctl.conf, fl_metrics_requests_total(&ctl.metrics));
   fl_monitor_save_baselines(save_baseline, NULL);
+  fl_resources_tick(fl_now_ms());
   flush_store();
   fl_rollouts_tick(ctl.conf);
 }
@@ -383,6 +386,7 @@ int fl_server_run(const char *conf_path) {
   if (fl_webhooks_start() != 0 || open_store() != 0 || start_access_log() != 0 || start_monitor() != 0 ||
       control_init() != 0)
     return 1;
+  fl_resources_configure(ctl.conf);
   atomic_store(&ctl.n_running, ctl.n_workers);
   for (unsigned i = 0; i < ctl.n_workers; i++)
     pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
@@ -400,6 +404,7 @@ int fl_server_run(const char *conf_path) {
   }
   fl_alog_stop();
   fl_monitor_stop();
+  fl_resources_shutdown();
   fl_webhooks_stop();
   fl_rollouts_shutdown();
   fl_store_close(ctl.store);

@@ -24,7 +24,7 @@ AUTH = {"authorization": "Bearer " + TOKEN}
 
 def config(stable, canary, faulty, dead, weight):
     return ("timeouts: { idle: 2s, connect: 1s }\n"
-            "data: { window: 1m, refresh: 5s }\n"
+            "data: { window: 1m, refresh: 5s, baseline_capture: 1m }\n"
             "routes:\n  - name: chat\n    user_key: [header:x-user-id]\n"
             "    stable: { version: v1, backends: [127.0.0.1:%d] }\n"
             "    canary: { version: v2, backends: [127.0.0.1:%d, 127.0.0.1:%d, 127.0.0.1:%d], weight: %d }\n"

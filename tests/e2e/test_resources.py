@@ -1,0 +1,124 @@
+"""Resources end to end: the host and watched processes as /proc reports them, in
+/api/v1/resources and /metrics, and a rollout check on the canary's process memory."""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from harness import Gateway, Load, mock, request, route_yaml
+
+TOKEN = "resources-test-token-0123456789"
+AUTH = {"authorization": "Bearer " + TOKEN}
+WITH_TOKEN = dict(env={"FLEDGE_TOKEN": TOKEN}, admin_extra="  token_env: FLEDGE_TOKEN\n")
+
+
+def resources(gw):
+    return request(gw.admin, "GET", "/api/v1/resources").json()
+
+
+def process(gw, name):
+    return [p for p in resources(gw)["processes"] if p["name"] == name][0]
+
+
+def vmrss_bytes(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return [int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:")][0]
+
+
+def metric(gw, name, label):
+    for line in request(gw.admin, "GET", "/metrics").body.decode().splitlines():
+        if line.startswith(name + "{") and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no %s with %s" % (name, label))
+
+
+def wait_for(fn, timeout=5):
+    deadline = time.time() + timeout
+    while True:
+        value = fn()
+        if value or time.time() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_a_watched_process_shows_its_memory_as_proc_does_and_goes_down_when_killed():
+    sleeper = subprocess.Popen(["sleep", "987.654"])
+    other = subprocess.Popen(["sleep", "876.5"])
+    pid_file = tempfile.NamedTemporaryFile("w", suffix=".pid", delete=False)
+    pid_file.write("%d\n" % other.pid)
+    pid_file.close()
+    conf = ("resources: { interval: 1s }\nprocesses:\n"
+            "  - { name: sleeper, cmdline: \"^sleep 987\\\\.654$\" }\n"
+            "  - { name: by-file, pid_file: %s, route: chat, variant: canary }\n" % pid_file.name)
+    try:
+        with mock() as m, Gateway(conf + route_yaml(m, m)) as gw:
+            p = wait_for(lambda: process(gw, "sleeper")["running"] and process(gw, "sleeper"))
+            assert p and p["pid"] == sleeper.pid, resources(gw)
+            assert p["resident_bytes"] == vmrss_bytes(sleeper.pid), (p, vmrss_bytes(sleeper.pid))
+            assert p["threads"] == 1 and p["open_fds"] >= 3 and 0 <= p["uptime_seconds"] < 60, p
+            assert p["route"] is None and p["variant"] is None
+            f = process(gw, "by-file")
+            assert f["running"] and f["pid"] == other.pid and f["variant"] == "canary" and f["route"] == "chat", f
+            label = 'process="sleeper"'
+            assert metric(gw, "fledge_process_up", label) == 1
+            assert metric(gw, "fledge_process_resident_bytes", label) == vmrss_bytes(sleeper.pid)
+
+            sleeper.kill()
+            sleeper.wait()
+            assert wait_for(lambda: not process(gw, "sleeper")["running"]), process(gw, "sleeper")
+            assert metric(gw, "fledge_process_up", label) == 0
+            assert process(gw, "by-file")["running"]
+    finally:
+        for p in (sleeper, other):
+            p.kill()
+            p.wait()
+        os.unlink(pid_file.name)
+
+
+def meminfo():
+    with open("/proc/meminfo") as f:
+        return {l.split(":")[0]: int(l.split()[1]) * 1024 for l in f}
+
+
+def test_host_numbers_match_proc():
+    with mock() as m, Gateway("resources: { interval: 1s }\n" + route_yaml(m)) as gw:
+        time.sleep(1.2)                                  # two samples: CPU usage is a difference
+        host = resources(gw)["host"]
+        want = meminfo()
+        assert host["memory"]["total"] == want["MemTotal"], host["memory"]
+        assert abs(host["memory"]["available"] - want["MemAvailable"]) <= 0.01 * want["MemTotal"], host["memory"]
+        assert host["swap"]["total"] == want["SwapTotal"]
+        assert len(host["cpu"]["cores"]) == os.cpu_count() and 0 <= host["cpu"]["usage"] <= 1, host["cpu"]
+        assert host["filesystems"] and all(fs["size"] >= fs["free"] >= 0 for fs in host["filesystems"].values())
+        assert "lo" in host["network"] and host["network"]["lo"]["receive_bytes"] > 0, host["network"]
+        assert metric(gw, "fledge_host_memory_bytes", 'kind="total"') == want["MemTotal"]
+
+
+HOLD = "import sys, time; block = b'x' * (int(sys.argv[1]) << 20); time.sleep(120)"
+
+
+def test_a_canary_whose_process_uses_far_more_memory_is_rolled_back_by_process_rss():
+    stable = subprocess.Popen([sys.executable, "-c", HOLD, "20", "fledge-test-stable"])
+    canary = subprocess.Popen([sys.executable, "-c", HOLD, "120", "fledge-test-canary"])
+    conf = ("resources: { interval: 1s }\nprocesses:\n"
+            "  - { name: model-v1, cmdline: \"fledge-test-stable$\", variant: stable }\n"
+            "  - { name: model-v2, cmdline: \"fledge-test-canary$\", variant: canary }\n")
+    spec = {"steps": [50, 100], "interval": "2s", "min_requests": 10, "max_failures": 2,
+            "checks": [{"metric": "process_rss", "max_ratio": 1.5}]}
+    try:
+        with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+                Gateway(conf + route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port):
+            assert wait_for(lambda: process(gw, "model-v2").get("resident_bytes", 0) > 100 << 20, 10), resources(gw)
+            assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+            r = wait_for(lambda: (lambda x: x if x["rollout"]["state"] != "progressing" else None)(
+                request(gw.admin, "GET", "/api/v1/routes/chat").json()), 12)
+            assert r and r["rollout"]["state"] == "rolled_back" and r["canary_weight"] == 0, r
+            last = request(gw.admin, "GET", "/api/v1/events?route=chat").json()["events"][-1]
+            assert last["detail"]["reason"] == "process_rss", last["detail"]
+            check = last["detail"]["analysis"]["checks"][0]
+            assert check["canary"] > 3 * check["stable"], check      # 120 MiB against 20 (plus the interpreter)
+    finally:
+        for p in (stable, canary):
+            p.kill()
+            p.wait()
