@@ -3,13 +3,14 @@ CC      ?= cc
 PKGS    := libuv yaml-0.1 jansson libmaxminddb sqlite3
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  += -lhttp_parser -lm -pthread
+LDLIBS  += -lhttp_parser -lm -ldl -pthread
 BUILD   := build
 
 SRC      := $(wildcard src/*.c)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+FAKE_NVML := $(BUILD)/tests/libfake-nvml.so
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 DEPS_OK := $(BUILD)/.deps-ok
@@ -57,8 +58,14 @@ $(BUILD)/tests/test_fuzz_replay: tests/unit/test_fuzz_replay.c $(FUZZ_SRC) $(BUI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -DFL_FUZZ_REPLAY -o $@ $< $(FUZZ_SRC) $(BUILD)/libfledge.a $(PKG_LIBS) -lcmocka $(LDLIBS)
 
+# A stand-in libnvidia-ml.so with NVML's signatures for the GPU tests.
+$(FAKE_NVML): tests/unit/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -fPIC -o $@ $<
+$(BUILD)/tests/test_gpu: $(FAKE_NVML)
+
 unit: $(UNIT_BIN)
-test: $(BUILD)/fledge $(UNIT_BIN)
+test: $(BUILD)/fledge $(UNIT_BIN) $(FAKE_NVML)
 	@tests/run.sh
 
 demo: $(BUILD)/fledge

@@ -517,7 +517,10 @@ static int f_processes(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   return 0;
 }
 
-static const field_t resources_fields[] = {{"interval", cy_f_duration, offsetof(fl_conf_t, resources_interval_ms), NULL}};
+static const field_t resources_fields[] = {
+  {"interval", cy_f_duration, offsetof(fl_conf_t, resources_interval_ms), NULL},
+  {"nvml_library", cy_f_str, offsetof(fl_conf_t, nvml_library), NULL},
+};
 static const section_t resources_section = {"resources", NULL, resources_fields, FL_ARRAY_LEN(resources_fields)};
 
 static const field_t feedback_fields[] = {{"key_env", cy_f_str, offsetof(fl_conf_t, feedback_key_env), NULL}};
@@ -651,6 +654,7 @@ static void conf_free(fl_conf_t *c) {
   for (size_t i = 0; i < c->data.n_refusals; i++) free(c->data.refusals[i]);
   free(c->data.refusals);
   free(c->data.baseline_file);
+  free(c->nvml_library);
   for (size_t i = 0; i < c->n_processes; i++) {
     free(c->processes[i].name);
     free(c->processes[i].cmdline);

@@ -135,6 +135,7 @@ typedef struct fl_conf {
     char **refusals; size_t n_refusals;   /* data.refusal_patterns (POSIX ERE); none: built-in */
   } data;
   uint32_t resources_interval_ms;   /* resources.interval: host and process sampling, default 5s */
+  char *nvml_library;               /* resources.nvml_library: default libnvidia-ml.so.1 (gpu.h) */
   fl_process_conf_t *processes; size_t n_processes;
   char *feedback_key_env;           /* feedback.key_env: variable holding the request-id HMAC key;
                                        NULL: a key generated once and kept in the state store */

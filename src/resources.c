@@ -2,6 +2,7 @@
  * thread: parsers of the /proc formats (pure), a sampler keeping the last sample and the
  * previous CPU counters (usage is the difference of two samples), and their exposition. */
 #include "resources.h"
+#include "gpu.h"
 #include "metrics.h"
 #include "router.h"
 
@@ -115,6 +116,7 @@ typedef struct {
   uint64_t rss, fds, read_bytes, write_bytes;
   double cpu_ratio, uptime_s;
   uint64_t prev_jiffies, prev_ms;      /* for the CPU share between two samples */
+  uint64_t gpu_bytes;                  /* GPU memory of its pid, all GPUs */
   regex_t re;
   bool re_ok;
 } proc_t;
@@ -132,6 +134,9 @@ static struct {
   io_t nets[MAX_ROWS]; size_t n_nets;
   proc_t *procs; size_t n_procs;
   long hz;
+  bool gpu_tried;
+  fl_gpu_t gpus[FL_MAX_GPUS]; unsigned n_gpus;
+  fl_gpu_proc_t gpu_procs[FL_MAX_GPU_PROCS]; unsigned n_gpu_procs;
 } res;
 
 static char scratch[1 << 16];
@@ -280,7 +285,14 @@ static void sample(uint64_t now_ms) {
   sample_nets();
   double uptime_s = 0;
   if (slurp("/proc/uptime", scratch, sizeof scratch) > 0) uptime_s = strtod(scratch, NULL);
-  for (size_t i = 0; i < res.n_procs; i++) sample_process(&res.conf->processes[i], &res.procs[i], now_ms, uptime_s);
+  res.n_gpus = fl_gpu_sample(res.gpus, res.gpu_procs, &res.n_gpu_procs);
+  for (size_t i = 0; i < res.n_procs; i++) {
+    proc_t *p = &res.procs[i];
+    sample_process(&res.conf->processes[i], p, now_ms, uptime_s);
+    p->gpu_bytes = 0;
+    for (unsigned g = 0; p->running && g < res.n_gpu_procs; g++)
+      if (res.gpu_procs[g].pid == (unsigned)p->pid) p->gpu_bytes += res.gpu_procs[g].used_bytes;
+  }
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   res.unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -317,6 +329,11 @@ void fl_resources_configure(const fl_conf_t *c) {
   fl_conf_unref(res.conf);
   res.conf = (fl_conf_t *)c;
   res.hz = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
+  if (!res.gpu_tried) {                /* once: the library does not come and go */
+    char err[300];
+    res.gpu_tried = true;
+    if (fl_gpu_open(c->nvml_library, err, sizeof err) != 0) fl_log("no GPU monitoring: %s", err);
+  }
   res.next_ms = 0;
   fl_resources_tick(fl_now_ms());
 }
@@ -329,6 +346,8 @@ void fl_resources_tick(uint64_t now_ms) {
 
 void fl_resources_shutdown(void) {
   free_procs();
+  fl_gpu_close();
+  res.gpu_tried = false;
   fl_conf_unref(res.conf);
   res.conf = NULL;
 }
@@ -412,6 +431,7 @@ static void expo_processes(fl_buf_t *b) {
       {"fledge_process_io_read_bytes_total", "counter", "Bytes read from storage."},
       {"fledge_process_io_write_bytes_total", "counter", "Bytes written to storage."},
       {"fledge_process_uptime_seconds", "gauge", "Time since the process started."},
+      {"fledge_process_gpu_memory_bytes", "gauge", "GPU memory the process holds (NVML), all GPUs."},
   };
   char lbl[400];
   for (size_t k = 0; k < FL_ARRAY_LEN(F); k++) {
@@ -420,9 +440,36 @@ static void expo_processes(fl_buf_t *b) {
       const proc_t *p = &res.procs[i];
       if (k > 0 && !p->running) continue;
       double v[] = {p->running, p->cpu_ratio, (double)p->rss, (double)p->st.threads, (double)p->fds,
-                    (double)p->read_bytes, (double)p->write_bytes, p->uptime_s};
+                    (double)p->read_bytes, (double)p->write_bytes, p->uptime_s, (double)p->gpu_bytes};
+      if (k == 8 && !fl_gpu_available()) continue;
       proc_labels(i, lbl, sizeof lbl);
       fl_buf_printf(b, "%s{%s} %.17g\n", F[k].name, lbl, v[k]);
+    }
+  }
+}
+
+static void expo_gpus(fl_buf_t *b) {
+  fl_metrics_family(b, "fledge_gpu_available", "gauge", "1 when NVML was loaded and GPUs are watched.");
+  fl_buf_printf(b, "fledge_gpu_available %d\n", fl_gpu_available());
+  static const struct { const char *name, *help; } F[] = {
+      {"fledge_gpu_utilization_ratio", "Share of time a kernel ran, over the driver's sample period."},
+      {"fledge_gpu_memory_utilization_ratio", "Share of time device memory was read or written."},
+      {"fledge_gpu_memory_used_bytes", "Device memory in use."},
+      {"fledge_gpu_memory_total_bytes", "Device memory."},
+      {"fledge_gpu_temperature_celsius", "Core temperature (where the GPU reports it)."},
+      {"fledge_gpu_power_watts", "Power draw (where the GPU reports it)."},
+  };
+  for (size_t k = 0; k < FL_ARRAY_LEN(F) && res.n_gpus; k++) {
+    fl_metrics_family(b, F[k].name, "gauge", F[k].help);
+    for (unsigned i = 0; i < res.n_gpus; i++) {
+      const fl_gpu_t *g = &res.gpus[i];
+      double v[] = {g->util_pct / 100.0, g->mem_util_pct / 100.0, (double)g->mem_used, (double)g->mem_total,
+                    g->temperature_c, g->power_w};
+      if ((k == 4 && !g->has_temperature) || (k == 5 && !g->has_power)) continue;
+      char name[200], uuid[200];
+      fl_metrics_escape(name, sizeof name, g->name);
+      fl_metrics_escape(uuid, sizeof uuid, g->uuid);
+      fl_buf_printf(b, "%s{gpu=\"%u\",name=\"%s\",uuid=\"%s\"} %.17g\n", F[k].name, g->index, name, uuid, v[k]);
     }
   }
 }
@@ -430,6 +477,7 @@ static void expo_processes(fl_buf_t *b) {
 void fl_resources_exposition(fl_buf_t *b) {
   if (!res.sampled) return;
   expo_host(b);
+  expo_gpus(b);
   expo_processes(b);
 }
 
@@ -465,6 +513,7 @@ static json_t *process_json(size_t i) {
   json_t *o = json_pack("{s:s, s:o, s:o, s:b}", "name", pc->name, "route", pc->route ? json_string(pc->route) : json_null(),
                         "variant", pc->variant >= 0 ? json_string(fl_variant_name((fl_variant_id_t)pc->variant)) : json_null(),
                         "running", p->running);
+  if (p->running && fl_gpu_available()) json_object_set_new(o, "gpu_memory_bytes", json_integer((json_int_t)p->gpu_bytes));
   if (p->running)
     json_object_update_new(o, json_pack("{s:i, s:f, s:I, s:I, s:I, s:I, s:I, s:f}", "pid", (int)p->pid, "cpu_ratio", p->cpu_ratio,
                                         "resident_bytes", (json_int_t)p->rss, "threads", (json_int_t)p->st.threads,
@@ -473,9 +522,24 @@ static json_t *process_json(size_t i) {
   return o;
 }
 
+static json_t *gpus_json(void) {
+  json_t *a = json_array();
+  for (unsigned i = 0; i < res.n_gpus; i++) {
+    const fl_gpu_t *g = &res.gpus[i];
+    json_t *o = json_pack("{s:i, s:s, s:s, s:f, s:f, s:I, s:I}", "index", (int)g->index, "name", g->name, "uuid", g->uuid,
+                          "utilization", g->util_pct / 100.0, "memory_utilization", g->mem_util_pct / 100.0,
+                          "memory_used_bytes", (json_int_t)g->mem_used, "memory_total_bytes", (json_int_t)g->mem_total);
+    if (g->has_temperature) json_object_set_new(o, "temperature_celsius", json_integer(g->temperature_c));
+    if (g->has_power) json_object_set_new(o, "power_watts", json_real(g->power_w));
+    json_array_append_new(a, o);
+  }
+  return a;
+}
+
 json_t *fl_resources_json(void) {
   json_t *procs = json_array();
   for (size_t i = 0; res.conf && i < res.n_procs; i++) json_array_append_new(procs, process_json(i));
-  return json_pack("{s:I, s:o, s:o}", "sampled_unix_ms", (json_int_t)res.unix_ms, "host",
-                   res.sampled ? host_json() : json_object(), "processes", procs);
+  return json_pack("{s:I, s:o, s:b, s:o, s:o}", "sampled_unix_ms", (json_int_t)res.unix_ms, "host",
+                   res.sampled ? host_json() : json_object(), "gpu_available", fl_gpu_available(), "gpus", gpus_json(),
+                   "processes", procs);
 }

@@ -122,3 +122,36 @@ def test_a_canary_whose_process_uses_far_more_memory_is_rolled_back_by_process_r
         for p in (stable, canary):
             p.kill()
             p.wait()
+
+
+FAKE_NVML = os.path.join(os.path.dirname(os.environ.get("FLEDGE", "build/fledge")), "tests", "libfake-nvml.so")
+
+
+def test_gpus_and_each_watched_process_s_gpu_memory_come_from_nvml():
+    sleeper = subprocess.Popen(["sleep", "765.43"])
+    conf = ("resources: { interval: 1s, nvml_library: %s }\nprocesses:\n"
+            "  - { name: gpu-user, cmdline: \"^sleep 765\\\\.43$\", variant: canary }\n" % os.path.abspath(FAKE_NVML))
+    try:
+        with mock() as m, Gateway(conf + route_yaml(m, m), env={"FAKE_NVML_PIDS": "%d:536870912" % sleeper.pid}) as gw:
+            r = wait_for(lambda: (lambda x: x if x["processes"][0]["running"] else None)(resources(gw)))
+            assert r["gpu_available"] is True and [g["name"] for g in r["gpus"]] == ["Fake GPU 0", "Fake GPU 1"], r
+            g0, g1 = r["gpus"]
+            assert g0["memory_used_bytes"] == 1 << 30 and g0["memory_total_bytes"] == 80 << 30 and g0["utilization"] == 0.37
+            assert g0["temperature_celsius"] == 55 and "temperature_celsius" not in g1 and g0["power_watts"] == 123.456
+            assert r["processes"][0]["gpu_memory_bytes"] == 536870912, r["processes"]
+            assert metric(gw, "fledge_gpu_memory_used_bytes", 'gpu="1"') == 2 << 30
+            assert metric(gw, "fledge_process_gpu_memory_bytes", 'process="gpu-user"') == 536870912
+            assert "fledge_gpu_available 1" in request(gw.admin, "GET", "/metrics").body.decode()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_without_nvml_the_gateway_says_so_once_and_reports_no_gpu():
+    with mock() as m, Gateway("resources: { interval: 1s, nvml_library: /nonexistent/libnvidia-ml.so.1 }\n"
+                              + route_yaml(m)) as gw:
+        time.sleep(2.5)                                  # several samples
+        text = request(gw.admin, "GET", "/metrics").body.decode()
+        assert "fledge_gpu_available 0" in text and "fledge_gpu_memory_used_bytes" not in text
+        assert resources(gw)["gpu_available"] is False and resources(gw)["gpus"] == []
+        assert gw.output().count("no GPU monitoring") == 1, gw.output()

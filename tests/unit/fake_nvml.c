@@ -1,0 +1,99 @@
+/* fake_nvml.c — a stand-in libnvidia-ml.so for tests, built as a shared object: the NVML
+ * functions fledge calls, with the signatures NVML documents, reporting two GPUs whose numbers the
+ * tests know. FAKE_NVML_PIDS="PID:BYTES,..." lists the compute processes of GPU 0. */
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef int nvmlReturn_t;
+typedef struct nvmlDevice_st { unsigned index; } *nvmlDevice_t;
+typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
+typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
+typedef struct {
+  unsigned int pid;
+  unsigned long long usedGpuMemory;
+  unsigned int gpuInstanceId, computeInstanceId;
+} nvmlProcessInfo_t;
+
+enum { NVML_SUCCESS = 0, NVML_ERROR_UNINITIALIZED = 1, NVML_ERROR_INVALID_ARGUMENT = 2, NVML_ERROR_NOT_SUPPORTED = 3,
+       NVML_ERROR_INSUFFICIENT_SIZE = 7 };
+
+static int initialised;
+static struct nvmlDevice_st devices[2] = {{0}, {1}};
+
+nvmlReturn_t nvmlInit_v2(void) {
+  initialised++;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlShutdown(void) {
+  initialised--;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
+  if (!initialised) return NVML_ERROR_UNINITIALIZED;
+  *count = 2;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device) {
+  if (index >= 2) return NVML_ERROR_INVALID_ARGUMENT;
+  *device = &devices[index];
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {
+  snprintf(name, length, "Fake GPU %u", device->index);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length) {
+  snprintf(uuid, length, "GPU-fake-%u", device->index);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization) {
+  utilization->gpu = 37 + device->index;
+  utilization->memory = 12;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
+  memory->total = 80ull << 30;
+  memory->used = (device->index + 1ull) << 30;
+  memory->free = memory->total - memory->used;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, int sensorType, unsigned int *temp) {
+  if (device->index == 1 || sensorType != 0) return NVML_ERROR_NOT_SUPPORTED;
+  *temp = 55;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power) {
+  *power = 123456;                      /* milliwatts */
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
+                                                     nvmlProcessInfo_t *infos) {
+  nvmlProcessInfo_t found[16];
+  unsigned n = 0;
+  const char *spec = device->index == 0 ? getenv("FAKE_NVML_PIDS") : NULL;
+  for (const char *p = spec; p && *p && n < 16;) {
+    char *end;
+    found[n].pid = (unsigned)strtoul(p, &end, 10);
+    found[n].usedGpuMemory = *end == ':' ? strtoull(end + 1, &end, 10) : 0;
+    found[n].gpuInstanceId = found[n].computeInstanceId = 0xFFFFFFFF;
+    n++;
+    p = *end == ',' ? end + 1 : "";
+  }
+  if (*infoCount < n) {
+    *infoCount = n;
+    return NVML_ERROR_INSUFFICIENT_SIZE;
+  }
+  for (unsigned i = 0; i < n; i++) infos[i] = found[i];
+  *infoCount = n;
+  return NVML_SUCCESS;
+}
