@@ -78,13 +78,14 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   else if (strcmp(m, "latency_per_token") == 0) c->kind = FL_CHECK_LATENCY_PER_TOKEN;
   else if (strcmp(m, "feedback_score") == 0) c->kind = FL_CHECK_FEEDBACK;
   else if (strcmp(m, "process_rss") == 0 || strcmp(m, "process_cpu") == 0) c->kind = FL_CHECK_PROCESS;
+  else if (strncmp(m, "backend:", 8) == 0 && m[8] && strlen(m) < sizeof c->name) c->kind = FL_CHECK_BACKEND;
   else if (sscanf(m, "latency_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_LATENCY;
   else if (sscanf(m, "ttft_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_TTFT;
   else if ((c->rate = fl_data_rate_find(m)) >= 0) c->kind = FL_CHECK_DATA_RATE;
   else if (parse_drift(m, c)) c->kind = FL_CHECK_DRIFT;
   else return bad(err, cap, "unknown check metric \"%s\" (error_rate, latency_pNN, ttft_pNN, latency_per_token, "
-                  "a data rate such as nan_rate, FEATURE_psi/_ks/_js, feedback_score, process_rss, process_cpu; see "
-                  "docs/rollouts.md)", m);
+                  "a data rate such as nan_rate, FEATURE_psi/_ks/_js, feedback_score, process_rss, process_cpu, "
+                  "backend:FAMILY; see docs/rollouts.md)", m);
   c->quantile = pct / 100.0;
   c->max_increase = opt_number(j, "max_increase");
   c->max_ratio = opt_number(j, "max_ratio");
@@ -92,7 +93,7 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   c->max_decrease = opt_number(j, "max_decrease");
   bool rate = c->kind == FL_CHECK_ERROR_RATE || c->kind == FL_CHECK_DATA_RATE;
   bool latency = c->kind == FL_CHECK_LATENCY || c->kind == FL_CHECK_TTFT || c->kind == FL_CHECK_LATENCY_PER_TOKEN ||
-                 c->kind == FL_CHECK_PROCESS;
+                 c->kind == FL_CHECK_PROCESS || c->kind == FL_CHECK_BACKEND;
   if (isnan(c->max_increase) && isnan(c->max_ratio) && isnan(c->max) && isnan(c->max_decrease))
     return bad(err, cap, "check %s needs a bound: max_increase, max_ratio, max or max_decrease", m);
   if ((!rate && !isnan(c->max_increase)) || (!latency && !isnan(c->max_ratio)) ||
@@ -239,6 +240,8 @@ void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, 
   out->has_process = end->has_process;         /* resources are levels: the window's end */
   out->process_rss = end->process_rss;
   out->process_cpu = end->process_cpu;
+  memcpy(out->backend_known, end->backend_known, sizeof out->backend_known);
+  memcpy(out->backend, end->backend, sizeof out->backend);
 }
 
 fl_test_t fl_analysis_mann_whitney_hist(const fl_hist_snap_t *c, const fl_hist_snap_t *s) {
@@ -284,6 +287,8 @@ static void scaled(const fl_hist_snap_t *h, double ratio, fl_hist_snap_t *out) {
   out->count = h->count;
 }
 
+_Static_assert(FL_MAX_CHECKS == FL_ARRAY_LEN(((fl_series_snap_t *)0)->backend), "a backend value per check");
+
 static double share(uint64_t num, uint64_t den) { return den ? (double)num / (double)den : NAN; }
 
 static fl_measure_t measure_rate(const fl_check_t *k, const fl_data_snap_t *c, const fl_data_snap_t *s) {
@@ -325,8 +330,11 @@ static fl_measure_t measure_feedback(const fl_check_t *k, const fl_data_snap_t *
   return m;
 }
 
-static fl_measure_t measure(const fl_check_t *k, const fl_series_snap_t *c, const fl_series_snap_t *s,
+static fl_measure_t measure(const fl_check_t *k, unsigned index, const fl_series_snap_t *c, const fl_series_snap_t *s,
                             const fl_drift_t *drift) {
+  if (k->kind == FL_CHECK_BACKEND)          /* a level now, like a process's */
+    return (fl_measure_t){.test = {NAN, NAN}, .canary = c->backend[index], .stable = s->backend[index],
+                          .measurable = c->backend_known[index] && (s->backend_known[index] || isnan(k->max_ratio))};
   if (k->kind == FL_CHECK_DATA_RATE) return measure_rate(k, &c->data, &s->data);
   if (k->kind == FL_CHECK_DRIFT) return measure_drift(k, drift);
   if (k->kind == FL_CHECK_FEEDBACK) return measure_feedback(k, &c->data, &s->data);
@@ -405,7 +413,7 @@ json_t *fl_analysis_run(const fl_rollout_spec_t *spec, const fl_series_snap_t *c
   }
   for (size_t i = 0; i < spec->n_checks; i++) {
     const fl_check_t *k = &spec->checks[i];
-    fl_measure_t m = measure(k, canary, stable, drift ? &drift[i] : NULL);
+    fl_measure_t m = measure(k, (unsigned)i, canary, stable, drift ? &drift[i] : NULL);
     json_t *c = bound_json(k);
     json_object_set_new(c, "canary", num_or_null(m.canary));
     json_object_set_new(c, "stable", num_or_null(m.stable));

@@ -23,12 +23,13 @@ typedef enum {
   FL_CHECK_DRIFT,               /* FEATURE_psi, FEATURE_ks, FEATURE_js: canary against stable */
   FL_CHECK_FEEDBACK,            /* feedback_score: mean user score */
   FL_CHECK_PROCESS,             /* process_rss, process_cpu: the variant's watched processes now */
+  FL_CHECK_BACKEND,             /* backend:FAMILY: a scraped model-server metric now (scrape.h) */
 } fl_check_kind_t;
 
 typedef struct fl_check {
   fl_check_kind_t kind;
   double quantile;              /* 0.5, 0.95, 0.99 ... for LATENCY and TTFT */
-  char name[32];                /* as written: "latency_p99" */
+  char name[128];               /* as written: "latency_p99", "backend:vllm:kv_cache_usage_perc" */
   double max_increase;          /* error_rate: canary − stable at most this; NAN: no such bound */
   double max_ratio;             /* latency-like: canary / stable at most this; NAN: none */
   double max;                   /* absolute bound on the canary's value (a rate, or seconds); NAN: none */

@@ -4,6 +4,7 @@
 #include "conf_int.h"
 #include "analysis.h"
 #include "geo.h"
+#include "webhook.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -203,10 +204,27 @@ static int f_version(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   return rc;
 }
 
+/* metrics_url: one URL or a list; each must be http://HOST:PORT/PATH with a numeric host. */
+static int check_url(parse_ctx_t *p, yaml_node_t *n, char *value) {
+  fl_addr_t addr;
+  char path[256];
+  if (fl_webhook_parse_url(value, &addr, path, sizeof path) == 0) return 0;
+  return cy_fail(p, n, "metrics_url \"%s\" must be http://HOST:PORT/PATH with a numeric host", value);
+}
+
+static int f_metrics_url(parse_ctx_t *p, yaml_node_t *n, void *slot) {
+  fl_variant_conf_t *v = slot;
+  if (n->type == YAML_SEQUENCE_NODE) return cy_get_str_list(p, n, &v->metrics_urls, &v->n_metrics_urls, check_url);
+  int rc = cy_alloc_items(p, 1, sizeof *v->metrics_urls, (void **)&v->metrics_urls);
+  if (rc == 0) v->n_metrics_urls = 1, rc = cy_get_str(p, n, &v->metrics_urls[0]);
+  return rc ? rc : check_url(p, n, v->metrics_urls[0]);
+}
+
 #define VARIANT_FIELDS(id)                                                          \
   {"version", f_version, offsetof(fl_route_t, variant[id].version), NULL},          \
   {"model", cy_f_model, offsetof(fl_route_t, variant[id].model), NULL},              \
-  {"backends", f_backends, offsetof(fl_route_t, variant[id]), NULL}
+  {"backends", f_backends, offsetof(fl_route_t, variant[id]), NULL},                \
+  {"metrics_url", f_metrics_url, offsetof(fl_route_t, variant[id]), NULL}
 
 static const field_t stable_fields[] = {VARIANT_FIELDS(FL_STABLE)};
 static const field_t canary_fields[] = {
@@ -523,6 +541,18 @@ static const field_t resources_fields[] = {
 };
 static const section_t resources_section = {"resources", NULL, resources_fields, FL_ARRAY_LEN(resources_fields)};
 
+static int f_scrape_families(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  return cy_get_str_list(p, v, &c->scrape_families, &c->n_scrape_families, NULL);
+}
+
+static const field_t scrape_fields[] = {
+  {"interval", cy_f_duration, offsetof(fl_conf_t, scrape_interval_ms), NULL},
+  {"timeout", cy_f_duration, offsetof(fl_conf_t, scrape_timeout_ms), NULL},
+  {"families", f_scrape_families, 0, NULL},
+};
+static const section_t scrape_section = {"scrape", NULL, scrape_fields, FL_ARRAY_LEN(scrape_fields)};
+
 static const field_t feedback_fields[] = {{"key_env", cy_f_str, offsetof(fl_conf_t, feedback_key_env), NULL}};
 static const section_t feedback_section = {"feedback", NULL, feedback_fields, FL_ARRAY_LEN(feedback_fields)};
 
@@ -542,6 +572,7 @@ static const field_t top_fields[] = {
   {"feedback", NULL, 0, &feedback_section},
   {"resources", NULL, 0, &resources_section},
   {"processes", f_processes, 0, NULL},
+  {"scrape", NULL, 0, &scrape_section},
   {"routes", f_routes, 0, NULL},
 };
 static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRAY_LEN(top_fields)};
@@ -568,6 +599,8 @@ static void set_defaults(fl_conf_t *c) {
   c->data.refresh_ms = 10000;
   c->data.baseline_capture_ms = 600000;
   c->resources_interval_ms = 5000;
+  c->scrape_interval_ms = 10000;
+  c->scrape_timeout_ms = 2000;
 }
 
 static int default_trusted(parse_ctx_t *p, fl_conf_t *c) {
@@ -632,6 +665,8 @@ static void free_route(fl_route_t *r, unsigned workers) {
     free(r->variant[v].backends);
     free(r->variant[v].bound);
     free(r->variant[v].backend_series);
+    for (size_t i = 0; i < r->variant[v].n_metrics_urls; i++) free(r->variant[v].metrics_urls[i]);
+    free(r->variant[v].metrics_urls);
   }
   for (size_t i = 0; i < r->n_rules; i++) {
     for (size_t j = 0; j < r->rules[i].n_conds; j++) free_cond(&r->rules[i].conds[j], workers);
@@ -655,6 +690,8 @@ static void conf_free(fl_conf_t *c) {
   free(c->data.refusals);
   free(c->data.baseline_file);
   free(c->nvml_library);
+  for (size_t i = 0; i < c->n_scrape_families; i++) free(c->scrape_families[i]);
+  free(c->scrape_families);
   for (size_t i = 0; i < c->n_processes; i++) {
     free(c->processes[i].name);
     free(c->processes[i].cmdline);

@@ -58,6 +58,8 @@ typedef struct fl_variant_conf {
   struct fl_backend **bound;        /* n_backends entries, set by fl_upstream_bind() */
   unsigned series;                  /* metrics series of (route, variant, version): fl_metrics_bind() */
   unsigned *backend_series;         /* n_backends metrics series of (route, variant, backend) */
+  char **metrics_urls; size_t n_metrics_urls;   /* metrics_url: the backends' own Prometheus
+                                                   endpoints, http://HOST:PORT/PATH (scrape.h) */
 } fl_variant_conf_t;
 
 typedef struct fl_route {
@@ -136,6 +138,10 @@ typedef struct fl_conf {
   } data;
   uint32_t resources_interval_ms;   /* resources.interval: host and process sampling, default 5s */
   char *nvml_library;               /* resources.nvml_library: default libnvidia-ml.so.1 (gpu.h) */
+  uint32_t scrape_interval_ms;      /* scrape.interval: default 10s */
+  uint32_t scrape_timeout_ms;       /* scrape.timeout: default 2s */
+  char **scrape_families; size_t n_scrape_families;   /* scrape.families: names kept ("x*": prefix);
+                                                         none given: a built-in list (scrape.c) */
   fl_process_conf_t *processes; size_t n_processes;
   char *feedback_key_env;           /* feedback.key_env: variable holding the request-id HMAC key;
                                        NULL: a key generated once and kept in the state store */

@@ -7,6 +7,7 @@
 #include "live.h"
 #include "monitor.h"
 #include "resources.h"
+#include "scrape.h"
 #include "rollout.h"
 #include "router.h"
 #include "upstream.h"
@@ -345,6 +346,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   fl_rollouts_exposition(&b, c);
   fl_monitor_exposition(&b);
   fl_resources_exposition(&b);
+  fl_scrape_exposition(&b);
   fl_buf_append(&b, "", 1);
 out:
   free(e.sums);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,8 +208,17 @@ static void on_call_closed(uv_handle_t *h) {
   free(k);
 }
 
+/* What GET /metrics says, vLLM-style; shared by the workers. */
+static const double TTFT_LE[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+static struct {
+  atomic_long running;                 /* answers waiting on a timer or streaming */
+  atomic_ulong ttft_count, ttft_bucket[8];
+  atomic_ulong ttft_sum_ms;
+} stats;
+
 static void call_done(mock_call_t *k) {
   mock_worker_t *w = k->w;
+  atomic_fetch_sub(&stats.running, 1);
   if (k->linked) {
     if (k->prev) k->prev->next = k->next;
     else w->calls = k->next;
@@ -230,6 +240,7 @@ static mock_call_t *call_new(mock_worker_t *w, fl_httpd_req_t *req, const char *
   k->w = w;
   k->req = req;
   snprintf(k->headers, sizeof k->headers, "%s", headers);
+  atomic_fetch_add(&stats.running, 1);
   return k;
 }
 
@@ -488,6 +499,10 @@ static void stream_start(mock_worker_t *w, fl_httpd_req_t *req, const char *head
   k->created = (long long)time(NULL);
   k->start_ms = uv_now(&w->loop);
   k->ttft_ms = mock_delay(w, w->cfg->ttft_ms);
+  atomic_fetch_add(&stats.ttft_count, 1);
+  atomic_fetch_add(&stats.ttft_sum_ms, k->ttft_ms);
+  for (size_t i = 0; i < FL_ARRAY_LEN(TTFT_LE); i++)
+    if (k->ttft_ms <= TTFT_LE[i] * 1000) atomic_fetch_add(&stats.ttft_bucket[i], 1);
   gen_id(w, g->chat, k->id, sizeof k->id);
   fl_httpd_stream_begin(req, 200, "text/event-stream", k->headers);
   stream_pump(k);
@@ -690,6 +705,30 @@ static void not_found(mock_worker_t *w, fl_httpd_req_t *req) {
   send_error(w, req, NULL, 404, "not_found", "no route for %s %s", req->method, path);
 }
 
+static void handle_metrics(mock_worker_t *w, fl_httpd_req_t *req) {
+  sb_t *b = &w->sb;
+  const char *m = w->cfg->model_json;   /* a JSON string is a valid label value here: no escapes needed */
+  sb_reset(b);
+  sb_addf(b, "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+             "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=%s} %ld.0\n"
+             "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+             "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=%s} %g\n"
+             "# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.\n"
+             "# TYPE vllm:time_to_first_token_seconds histogram\n",
+          m, (long)atomic_load(&stats.running), m, w->cfg->kv_cache_usage);
+  for (size_t i = 0; i < FL_ARRAY_LEN(TTFT_LE); i++)
+    sb_addf(b, "vllm:time_to_first_token_seconds_bucket{le=\"%g\",model_name=%s} %lu\n", TTFT_LE[i], m,
+            atomic_load(&stats.ttft_bucket[i]));
+  unsigned long count = atomic_load(&stats.ttft_count);
+  sb_addf(b, "vllm:time_to_first_token_seconds_bucket{le=\"+Inf\",model_name=%s} %lu\n"
+             "vllm:time_to_first_token_seconds_sum{model_name=%s} %.3f\n"
+             "vllm:time_to_first_token_seconds_count{model_name=%s} %lu\n",
+          m, count, m, atomic_load(&stats.ttft_sum_ms) / 1000.0, m, count);
+  char hdrs[MOCK_HEADERS_CAP];
+  build_headers(w, req, NULL, NULL, hdrs, sizeof hdrs);
+  if (!b->failed) fl_httpd_respond(req, 200, "text/plain; version=0.0.4", hdrs, b->data, b->len);
+}
+
 static void mock_handle(fl_httpd_req_t *req, void *ctx) {
   mock_worker_t *w = ctx;
   const char *path = req->path;
@@ -697,6 +736,7 @@ static void mock_handle(fl_httpd_req_t *req, void *ctx) {
   bool post = strcmp(req->method, "POST") == 0;
   bool known = true;
   if (strcmp(path, "/health") == 0 && get) answer_static(w, req, "{\"status\":\"ok\"}");
+  else if (strcmp(path, "/metrics") == 0 && get) handle_metrics(w, req);
   else if (strcmp(path, "/v1/models") == 0 && get) answer_static(w, req, w->cfg->models_body);
   else if (strcmp(path, "/v1/chat/completions") == 0 && post) handle_generate(w, req, true);
   else if (strcmp(path, "/v1/completions") == 0 && post) handle_generate(w, req, false);

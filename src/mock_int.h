@@ -27,6 +27,7 @@ typedef struct mock_cfg {
   uint32_t classes;               /* > 0: predictions are class labels 0..classes-1 */
   double class_skew;              /* share of predictions forced to class 0 */
   uint32_t max_tokens;            /* the longest completion text that can be drawn */
+  double kv_cache_usage;          /* what GET /metrics says of vllm:kv_cache_usage_perc */
   uint64_t seed;
   bool seeded;
   char *text;                     /* "tok0 tok1 ... " for max_tokens tokens */

@@ -37,16 +37,18 @@ static const char mock_usage[] =
     "  --nan-rate F          share of predictions (and embeddings) holding a bare NaN\n"
     "  --classes N           predictions are class labels 0..N-1 (default: numbers)\n"
     "  --class-skew F        share of those predictions forced to class 0\n"
+    "  --kv-cache-usage F    vllm:kv_cache_usage_perc in GET /metrics (default 0.25)\n"
     "  --help                show this text\n"
     "\n"
     "Endpoints: POST /v1/chat/completions, POST /v1/completions (\"stream\": true for SSE),\n"
-    "POST /v1/embeddings, GET /v1/models, POST /v1/models/NAME:predict (KServe v1), GET /health.\n"
+    "POST /v1/embeddings, GET /v1/models, POST /v1/models/NAME:predict (KServe v1), GET /health,\n"
+    "GET /metrics (vllm:num_requests_running, vllm:kv_cache_usage_perc, vllm:time_to_first_token_seconds).\n"
     "Every answer carries x-mock-model, x-mock-port and x-mock-body-bytes, and echoes the\n"
     "request's x-request-id, x-forwarded-for, JSON model and user as x-mock-saw-*.\n";
 
 enum { OPT_LISTEN = 256, OPT_MODEL, OPT_LATENCY, OPT_JITTER, OPT_TTFT, OPT_TPS, OPT_TOKENS,
        OPT_ERROR_RATE, OPT_SEED, OPT_WORKERS, OPT_DIM, OPT_TOKENS_MEAN, OPT_TOKENS_SD, OPT_EMPTY,
-       OPT_TRUNCATE, OPT_NAN, OPT_CLASSES, OPT_SKEW, OPT_HELP };
+       OPT_TRUNCATE, OPT_NAN, OPT_CLASSES, OPT_SKEW, OPT_KV, OPT_HELP };
 
 static const struct option mock_options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},         {"model", required_argument, NULL, OPT_MODEL},
@@ -59,7 +61,8 @@ static const struct option mock_options[] = {
     {"output-tokens-sd", required_argument, NULL, OPT_TOKENS_SD},
     {"empty-rate", required_argument, NULL, OPT_EMPTY},       {"truncate-rate", required_argument, NULL, OPT_TRUNCATE},
     {"nan-rate", required_argument, NULL, OPT_NAN},           {"classes", required_argument, NULL, OPT_CLASSES},
-    {"class-skew", required_argument, NULL, OPT_SKEW},        {"help", no_argument, NULL, OPT_HELP},
+    {"class-skew", required_argument, NULL, OPT_SKEW},        {"kv-cache-usage", required_argument, NULL, OPT_KV},
+    {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
@@ -128,6 +131,7 @@ static int apply_option(mock_cfg_t *cfg, int opt, const char *arg) {
   case OPT_NAN: return parse_real(name, arg, 0, 1, &cfg->nan_rate);
   case OPT_CLASSES: return parse_u32(name, arg, 1, 1000000, &cfg->classes);
   case OPT_SKEW: return parse_real(name, arg, 0, 1, &cfg->class_skew);
+  case OPT_KV: return parse_real(name, arg, 0, 1, &cfg->kv_cache_usage);
   default: return FL_EINVAL;
   }
 }
@@ -135,6 +139,7 @@ static int apply_option(mock_cfg_t *cfg, int opt, const char *arg) {
 int fl_mock_parse_args(int argc, char **argv, mock_cfg_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->model = "mock-model";
+  cfg->kv_cache_usage = 0.25;
   cfg->output_tokens = 16;
   cfg->embedding_dim = 8;
   cfg->workers = 1;

@@ -5,6 +5,7 @@
 #include "gpu.h"
 #include "metrics.h"
 #include "router.h"
+#include "scrape.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -539,7 +540,7 @@ static json_t *gpus_json(void) {
 json_t *fl_resources_json(void) {
   json_t *procs = json_array();
   for (size_t i = 0; res.conf && i < res.n_procs; i++) json_array_append_new(procs, process_json(i));
-  return json_pack("{s:I, s:o, s:b, s:o, s:o}", "sampled_unix_ms", (json_int_t)res.unix_ms, "host",
+  return json_pack("{s:I, s:o, s:b, s:o, s:o, s:o}", "sampled_unix_ms", (json_int_t)res.unix_ms, "host",
                    res.sampled ? host_json() : json_object(), "gpu_available", fl_gpu_available(), "gpus", gpus_json(),
-                   "processes", procs);
+                   "processes", procs, "backend_metrics", fl_scrape_json());
 }

@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "monitor.h"
 #include "resources.h"
+#include "scrape.h"
 #include "geo.h"
 #include "httpd.h"
 #include "live.h"
@@ -174,6 +175,7 @@ static void publish(fl_conf_t *c) {
   fl_admin_set_conf(c);
   if (fl_monitor_reconfigure(c) != 0) fl_log("reload: the data monitor keeps its previous settings (out of memory)");
   fl_resources_configure(c);
+  if (fl_scrape_configure(c) != 0) fl_log("reload: backend metrics keep their previous targets (out of memory)");
   fl_conf_unref(old);
 }
 
@@ -387,6 +389,7 @@ int fl_server_run(const char *conf_path) {
       control_init() != 0)
     return 1;
   fl_resources_configure(ctl.conf);
+  if (fl_scrape_configure(ctl.conf) != 0) return 1;
   atomic_store(&ctl.n_running, ctl.n_workers);
   for (unsigned i = 0; i < ctl.n_workers; i++)
     pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
@@ -405,6 +408,7 @@ int fl_server_run(const char *conf_path) {
   fl_alog_stop();
   fl_monitor_stop();
   fl_resources_shutdown();
+  fl_scrape_stop();
   fl_webhooks_stop();
   fl_rollouts_shutdown();
   fl_store_close(ctl.store);

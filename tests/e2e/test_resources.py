@@ -155,3 +155,56 @@ def test_without_nvml_the_gateway_says_so_once_and_reports_no_gpu():
         assert "fledge_gpu_available 0" in text and "fledge_gpu_memory_used_bytes" not in text
         assert resources(gw)["gpu_available"] is False and resources(gw)["gpus"] == []
         assert gw.output().count("no GPU monitoring") == 1, gw.output()
+
+
+def test_the_model_servers_own_metrics_are_scraped_and_relabelled():
+    from harness import free_port
+    from prom import promtool_check
+    with mock(model="m-v1") as v1, mock("--kv-cache-usage", 0.9, "--ttft-ms", 30, model="m-v2") as v2:
+        dead = free_port()
+        conf = ("scrape: { interval: 1s, timeout: 500ms }\nroutes:\n  - name: chat\n    user_key: [header:x-user-id]\n"
+                "    stable: { version: v1, backends: [127.0.0.1:%d], metrics_url: http://127.0.0.1:%d/metrics }\n"
+                "    canary: { version: v2, backends: [127.0.0.1:%d], weight: 100,\n"
+                "              metrics_url: [http://127.0.0.1:%d/metrics, http://127.0.0.1:%d/metrics] }\n"
+                % (v1.port, v1.port, v2.port, v2.port, dead))
+        with Gateway(conf) as gw:
+            for i in range(3):
+                r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "u%d" % i},
+                            {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+                assert r.status == 200
+            time.sleep(2.2)                                  # two scrapes
+            text = request(gw.admin, "GET", "/metrics").body.decode()
+            b2 = 'backend="127.0.0.1:%d"' % v2.port
+            lines = [l for l in text.splitlines() if l.startswith("fledge_backend_vllm_kv_cache_usage_perc{")]
+            assert 'fledge_backend_vllm_kv_cache_usage_perc{route="chat",variant="canary",%s,model_name="m-v2"} 0.9' % b2 \
+                in lines, lines
+            assert any('variant="stable"' in l and l.endswith(" 0.25") for l in lines), lines
+            count = [l for l in text.splitlines()
+                     if l.startswith("fledge_backend_vllm_time_to_first_token_seconds_count{") and b2 in l]
+            assert count and count[0].endswith(" 3"), count          # the three streams the mock served
+            assert 'fledge_backend_scrape_up{route="chat",variant="canary",backend="127.0.0.1:%d"} 0' % dead in text
+            assert 'fledge_backend_scrape_up{route="chat",variant="canary",%s} 1' % b2 in text
+            ok, out = promtool_check(text)
+            assert ok, out
+            targets = resources(gw)["backend_metrics"]
+            assert [t["up"] for t in targets] == [True, True, False] and targets[2]["error"], targets
+
+
+def test_a_canary_whose_server_reports_a_full_kv_cache_is_rolled_back_by_a_backend_check():
+    spec = {"steps": [50, 100], "interval": "2s", "min_requests": 10, "max_failures": 2,
+            "checks": [{"metric": "backend:vllm:kv_cache_usage_perc", "max": 0.95}]}
+    with mock(model="m-v1") as v1, mock("--kv-cache-usage", 0.97, model="m-v2") as v2:
+        conf = ("scrape: { interval: 1s }\n" + route_yaml(v1, v2, weight=0)
+                .replace("backends: [127.0.0.1:%d] }" % v1.port,
+                         "backends: [127.0.0.1:%d], metrics_url: http://127.0.0.1:%d/metrics }" % (v1.port, v1.port))
+                .replace("backends: [127.0.0.1:%d], weight" % v2.port,
+                         "backends: [127.0.0.1:%d], metrics_url: http://127.0.0.1:%d/metrics, weight" % (v2.port, v2.port)))
+        with Gateway(conf, **WITH_TOKEN) as gw, Load(gw.port):
+            assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+            r = wait_for(lambda: (lambda x: x if x["rollout"]["state"] != "progressing" else None)(
+                request(gw.admin, "GET", "/api/v1/routes/chat").json()), 12)
+            assert r and r["rollout"]["state"] == "rolled_back", r
+            last = request(gw.admin, "GET", "/api/v1/events?route=chat").json()["events"][-1]
+            assert last["detail"]["reason"] == "backend:vllm:kv_cache_usage_perc", last["detail"]
+            check = last["detail"]["analysis"]["checks"][0]
+            assert check["canary"] == 0.97 and check["stable"] == 0.25, check
