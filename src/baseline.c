@@ -20,6 +20,7 @@ static uint64_t next(fl_baseline_t *b) {
 void fl_baseline_add(fl_baseline_t *b, unsigned f, double v) {
   if (f >= FL_F_COUNT || !fl_feature_is_input(f) || !isfinite(v)) return;
   if (!b->values[f] && !(b->values[f] = malloc(sizeof(double) * FL_BASELINE_CAP))) return;
+  v = (float)v;                        /* live values are kept as floats: compare like with like */
   uint64_t seen = ++b->seen[f];
   if (b->n[f] < FL_BASELINE_CAP) b->values[f][b->n[f]++] = v;
   else if (next(b) % seen < FL_BASELINE_CAP) b->values[f][next(b) % FL_BASELINE_CAP] = v;
@@ -81,7 +82,7 @@ int fl_baseline_load(fl_baseline_t *b, const json_t *features, char *err, size_t
       snprintf(err, err_cap, "out of memory");
       return FL_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) loaded.values[f][i] = json_number_value(json_array_get(list, i));
+    for (size_t i = 0; i < n; i++) loaded.values[f][i] = (float)json_number_value(json_array_get(list, i));
     loaded.n[f] = (uint32_t)n;
     loaded.seen[f] = n;
   }

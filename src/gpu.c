@@ -32,7 +32,7 @@ static struct {
   nvml_return_t (*memory)(nvml_device_t, nvml_memory_t *);
   nvml_return_t (*temperature)(nvml_device_t, int, unsigned int *);
   nvml_return_t (*power)(nvml_device_t, unsigned int *);           /* milliwatts */
-  nvml_return_t (*procs_v2)(nvml_device_t, unsigned int *, nvml_process_v2_t *);   /* _v3 or _v2 */
+  nvml_return_t (*procs_v2)(nvml_device_t, unsigned int *, nvml_process_v2_t *);
   nvml_return_t (*procs_v1)(nvml_device_t, unsigned int *, nvml_process_v1_t *);
 } nv;
 
@@ -58,7 +58,8 @@ int fl_gpu_open(const char *lib, char *err, size_t err_cap) {
   nv.memory = symbol("nvmlDeviceGetMemoryInfo", NULL);
   nv.temperature = symbol("nvmlDeviceGetTemperature", NULL);
   nv.power = symbol("nvmlDeviceGetPowerUsage", NULL);
-  nv.procs_v2 = symbol("nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2");
+  /* _v2 first: its entries have the one fixed layout above; some drivers' _v3 writes larger ones */
+  nv.procs_v2 = symbol("nvmlDeviceGetComputeRunningProcesses_v2", NULL);
   nv.procs_v1 = nv.procs_v2 ? NULL : symbol("nvmlDeviceGetComputeRunningProcesses", NULL);
   if (!nv.init || !nv.shutdown || !nv.count || !nv.handle || !nv.memory || !nv.utilization) {
     snprintf(err, err_cap, "%s lacks the NVML functions fledge needs", lib ? lib : "libnvidia-ml.so.1");
@@ -86,12 +87,13 @@ static void processes(nvml_device_t d, unsigned gpu, fl_gpu_proc_t *procs, unsig
     nvml_process_v2_t info[FL_MAX_GPU_PROCS];
     if (!count || nv.procs_v2(d, &count, info) != 0) return;
     for (unsigned i = 0; i < count && *n < FL_MAX_GPU_PROCS; i++)
-      procs[(*n)++] = (fl_gpu_proc_t){.gpu = gpu, .pid = info[i].pid, .used_bytes = info[i].used};
+      if (info[i].used != ~0ull)                 /* NVML_VALUE_NOT_AVAILABLE (e.g. under MIG) */
+        procs[(*n)++] = (fl_gpu_proc_t){.gpu = gpu, .pid = info[i].pid, .used_bytes = info[i].used};
   } else if (nv.procs_v1) {
     nvml_process_v1_t info[FL_MAX_GPU_PROCS];
     if (!count || nv.procs_v1(d, &count, info) != 0) return;
     for (unsigned i = 0; i < count && *n < FL_MAX_GPU_PROCS; i++)
-      procs[(*n)++] = (fl_gpu_proc_t){.gpu = gpu, .pid = info[i].pid, .used_bytes = info[i].used};
+      if (info[i].used != ~0ull) procs[(*n)++] = (fl_gpu_proc_t){.gpu = gpu, .pid = info[i].pid, .used_bytes = info[i].used};
   }
 }
 

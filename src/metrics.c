@@ -82,10 +82,10 @@ int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const cha
   if (strlen(route) >= sizeof l.route || strlen(version) >= sizeof l.version) return -1;
   strcpy(l.route, route);
   strcpy(l.version, version);
-  pthread_mutex_lock(&registry_lock);
-  int id = registry_id(series_labels, &n_series, FL_MAX_SERIES, &l);
-  pthread_mutex_unlock(&registry_lock);
-  return id;
+  unsigned n = atomic_load(&n_series);          /* look only: the table is for configured versions */
+  for (unsigned i = 0; i < n; i++)
+    if (memcmp(&series_labels[i], &l, sizeof l) == 0) return (int)i;
+  return -1;
 }
 
 unsigned fl_metrics_series_count(void) { return atomic_load(&n_series); }

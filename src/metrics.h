@@ -97,8 +97,8 @@ void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_s
 uint64_t fl_metrics_requests_total(const fl_metrics_src_t *src);
 
 /* The registry, for modules that keep numbers per series of their own (monitor.h):
- * `route="..",variant="..",version=".."` of a series; the id of a label set, added when new
- * (-1: names too long or the table full); how many series exist. Any thread. */
+ * `route="..",variant="..",version=".."` of a series; the id of a label set of a version some
+ * config named (-1: none); how many series exist. Any thread. */
 void fl_metrics_series_labels(unsigned id, char *out, size_t cap);
 int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const char *version);
 unsigned fl_metrics_series_count(void);

@@ -144,7 +144,10 @@ static fl_baseline_t *capturing(unsigned series, uint64_t at_ms) {
 }
 
 static unsigned label_id(const char *text, size_t len) {
-  len = FL_MIN(len, sizeof mon.labels[0] - 1);
+  if (len > sizeof mon.labels[0] - 1) {          /* cut, but never inside a UTF-8 character */
+    len = sizeof mon.labels[0] - 1;
+    while (len > 0 && ((unsigned char)text[len] & 0xC0) == 0x80) len--;
+  }
   for (unsigned i = 0; i < mon.n_labels; i++)
     if (strlen(mon.labels[i]) == len && memcmp(mon.labels[i], text, len) == 0) return i;
   if (mon.n_labels == MAX_LABELS) return MAX_LABELS;
@@ -271,10 +274,17 @@ static void drift_from_baseline(mseries_t *m, const fl_baseline_t *b, unsigned f
  * the route's baseline once it is ready (a capture ends here). */
 static void refresh_drift(void) {
   uint64_t now = fl_now_ms(), from = now > mon.n_slices * SLICE_MS ? now - mon.n_slices * SLICE_MS : 0;
+  for (unsigned i = 0; i < FL_MAX_SERIES; i++)     /* a version no longer served shows no drift */
+    if (mon.series[i]) memset(mon.series[i]->drift_set, 0, sizeof mon.series[i]->drift_set);
   for (size_t i = 0; mon.conf && i < mon.conf->n_routes; i++) {
     const fl_route_t *r = &mon.conf->routes[i];
     fl_baseline_t *b = &mon.baselines[i];
-    if (b->state == FL_BASELINE_CAPTURING && now > b->until_ms) b->state = FL_BASELINE_READY;
+    if (b->state == FL_BASELINE_CAPTURING && now > b->until_ms) {
+      bool enough = false;                /* too few values (cut or non-JSON bodies): capture again */
+      for (unsigned f = 0; f < FL_F_COUNT; f++) enough |= b->n[f] >= FL_DRIFT_MIN;
+      if (enough) b->state = FL_BASELINE_READY;
+      else fl_baseline_clear(b);
+    }
     mseries_t *c = r->has_canary ? mon.series[r->variant[FL_CANARY].series] : NULL;
     mseries_t *s = mon.series[r->variant[FL_STABLE].series];
     for (unsigned f = 0; c && f < FL_F_COUNT; f++) {

@@ -484,7 +484,7 @@ static void observe_answer(const obs_t *x, const json_t *resp) {
   case FL_QK_EMBEDDINGS: observe_embeddings(x, resp); break;
   case FL_QK_KSERVE_V1: observe_v1(x, resp); break;
   case FL_QK_KSERVE_V2: observe_v2(x, resp); break;
-  default: x->o->unparsed = true; break;
+  default: break;                              /* JSON of another kind: counted under kinds, not unparsed */
   }
 }
 
@@ -498,7 +498,7 @@ void fl_quality_observe(const fl_quality_conf_t *qc, const fl_qsample_t *s, cons
   json_t *resp = ok && !s->stream && !s->resp_cut ? fl_quality_parse(s->resp, s->resp_len) : NULL;
   out->kind = kind_of(req, resp);
   if (out->kind == FL_QK_UNKNOWN && s->stream) out->kind = FL_QK_CHAT;
-  out->unparsed = (s->req_len && !req) || (ok && !s->stream && !resp);
+  out->unparsed = (s->req_len && !req) || (ok && !s->stream && s->resp_len && !resp);
   if (req) observe_request(&x, req);
   if (ok && s->stream) observe_stream(&x, s->resp, s->resp_len, s->resp_cut);
   else if (resp) observe_answer(&x, resp);

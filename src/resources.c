@@ -267,7 +267,9 @@ static void sample_process(const fl_process_conf_t *pc, proc_t *p, uint64_t now_
     return;
   }
   uint64_t jiffies = st.utime + st.stime;
-  bool same = p->pid == pid && p->prev_ms && now_ms > p->prev_ms;
+  /* the same process (pid and start time) over at least half a second, else no ratio yet */
+  bool same = p->pid == pid && p->st.starttime == st.starttime && p->prev_ms && jiffies >= p->prev_jiffies;
+  if (same && now_ms - p->prev_ms < 500) return;   /* too soon (a reload resamples): keep the last */
   p->cpu_ratio = same ? (double)(jiffies - p->prev_jiffies) / (double)res.hz / ((double)(now_ms - p->prev_ms) / 1000) : 0;
   p->pid = pid, p->st = st, p->prev_jiffies = jiffies, p->prev_ms = now_ms;
   p->uptime_s = uptime_s - (double)st.starttime / (double)res.hz;
@@ -319,6 +321,7 @@ void fl_resources_configure(const fl_conf_t *c) {
     for (size_t j = 0; res.conf && j < res.n_procs; j++)   /* keep what we knew of the same name */
       if (strcmp(res.conf->processes[j].name, pc->name) == 0) {
         procs[i].pid = res.procs[j].pid;
+        procs[i].st = res.procs[j].st;
         procs[i].prev_jiffies = res.procs[j].prev_jiffies;
         procs[i].prev_ms = res.procs[j].prev_ms;
       }

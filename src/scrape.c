@@ -115,9 +115,9 @@ static void scrape_one(size_t i) {
   target_t t = sc.targets[i];
   uint64_t generation = sc.generation;
   collect_t c = {.families = sc.families, .n_families = sc.n_families};
-  char **families = NULL;                  /* a private copy: a reload may free the config's */
-  if (c.n_families && (families = calloc(c.n_families, sizeof *families)))
-    for (size_t k = 0; k < c.n_families; k++) families[k] = strdup(c.families[k]);
+  char **families = calloc(c.n_families ? c.n_families : 1, sizeof *families);   /* a private copy */
+  bool copied = families != NULL;
+  for (size_t k = 0; copied && k < c.n_families; k++) copied = (families[k] = strdup(c.families[k])) != NULL;
   c.families = families;
   uint32_t timeout = sc.timeout_ms;
   pthread_mutex_unlock(&sc.lock);
@@ -125,12 +125,14 @@ static void scrape_one(size_t i) {
   double t0 = now_s();
   int status = 0;
   char *body = NULL, err[160] = "";
-  int rc = fl_client_request(&t.addr, "GET", t.path, NULL, NULL, (int)timeout, &status, &body, err, sizeof err);
+  int rc = copied ? fl_client_request(&t.addr, "GET", t.path, NULL, NULL, (int)timeout, &status, &body, err, sizeof err)
+                  : FL_ENOMEM;
+  if (!copied) snprintf(err, sizeof err, "out of memory");
   int bad = 0;
   if (rc == 0 && status == 200) bad = fl_prom_parse(body, strlen(body), on_sample, &c);
   else if (rc == 0) snprintf(err, sizeof err, "HTTP status %d", status);
   free(body);
-  for (size_t k = 0; families && k < c.n_families; k++) free(families[k]);
+  for (size_t k = 0; families && k < c.n_families && families[k]; k++) free(families[k]);
   free(families);
 
   pthread_mutex_lock(&sc.lock);
@@ -196,6 +198,16 @@ int fl_scrape_configure(const fl_conf_t *c) {
         snprintf(t->backend, sizeof t->backend, "%s", t->addr.text);
       }
   pthread_mutex_lock(&sc.lock);
+  for (size_t i = 0; i < k; i++)                     /* an unchanged target keeps its last scrape */
+    for (size_t j = 0; j < sc.n_targets; j++)
+      if (targets[i].variant == sc.targets[j].variant && strcmp(targets[i].route, sc.targets[j].route) == 0 &&
+          strcmp(targets[i].url, sc.targets[j].url) == 0 && sc.targets[j].samples) {
+        target_t *from = &sc.targets[j];
+        targets[i].samples = from->samples, targets[i].n = from->n, targets[i].up = from->up;
+        targets[i].seconds = from->seconds, targets[i].bad_lines = from->bad_lines;
+        memcpy(targets[i].error, from->error, sizeof from->error);
+        from->samples = NULL, from->n = 0;
+      }
   free_targets(sc.targets, sc.n_targets);
   sc.targets = targets;
   sc.n_targets = k;

@@ -304,10 +304,14 @@ static void garbage_and_cut_bodies_are_unparsed_never_a_crash(void **state) {
   observe(CHAT_REQ, "{\"choices\":[{\"message\":{\"content\":\"x\"}}", false, 200, &s, &o);
   assert_true(o.unparsed);
   assert_false(o.answer);
-  fl_qsample_t empty = {.status = 200};              /* no bodies at all: the pointers are NULL */
+  fl_qsample_t empty = {.status = 200};              /* no bodies at all (a 204, a HEAD): NULL pointers */
   fl_quality_observe(&qc, &empty, NULL, &o);
-  assert_true(o.unparsed);
+  assert_false(o.unparsed);                          /* nothing to read is not a parse failure */
+  assert_int_equal(o.kind, FL_QK_UNKNOWN);
   assert_null(fl_quality_parse(NULL, 0));
+  observe(NULL, "{\"object\":\"list\",\"data\":[{\"id\":\"m\"}]}", false, 200, &s, &o);   /* GET /v1/models */
+  assert_false(o.unparsed);
+  assert_int_equal(o.kind, FL_QK_UNKNOWN);
 }
 
 int main(void) {
