@@ -29,7 +29,7 @@ help:
 	@echo "make soak       SOAK_SECONDS (600) of mixed, faulty traffic, weight changes, reloads: RSS, fds"
 	@echo "make soak-rollouts  20 full rollouts of two identical versions: none may be rolled back"
 	@echo "make asan       every test on an AddressSanitizer + UBSan build (clang); any report fails"
-	@echo "make fuzz       each libFuzzer target for FUZZ_SECONDS (default 60); crashes kept"
+	@echo "make fuzz       each libFuzzer target (or FUZZ_TARGETS) for FUZZ_SECONDS (default 60); crashes kept"
 	@echo "make clean      remove build/"
 
 # Installs missing Debian packages once; the stamp keeps later builds quiet.
@@ -100,7 +100,7 @@ fuzz: $(DEPS_OK)
 	    $(PKG_CFLAGS) -o $(BUILD)/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(BUILD)/fuzz/libfledge.a $(PKG_LIBS) $(LDLIBS) \
 	    || exit 1; \
 	done
-	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD)

@@ -108,6 +108,7 @@ def main():
             traffic = Traffic(gw.port, threads=6)
             t0 = time.time()
             warm_until, rss_warm, rss_max, reloads, weights = t0 + SECONDS / 2, None, 0, 0, 0
+            trend, next_trend = [], t0 + 60
             next_weight, next_reload = t0 + 5, t0 + 20
             while time.time() - t0 < SECONDS:
                 time.sleep(1)
@@ -116,6 +117,9 @@ def main():
                 rss_max = max(rss_max, rss)
                 if rss_warm is None and now >= warm_until:
                     rss_warm = rss
+                if now >= next_trend:
+                    trend.append(rss)
+                    next_trend = now + 60
                 if now >= next_weight:
                     r = request(gw.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": random.randint(0, 100)})
                     weights += r.status == 200
@@ -142,6 +146,7 @@ def main():
             print("soak: RSS %d KiB at start, %d KiB after warm-up (%ds), %d KiB at the end, max %d KiB: "
                   "growth after warm-up %.2f%%" % (rss_start, rss_warm or 0, SECONDS / 2, rss_end, rss_max, growth))
             print("soak: descriptors %d before the load, %d once idle" % (fd_base, fd_idle))
+            print("soak: RSS each minute (KiB): %s" % " ".join(str(r) for r in trend))
             checks += [("RSS growth after warm-up under 5%", growth < 5),
                        ("descriptors back to their baseline", fd_idle <= fd_base),
                        ("the gateway is alive and answers", alive),

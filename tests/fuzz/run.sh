@@ -1,5 +1,5 @@
 #!/bin/sh
-# run.sh BUILD SECONDS — `make fuzz`: each libFuzzer target in BUILD runs for SECONDS over its
+# run.sh BUILD SECONDS [NAME...] — `make fuzz`: each libFuzzer target in BUILD (or those named) runs for SECONDS over its
 # corpus: the seeds in tests/fuzz/corpus/NAME and what earlier runs found (BUILD/corpus/NAME).
 # A crash leaves its input in tests/fuzz/regression/NAME/, which make test replays from then on
 # (tests/unit/test_fuzz_replay.c); fix it, keep the input. BUILD/fuzz-time.txt adds up the
@@ -7,11 +7,13 @@
 cd "$(dirname "$0")/../.." || exit 1
 build=$1
 seconds=$2
+shift 2
 passed=0
 failed=0
 for bin in "$build"/fuzz_*; do
   [ -x "$bin" ] || continue
   name=${bin##*/fuzz_}
+  if [ $# -gt 0 ] && ! echo " $* " | grep -q " $name "; then continue; fi
   mkdir -p "$build/corpus/$name" "tests/fuzz/regression/$name"
   log="$build/$name.log"
   if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
