@@ -314,8 +314,23 @@ static const field_t route_match_fields[] = {
 };
 static const section_t route_match_section = {"route match", NULL, route_match_fields, FL_ARRAY_LEN(route_match_fields)};
 
-/* YAML → JSON for the rollout spec: plain scalars that read as numbers or booleans become those,
- * everything else a string; the spec's own parser then validates it. */
+/* What JSON cannot hold: a mapping key that is not a scalar (YAML's "? [a]: b"), or nesting
+ * deeper than a spec ever needs. Returns the offending node, or NULL. */
+static yaml_node_t *not_json(parse_ctx_t *p, yaml_node_t *n, int depth) {
+  if (depth > 32) return n;
+  size_t count = n->type == YAML_MAPPING_NODE ? cy_map_len(n) : n->type == YAML_SEQUENCE_NODE ? cy_list_len(n) : 0;
+  for (size_t i = 0; i < count; i++) {
+    yaml_node_t *bad = NULL;
+    if (n->type == YAML_SEQUENCE_NODE) bad = not_json(p, cy_list_item(p, n, i), depth + 1);
+    else if (cy_pair_key(p, n, i)->type != YAML_SCALAR_NODE) bad = cy_pair_key(p, n, i);
+    else bad = not_json(p, cy_pair_value(p, n, i), depth + 1);
+    if (bad) return bad;
+  }
+  return NULL;
+}
+
+/* YAML → JSON for the rollout spec (not_json() found nothing): plain scalars that read as numbers
+ * or booleans become those, everything else a string; the spec's own parser then validates it. */
 static json_t *yaml_json(parse_ctx_t *p, yaml_node_t *n) {
   if (n->type == YAML_MAPPING_NODE) {
     json_t *o = json_object();
@@ -346,6 +361,8 @@ static int f_rollout(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   fl_route_t *r = slot;
   int rc = cy_want_mapping(p, v, "rollout");
   if (rc) return rc;
+  yaml_node_t *bad = not_json(p, v, 0);
+  if (bad) return cy_fail(p, bad, "rollout: keys must be plain names and nesting at most 32 deep");
   json_t *spec = yaml_json(p, v);
   fl_rollout_spec_t parsed;
   char err[256];

@@ -489,6 +489,17 @@ static void names_and_versions_are_short_and_printable(void **state) {
                   "version must be printable, without spaces or quotes");
 }
 
+/* Found by the conf fuzz target: YAML allows keys that JSON cannot hold, and numbers JSON's
+ * integers cannot; the rollout spec is YAML turned into JSON. */
+static void a_rollout_spec_with_a_complex_key_or_a_huge_number_is_refused_cleanly(void **state) {
+  expect_error_at("routes:\n  - name: a\n    stable: { version: v1, backends: [127.0.0.1:1] }\n"
+                  "    rollout:\n      ? [steps]\n      : [5]\n",
+                  "5:9", "rollout: keys must be plain names");
+  expect_error_at("routes:\n  - name: a\n    stable: { version: v1, backends: [127.0.0.1:1] }\n"
+                  "    rollout: { min_requests: 20000000000000000000 }\n",
+                  "4:14", "rollout: min_requests must be a positive integer");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(example_top_level),
@@ -518,6 +529,7 @@ int main(void) {
     cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
     cmocka_unit_test(admin_token_comes_from_the_named_environment_variable),
     cmocka_unit_test(names_and_versions_are_short_and_printable),
+    cmocka_unit_test(a_rollout_spec_with_a_complex_key_or_a_huge_number_is_refused_cleanly),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
