@@ -55,9 +55,46 @@ static int push_cond(parse_ctx_t *p, fl_rule_t *rule, fl_cond_kind_t kind, fl_co
   return 0;
 }
 
+/* glibc's regcomp copies the pattern's tree for every repetition, so stacked or counted ones
+ * ("a+++++", "(a{100}){100}") grow it exponentially: a pattern in a config file could take
+ * gigabytes (the conf fuzz target found one). Refused before compiling: quantifiers following
+ * quantifiers, counts over 100, more than 16 repetitions, patterns over 512 bytes. */
+static const char *regex_too_costly(const char *re) {
+  size_t len = strlen(re);
+  unsigned repetitions = 0;
+  bool after_quantifier = false, in_bracket = false;
+  if (len > 512) return "longer than 512 bytes";
+  for (size_t i = 0; i < len; i++) {
+    char ch = re[i];
+    if (in_bracket) {
+      in_bracket = ch != ']' || (i > 0 && re[i - 1] == '[');
+      continue;
+    }
+    bool quantifier = ch == '*' || ch == '+' || ch == '?' || ch == '{';
+    if (quantifier && after_quantifier) return "a repetition of a repetition";
+    if (ch == '{') {
+      char *end;
+      unsigned long a = strtoul(re + i + 1, &end, 10), b = *end == ',' ? strtoul(end + 1, &end, 10) : a;
+      if (a > 100 || b > 100) return "a count over 100";
+      i = (size_t)(strchr(re + i, '}') ? strchr(re + i, '}') - re : (ptrdiff_t)len - 1);
+    }
+    if (ch == '\\' && i + 1 < len) i++;
+    if (ch == '[') in_bracket = true;
+    repetitions += quantifier && ch != '?';
+    after_quantifier = quantifier;
+  }
+  return repetitions > 16 ? "more than 16 repetitions" : NULL;
+}
+
+static int check_regex_cost(parse_ctx_t *p, yaml_node_t *n, const char *re) {
+  const char *why = regex_too_costly(re);
+  return why ? cy_fail(p, n, "regex \"%.80s\" is too costly to compile: %s", re, why) : 0;
+}
+
 /* glibc's regexec takes a lock inside a shared regex_t, so each worker gets its own copy. */
 static int compile_regex(parse_ctx_t *p, yaml_node_t *n, fl_cond_t *c) {
   unsigned workers = p->conf->workers;
+  if (check_regex_cost(p, n, c->value)) return FL_EINVAL;
   regex_t *rx = calloc(workers, sizeof *rx);
   if (!rx) return cy_nomem(p);
   for (unsigned i = 0; i < workers; i++) {
@@ -481,6 +518,7 @@ static int f_sample(parse_ctx_t *p, yaml_node_t *v, void *slot) {
 
 static int check_regex(parse_ctx_t *p, yaml_node_t *n, char *value) {
   regex_t re;
+  if (check_regex_cost(p, n, value)) return FL_EINVAL;
   int rc = regcomp(&re, value, REG_EXTENDED | REG_ICASE | REG_NOSUB);
   if (rc == 0) {
     regfree(&re);

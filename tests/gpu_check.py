@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
-from harness import Gateway, mock, request, route_yaml  # noqa: E402
+from harness import Gateway, mock, report, request, route_yaml  # noqa: E402
 
 FIELDS = "index,uuid,memory.total,memory.used,temperature.gpu,power.draw,utilization.gpu"
 
@@ -43,11 +43,7 @@ def main():
             if "power_watts" in g and t[5] not in ("[N/A]", "N/A"):
                 checks.append(("gpu %s power within 25%%" % g["index"],
                                abs(g["power_watts"] - float(t[5])) <= 0.25 * max(float(t[5]), 1)))
-    for name, ok in checks:
-        print("%s  %s" % ("ok   " if ok else "FAIL ", name))
-    failed = sum(not ok for _, ok in checks)
-    print("%d passed, %d failed" % (len(checks) - failed, failed))
-    return 1 if failed else 0
+    return report(checks)
 
 
 if __name__ == "__main__":

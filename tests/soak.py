@@ -15,7 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
-from harness import Gateway, free_port, mock, request  # noqa: E402
+from harness import Gateway, free_port, mock, report, request  # noqa: E402
 
 SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
 TOKEN = "soak-token-0123456789abcdef"
@@ -152,11 +152,7 @@ def main():
                        ("the gateway is alive and answers", alive),
                        ("no transport error the client did not cause", c["transport_errors"] == 0),
                        ("traffic flowed", c["2xx"] > 0)]
-    for name, ok in checks:
-        print("%s  %s" % ("ok   " if ok else "FAIL ", name))
-    failed = sum(not ok for _, ok in checks)
-    print("%d passed, %d failed" % (len(checks) - failed, failed))
-    return 1 if failed else 0
+    return report(checks)
 
 
 if __name__ == "__main__":

@@ -260,6 +260,16 @@ class CaptureBackend:
         self.server.server_close()
 
 
+def report(checks):
+    """Prints each (name, ok) check and the closing "N passed, N failed" line; returns the exit
+    status (the soak and the GPU check end this way)."""
+    for name, ok in checks:
+        print("%s  %s" % ("ok   " if ok else "FAIL ", name))
+    failed = sum(not ok for _, ok in checks)
+    print("%d passed, %d failed" % (len(checks) - failed, failed))
+    return 1 if failed else 0
+
+
 class Load:
     """Client threads sending requests (a chat completion unless told; body may be a function
     making each one) from random users until stopped."""

@@ -491,6 +491,21 @@ static void names_and_versions_are_short_and_printable(void **state) {
 
 /* Found by the conf fuzz target: YAML allows keys that JSON cannot hold, and numbers JSON's
  * integers cannot; the rollout spec is YAML turned into JSON. */
+/* Found by the conf fuzz target: glibc's regcomp grows exponentially on stacked repetitions. */
+static void a_regex_too_costly_to_compile_is_refused_before_compiling(void **state) {
+  expect_error_at("data: { refusal_patterns: [\"1++++++++++++++++++++++++++++\"] }\n"
+                  "routes:\n  - name: a\n    stable: { version: v1, backends: [127.0.0.1:1] }\n",
+                  "1:28", "regex \"1+++");
+  expect_error_at("routes:\n  - name: a\n    stable: { version: v1, backends: [127.0.0.1:1] }\n"
+                  "    canary: { version: v2, backends: [127.0.0.1:1] }\n"
+                  "    rules: [{ match: { header_regex: { x-a: \"(a{50}){101}\" } }, variant: canary }]\n",
+                  "5:45", "regex \"(a{50}){101}\" is too costly to compile: a count over 100");
+  fl_conf_t *c = parse_ok("data: { refusal_patterns: [\"^I (can't|cannot) help\", \"as an AI( language)? model\", \"[+*]{2}\"] }\n"
+                      "routes:\n  - name: a\n    stable: { version: v1, backends: [127.0.0.1:1] }\n");
+  assert_int_equal(c->data.n_refusals, 3);                  /* ordinary patterns pass */
+  fl_conf_unref(c);
+}
+
 static void a_rollout_spec_with_a_complex_key_or_a_huge_number_is_refused_cleanly(void **state) {
   expect_error_at("routes:\n  - name: a\n    stable: { version: v1, backends: [127.0.0.1:1] }\n"
                   "    rollout:\n      ? [steps]\n      : [5]\n",
@@ -530,6 +545,7 @@ int main(void) {
     cmocka_unit_test(admin_token_comes_from_the_named_environment_variable),
     cmocka_unit_test(names_and_versions_are_short_and_printable),
     cmocka_unit_test(a_rollout_spec_with_a_complex_key_or_a_huge_number_is_refused_cleanly),
+    cmocka_unit_test(a_regex_too_costly_to_compile_is_refused_before_compiling),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
