@@ -2,6 +2,7 @@
  * thread of its own, checks the answers, and reports through a uv_async on the control loop. */
 #include "acceptance.h"
 #include "client.h"
+#include "conf.h"
 #include "stats.h"
 
 #include <pthread.h>
@@ -55,6 +56,11 @@ static const char *check_json(const json_t *want, const char *body, char *buf, s
 
 static const char *check_regex(const char *pattern, const char *body, char *buf, size_t cap) {
   regex_t re;
+  const char *costly = fl_regex_too_costly(pattern);
+  if (costly) {
+    snprintf(buf, cap, "regex too costly to compile (%s)", costly);
+    return buf;
+  }
   if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {
     snprintf(buf, cap, "bad regex %s", pattern);
     return buf;

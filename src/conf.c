@@ -56,10 +56,9 @@ static int push_cond(parse_ctx_t *p, fl_rule_t *rule, fl_cond_kind_t kind, fl_co
 }
 
 /* glibc's regcomp copies the pattern's tree for every repetition, so stacked or counted ones
- * ("a+++++", "(a{100}){100}") grow it exponentially: a pattern in a config file could take
- * gigabytes (the conf fuzz target found one). Refused before compiling: quantifiers following
- * quantifiers, counts over 100, more than 16 repetitions, patterns over 512 bytes. */
-static const char *regex_too_costly(const char *re) {
+ * ("a+++++", "(a{100}){100}") grow it exponentially: a pattern could take gigabytes (the conf
+ * fuzz target found one). */
+const char *fl_regex_too_costly(const char *re) {
   size_t len = strlen(re);
   unsigned repetitions = 0;
   bool after_quantifier = false, in_bracket = false;
@@ -87,7 +86,7 @@ static const char *regex_too_costly(const char *re) {
 }
 
 static int check_regex_cost(parse_ctx_t *p, yaml_node_t *n, const char *re) {
-  const char *why = regex_too_costly(re);
+  const char *why = fl_regex_too_costly(re);
   return why ? cy_fail(p, n, "regex \"%.80s\" is too costly to compile: %s", re, why) : 0;
 }
 

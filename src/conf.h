@@ -161,6 +161,10 @@ void fl_conf_unref(fl_conf_t *c);   /* frees at zero */
 
 const fl_route_t *fl_conf_route(const fl_conf_t *c, const char *name);
 
+/* Why a POSIX extended regex would be too costly for glibc's regcomp (a repetition of a
+ * repetition, a count over 100, more than 16 repetitions, over 512 bytes), or NULL. Any thread. */
+const char *fl_regex_too_costly(const char *re);
+
 /* A path named in the file: absolute as it is, relative taken beside the config file. */
 void fl_conf_resolve(const fl_conf_t *c, const char *path, char *out, size_t cap);
 
