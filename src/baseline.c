@@ -9,30 +9,20 @@ const char *fl_baseline_state_name(fl_baseline_state_t s) {
   return s == FL_BASELINE_CAPTURING ? "capturing" : s == FL_BASELINE_READY ? "ready" : "none";
 }
 
-static uint64_t next(fl_baseline_t *b) {
-  if (!b->rng) b->rng = 0x9E3779B97F4A7C15ull;
-  b->rng ^= b->rng << 13;
-  b->rng ^= b->rng >> 7;
-  b->rng ^= b->rng << 17;
-  return b->rng;
-}
-
 void fl_baseline_add(fl_baseline_t *b, unsigned f, double v) {
   if (f >= FL_F_COUNT || !fl_feature_is_input(f) || !isfinite(v)) return;
-  if (!b->values[f] && !(b->values[f] = malloc(sizeof(double) * FL_BASELINE_CAP))) return;
-  v = (float)v;                        /* live values are kept as floats: compare like with like */
-  uint64_t seen = ++b->seen[f];
-  if (b->n[f] < FL_BASELINE_CAP) b->values[f][b->n[f]++] = v;
-  else if (next(b) % seen < FL_BASELINE_CAP) b->values[f][next(b) % FL_BASELINE_CAP] = v;
+  fl_reservoir_t *r = &b->sample[f];
+  if (!r->cap && fl_reservoir_init(r, FL_BASELINE_CAP, f) != 0) return;
+  fl_reservoir_add(r, (float)v);       /* live values are kept as floats: compare like with like */
 }
 
 json_t *fl_baseline_json(const fl_baseline_t *b) {
   json_t *o = json_object();
   char buf[32];
   for (unsigned f = 0; f < FL_F_COUNT; f++) {
-    if (!b->n[f]) continue;
+    if (!b->sample[f].n) continue;
     json_t *a = json_array();
-    for (uint32_t i = 0; i < b->n[f]; i++) json_array_append_new(a, json_real(b->values[f][i]));
+    for (size_t i = 0; i < b->sample[f].n; i++) json_array_append_new(a, json_real(b->sample[f].values[i]));
     json_object_set_new(o, fl_feature_name(f, buf, sizeof buf), a);
   }
   return o;
@@ -69,22 +59,21 @@ static int check_shape(const json_t *features, char *err, size_t cap) {
 int fl_baseline_load(fl_baseline_t *b, const json_t *features, char *err, size_t err_cap) {
   int rc = check_shape(features, err, err_cap);
   if (rc) return rc;
-  fl_baseline_t loaded = {.state = FL_BASELINE_READY, .saved = b->saved, .rng = b->rng};
+  fl_baseline_t loaded = {.state = FL_BASELINE_READY, .saved = b->saved};
   memcpy(loaded.route, b->route, sizeof loaded.route);
   const char *name;
   const json_t *list;
   json_object_foreach((json_t *)features, name, list) {
     unsigned f = (unsigned)fl_feature_parse(name);
-    size_t n = json_array_size(list);
-    if (!n) continue;
-    if (!(loaded.values[f] = malloc(sizeof(double) * FL_BASELINE_CAP))) {
+    size_t i;
+    const json_t *v;
+    if (!json_array_size(list)) continue;
+    if (fl_reservoir_init(&loaded.sample[f], FL_BASELINE_CAP, f) != 0) {
       fl_baseline_clear(&loaded);
       snprintf(err, err_cap, "out of memory");
       return FL_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) loaded.values[f][i] = (float)json_number_value(json_array_get(list, i));
-    loaded.n[f] = (uint32_t)n;
-    loaded.seen[f] = n;
+    json_array_foreach(list, i, v) fl_reservoir_add(&loaded.sample[f], (float)json_number_value(v));
   }
   fl_baseline_clear(b);
   *b = loaded;
@@ -92,11 +81,6 @@ int fl_baseline_load(fl_baseline_t *b, const json_t *features, char *err, size_t
 }
 
 void fl_baseline_clear(fl_baseline_t *b) {
-  for (unsigned f = 0; f < FL_F_COUNT; f++) {
-    free(b->values[f]);
-    b->values[f] = NULL;
-    b->n[f] = 0;
-    b->seen[f] = 0;
-  }
+  for (unsigned f = 0; f < FL_F_COUNT; f++) fl_reservoir_free(&b->sample[f]);
   b->state = FL_BASELINE_NONE;
 }

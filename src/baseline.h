@@ -6,6 +6,7 @@
 #define FL_BASELINE_H
 
 #include "quality.h"
+#include "stats.h"
 
 #include <jansson.h>
 
@@ -18,10 +19,7 @@ typedef struct fl_baseline {
   fl_baseline_state_t state;
   bool saved;                      /* READY and written to the state store */
   uint64_t until_ms;               /* CAPTURING: monotonic end of the capture */
-  uint64_t rng;
-  double *values[FL_F_COUNT];      /* input features only; NULL when none seen */
-  uint32_t n[FL_F_COUNT];
-  uint64_t seen[FL_F_COUNT];
+  fl_reservoir_t sample[FL_F_COUNT];   /* input features only; cap 0 until a first value */
 } fl_baseline_t;
 
 const char *fl_baseline_state_name(fl_baseline_state_t s);

@@ -261,11 +261,11 @@ void fl_monitor_drift(unsigned series_a, unsigned series_b, unsigned feature, ui
 static void drift_from_baseline(mseries_t *m, const fl_baseline_t *b, unsigned f, uint64_t from, uint64_t to) {
   fl_drift_t *d = &m->drift[f];
   double *live;
-  *d = (fl_drift_t){.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN}, .n_b = b->n[f]};
+  *d = (fl_drift_t){.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN}, .n_b = b->sample[f].n};
   d->n_a = gather(m, f, from, to, &live);
   if (d->n_a >= FL_DRIFT_MIN && d->n_b >= FL_DRIFT_MIN) {
-    d->ks = fl_stats_ks(live, d->n_a, b->values[f], d->n_b);
-    d->psi = fl_stats_psi(b->values[f], d->n_b, live, d->n_a, PSI_BINS);
+    d->ks = fl_stats_ks(live, d->n_a, b->sample[f].values, d->n_b);
+    d->psi = fl_stats_psi(b->sample[f].values, d->n_b, live, d->n_a, PSI_BINS);
   }
   free(live);
 }
@@ -281,7 +281,7 @@ static void refresh_drift(void) {
     fl_baseline_t *b = &mon.baselines[i];
     if (b->state == FL_BASELINE_CAPTURING && now > b->until_ms) {
       bool enough = false;                /* too few values (cut or non-JSON bodies): capture again */
-      for (unsigned f = 0; f < FL_F_COUNT; f++) enough |= b->n[f] >= FL_DRIFT_MIN;
+      for (unsigned f = 0; f < FL_F_COUNT; f++) enough |= b->sample[f].n >= FL_DRIFT_MIN;
       if (enough) b->state = FL_BASELINE_READY;
       else fl_baseline_clear(b);
     }
@@ -294,7 +294,7 @@ static void refresh_drift(void) {
     mseries_t *both[2] = {s, c};
     for (unsigned v = 0; v < 2 && b->state == FL_BASELINE_READY; v++)
       for (unsigned f = 0; both[v] && f < FL_F_COUNT; f++) {
-        both[v]->drift_set[f] = fl_feature_is_input(f) && b->n[f] && both[v]->ring[f];
+        both[v]->drift_set[f] = fl_feature_is_input(f) && b->sample[f].n && both[v]->ring[f];
         if (both[v]->drift_set[f]) drift_from_baseline(both[v], b, f, from, now);
       }
   }
@@ -526,7 +526,7 @@ json_t *fl_monitor_baseline_json(const char *route) {
   json_t *values = json_object();
   char buf[32];
   for (unsigned f = 0; b && f < FL_F_COUNT; f++)
-    if (b->n[f]) json_object_set_new(values, fl_feature_name(f, buf, sizeof buf), json_integer(b->n[f]));
+    if (b->sample[f].n) json_object_set_new(values, fl_feature_name(f, buf, sizeof buf), json_integer((json_int_t)b->sample[f].n));
   json_t *o = json_pack("{s:s, s:b, s:o}", "state", fl_baseline_state_name(b ? b->state : FL_BASELINE_NONE), "saved",
                         b && b->saved, "values", values);
   pthread_mutex_unlock(&mon.lock);

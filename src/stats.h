@@ -56,7 +56,7 @@ double fl_stats_js_distance(const uint64_t *a, const uint64_t *b, size_t k);
 double fl_stats_quantile(double *v, size_t n, double q);
 
 /* Reservoir sampling (Vitter's algorithm R): a uniform sample of at most `cap` of the values
- * seen in a window, for the rank tests. One writer. */
+ * seen (a route's input baseline, baseline.h). One writer. */
 typedef struct fl_reservoir {
   double *values;
   size_t cap, n;
