@@ -267,9 +267,8 @@ static void sample_process(const fl_process_conf_t *pc, proc_t *p, uint64_t now_
     return;
   }
   uint64_t jiffies = st.utime + st.stime;
-  /* the same process (pid and start time) over at least half a second, else no ratio yet */
-  bool same = p->pid == pid && p->st.starttime == st.starttime && p->prev_ms && jiffies >= p->prev_jiffies;
-  if (same && now_ms - p->prev_ms < 500) return;   /* too soon (a reload resamples): keep the last */
+  /* a share needs the same process (pid and start time: pids are reused) at both samples */
+  bool same = p->pid == pid && p->st.starttime == st.starttime && p->prev_ms && now_ms > p->prev_ms;
   p->cpu_ratio = same ? (double)(jiffies - p->prev_jiffies) / (double)res.hz / ((double)(now_ms - p->prev_ms) / 1000) : 0;
   p->pid = pid, p->st = st, p->prev_jiffies = jiffies, p->prev_ms = now_ms;
   p->uptime_s = uptime_s - (double)st.starttime / (double)res.hz;
@@ -338,8 +337,11 @@ void fl_resources_configure(const fl_conf_t *c) {
     res.gpu_tried = true;
     if (fl_gpu_open(c->nvml_library, err, sizeof err) != 0) fl_log("no GPU monitoring: %s", err);
   }
-  res.next_ms = 0;
-  fl_resources_tick(fl_now_ms());
+  /* The first sample now; a reload keeps the schedule (a sample right after the last one would
+   * make every CPU share a ratio over milliseconds), shortened to the new interval if it is less. */
+  uint64_t now = fl_now_ms();
+  if (!res.sampled) fl_resources_tick(now);
+  else res.next_ms = FL_MIN(res.next_ms, now + c->resources_interval_ms);
 }
 
 void fl_resources_tick(uint64_t now_ms) {

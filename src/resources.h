@@ -38,8 +38,8 @@ int fl_parse_procio(const char *text, uint64_t *read_bytes, uint64_t *write_byte
 
 /* ---- the sampler ---- */
 
-/* Starts (or, after a reload, reconfigures) sampling; the first sample is taken at once. Control
- * thread. */
+/* Starts (or, after a reload, reconfigures) sampling; the first sample is taken at once, a
+ * reload keeps the schedule. Control thread. */
 void fl_resources_configure(const fl_conf_t *c);
 
 /* Takes a sample when the interval has passed (call every second). Control thread. */
