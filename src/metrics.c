@@ -157,16 +157,6 @@ static uint64_t sum_codes(const fl_vsum_t *s, unsigned from, unsigned to) {
   return n;
 }
 
-uint64_t fl_metrics_requests_total(const fl_metrics_src_t *src) {
-  uint64_t n = 0, series = atomic_load(&n_series);
-  for (unsigned id = 0; id < series; id++)
-    for (unsigned w = 0; w < src->n_workers; w++) {
-      const fl_vstats_t *v = atomic_load_explicit(&src->workers[w]->vs[id], memory_order_acquire);
-      for (unsigned code = 100; v && code < 600; code++) n += fl_ctr_get(&v->codes[code]);
-    }
-  return n;
-}
-
 void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out) {
   static fl_vsum_t sum;              /* control thread only; large */
   sum_series(src, series, &sum);
@@ -412,17 +402,19 @@ static bool grow_prev(unsigned n) {
   return true;
 }
 
-void fl_metrics_tick(const fl_metrics_src_t *src) {
+uint64_t fl_metrics_tick(const fl_metrics_src_t *src) {
   unsigned n = atomic_load(&n_series);
   fl_slot_t *s = &ring[ring_next];
+  uint64_t total = 0;
   slot_free(s);
-  if (!grow_prev(n) || !(s->rec = calloc(n ? n : 1, sizeof *s->rec))) return;
+  if (!grow_prev(n) || !(s->rec = calloc(n ? n : 1, sizeof *s->rec))) return 0;
   s->n = n;
   s->t_ms = fl_now_ms();
   for (unsigned id = 0; id < n; id++) {
     fl_srec_t *r = &s->rec[id];
     sum_series(src, id, &tick_sum);
     r->requests = sum_codes(&tick_sum, 100, 600);
+    total += r->requests;
     r->errors = sum_codes(&tick_sum, 500, 600);
     r->prompt = tick_sum.prompt;
     r->completion = tick_sum.completion;
@@ -433,6 +425,7 @@ void fl_metrics_tick(const fl_metrics_src_t *src) {
   }
   ring_next = (ring_next + 1) % FL_RING_SECONDS;
   if (ring_len < FL_RING_SECONDS) ring_len++;
+  return total;
 }
 
 void fl_metrics_shutdown(void) {

@@ -72,8 +72,9 @@ typedef struct fl_metrics_src {
  * string the caller frees). c gives the routes whose weights and backend health are current. */
 char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c);
 
-/* Per-second sampling for windows: call once a second; keeps 5 minutes. */
-void fl_metrics_tick(const fl_metrics_src_t *src);
+/* Per-second sampling for windows: call once a second; keeps 5 minutes. Returns the requests
+ * answered so far, every series summed (0 when out of memory). */
+uint64_t fl_metrics_tick(const fl_metrics_src_t *src);
 
 /* /api/v1/stats: totals and 1 m / 5 m windows per route and variant of c. New reference. */
 json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c);
@@ -92,9 +93,6 @@ typedef struct fl_series_snap {
 
 /* Control thread: sums the workers' numbers of one series into out. */
 void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out);
-
-/* All requests answered so far, every series summed. Control thread. */
-uint64_t fl_metrics_requests_total(const fl_metrics_src_t *src);
 
 /* The registry, for modules that keep numbers per series of their own (monitor.h):
  * `route="..",variant="..",version=".."` of a series; the id of a label set of a version some

@@ -234,8 +234,7 @@ static void flush_store(void) {
 }
 
 static void on_tick(uv_timer_t *t) {
-  fl_metrics_tick(&ctl.metrics);
-  fl_monitor_tick(ctl.conf, fl_metrics_requests_total(&ctl.metrics));
+  fl_monitor_tick(ctl.conf, fl_metrics_tick(&ctl.metrics));
   fl_monitor_save_baselines(save_baseline, NULL);
   fl_resources_tick(fl_now_ms());
   flush_store();
