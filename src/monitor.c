@@ -89,11 +89,13 @@ bool fl_sample_push(fl_sample_ring_t *r, fl_sample_t *s) {
 
 /* ---- per-series state (lock held) ---- */
 
+/* xorshift64*: the multiplied output, as a slot is taken modulo the count seen (plain xorshift's
+ * low bits are weak). */
 static uint64_t next_rand(void) {
   mon.rng ^= mon.rng << 13;
   mon.rng ^= mon.rng >> 7;
   mon.rng ^= mon.rng << 17;
-  return mon.rng;
+  return mon.rng * 0x2545F4914F6CDD1Dull;
 }
 
 static mseries_t *series_get(unsigned id) {
@@ -118,8 +120,8 @@ static void slice_add(mseries_t *m, unsigned f, double v, uint64_t at_ms) {
   if (s->epoch > epoch) return;                 /* older than the slot's slice: outside the window */
   if (s->epoch != epoch) *s = (slice_t){.epoch = epoch};
   tv_t tv = {(uint32_t)(at_ms % SLICE_MS), (float)v};
-  if (++s->seen <= SLICE_CAP) s->v[s->n++] = tv;
-  else if (next_rand() % s->seen < SLICE_CAP) s->v[next_rand() % SLICE_CAP] = tv;   /* algorithm R */
+  uint64_t slot = ++s->seen <= SLICE_CAP ? s->n++ : next_rand() % s->seen;    /* algorithm R */
+  if (slot < SLICE_CAP) s->v[slot] = tv;
 }
 
 typedef struct { mseries_t *m; uint64_t at_ms; fl_baseline_t *capture; } sink_ctx_t;
