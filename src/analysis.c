@@ -1,6 +1,7 @@
 /* analysis.c — rollout specs and the judgement of a window: two-proportion tests on error rates,
  * Mann–Whitney U on latency histograms, quantile ratios and absolute bounds. */
 #include "analysis.h"
+#include "jsonutil.h"
 #include "webhook.h"
 
 #include <math.h>
@@ -373,7 +374,6 @@ static fl_measure_t measure(const fl_check_t *k, unsigned index, const fl_series
   return m;
 }
 
-static json_t *num_or_null(double v) { return isnan(v) || isinf(v) ? json_null() : json_real(v); }
 
 /* A check fails when the canary is beyond an absolute bound, or when it is both significantly
  * worse and beyond the relative bound. */
@@ -413,12 +413,12 @@ json_t *fl_analysis_run(const fl_rollout_spec_t *spec, const fl_series_snap_t *c
   }
   for (size_t i = 0; i < spec->n_checks; i++) {
     const fl_check_t *k = &spec->checks[i];
-    fl_measure_t m = measure(k, (unsigned)i, canary, stable, drift ? &drift[i] : NULL);
+    fl_measure_t m = measure(k, (unsigned)i, canary, stable, drift ? &drift[k->feature] : NULL);
     json_t *c = bound_json(k);
-    json_object_set_new(c, "canary", num_or_null(m.canary));
-    json_object_set_new(c, "stable", num_or_null(m.stable));
-    json_object_set_new(c, "statistic", num_or_null(m.test.statistic));
-    json_object_set_new(c, "p_value", num_or_null(m.test.p_value));
+    json_object_set_new(c, "canary", fl_json_num(m.canary));
+    json_object_set_new(c, "stable", fl_json_num(m.stable));
+    json_object_set_new(c, "statistic", fl_json_num(m.test.statistic));
+    json_object_set_new(c, "p_value", fl_json_num(m.test.p_value));
     fl_verdict_t v = judge(k, &m, 1 - spec->confidence, c);
     json_object_set_new(c, "verdict", json_string(fl_verdict_name(v)));
     json_array_append_new(checks, c);

@@ -76,8 +76,8 @@ const char *fl_verdict_name(fl_verdict_t v);
 /* One window's numbers of a variant: the difference of two cumulative snapshots. */
 void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out);
 
-/* Judges a window. drift[i] holds the window's drift for check i when it is a DRIFT check (NULL:
- * such checks are inconclusive). Returns a new JSON object with the inputs, each check's values,
+/* Judges a window. drift[f] holds the window's drift of feature f, FL_F_COUNT of them (NULL: DRIFT
+ * checks are inconclusive). Returns a new JSON object with the inputs, each check's values,
  * statistic, p-value and verdict, and the window's verdict (also written to *verdict). */
 json_t *fl_analysis_run(const fl_rollout_spec_t *spec, const fl_series_snap_t *canary, const fl_series_snap_t *stable,
                         const fl_drift_t *drift, fl_verdict_t *verdict);

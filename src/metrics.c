@@ -90,6 +90,8 @@ int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const cha
 
 unsigned fl_metrics_series_count(void) { return atomic_load(&n_series); }
 
+const char *fl_metrics_series_route(unsigned id) { return id < atomic_load(&n_series) ? series_labels[id].route : ""; }
+
 /* ---- worker side ---- */
 
 fl_vstats_t *fl_metrics_vstats(fl_wmetrics_t *m, unsigned series) {

@@ -101,6 +101,9 @@ void fl_metrics_series_labels(unsigned id, char *out, size_t cap);
 int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const char *version);
 unsigned fl_metrics_series_count(void);
 
+/* The route a series was registered for: a string that never changes. Any thread. */
+const char *fl_metrics_series_route(unsigned id);
+
 /* "# HELP" and "# TYPE" lines of a family; a label value escaped as the text format requires. */
 void fl_metrics_escape(char *dst, size_t cap, const char *src);
 void fl_metrics_family(fl_buf_t *b, const char *name, const char *type, const char *help);

@@ -4,6 +4,7 @@
  * over any window inside data.window (the sliding one every data.refresh, a rollout's on demand).
  * Missing numbers (NaN, ±Inf, null) are counted, never put in a distribution. */
 #include "monitor.h"
+#include "jsonutil.h"
 #include "baseline.h"
 #include "metrics.h"
 
@@ -24,7 +25,15 @@ typedef struct { uint32_t off_ms; float v; } tv_t;
 typedef struct { uint64_t epoch; uint32_t seen, n; tv_t v[SLICE_CAP]; } slice_t;   /* epoch 0: empty */
 typedef struct { uint64_t n; double mean, m2, min, max; } welford_t;
 
+typedef struct {                       /* a route's predicted classes: its variants share the ids */
+  char route[64];
+  unsigned n;
+  char name[MAX_LABELS][32];
+} labels_t;
+
 typedef struct mseries {
+  bool live;                           /* a variant of the current config: only these keep slices */
+  labels_t *labels;                    /* its route's; NULL when out of memory (all "other") */
   fl_data_snap_t d;
   uint64_t kinds[FL_QK_COUNT];
   uint64_t classes[MAX_LABELS + 1];
@@ -37,13 +46,14 @@ typedef struct mseries {
 static struct {
   pthread_mutex_t lock;                /* guards everything below that readers see */
   mseries_t *series[FL_MAX_SERIES];
-  char labels[MAX_LABELS][32];
-  unsigned n_labels;
+  labels_t *tables[FL_MAX_SERIES];     /* class tables by route, for the process's life (at most one a series) */
+  unsigned n_tables;
   unsigned n_slices;
+  uint64_t generation;                 /* counts reconfigurations: a drift refresh spanning one is dropped */
   atomic_uint refresh_ms;              /* data.refresh */
   const fl_conf_t *conf;               /* a reference: routes for the sliding drift */
   fl_baseline_t *baselines;            /* one per route of conf, by index */
-  int series_route[FL_MAX_SERIES];     /* the route index of a stable series, else -1 */
+  int series_route[FL_MAX_SERIES];     /* the route index of a live series, else -1 */
   uint32_t capture_ms;                 /* data.baseline_capture */
   fl_quality_conf_t qc;
   uint64_t rng;
@@ -98,9 +108,22 @@ static uint64_t next_rand(void) {
   return mon.rng * 0x2545F4914F6CDD1Dull;
 }
 
+/* The class table of a route, made on first use. */
+static labels_t *route_labels(const char *route) {
+  for (unsigned i = 0; i < mon.n_tables; i++)
+    if (strcmp(mon.tables[i]->route, route) == 0) return mon.tables[i];
+  labels_t *l = mon.n_tables < FL_MAX_SERIES ? calloc(1, sizeof *l) : NULL;
+  if (!l) return NULL;
+  snprintf(l->route, sizeof l->route, "%s", route);
+  return mon.tables[mon.n_tables++] = l;
+}
+
 static mseries_t *series_get(unsigned id) {
   if (id >= FL_MAX_SERIES) return NULL;
-  if (!mon.series[id]) mon.series[id] = calloc(1, sizeof *mon.series[id]);
+  if (!mon.series[id] && (mon.series[id] = calloc(1, sizeof *mon.series[id]))) {
+    mon.series[id]->labels = route_labels(fl_metrics_series_route(id));
+    mon.series[id]->live = mon.series_route[id] >= 0;
+  }
   return mon.series[id];
 }
 
@@ -114,7 +137,7 @@ static void welford_add(welford_t *w, double v) {
 }
 
 static void slice_add(mseries_t *m, unsigned f, double v, uint64_t at_ms) {
-  if (!m->ring[f] && !(m->ring[f] = calloc(mon.n_slices, sizeof *m->ring[f]))) return;
+  if (!m->ring[f] && (!m->live || !(m->ring[f] = calloc(mon.n_slices, sizeof *m->ring[f])))) return;
   uint64_t epoch = at_ms / SLICE_MS + 1;
   slice_t *s = &m->ring[f][epoch % mon.n_slices];
   if (s->epoch > epoch) return;                 /* older than the slot's slice: outside the window */
@@ -137,7 +160,8 @@ static void on_value(void *ctx, unsigned f, double v) {
 /* The baseline a stable exchange feeds: its route's, while capturing (the first one starts it). */
 static fl_baseline_t *capturing(unsigned series, uint64_t at_ms) {
   int r = series < FL_MAX_SERIES ? mon.series_route[series] : -1;
-  fl_baseline_t *b = r >= 0 ? &mon.baselines[r] : NULL;
+  bool stable = r >= 0 && mon.conf->routes[r].variant[FL_STABLE].series == series;
+  fl_baseline_t *b = stable ? &mon.baselines[r] : NULL;
   if (b && b->state == FL_BASELINE_NONE && mon.capture_ms) {
     b->state = FL_BASELINE_CAPTURING;
     b->until_ms = at_ms + mon.capture_ms;
@@ -145,22 +169,28 @@ static fl_baseline_t *capturing(unsigned series, uint64_t at_ms) {
   return b && b->state == FL_BASELINE_CAPTURING && at_ms <= b->until_ms ? b : NULL;
 }
 
-static unsigned label_id(const char *text, size_t len) {
-  if (len > sizeof mon.labels[0] - 1) {          /* cut, but never inside a UTF-8 character */
-    len = sizeof mon.labels[0] - 1;
+/* A class's id in a route's table; MAX_LABELS ("other") once it is full. */
+static unsigned label_id(labels_t *l, const char *text, size_t len) {
+  if (!l) return MAX_LABELS;
+  if (len > sizeof l->name[0] - 1) {              /* cut, but never inside a UTF-8 character */
+    len = sizeof l->name[0] - 1;
     while (len > 0 && ((unsigned char)text[len] & 0xC0) == 0x80) len--;
   }
-  for (unsigned i = 0; i < mon.n_labels; i++)
-    if (strlen(mon.labels[i]) == len && memcmp(mon.labels[i], text, len) == 0) return i;
-  if (mon.n_labels == MAX_LABELS) return MAX_LABELS;
-  memcpy(mon.labels[mon.n_labels], text, len);
-  mon.labels[mon.n_labels][len] = '\0';
-  return mon.n_labels++;
+  for (unsigned i = 0; i < l->n; i++)
+    if (strlen(l->name[i]) == len && memcmp(l->name[i], text, len) == 0) return i;
+  if (l->n == MAX_LABELS) return MAX_LABELS;
+  memcpy(l->name[l->n], text, len);
+  l->name[l->n][len] = '\0';
+  return l->n++;
+}
+
+static const char *label_name(const mseries_t *m, unsigned id) {
+  return m->labels && id < m->labels->n ? m->labels->name[id] : "other";
 }
 
 static void on_label(void *ctx, const char *text, size_t len) {
   sink_ctx_t *x = ctx;
-  unsigned id = label_id(text, len);
+  unsigned id = label_id(x->m->labels, text, len);
   x->m->classes[id]++;
   on_value(ctx, FL_F_CLASS, id);
 }
@@ -201,24 +231,53 @@ static void observe(fl_sample_t *s) {
   pthread_mutex_unlock(&mon.lock);
 }
 
-/* ---- drift ---- */
+/* ---- drift ----
+ * The values are copied out under the lock and compared without it, so that neither the control
+ * thread nor the samples wait while KS sorts tens of thousands of numbers. */
 
-/* The kept values of a feature within [from, to]; a malloc'd array the caller frees. */
-static size_t gather(const mseries_t *m, unsigned f, uint64_t from, uint64_t to, double **out) {
-  *out = NULL;
-  if (!m || !m->ring[f]) return 0;
-  double *v = malloc(sizeof *v * mon.n_slices * SLICE_CAP);
-  if (!v) return 0;
+static const fl_drift_t NO_DRIFT = {.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN}};
+
+typedef struct {
+  unsigned f;
+  double *a, *b;                       /* malloc'd copies: the values compared, and the reference's */
+  size_t n_a, n_b;
+} pair_t;
+
+/* Appends the kept values of a feature within [from, to] to out (NULL: only counts them). */
+static size_t gather(const mseries_t *m, unsigned f, uint64_t from, uint64_t to, double *out) {
   size_t n = 0;
-  for (unsigned i = 0; i < mon.n_slices; i++) {
+  for (unsigned i = 0; m && m->ring[f] && i < mon.n_slices; i++) {
     const slice_t *s = &m->ring[f][i];
     uint64_t base = (s->epoch - 1) * SLICE_MS;
     if (!s->epoch || base > to || base + SLICE_MS <= from) continue;
     for (uint32_t k = 0; k < s->n; k++)
-      if (base + s->v[k].off_ms >= from && base + s->v[k].off_ms <= to) v[n++] = s->v[k].v;
+      if (base + s->v[k].off_ms >= from && base + s->v[k].off_ms <= to) {
+        if (out) out[n] = s->v[k].v;
+        n++;
+      }
   }
-  *out = v;
   return n;
+}
+
+static double *copy_window(const mseries_t *m, unsigned f, uint64_t from, uint64_t to, size_t *n) {
+  *n = gather(m, f, from, to, NULL);
+  double *v = malloc(sizeof *v * (*n ? *n : 1));
+  if (!v) *n = 0;
+  else gather(m, f, from, to, v);
+  return v;
+}
+
+/* Lock held: copies a's values of f over [from, to], and b's (a series) or ref's (a baseline). */
+static void pair_take(pair_t *p, unsigned f, const mseries_t *a, const mseries_t *b, const fl_reservoir_t *ref,
+                      uint64_t from, uint64_t to) {
+  *p = (pair_t){.f = f};
+  p->a = copy_window(a, f, from, to, &p->n_a);
+  if (b) {
+    p->b = copy_window(b, f, from, to, &p->n_b);
+  } else if ((p->b = malloc(sizeof *p->b * (ref->n ? ref->n : 1)))) {
+    p->n_b = ref->n;
+    memcpy(p->b, ref->values, sizeof *p->b * ref->n);
+  }
 }
 
 static void tally(const double *v, size_t n, uint64_t *counts, size_t k) {
@@ -227,58 +286,55 @@ static void tally(const double *v, size_t n, uint64_t *counts, size_t k) {
     if (v[i] >= 0 && v[i] < (double)k) counts[(size_t)v[i]]++;
 }
 
-static void drift_between(const mseries_t *a, const mseries_t *b, unsigned f, uint64_t from, uint64_t to,
-                          fl_drift_t *out) {
-  *out = (fl_drift_t){.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN}};
-  double *va, *vb;
-  out->n_a = gather(a, f, from, to, &va);
-  out->n_b = gather(b, f, from, to, &vb);
-  if (out->n_a >= FL_DRIFT_MIN && out->n_b >= FL_DRIFT_MIN) {
-    if (fl_feature_is_category(f)) {
+/* No lock: the statistics of a pair, whose copies it frees. */
+static fl_drift_t pair_compare(pair_t *p) {
+  fl_drift_t d = NO_DRIFT;
+  d.n_a = p->n_a;
+  d.n_b = p->n_b;
+  if (d.n_a >= FL_DRIFT_MIN && d.n_b >= FL_DRIFT_MIN) {
+    if (fl_feature_is_category(p->f)) {
       uint64_t ca[MAX_LABELS + 1], cb[MAX_LABELS + 1];
-      size_t k = f == FL_F_FINISH ? FL_FINISH_COUNT : MAX_LABELS + 1;
-      tally(va, out->n_a, ca, k);
-      tally(vb, out->n_b, cb, k);
-      out->chi2 = fl_stats_chi_square(ca, cb, k);
-      out->js = fl_stats_js_distance(ca, cb, k);
+      size_t k = p->f == FL_F_FINISH ? FL_FINISH_COUNT : MAX_LABELS + 1;
+      tally(p->a, d.n_a, ca, k);
+      tally(p->b, d.n_b, cb, k);
+      d.chi2 = fl_stats_chi_square(ca, cb, k);
+      d.js = fl_stats_js_distance(ca, cb, k);
     } else {
-      out->ks = fl_stats_ks(va, out->n_a, vb, out->n_b);
-      out->psi = fl_stats_psi(vb, out->n_b, va, out->n_a, PSI_BINS);
+      d.ks = fl_stats_ks(p->a, d.n_a, p->b, d.n_b);
+      d.psi = fl_stats_psi(p->b, d.n_b, p->a, d.n_a, PSI_BINS);
     }
   }
-  free(va);
-  free(vb);
+  free(p->a);
+  free(p->b);
+  return d;
 }
 
-void fl_monitor_drift(unsigned series_a, unsigned series_b, unsigned feature, uint64_t from_ms, uint64_t to_ms,
-                      fl_drift_t *out) {
-  pthread_mutex_lock(&mon.lock);
-  const mseries_t *a = series_a < FL_MAX_SERIES ? mon.series[series_a] : NULL;
-  const mseries_t *b = series_b < FL_MAX_SERIES ? mon.series[series_b] : NULL;
-  drift_between(a, b, feature < FL_F_COUNT ? feature : 0, from_ms, to_ms, out);
-  pthread_mutex_unlock(&mon.lock);
-}
-
-/* A variant's inputs over [from, to] against the route's baseline. */
-static void drift_from_baseline(mseries_t *m, const fl_baseline_t *b, unsigned f, uint64_t from, uint64_t to) {
-  fl_drift_t *d = &m->drift[f];
-  double *live;
-  *d = (fl_drift_t){.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN}, .n_b = b->sample[f].n};
-  d->n_a = gather(m, f, from, to, &live);
-  if (d->n_a >= FL_DRIFT_MIN && d->n_b >= FL_DRIFT_MIN) {
-    d->ks = fl_stats_ks(live, d->n_a, b->sample[f].values, d->n_b);
-    d->psi = fl_stats_psi(b->sample[f].values, d->n_b, live, d->n_a, PSI_BINS);
+void fl_monitor_window_drift(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms,
+                             fl_drift_t out[FL_F_COUNT], bool set[FL_F_COUNT]) {
+  for (unsigned f = 0; f < FL_F_COUNT; f++) {
+    pair_t p;
+    out[f] = NO_DRIFT;
+    pthread_mutex_lock(&mon.lock);
+    const mseries_t *a = series_a < FL_MAX_SERIES ? mon.series[series_a] : NULL;
+    const mseries_t *b = series_b < FL_MAX_SERIES ? mon.series[series_b] : NULL;
+    set[f] = !fl_feature_is_input(f) && a && b && a->ring[f] && b->ring[f];
+    if (set[f]) pair_take(&p, f, a, b, NULL, from_ms, to_ms);
+    pthread_mutex_unlock(&mon.lock);
+    if (set[f]) out[f] = pair_compare(&p);
   }
-  free(live);
 }
 
-/* Over the last data.window: canary outputs against stable's, and each variant's inputs against
- * the route's baseline once it is ready (a capture ends here). */
-static void refresh_drift(void) {
-  uint64_t now = fl_now_ms(), from = now > mon.n_slices * SLICE_MS ? now - mon.n_slices * SLICE_MS : 0;
-  for (unsigned i = 0; i < FL_MAX_SERIES; i++)     /* a version no longer served shows no drift */
-    if (mon.series[i]) memset(mon.series[i]->drift_set, 0, sizeof mon.series[i]->drift_set);
-  for (size_t i = 0; mon.conf && i < mon.conf->n_routes; i++) {
+/* One comparison of the sliding window: a series' feature against stable's (ref_series) or
+ * against its route's baseline (ref_series -1, route given). */
+typedef struct { unsigned series, f; int ref_series; size_t route; fl_drift_t d; } job_t;
+
+/* Lock held: ends the captures that are due, and lists the comparisons of the sliding window,
+ * canary outputs against stable's and each variant's inputs against a ready baseline. The
+ * caller frees the list. */
+static job_t *plan_drift(uint64_t now, size_t *n_jobs) {
+  size_t cap = 2 * FL_F_COUNT * (mon.conf ? mon.conf->n_routes : 0), n = 0;
+  job_t *jobs = malloc(sizeof *jobs * (cap ? cap : 1));
+  for (size_t i = 0; jobs && mon.conf && i < mon.conf->n_routes; i++) {
     const fl_route_t *r = &mon.conf->routes[i];
     fl_baseline_t *b = &mon.baselines[i];
     if (b->state == FL_BASELINE_CAPTURING && now > b->until_ms) {
@@ -287,19 +343,51 @@ static void refresh_drift(void) {
       if (enough) b->state = FL_BASELINE_READY;
       else fl_baseline_clear(b);
     }
-    mseries_t *c = r->has_canary ? mon.series[r->variant[FL_CANARY].series] : NULL;
-    mseries_t *s = mon.series[r->variant[FL_STABLE].series];
-    for (unsigned f = 0; c && f < FL_F_COUNT; f++) {
-      c->drift_set[f] = !fl_feature_is_input(f) && c->ring[f] && s && s->ring[f];
-      if (c->drift_set[f]) drift_between(c, s, f, from, now, &c->drift[f]);
+    unsigned ss = r->variant[FL_STABLE].series, cs = r->variant[FL_CANARY].series;
+    const mseries_t *s = mon.series[ss], *c = r->has_canary ? mon.series[cs] : NULL;
+    for (unsigned f = 0; f < FL_F_COUNT; f++) {
+      if (!fl_feature_is_input(f) && c && c->ring[f] && s && s->ring[f])
+        jobs[n++] = (job_t){.series = cs, .f = f, .ref_series = (int)ss, .route = i};
+      if (!fl_feature_is_input(f) || b->state != FL_BASELINE_READY || !b->sample[f].n) continue;
+      if (s && s->ring[f]) jobs[n++] = (job_t){.series = ss, .f = f, .ref_series = -1, .route = i};
+      if (c && c->ring[f]) jobs[n++] = (job_t){.series = cs, .f = f, .ref_series = -1, .route = i};
     }
-    mseries_t *both[2] = {s, c};
-    for (unsigned v = 0; v < 2 && b->state == FL_BASELINE_READY; v++)
-      for (unsigned f = 0; both[v] && f < FL_F_COUNT; f++) {
-        both[v]->drift_set[f] = fl_feature_is_input(f) && b->sample[f].n && both[v]->ring[f];
-        if (both[v]->drift_set[f]) drift_from_baseline(both[v], b, f, from, now);
-      }
   }
+  *n_jobs = n;
+  return jobs;
+}
+
+/* Over the last data.window. Monitor thread. */
+static void refresh_drift(void) {
+  uint64_t now = fl_now_ms(), from = now > mon.n_slices * SLICE_MS ? now - mon.n_slices * SLICE_MS : 0;
+  size_t n = 0;
+  pthread_mutex_lock(&mon.lock);
+  uint64_t generation = mon.generation;
+  job_t *jobs = plan_drift(now, &n);
+  pthread_mutex_unlock(&mon.lock);
+  if (!jobs) return;
+  bool current = true;
+  for (size_t j = 0; j < n && current; j++) {
+    job_t *x = &jobs[j];
+    pair_t p;
+    pthread_mutex_lock(&mon.lock);
+    if ((current = mon.generation == generation))
+      pair_take(&p, x->f, mon.series[x->series], x->ref_series >= 0 ? mon.series[x->ref_series] : NULL,
+                &mon.baselines[x->route].sample[x->f], from, now);
+    pthread_mutex_unlock(&mon.lock);
+    if (current) x->d = pair_compare(&p);
+  }
+  pthread_mutex_lock(&mon.lock);
+  if (current && mon.generation == generation) {      /* publish all at once */
+    for (unsigned i = 0; i < FL_MAX_SERIES; i++)      /* a version no longer served shows no drift */
+      if (mon.series[i]) memset(mon.series[i]->drift_set, 0, sizeof mon.series[i]->drift_set);
+    for (size_t j = 0; j < n; j++) {
+      mon.series[jobs[j].series]->drift[jobs[j].f] = jobs[j].d;
+      mon.series[jobs[j].series]->drift_set[jobs[j].f] = true;
+    }
+  }
+  pthread_mutex_unlock(&mon.lock);
+  free(jobs);
 }
 
 /* ---- the thread ---- */
@@ -336,9 +424,7 @@ static void *monitor_main(void *arg) {
   do {
     drain();
     if (fl_now_ms() >= next_drift) {
-      pthread_mutex_lock(&mon.lock);
       refresh_drift();
-      pthread_mutex_unlock(&mon.lock);
       next_drift = fl_now_ms() + atomic_load(&mon.refresh_ms);
     }
   } while (!wait_or_stop(POLL_MS));
@@ -371,8 +457,25 @@ static void carry_baselines(const fl_conf_t *c, fl_baseline_t *next) {
   for (size_t j = 0; mon.conf && j < mon.conf->n_routes; j++) fl_baseline_clear(&mon.baselines[j]);
   free(mon.baselines);
   mon.baselines = next;
+}
+
+/* Maps the series of c's variants to their routes; the others' slices are freed (a version that
+ * comes back starts afresh). Lock held. */
+static void map_series(const fl_conf_t *c) {
   for (unsigned s = 0; s < FL_MAX_SERIES; s++) mon.series_route[s] = -1;
-  for (size_t i = 0; i < c->n_routes; i++) mon.series_route[c->routes[i].variant[FL_STABLE].series] = (int)i;
+  for (size_t i = 0; i < c->n_routes; i++) {
+    mon.series_route[c->routes[i].variant[FL_STABLE].series] = (int)i;
+    if (c->routes[i].has_canary) mon.series_route[c->routes[i].variant[FL_CANARY].series] = (int)i;
+  }
+  for (unsigned s = 0; s < FL_MAX_SERIES; s++) {
+    mseries_t *m = mon.series[s];
+    if (!m || (m->live = mon.series_route[s] >= 0)) continue;
+    for (unsigned f = 0; f < FL_F_COUNT; f++) {
+      free(m->ring[f]);
+      m->ring[f] = NULL;
+      m->drift_set[f] = false;
+    }
+  }
 }
 
 int fl_monitor_reconfigure(const fl_conf_t *c) {
@@ -394,6 +497,8 @@ int fl_monitor_reconfigure(const fl_conf_t *c) {
     return FL_ENOMEM;
   }
   carry_baselines(c, baselines);
+  map_series(c);
+  mon.generation++;
   const fl_conf_t *old = mon.conf;
   fl_conf_ref((fl_conf_t *)c);
   mon.conf = c;
@@ -452,6 +557,8 @@ void fl_monitor_stop(void) {
     free(mon.series[i]);
     mon.series[i] = NULL;
   }
+  for (unsigned i = 0; i < mon.n_tables; i++) free(mon.tables[i]);
+  mon.n_tables = 0;
   fl_quality_conf_free(&mon.qc);
   for (size_t j = 0; mon.conf && j < mon.conf->n_routes; j++) fl_baseline_clear(&mon.baselines[j]);
   free(mon.baselines);
@@ -620,10 +727,10 @@ static void expo_features(fl_buf_t *b, const expo_t *e) {
   }
   fl_metrics_family(b, "fledge_data_class_total", "counter", "Predicted classes (the 65th and later distinct ones as \"other\").");
   for (unsigned i = 0; i < e->n; i++)
-    for (unsigned c = 0; mon.series[i] && c <= mon.n_labels && c <= MAX_LABELS; c++) {
+    for (unsigned c = 0; mon.series[i] && c <= MAX_LABELS; c++) {
       uint64_t n = mon.series[i]->classes[c];
       char label[80];
-      fl_metrics_escape(label, sizeof label, c < mon.n_labels ? mon.labels[c] : "other");
+      fl_metrics_escape(label, sizeof label, label_name(mon.series[i], c));
       if (n) fl_buf_printf(b, "fledge_data_class_total{%s,class=\"%s\"} %llu\n", e->lbl[i], label, (unsigned long long)n);
     }
 }
@@ -673,18 +780,16 @@ void fl_monitor_exposition(fl_buf_t *b) {
 
 /* ---- /api/v1/stats ---- */
 
-static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
 static json_t *features_json(const mseries_t *m) {
   json_t *o = json_object();
   char fbuf[32];
   for (unsigned f = 0; f < FL_F_COUNT; f++) {
     const welford_t *w = &m->w[f];
     if (!w->n || fl_feature_is_category(f)) continue;
+    double sd = w->n > 1 ? sqrt(w->m2 / (double)(w->n - 1)) : 0;
     json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf),
-                        json_pack("{s:I, s:o, s:o, s:o, s:o}", "count", (json_int_t)w->n, "mean", num(w->mean), "sd",
-                                  num(w->n > 1 ? sqrt(w->m2 / (double)(w->n - 1)) : 0), "min", num(w->min), "max",
-                                  num(w->max)));
+                        json_pack("{s:I, s:o, s:o, s:o, s:o}", "count", (json_int_t)w->n, "mean", fl_json_num(w->mean),
+                                  "sd", fl_json_num(sd), "min", fl_json_num(w->min), "max", fl_json_num(w->max)));
   }
   return o;
 }
@@ -693,38 +798,22 @@ static json_t *drift_entry(unsigned f, const fl_drift_t *d) {
   json_t *x = json_pack("{s:s, s:I, s:I}", "reference", fl_feature_is_input(f) ? "baseline" : "stable", "n",
                         (json_int_t)d->n_a, "n_reference", (json_int_t)d->n_b);
   if (fl_feature_is_category(f)) {
-    json_object_set_new(x, "js", num(d->js));
-    json_object_set_new(x, "chi2", num(d->chi2.statistic));
-    json_object_set_new(x, "chi2_p_value", num(d->chi2.p_value));
+    json_object_set_new(x, "js", fl_json_num(d->js));
+    json_object_set_new(x, "chi2", fl_json_num(d->chi2.statistic));
+    json_object_set_new(x, "chi2_p_value", fl_json_num(d->chi2.p_value));
   } else {
-    json_object_set_new(x, "psi", num(d->psi));
-    json_object_set_new(x, "ks_statistic", num(d->ks.statistic));
-    json_object_set_new(x, "ks_p_value", num(d->ks.p_value));
+    json_object_set_new(x, "psi", fl_json_num(d->psi));
+    json_object_set_new(x, "ks_statistic", fl_json_num(d->ks.statistic));
+    json_object_set_new(x, "ks_p_value", fl_json_num(d->ks.p_value));
   }
   return x;
 }
 
-static json_t *drift_json(const mseries_t *m) {
+json_t *fl_monitor_drift_json(const fl_drift_t drift[FL_F_COUNT], const bool set[FL_F_COUNT]) {
   json_t *o = json_object();
   char fbuf[32];
   for (unsigned f = 0; f < FL_F_COUNT; f++)
-    if (m->drift_set[f]) json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf), drift_entry(f, &m->drift[f]));
-  return o;
-}
-
-json_t *fl_monitor_drift_json(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms) {
-  json_t *o = json_object();
-  char fbuf[32];
-  pthread_mutex_lock(&mon.lock);
-  const mseries_t *a = series_a < FL_MAX_SERIES ? mon.series[series_a] : NULL;
-  const mseries_t *b = series_b < FL_MAX_SERIES ? mon.series[series_b] : NULL;
-  for (unsigned f = 0; a && b && f < FL_F_COUNT; f++) {
-    if (fl_feature_is_input(f) || !a->ring[f] || !b->ring[f]) continue;
-    fl_drift_t d;
-    drift_between(a, b, f, from_ms, to_ms, &d);
-    json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf), drift_entry(f, &d));
-  }
-  pthread_mutex_unlock(&mon.lock);
+    if (set[f]) json_object_set_new(o, fl_feature_name(f, fbuf, sizeof fbuf), drift_entry(f, &drift[f]));
   return o;
 }
 
@@ -743,8 +832,8 @@ static json_t *counts_json(const mseries_t *m) {
   }
   for (unsigned k = 0; k < FL_QK_COUNT; k++)
     if (m->kinds[k]) json_object_set_new(kinds, fl_qkind_name((fl_qkind_t)k), json_integer((json_int_t)m->kinds[k]));
-  for (unsigned c = 0; c <= mon.n_labels && c <= MAX_LABELS; c++)
-    if (m->classes[c]) json_object_set_new(classes, c < mon.n_labels ? mon.labels[c] : "other", json_integer((json_int_t)m->classes[c]));
+  for (unsigned c = 0; c <= MAX_LABELS; c++)
+    if (m->classes[c]) json_object_set_new(classes, label_name(m, c), json_integer((json_int_t)m->classes[c]));
   return json_pack("{s:o, s:o, s:o, s:o}", "counts", counts, "rates", rates, "kinds", kinds, "classes", classes);
 }
 
@@ -754,7 +843,7 @@ json_t *fl_monitor_series_json(unsigned series) {
   const mseries_t *m = series < FL_MAX_SERIES && mon.series[series] ? mon.series[series] : &none;
   json_t *o = counts_json(m);
   json_object_set_new(o, "features", features_json(m));
-  json_object_set_new(o, "drift", drift_json(m));
+  json_object_set_new(o, "drift", fl_monitor_drift_json(m->drift, m->drift_set));
   json_object_set_new(o, "feedback", json_pack("{s:I, s:o}", "count", (json_int_t)m->d.feedback, "mean_score",
                                                m->d.feedback ? json_real(m->d.feedback_sum / (double)m->d.feedback) : json_null()));
   json_object_set_new(o, "missing_values", json_string("NaN, Inf and null are counted (nan, inf, null, input_missing) "

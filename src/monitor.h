@@ -70,9 +70,10 @@ typedef struct fl_data_snap {
 
 void fl_monitor_data(unsigned series, fl_data_snap_t *out);
 
-/* Drift of a feature between two series over [from_ms, to_ms] (monotonic), b the reference:
- * KS and PSI for numbers, chi-square and Jensen–Shannon for categories. NaN where a side has too
- * few values (fewer than FL_DRIFT_MIN). */
+/* Drift between two series over [from_ms, to_ms] (monotonic), b the reference: KS and PSI for
+ * numbers, chi-square and Jensen–Shannon for categories, for every output feature both series
+ * have (set[f]); NaN where a side has fewer than FL_DRIFT_MIN values, and for every feature not
+ * set. The values are copied under the lock and compared without it. Any thread but a worker. */
 #define FL_DRIFT_MIN 20
 typedef struct fl_drift {
   size_t n_a, n_b;                     /* values compared on each side */
@@ -80,12 +81,12 @@ typedef struct fl_drift {
   fl_test_t ks, chi2;
 } fl_drift_t;
 
-void fl_monitor_drift(unsigned series_a, unsigned series_b, unsigned feature, uint64_t from_ms, uint64_t to_ms,
-                      fl_drift_t *out);
+void fl_monitor_window_drift(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms,
+                             fl_drift_t out[FL_F_COUNT], bool set[FL_F_COUNT]);
 
-/* The same for every output feature both series have, as {feature: {psi, ks_statistic, ...}}:
- * what a rollout window records. New reference. */
-json_t *fl_monitor_drift_json(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms);
+/* Those that are set as {feature: {psi, ks_statistic, ...}}: what a rollout window records. New
+ * reference. */
+json_t *fl_monitor_drift_json(const fl_drift_t drift[FL_F_COUNT], const bool set[FL_F_COUNT]);
 
 /* Feedback attributed to a series (feedback.h). */
 void fl_monitor_feedback(unsigned series, double score);

@@ -135,24 +135,23 @@ static void window_begin(const fl_route_t *rt, ro_t *r) {
 
 static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   static fl_series_snap_t now_c, now_s, win_c, win_s;
-  fl_drift_t drift[FL_MAX_CHECKS];
+  fl_drift_t drift[FL_F_COUNT];
+  bool drift_set[FL_F_COUNT];
   snapshot(rt, FL_CANARY, &now_c);
   snapshot(rt, FL_STABLE, &now_s);
   fl_window_diff(&now_c, &r->start_canary, &win_c);
   fl_window_diff(&now_s, &r->start_stable, &win_s);
   for (size_t i = 0; i < r->spec.n_checks; i++) {
     const fl_check_t *k = &r->spec.checks[i];
-    if (k->kind == FL_CHECK_DRIFT)
-      fl_monitor_drift(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series, k->feature, r->window_start_ms,
-                       fl_now_ms(), &drift[i]);
     if (k->kind == FL_CHECK_BACKEND) {
       win_c.backend_known[i] = fl_scrape_variant_value(rt->name, FL_CANARY, k->name + 8, &win_c.backend[i]);
       win_s.backend_known[i] = fl_scrape_variant_value(rt->name, FL_STABLE, k->name + 8, &win_s.backend[i]);
     }
   }
+  fl_monitor_window_drift(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series, r->window_start_ms,
+                          fl_now_ms(), drift, drift_set);
   json_t *a = fl_analysis_run(&r->spec, &win_c, &win_s, drift, v);
-  json_object_set_new(a, "drift", fl_monitor_drift_json(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series,
-                                                        r->window_start_ms, fl_now_ms()));
+  json_object_set_new(a, "drift", fl_monitor_drift_json(drift, drift_set));
   json_object_set_new(a, "step", json_integer(r->step));
   json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
   r->verdicts[*v]++;

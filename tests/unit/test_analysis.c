@@ -338,20 +338,20 @@ static void drift_fails_beyond_its_bound_when_its_test_agrees(void **state) {
                                 "{\"metric\": \"output_tokens_ks\", \"max\": 0.1}]}");
   clear_windows();
   canary.requests = stable.requests = 100;
-  fl_drift_t d[2] = {{.n_a = 100, .n_b = 100, .psi = 0.5, .ks = {0.4, 1e-6}},
-                     {.n_a = 100, .n_b = 100, .psi = 0.5, .ks = {0.4, 1e-6}}};
+  fl_drift_t d[FL_F_COUNT] = {0}, *tokens = &d[FL_F_OUTPUT_TOKENS];
+  *tokens = (fl_drift_t){.n_a = 100, .n_b = 100, .psi = 0.5, .ks = {0.4, 1e-6}};
   fl_verdict_t v;
   json_t *r = fl_analysis_run(&s, &canary, &stable, d, &v);
   assert_int_equal(v, FL_VERDICT_FAIL);
   assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_psi"), "verdict")), "fail");
   assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_ks"), "verdict")), "fail");
   json_decref(r);
-  d[1].ks = (fl_test_t){0.4, 0.2};                      /* a large D from few values: not significant */
-  d[0].psi = 0.05;
+  tokens->ks = (fl_test_t){0.4, 0.2};                   /* a large D from few values: not significant */
+  tokens->psi = 0.05;
   r = fl_analysis_run(&s, &canary, &stable, d, &v);
   assert_int_equal(v, FL_VERDICT_PASS);
   json_decref(r);
-  d[0].n_a = FL_DRIFT_MIN - 1;
+  tokens->n_a = FL_DRIFT_MIN - 1;
   r = fl_analysis_run(&s, &canary, &stable, d, &v);
   assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
   json_decref(r);
