@@ -20,6 +20,8 @@ static char *const DEFAULT_FAMILIES[] = {
     "nv_inference_queue_duration_us", "nv_gpu_utilization", "nv_gpu_memory_used_bytes",
 };
 
+#define MAX_SAMPLES 4096               /* kept per target and scrape; the rest are counted as dropped */
+
 typedef struct {
   char name[128];
   char labels[1024];                   /* extra labels as exported: a="x",b="y" (escaped) */
@@ -33,6 +35,7 @@ typedef struct {
   bool up;
   double seconds;                      /* the last scrape's duration */
   int bad_lines;
+  size_t dropped;                      /* wanted samples the last scrape could not keep */
   char error[160];
   sample_t *samples;
   size_t n;
@@ -73,14 +76,16 @@ bool fl_scrape_wanted(const char *name, char *const *families, size_t n) {
 
 typedef struct {
   sample_t *samples;
-  size_t n, cap;
+  size_t n, cap, dropped;
   char *const *families;
   size_t n_families;
 } collect_t;
 
 static void on_sample(void *ctx, const char *name, const fl_prom_label_t *labels, size_t n_labels, double value) {
   collect_t *c = ctx;
-  if (!fl_scrape_wanted(name, c->families, c->n_families) || c->n == 4096) return;
+  if (!fl_scrape_wanted(name, c->families, c->n_families)) return;
+  c->dropped++;                                  /* until it is kept whole */
+  if (c->n == MAX_SAMPLES) return;
   if (c->n == c->cap) {
     size_t cap = c->cap ? c->cap * 2 : 64;
     sample_t *more = realloc(c->samples, cap * sizeof *more);
@@ -88,7 +93,7 @@ static void on_sample(void *ctx, const char *name, const fl_prom_label_t *labels
     c->samples = more, c->cap = cap;
   }
   sample_t *s = &c->samples[c->n++];
-  snprintf(s->name, sizeof s->name, "%s", name);
+  snprintf(s->name, sizeof s->name, "%s", name);       /* the parser's names fit */
   s->value = value;
   size_t off = 0;
   s->labels[0] = '\0';
@@ -100,7 +105,8 @@ static void on_sample(void *ctx, const char *name, const fl_prom_label_t *labels
     off += (size_t)snprintf(s->labels + off, sizeof s->labels - off, ",%s%s=\"%s\"", ours ? "exported_" : "",
                             labels[i].name, v);
   }
-  if (off >= sizeof s->labels) c->n--;           /* labels too long to keep whole: dropped */
+  if (off >= sizeof s->labels) c->n--;           /* labels too long to keep whole */
+  else c->dropped--;
 }
 
 static double now_s(void) { return fl_now_ns() / 1e9; }
@@ -143,6 +149,7 @@ static void scrape_one(size_t i) {
     live->up = rc == 0 && status == 200;
     live->seconds = now_s() - t0;
     live->bad_lines = bad;
+    live->dropped = c.dropped;
     snprintf(live->error, sizeof live->error, "%s", live->up ? "" : err);
     c.samples = NULL;
   }
@@ -204,7 +211,7 @@ int fl_scrape_configure(const fl_conf_t *c) {
           strcmp(targets[i].url, sc.targets[j].url) == 0 && sc.targets[j].samples) {
         target_t *from = &sc.targets[j];
         targets[i].samples = from->samples, targets[i].n = from->n, targets[i].up = from->up;
-        targets[i].seconds = from->seconds, targets[i].bad_lines = from->bad_lines;
+        targets[i].seconds = from->seconds, targets[i].bad_lines = from->bad_lines, targets[i].dropped = from->dropped;
         memcpy(targets[i].error, from->error, sizeof from->error);
         from->samples = NULL, from->n = 0;
       }
@@ -303,6 +310,12 @@ void fl_scrape_exposition(fl_buf_t *b) {
       fl_buf_printf(b, "fledge_backend_scrape_duration_seconds{route=\"%s\",variant=\"%s\",backend=\"%s\"} %.6f\n",
                     sc.targets[i].route, fl_variant_name((fl_variant_id_t)sc.targets[i].variant), sc.targets[i].backend,
                     sc.targets[i].seconds);
+    fl_metrics_family(b, "fledge_backend_scrape_samples_dropped", "gauge",
+                      "Wanted samples the last scrape could not keep (over 4096, or labels too long).");
+    for (size_t i = 0; i < sc.n_targets; i++)
+      fl_buf_printf(b, "fledge_backend_scrape_samples_dropped{route=\"%s\",variant=\"%s\",backend=\"%s\"} %zu\n",
+                    sc.targets[i].route, fl_variant_name((fl_variant_id_t)sc.targets[i].variant), sc.targets[i].backend,
+                    sc.targets[i].dropped);
     expo_samples(b);
   }
   pthread_mutex_unlock(&sc.lock);
@@ -313,10 +326,10 @@ json_t *fl_scrape_json(void) {
   pthread_mutex_lock(&sc.lock);
   for (size_t i = 0; i < sc.n_targets; i++) {
     const target_t *t = &sc.targets[i];
-    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:b, s:f, s:I, s:i, s:s}", "url", t->url, "route", t->route,
-                                       "variant", fl_variant_name((fl_variant_id_t)t->variant), "up", t->up, "seconds",
-                                       t->seconds, "samples", (json_int_t)t->n, "malformed_lines", t->bad_lines, "error",
-                                       t->error));
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:b, s:f, s:I, s:I, s:i, s:s}", "url", t->url, "route",
+                                       t->route, "variant", fl_variant_name((fl_variant_id_t)t->variant), "up", t->up,
+                                       "seconds", t->seconds, "samples", (json_int_t)t->n, "samples_dropped",
+                                       (json_int_t)t->dropped, "malformed_lines", t->bad_lines, "error", t->error));
   }
   pthread_mutex_unlock(&sc.lock);
   return a;

@@ -209,9 +209,10 @@ def chat(stream=False, user=None, tokens=None, model="m"):
 
 
 class CaptureBackend:
-    """A threaded HTTP/1.1 backend that records each request's headers (lower-case) and answers 200."""
+    """A threaded HTTP/1.1 backend that records each request's headers (lower-case) and answers 200
+    with `answer` (JSON {"ok":true} unless given)."""
 
-    def __init__(self):
+    def __init__(self, answer=b'{"ok":true}', content_type="application/json"):
         import http.server
         import threading
         owner = self
@@ -233,9 +234,9 @@ class CaptureBackend:
                     body = self.rfile.read(n) if n else b""
                 owner.requests.append({k.lower(): v for k, v in self.headers.items()})
                 owner.bodies.append(body)
-                out = b'{"ok":true}'
+                out = answer
                 self.send_response(200)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)

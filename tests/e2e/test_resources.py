@@ -190,6 +190,25 @@ def test_the_model_servers_own_metrics_are_scraped_and_relabelled():
             assert [t["up"] for t in targets] == [True, True, False] and targets[2]["error"], targets
 
 
+def test_samples_a_scrape_cannot_keep_are_counted_as_dropped():
+    from harness import CaptureBackend
+    text = "vllm:num_requests_waiting{%s} 1\n" % ",".join('n%d="%s"' % (i, "y" * 250) for i in range(5))  # > 1 KiB
+    text += "".join('vllm:num_requests_running{slot="%d"} %d\n' % (i, i) for i in range(5000))
+    text += "llamacpp:" + "x" * 200 + " 1\n"               # a name over 127 bytes: malformed
+    text += "some_family_not_wanted 1\n"
+    with mock() as v1, CaptureBackend(text.encode(), "text/plain; version=0.0.4") as server:
+        conf = ("scrape: { interval: 1s }\nroutes:\n  - name: chat\n"
+                "    stable: { version: v1, backends: [127.0.0.1:%d], metrics_url: http://127.0.0.1:%d/metrics }\n"
+                % (v1.port, server.port))
+        with Gateway(conf) as gw:
+            target = wait_for(lambda: [t for t in resources(gw)["backend_metrics"] if t["up"]])
+            assert target, resources(gw)
+            assert target[0]["samples"] == 4096 and target[0]["samples_dropped"] == 5000 - 4096 + 1, target
+            assert target[0]["malformed_lines"] == 1, target
+            assert metric(gw, "fledge_backend_scrape_samples_dropped", 'route="chat"') == 905
+            assert metric(gw, "fledge_backend_vllm_num_requests_running", 'slot="4095"') == 4095
+
+
 def test_a_canary_whose_server_reports_a_full_kv_cache_is_rolled_back_by_a_backend_check():
     spec = {"steps": [50, 100], "interval": "2s", "min_requests": 10, "max_failures": 2,
             "checks": [{"metric": "backend:vllm:kv_cache_usage_perc", "max": 0.95}]}
