@@ -28,18 +28,25 @@ static unsigned online_cpus(void) {
   return n < 1 ? 1 : n > FL_MAX_WORKERS ? FL_MAX_WORKERS : (unsigned)n;
 }
 
+static atomic_uint pinned_workers;      /* 0 until the server runs */
+
+void fl_conf_pin_workers(unsigned n) { atomic_store(&pinned_workers, n); }
+
 /* Read before everything else: header_regex compiles one copy per worker. */
 static int parse_workers(parse_ctx_t *p, yaml_node_t *root) {
   yaml_node_t *n = cy_map_get(p, root, "workers");
   uint64_t v;
-  p->conf->workers = online_cpus();
+  unsigned pinned = atomic_load(&pinned_workers);
+  p->conf->workers_wanted = online_cpus();
+  p->conf->workers = pinned ? pinned : p->conf->workers_wanted;
   if (!n) return 0;
   p->key = "workers";
   int rc = cy_want_scalar(p, n);
   if (rc || strcmp(cy_scalar(n), "auto") == 0) return rc;
   if (!cy_parse_u64(cy_scalar(n), &v) || v < 1 || v > FL_MAX_WORKERS)
     return cy_fail(p, n, "workers must be auto or an integer from 1 to %d, not \"%s\"", FL_MAX_WORKERS, cy_scalar(n));
-  p->conf->workers = (unsigned)v;
+  p->conf->workers_wanted = (unsigned)v;
+  p->conf->workers = pinned ? pinned : p->conf->workers_wanted;
   return 0;
 }
 
@@ -634,7 +641,7 @@ static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRA
 static void set_defaults(fl_conf_t *c) {
   fl_addr_parse("127.0.0.1:8080", &c->listen);
   fl_addr_parse("127.0.0.1:9090", &c->admin_listen);
-  c->workers = 1;
+  c->workers = c->workers_wanted = 1;
   c->timeouts.connect_ms = 2000;
   c->timeouts.header_ms = 10000;
   c->timeouts.first_byte_ms = 60000;

@@ -99,7 +99,9 @@ typedef struct fl_conf {
   char *admin_token;                /* its value, read at load */
   char *admin_token_error;          /* "FILE:LINE:COL: ..." when the variable is missing or too short:
                                        serve and check refuse such a file, CLI tools only read it */
-  unsigned workers;                 /* workers: N | auto (= online CPUs), 1..FL_MAX_WORKERS */
+  unsigned workers;                 /* the worker threads this snapshot serves on (regex copies, the
+                                       connection limit's split): the running ones once pinned */
+  unsigned workers_wanted;          /* workers: N | auto (= online CPUs), 1..FL_MAX_WORKERS */
   fl_cidr_t *trusted; size_t n_trusted;  /* trusted_cidrs: default [127.0.0.0/8, ::1/128] */
   char *geoip_mmdb;                 /* geoip.mmdb: path of a MaxMind database, or NULL */
   char *geoip_header;               /* geoip.header: country header set by a trusted edge (lower-case) */
@@ -155,6 +157,10 @@ int fl_conf_load(const char *path, fl_conf_t **out, char *err, size_t err_cap);
 
 /* Same, from a string; `name` stands in for the file name in messages. */
 int fl_conf_parse(const char *name, const char *yaml, size_t len, fl_conf_t **out, char *err, size_t err_cap);
+
+/* From now on, snapshots are made for n running worker threads whatever their file says (a
+ * change of workers takes effect at restart). Control thread, once the workers run. */
+void fl_conf_pin_workers(unsigned n);
 
 void fl_conf_ref(fl_conf_t *c);
 void fl_conf_unref(fl_conf_t *c);   /* frees at zero */

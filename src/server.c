@@ -185,7 +185,7 @@ static void reload(void) {
     fl_log("reload of %s failed; still serving the previous config", ctl.conf->path);
     return;
   }
-  if (c->workers != ctl.n_workers || strcmp(c->listen.text, ctl.conf->listen.text) != 0)
+  if (c->workers_wanted != ctl.n_workers || strcmp(c->listen.text, ctl.conf->listen.text) != 0)
     fl_log("reload: workers and listen take effect only at restart");
   fl_rollouts_bind(c, false);
   publish(c);
@@ -375,6 +375,7 @@ int fl_server_run(const char *conf_path) {
   raise_fd_limit();
   if (prepare_conf(conf_path, &ctl.conf) != 0) return 1;
   ctl.n_workers = ctl.conf->workers;
+  fl_conf_pin_workers(ctl.n_workers);                /* a reload's regex copies are for these */
   ctl.workers = calloc(ctl.n_workers, sizeof *ctl.workers);
   if (!ctl.workers) return 1;
   ctl.metrics.n_workers = ctl.n_workers;

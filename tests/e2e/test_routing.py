@@ -120,6 +120,19 @@ def test_sighup_raising_the_weight_keeps_every_canary_user_on_the_canary():
         assert 0.05 < share_before < 0.15 and 0.33 < share_after < 0.47, (share_before, share_after)
 
 
+def test_a_reload_asking_for_fewer_workers_keeps_regex_rules_working_on_every_running_worker():
+    rules = "    rules:\n      - match: { header_regex: { user-agent: \"^beta-\" } }\n        variant: canary\n"
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0, extra=rules), workers=4) as gw:
+        gw.reload(route_yaml(v1, v2, weight=0, extra=rules), workers=1)
+        assert "workers and listen take effect only at restart" in gw.output()
+        for i in range(200):                  # a new connection each: every one of the 4 workers answers some
+            r = request(gw.port, "POST", "/v1/chat/completions", {"user-agent": "beta-%d" % i}, chat())
+            assert r.status == 200 and r.header("x-fledge-variant") == "canary", (i, r.status, r.headers)
+            r = request(gw.port, "POST", "/v1/chat/completions", {"user-agent": "curl/%d" % i}, chat())
+            assert r.status == 200 and r.header("x-fledge-variant") == "stable", (i, r.status, r.headers)
+
+
 def test_an_invalid_config_on_sighup_keeps_the_old_one_serving():
     with mock(model="m-v1") as v1, mock(model="m-v2") as v2, Gateway(route_yaml(v1, v2, weight=0)) as gw:
         gw.write_conf(route_yaml(v1, v2, weight=150))
