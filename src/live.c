@@ -43,3 +43,5 @@ int fl_live_bind(fl_conf_t *c) {
 }
 
 void fl_live_set_weight(fl_live_t *l, uint32_t weight_bp) { atomic_store(&l->weight_bp, weight_bp); }
+
+void fl_live_set_held(fl_live_t *l, bool held) { atomic_store(&l->held, held); }

@@ -11,6 +11,8 @@
 typedef struct fl_live {
   char route[64];
   atomic_uint weight_bp;             /* the weight in force, 0..10000 */
+  atomic_bool held;                  /* the canary was rolled back or awaits its acceptance set: rules
+                                        may not send anyone to it (a trusted override still may) */
   uint32_t config_weight_bp;         /* the config file's weight at the last load (control thread) */
   bool seen;                         /* a config has named this route (control thread) */
 } fl_live_t;
@@ -26,7 +28,12 @@ static inline uint32_t fl_live_weight(const fl_route_t *r) {
   return r->live ? atomic_load_explicit(&r->live->weight_bp, memory_order_relaxed) : r->canary_weight_bp;
 }
 
-/* Sets the weight in force. Control thread. */
+static inline bool fl_live_held(const fl_route_t *r) {
+  return r->live && atomic_load_explicit(&r->live->held, memory_order_relaxed);
+}
+
+/* Sets the weight in force, and the hold. Control thread. */
 void fl_live_set_weight(fl_live_t *l, uint32_t weight_bp);
+void fl_live_set_held(fl_live_t *l, bool held);
 
 #endif

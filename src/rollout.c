@@ -60,7 +60,12 @@ static const fl_route_t *route_of(const fl_conf_t *c, const char *name) { return
 
 /* ---- persistence and events ---- */
 
+/* Persists a route's state. Every change of state or weight comes through here, so this is also
+ * where the canary's hold is set: rolled back (or at its acceptance set) and at weight 0, rules
+ * may not send users to it. */
 static void save(const fl_route_t *rt, const ro_t *r, uint32_t weight_bp) {
+  if (rt->live)
+    fl_live_set_held(rt->live, r && weight_bp == 0 && (r->state == RO_ROLLED_BACK || r->state == RO_ACCEPTANCE));
   fl_route_state_t st = {.weight_bp = weight_bp, .config_weight_bp = rt->canary_weight_bp, .step = -1};
   snprintf(st.route, sizeof st.route, "%s", rt->name);
   snprintf(st.stable_version, sizeof st.stable_version, "%s", rt->variant[FL_STABLE].version);
@@ -300,9 +305,8 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
     save(rt, r, fl_live_weight(rt));
     event(route, actor, "paused", json_pack("{s:i}", "step", r->step));
   } else if (strcmp(action, "resume") == 0 && active && r->state == RO_PAUSED) {
-    r->state = RO_PROGRESSING;
-    save(rt, r, fl_live_weight(rt));
-    event(route, actor, "resumed", json_pack("{s:i}", "step", r->step));
+    r->state = RO_PROGRESSING;                      /* at the step's weight, whatever a hand set since */
+    set_weight(rt, r, r->spec.steps_bp[r->step], actor, "resumed", json_pack("{s:i}", "step", r->step));
     window_begin(rt, r);
   } else if (strcmp(action, "promote") == 0 && active) {
     r->state = RO_PROMOTED;
@@ -339,9 +343,14 @@ static ro_state_t state_named(const char *s) {
 }
 
 static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
-  if (st->config_weight_bp == rt->canary_weight_bp && rt->has_canary) fl_live_set_weight(rt->live, st->weight_bp);
+  bool same_file = st->config_weight_bp == rt->canary_weight_bp;
+  if (same_file && rt->has_canary) fl_live_set_weight(rt->live, st->weight_bp);
   ro_state_t state = state_named(st->rollout_state);
   if (state == RO_IDLE) return;
+  if (state == RO_PROGRESSING && !same_file) {     /* the file moved the weight off the step's */
+    state = RO_PAUSED;
+    fl_log("route %s: the file's weight changed while the gateway was down: the rollout is paused", rt->name);
+  }
   if (state == RO_ACCEPTANCE) {                    /* interrupted mid-acceptance: never skip the gate */
     state = RO_ROLLED_BACK;
     event(rt->name, "rollout", "acceptance_failed",
@@ -362,17 +371,26 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   json_decref(spec);
 }
 
-/* A new canary version ends the rollout judging the old one; a route with a rollout spec then
- * starts one for the new version by itself. */
+/* A new canary version has been judged by nothing: whatever judged the old one (a rollout in
+ * progress, a promotion, a rollback, a weight set by hand) ends, and it gets the weight the file
+ * gives; a route with a rollout spec then starts one for it by itself. */
 static void start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const fl_route_state_t *st, bool known) {
   if (!rt->has_canary || (known && strcmp(st->canary_version, rt->variant[FL_CANARY].version) == 0)) return;
   ro_t *r = ro_get(rt->name, false);
-  if (r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE)) {
-    r->state = RO_ROLLED_BACK;                     /* the canary it was judging is gone */
-    r->generation++;
-    /* the new version has been judged by nothing: back to the weight the file gives */
-    set_weight(rt, r, rt->canary_weight_bp, "config", "superseded",
-               json_pack("{s:s}", "reason", "a new canary version was deployed"));
+  bool judged = r && r->state != RO_IDLE;
+  if (r) {
+    r->state = RO_IDLE;
+    r->generation++;                               /* an acceptance report of the old one is ignored */
+  }
+  json_t *why = json_pack("{s:s, s:s}", "reason", "a new canary version was deployed", "canary_version",
+                          rt->variant[FL_CANARY].version);
+  if (known && fl_live_weight(rt) != rt->canary_weight_bp) {
+    set_weight(rt, r, rt->canary_weight_bp, "config", "superseded", why);
+  } else if (judged) {
+    save(rt, r, fl_live_weight(rt));
+    event_of(r, rt->name, "config", "superseded", why);
+  } else {
+    json_decref(why);
   }
   if (!rt->rollout_spec) return;
   char err[256];

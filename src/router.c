@@ -191,8 +191,9 @@ int fl_router_decide(const fl_route_t *r, const fl_req_view_t *v, uint32_t rand_
     out->why = FL_WHY_OVERRIDE;
     return 0;
   }
+  bool held = fl_live_held(r);           /* a rolled-back canary: its rules are suspended */
   for (size_t i = 0; i < r->n_rules; i++) {
-    if (rule_fits(&r->rules[i], r, v)) {
+    if ((!held || r->rules[i].variant != FL_CANARY) && rule_fits(&r->rules[i], r, v)) {
       out->variant = r->rules[i].variant;
       out->why = FL_WHY_RULE;
       out->rule_index = i;

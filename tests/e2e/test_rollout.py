@@ -104,15 +104,22 @@ def test_kill_9_mid_rollout_resumes_at_the_same_step_and_weight():
         with gw:
             start(gw, spec)
             assert request(gw.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 30}).status == 200
-            request(gw.admin, "POST", "/api/v1/routes/chat/rollout/resume", AUTH)
             gw.p.send_signal(signal.SIGKILL)
             gw.p.wait()
             again = Gateway(yaml, state_dir=gw.state_dir, **WITH_TOKEN)
             with again:
                 r = route(again)
-                assert r["canary_weight"] == 30 and r["rollout"]["state"] == "progressing", r
+                assert r["canary_weight"] == 30 and r["rollout"]["state"] == "paused", r
                 assert r["rollout"]["step"] == 0
                 assert "restored at step 0" in again.output()
+                # resuming hands the wheel back to the rollout: the step's own weight, not the hand's
+                r = request(again.admin, "POST", "/api/v1/routes/chat/rollout/resume", AUTH).json()
+                assert r["canary_weight"] == 10 and r["rollout"]["state"] == "progressing", r
+                again.p.send_signal(signal.SIGKILL)
+                again.p.wait()
+            with Gateway(yaml, state_dir=gw.state_dir, **WITH_TOKEN) as third:
+                r = route(third)
+                assert r["canary_weight"] == 10 and r["rollout"]["state"] == "progressing" and r["rollout"]["step"] == 0, r
 
 
 def test_operator_actions_pause_abort_and_undo():
@@ -370,8 +377,41 @@ def test_a_new_canary_version_ends_a_rollout_started_by_hand():
             start(gw, dict(SPEC, interval="2s"))
             gw.reload(yaml.replace("version: v2", "version: v3"))
             r = route(gw)
-            assert r["rollout"]["state"] == "rolled_back" and r["canary_weight"] == 0, r
+            assert r["rollout"]["state"] == "idle" and r["canary_weight"] == 0, r
             assert events(gw)[-1]["kind"] == "superseded"
+
+
+def test_a_new_canary_version_after_a_promotion_starts_at_the_file_s_weight_not_at_100():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2:
+        yaml = route_yaml(v1, v2, weight=5)
+        with Gateway(yaml, **WITH_TOKEN) as gw:
+            assert start(gw, dict(SPEC, steps=[100]))["canary_weight"] == 100
+            gw.reload(yaml.replace("version: v2", "version: v3"))
+            r = route(gw)
+            assert r["canary_weight"] == 5 and r["rollout"]["state"] == "idle", r
+            last = events(gw)[-1]
+            assert last["kind"] == "superseded" and last["detail"]["to"] == 5, last
+            assert start(gw, dict(SPEC, steps=[100]))["canary_weight"] == 100      # v3 promoted in turn
+            gw.p.send_signal(signal.SIGKILL)
+            gw.p.wait()
+            with Gateway(yaml.replace("version: v2", "version: v4"), state_dir=gw.state_dir, **WITH_TOKEN) as again:
+                assert route(again)["canary_weight"] == 5             # v4 came with the restart: the same
+
+
+def test_a_rolled_back_canary_gets_no_users_through_its_rules_until_a_hand_sets_a_weight():
+    rules = "    rules:\n      - match: { header: { x-beta: \"1\" } }\n        variant: canary\n"
+    beta = {"x-beta": "1"}
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(route_yaml(v1, v2, weight=0, extra=rules), **WITH_TOKEN) as gw:
+        def variant(headers):
+            return request(gw.port, "POST", "/v1/chat/completions", headers, chat()).header("x-fledge-variant")
+        assert variant(beta) == "canary"
+        start(gw, dict(SPEC, interval="60s"))
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH).status == 200
+        assert [variant(beta) for _ in range(20)] == ["stable"] * 20
+        assert variant({"x-fledge-variant": "canary"}) == "canary"   # a trusted override still reaches it
+        assert request(gw.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 1}).status == 200
+        assert variant(beta) == "canary"
 
 
 def test_steps_of_just_100_promote_at_once_and_unknown_actions_are_refused():
