@@ -19,7 +19,22 @@ static int bad(char *err, size_t cap, const char *fmt, const char *what) {
   return FL_EINVAL;
 }
 
-/* "60s", "500ms", "2m" or a number of seconds. */
+/* Every key of o is one of known (n of them); else FL_EINVAL naming the first stranger. */
+static int only_keys(const json_t *o, const char *const *known, size_t n, const char *where, char *err, size_t cap) {
+  const char *key;
+  const json_t *v;
+  json_object_foreach((json_t *)o, key, v) {
+    bool ok = false;
+    for (size_t i = 0; i < n && !ok; i++) ok = strcmp(key, known[i]) == 0;
+    if (!ok) {
+      snprintf(err, cap, "unknown key \"%.40s\" in %s", key, where);
+      return FL_EINVAL;
+    }
+  }
+  return 0;
+}
+
+/* "60s", "500ms", "2m", "1h" or a number of seconds. */
 static int parse_interval(const json_t *v, uint32_t *ms) {
   double secs = -1;
   if (json_is_number(v)) {
@@ -27,7 +42,8 @@ static int parse_interval(const json_t *v, uint32_t *ms) {
   } else if (json_is_string(v)) {
     char *end;
     double n = strtod(json_string_value(v), &end);
-    secs = strcmp(end, "ms") == 0 ? n / 1000 : strcmp(end, "s") == 0 ? n : strcmp(end, "m") == 0 ? n * 60 : -1;
+    secs = strcmp(end, "ms") == 0 ? n / 1000 : strcmp(end, "s") == 0 ? n : strcmp(end, "m") == 0 ? n * 60
+         : strcmp(end, "h") == 0 ? n * 3600 : -1;
   }
   if (secs < 1 || secs > 86400) return FL_EINVAL;
   *ms = (uint32_t)lround(secs * 1000);
@@ -44,15 +60,26 @@ static int parse_steps(const json_t *steps, fl_rollout_spec_t *s, char *err, siz
     uint32_t bp = (uint32_t)lround(pct * 100);
     if (!json_is_number(v) || bp == 0 || pct > 100 || (i && bp <= s->steps_bp[i - 1]))
       return bad(err, cap, "%s must be increasing weights in (0, 100]", "steps");
+    if (fabs(pct * 100 - bp) > 1e-6) return bad(err, cap, "%s take at most two decimals (0.01%% steps)", "steps");
     s->steps_bp[i] = bp;
   }
   s->n_steps = json_array_size(steps);
   return 0;
 }
 
-static double opt_number(const json_t *o, const char *key) {
+/* A bound: absent (NaN), or a finite number at least min (strictly above when above). */
+static int opt_bound(const json_t *o, const char *key, double min, bool above, double *out, char *err, size_t cap) {
   const json_t *v = json_object_get(o, key);
-  return json_is_number(v) ? json_number_value(v) : NAN;
+  *out = NAN;
+  if (!v) return 0;
+  double x = json_number_value(v);
+  if (!json_is_number(v) || !isfinite(x) || x < min || (above && x == min)) {
+    snprintf(err, cap, "check %.64s: %s must be a number %s %g", json_string_value(json_object_get(o, "metric")), key,
+             above ? "above" : "of at least", min);
+    return FL_EINVAL;
+  }
+  *out = x;
+  return 0;
 }
 
 /* FEATURE_psi and FEATURE_ks for numeric features, FEATURE_js for categories. */
@@ -62,7 +89,7 @@ static bool parse_drift(const char *m, fl_check_t *c) {
   if (!us || (size_t)(us - m) >= sizeof feature) return false;
   snprintf(feature, sizeof feature, "%.*s", (int)(us - m), m);
   int f = fl_feature_parse(feature);
-  if (f < 0) return false;
+  if (f < 0 || fl_feature_is_input(f)) return false;    /* inputs drift against a baseline, not stable */
   bool category = fl_feature_is_category((unsigned)f);
   c->feature = (unsigned)f;
   c->stat = strcmp(us, "_psi") == 0 ? 'p' : strcmp(us, "_ks") == 0 ? 'k' : strcmp(us, "_js") == 0 ? 'j' : 0;
@@ -70,10 +97,12 @@ static bool parse_drift(const char *m, fl_check_t *c) {
 }
 
 static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
+  static const char *const KEYS[] = {"metric", "max_increase", "max_ratio", "max", "max_decrease"};
   const char *m = json_string_value(json_object_get(j, "metric"));
   unsigned pct = 0;
   char tail;
-  if (!m) return bad(err, cap, "%s: each check needs a \"metric\"", "checks");
+  if (!json_is_object(j) || !m) return bad(err, cap, "%s: each check needs a \"metric\"", "checks");
+  if (only_keys(j, KEYS, FL_ARRAY_LEN(KEYS), "a check", err, cap)) return FL_EINVAL;
   snprintf(c->name, sizeof c->name, "%s", m);
   if (strcmp(m, "error_rate") == 0) c->kind = FL_CHECK_ERROR_RATE;
   else if (strcmp(m, "latency_per_token") == 0) c->kind = FL_CHECK_LATENCY_PER_TOKEN;
@@ -86,12 +115,12 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   else if (parse_drift(m, c)) c->kind = FL_CHECK_DRIFT;
   else return bad(err, cap, "unknown check metric \"%s\" (error_rate, latency_pNN, ttft_pNN, latency_per_token, "
                   "a data rate such as nan_rate, FEATURE_psi/_ks/_js, feedback_score, process_rss, process_cpu, "
-                  "backend:FAMILY; see docs/rollouts.md)", m);
+                  "backend:FAMILY; see docs/rollouts.md; drift checks are of outputs)", m);
   c->quantile = pct / 100.0;
-  c->max_increase = opt_number(j, "max_increase");
-  c->max_ratio = opt_number(j, "max_ratio");
-  c->max = opt_number(j, "max");
-  c->max_decrease = opt_number(j, "max_decrease");
+  if (opt_bound(j, "max_increase", 0, false, &c->max_increase, err, cap) ||
+      opt_bound(j, "max_ratio", 0, true, &c->max_ratio, err, cap) || opt_bound(j, "max", -INFINITY, false, &c->max, err, cap) ||
+      opt_bound(j, "max_decrease", 0, false, &c->max_decrease, err, cap))
+    return FL_EINVAL;
   bool rate = c->kind == FL_CHECK_ERROR_RATE || c->kind == FL_CHECK_DATA_RATE;
   bool latency = c->kind == FL_CHECK_LATENCY || c->kind == FL_CHECK_TTFT || c->kind == FL_CHECK_LATENCY_PER_TOKEN ||
                  c->kind == FL_CHECK_PROCESS || c->kind == FL_CHECK_BACKEND;
@@ -104,7 +133,14 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   return 0;
 }
 
+static const char *const EVENTS[] = {"started", "rollout_started", "step", "promoted", "rolled_back", "paused",
+                                     "resumed", "undone", "weight", "superseded", "acceptance_started",
+                                     "acceptance_passed", "acceptance_failed"};
+
 static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
+  static const char *const KEYS[] = {"url", "on"};
+  if (!json_is_object(j)) return bad(err, cap, "%s: each is an object {url, on}", "webhooks");
+  if (only_keys(j, KEYS, FL_ARRAY_LEN(KEYS), "a webhook", err, cap)) return FL_EINVAL;
   const char *url = json_string_value(json_object_get(j, "url"));
   if (!url || strlen(url) >= sizeof h->url || fl_webhook_parse_url(url, &h->addr, h->path, sizeof h->path) != 0)
     return bad(err, cap, "%s: each needs a url http://HOST:PORT/PATH with a numeric host", "webhooks");
@@ -114,7 +150,12 @@ static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
     return bad(err, cap, "%s: \"on\" must list at most 8 event names", "webhooks");
   for (size_t i = 0; on && i < json_array_size(on); i++) {
     const char *e = json_string_value(json_array_get(on, i));
-    if (!e || strlen(e) >= sizeof h->on[0]) return bad(err, cap, "%s: event names are short strings", "webhooks");
+    bool known = false;
+    for (size_t k = 0; e && k < FL_ARRAY_LEN(EVENTS) && !known; k++) known = strcmp(e, EVENTS[k]) == 0;
+    if (!known || strlen(e) >= sizeof h->on[0])
+      return bad(err, cap, "webhooks: \"on\" takes event names (%s)",
+                 "started, step, promoted, rolled_back, paused, resumed, undone, weight, superseded, "
+                 "acceptance_started, acceptance_passed, acceptance_failed");
     snprintf(h->on[h->n_on++], sizeof h->on[0], "%s", e);
   }
   return 0;
@@ -136,6 +177,64 @@ static void default_checks(fl_rollout_spec_t *s) {
   s->n_checks = 2;
 }
 
+static int parse_count(const json_t *v, const char *key, uint64_t *out, char *err, size_t cap) {
+  if (!json_is_integer(v) || json_integer_value(v) < 1) return bad(err, cap, "%s must be a positive integer", key);
+  *out = (uint64_t)json_integer_value(v);
+  return 0;
+}
+
+static int parse_list(const json_t *v, const char *key, size_t max, size_t *n, char *err, size_t cap) {
+  if (!json_is_array(v) || json_array_size(v) > max) {
+    snprintf(err, cap, "%s must be a list of at most %zu", key, max);
+    return FL_EINVAL;
+  }
+  *n = json_array_size(v);
+  return 0;
+}
+
+/* One top-level key of the spec. */
+static int parse_key(const char *key, const json_t *v, fl_rollout_spec_t *s, char *err, size_t cap) {
+  uint64_t n;
+  if (strcmp(key, "steps") == 0) return parse_steps(v, s, err, cap);
+  if (strcmp(key, "interval") == 0)
+    return parse_interval(v, &s->interval_ms) ? bad(err, cap, "%s must be 1s..24h (\"60s\", \"2m\", \"1h\" or seconds)", key) : 0;
+  if (strcmp(key, "min_requests") == 0) return parse_count(v, key, &s->min_requests, err, cap);
+  if (strcmp(key, "max_failures") == 0) {
+    if (parse_count(v, key, &n, err, cap)) return FL_EINVAL;
+    s->max_failures = (uint32_t)FL_MIN(n, UINT32_MAX);
+    return 0;
+  }
+  if (strcmp(key, "confidence") == 0) {
+    s->confidence = json_number_value(v);
+    return !json_is_number(v) || s->confidence < 0.5 || s->confidence >= 1 ? bad(err, cap, "%s must be in [0.5, 1)", key) : 0;
+  }
+  if (strcmp(key, "acceptance") == 0) {
+    if (!json_is_string(v) || !*json_string_value(v) || strlen(json_string_value(v)) >= sizeof s->acceptance)
+      return bad(err, cap, "%s must be the path of a JSONL file", key);
+    snprintf(s->acceptance, sizeof s->acceptance, "%s", json_string_value(v));
+    return 0;
+  }
+  if (strcmp(key, "acceptance_min_pass") == 0) {
+    s->acceptance_min_pass = json_number_value(v);
+    return !json_is_number(v) || s->acceptance_min_pass < 0 || s->acceptance_min_pass > 1
+               ? bad(err, cap, "%s must be in [0, 1]", key) : 0;
+  }
+  if (strcmp(key, "webhooks") == 0) {
+    if (parse_list(v, key, FL_MAX_HOOKS, &s->n_hooks, err, cap)) return FL_EINVAL;
+    for (size_t i = 0; i < s->n_hooks; i++)
+      if (parse_hook(json_array_get(v, i), &s->hooks[i], err, cap)) return FL_EINVAL;
+    return 0;
+  }
+  if (strcmp(key, "checks") == 0) {
+    if (parse_list(v, key, FL_MAX_CHECKS, &s->n_checks, err, cap)) return FL_EINVAL;
+    for (size_t i = 0; i < s->n_checks; i++)
+      if (parse_check(json_array_get(v, i), &s->checks[i], err, cap)) return FL_EINVAL;
+    return 0;
+  }
+  return bad(err, cap, "unknown key \"%.40s\" in the rollout spec (steps, interval, min_requests, max_failures, "
+             "confidence, acceptance, acceptance_min_pass, webhooks, checks)", key);
+}
+
 int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size_t cap) {
   memset(s, 0, sizeof *s);
   static const uint32_t default_steps[] = {500, 1000, 2500, 5000, 10000};
@@ -149,43 +248,12 @@ int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size
   default_checks(s);
   if (!j) return 0;
   if (!json_is_object(j)) return bad(err, cap, "%s must be a JSON object", "the rollout spec");
+  const char *key;
   const json_t *v;
-  if ((v = json_object_get(j, "steps")) && parse_steps(v, s, err, cap)) return FL_EINVAL;
-  if ((v = json_object_get(j, "interval")) && parse_interval(v, &s->interval_ms))
-    return bad(err, cap, "%s must be 1s..24h (\"60s\", \"2m\" or seconds)", "interval");
-  if ((v = json_object_get(j, "min_requests"))) {
-    if (!json_is_integer(v) || json_integer_value(v) < 1) return bad(err, cap, "%s must be a positive integer", "min_requests");
-    s->min_requests = (uint64_t)json_integer_value(v);
-  }
-  if ((v = json_object_get(j, "max_failures"))) {
-    if (!json_is_integer(v) || json_integer_value(v) < 1) return bad(err, cap, "%s must be a positive integer", "max_failures");
-    s->max_failures = (uint32_t)json_integer_value(v);
-  }
-  if ((v = json_object_get(j, "confidence"))) {
-    s->confidence = json_number_value(v);
-    if (!json_is_number(v) || s->confidence < 0.5 || s->confidence >= 1) return bad(err, cap, "%s must be in [0.5, 1)", "confidence");
-  }
-  if ((v = json_object_get(j, "acceptance"))) {
-    if (!json_is_string(v) || !*json_string_value(v) || strlen(json_string_value(v)) >= sizeof s->acceptance)
-      return bad(err, cap, "%s must be the path of a JSONL file", "acceptance");
-    snprintf(s->acceptance, sizeof s->acceptance, "%s", json_string_value(v));
-  }
-  if ((v = json_object_get(j, "acceptance_min_pass"))) {
-    s->acceptance_min_pass = json_number_value(v);
-    if (!json_is_number(v) || s->acceptance_min_pass < 0 || s->acceptance_min_pass > 1)
-      return bad(err, cap, "%s must be in [0, 1]", "acceptance_min_pass");
-  }
-  if ((v = json_object_get(j, "webhooks"))) {
-    if (!json_is_array(v) || json_array_size(v) > FL_MAX_HOOKS) return bad(err, cap, "%s must be a list of at most 4", "webhooks");
-    s->n_hooks = json_array_size(v);
-    for (size_t i = 0; i < s->n_hooks; i++)
-      if (parse_hook(json_array_get(v, i), &s->hooks[i], err, cap)) return FL_EINVAL;
-  }
-  if ((v = json_object_get(j, "checks"))) {
-    if (!json_is_array(v) || json_array_size(v) > FL_MAX_CHECKS) return bad(err, cap, "%s must be a list of at most 16", "checks");
-    s->n_checks = json_array_size(v);
-    for (size_t i = 0; i < s->n_checks; i++)
-      if (parse_check(json_array_get(v, i), &s->checks[i], err, cap)) return FL_EINVAL;
+  json_object_foreach((json_t *)j, key, v) {
+    if (parse_key(key, v, s, err, cap) == 0) continue;
+    snprintf(s->bad_key, sizeof s->bad_key, "%s", key);
+    return FL_EINVAL;
   }
   return 0;
 }

@@ -60,13 +60,14 @@ typedef struct fl_rollout_spec {
   fl_hook_t hooks[FL_MAX_HOOKS]; size_t n_hooks;
   char acceptance[512];         /* JSONL replayed against the canary before the first step, or "" */
   double acceptance_min_pass;   /* share of its cases that must pass, default 1.0 */
+  char bad_key[48];             /* after a failed parse: the top-level key at fault ("" for none) */
 } fl_rollout_spec_t;
 
 /* Does the hook want events of this kind? ("started" also matches "rollout_started".) */
 bool fl_hook_wants(const fl_hook_t *h, const char *kind);
 
-/* From the JSON form (the same keys as the YAML in docs/rollouts.md); defaults filled in.
- * On error returns FL_EINVAL and a message naming the offending key in err. */
+/* From the JSON form (the same keys as the YAML in docs/rollouts.md); defaults filled in. Unknown
+ * keys are errors. On error returns FL_EINVAL, a message in err and the key at fault in bad_key. */
 int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *out, char *err, size_t err_cap);
 json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s);            /* new reference */
 

@@ -411,9 +411,13 @@ static int f_rollout(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   char err[256];
   if (fl_rollout_spec_parse(spec, &parsed, err, sizeof err) != 0) {
     json_decref(spec);
-    return cy_fail(p, v, "rollout: %s", err);
+    const yaml_node_t *at = v;                      /* the key at fault, when there is one */
+    for (size_t i = 0; i < cy_map_len(v); i++)
+      if (strcmp(cy_scalar(cy_pair_key(p, v, i)), parsed.bad_key) == 0) at = cy_pair_key(p, v, i);
+    return cy_fail(p, at, "rollout: %s", err);
   }
   r->rollout_spec = spec;
+  p->rollout_node = v;
   return 0;
 }
 
@@ -441,12 +445,15 @@ static int route_defaults(parse_ctx_t *p, fl_route_t *r) {
 static int parse_route(parse_ctx_t *p, yaml_node_t *map, fl_route_t *r) {
   p->route_name_node = NULL;
   p->canary_rule_node = NULL;
+  p->rollout_node = NULL;
   int rc = cy_walk(p, map, &route_section, r);
   if (rc) return rc;
   if (!r->name) return cy_fail(p, map, "route needs a name");
   if (!r->variant[FL_STABLE].version) return cy_fail(p, map, "route \"%s\" needs a stable section", r->name);
   if (p->canary_rule_node && !r->has_canary)
     return cy_fail(p, p->canary_rule_node, "rule sends traffic to canary but route \"%s\" has no canary section", r->name);
+  if (p->rollout_node && !r->has_canary)
+    return cy_fail(p, p->rollout_node, "rollout: route \"%s\" has no canary section to roll out", r->name);
   return route_defaults(p, r);
 }
 

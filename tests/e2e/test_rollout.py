@@ -211,10 +211,26 @@ def test_a_bad_rollout_spec_is_a_config_error_with_its_position():
     f.write(bad)
     f.close()
     out = subprocess.run([FLEDGE, "check", "-c", f.name], capture_output=True, text=True)
-    os.unlink(f.name)
     line = bad.splitlines().index("    rollout:") + 1
     assert out.returncode == 1 and out.stderr.startswith("%s:%d:" % (f.name, line + 1)), out.stderr
     assert "steps must be increasing" in out.stderr
+    cases = [(ROLLOUT_YAML.replace("      min_requests: 50\n", "      min_requests: 50\n      max_failure: 5\n"),
+              "      max_failure: 5", 'unknown key "max_failure"'),
+             (ROLLOUT_YAML.replace("max_ratio: 1.25", "max_ratio: 0"), "      checks:", "max_ratio must be a number above 0")]
+    for extra, at, message in cases:
+        bad = route_yaml(1, 2, weight=0, extra=extra)
+        with open(f.name, "w") as g:
+            g.write(bad)
+        out = subprocess.run([FLEDGE, "check", "-c", f.name], capture_output=True, text=True)
+        line = bad.splitlines().index(at) + 1
+        assert out.returncode == 1 and out.stderr.startswith("%s:%d:" % (f.name, line)), (out.stderr, line)
+        assert message in out.stderr, out.stderr
+    no_canary = route_yaml(1).rstrip("\n") + "\n" + ROLLOUT_YAML
+    with open(f.name, "w") as g:
+        g.write(no_canary)
+    out = subprocess.run([FLEDGE, "check", "-c", f.name], capture_output=True, text=True)
+    os.unlink(f.name)
+    assert out.returncode == 1 and "has no canary section to roll out" in out.stderr, out.stderr
 
 
 class HookReceiver:

@@ -270,6 +270,37 @@ static void each_bad_spec_is_refused_naming_its_key(void **state) {
   assert_refused("{\"checks\": [{\"metric\": \"nan_rate\", \"max_decrease\": 0.1}]}", "nan_rate", "max_decrease");
 }
 
+/* A typo must never fall back to a default silently: the spec is refused, naming the key. */
+static void a_misspelt_or_senseless_spec_is_refused_not_ignored(void **state) {
+  assert_refused("{\"stpes\": [1, 2]}", "stpes", "unknown key");
+  assert_refused("{\"max_failure\": 5}", "max_failure", "unknown key");
+  assert_refused("{\"check\": [{\"metric\": \"error_rate\", \"max\": 0.1}]}", "\"check\"", "unknown key");
+  assert_refused("{\"checks\": [{\"metric\": \"latency_p99\", \"max_ratio\": 1.2, \"max_ratoi\": 2}]}", "max_ratoi",
+                 "unknown key");
+  assert_refused("{\"webhooks\": [{\"url\": \"http://127.0.0.1:9/h\", \"on\": [\"rollback\"]}]}", "webhooks",
+                 "rolled_back");
+  assert_refused("{\"webhooks\": [{\"url\": \"http://127.0.0.1:9/h\", \"events\": [\"step\"]}]}", "events",
+                 "unknown key");
+  assert_refused("{\"checks\": [{\"metric\": \"latency_p99\", \"max_ratio\": 0}]}", "latency_p99", "max_ratio");
+  assert_refused("{\"checks\": [{\"metric\": \"latency_p99\", \"max_ratio\": -1}]}", "latency_p99", "max_ratio");
+  assert_refused("{\"checks\": [{\"metric\": \"latency_p99\", \"max_ratio\": \"1.2\"}]}", "latency_p99", "max_ratio");
+  assert_refused("{\"checks\": [{\"metric\": \"error_rate\", \"max_increase\": -0.01}]}", "error_rate",
+                 "max_increase");
+  assert_refused("{\"checks\": [{\"metric\": \"feedback_score\", \"max_decrease\": -1}]}", "feedback_score",
+                 "max_decrease");
+  assert_refused("{\"checks\": [{\"metric\": \"prompt_chars_psi\", \"max\": 0.2}]}", "prompt_chars_psi", "outputs");
+  assert_refused("{\"checks\": [{\"metric\": \"input_0_ks\", \"max\": 0.1}]}", "input_0_ks", "outputs");
+  assert_refused("{\"steps\": [5, 12.345, 50]}", "steps", "two decimals");
+  json_t *j = json_loads("{\"interval\": \"60s\", \"checks\": [{\"metric\": \"nope\", \"max\": 1}]}", 0, NULL);
+  fl_rollout_spec_t s;
+  char err[256];
+  assert_int_equal(fl_rollout_spec_parse(j, &s, err, sizeof err), FL_EINVAL);
+  assert_string_equal(s.bad_key, "checks");           /* where the config's error points */
+  json_decref(j);
+  assert_int_equal(spec_of("{\"interval\": \"1h\"}").interval_ms, 3600000);
+  assert_int_equal(spec_of("{\"steps\": [0.25, 12.5, 100]}").steps_bp[1], 1250);
+}
+
 /* ---- data quality, drift and feedback ---- */
 
 static void data_quality_checks_parse_with_their_bounds(void **state) {
@@ -892,6 +923,7 @@ int main(void) {
       cmocka_unit_test(a_full_spec_round_trips_through_json),
       cmocka_unit_test(intervals_are_read_to_the_millisecond),
       cmocka_unit_test(each_bad_spec_is_refused_naming_its_key),
+      cmocka_unit_test(a_misspelt_or_senseless_spec_is_refused_not_ignored),
       cmocka_unit_test(too_little_traffic_is_inconclusive_whatever_the_numbers),
       cmocka_unit_test(a_canary_failing_more_often_fails_the_window),
       cmocka_unit_test(a_significant_increase_within_the_bound_passes),

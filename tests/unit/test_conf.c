@@ -512,7 +512,7 @@ static void a_rollout_spec_with_a_complex_key_or_a_huge_number_is_refused_cleanl
                   "5:9", "rollout: keys must be plain names");
   expect_error_at("routes:\n  - name: a\n    stable: { version: v1, backends: [127.0.0.1:1] }\n"
                   "    rollout: { min_requests: 20000000000000000000 }\n",
-                  "4:14", "rollout: min_requests must be a positive integer");
+                  "4:16", "rollout: min_requests must be a positive integer");
 }
 
 int main(void) {
