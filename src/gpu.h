@@ -17,6 +17,7 @@ typedef struct fl_gpu {
   uint64_t mem_used, mem_total;        /* bytes */
   unsigned temperature_c;
   double power_w;
+  bool has_util, has_memory;           /* false where NVML refused (MIG, permissions): left out */
   bool has_temperature, has_power;     /* some GPUs do not report these */
 } fl_gpu_t;
 

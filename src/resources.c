@@ -471,7 +471,8 @@ static void expo_gpus(fl_buf_t *b) {
       const fl_gpu_t *g = &res.gpus[i];
       double v[] = {g->util_pct / 100.0, g->mem_util_pct / 100.0, (double)g->mem_used, (double)g->mem_total,
                     g->temperature_c, g->power_w};
-      if ((k == 4 && !g->has_temperature) || (k == 5 && !g->has_power)) continue;
+      bool known[] = {g->has_util, g->has_util, g->has_memory, g->has_memory, g->has_temperature, g->has_power};
+      if (!known[k]) continue;
       char name[200], uuid[200];
       fl_metrics_escape(name, sizeof name, g->name);
       fl_metrics_escape(uuid, sizeof uuid, g->uuid);
@@ -532,9 +533,15 @@ static json_t *gpus_json(void) {
   json_t *a = json_array();
   for (unsigned i = 0; i < res.n_gpus; i++) {
     const fl_gpu_t *g = &res.gpus[i];
-    json_t *o = json_pack("{s:i, s:s, s:s, s:f, s:f, s:I, s:I}", "index", (int)g->index, "name", g->name, "uuid", g->uuid,
-                          "utilization", g->util_pct / 100.0, "memory_utilization", g->mem_util_pct / 100.0,
-                          "memory_used_bytes", (json_int_t)g->mem_used, "memory_total_bytes", (json_int_t)g->mem_total);
+    json_t *o = json_pack("{s:i, s:s, s:s}", "index", (int)g->index, "name", g->name, "uuid", g->uuid);
+    if (g->has_util) {
+      json_object_set_new(o, "utilization", json_real(g->util_pct / 100.0));
+      json_object_set_new(o, "memory_utilization", json_real(g->mem_util_pct / 100.0));
+    }
+    if (g->has_memory) {
+      json_object_set_new(o, "memory_used_bytes", json_integer((json_int_t)g->mem_used));
+      json_object_set_new(o, "memory_total_bytes", json_integer((json_int_t)g->mem_total));
+    }
     if (g->has_temperature) json_object_set_new(o, "temperature_celsius", json_integer(g->temperature_c));
     if (g->has_power) json_object_set_new(o, "power_watts", json_real(g->power_w));
     json_array_append_new(a, o);

@@ -138,6 +138,8 @@ def test_gpus_and_each_watched_process_s_gpu_memory_come_from_nvml():
             g0, g1 = r["gpus"]
             assert g0["memory_used_bytes"] == 1 << 30 and g0["memory_total_bytes"] == 80 << 30 and g0["utilization"] == 0.37
             assert g0["temperature_celsius"] == 55 and "temperature_celsius" not in g1 and g0["power_watts"] == 123.456
+            assert "utilization" not in g1 and g1["memory_used_bytes"] == 2 << 30       # GPU 1 is in MIG mode
+            assert 'fledge_gpu_utilization_ratio{gpu="1"' not in request(gw.admin, "GET", "/metrics").body.decode()
             assert r["processes"][0]["gpu_memory_bytes"] == 536870912, r["processes"]
             assert metric(gw, "fledge_gpu_memory_used_bytes", 'gpu="1"') == 2 << 30
             assert metric(gw, "fledge_process_gpu_memory_bytes", 'process="gpu-user"') == 536870912

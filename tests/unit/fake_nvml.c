@@ -1,6 +1,7 @@
 /* fake_nvml.c — a stand-in libnvidia-ml.so for tests, built as a shared object: the NVML
  * functions fledge calls, with the signatures NVML documents, reporting two GPUs whose numbers the
- * tests know. FAKE_NVML_PIDS="PID:BYTES,..." lists the compute processes of GPU 0. */
+ * tests know. FAKE_NVML_PIDS="PID:BYTES,..." lists the compute processes of GPU 0 (up to 300),
+ * FAKE_NVML_PIDS1 those of GPU 1. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -8,6 +9,9 @@ typedef int nvmlReturn_t;
 typedef struct nvmlDevice_st { unsigned index; } *nvmlDevice_t;
 typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
 typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
+typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } nvmlMemory_v2_t;
+#define nvmlMemory_v2 ((unsigned int)(sizeof(nvmlMemory_v2_t) | 2u << 24))
+#define RESERVED (512ull << 20)                 /* what the driver keeps: in v1's used, apart in v2 */
 typedef struct {
   unsigned int pid;
   unsigned long long usedGpuMemory;
@@ -15,7 +19,7 @@ typedef struct {
 } nvmlProcessInfo_t;
 
 enum { NVML_SUCCESS = 0, NVML_ERROR_UNINITIALIZED = 1, NVML_ERROR_INVALID_ARGUMENT = 2, NVML_ERROR_NOT_SUPPORTED = 3,
-       NVML_ERROR_INSUFFICIENT_SIZE = 7 };
+       NVML_ERROR_INSUFFICIENT_SIZE = 7, NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25 };
 
 static int initialised;
 static struct nvmlDevice_st devices[2] = {{0}, {1}};
@@ -52,7 +56,9 @@ nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int len
   return NVML_SUCCESS;
 }
 
+/* GPU 1 runs in MIG mode, where NVML has no utilisation. */
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization) {
+  if (device->index == 1) return NVML_ERROR_NOT_SUPPORTED;
   utilization->gpu = 37 + device->index;
   utilization->memory = 12;
   return NVML_SUCCESS;
@@ -60,8 +66,19 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_
 
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
   memory->total = 80ull << 30;
-  memory->used = (device->index + 1ull) << 30;
+  memory->used = ((device->index + 1ull) << 30) + RESERVED;
   memory->free = memory->total - memory->used;
+  return NVML_SUCCESS;
+}
+
+/* FAKE_NVML_OLD_DRIVER set: a driver before R510, which has no _v2. */
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
+  if (getenv("FAKE_NVML_OLD_DRIVER")) return NVML_ERROR_NOT_SUPPORTED;
+  if (memory->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  memory->total = 80ull << 30;
+  memory->reserved = RESERVED;
+  memory->used = (device->index + 1ull) << 30;
+  memory->free = memory->total - memory->used - memory->reserved;
   return NVML_SUCCESS;
 }
 
@@ -78,10 +95,10 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power) {
 
 nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device, unsigned int *infoCount,
                                                      nvmlProcessInfo_t *infos) {
-  nvmlProcessInfo_t found[16];
+  static nvmlProcessInfo_t found[300];
   unsigned n = 0;
-  const char *spec = device->index == 0 ? getenv("FAKE_NVML_PIDS") : NULL;
-  for (const char *p = spec; p && *p && n < 16;) {
+  const char *spec = getenv(device->index == 0 ? "FAKE_NVML_PIDS" : "FAKE_NVML_PIDS1");
+  for (const char *p = spec; p && *p && n < 300;) {
     char *end;
     found[n].pid = (unsigned)strtoul(p, &end, 10);
     found[n].usedGpuMemory = *end == ':' ? strtoull(end + 1, &end, 10) : 0;
