@@ -21,7 +21,7 @@ static const http_parser_settings response_settings = {
     .on_message_complete = on_up_message_complete,
 };
 
-static void connect_to(fl_client_t *c, fl_backend_t *b);
+static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled);
 
 /* ---- writing upstream ---- */
 
@@ -111,8 +111,9 @@ static void detach(fl_client_t *c, bool reuse) {
   ex->up_ready = false;
   if (c->w->cork_up == c) c->w->cork_up_buf.len = 0;
   ex->up_paused = false;
+  bool drained = c->up_queued == 0;   /* a write still queued would land on the next user's count */
   c->up_queued = 0;
-  if (reuse && u->reading) {
+  if (reuse && u->reading && drained) {
     u->requests++;
     fl_pool_put(&c->w->pools, u);
   } else {
@@ -148,7 +149,10 @@ static void up_ready(fl_client_t *c) {
     u->reading = true;
     uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_up_read);
   }
-  fl_client_timer(c, FL_T_FIRST_BYTE, ex->conf->timeouts.first_byte_ms);
+  ex->sent_ms = fl_now_ms();
+  /* the backend's time starts when it has the whole request; until then the body must flow */
+  if (ex->req_done) fl_client_timer(c, FL_T_FIRST_BYTE, ex->conf->timeouts.first_byte_ms);
+  else fl_client_timer(c, FL_T_BODY, ex->conf->timeouts.idle_ms);
   uv_buf_t b = uv_buf_init(ex->pending.data + ex->flushed, (unsigned)(ex->pending.len - ex->flushed));
   ex->flushed = ex->pending.len;
   if (b.len) up_write(c, &b, 1);
@@ -170,7 +174,7 @@ static void connect_failed(fl_client_t *c, bool timed_out) {
     ex->retried = true;
     fl_account_retry(c);
     ex->flushed = 0;
-    connect_to(c, next);
+    connect_to(c, next, true);
     return;
   }
   if (timed_out)
@@ -192,11 +196,11 @@ static void on_connect(uv_connect_t *req, int status) {
   up_ready(c);
 }
 
-static void connect_to(fl_client_t *c, fl_backend_t *b) {
+static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
   fl_exchange_t *ex = &c->ex;
   ex->backend = b;
   fl_account_backend(c);
-  fl_upconn_t *u = fl_pool_take(&c->w->pools, b);
+  fl_upconn_t *u = pooled ? fl_pool_take(&c->w->pools, b) : NULL;
   if (u) {
     u->owner = c;
     ex->up = u;
@@ -216,8 +220,11 @@ static void connect_to(fl_client_t *c, fl_backend_t *b) {
   u->connect_req.data = u;
   ex->up = u;
   fl_client_timer(c, FL_T_CONNECT, ex->conf->timeouts.connect_ms);
-  if (uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&b->addr.ss, on_connect) != 0)
-    connect_failed(c, false);
+  int rc = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&b->addr.ss, on_connect);
+  if (rc != 0) {               /* at once: this machine's lack (descriptors, ports), not the backend's */
+    detach(c, false);
+    fl_client_error(c, 503, "overloaded", "cannot open a connection to backend %s: %s", b->addr.text, uv_strerror(rc));
+  }
 }
 
 void fl_exchange_start(fl_client_t *c) {
@@ -230,21 +237,28 @@ void fl_exchange_start(fl_client_t *c) {
     return;
   }
   ex->retain = true;
-  connect_to(c, b);
+  connect_to(c, b, true);
 }
 
 /* ---- reading the answer ---- */
 
+#define FL_STALE_MS 200      /* a backend's close of an idle connection shows within a round trip */
+
 /* Failure after the request went out. A reused keep-alive connection that the backend had
- * already closed is retried once on a fresh one; otherwise the client gets a 502 or is cut. */
+ * already closed fails at once: the request is retried once on a fresh connection. A failure
+ * later means the backend had the request, so it is not sent twice (inference is costly and a
+ * POST need not be idempotent): the client gets a 502 or is cut. */
 static void upstream_failed(fl_client_t *c, bool closed) {
   fl_exchange_t *ex = &c->ex;
   fl_upconn_t *u = ex->up;
-  bool stale = u && u->requests > 0 && !ex->up_got_bytes && ex->retain;
+  bool stale = u && u->requests > 0 && !ex->up_got_bytes && ex->retain && !ex->retried &&
+               fl_now_ms() - ex->sent_ms < FL_STALE_MS;
   detach(c, false);
   if (stale) {
+    ex->retried = true;
+    fl_account_retry(c);
     ex->flushed = 0;
-    connect_to(c, ex->backend);
+    connect_to(c, ex->backend, false);
     return;
   }
   fl_account_upstream_error(c, FL_UPERR_RESET);
@@ -252,6 +266,14 @@ static void upstream_failed(fl_client_t *c, bool closed) {
     fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
   fl_client_error(c, 502, "upstream_error", "backend %s %s the connection before a complete answer",
                   ex->backend->addr.text, closed ? "closed" : "reset");
+}
+
+/* The answer broke off after its head went out: the client sees the cut (its connection closes),
+ * and the exchange counts as the gateway's 502 (504 for a stall), not as the head's status. */
+static void cut(fl_client_t *c, fl_uperr_t why) {
+  fl_account_upstream_error(c, why);
+  c->ex.status = why == FL_UPERR_TIMEOUT ? 504 : 502;
+  fl_client_close(c);
 }
 
 static void finish(fl_client_t *c) {
@@ -280,6 +302,10 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     upstream_failed(c, n == UV_EOF);
     return;
   }
+  if (n < 0 && n != UV_EOF) {        /* a reset is never the end of an answer, even one ended by close */
+    cut(c, FL_UPERR_RESET);
+    return;
+  }
   size_t len = n < 0 ? 0 : (size_t)n;
   fl_client_cork(c);
   size_t done = http_parser_execute(&ex->up_parser, &response_settings, n < 0 ? NULL : buf->base, len);
@@ -295,12 +321,15 @@ static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t le
     if (done < len) ex->up_keepalive = false;      /* bytes after the answer: do not reuse */
     finish(c);
   } else if (e != HPE_OK && e != HPE_PAUSED) {
+    if (ex->resp_started) {
+      cut(c, eof ? FL_UPERR_RESET : FL_UPERR_BAD_RESPONSE);     /* closed early, or garbage mid-answer */
+      return;
+    }
     fl_account_upstream_error(c, FL_UPERR_BAD_RESPONSE);
-    if (!ex->resp_started) fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s",
-                                           ex->backend->addr.text, http_errno_description(e));
-    else fl_client_close(c);                       /* mid-answer: the client must see a cut */
+    fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s", ex->backend->addr.text,
+                    http_errno_description(e));
   } else if (eof) {
-    fl_client_close(c);
+    cut(c, FL_UPERR_RESET);
   } else {
     fl_client_timer(c, FL_T_UP_IDLE, ex->conf->timeouts.idle_ms);
   }
@@ -379,7 +408,8 @@ static int on_up_headers_complete(http_parser *p) {
   uint64_t t0 = fl_now_ns();
   fl_account_response_head(c, t0);
   fl_backend_report(ex->backend, p->status_code < 500, fl_now_ms());
-  if (c->w->draining) c->keepalive = false;
+  if (c->w->draining || !ex->req_done) c->keepalive = false;   /* answered before the whole request: it
+                                                                   closes after, and the head says so */
   ex->status = p->status_code;
   ex->frame = choose_frame(c, p);
   fl_buf_t *b = &c->w->scratch;
@@ -441,25 +471,29 @@ void fl_exchange_resume_upstream(fl_client_t *c) {
 
 void fl_exchange_timeout(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
+  if (!ex->active) {                 /* a leftover of an exchange already over: nothing to blame */
+    fl_client_close(c);
+    return;
+  }
   switch (c->tstate) {
   case FL_T_CONNECT:
     connect_failed(c, true);
     break;
-  case FL_T_FIRST_BYTE:
-    if (ex->req_done) fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-    if (!ex->req_done)
-      fl_client_error(c, 408, "timeout", "request body not received within %u ms", ex->conf->timeouts.first_byte_ms);
-    else
-      fl_client_error(c, 504, "timeout", "backend %s sent no answer within %u ms", ex->backend->addr.text,
-                      ex->conf->timeouts.first_byte_ms);
+  case FL_T_FIRST_BYTE:                           /* a backend that takes requests and never answers */
+    fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
+    if (fl_backend_report(ex->backend, false, fl_now_ms()))
+      fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
+    fl_client_error(c, 504, "timeout", "backend %s sent no answer within %u ms", ex->backend->addr.text,
+                    ex->conf->timeouts.first_byte_ms);
     break;
   default:
-    fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-    if (!ex->resp_started)
+    if (ex->up_paused) fl_client_close(c);          /* the client stopped reading: not the backend */
+    else if (ex->resp_started) cut(c, FL_UPERR_TIMEOUT);
+    else {
+      fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
       fl_client_error(c, 504, "timeout", "backend %s stalled for %u ms", ex->backend->addr.text,
                       ex->conf->timeouts.idle_ms);
-    else
-      fl_client_close(c);
+    }
     break;
   }
 }

@@ -90,6 +90,9 @@ static void on_client_written(uv_write_t *req, int status) {
     fl_client_close(c);
     return;
   }
+  /* the client took bytes: idle means no progress either way, for an answer waiting on the client */
+  if (c->tstate == FL_T_KEEPALIVE || (c->tstate == FL_T_UP_IDLE && c->ex.up_paused))
+    fl_client_timer(c, c->tstate, c->w->conf->timeouts.idle_ms);
   if (c->ex.up_paused && c->out_queued < FL_LOW_WATER) fl_exchange_resume_upstream(c);
 }
 
@@ -502,6 +505,7 @@ static int on_body(http_parser *p, const char *at, size_t len) {
                     (unsigned long long)ex->conf->limits.body_bytes);
     return 0;
   }
+  if (c->tstate == FL_T_BODY) fl_client_timer(c, FL_T_BODY, ex->conf->timeouts.idle_ms);   /* progress */
   if (ex->inspect) {
     uint64_t t0 = fl_now_ns();
     inspect_body(c, at, len);
@@ -527,6 +531,8 @@ static int on_message_complete(http_parser *p) {
   } else if (ex->chunked_req) {
     fl_exchange_body(c, NULL, 0);
   }
+  if (ex->up_ready && c->tstate == FL_T_BODY)     /* all sent: the backend's time starts now */
+    fl_client_timer(c, FL_T_FIRST_BYTE, ex->conf->timeouts.first_byte_ms);
   return 0;
 }
 
@@ -575,7 +581,7 @@ static void feed(fl_client_t *c, const char *data, size_t len) {
 /* Runs the pipelined requests whose bytes are here, one at a time, each after the previous
  * one is answered. */
 static void pump(fl_client_t *c) {
-  while (!c->closing && !c->ex.active && !c->in_parse) {
+  while (!c->closing && !c->close_after_write && !c->ex.active && !c->in_parse) {
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (e != HPE_OK && e != HPE_PAUSED) return;     /* answered as an error; closing */
     http_parser_pause(&c->parser, 0);
@@ -594,6 +600,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     fl_client_close(c);
     return;
   }
+  if (c->close_after_write) return;     /* answered with a close: later requests are not run */
   if (c->inbuf.len || HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
     if (fl_buf_append(&c->inbuf, buf->base, (size_t)n) != 0) fl_client_close(c);
     else if (c->inbuf.len > FL_LOW_WATER) {
@@ -645,8 +652,13 @@ void fl_exchange_finished(fl_client_t *c) {
   fl_buf_free(&ex->pending);
   fl_buf_free(&ex->body);
   if (!ex->req_done || !c->keepalive || c->w->draining) {
-    if (c->out_queued == 0 && c->w->cork_client != c) fl_client_close(c);
-    else c->close_after_write = true;
+    if (c->out_queued == 0 && c->w->cork_client != c) {
+      fl_client_close(c);
+    } else {                         /* the rest goes out, then the close; a client not reading meanwhile
+                                        is let go after timeouts.idle (the exchange's timers are over) */
+      c->close_after_write = true;
+      fl_client_timer(c, FL_T_KEEPALIVE, c->w->conf->timeouts.idle_ms);
+    }
     return;
   }
   fl_client_timer(c, FL_T_KEEPALIVE, c->w->conf->timeouts.idle_ms);

@@ -53,6 +53,7 @@ typedef struct fl_exchange {
   fl_frame_t frame;
   int status;
   uint64_t start_ns;
+  uint64_t sent_ms;             /* when the request went to this connection (a stale retry's bound) */
   char request_id[FL_REQUEST_ID_MAX];   /* the client's own, or signed when the variant is chosen */
   char feedback_id[FL_REQUEST_ID_MAX];  /* the signed id when request_id is the client's own */
   /* accounting (account.c) */

@@ -22,7 +22,9 @@ const fl_route_t *fl_router_match(const fl_conf_t *c, const char *host, size_t h
     const fl_route_t *r = &c->routes[i];
     if (!host_fits(r, host, host_len)) continue;
     if (r->path_prefix_len > path_len || memcmp(path, r->path_prefix, r->path_prefix_len) != 0) continue;
-    if (!best || r->path_prefix_len > best->path_prefix_len) best = r;
+    if (!best || r->path_prefix_len > best->path_prefix_len ||          /* the longest prefix, and on a */
+        (r->path_prefix_len == best->path_prefix_len && r->host && !best->host))   /* tie the host's */
+      best = r;
   }
   return best;
 }

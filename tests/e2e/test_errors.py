@@ -22,7 +22,11 @@ class Backend:
     """A threaded HTTP/1.1 server on a free loopback port that answers in one `mode`:
 
     ok                 200 JSON {"ok": true, "path": ..., "n": ...}, keep-alive; honours a request
-                       header `x-delay: SECONDS` before answering
+                       header `x-delay: SECONDS` before answering and `x-size: BYTES` to pad the body
+    reset_mid_body     reads the request, sends a 200 head without a length (ended by close) and
+                       part of a body, then resets the connection
+    once_then_hang_up  answers a connection's first request like ok; for the next one on it, reads
+                       it, works for 0.5 s, then closes without answering
     500                500 JSON, keep-alive
     close              reads the request, then closes without answering
     reset              accepts, then resets the connection at once (SO_LINGER 0)
@@ -114,6 +118,7 @@ class Backend:
     def _serve(self, s):
         s.settimeout(0.05)
         reader = _Reader(s, self._stop)
+        first = True
         try:
             while not self._stop.is_set():
                 req = reader.request()
@@ -122,22 +127,33 @@ class Backend:
                 with self._lock:
                     self.requests.append(req)
                     n = len(self.requests)
-                if not self._answer(s, req, n):
+                if not self._answer(s, req, n, first):
                     return
+                first = False
         except OSError:
             pass
         finally:
             self._forget(s)
 
-    def _answer(self, s, req, n):
-        """Answers one request; returns whether the connection stays open for another."""
+    def _answer(self, s, req, n, first):
+        """Answers one request (the connection's first or not); returns whether the connection
+        stays open for another."""
         method, path, headers, _ = req
-        if self.mode == "ok":
+        if self.mode == "ok" or (self.mode == "once_then_hang_up" and first):
             delay = float(headers.get("x-delay", "0"))
             if delay:
                 self._stop.wait(delay)
-            s.sendall(_json_response(200, {"ok": True, "path": path, "n": n}))
+            s.sendall(_json_response(200, {"ok": True, "path": path, "n": n,
+                                           "pad": "x" * int(headers.get("x-size", "0"))}))
             return True
+        if self.mode == "once_then_hang_up":
+            self._stop.wait(0.5)
+            return False
+        if self.mode == "reset_mid_body":
+            s.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\npartial")
+            time.sleep(0.1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
         if self.mode == "500":
             s.sendall(_json_response(500, {"error": "backend exploded"}))
             return True
@@ -737,6 +753,108 @@ def test_a_backend_closing_mid_body_cuts_the_client_connection_instead_of_hangin
         assert time.time() - t0 < 2.0
         c.close()
         assert_serves(gw, ok)
+
+
+def requests_by_code(gw, code):
+    text = request(gw.admin, "GET", "/metrics").body.decode()
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+               if l.startswith("fledge_requests_total{") and 'code="%s"' % code in l)
+
+
+def test_a_cut_answer_counts_as_a_502_not_as_the_200_its_head_said():
+    with Backend() as ok, Backend("partial_body") as partial, Gateway(routes({"/": ok, "/partial": partial}), workers=1) as gw:
+        c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        c.request("GET", "/partial/v1/models")
+        r = c.getresponse()
+        try:
+            r.read()
+        except http.client.IncompleteRead:
+            pass
+        c.close()
+        time.sleep(0.2)
+        assert requests_by_code(gw, 502) == 1 and requests_by_code(gw, 200) == 0   # error_rate sees it
+
+
+def test_a_reset_in_an_answer_ended_by_close_is_a_cut_not_a_clean_end():
+    with Backend() as ok, Backend("reset_mid_body") as rst, Gateway(routes({"/": ok, "/rst": rst}), workers=1) as gw:
+        c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        c.request("GET", "/rst/v1/models")
+        r = c.getresponse()
+        assert r.status == 200
+        try:
+            data = r.read()
+            raise AssertionError("a reset answer read as complete: %r" % data)
+        except http.client.IncompleteRead as e:
+            assert e.partial == b"partial", e.partial
+        c.close()
+        time.sleep(0.2)
+        assert requests_by_code(gw, 502) == 1, request(gw.admin, "GET", "/metrics").body.decode()
+        assert_serves(gw, ok)
+
+
+def test_a_client_not_reading_a_closing_answer_does_no_harm_to_the_gateway():
+    # A closing answer queued behind a big one the client never reads: once that exchange is over,
+    # its upstream timer must not fire on it (it once read a config already let go, and crashed).
+    # The big one must fit in what the kernel takes plus the gateway's 1 MiB, so sizes are swept.
+    with Backend() as be, Gateway(routes({"/": be}, "timeouts: { first_byte: 1s }\n"), workers=1) as gw:
+        socks = []
+        for size in range(1500000, 5000001, 500000):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", gw.port))
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\nx-size: %d\r\n\r\n" % size +
+                      b"GET /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            socks.append(s)
+        time.sleep(1.5)                                  # past first_byte, nobody reading
+        try:
+            assert be.paths().count("/small") > 0, be.paths()      # the case arose
+            assert gw.p.poll() is None, gw.output()
+            assert_serves(gw, None)
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_requests_pipelined_after_an_answer_that_closes_never_reach_the_backend():
+    with Backend() as be, Gateway(routes({"/api": be}), workers=1) as gw:
+        with Client(gw.port) as c:
+            c.send(b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"
+                   b"POST /api/v1/chat HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}")
+            assert_error(c.response(), 404, "not_found")
+            assert c.closed()
+        settle()
+        assert be.paths() == [], be.paths()
+        text = request(gw.admin, "GET", "/metrics").body.decode()
+        assert 'code="499"' not in text, [l for l in text.splitlines() if "499" in l]
+
+
+def test_a_slow_upload_is_not_cut_while_its_bytes_keep_coming():
+    with Backend() as be, Gateway(routes({"/": be}, "timeouts: { first_byte: 1s, idle: 1s }\n"), workers=1) as gw:
+        with Client(gw.port, timeout=6) as c:
+            c.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\n\r\n")
+            for byte in b"12345678":                     # 2.4 s in all, never 1 s without a byte
+                time.sleep(0.3)
+                c.send(bytes([byte]))
+            r = c.response()
+            assert r.status == 200, (r.status, r.body)
+        assert be.requests[-1][3] == b"12345678"
+
+
+def test_a_request_the_backend_had_is_not_sent_again_when_it_hangs_up_later():
+    with Backend("once_then_hang_up") as be, Gateway(routes({"/": be}), workers=1) as gw:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        conn.request("POST", "/v1/chat", body=b"{}", headers={"content-type": "application/json"})
+        assert conn.getresponse().read() and True
+        conn.request("POST", "/v1/chat", body=b"{}", headers={"content-type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 502, r.status
+        conn.close()
+        settle()
+        assert len(be.requests) == 2, be.paths()         # once each: the costly one was not repeated
+        text = request(gw.admin, "GET", "/metrics").body.decode()
+        assert any(l.startswith("fledge_upstream_errors_total{") and 'kind="reset"' in l and not l.endswith(" 0")
+                   for l in text.splitlines()), [l for l in text.splitlines() if "upstream_errors" in l]
 
 
 def test_a_backend_stalling_mid_body_is_cut_after_timeouts_idle():

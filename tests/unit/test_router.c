@@ -235,6 +235,12 @@ static void the_longest_fitting_prefix_on_the_right_host_wins(void **state) {
   assert_string_equal(fl_router_match(c, "us.example.com", 14, "/v1/chat/completions", 20)->name, "chat");
   assert_string_equal(fl_router_match(c, "us.example.com", 14, "/health", 7)->name, "root");
   fl_conf_unref(c);
+  c = load("routes:\n"            /* the same prefix with and without a host: the host's, in any order */
+           "  - name: any\n    stable: { version: v1, backends: [127.0.0.1:9001] }\n"
+           "  - name: eu\n    match: { host: eu.example.com }\n    stable: { version: v1, backends: [127.0.0.1:9002] }\n");
+  assert_string_equal(fl_router_match(c, "eu.example.com", 14, "/v1/x", 5)->name, "eu");
+  assert_string_equal(fl_router_match(c, "us.example.com", 14, "/v1/x", 5)->name, "any");
+  fl_conf_unref(c);
 }
 
 static void cookies_and_queries_are_parsed_exactly(void **state) {
