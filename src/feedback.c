@@ -113,26 +113,34 @@ int fl_request_id_verify(const char *id, size_t len, fl_request_origin_t *out) {
 
 /* ---- the key ---- */
 
+/* The store's key: made once, kept for good (ids signed with it must verify after restarts and on
+ * every gateway sharing the file), never replaced because a read failed. */
 static int stored_key(fl_store_t *store, char *err, size_t err_cap) {
-  char hex[2 * 32 + 1] = "", *stored = NULL;
+  char *stored = NULL, hex[2 * 32 + 1];
   uint8_t k[32];
-  if (fl_store_get_setting(store, "feedback_key", &stored) == 0) snprintf(hex, sizeof hex, "%s", stored);
-  free(stored);
-  if (strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64) {
+  int rc = fl_store_get_setting(store, "feedback_key", &stored);
+  if (rc == FL_ENOENT) {                  /* the first: put ours unless another gateway just did */
     if (getrandom(k, sizeof k, 0) != sizeof k) {
       snprintf(err, err_cap, "feedback key: no random bytes from the kernel");
       return FL_EIO;
     }
     for (size_t i = 0; i < sizeof k; i++) snprintf(hex + 2 * i, 3, "%02x", k[i]);
-    if (fl_store_put_setting(store, "feedback_key", hex) != 0) {
-      snprintf(err, err_cap, "feedback key: cannot save it in the state store: %s", fl_store_error(store));
-      return FL_EIO;
-    }
+    if (fl_store_add_setting(store, "feedback_key", hex) == 0) rc = fl_store_get_setting(store, "feedback_key", &stored);
   }
-  for (size_t i = 0; i < sizeof k; i++) {
+  if (rc != 0) {
+    snprintf(err, err_cap, "feedback key: cannot read or save it in the state store: %s", fl_store_error(store));
+    return FL_EIO;
+  }
+  bool ok = strlen(stored) == 64 && strspn(stored, "0123456789abcdef") == 64;
+  for (size_t i = 0; ok && i < sizeof k; i++) {
     unsigned byte;
-    sscanf(hex + 2 * i, "%2x", &byte);
+    sscanf(stored + 2 * i, "%2x", &byte);
     k[i] = (uint8_t)byte;
+  }
+  free(stored);
+  if (!ok) {
+    snprintf(err, err_cap, "feedback key: the state store's feedback_key setting is not 64 hex digits");
+    return FL_EINVAL;
   }
   fl_feedback_set_key(k, sizeof k);
   return 0;

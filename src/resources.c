@@ -150,14 +150,24 @@ static void sample_cpu_and_memory(void) {
   if (slurp("/proc/meminfo", scratch, sizeof scratch) > 0) fl_parse_meminfo(scratch, &res.mem);
 }
 
-/* Real filesystems: block devices, and the overlay root of a container. */
+/* Network and FUSE filesystems: statvfs there asks a server, and may block the control thread. */
+static bool remote_fs(const char *dev, const char *type) {
+  static const char *const REMOTE[] = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "9p", "glusterfs", "lustre",
+                                       "afs", "sshfs"};
+  if (strncmp(type, "fuse", 4) == 0 || (dev[0] == '/' && dev[1] == '/')) return true;   /* //server/share */
+  for (size_t i = 0; i < FL_ARRAY_LEN(REMOTE); i++)
+    if (strcmp(type, REMOTE[i]) == 0) return true;
+  return false;
+}
+
+/* Real filesystems: block devices, and the overlay root of a container; never remote ones. */
 static void sample_mounts(void) {
   res.n_mounts = 0;
   FILE *f = fopen("/proc/self/mounts", "re");
   char dev[256], dir[256], type[64];
   while (f && res.n_mounts < MAX_ROWS && fscanf(f, "%255s %255s %63s %*[^\n]", dev, dir, type) == 3) {
     struct statvfs vfs;
-    bool real = dev[0] == '/' || strcmp(type, "overlay") == 0;
+    bool real = (dev[0] == '/' || strcmp(type, "overlay") == 0) && !remote_fs(dev, type);
     bool seen = false;
     for (size_t i = 0; i < res.n_mounts; i++) seen |= strcmp(res.mounts[i].name, dir) == 0;
     if (!real || seen || strlen(dir) >= sizeof res.mounts[0].name || statvfs(dir, &vfs) != 0) continue;
@@ -317,12 +327,12 @@ void fl_resources_configure(const fl_conf_t *c) {
   for (size_t i = 0; i < c->n_processes; i++) {
     const fl_process_conf_t *pc = &c->processes[i];
     procs[i].re_ok = pc->cmdline && regcomp(&procs[i].re, pc->cmdline, REG_EXTENDED | REG_NOSUB) == 0;
-    for (size_t j = 0; res.conf && j < res.n_procs; j++)   /* keep what we knew of the same name */
+    for (size_t j = 0; res.conf && j < res.n_procs; j++)   /* keep all we knew of the same name */
       if (strcmp(res.conf->processes[j].name, pc->name) == 0) {
-        procs[i].pid = res.procs[j].pid;
-        procs[i].st = res.procs[j].st;
-        procs[i].prev_jiffies = res.procs[j].prev_jiffies;
-        procs[i].prev_ms = res.procs[j].prev_ms;
+        regex_t re = procs[i].re;
+        bool re_ok = procs[i].re_ok;
+        procs[i] = res.procs[j];
+        procs[i].re = re, procs[i].re_ok = re_ok;
       }
   }
   free_procs();

@@ -157,14 +157,19 @@ static void scrape_one(size_t i) {
   free(c.samples);
 }
 
+static bool stopping(size_t *n_targets) {
+  pthread_mutex_lock(&sc.lock);
+  bool stop = sc.stopping;
+  if (n_targets) *n_targets = sc.n_targets;
+  pthread_mutex_unlock(&sc.lock);
+  return stop;
+}
+
 static void *scrape_main(void *arg) {
   for (;;) {
-    pthread_mutex_lock(&sc.lock);
-    size_t n = sc.n_targets;
-    bool stop = sc.stopping;
-    pthread_mutex_unlock(&sc.lock);
-    if (stop) return NULL;
-    for (size_t i = 0; i < n; i++) scrape_one(i);
+    size_t n;
+    if (stopping(&n)) return NULL;
+    for (size_t i = 0; i < n && !stopping(NULL); i++) scrape_one(i);   /* a stop waits for one scrape at most */
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     pthread_mutex_lock(&sc.lock);

@@ -70,9 +70,11 @@ int fl_store_add_window(fl_store_t *s, const char *route, int32_t step, const ch
 int fl_store_windows(fl_store_t *s, const char *route, int limit, json_t **out);
 
 /* Named values (the feedback key, data baselines). get: 0 and a malloc'd copy the caller frees
- * in *out, FL_ENOENT, FL_ENOMEM or FL_EIO; put: 0 or FL_EIO. */
+ * in *out, FL_ENOENT, FL_ENOMEM or FL_EIO; put: 0 or FL_EIO; add: puts only when the key has no
+ * value yet (another process sharing the file may have put one first), 0 or FL_EIO. */
 int fl_store_get_setting(fl_store_t *s, const char *key, char **out);
 int fl_store_put_setting(fl_store_t *s, const char *key, const char *value);
+int fl_store_add_setting(fl_store_t *s, const char *key, const char *value);
 
 /* One user's feedback on one request (strings borrowed; label and comment may be NULL). */
 typedef struct fl_feedback_rec {

@@ -62,7 +62,7 @@ static const char *const MIGRATIONS[] = {
   "failures, updated_ms, spec_json"
 
 enum { ST_PUT_ROUTE, ST_GET_ROUTE, ST_ADD_EVENT, ST_EVENTS_ALL, ST_EVENTS_ROUTE, ST_ADD_WINDOW, ST_WINDOWS,
-       ST_GET_SETTING, ST_PUT_SETTING, ST_ADD_FEEDBACK, ST_COUNT };
+       ST_GET_SETTING, ST_PUT_SETTING, ST_ADD_SETTING, ST_ADD_FEEDBACK, ST_COUNT };
 
 static const char *const STATEMENTS[ST_COUNT] = {
     [ST_PUT_ROUTE] = "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
@@ -77,6 +77,7 @@ static const char *const STATEMENTS[ST_COUNT] = {
                    "ORDER BY id DESC LIMIT ?2",
     [ST_GET_SETTING] = "SELECT value FROM settings WHERE key = ?1",
     [ST_PUT_SETTING] = "INSERT OR REPLACE INTO settings(key, value) VALUES(?1, ?2)",
+    [ST_ADD_SETTING] = "INSERT OR IGNORE INTO settings(key, value) VALUES(?1, ?2)",
     [ST_ADD_FEEDBACK] = "INSERT OR IGNORE INTO feedback(time_ms, request_id, route, variant, version, score, label, "
                         "comment) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
 };
@@ -472,6 +473,13 @@ int fl_store_put_setting(fl_store_t *s, const char *key, const char *value) {
   sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(q, 2, value, -1, SQLITE_TRANSIENT);
   return run_write(s, q, true);
+}
+
+int fl_store_add_setting(fl_store_t *s, const char *key, const char *value) {
+  sqlite3_stmt *q = s->stmt[ST_ADD_SETTING];
+  sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 2, value, -1, SQLITE_TRANSIENT);
+  return run_write(s, q, false);      /* not kept: the caller reads back what won */
 }
 
 int fl_store_add_feedback(fl_store_t *s, const fl_feedback_rec_t *f) {

@@ -12,6 +12,9 @@
 
 #include "feedback.h"
 #include "sha256.h"
+#include "store.h"
+
+#include <unistd.h>
 
 static void hex(const uint8_t *d, size_t n, char *out) {
   for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
@@ -168,8 +171,48 @@ static void feedback_bodies_are_checked_before_anything_is_counted(void **state)
   json_decref(answer);
 }
 
+/* Two gateways starting on one fresh store file agree on the key: an id the first signs, the
+ * second verifies; a key already stored is never replaced, and a malformed one is an error. */
+static void gateways_sharing_a_store_share_its_key_and_never_replace_it(void **state) {
+  char path[] = "/tmp/fledge-feedback-key-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  unlink(path);
+  fl_conf_t *conf;
+  char err[256];
+  static const char YAML[] = "routes:\n  - name: r\n    stable: { version: v1, backends: [127.0.0.1:9] }\n";
+  assert_int_equal(fl_conf_parse("t.yaml", YAML, sizeof YAML - 1, &conf, err, sizeof err), 0);
+  fl_store_t *a, *b;
+  assert_int_equal(fl_store_open(path, &a, err, sizeof err), 0);
+  assert_int_equal(fl_store_open(path, &b, err, sizeof err), 0);
+  char id[FL_REQUEST_ID_MAX];
+  fl_request_origin_t o;
+  assert_int_equal(fl_feedback_init(conf, a, err, sizeof err), 0);
+  size_t n = fl_request_id_sign(id, "r", 0, "v1", 1, 2);
+  fl_feedback_set_key("some other key, 16+", 19);
+  assert_int_equal(fl_feedback_init(conf, b, err, sizeof err), 0);
+  assert_int_equal(fl_request_id_verify(id, n, &o), 0);
+  assert_int_equal(fl_store_add_setting(b, "feedback_key", "0000"), 0);   /* taken: left as it is */
+  assert_int_equal(fl_feedback_init(conf, a, err, sizeof err), 0);
+  assert_int_equal(fl_request_id_verify(id, n, &o), 0);
+  assert_int_equal(fl_store_put_setting(b, "feedback_key", "not hex"), 0);
+  assert_int_equal(fl_feedback_init(conf, a, err, sizeof err), FL_EINVAL);
+  assert_non_null(strstr(err, "64 hex digits"));
+  fl_store_close(a);
+  fl_store_close(b);
+  fl_conf_unref(conf);
+  unlink(path);
+  char side[300];
+  snprintf(side, sizeof side, "%s-wal", path);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-shm", path);
+  unlink(side);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(gateways_sharing_a_store_share_its_key_and_never_replace_it),
       cmocka_unit_test(sha256_matches_the_fips_180_vectors),
       cmocka_unit_test(hmac_matches_the_rfc_4231_vectors),
       cmocka_unit_test(an_id_names_the_route_variant_version_and_time_that_served),
