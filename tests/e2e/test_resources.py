@@ -81,6 +81,23 @@ def meminfo():
         return {l.split(":")[0]: int(l.split()[1]) * 1024 for l in f}
 
 
+def test_a_reload_keeps_what_was_known_of_a_watched_process_until_the_next_sample():
+    sleeper = subprocess.Popen(["sleep", "543.21"])
+    conf = "resources: { interval: 30s }\nprocesses:\n  - { name: sleeper, cmdline: \"^sleep 543\\\\.21$\" }\n"
+    try:
+        with mock() as m, Gateway(conf + route_yaml(m)) as gw:
+            before = wait_for(lambda: process(gw, "sleeper")["running"] and process(gw, "sleeper"))
+            assert before, resources(gw)
+            gw.reload(conf + route_yaml(m))              # the next sample is up to 30 s away
+            after = process(gw, "sleeper")
+            assert after["running"] and after["pid"] == sleeper.pid, after
+            assert after["resident_bytes"] == before["resident_bytes"], (before, after)
+            assert metric(gw, "fledge_process_up", 'process="sleeper"') == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_host_numbers_match_proc():
     with mock() as m, Gateway("resources: { interval: 1s }\n" + route_yaml(m)) as gw:
         time.sleep(1.2)                                  # two samples: CPU usage is a difference
