@@ -533,7 +533,7 @@ static void conn_resume(conn_t *c) {
   } else if (c->eof) {
     conn_finish(c);   /* the client is done sending and everything it sent is answered */
   } else if (!c->reading) {
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, NULL) == 0) c->reading = true;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
     else conn_close(c);
   }
 }

@@ -563,7 +563,7 @@ static uint64_t input_hash(uint64_t h, const json_t *v) {
  * drawn twice from the same state (norm, then values) so that no vector is kept. */
 static void add_embedding(mock_worker_t *w, const json_t *input, size_t index) {
   uint32_t dim = w->cfg->embedding_dim;
-  uint64_t start = input_hash(0xCBF29CE484222325ull ^ w->cfg->seed, input), state = start;
+  uint64_t start = input_hash(0xCBF29CE484222325ull ^ w->cfg->content_seed, input), state = start;
   double sq = 0;
   for (uint32_t j = 0; j < dim; j++) {
     double x = rng_unit(&state) * 2 - 1;
@@ -645,7 +645,7 @@ static void add_prediction(mock_worker_t *w, const json_t *instance) {
   if (chance(w, cfg->nan_rate)) {
     sb_adds(&w->sb, "NaN");
   } else if (cfg->classes) {
-    uint64_t label = chance(w, cfg->class_skew) ? 0 : input_hash(0xCBF29CE484222325ull ^ cfg->seed, instance) % cfg->classes;
+    uint64_t label = chance(w, cfg->class_skew) ? 0 : input_hash(0xCBF29CE484222325ull ^ cfg->content_seed, instance) % cfg->classes;
     sb_addf(&w->sb, "%llu", (unsigned long long)label);
   } else {
     double sum = instance_sum(instance);

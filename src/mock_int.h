@@ -28,7 +28,9 @@ typedef struct mock_cfg {
   double class_skew;              /* share of predictions forced to class 0 */
   uint32_t max_tokens;            /* the longest completion text that can be drawn */
   double kv_cache_usage;          /* what GET /metrics says of vllm:kv_cache_usage_perc */
-  uint64_t seed;
+  uint64_t seed;                     /* of the random draws: --seed, else from the clock */
+  uint64_t content_seed;             /* of embeddings and class labels: --seed, else 0, so that
+                                        two mocks give the same answer to the same input */
   bool seeded;
   char *text;                     /* "tok0 tok1 ... " for max_tokens tokens */
   uint32_t *text_end;             /* text_end[k]: length of the first k tokens */

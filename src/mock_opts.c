@@ -24,8 +24,8 @@ static const char mock_usage[] =
     "  --tokens-per-s N      streaming speed after the first token; 0 = no delay (default 0)\n"
     "  --output-tokens N     tokens per completion, capped by max_tokens (default 16)\n"
     "  --error-rate F        share 0..1 of model requests answered 500 (default 0)\n"
-    "  --seed N              seed of the random draws and of embeddings (default: random\n"
-    "                        draws, embeddings seeded with 0)\n"
+    "  --seed N              seed of the random draws and of embeddings and class labels\n"
+    "                        (default: random draws, embeddings and labels seeded with 0)\n"
     "  --workers N           threads, each with its own SO_REUSEPORT listener (default 1)\n"
     "  --embedding-dim N     length of embedding vectors (default 8)\n"
     "Bad data, to test data-quality monitoring:\n"
@@ -196,6 +196,7 @@ static int build_text(mock_cfg_t *cfg) {
 }
 
 int fl_mock_prepare(mock_cfg_t *cfg) {
+  cfg->content_seed = cfg->seeded ? cfg->seed : 0;
   if (!cfg->seeded) cfg->seed = fl_now_ns() ^ ((uint64_t)getpid() << 32);
   json_t *name = json_string(cfg->model);
   cfg->model_json = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;

@@ -58,7 +58,17 @@ void fl_worker_maybe_stop(fl_worker_t *w) {
   fl_pool_close_all(&w->pools);
   close_if_open((uv_handle_t *)&w->sweep);
   close_if_open((uv_handle_t *)&w->listener);
+  pthread_mutex_lock(&w->wake_lock);   /* taken once, at the end: never on the request path */
+  w->wake_open = false;
+  pthread_mutex_unlock(&w->wake_lock);
   close_if_open((uv_handle_t *)&w->wake);
+}
+
+/* Control thread: uv_async_send on a worker that has left aborts the process, so ask first. */
+static void wake_worker(fl_worker_t *w) {
+  pthread_mutex_lock(&w->wake_lock);
+  if (w->wake_open) uv_async_send(&w->wake);
+  pthread_mutex_unlock(&w->wake_lock);
 }
 
 static void worker_take_conf(fl_worker_t *w) {
@@ -121,6 +131,8 @@ static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
   }
   uv_async_init(&w->loop, &w->wake, on_wake);
   w->wake.data = w;
+  pthread_mutex_init(&w->wake_lock, NULL);
+  w->wake_open = true;
   uv_timer_init(&w->loop, &w->sweep);
   w->sweep.data = w;
   uv_timer_start(&w->sweep, on_sweep, 1000, 1000);
@@ -168,7 +180,7 @@ static void publish(fl_conf_t *c) {
     fl_conf_ref(c);
     fl_conf_t *stale = atomic_exchange(&w->next_conf, c);
     if (stale) fl_conf_unref(stale);
-    uv_async_send(&w->wake);
+    wake_worker(w);
   }
   fl_conf_t *old = ctl.conf;
   ctl.conf = c;
@@ -195,7 +207,7 @@ static void reload(void) {
 static void signal_workers(int drain) {
   for (unsigned i = 0; i < ctl.n_workers; i++) {
     atomic_store(&ctl.workers[i].drain, drain);
-    uv_async_send(&ctl.workers[i].wake);
+    wake_worker(&ctl.workers[i]);
   }
 }
 

@@ -22,11 +22,13 @@ typedef struct fl_worker {
   uv_loop_t loop;
   uv_tcp_t listener;
   uv_async_t wake;
+  pthread_mutex_t wake_lock;          /* wake_open: the control thread wakes only a worker still there */
+  bool wake_open;
   uv_timer_t sweep;                   /* closes idle upstream connections (timeouts.idle) */
   pthread_t thread;
   fl_conf_t *conf;                    /* this worker's reference to the current snapshot */
   _Atomic(fl_conf_t *) next_conf;     /* handed over by the control thread, with a reference */
-  atomic_bool drain;
+  atomic_int drain;                   /* 0 serve, 1 drain, 2 the deadline passed: cut what is left */
   bool draining;
   uint64_t rng;                       /* xorshift state */
   struct fl_client *clients;          /* every open client connection (drain closes idle ones) */

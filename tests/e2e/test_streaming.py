@@ -111,6 +111,47 @@ def test_sigterm_lets_a_stream_in_flight_finish_and_refuses_new_connections():
         assert gw.p.wait(10) == 0
 
 
+def test_a_reload_a_second_sigterm_and_the_drain_deadline_during_a_drain_end_in_a_clean_exit():
+    # two workers: the idle one leaves at once; waking it afterwards once aborted the process
+    with mock("--ttft-ms", 50, "--tokens-per-s", 4, "--output-tokens", 20, model="m-v1") as v1, \
+            Gateway("timeouts: { drain: 1500ms }\n" + route_yaml(v1), workers=2) as gw:
+        payload = json.dumps(chat(stream=True)).encode()
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(payload), payload))
+        assert b"200 OK" in s.recv(65536)
+        t0 = time.time()
+        gw.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        gw.send_signal(signal.SIGHUP)                    # a reload while draining
+        time.sleep(0.3)
+        assert gw.p.poll() is None, gw.output()          # the stream (5 s) is still going
+        code = gw.p.wait(10)                             # the deadline (1.5 s) cuts it
+        took = time.time() - t0
+        rest = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        s.close()
+        assert code == 0, (code, gw.output())
+        assert "drain deadline passed" in gw.output()
+        assert took < 4 and b"[DONE]" not in rest, (took, rest[-100:])   # cut, not waited for
+    with mock("--ttft-ms", 50, "--tokens-per-s", 4, "--output-tokens", 20, model="m-v1") as v1, \
+            Gateway(route_yaml(v1), workers=2) as gw:
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(payload), payload))
+        assert b"200 OK" in s.recv(65536)
+        gw.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        gw.send_signal(signal.SIGTERM)                   # a second one: stop now, cleanly
+        code = gw.p.wait(10)
+        s.close()
+        assert code == 0, (code, gw.output())
+
+
 class SlowStreamBackend:
     """Answers each request with a chunked stream of one event every 50 ms for 10 s, and notes
     when the gateway hangs up on it."""
