@@ -135,7 +135,7 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
 
 static const char *const EVENTS[] = {"started", "rollout_started", "step", "promoted", "rolled_back", "paused",
                                      "resumed", "undone", "weight", "superseded", "acceptance_started",
-                                     "acceptance_passed", "acceptance_failed"};
+                                     "acceptance_passed", "acceptance_failed", "spec_invalid"};
 
 static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
   static const char *const KEYS[] = {"url", "on"};
@@ -155,7 +155,7 @@ static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
     if (!known || strlen(e) >= sizeof h->on[0])
       return bad(err, cap, "webhooks: \"on\" takes event names (%s)",
                  "started, step, promoted, rolled_back, paused, resumed, undone, weight, superseded, "
-                 "acceptance_started, acceptance_passed, acceptance_failed");
+                 "acceptance_started, acceptance_passed, acceptance_failed, spec_invalid");
     snprintf(h->on[h->n_on++], sizeof h->on[0], "%s", e);
   }
   return 0;

@@ -417,7 +417,6 @@ static int f_rollout(parse_ctx_t *p, yaml_node_t *v, void *slot) {
     return cy_fail(p, at, "rollout: %s", err);
   }
   r->rollout_spec = spec;
-  p->rollout_node = v;
   return 0;
 }
 
@@ -445,15 +444,12 @@ static int route_defaults(parse_ctx_t *p, fl_route_t *r) {
 static int parse_route(parse_ctx_t *p, yaml_node_t *map, fl_route_t *r) {
   p->route_name_node = NULL;
   p->canary_rule_node = NULL;
-  p->rollout_node = NULL;
   int rc = cy_walk(p, map, &route_section, r);
   if (rc) return rc;
   if (!r->name) return cy_fail(p, map, "route needs a name");
   if (!r->variant[FL_STABLE].version) return cy_fail(p, map, "route \"%s\" needs a stable section", r->name);
   if (p->canary_rule_node && !r->has_canary)
     return cy_fail(p, p->canary_rule_node, "rule sends traffic to canary but route \"%s\" has no canary section", r->name);
-  if (p->rollout_node && !r->has_canary)
-    return cy_fail(p, p->rollout_node, "rollout: route \"%s\" has no canary section to roll out", r->name);
   return route_defaults(p, r);
 }
 

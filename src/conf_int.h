@@ -19,7 +19,6 @@ typedef struct parse_ctx {
   yaml_node_t *route_name_node;     /* where the current route's name is, for duplicates */
   yaml_node_t *canary_rule_node;    /* first rule sending to canary; checked once the whole
                                        route is read, because `canary:` may come after `rules:` */
-  yaml_node_t *rollout_node;        /* the route's rollout spec, checked the same way */
 } parse_ctx_t;
 
 typedef int (*field_fn)(parse_ctx_t *p, yaml_node_t *val, void *slot);

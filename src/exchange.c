@@ -35,6 +35,7 @@ static void on_up_written(uv_write_t *req, int status) {
   free(wr);
   if (!c) return;
   c->up_queued -= len;
+  if (status >= 0 && c->tstate == FL_T_BODY) fl_client_timer(c, FL_T_BODY, c->w->conf->timeouts.idle_ms);  /* taken */
   if (status < 0) upstream_failed(c, false);
   else if (c->read_paused && c->up_queued < FL_LOW_WATER && !c->ex.req_done) fl_client_pause_reading(c, false);
 }
@@ -221,9 +222,12 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
   ex->up = u;
   fl_client_timer(c, FL_T_CONNECT, ex->conf->timeouts.connect_ms);
   int rc = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&b->addr.ss, on_connect);
-  if (rc != 0) {               /* at once: this machine's lack (descriptors, ports), not the backend's */
+  if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM || rc == UV_EADDRNOTAVAIL ||
+      rc == UV_EAGAIN) {         /* this machine's lack (descriptors, ports), not the backend's fault */
     detach(c, false);
     fl_client_error(c, 503, "overloaded", "cannot open a connection to backend %s: %s", b->addr.text, uv_strerror(rc));
+  } else if (rc != 0) {        /* unreachable, refused by a firewall: the backend's */
+    connect_failed(c, false);
   }
 }
 
@@ -478,6 +482,13 @@ void fl_exchange_timeout(fl_client_t *c) {
   switch (c->tstate) {
   case FL_T_CONNECT:
     connect_failed(c, true);
+    break;
+  case FL_T_BODY:                                 /* a backend that stopped reading the request */
+    fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
+    if (fl_backend_report(ex->backend, false, fl_now_ms()))
+      fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
+    fl_client_error(c, 504, "timeout", "backend %s took none of the request body for %u ms", ex->backend->addr.text,
+                    ex->conf->timeouts.idle_ms);
     break;
   case FL_T_FIRST_BYTE:                           /* a backend that takes requests and never answers */
     fl_account_upstream_error(c, FL_UPERR_TIMEOUT);

@@ -359,9 +359,9 @@ static job_t *plan_drift(uint64_t now, size_t *n_jobs) {
 
 /* Over the last data.window. Monitor thread. */
 static void refresh_drift(void) {
-  uint64_t now = fl_now_ms(), from = now > mon.n_slices * SLICE_MS ? now - mon.n_slices * SLICE_MS : 0;
   size_t n = 0;
   pthread_mutex_lock(&mon.lock);
+  uint64_t now = fl_now_ms(), from = now > mon.n_slices * SLICE_MS ? now - mon.n_slices * SLICE_MS : 0;
   uint64_t generation = mon.generation;
   job_t *jobs = plan_drift(now, &n);
   pthread_mutex_unlock(&mon.lock);

@@ -673,8 +673,9 @@ static void on_timer(uv_timer_t *t) {
     if (!c->reading_head && !c->ex.active) fl_client_close(c);
     else fl_client_error(c, 408, "timeout", "request head not received within %u ms", c->w->conf->timeouts.header_ms);
     break;
-  case FL_T_BODY:
-    fl_client_error(c, 408, "timeout", "request body stalled for %u ms", c->w->conf->timeouts.idle_ms);
+  case FL_T_BODY:                /* whose stall: the client's, unless the backend stopped taking it */
+    if (c->ex.up && c->up_queued > 0 && c->read_paused) fl_exchange_timeout(c);
+    else fl_client_error(c, 408, "timeout", "request body stalled for %u ms", c->w->conf->timeouts.idle_ms);
     break;
   case FL_T_KEEPALIVE:
     fl_client_close(c);

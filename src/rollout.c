@@ -330,6 +330,7 @@ int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight
   if (!rt->has_canary) return fail(err, err_cap, FL_EINVAL, "route %s has no canary", route);
   ro_t *r = ro_get(route, false);
   if (r && r->state == RO_PROGRESSING) r->state = RO_PAUSED;   /* a hand on the wheel pauses the automation */
+  if (r && r->state == RO_ROLLED_BACK) r->state = RO_IDLE;     /* and takes over after a rollback: no hold */
   set_weight(rt, r, weight_bp, actor, "weight", json_object());
   return 0;
 }
@@ -359,14 +360,24 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   json_t *spec = json_loads(st->spec_json, 0, NULL);
   ro_t *r = ro_get(rt->name, true);
   char err[256];
-  if (r && fl_rollout_spec_parse(spec, &r->spec, err, sizeof err) == 0 && st->step >= 0 &&
-      (size_t)st->step < r->spec.n_steps) {
+  if (r && fl_rollout_spec_parse(spec, &r->spec, err, sizeof err) != 0) {
+    /* saved by an older build that allowed it: keep the state (a rollback's hold above all), with
+     * the default spec, and let nothing progress on checks nobody wrote */
+    fl_log("route %s: the saved rollout spec is no longer valid (%s); the rollout keeps its state with the "
+           "default spec%s", rt->name, err, state == RO_PROGRESSING ? " and is paused" : "");
+    event(rt->name, "rollout", "spec_invalid", json_pack("{s:s, s:s}", "reason", err, "spec", st->spec_json));
+    fl_rollout_spec_parse(NULL, &r->spec, err, sizeof err);
+    if (state == RO_PROGRESSING) state = RO_PAUSED;
+  }
+  if (r && st->step >= 0 && (size_t)st->step < r->spec.n_steps) {
     r->state = state;
     r->step = st->step;
     r->failures = (uint32_t)st->failures;
     window_begin(rt, r);
-    fl_log("route %s: rollout %s restored at step %d, weight %.2f", rt->name, st->rollout_state, r->step,
+    fl_log("route %s: rollout %s restored at step %d, weight %.2f", rt->name, state_names[state], r->step,
            fl_live_weight(rt) / 100.0);
+  } else if (r && (state == RO_ROLLED_BACK || state == RO_PROMOTED)) {
+    r->state = state;                              /* ended: no step to resume, the outcome stays */
   }
   json_decref(spec);
 }

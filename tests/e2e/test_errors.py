@@ -840,6 +840,33 @@ def test_a_slow_upload_is_not_cut_while_its_bytes_keep_coming():
         assert be.requests[-1][3] == b"12345678"
 
 
+def test_a_backend_that_stops_taking_an_upload_gets_the_blame_not_the_client():
+    deaf = socket.socket()                               # connections complete in the backlog, nothing is read
+    deaf.bind(("127.0.0.1", 0))
+    deaf.listen(8)
+    try:
+        with Gateway(routes({"/": deaf.getsockname()[1]}, "timeouts: { idle: 1s }\n"), workers=1) as gw:
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+            size = 64 << 20
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+            s.settimeout(0.5)
+            piece, sent = b"x" * 65536, 0
+            try:
+                while sent < size:
+                    sent += s.send(piece)
+            except socket.timeout:
+                pass                                     # the gateway stopped reading: the backend is full
+            s.settimeout(5)
+            head = s.recv(65536)
+            s.close()
+            assert head.startswith(b"HTTP/1.1 504"), head[:200]
+            text = request(gw.admin, "GET", "/metrics").body.decode()
+            assert any(l.startswith("fledge_upstream_errors_total{") and 'kind="timeout"' in l and not l.endswith(" 0")
+                       for l in text.splitlines()), [l for l in text.splitlines() if "upstream_errors" in l]
+    finally:
+        deaf.close()
+
+
 def test_a_request_the_backend_had_is_not_sent_again_when_it_hangs_up_later():
     with Backend("once_then_hang_up") as be, Gateway(routes({"/": be}), workers=1) as gw:
         conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)

@@ -1,6 +1,7 @@
 """Progressive rollouts end to end: live traffic through the gateway to two mock versions, the
 weight moving step by step while the canary is as good as stable, and rolled back to 0 when it
 is not, with every decision in the event log and surviving a kill -9."""
+import json
 import signal
 import threading
 import time
@@ -225,12 +226,13 @@ def test_a_bad_rollout_spec_is_a_config_error_with_its_position():
         line = bad.splitlines().index(at) + 1
         assert out.returncode == 1 and out.stderr.startswith("%s:%d:" % (f.name, line)), (out.stderr, line)
         assert message in out.stderr, out.stderr
-    no_canary = route_yaml(1).rstrip("\n") + "\n" + ROLLOUT_YAML
+    # a route keeps its spec after a promotion moved the version to stable and dropped canary:
+    no_canary = route_yaml(1).rstrip("\n") + "\n" + ROLLOUT_YAML          # fine, idle until a canary comes
     with open(f.name, "w") as g:
         g.write(no_canary)
     out = subprocess.run([FLEDGE, "check", "-c", f.name], capture_output=True, text=True)
     os.unlink(f.name)
-    assert out.returncode == 1 and "has no canary section to roll out" in out.stderr, out.stderr
+    assert out.returncode == 0, out.stderr
 
 
 class HookReceiver:
@@ -426,8 +428,33 @@ def test_a_rolled_back_canary_gets_no_users_through_its_rules_until_a_hand_sets_
         assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH).status == 200
         assert [variant(beta) for _ in range(20)] == ["stable"] * 20
         assert variant({"x-fledge-variant": "canary"}) == "canary"   # a trusted override still reaches it
-        assert request(gw.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 1}).status == 200
-        assert variant(beta) == "canary"
+        assert request(gw.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 0}).status == 200
+        assert variant(beta) == "canary"                             # a hand took over, even at 0
+        assert route(gw)["rollout"]["state"] == "idle"
+
+
+def test_a_saved_rollout_an_older_build_allowed_keeps_its_state_and_its_hold():
+    import sqlite3
+    rules = "    rules:\n      - match: { header: { x-beta: \"1\" } }\n        variant: canary\n"
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2:
+        yaml = route_yaml(v1, v2, weight=0, extra=rules)
+        gw = Gateway(yaml, **WITH_TOKEN)
+        with gw:
+            start(gw, dict(SPEC, interval="60s"))
+            assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH).status == 200
+            gw.p.send_signal(signal.SIGKILL)
+            gw.p.wait()
+            db = sqlite3.connect(gw.state_dir + "/state.db")  # what the older build saved: now refused
+            spec = dict(SPEC, webhooks=[{"url": "http://127.0.0.1:9/h", "on": ["rollback"]}])
+            db.execute("UPDATE routes SET spec_json = ? WHERE route = 'chat'", (json.dumps(spec),))
+            db.commit()
+            db.close()
+            with Gateway(yaml, state_dir=gw.state_dir, **WITH_TOKEN) as again:
+                r = route(again)
+                assert r["rollout"]["state"] == "rolled_back" and r["canary_weight"] == 0, r
+                assert events(again)[-1]["kind"] == "spec_invalid", events(again)[-1]
+                h = request(again.port, "POST", "/v1/chat/completions", {"x-beta": "1"}, chat())
+                assert h.header("x-fledge-variant") == "stable"               # still held
 
 
 def test_steps_of_just_100_promote_at_once_and_unknown_actions_are_refused():
