@@ -103,9 +103,13 @@ static const char *run_case(const job_t *job, json_t *c, double *latency_ms, cha
   if (body && job->model[0] && json_is_object(body)) json_object_set_new(body, "model", json_string(job->model));
   char *text = body ? json_dumps(body, JSON_COMPACT) : NULL, *answer = NULL, err[256];
   int status = 0;
+  /* as long as the case allows, and a second to tell "too slow" from "no answer"; else a minute */
+  json_t *max = json_object_get(json_object_get(c, "expect"), "max_latency_ms");
+  int timeout_ms = json_is_number(max) && json_number_value(max) > 0 && json_number_value(max) < 3600000
+                       ? (int)json_number_value(max) + 1000 : 60000;
   uint64_t t0 = fl_now_ns();
   int rc = fl_client_request(&job->backend, method ? method : "POST", path ? path : "/v1/chat/completions", text,
-                             NULL, 10000, &status, &answer, err, sizeof err);
+                             NULL, timeout_ms, &status, &answer, err, sizeof err);
   *latency_ms = (fl_now_ns() - t0) / 1e6;
   free(text);
   const char *why = rc ? snprintf(buf, cap, "%s", err), buf
@@ -121,7 +125,7 @@ static json_t *replay(const job_t *job) {
   double latencies[4096];
   size_t cases = 0, passed = 0, line_no = 0;
   char line[65536], why_buf[300];
-  while (!atomic_load(&stopping) && fgets(line, sizeof line, f) && cases < FL_ARRAY_LEN(latencies)) {
+  while (!atomic_load(&stopping) && cases < FL_ARRAY_LEN(latencies) && fgets(line, sizeof line, f)) {
     line_no++;
     if (!strchr(line, '\n') && !feof(f)) {       /* a line longer than the buffer: one failure, skip it */
       int ch;
@@ -139,7 +143,18 @@ static json_t *replay(const job_t *job) {
     else passed++;
     json_decref(c);
   }
+  bool interrupted = atomic_load(&stopping), more = false;
+  while (!interrupted && !more && fgets(line, sizeof line, f)) more = line[strspn(line, " \t\r\n")] != '\0';
   fclose(f);
+  if (interrupted) {                 /* not a verdict: the rollout stays in acceptance (a restart ends it) */
+    json_decref(failures);
+    return json_pack("{s:s, s:b}", "error", "interrupted by shutdown", "interrupted", 1);
+  }
+  if (more) {                        /* never a pass on a set only partly run */
+    cases++;
+    json_array_append_new(failures, json_pack("{s:I, s:s}", "line", (json_int_t)line_no + 1, "why",
+                                              "more than 4096 cases: the rest were not run"));
+  }
   double max = 0;
   for (size_t i = 0; i < cases; i++) max = FL_MAX(max, latencies[i]);
   return json_pack("{s:I, s:I, s:f, s:{s:f, s:f}, s:o}", "cases", (json_int_t)cases, "passed", (json_int_t)passed,

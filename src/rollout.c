@@ -234,6 +234,10 @@ static void acceptance_done(const char *route, json_t *report, void *ctx) {
     json_decref(report);
     return;
   }
+  if (json_is_true(json_object_get(report, "interrupted"))) {   /* shutdown: no verdict, it stays at the gate */
+    json_decref(report);
+    return;
+  }
   double rate = json_number_value(json_object_get(report, "pass_rate"));
   if (json_object_get(report, "error") || rate < r->spec.acceptance_min_pass) {
     r->state = RO_ROLLED_BACK;

@@ -333,6 +333,43 @@ def test_the_acceptance_set_runs_against_the_canary_before_any_user_sees_it():
         os.unlink(path)
 
 
+def test_a_gateway_stopped_during_the_acceptance_set_never_lets_the_canary_skip_it():
+    import os
+    path = acceptance_file([chat_case({"status": 200})] * 6)
+    try:
+        with mock(model="m-v1") as v1, mock("--latency-ms", 700, model="m-v2") as v2:
+            yaml = route_yaml(v1, v2, weight=0)
+            gw = Gateway(yaml, **WITH_TOKEN)
+            with gw:
+                start(gw, dict(SPEC, interval="60s", acceptance=path))
+                time.sleep(1.6)                          # two cases of six done
+                assert gw.stop() == 0, gw.output()
+                with Gateway(yaml, state_dir=gw.state_dir, **WITH_TOKEN) as again:
+                    r = route(again)
+                    assert r["rollout"]["state"] == "rolled_back" and r["canary_weight"] == 0, r
+                    ev = [e["kind"] for e in events(again)]
+                    assert "acceptance_passed" not in ev and "rollout_started" not in ev, ev
+                    assert ev[-1] == "acceptance_failed", ev
+    finally:
+        os.unlink(path)
+
+
+def test_a_set_longer_than_4096_cases_fails_rather_than_pass_on_its_first_part():
+    import os
+    path = acceptance_file([{"request": {"method": "GET", "path": "/v1/models"}, "expect": {"status": 200}}] * 4097)
+    try:
+        with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+                Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:
+            start(gw, dict(SPEC, interval="60s", acceptance=path))
+            r = wait_state(gw, ["progressing", "rolled_back"], 30)
+            assert r["rollout"]["state"] == "rolled_back", r
+            report = [e for e in events(gw) if e["kind"] == "acceptance_failed"][0]["detail"]["report"]
+            assert report["cases"] == 4097 and report["passed"] == 4096, {k: report[k] for k in ("cases", "passed")}
+            assert "more than 4096 cases" in report["failures"][0]["why"], report["failures"]
+    finally:
+        os.unlink(path)
+
+
 def test_a_canary_failing_its_acceptance_set_never_gets_traffic():
     import os
     path = acceptance_file([chat_case({"status": 200}), chat_case({"status": 200, "regex": "Paris"})])
