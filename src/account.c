@@ -25,10 +25,12 @@ static bool sampled(fl_worker_t *w, uint64_t now_ns) {
 
 void fl_account_begin(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
-  if (!ex->conf->metrics || ex->vs) return;
+  if (ex->begun) return;
+  ex->begun = true;                    /* the access log has it, metrics or not */
+  fl_llm_init(&ex->llm, false);
+  if (!ex->conf->metrics) return;
   ex->vs = fl_metrics_vstats(c->w->metrics, chosen(c)->series);
   if (ex->vs) fl_ctr_add(&ex->vs->in_flight, 1);
-  fl_llm_init(&ex->llm, false);
   if (ex->vs && sampled(c->w, ex->start_ns) && (ex->sample = calloc(1, sizeof *ex->sample)))
     ex->sample->series = chosen(c)->series;
 }
@@ -121,11 +123,14 @@ static void log_record(fl_client_t *c, int status, uint64_t duration_us) {
 void fl_account_end(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   fl_vstats_t *vs = ex->vs;
-  if (!vs) return;
+  if (!ex->begun) return;
+  ex->begun = false;
   ex->vs = NULL;
   int status = ex->resp_started && ex->status ? ex->status : 499;   /* 499: the client went away */
   if (status < 100 || status > 599) status = 599;
   uint64_t duration_us = (fl_now_ns() - ex->start_ns) / 1000;
+  if (c->w->alog) log_record(c, status, duration_us);
+  if (!vs) return;                     /* metrics: false */
   fl_ctr_add(&vs->codes[status], 1);
   fl_ctr_add(&vs->in_flight, (uint64_t)-1);
   fl_ctr_add(&vs->request_bytes, ex->body_bytes);
@@ -139,7 +144,6 @@ void fl_account_end(fl_client_t *c) {
     fl_ctr_add(&vs->streams, 1);
     if (!ex->llm.done_seen) fl_ctr_add(&vs->streams_cut, 1);
   }
-  if (c->w->alog) log_record(c, status, duration_us);
   if (ex->sample) {
     ex->sample->status = status;
     ex->sample->at_ms = fl_now_ms();

@@ -231,7 +231,12 @@ static int f_backends(parse_ctx_t *p, yaml_node_t *n, void *slot) {
   if (rc == 0) rc = cy_alloc_items(p, cy_list_len(n), sizeof *v->backends, (void **)&v->backends);
   if (rc) return rc;
   v->n_backends = cy_list_len(n);
-  for (size_t i = 0; i < v->n_backends && rc == 0; i++) rc = cy_get_addr(p, cy_list_item(p, n, i), &v->backends[i]);
+  for (size_t i = 0; i < v->n_backends && rc == 0; i++) {
+    rc = cy_get_addr(p, cy_list_item(p, n, i), &v->backends[i]);
+    for (size_t j = 0; j < i && rc == 0; j++)        /* one address, one set of series and health */
+      if (strcmp(v->backends[j].text, v->backends[i].text) == 0)
+        rc = cy_fail(p, cy_list_item(p, n, i), "backend %s is listed twice", v->backends[i].text);
+  }
   return rc;
 }
 

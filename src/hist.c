@@ -48,15 +48,16 @@ static void bump64(atomic_uint_least64_t *counter, uint64_t by) {
 
 void fl_hist_record(fl_hist_t *h, uint64_t us) {
   bump64(&h->bucket[fl_hist_index(us)], 1u);
-  bump64(&h->count, 1u);
   bump64(&h->sum_us, us);
 }
 
 void fl_hist_add_to(const fl_hist_t *h, fl_hist_snap_t *out) {
-  out->count += atomic_load_explicit(&h->count, memory_order_relaxed);
   out->sum_us += atomic_load_explicit(&h->sum_us, memory_order_relaxed);
-  for (unsigned i = 0; i < FL_HIST_BUCKETS; i++)
-    out->bucket[i] += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+  for (unsigned i = 0; i < FL_HIST_BUCKETS; i++) {
+    uint64_t n = atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+    out->bucket[i] += n;
+    out->count += n;
+  }
 }
 
 /* b is an earlier copy of the same cumulative histogram, so every difference is ≥ 0. */
@@ -67,8 +68,7 @@ void fl_hist_snap_add_diff(fl_hist_snap_t *out, const fl_hist_snap_t *a, const f
     out->bucket[i] += a->bucket[i] - b->bucket[i];
 }
 
-/* The total comes from the buckets, not s->count: a copy of a live histogram reads count and
- * buckets at slightly different moments, and the walk must find the rank it is looking for. */
+/* The total comes from the buckets, not s->count, for snapshots put together by hand. */
 static uint64_t bucket_total(const fl_hist_snap_t *s) {
   uint64_t total = 0;
   for (unsigned i = 0; i < FL_HIST_BUCKETS; i++) total += s->bucket[i];

@@ -11,8 +11,7 @@
 #define FL_HIST_OCTAVES 28u                /* 32 µs · 2^27 ≈ 71 min: the top bucket takes the rest */
 #define FL_HIST_BUCKETS (FL_HIST_SUB + FL_HIST_SUB * FL_HIST_OCTAVES)
 
-typedef struct fl_hist {
-  atomic_uint_least64_t count;
+typedef struct fl_hist {                           /* the count is the buckets' sum */
   atomic_uint_least64_t sum_us;
   atomic_uint_least64_t bucket[FL_HIST_BUCKETS];   /* 64-bit: a cumulative count must never wrap */
 } fl_hist_t;
@@ -30,7 +29,8 @@ void fl_hist_range(unsigned index, uint64_t *lo_us, uint64_t *hi_us);
 /* Writer thread only. */
 void fl_hist_record(fl_hist_t *h, uint64_t us);
 
-/* Any thread: adds h's current counts into out (out is not cleared first). */
+/* Any thread: adds h's current counts into out (out is not cleared first); out->count grows by
+ * the buckets read, so that every `le` count of an exposition stays at or below its +Inf. */
 void fl_hist_add_to(const fl_hist_t *h, fl_hist_snap_t *out);
 
 /* out += a − b (b an earlier copy of the same cumulative histogram); for windows. */

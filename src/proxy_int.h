@@ -57,6 +57,7 @@ typedef struct fl_exchange {
   char request_id[FL_REQUEST_ID_MAX];   /* the client's own, or signed when the variant is chosen */
   char feedback_id[FL_REQUEST_ID_MAX];  /* the signed id when request_id is the client's own */
   /* accounting (account.c) */
+  bool begun;                   /* counted from the variant's choice to the end (the access log) */
   fl_vstats_t *vs;              /* this variant's counters on this worker; NULL: not counted */
   fl_bstats_t *bs;              /* the chosen backend's counters */
   uint64_t overhead_ns;         /* time spent in the gateway itself, excluding the backend */

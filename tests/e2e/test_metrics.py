@@ -195,10 +195,21 @@ def test_fledge_stats_prints_a_line_per_variant():
         assert out.returncode == 1 and "cannot connect" in out.stderr
 
 
-def test_metrics_can_be_switched_off():
-    with mock(model="m-v1") as v1, Gateway("metrics: false\n" + route_yaml(v1)) as gw:
-        assert request(gw.port, "POST", "/v1/chat/completions", {}, chat()).status == 200
-        text = scrape(gw)
-        assert "fledge_requests_total{" not in text
-        ok, out = promtool_check(text)
-        assert ok, out
+def test_metrics_can_be_switched_off_and_the_access_log_still_has_every_request():
+    log = tempfile.NamedTemporaryFile(suffix=".log", delete=False).name
+    try:
+        with mock(model="m-v1") as v1, Gateway("metrics: false\naccess_log: %s\n" % log + route_yaml(v1)) as gw:
+            for _ in range(3):
+                assert request(gw.port, "POST", "/v1/chat/completions", {}, chat()).status == 200
+            text = scrape(gw)
+            assert "fledge_requests_total{" not in text
+            ok, out = promtool_check(text)
+            assert ok, out
+            deadline, lines = time.time() + 3, []
+            while time.time() < deadline and len(lines) < 3:
+                with open(log) as f:
+                    lines = [json.loads(l) for l in f if l.strip()]
+                time.sleep(0.05)
+            assert [l["status"] for l in lines] == [200, 200, 200], lines
+    finally:
+        os.unlink(log)

@@ -312,6 +312,8 @@ static void duplicate_keys_and_route_names(void **state) {
 static void bad_values(void **state) {
   const char *canary = ROUTE "    canary:\n      version: v2\n      backends: [127.0.0.1:9002]\n      weight: ";
   char yaml[512];
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [127.0.0.1:9001, 127.0.0.1:9001] }\n",
+                  "3:55", "backend 127.0.0.1:9001 is listed twice");
   snprintf(yaml, sizeof yaml, "%s150\n", canary);
   expect_error_at(yaml, "7:15", "weight must be between 0 and 100");
   snprintf(yaml, sizeof yaml, "%s-1\n", canary);
