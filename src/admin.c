@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 static fl_conf_t *admin_conf;
 static const fl_metrics_src_t *admin_metrics;
@@ -53,6 +54,8 @@ static void respond_error(fl_httpd_req_t *req, int status, const char *type, con
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  for (char *m = msg; *m; m++)                 /* a path may carry any bytes; JSON wants UTF-8 */
+    if ((unsigned char)*m < 0x20 || (unsigned char)*m > 0x7e) *m = '?';
   respond_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "type", type, "message", msg));
 }
 
@@ -70,8 +73,8 @@ static bool authorized(fl_httpd_req_t *req) {
     respond_error(req, 403, "forbidden", "the admin API is read-only: set admin.token_env to allow changes");
     return false;
   }
-  const char *h = fl_httpd_header(req, "authorization");
-  if (!h || strncmp(h, "Bearer ", 7) != 0 || !token_equal(h + 7, admin_conf->admin_token)) {
+  const char *h = fl_httpd_header(req, "authorization");        /* the scheme is case-insensitive */
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !token_equal(h + 7, admin_conf->admin_token)) {
     respond_error(req, 401, "unauthorized", "a valid \"Authorization: Bearer TOKEN\" header is required");
     return false;
   }
@@ -123,15 +126,34 @@ static void post_rollout(fl_httpd_req_t *req, const fl_route_t *r, const char *a
   else respond_json(req, 200, route_json(r));
 }
 
+/* One parameter of a query string: its raw value (up to `&`) copied into out; false when absent. */
+static bool query_param(const char *q, const char *name, char *out, size_t cap) {
+  size_t n = strlen(name);
+  for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+    if (strncmp(p, name, n) != 0 || p[n] != '=') continue;
+    size_t len = strcspn(p + n + 1, "&");
+    snprintf(out, cap, "%.*s", (int)FL_MIN(len, cap - 1), p + n + 1);
+    return true;
+  }
+  return false;
+}
+
+static bool query_int(const char *q, const char *name, long long *v) {
+  char text[32], *end;
+  if (!query_param(q, name, text, sizeof text)) return true;
+  *v = strtoll(text, &end, 10);
+  return *text && !*end && *v >= 0;
+}
+
 /* GET /api/v1/events?route=NAME&after=ID&limit=N */
 static void get_events(fl_httpd_req_t *req) {
   char route[64] = "";
   long long after = 0, limit = 100;
-  const char *q = req->query;
-  const char *p;
-  if ((p = strstr(q, "route="))) sscanf(p + 6, "%63[^&]", route);
-  if ((p = strstr(q, "after="))) after = atoll(p + 6);
-  if ((p = strstr(q, "limit="))) limit = atoll(p + 6);
+  query_param(req->query, "route", route, sizeof route);
+  if (!query_int(req->query, "after", &after) || !query_int(req->query, "limit", &limit)) {
+    respond_error(req, 400, "invalid_request", "after and limit must be whole numbers of at least 0");
+    return;
+  }
   json_t *events = NULL;
   if (!admin_store || fl_store_events(admin_store, route[0] ? route : NULL, after, (int)FL_MIN(FL_MAX(limit, 1), 1000),
                                       &events) != 0) {
@@ -165,54 +187,76 @@ static const fl_route_t *route_named(const char *name, size_t len) {
   return NULL;
 }
 
-/* /api/v1/routes/NAME[/ACTION] */
+/* /api/v1/routes/NAME[/ACTION]: 404 for what is not there, 405 for a method it does not take. */
 static void handle_route(fl_httpd_req_t *req, const char *rest) {
   const char *slash = strchr(rest, '/');
   size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
   const fl_route_t *r = route_named(rest, len);
   const char *action = slash ? slash + 1 : "";
+  bool rollout = strncmp(action, "rollout", 7) == 0 && (action[7] == '\0' || action[7] == '/');
+  const char *allowed = !*action ? "GET" : strcmp(action, "weight") == 0 ? "PUT" : rollout ? "POST" : NULL;
   if (!r) {
     respond_error(req, 404, "not_found", "no route named %.*s", (int)FL_MIN(len, 64), rest);
-  } else if (!*action && strcmp(req->method, "GET") == 0) {
+  } else if (!allowed) {
+    respond_error(req, 404, "not_found", "no such admin endpoint");
+  } else if (strcmp(req->method, allowed) != 0) {
+    respond_error(req, 405, "method_not_allowed", "%s %s is not supported (%s is)", req->method, req->path, allowed);
+  } else if (!*action) {
     respond_json(req, 200, route_json(r));
-  } else if (strcmp(action, "weight") == 0 && strcmp(req->method, "PUT") == 0) {
-    if (authorized(req)) put_weight(req, r);
-  } else if (strncmp(action, "rollout", 7) == 0 && (action[7] == '\0' || action[7] == '/') &&
-             strcmp(req->method, "POST") == 0) {
-    if (authorized(req)) post_rollout(req, r, action[7] ? action + 8 : "");
-  } else {
-    respond_error(req, 405, "method_not_allowed", "%s %s is not supported", req->method, req->path);
+  } else if (authorized(req)) {
+    if (rollout) post_rollout(req, r, action[7] ? action + 8 : "");
+    else put_weight(req, r);
   }
 }
+
+static void get_metrics(fl_httpd_req_t *req) {
+  char *text = fl_metrics_exposition(admin_metrics, admin_conf);
+  fl_httpd_respond(req, text ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", "", text ? text : "",
+                   text ? strlen(text) : 0);
+  free(text);
+}
+
+static void get_resources(fl_httpd_req_t *req) { respond_json(req, 200, fl_resources_json()); }
+static void get_stats(fl_httpd_req_t *req) { respond_json(req, 200, fl_metrics_stats_json(admin_metrics, admin_conf)); }
+
+static void get_routes(fl_httpd_req_t *req) {
+  json_t *routes = json_array();
+  for (size_t i = 0; i < admin_conf->n_routes; i++) json_array_append_new(routes, route_json(&admin_conf->routes[i]));
+  respond_json(req, 200, json_pack("{s:o}", "routes", routes));
+}
+
+static void feedback(fl_httpd_req_t *req) {
+  if (authorized(req)) post_feedback(req);
+}
+
+static const struct {
+  const char *path, *method;
+  void (*fn)(fl_httpd_req_t *req);
+} ENDPOINTS[] = {
+    {"/health", "GET", get_health},           {"/metrics", "GET", get_metrics},
+    {"/api/v1/resources", "GET", get_resources}, {"/api/v1/stats", "GET", get_stats},
+    {"/api/v1/routes", "GET", get_routes},    {"/api/v1/events", "GET", get_events},
+    {"/api/v1/feedback", "POST", feedback},
+};
 
 static void handle(fl_httpd_req_t *req, void *ctx) {
-  if (strcmp(req->path, "/health") == 0) {
-    get_health(req);
-  } else if (strcmp(req->path, "/metrics") == 0) {
-    char *text = fl_metrics_exposition(admin_metrics, admin_conf);
-    fl_httpd_respond(req, text ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8", "", text ? text : "",
-                     text ? strlen(text) : 0);
-    free(text);
-  } else if (strcmp(req->path, "/api/v1/resources") == 0) {
-    respond_json(req, 200, fl_resources_json());
-  } else if (strcmp(req->path, "/api/v1/stats") == 0) {
-    respond_json(req, 200, fl_metrics_stats_json(admin_metrics, admin_conf));
-  } else if (strcmp(req->path, "/api/v1/routes") == 0 && strcmp(req->method, "GET") == 0) {
-    json_t *routes = json_array();
-    for (size_t i = 0; i < admin_conf->n_routes; i++) json_array_append_new(routes, route_json(&admin_conf->routes[i]));
-    respond_json(req, 200, json_pack("{s:o}", "routes", routes));
-  } else if (strcmp(req->path, "/api/v1/events") == 0 && strcmp(req->method, "GET") == 0) {
-    get_events(req);
-  } else if (strcmp(req->path, "/api/v1/feedback") == 0 && strcmp(req->method, "POST") == 0) {
-    if (authorized(req)) post_feedback(req);
-  } else if (strncmp(req->path, "/api/v1/routes/", 15) == 0) {
+  if (strncmp(req->path, "/api/v1/routes/", 15) == 0) {
     handle_route(req, req->path + 15);
-  } else {
-    respond_error(req, 404, "not_found", "no such admin endpoint");
+    return;
   }
+  for (size_t i = 0; i < FL_ARRAY_LEN(ENDPOINTS); i++) {
+    if (strcmp(req->path, ENDPOINTS[i].path) != 0) continue;
+    bool head = strcmp(req->method, "HEAD") == 0 && strcmp(ENDPOINTS[i].method, "GET") == 0;
+    if (strcmp(req->method, ENDPOINTS[i].method) == 0 || head) ENDPOINTS[i].fn(req);
+    else respond_error(req, 405, "method_not_allowed", "%s %s is not supported (%s is)", req->method, req->path,
+                       ENDPOINTS[i].method);
+    return;
+  }
+  respond_error(req, 404, "not_found", "no such admin endpoint");
 }
 
-int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, fl_httpd_t **out) {
-  fl_httpd_opts_t opts = {.reuseport = false, .max_body = 1 << 20};
+int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, uint32_t idle_ms, fl_httpd_t **out) {
+  /* operators and scrapers, not crowds: at most 256 connections at once */
+  fl_httpd_opts_t opts = {.reuseport = false, .max_body = 1 << 20, .idle_ms = idle_ms, .max_conns = 256};
   return fl_httpd_start(loop, addr, &opts, handle, NULL, out);
 }

@@ -56,17 +56,22 @@ struct conn {
   bool finishing;           /* last answer queued: shut down once it is written */
   bool shut, lingering, eof, gone;
   bool closing, closed;     /* uv_close called / its callback ran */
+  bool in_request;          /* a request has begun arriving and is not complete yet */
+  uint64_t last_ms;         /* the client's last sign of life: bytes read or taken */
 };
 
 struct fl_httpd {
   uv_loop_t *loop;
   uv_tcp_t listener;
+  uv_timer_t sweep;         /* closes idle connections: slow or silent clients cannot pile up */
+  uint32_t idle_ms;
+  size_t max_conns;
   fl_httpd_handler_fn handler;
   void *ctx;
   size_t max_body;
   conn_t *conns;
   size_t nconns;
-  bool closing, listener_closed;
+  bool closing, listener_closed, sweep_closed;
 };
 
 static void conn_resume(conn_t *c);
@@ -96,7 +101,7 @@ static conn_t *req_conn(const fl_httpd_req_t *req) {
 /* ---- connection lifetime ---- */
 
 static void srv_maybe_free(fl_httpd_t *s) {
-  if (s->closing && s->listener_closed && s->nconns == 0) free(s);
+  if (s->closing && s->listener_closed && s->sweep_closed && s->nconns == 0) free(s);
 }
 
 /* A connection lives until its handle is closed and its request (if any) has ended,
@@ -147,6 +152,7 @@ static void on_write(uv_write_t *r, int status) {
   free(w);
   c->writes--;
   if (c->closing) return;
+  c->last_ms = uv_now(c->srv->loop);         /* the client took bytes */
   if (status < 0) {
     conn_close(c);
   } else if (c->finishing) {
@@ -223,6 +229,7 @@ static char *build_head(conn_t *c, int status, const char *ctype, const char *fr
 
 static void req_end(conn_t *c) {
   c->req_active = false;
+  c->last_ms = uv_now(c->srv->loop);         /* idle counts from the answer, not the request */
   c->streaming = false;
   if (c->closing) {
     if (c->closed) conn_maybe_free(c);
@@ -329,6 +336,7 @@ static void conn_refuse(conn_t *c, int status) {
 
 static int on_message_begin(http_parser *p) {
   conn_t *c = p->data;
+  c->in_request = true;
   c->url.len = c->hdrs.len = c->body.len = 0;
   c->nhdr = 0;
   c->hdr_state = HDR_NONE;
@@ -490,6 +498,7 @@ static const http_parser_settings parser_settings = {
 };
 
 static void conn_dispatch(conn_t *c) {
+  c->in_request = false;
   c->req_active = true;
   c->streaming = false;
   c->srv->handler(&c->req, c->srv->ctx);
@@ -549,6 +558,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     else if (!c->req_active) conn_finish(c);   /* a half-sent request is dropped */
     return;
   }
+  c->last_ms = uv_now(c->srv->loop);
   if (c->lingering) {
     c->lingered += (size_t)nread;
     if (c->lingered > HTTPD_LINGER_MAX) conn_close(c);
@@ -587,10 +597,11 @@ static void on_connection(uv_stream_t *ls, int status) {
    * a later accept succeeds, which is the best we can do without memory. */
   conn_t *c = conn_new(s);
   if (!c) return;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
-    conn_close(c);
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0 || (s->max_conns && s->nconns > s->max_conns)) {
+    conn_close(c);                 /* over the limit: accepted only to be closed */
     return;
   }
+  c->last_ms = uv_now(s->loop);
   uv_tcp_nodelay(&c->tcp, 1);   /* answers are written whole; small ones must not wait */
   int len = sizeof c->peer;
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) c->peer.ss_family = AF_UNSPEC;
@@ -618,6 +629,26 @@ static void on_listener_close(uv_handle_t *h) {
   srv_maybe_free(s);
 }
 
+static void on_sweep_close(uv_handle_t *h) {
+  fl_httpd_t *s = h->data;
+  s->sweep_closed = true;
+  srv_maybe_free(s);
+}
+
+/* Once a second: a client silent for idle_ms while its request is half sent gets 408; one
+ * silent between requests, or lingering after its last answer, is closed. A request being
+ * answered (a stream, a slow handler) is never timed out here. */
+static void on_sweep(uv_timer_t *t) {
+  fl_httpd_t *s = t->data;
+  uint64_t now = uv_now(s->loop);
+  for (conn_t *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->closing || c->req_active || now - c->last_ms < s->idle_ms) continue;
+    if (c->in_request && !c->finishing && !c->lingering) conn_refuse(c, 408);
+    else conn_close(c);
+  }
+}
+
 int fl_httpd_start(uv_loop_t *loop, const fl_addr_t *addr, const fl_httpd_opts_t *opts,
                    fl_httpd_handler_fn handler, void *ctx, fl_httpd_t **out) {
   int fd = fl_listen_socket(addr, opts && opts->reuseport);
@@ -638,13 +669,19 @@ int fl_httpd_start(uv_loop_t *loop, const fl_addr_t *addr, const fl_httpd_opts_t
   s->handler = handler;
   s->ctx = ctx;
   s->max_body = opts && opts->max_body ? opts->max_body : HTTPD_DEFAULT_MAX_BODY;
+  s->idle_ms = opts && opts->idle_ms ? opts->idle_ms : 60000;
+  s->max_conns = opts ? opts->max_conns : 0;
+  uv_timer_init(loop, &s->sweep);
+  s->sweep.data = s;
+  uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
   int rc = uv_tcp_open(&s->listener, fd);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_connection);
   if (rc != 0) {
     if (uv_fileno((uv_handle_t *)&s->listener, &(uv_os_fd_t){0}) != 0) close(fd);
-    s->closing = true;   /* freed by the close callback once the loop runs */
+    s->closing = true;   /* freed by the close callbacks once the loop runs */
+    uv_close((uv_handle_t *)&s->sweep, on_sweep_close);
     uv_close((uv_handle_t *)&s->listener, on_listener_close);
     return rc;
   }
@@ -655,6 +692,7 @@ int fl_httpd_start(uv_loop_t *loop, const fl_addr_t *addr, const fl_httpd_opts_t
 void fl_httpd_close(fl_httpd_t *s) {
   if (!s || s->closing) return;
   s->closing = true;
+  uv_close((uv_handle_t *)&s->sweep, on_sweep_close);
   uv_close((uv_handle_t *)&s->listener, on_listener_close);
   for (conn_t *c = s->conns; c; c = c->next) conn_close(c);
 }

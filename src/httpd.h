@@ -27,6 +27,9 @@ typedef void (*fl_httpd_handler_fn)(fl_httpd_req_t *req, void *ctx);
 typedef struct fl_httpd_opts {
   bool reuseport;                   /* SO_REUSEPORT so several loops can share the address */
   size_t max_body;                  /* larger bodies are answered 413; 0 → 8 MiB */
+  uint32_t idle_ms;                 /* a connection that sends nothing for this long, mid-request
+                                       (408) or between requests, is closed; 0 → 60 s */
+  size_t max_conns;                 /* connections beyond are closed at once; 0 → no limit */
 } fl_httpd_opts_t;
 
 /* Binds and listens on addr. On success *out is owned by the caller (fl_httpd_close). */

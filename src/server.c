@@ -284,7 +284,7 @@ static int control_init(void) {
   fl_admin_set_conf(ctl.conf);
   fl_admin_set_metrics(&ctl.metrics);
   fl_admin_set_store(ctl.store);
-  int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, &ctl.admin);
+  int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, ctl.conf->timeouts.header_ms, &ctl.admin);
   if (rc < 0) fprintf(stderr, "fledge: admin listen %s: %s\n", ctl.conf->admin_listen.text, uv_strerror(rc));
   return rc;
 }

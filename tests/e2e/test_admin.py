@@ -1,6 +1,7 @@
 """The admin API as an operator uses it: read routes, change a canary's weight at run time with
 the bearer token, and keep that weight across reloads unless the file itself changes it."""
 import signal
+import time
 
 from harness import Gateway, mock, request, route_yaml, chat
 
@@ -76,6 +77,55 @@ def test_bad_requests_are_refused_with_a_reason():
             r = request(gw.admin, "PUT", "/api/v1/routes/nope/weight", AUTH, {"weight": 5})
             assert r.status == 404
             assert request(gw.admin, "DELETE", "/api/v1/routes/chat", AUTH).status == 405
+            for method, path, status in (("POST", "/metrics", 405), ("DELETE", "/api/v1/routes", 405),
+                                         ("GET", "/api/v1/routes/chat/foo", 404), ("GET", "/nothing/here", 404),
+                                         ("GET", "/api/v1/events?limit=abc", 400), ("GET", "/api/v1/events?after=-3", 400)):
+                r = request(gw.admin, method, path, AUTH)
+                assert r.status == status and r.json()["error"]["message"], (method, path, r.status, r.body)
+            import json as _json
+            import socket
+            with socket.create_connection(("127.0.0.1", gw.admin), timeout=5) as raw:   # not UTF-8: still JSON
+                raw.sendall(b"GET /api/v1/routes/\xe9t\xe9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while True:
+                    chunk = raw.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 404") and "no route named" in _json.loads(body)["error"]["message"], answer
+            r = request(gw.admin, "PUT", "/api/v1/routes/chat/weight",
+                        {"authorization": "bearer " + TOKEN}, {"weight": 5})      # the scheme's case is free
+            assert r.status == 200, r.body
+
+
+def test_the_admin_api_lets_go_of_silent_clients_and_caps_its_connections():
+    import socket
+    with mock(model="m-v1") as v1, Gateway("timeouts: { header: 1s }\n" + route_yaml(v1)) as gw:
+        half = socket.create_connection(("127.0.0.1", gw.admin), timeout=5)
+        half.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")              # and then nothing
+        idle = socket.create_connection(("127.0.0.1", gw.admin), timeout=5)
+        answer = half.recv(4096)                                            # within a second or two
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert idle.recv(4096) == b""                                       # closed quietly
+        half.close()
+        idle.close()
+        crowd = [socket.create_connection(("127.0.0.1", gw.admin), timeout=5) for _ in range(260)]
+        try:
+            crowd[-1].settimeout(2)
+            assert crowd[-1].recv(10) == b""                                # over 256: closed at once
+        finally:
+            for c in crowd:
+                c.close()
+        deadline = time.time() + 3                                          # once the crowd is gone
+        while True:
+            try:
+                assert request(gw.admin, "GET", "/health").status == 200
+                break
+            except ConnectionError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 def test_a_reload_keeps_a_weight_set_at_run_time_unless_the_file_changed_it():
