@@ -83,15 +83,8 @@ def test_bad_requests_are_refused_with_a_reason():
                 r = request(gw.admin, method, path, AUTH)
                 assert r.status == status and r.json()["error"]["message"], (method, path, r.status, r.body)
             import json as _json
-            import socket
-            with socket.create_connection(("127.0.0.1", gw.admin), timeout=5) as raw:   # not UTF-8: still JSON
-                raw.sendall(b"GET /api/v1/routes/\xe9t\xe9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                answer = b""
-                while True:
-                    chunk = raw.recv(65536)
-                    if not chunk:
-                        break
-                    answer += chunk
+            from harness import raw                                         # not UTF-8: still JSON
+            answer = raw(gw.admin, b"GET /api/v1/routes/\xe9t\xe9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             head, _, body = answer.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 404") and "no route named" in _json.loads(body)["error"]["message"], answer
             r = request(gw.admin, "PUT", "/api/v1/routes/chat/weight",
