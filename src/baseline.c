@@ -10,7 +10,7 @@ const char *fl_baseline_state_name(fl_baseline_state_t s) {
 }
 
 void fl_baseline_add(fl_baseline_t *b, unsigned f, double v) {
-  if (f >= FL_F_COUNT || !fl_feature_is_input(f) || !isfinite(v)) return;
+  if (f >= FL_F_COUNT || !fl_feature_is_input(f) || !fl_float_range(v)) return;
   fl_reservoir_t *r = &b->sample[f];
   if (!r->cap && fl_reservoir_init(r, FL_BASELINE_CAP, f) != 0) return;
   fl_reservoir_add(r, (float)v);       /* live values are kept as floats: compare like with like */
@@ -47,8 +47,8 @@ static int check_shape(const json_t *features, char *err, size_t cap) {
       return FL_EINVAL;
     }
     json_array_foreach(list, i, v) {
-      if (!json_is_number(v)) {
-        snprintf(err, cap, "\"%s\"[%zu] is not a number", name, i);
+      if (!json_is_number(v) || !fl_float_range(json_number_value(v))) {
+        snprintf(err, cap, "\"%s\"[%zu] is not a number within float range", name, i);
         return FL_EINVAL;
       }
     }

@@ -51,32 +51,76 @@ static size_t skip_value(const char *b, size_t n, size_t i) {
   return skip_scalar(b, n, i);
 }
 
+static int hex4(const char *p) {
+  int v = 0;
+  for (int k = 0; k < 4; k++) {
+    char c = p[k];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+/* Is the key text b[start, end) (escapes and all, already known to end in its quote) the name
+ * `key` once decoded, as a JSON parser reads it? Only ASCII names are looked up, so an escape of
+ * anything else never matches. */
+static bool key_is(const char *b, size_t start, size_t end, const char *key, size_t klen) {
+  size_t k = 0;
+  for (size_t i = start; i < end; i++, k++) {
+    char c = b[i];
+    if (c == '\\') {
+      char e = b[++i];
+      static const char SIMPLE[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+      const char *m = e == 'u' ? NULL : strchr(SIMPLE, e);
+      if (e == 'u') {
+        int v = end - i > 4 ? hex4(b + i + 1) : -1;
+        if (v < 0 || v > 0x7F) return false;
+        c = (char)v;
+        i += 4;
+      } else if (m && (m - SIMPLE) % 2 == 0) {
+        c = m[1];
+      } else {
+        return false;
+      }
+    }
+    if (k >= klen || key[k] != c) return false;
+  }
+  return k == klen;
+}
+
 int fl_json_top_field(const char *b, size_t n, const char *key, fl_json_span_t *out) {
   size_t klen = strlen(key);
-  size_t i = skip_ws(b, n, 0);
+  size_t i = n >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;     /* a UTF-8 byte-order mark */
+  bool found = false;
+  i = skip_ws(b, n, i);
   if (i >= n || b[i] != '{') return FL_EPARSE;
   i = skip_ws(b, n, i + 1);
   if (i < n && b[i] == '}') return FL_ENOENT;
+  /* After a match the scan goes on to the end: a second key of that name (plain or escaped) makes
+   * the body ambiguous (Python's json keeps the last duplicate; a server would read another value).
+   * A body that ends or breaks after the match keeps the match. */
   while (i < n) {
-    if (b[i] != '"') return FL_EPARSE;
+    if (b[i] != '"') return found ? 0 : FL_EPARSE;
     size_t kend = skip_string(b, n, i);
-    if (!kend) return FL_EPARSE;
-    bool match = kend - i - 2 == klen && memcmp(b + i + 1, key, klen) == 0;
+    if (!kend) return found ? 0 : FL_EPARSE;
+    bool match = key_is(b, i + 1, kend - 1, key, klen);
+    if (match && found) return FL_EINVAL;
     i = skip_ws(b, n, kend);
-    if (i >= n || b[i] != ':') return FL_EPARSE;
+    if (i >= n || b[i] != ':') return found ? 0 : FL_EPARSE;
     i = skip_ws(b, n, i + 1);
     size_t vend = skip_value(b, n, i);
-    if (!vend) return FL_EPARSE;
+    if (!vend) return found ? 0 : FL_EPARSE;
     if (match) {
+      found = true;
       out->is_string = b[i] == '"';
       out->start = out->is_string ? i + 1 : i;
       out->len = out->is_string ? vend - i - 2 : vend - i;
-      return 0;
     }
     i = skip_ws(b, n, vend);
-    if (i < n && b[i] == '}') return FL_ENOENT;
-    if (i >= n || b[i] != ',') return FL_EPARSE;
+    if (i < n && b[i] == '}') return found ? 0 : FL_ENOENT;
+    if (i >= n || b[i] != ',') return found ? 0 : FL_EPARSE;
     i = skip_ws(b, n, i + 1);
   }
-  return FL_EPARSE;
+  return found ? 0 : FL_EPARSE;
 }

@@ -21,6 +21,7 @@ static const struct {
   uint8_t id;
 } KEYS[] = {
     {LIT("content"), K_TEXT},          {LIT("text"), K_TEXT},
+    {LIT("reasoning_content"), K_TEXT}, {LIT("reasoning"), K_TEXT},      /* thinking is generated tokens too */
     {LIT("finish_reason"), K_FINISH},  {LIT("prompt_tokens"), K_PROMPT},
     {LIT("completion_tokens"), K_COMPLETION}, {LIT("tool_calls"), K_TOOL},
     {LIT("function_call"), K_TOOL},    {LIT("arguments"), K_TOOL},
@@ -68,10 +69,18 @@ static inline void reset_value(fl_llm_t *o) {
   o->key_id = K_NONE;
 }
 
-static fl_finish_t finish_of(const fl_llm_t *o) {
+fl_finish_t fl_finish_parse(const char *s, size_t len) {
+  static const struct { const char *text; fl_finish_t kind; } ALIASES[] = {
+      {"eos", FL_FINISH_STOP}, {"function_call", FL_FINISH_TOOL_CALLS}};
   for (int f = FL_FINISH_STOP; f <= FL_FINISH_TOOL_CALLS; f++)
-    if (str_is(o, FINISH_NAMES[f], strlen(FINISH_NAMES[f]))) return (fl_finish_t)f;
+    if (strlen(FINISH_NAMES[f]) == len && memcmp(s, FINISH_NAMES[f], len) == 0) return (fl_finish_t)f;
+  for (size_t i = 0; i < FL_ARRAY_LEN(ALIASES); i++)
+    if (strlen(ALIASES[i].text) == len && memcmp(s, ALIASES[i].text, len) == 0) return ALIASES[i].kind;
   return FL_FINISH_OTHER;
+}
+
+static fl_finish_t finish_of(const fl_llm_t *o) {
+  return o->str_total == o->str_len ? fl_finish_parse(o->str, o->str_len) : FL_FINISH_OTHER;   /* longer: other */
 }
 
 /* A closing quote: either the value of a watched key, or a key candidate. */

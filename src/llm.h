@@ -45,4 +45,8 @@ void fl_llm_feed(fl_llm_t *o, const char *data, size_t len, uint64_t now_ns, fl_
 
 const char *fl_finish_name(fl_finish_t f);   /* "stop", "length", ... "none" */
 
+/* A finish_reason's text as one of the kinds, for every reader of answers (aliases servers use:
+ * "eos" is stop, "function_call" is tool_calls; anything else is other). */
+fl_finish_t fl_finish_parse(const char *s, size_t len);
+
 #endif

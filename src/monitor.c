@@ -151,7 +151,7 @@ typedef struct { mseries_t *m; uint64_t at_ms; fl_baseline_t *capture; } sink_ct
 
 static void on_value(void *ctx, unsigned f, double v) {
   sink_ctx_t *x = ctx;
-  if (f >= FL_F_COUNT || !isfinite(v)) return;
+  if (f >= FL_F_COUNT || !fl_float_range(v)) return;
   welford_add(&x->m->w[f], v);
   slice_add(x->m, f, v, x->at_ms);
   if (x->capture) fl_baseline_add(x->capture, f, v);

@@ -291,11 +291,13 @@ static int build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   return rc ? FL_ENOMEM : 0;
 }
 
-/* Replaces the body's top-level "model" string with the variant's model name. */
+/* Replaces the body's top-level "model" string with the variant's model name. FL_EINVAL when the
+ * body names its model twice: forwarding it could let the client pick the model the server reads. */
 static int rewrite_model(fl_exchange_t *ex, const char *model) {
   fl_json_span_t span;
-  if (!ex->body.len || fl_json_top_field(ex->body.data, ex->body.len, "model", &span) != 0 || !span.is_string)
-    return 0;
+  int found = ex->body.len ? fl_json_top_field(ex->body.data, ex->body.len, "model", &span) : FL_ENOENT;
+  if (found == FL_EINVAL) return FL_EINVAL;
+  if (found != 0 || !span.is_string) return 0;     /* no model, or not JSON: the backend answers */
   fl_buf_t out = {0};
   int rc = fl_buf_append(&out, ex->body.data, span.start);
   rc |= fl_buf_str(&out, model);
@@ -318,8 +320,11 @@ static void dispatch(fl_client_t *c) {
   fl_account_begin(c);
   int rc;
   if (ex->inspect && ex->req_done) {
-    if (v->model) rc = rewrite_model(ex, v->model);
-    else rc = 0;
+    rc = v->model ? rewrite_model(ex, v->model) : 0;
+    if (rc == FL_EINVAL) {
+      fl_client_error(c, 400, "invalid_request", "the body names \"model\" more than once");
+      return;
+    }
     rc |= build_head(c, ex->body.len, false);
     rc |= fl_buf_append(&ex->pending, ex->body.data, ex->body.len);
     if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);

@@ -165,13 +165,12 @@ static size_t utf8_chars(const char *s, size_t n) {
 static size_t string_chars(const json_t *s) { return utf8_chars(json_string_value(s), json_string_length(s)); }
 
 static fl_finish_t finish_of(const json_t *v) {
-  const char *s = json_string_value(v);
-  if (!s) return FL_FINISH_NONE;
-  if (strcmp(s, "stop") == 0 || strcmp(s, "eos") == 0) return FL_FINISH_STOP;
-  if (strcmp(s, "length") == 0) return FL_FINISH_LENGTH;
-  if (strcmp(s, "content_filter") == 0) return FL_FINISH_CONTENT_FILTER;
-  if (strcmp(s, "tool_calls") == 0 || strcmp(s, "function_call") == 0) return FL_FINISH_TOOL_CALLS;
-  return FL_FINISH_OTHER;
+  return json_is_string(v) ? fl_finish_parse(json_string_value(v), json_string_length(v)) : FL_FINISH_NONE;
+}
+
+/* A tool call is there when its value is: servers send "tool_calls": null or [] in plain answers. */
+static bool has_tool_call(const json_t *o) {
+  return json_array_size(json_object_get(o, "tool_calls")) > 0 || json_is_object(json_object_get(o, "function_call"));
 }
 
 /* One number of an answer (is_input false) or a request: counted, reported when finite. */
@@ -268,7 +267,7 @@ static void observe_llm_answer(const obs_t *x, const json_t *resp) {
   }
   const json_t *message = json_object_get(choice, "message");
   const json_t *text = message ? json_object_get(message, "content") : json_object_get(choice, "text");
-  bool tool = json_array_size(json_object_get(message, "tool_calls")) > 0 || json_object_get(message, "function_call");
+  bool tool = has_tool_call(message);
   x->o->finish = finish_of(json_object_get(choice, "finish_reason"));
   observe_text(x, json_is_string(text) ? json_string_value(text) : "", json_string_length(text), tool, usage_tokens(resp));
 }
@@ -293,7 +292,7 @@ static void observe_stream(const obs_t *x, const char *body, size_t len, bool cu
       const json_t *piece = delta ? json_object_get(delta, "content") : json_object_get(choice, "text");
       if (json_string_length(piece)) rc |= fl_buf_append(&text, json_string_value(piece), json_string_length(piece));
       events += json_string_length(piece) > 0;
-      tool |= json_object_get(delta, "tool_calls") != NULL;
+      tool |= has_tool_call(delta);
       if (finish_of(json_object_get(choice, "finish_reason")) != FL_FINISH_NONE)
         x->o->finish = finish_of(json_object_get(choice, "finish_reason"));
       if (!isnan(usage_tokens(ev))) tokens = usage_tokens(ev);

@@ -7,6 +7,8 @@
 
 #include "llm.h"
 
+#include <float.h>
+#include <math.h>
 #include <regex.h>
 
 #define FL_Q_FEATURES 16          /* numeric input and output features kept per model (by position) */
@@ -26,6 +28,10 @@ typedef enum {
 
 /* "prompt_chars", ..., "input_3", "output_0"; buf holds the numbered ones. */
 const char *fl_feature_name(unsigned feature, char *buf, size_t cap);
+
+/* A value distributions keep: finite and within float range (samples are kept as floats; a
+ * larger one would turn into infinity). Others count as missing, like NaN. */
+static inline bool fl_float_range(double v) { return isfinite(v) && fabs(v) <= FLT_MAX; }
 bool fl_feature_is_input(unsigned feature);
 bool fl_feature_is_category(unsigned feature);
 int fl_feature_parse(const char *name);                 /* the feature's id, or -1 */

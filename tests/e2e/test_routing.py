@@ -105,6 +105,14 @@ def test_each_variant_can_rewrite_the_model_name():
             assert r.header("x-mock-saw-model") == "llama-3.1-8b"
             assert int(r.header("x-mock-body-bytes")) == len(
                 '{"model": "llama-3.1-8b", "messages": [{"role": "user", "content": "hello there model"}], "stream": false}')
+            # a client cannot slip its own model past the rewrite: an escaped key is rewritten like
+            # a plain one, and a body naming the model twice is refused
+            body = b'{"mod\\u0065l": "mine", "messages": [{"role": "user", "content": "x"}]}'
+            r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "a", "content-type": "application/json"}, body)
+            assert r.status == 200 and r.header("x-mock-saw-model") == "llama-3-8b", (r.status, r.headers)
+            body = b'{"model": "x", "messages": [], "model": "mine"}'
+            r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "a"}, body)
+            assert r.status == 400 and "more than once" in r.json()["error"]["message"], (r.status, r.body)
 
 
 def test_sighup_raising_the_weight_keeps_every_canary_user_on_the_canary():

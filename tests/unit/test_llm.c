@@ -134,6 +134,15 @@ static void chat_stream_counts_content_events_usage_finish_and_done(void **state
   assert_true(r.done);
 }
 
+/* Reasoning models think in reasoning_content (SGLang, DeepSeek) or reasoning (vLLM) deltas with
+ * content null: those are generated tokens, and the first of them is the first token. */
+static void reasoning_deltas_are_tokens_like_content(void **state) {
+  outcome_t r = observe(CHUNK("{\"reasoning_content\":\"Let me\",\"content\":null}", "null")
+                        CHUNK("{\"reasoning\":\" think\",\"content\":null}", "null")
+                        CHUNK("{\"content\":\"42\"}", "\"stop\""), true);
+  assert_int_equal(r.events, 3);
+}
+
 static void role_only_and_null_content_events_are_not_tokens(void **state) {
   outcome_t r = observe(ROLE_EVENT, true);
   assert_int_equal(r.events, 0);
@@ -197,6 +206,9 @@ static void finish_reasons_map_to_the_enum_and_null_leaves_them(void **state) {
   assert_int_equal(observe(CHUNK("{}", "\"content_filter\""), true).finish, FL_FINISH_CONTENT_FILTER);
   assert_int_equal(observe(CHUNK("{}", "\"tool_calls\""), true).finish, FL_FINISH_TOOL_CALLS);
   assert_int_equal(observe(CHUNK("{}", "\"eos_token\""), true).finish, FL_FINISH_OTHER);
+  assert_int_equal(observe(CHUNK("{}", "\"eos\""), true).finish, FL_FINISH_STOP);          /* TGI's stop */
+  assert_int_equal(observe(CHUNK("{}", "\"function_call\""), true).finish, FL_FINISH_TOOL_CALLS);
+  assert_int_equal(fl_finish_parse("eos", 3), FL_FINISH_STOP);   /* the one mapping quality.c reads too */
   assert_int_equal(observe(CHUNK("{}", "\"\""), true).finish, FL_FINISH_OTHER);
   assert_int_equal(observe(CHUNK("{}", "\"stops\""), true).finish, FL_FINISH_OTHER);
   /* the last non-null one wins; a later null does not clear it */
@@ -462,6 +474,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(chat_stream_counts_content_events_usage_finish_and_done),
       cmocka_unit_test(role_only_and_null_content_events_are_not_tokens),
+      cmocka_unit_test(reasoning_deltas_are_tokens_like_content),
       cmocka_unit_test(completions_stream_counts_text_events),
       cmocka_unit_test(tool_call_stream_counts_argument_deltas_and_finishes_with_tool_calls),
       cmocka_unit_test(empty_or_null_tool_calls_are_not_tokens),

@@ -123,6 +123,15 @@ static void empty_refused_and_invalid_json_answers_are_flagged(void **state) {
           "\"finish_reason\":\"tool_calls\"}]}", false, 200, &s, &o);
   assert_false(o.empty);                                            /* a tool call is an answer */
   assert_int_equal(o.finish, FL_FINISH_TOOL_CALLS);
+  /* but "tool_calls": null or [] and "function_call": null, as servers send, are none */
+  observe(CHAT_REQ, "{\"choices\":[{\"message\":{\"content\":\"\",\"tool_calls\":[],\"function_call\":null},"
+          "\"finish_reason\":\"eos\"}]}", false, 200, &s, &o);
+  assert_true(o.empty);
+  assert_int_equal(o.finish, FL_FINISH_STOP);
+  observe(CHAT_REQ, "data: {\"choices\":[{\"delta\":{\"content\":\"\",\"tool_calls\":null}}]}\n\n"
+          "data: {\"choices\":[{\"delta\":{\"tool_calls\":null},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+          true, 200, &s, &o);
+  assert_true(o.empty);
   observe(CHAT_REQ, "{\"choices\":[{\"message\":{\"content\":\"I'm sorry, but I can't help with that.\"}}]}", false,
           200, &s, &o);
   assert_true(o.refusal);
