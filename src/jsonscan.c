@@ -71,8 +71,8 @@ static bool key_is(const char *b, size_t start, size_t end, const char *key, siz
     char c = b[i];
     if (c == '\\') {
       char e = b[++i];
-      static const char SIMPLE[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
-      const char *m = e == 'u' ? NULL : strchr(SIMPLE, e);
+      static const char SIMPLE[] = "\"\"\\\\//b\bf\fn\nr\rt\t";     /* escape letter, what it stands for */
+      const char *m = e == 'u' ? NULL : memchr(SIMPLE, e, sizeof SIMPLE - 1);   /* a NUL is no escape */
       if (e == 'u') {
         int v = end - i > 4 ? hex4(b + i + 1) : -1;
         if (v < 0 || v > 0x7F) return false;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TARGETS(X) X(conf) X(llm) X(quality) X(admin_json) X(request_id) X(http) X(prom)
+#define TARGETS(X) X(conf) X(llm) X(quality) X(admin_json) X(request_id) X(http) X(prom) X(jsonscan)
 #define DECLARE(name) int fl_fuzz_##name(const uint8_t *data, size_t size);
 TARGETS(DECLARE)
 
