@@ -1,11 +1,13 @@
 /* alog.c — the access log thread: drains each worker's ring every few milliseconds and writes
  * one JSON object per line. Disk speed never reaches the workers: a full ring drops records. */
 #include "alog.h"
+#include "metrics.h"
 #include "router.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static struct {
@@ -16,6 +18,8 @@ static struct {
   pthread_t thread;
   atomic_bool stop;
   bool running;
+  bool failing;                        /* the last flush failed (disk full...): said once a spell */
+  atomic_uint_least64_t write_errors;
 } alog;
 
 bool fl_alog_push(fl_alog_ring_t *r, const fl_alog_rec_t *rec) {
@@ -66,8 +70,26 @@ static unsigned drain(void) {
     for (; tail != head; tail++, written++) write_rec(alog.out, &r->rec[tail % FL_ALOG_RING]);
     atomic_store_explicit(&r->tail, tail, memory_order_release);
   }
-  if (written) fflush(alog.out);
+  if (written && (fflush(alog.out) != 0 || ferror(alog.out))) {
+    atomic_fetch_add(&alog.write_errors, 1);
+    if (!alog.failing) fl_log("access log: writes failing (%s); records are lost until they succeed", strerror(errno));
+    alog.failing = true;
+    clearerr(alog.out);
+  } else if (written && alog.failing) {
+    fl_log("access log: writing again");
+    alog.failing = false;
+  }
   return written;
+}
+
+void fl_alog_exposition(fl_buf_t *b) {
+  uint64_t dropped = 0;
+  for (unsigned i = 0; alog.running && i < alog.n; i++) dropped += atomic_load(&alog.rings[i]->dropped);
+  fl_metrics_family(b, "fledge_access_log_dropped_total", "counter",
+                    "Access-log records dropped because a worker's ring was full.");
+  fl_buf_printf(b, "fledge_access_log_dropped_total %llu\n", (unsigned long long)dropped);
+  fl_metrics_family(b, "fledge_access_log_write_errors_total", "counter", "Access-log flushes that failed.");
+  fl_buf_printf(b, "fledge_access_log_write_errors_total %llu\n", (unsigned long long)atomic_load(&alog.write_errors));
 }
 
 static void *alog_main(void *arg) {

@@ -4,6 +4,7 @@
 #define FL_ALOG_H
 
 #include "common.h"
+#include "http.h"
 #include <stdatomic.h>
 
 #define FL_ALOG_RING 4096              /* records per worker; a power of two */
@@ -33,5 +34,9 @@ int fl_alog_start(const char *path, fl_alog_ring_t **rings, unsigned n, char *er
 
 /* Writes what is left, stops the thread and closes the file. */
 void fl_alog_stop(void);
+
+/* Appends fledge_access_log_dropped_total and fledge_access_log_write_errors_total to b (zero
+ * without an access log). Control thread. */
+void fl_alog_exposition(fl_buf_t *b);
 
 #endif

@@ -3,6 +3,7 @@
  * Workers only ever touch their own tables (fl_metrics_vstats/bstats and the counters);
  * everything else here runs on the control thread. */
 #include "metrics.h"
+#include "alog.h"
 #include "http.h"
 #include "live.h"
 #include "monitor.h"
@@ -339,6 +340,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   fl_monitor_exposition(&b);
   fl_resources_exposition(&b);
   fl_scrape_exposition(&b);
+  fl_alog_exposition(&b);
   fl_buf_append(&b, "", 1);
 out:
   free(e.sums);

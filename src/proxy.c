@@ -353,14 +353,19 @@ static int fail(fl_client_t *c, int status) {
   return -1;
 }
 
-static int on_message_begin(http_parser *p) {
-  fl_client_t *c = CLIENT(p);
-  fl_http_head_reset(&c->head);
-  fl_exchange_t *ex = &c->ex;
+/* A fresh exchange for the next request (the previous one is over). */
+static void exchange_reset(fl_exchange_t *ex) {
   fl_buf_free(&ex->pending);
   fl_buf_free(&ex->body);
   memset(ex, 0, sizeof *ex);
   ex->start_ns = fl_now_ns();
+}
+
+static int on_message_begin(http_parser *p) {
+  fl_client_t *c = CLIENT(p);
+  fl_http_head_reset(&c->head);
+  fl_exchange_t *ex = &c->ex;
+  exchange_reset(ex);
   c->country_state = 0;
   c->reading_head = true;
   if (c->tstate != FL_T_HEADER) fl_client_timer(c, FL_T_HEADER, c->w->conf->timeouts.header_ms);
@@ -557,6 +562,7 @@ static void answer_parse_error(fl_client_t *c) {
     fl_client_close(c);
     return;
   }
+  if (!c->ex.active) exchange_reset(&c->ex);   /* garbage before any message began: not the last one's */
   c->ex.active = true;
   if (status == 431)
     fl_client_error(c, 431, "request_too_large", "request head exceeds limits.header_bytes or limits.headers");

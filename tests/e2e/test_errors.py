@@ -454,6 +454,16 @@ def test_malformed_request_lines_and_headers_get_400_invalid_request_and_the_con
             be.reset_counts()
 
 
+def test_garbage_after_a_keep_alive_answer_still_gets_its_400():
+    with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
+        with Client(gw.port) as c:
+            c.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert c.response().status == 200
+            c.send(b"\x16\x03\x01 not http at all\r\n\r\n")     # the next "request" on the connection
+            assert_error(c.response(), 400, "invalid_request")
+            assert c.closed()
+
+
 def test_a_request_line_whose_protocol_is_not_http_gets_400():
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
         for version in (b"HTTX/1.1", b"XTTP/1.1", b"HTTP-1.1"):

@@ -195,6 +195,19 @@ def test_fledge_stats_prints_a_line_per_variant():
         assert out.returncode == 1 and "cannot connect" in out.stderr
 
 
+def test_an_access_log_that_cannot_be_written_is_said_once_and_counted():
+    with mock(model="m-v1") as v1, Gateway("access_log: /dev/full\n" + route_yaml(v1)) as gw:
+        for _ in range(5):
+            assert request(gw.port, "POST", "/v1/chat/completions", {}, chat()).status == 200
+            time.sleep(0.05)                             # separate flushes
+        time.sleep(0.2)
+        text = scrape(gw)
+        errors = [float(l.split()[1]) for l in text.splitlines() if l.startswith("fledge_access_log_write_errors_total ")]
+        assert errors and errors[0] >= 1, errors
+        assert "fledge_access_log_dropped_total 0" in text
+        assert gw.output().count("access log: writes failing") == 1, gw.output()
+
+
 def test_metrics_can_be_switched_off_and_the_access_log_still_has_every_request():
     log = tempfile.NamedTemporaryFile(suffix=".log", delete=False).name
     try:
