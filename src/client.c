@@ -10,13 +10,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define MAX_ANSWER ((size_t)64 << 20)   /* a scrape, an acceptance case or an admin answer: never more */
+
 typedef struct {
   fl_buf_t body;
-  bool complete;
+  bool complete, too_large;
 } answer_t;
 
 static int on_body(http_parser *p, const char *at, size_t len) {
-  return fl_buf_append(&((answer_t *)p->data)->body, at, len) ? -1 : 0;
+  answer_t *a = p->data;
+  a->too_large = a->body.len + len > MAX_ANSWER;
+  return a->too_large || fl_buf_append(&a->body, at, len) ? -1 : 0;
 }
 
 static int on_complete(http_parser *p) {
@@ -74,6 +78,7 @@ static int read_answer(int fd, http_parser *p, answer_t *a, uint64_t deadline_ms
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return -errno;
     size_t done = http_parser_execute(p, &settings, buf, (size_t)n);
+    if (a->too_large) return FL_ELIMIT;
     if (HTTP_PARSER_ERRNO(p) != HPE_OK || (n > 0 && done != (size_t)n)) return FL_EPARSE;
     if (n == 0) break;
   }
@@ -109,7 +114,8 @@ int fl_client_request(const fl_addr_t *addr, const char *method, const char *pat
   close(fd);
   if (rc != 0 || fl_buf_append(&a.body, "", 1) != 0) {
     snprintf(err, err_cap, "%s %s on %s: %s", method, path, addr->text,
-             rc == FL_EPARSE ? "malformed or incomplete answer" : rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+             rc == FL_EPARSE ? "malformed or incomplete answer" : rc == FL_ELIMIT ? "answer over 64 MiB"
+             : rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
     fl_buf_free(&a.body);
     return rc ? rc : FL_ENOMEM;
   }

@@ -226,6 +226,13 @@ def test_samples_a_scrape_cannot_keep_are_counted_as_dropped():
             assert target[0]["malformed_lines"] == 1, target
             assert metric(gw, "fledge_backend_scrape_samples_dropped", 'route="chat"') == 905
             assert metric(gw, "fledge_backend_vllm_num_requests_running", 'slot="4095"') == 4095
+    with mock() as v1, CaptureBackend(b"x" * ((64 << 20) + 1), "text/plain") as huge:   # read, but not all of it
+        conf = ("scrape: { interval: 1s }\nroutes:\n  - name: chat\n"
+                "    stable: { version: v1, backends: [127.0.0.1:%d], metrics_url: http://127.0.0.1:%d/metrics }\n"
+                % (v1.port, huge.port))
+        with Gateway(conf) as gw:
+            target = wait_for(lambda: [t for t in resources(gw)["backend_metrics"] if t["error"]])
+            assert target and "answer over 64 MiB" in target[0]["error"], resources(gw)["backend_metrics"]
 
 
 def test_a_canary_whose_server_reports_a_full_kv_cache_is_rolled_back_by_a_backend_check():
