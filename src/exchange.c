@@ -161,13 +161,18 @@ static void up_ready(fl_client_t *c) {
   if (c->read_paused && !ex->req_done && c->up_queued < FL_LOW_WATER) fl_client_pause_reading(c, false);
 }
 
+/* One failure towards outlier ejection, said when it ejects. */
+static void report_failure(fl_backend_t *b) {
+  if (fl_backend_report(b, false, fl_now_ms()))
+    fl_log("backend %s ejected after %d consecutive failures", b->addr.text, FL_EJECT_AFTER);
+}
+
 /* Connect failed or timed out: try one other backend of the same variant, else answer. */
 static void connect_failed(fl_client_t *c, bool timed_out) {
   fl_exchange_t *ex = &c->ex;
   fl_backend_t *failed = ex->backend;
   fl_account_upstream_error(c, timed_out ? FL_UPERR_CONNECT_TIMEOUT : FL_UPERR_CONNECT_REFUSED);
-  if (fl_backend_report(failed, false, fl_now_ms()))
-    fl_log("backend %s ejected after %d consecutive failures", failed->addr.text, FL_EJECT_AFTER);
+  report_failure(failed);
   detach(c, false);
   const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
   fl_backend_t *next = ex->retried ? NULL : fl_upstream_pick(&c->w->pools, v, failed, fl_now_ms());
@@ -266,8 +271,7 @@ static void upstream_failed(fl_client_t *c, bool closed) {
     return;
   }
   fl_account_upstream_error(c, FL_UPERR_RESET);
-  if (!ex->resp_started && fl_backend_report(ex->backend, false, fl_now_ms()))
-    fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
+  if (!ex->resp_started) report_failure(ex->backend);
   fl_client_error(c, 502, "upstream_error", "backend %s %s the connection before a complete answer",
                   ex->backend->addr.text, closed ? "closed" : "reset");
 }
@@ -485,15 +489,13 @@ void fl_exchange_timeout(fl_client_t *c) {
     break;
   case FL_T_BODY:                                 /* a backend that stopped reading the request */
     fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-    if (fl_backend_report(ex->backend, false, fl_now_ms()))
-      fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
+    report_failure(ex->backend);
     fl_client_error(c, 504, "timeout", "backend %s took none of the request body for %u ms", ex->backend->addr.text,
                     ex->conf->timeouts.idle_ms);
     break;
   case FL_T_FIRST_BYTE:                           /* a backend that takes requests and never answers */
     fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-    if (fl_backend_report(ex->backend, false, fl_now_ms()))
-      fl_log("backend %s ejected after %d consecutive failures", ex->backend->addr.text, FL_EJECT_AFTER);
+    report_failure(ex->backend);
     fl_client_error(c, 504, "timeout", "backend %s sent no answer within %u ms", ex->backend->addr.text,
                     ex->conf->timeouts.first_byte_ms);
     break;
