@@ -126,16 +126,12 @@ static void post_rollout(fl_httpd_req_t *req, const fl_route_t *r, const char *a
   else respond_json(req, 200, route_json(r));
 }
 
-/* One parameter of a query string: its raw value (up to `&`) copied into out; false when absent. */
+/* One parameter of the query string (router.c's reader), copied into out; false when absent. */
 static bool query_param(const char *q, const char *name, char *out, size_t cap) {
-  size_t n = strlen(name);
-  for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-    if (strncmp(p, name, n) != 0 || p[n] != '=') continue;
-    size_t len = strcspn(p + n + 1, "&");
-    snprintf(out, cap, "%.*s", (int)FL_MIN(len, cap - 1), p + n + 1);
-    return true;
-  }
-  return false;
+  size_t len;
+  const char *v = fl_query_get(q, strlen(q), name, &len);
+  if (v) snprintf(out, cap, "%.*s", (int)FL_MIN(len, cap - 1), v);
+  return v != NULL;
 }
 
 static bool query_int(const char *q, const char *name, long long *v) {

@@ -32,7 +32,6 @@ typedef struct {                       /* a route's predicted classes: its varia
 } labels_t;
 
 typedef struct mseries {
-  bool live;                           /* a variant of the current config: only these keep slices */
   labels_t *labels;                    /* its route's; NULL when out of memory (all "other") */
   fl_data_snap_t d;
   uint64_t kinds[FL_QK_COUNT];
@@ -122,7 +121,6 @@ static mseries_t *series_get(unsigned id) {
   if (id >= FL_MAX_SERIES) return NULL;
   if (!mon.series[id] && (mon.series[id] = calloc(1, sizeof *mon.series[id]))) {
     mon.series[id]->labels = route_labels(fl_metrics_series_route(id));
-    mon.series[id]->live = mon.series_route[id] >= 0;
   }
   return mon.series[id];
 }
@@ -136,8 +134,10 @@ static void welford_add(welford_t *w, double v) {
   if (w->n == 1 || v > w->max) w->max = v;
 }
 
-static void slice_add(mseries_t *m, unsigned f, double v, uint64_t at_ms) {
-  if (!m->ring[f] && (!m->live || !(m->ring[f] = calloc(mon.n_slices, sizeof *m->ring[f])))) return;
+/* Only variants of the current config (live) keep slices: a straggler of a retired version does
+ * not allocate them again. */
+static void slice_add(mseries_t *m, bool live, unsigned f, double v, uint64_t at_ms) {
+  if (!m->ring[f] && (!live || !(m->ring[f] = calloc(mon.n_slices, sizeof *m->ring[f])))) return;
   uint64_t epoch = at_ms / SLICE_MS + 1;
   slice_t *s = &m->ring[f][epoch % mon.n_slices];
   if (s->epoch > epoch) return;                 /* older than the slot's slice: outside the window */
@@ -147,13 +147,13 @@ static void slice_add(mseries_t *m, unsigned f, double v, uint64_t at_ms) {
   if (slot < SLICE_CAP) s->v[slot] = tv;
 }
 
-typedef struct { mseries_t *m; uint64_t at_ms; fl_baseline_t *capture; } sink_ctx_t;
+typedef struct { mseries_t *m; bool live; uint64_t at_ms; fl_baseline_t *capture; } sink_ctx_t;
 
 static void on_value(void *ctx, unsigned f, double v) {
   sink_ctx_t *x = ctx;
   if (f >= FL_F_COUNT || !fl_float_range(v)) return;
   welford_add(&x->m->w[f], v);
-  slice_add(x->m, f, v, x->at_ms);
+  slice_add(x->m, x->live, f, v, x->at_ms);
   if (x->capture) fl_baseline_add(x->capture, f, v);
 }
 
@@ -222,7 +222,7 @@ static void observe(fl_sample_t *s) {
   pthread_mutex_lock(&mon.lock);
   mseries_t *m = series_get(s->series);
   if (m) {
-    sink_ctx_t ctx = {m, s->at_ms, capturing(s->series, s->at_ms)};
+    sink_ctx_t ctx = {m, mon.series_route[s->series] >= 0, s->at_ms, capturing(s->series, s->at_ms)};
     fl_qsink_t sink = {on_value, on_label, &ctx};
     fl_qobs_t o;
     fl_quality_observe(&mon.qc, &q, &sink, &o);
@@ -469,7 +469,7 @@ static void map_series(const fl_conf_t *c) {
   }
   for (unsigned s = 0; s < FL_MAX_SERIES; s++) {
     mseries_t *m = mon.series[s];
-    if (!m || (m->live = mon.series_route[s] >= 0)) continue;
+    if (!m || mon.series_route[s] >= 0) continue;
     for (unsigned f = 0; f < FL_F_COUNT; f++) {
       free(m->ring[f]);
       m->ring[f] = NULL;
