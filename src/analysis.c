@@ -308,9 +308,7 @@ void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, 
   out->data.feedback_sumsq = end->data.feedback_sumsq - start->data.feedback_sumsq;
   out->has_process = end->has_process;         /* resources are levels: the window's end */
   out->process_rss = end->process_rss;
-  out->process_cpu = end->process_cpu;
-  memcpy(out->backend_known, end->backend_known, sizeof out->backend_known);
-  memcpy(out->backend, end->backend, sizeof out->backend);
+  out->process_cpu = end->process_cpu;           /* backend levels: set by the window's close */
 }
 
 fl_test_t fl_analysis_mann_whitney_hist(const fl_hist_snap_t *c, const fl_hist_snap_t *s) {

@@ -478,11 +478,7 @@ void fl_exchange_resume_upstream(fl_client_t *c) {
 }
 
 void fl_exchange_timeout(fl_client_t *c) {
-  fl_exchange_t *ex = &c->ex;
-  if (!ex->active) {                 /* a leftover of an exchange already over: nothing to blame */
-    fl_client_close(c);
-    return;
-  }
+  fl_exchange_t *ex = &c->ex;         /* active: fl_exchange_finished leaves no upstream timer behind */
   switch (c->tstate) {
   case FL_T_CONNECT:
     connect_failed(c, true);

@@ -100,17 +100,18 @@ int fl_json_top_field(const char *b, size_t n, const char *key, fl_json_span_t *
   /* After a match the scan goes on to the end: a second key of that name (plain or escaped) makes
    * the body ambiguous (Python's json keeps the last duplicate; a server would read another value).
    * A body that ends or breaks after the match keeps the match. */
+  int miss = FL_EPARSE;
   while (i < n) {
-    if (b[i] != '"') return found ? 0 : FL_EPARSE;
+    if (b[i] != '"') break;
     size_t kend = skip_string(b, n, i);
-    if (!kend) return found ? 0 : FL_EPARSE;
+    if (!kend) break;
     bool match = key_is(b, i + 1, kend - 1, key, klen);
     if (match && found) return FL_EINVAL;
     i = skip_ws(b, n, kend);
-    if (i >= n || b[i] != ':') return found ? 0 : FL_EPARSE;
+    if (i >= n || b[i] != ':') break;
     i = skip_ws(b, n, i + 1);
     size_t vend = skip_value(b, n, i);
-    if (!vend) return found ? 0 : FL_EPARSE;
+    if (!vend) break;
     if (match) {
       found = true;
       out->is_string = b[i] == '"';
@@ -118,9 +119,12 @@ int fl_json_top_field(const char *b, size_t n, const char *key, fl_json_span_t *
       out->len = out->is_string ? vend - i - 2 : vend - i;
     }
     i = skip_ws(b, n, vend);
-    if (i < n && b[i] == '}') return found ? 0 : FL_ENOENT;
-    if (i >= n || b[i] != ',') return found ? 0 : FL_EPARSE;
+    if (i < n && b[i] == '}') {
+      miss = FL_ENOENT;
+      break;
+    }
+    if (i >= n || b[i] != ',') break;
     i = skip_ws(b, n, i + 1);
   }
-  return found ? 0 : FL_EPARSE;
+  return found ? 0 : miss;
 }

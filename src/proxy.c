@@ -721,19 +721,11 @@ static int client_init(fl_worker_t *w, fl_client_t *c) {
 }
 
 /* Over limits.max_connections (this worker's share): a 503 at once, nothing read, then close. */
-#define BUSY_BODY "{\"error\":{\"type\":\"overloaded\",\"message\":\"too many connections (limits.max_connections)\",\"code\":503}}\n"
-_Static_assert(sizeof BUSY_BODY - 1 == 101, "the content-length below");
-
 static bool over_connection_limit(fl_client_t *c) {
-  static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-                             "content-length: 101\r\nconnection: close\r\n\r\n" BUSY_BODY;
   const fl_conf_t *conf = c->w->conf;
   size_t share = (conf->limits.max_connections + conf->workers - 1) / conf->workers;
   if (c->w->n_clients <= share) return false;
-  uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
-  fl_client_write(c, &b, 1);
-  if (c->out_queued == 0) fl_client_close(c);
-  else c->close_after_write = true;
+  fl_client_error(c, 503, "overloaded", "too many connections (limits.max_connections)");
   return true;
 }
 

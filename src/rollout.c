@@ -462,6 +462,9 @@ void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c) {
     fl_buf_printf(b, "fledge_state_store_backlog %zu\n", h.backlog);
     fl_metrics_family(b, "fledge_state_store_failed_writes_total", "counter", "Writes the state store refused.");
     fl_buf_printf(b, "fledge_state_store_failed_writes_total %llu\n", (unsigned long long)h.failed_writes);
+    fl_metrics_family(b, "fledge_state_store_dropped_writes_total", "counter",
+                      "Waiting writes given up because the backlog was full (100,000): the oldest first.");
+    fl_buf_printf(b, "fledge_state_store_dropped_writes_total %llu\n", (unsigned long long)h.dropped);
   }
   fl_buf_str(b, "# HELP fledge_rollout_step Step of the rollout in force (-1: none).\n"
                 "# TYPE fledge_rollout_step gauge\n");

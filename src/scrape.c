@@ -121,25 +121,20 @@ static void scrape_one(size_t i) {
   target_t t = sc.targets[i];
   uint64_t generation = sc.generation;
   collect_t c = {.families = sc.families, .n_families = sc.n_families};
-  char **families = calloc(c.n_families ? c.n_families : 1, sizeof *families);   /* a private copy */
-  bool copied = families != NULL;
-  for (size_t k = 0; copied && k < c.n_families; k++) copied = (families[k] = strdup(c.families[k])) != NULL;
-  c.families = families;
+  fl_conf_t *conf = sc.conf;                 /* the families live in it (or are built in) */
+  if (conf) fl_conf_ref(conf);
   uint32_t timeout = sc.timeout_ms;
   pthread_mutex_unlock(&sc.lock);
 
   double t0 = now_s();
   int status = 0;
   char *body = NULL, err[160] = "";
-  int rc = copied ? fl_client_request(&t.addr, "GET", t.path, NULL, NULL, (int)timeout, &status, &body, err, sizeof err)
-                  : FL_ENOMEM;
-  if (!copied) snprintf(err, sizeof err, "out of memory");
+  int rc = fl_client_request(&t.addr, "GET", t.path, NULL, NULL, (int)timeout, &status, &body, err, sizeof err);
   int bad = 0;
   if (rc == 0 && status == 200) bad = fl_prom_parse(body, strlen(body), on_sample, &c);
   else if (rc == 0) snprintf(err, sizeof err, "HTTP status %d", status);
   free(body);
-  for (size_t k = 0; families && k < c.n_families && families[k]; k++) free(families[k]);
-  free(families);
+  fl_conf_unref(conf);
 
   pthread_mutex_lock(&sc.lock);
   if (generation == sc.generation && i < sc.n_targets) {
