@@ -3,7 +3,7 @@
 #ifndef FL_PROXY_H
 #define FL_PROXY_H
 
-#include "server.h"
+#include "worker.h"
 
 /* Accepts one pending connection on the worker's listener. */
 void fl_proxy_accept(fl_worker_t *w);

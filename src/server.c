@@ -2,6 +2,7 @@
  * its own loop and SO_REUSEPORT listener), run the control loop on the main thread (signals,
  * reload, admin listener) and drain on SIGTERM. */
 #include "server.h"
+#include "worker.h"
 #include "admin.h"
 #include "alog.h"
 #include "feedback.h"
@@ -51,17 +52,6 @@ static void on_connection(uv_stream_t *listener, int status) {
 
 static void close_if_open(uv_handle_t *h) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
-void fl_worker_maybe_stop(fl_worker_t *w) {
-  if (!w->draining || w->n_clients > 0) return;
-  fl_pool_close_all(&w->pools);
-  close_if_open((uv_handle_t *)&w->sweep);
-  close_if_open((uv_handle_t *)&w->listener);
-  pthread_mutex_lock(&w->wake_lock);   /* taken once, at the end: never on the request path */
-  w->wake_open = false;
-  pthread_mutex_unlock(&w->wake_lock);
-  close_if_open((uv_handle_t *)&w->wake);
 }
 
 /* Control thread: uv_async_send on a worker that has left aborts the process, so ask first. */

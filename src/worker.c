@@ -1,0 +1,18 @@
+/* worker.c — the end of a worker's loop: once it drains and its last client is gone, every
+ * handle it owns is closed. Called by the data path (proxy.c) and by the drain (server.c). */
+#include "worker.h"
+
+static void close_if_open(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void fl_worker_maybe_stop(fl_worker_t *w) {
+  if (!w->draining || w->n_clients > 0) return;
+  fl_pool_close_all(&w->pools);
+  close_if_open((uv_handle_t *)&w->sweep);
+  close_if_open((uv_handle_t *)&w->listener);
+  pthread_mutex_lock(&w->wake_lock);   /* taken once, at the end: never on the request path */
+  w->wake_open = false;
+  pthread_mutex_unlock(&w->wake_lock);
+  close_if_open((uv_handle_t *)&w->wake);
+}
