@@ -2,7 +2,7 @@
  * libyaml's document API gives a node tree with positions, so every check below
  * can name the key or value at fault as FILE:LINE:COL and a person can fix it in place. */
 #include "conf_int.h"
-#include "analysis.h"
+#include "spec.h"
 #include "geo.h"
 #include "webhook.h"
 

@@ -10,6 +10,7 @@
 #include "http.h"
 #include "llm.h"
 #include "monitor.h"
+#include "window.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -79,19 +80,8 @@ uint64_t fl_metrics_tick(const fl_metrics_src_t *src);
 /* /api/v1/stats: totals and 1 m / 5 m windows per route and variant of c. New reference. */
 json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c);
 
-/* A series' cumulative numbers at one moment, for analysis windows (the difference of two). */
-typedef struct fl_series_snap {
-  uint64_t requests, errors;       /* answers, and those with status ≥ 500 (upstream failures too) */
-  uint64_t completion_tokens;
-  fl_hist_snap_t duration, ttft;
-  fl_data_snap_t data;             /* the data monitor's counters (filled by fl_monitor_data) */
-  bool has_process;                /* watched processes tied to this variant run (resources.h); */
-  double process_rss, process_cpu; /* their resident bytes and CPU share at the snapshot */
-  bool backend_known[16];          /* backend:FAMILY checks, by check index: the scraped value */
-  double backend[16];              /* (16 = FL_MAX_CHECKS) */
-} fl_series_snap_t;
-
-/* Control thread: sums the workers' numbers of one series into out. */
+/* Control thread: sums the workers' numbers of one series into out: its answers, errors,
+ * completion tokens and histograms (window.h; the other fields are left as they are). */
 void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out);
 
 /* The registry, for modules that keep numbers per series of their own (monitor.h):

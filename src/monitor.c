@@ -642,29 +642,6 @@ json_t *fl_monitor_baseline_json(const char *route) {
   return o;
 }
 
-/* ---- rates ---- */
-
-#define RATE(name, num, den) {name, offsetof(fl_data_snap_t, num), offsetof(fl_data_snap_t, den)}
-static const struct { const char *name; size_t num, den; } RATES[] = {
-    RATE("nan_rate", nan, values),           RATE("inf_rate", inf, values),
-    RATE("null_rate", nulls, values),        RATE("missing_input_rate", input_missing, input_values),
-    RATE("empty_answer_rate", empty, answers), RATE("truncated_rate", truncated, answers),
-    RATE("refusal_rate", refusals, answers), RATE("invalid_json_rate", json_invalid, json_asked),
-    RATE("malformed_request_rate", malformed, samples), RATE("shape_mismatch_rate", shape_mismatch, samples),
-    RATE("unparsed_rate", unparsed, samples),
-};
-
-int fl_data_rate_find(const char *name) {
-  for (size_t i = 0; i < FL_ARRAY_LEN(RATES); i++)
-    if (strcmp(RATES[i].name, name) == 0) return (int)i;
-  return -1;
-}
-
-void fl_data_rate(const fl_data_snap_t *d, int which, uint64_t *num, uint64_t *den) {
-  *num = *(const uint64_t *)((const char *)d + RATES[which].num);
-  *den = *(const uint64_t *)((const char *)d + RATES[which].den);
-}
-
 /* ---- exposition ---- */
 
 static const struct { const char *name, *help; size_t off; } COUNTERS[] = {
@@ -825,10 +802,10 @@ static json_t *counts_json(const mseries_t *m) {
     snprintf(key, sizeof key, "%.*s", (int)(strlen(name) - 6), name);       /* without _total */
     json_object_set_new(counts, key, json_integer((json_int_t)*(const uint64_t *)((const char *)&m->d + COUNTERS[k].off)));
   }
-  for (size_t r = 0; r < FL_ARRAY_LEN(RATES); r++) {
+  for (unsigned r = 0; r < fl_data_rate_count(); r++) {
     uint64_t n, d;
     fl_data_rate(&m->d, (int)r, &n, &d);
-    json_object_set_new(rates, RATES[r].name, d ? json_real((double)n / (double)d) : json_null());
+    json_object_set_new(rates, fl_data_rate_name((int)r), d ? json_real((double)n / (double)d) : json_null());
   }
   for (unsigned k = 0; k < FL_QK_COUNT; k++)
     if (m->kinds[k]) json_object_set_new(kinds, fl_qkind_name((fl_qkind_t)k), json_integer((json_int_t)m->kinds[k]));

@@ -10,6 +10,7 @@
 #include "http.h"
 #include "quality.h"
 #include "stats.h"
+#include "window.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -58,16 +59,7 @@ void fl_monitor_tick(const fl_conf_t *c, uint64_t requests_total);
 
 void fl_monitor_stop(void);
 
-/* A series' data counters since start, for analysis windows (the difference of two). Every
- * field before feedback_sum is a uint64_t counter: fl_window_diff subtracts them as an array. */
-typedef struct fl_data_snap {
-  uint64_t samples, unparsed;
-  uint64_t answers, empty, truncated, refusals, json_asked, json_invalid, malformed;
-  uint64_t values, nan, inf, nulls, input_values, input_missing, shape_mismatch;
-  uint64_t feedback;                   /* feedback count and score sums (feedback.h) */
-  double feedback_sum, feedback_sumsq;
-} fl_data_snap_t;
-
+/* A series' data counters since start, for analysis windows (window.h). */
 void fl_monitor_data(unsigned series, fl_data_snap_t *out);
 
 /* Drift between two series over [from_ms, to_ms] (monotonic), b the reference: KS and PSI for
@@ -90,11 +82,6 @@ json_t *fl_monitor_drift_json(const fl_drift_t drift[FL_F_COUNT], const bool set
 
 /* Feedback attributed to a series (feedback.h). */
 void fl_monitor_feedback(unsigned series, double score);
-
-/* The data rates usable as rollout checks ("nan_rate", "empty_answer_rate", ...): the index of a
- * name (-1: none), and a snapshot's numerator and denominator for one. */
-int fl_data_rate_find(const char *name);
-void fl_data_rate(const fl_data_snap_t *d, int which, uint64_t *num, uint64_t *den);
 
 /* Baselines (baseline.h). set: installs {feature: [values]} for a route, from the state store
  * (saved true) or a file (saved false: it is saved next). save: calls save(route, features) for

@@ -8,6 +8,7 @@
 #include "analysis.h"
 #include "conf.h"
 #include "http.h"
+#include "metrics.h"
 #include "store.h"
 #include <uv.h>
 
