@@ -82,7 +82,7 @@ static unsigned drain(void) {
   return written;
 }
 
-void fl_alog_exposition(fl_buf_t *b) {
+void fl_alog_exposition(fl_buf_t *b, const struct fl_conf *c, void *ctx) {
   uint64_t dropped = 0;
   for (unsigned i = 0; alog.running && i < alog.n; i++) dropped += atomic_load(&alog.rings[i]->dropped);
   fl_metrics_family(b, "fledge_access_log_dropped_total", "counter",

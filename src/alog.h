@@ -7,6 +7,8 @@
 #include "http.h"
 #include <stdatomic.h>
 
+struct fl_conf;                        /* conf.h */
+
 #define FL_ALOG_RING 4096              /* records per worker; a power of two */
 
 typedef struct fl_alog_rec {
@@ -36,7 +38,7 @@ int fl_alog_start(const char *path, fl_alog_ring_t **rings, unsigned n, char *er
 void fl_alog_stop(void);
 
 /* Appends fledge_access_log_dropped_total and fledge_access_log_write_errors_total to b (zero
- * without an access log). Control thread. */
-void fl_alog_exposition(fl_buf_t *b);
+ * without an access log): an fl_metrics_expo_fn (metrics.h); c and ctx unused. Control thread. */
+void fl_alog_exposition(fl_buf_t *b, const struct fl_conf *c, void *ctx);
 
 #endif

@@ -1,15 +1,11 @@
 /* metrics.c — the series registry, per-worker tables, Prometheus exposition and the ring of
- * per-second snapshots behind the windowed numbers of /api/v1/stats.
+ * per-second snapshots behind the windowed numbers of /api/v1/stats. Modules above this one add
+ * their parts to both through the registered callbacks; nothing here calls them by name.
  * Workers only ever touch their own tables (fl_metrics_vstats/bstats and the counters);
  * everything else here runs on the control thread. */
 #include "metrics.h"
-#include "alog.h"
 #include "http.h"
 #include "live.h"
-#include "monitor.h"
-#include "resources.h"
-#include "scrape.h"
-#include "rollout.h"
 #include "router.h"
 #include "upstream.h"
 
@@ -92,6 +88,36 @@ int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const cha
 unsigned fl_metrics_series_count(void) { return atomic_load(&n_series); }
 
 const char *fl_metrics_series_route(unsigned id) { return id < atomic_load(&n_series) ? series_labels[id].route : ""; }
+
+/* ---- parts registered by the modules above ---- */
+
+static struct { fl_metrics_expo_fn *fn; void *ctx; } expo_parts[FL_METRICS_MAX_PARTS];
+static struct { const char *key; fl_metrics_series_json_fn *fn; void *ctx; } series_parts[FL_METRICS_MAX_PARTS];
+static struct { const char *key; fl_metrics_route_json_fn *fn; void *ctx; } route_parts[FL_METRICS_MAX_PARTS];
+static unsigned n_expo_parts, n_series_parts, n_route_parts;
+
+int fl_metrics_register_exposition(fl_metrics_expo_fn *fn, void *ctx) {
+  if (n_expo_parts == FL_METRICS_MAX_PARTS) return FL_ELIMIT;
+  expo_parts[n_expo_parts].fn = fn;
+  expo_parts[n_expo_parts++].ctx = ctx;
+  return 0;
+}
+
+int fl_metrics_register_series_json(const char *key, fl_metrics_series_json_fn *fn, void *ctx) {
+  if (n_series_parts == FL_METRICS_MAX_PARTS) return FL_ELIMIT;
+  series_parts[n_series_parts].key = key;
+  series_parts[n_series_parts].fn = fn;
+  series_parts[n_series_parts++].ctx = ctx;
+  return 0;
+}
+
+int fl_metrics_register_route_json(const char *key, fl_metrics_route_json_fn *fn, void *ctx) {
+  if (n_route_parts == FL_METRICS_MAX_PARTS) return FL_ELIMIT;
+  route_parts[n_route_parts].key = key;
+  route_parts[n_route_parts].fn = fn;
+  route_parts[n_route_parts++].ctx = ctx;
+  return 0;
+}
 
 /* ---- worker side ---- */
 
@@ -336,11 +362,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   expo_hist(&b, &e, "fledge_inter_token_latency_seconds", "Time between consecutive SSE events with content.", H_ITL);
   expo_backends(&b, src);
   expo_routes(&b, c);
-  fl_rollouts_exposition(&b, c);
-  fl_monitor_exposition(&b);
-  fl_resources_exposition(&b);
-  fl_scrape_exposition(&b);
-  fl_alog_exposition(&b);
+  for (unsigned i = 0; i < n_expo_parts; i++) expo_parts[i].fn(&b, c, expo_parts[i].ctx);
   fl_buf_append(&b, "", 1);
 out:
   free(e.sums);
@@ -437,6 +459,7 @@ void fl_metrics_shutdown(void) {
   free(prev_hist);
   prev_hist = NULL;
   prev_n = ring_len = ring_next = 0;
+  n_expo_parts = n_series_parts = n_route_parts = 0;
 }
 
 static const fl_slot_t *slot_back(unsigned age) {   /* 0: the newest */
@@ -506,8 +529,11 @@ static json_t *totals_json(const fl_vsum_t *s) {
 static json_t *variant_json(const fl_metrics_src_t *src, const fl_variant_conf_t *v, fl_variant_id_t id) {
   sum_series(src, v->series, &tick_sum);
   json_t *windows = json_pack("{s:o, s:o}", "1m", window_json(v->series, 60), "5m", window_json(v->series, 300));
-  return json_pack("{s:s, s:s, s:o, s:o, s:o}", "variant", fl_variant_name(id), "version", v->version, "totals",
-                   totals_json(&tick_sum), "windows", windows, "data", fl_monitor_series_json(v->series));
+  json_t *o = json_pack("{s:s, s:s, s:o, s:o}", "variant", fl_variant_name(id), "version", v->version, "totals",
+                        totals_json(&tick_sum), "windows", windows);
+  for (unsigned i = 0; o && i < n_series_parts; i++)
+    json_object_set_new(o, series_parts[i].key, series_parts[i].fn(v->series, series_parts[i].ctx));
+  return o;
 }
 
 json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c) {
@@ -517,9 +543,11 @@ json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c) {
     json_t *variants = json_array();
     json_array_append_new(variants, variant_json(src, &r->variant[FL_STABLE], FL_STABLE));
     if (r->has_canary) json_array_append_new(variants, variant_json(src, &r->variant[FL_CANARY], FL_CANARY));
-    json_array_append_new(routes, json_pack("{s:s, s:f, s:o, s:o}", "route", r->name, "canary_weight",
-                                            fl_live_weight(r) / 100.0, "variants", variants, "baseline",
-                                            fl_monitor_baseline_json(r->name)));
+    json_t *o = json_pack("{s:s, s:f, s:o}", "route", r->name, "canary_weight", fl_live_weight(r) / 100.0,
+                          "variants", variants);
+    for (unsigned k = 0; o && k < n_route_parts; k++)
+      json_object_set_new(o, route_parts[k].key, route_parts[k].fn(r->name, route_parts[k].ctx));
+    json_array_append_new(routes, o);
   }
   return json_pack("{s:o}", "routes", routes);
 }

@@ -9,7 +9,6 @@
 #include "hist.h"
 #include "http.h"
 #include "llm.h"
-#include "monitor.h"
 #include "window.h"
 
 #include <jansson.h>
@@ -69,16 +68,38 @@ typedef struct fl_metrics_src {
   unsigned n_workers;
 } fl_metrics_src_t;
 
-/* Appends the Prometheus text exposition of everything to out (a malloc'd, NUL-terminated
- * string the caller frees). c gives the routes whose weights and backend health are current. */
+/* The Prometheus text exposition of everything: the gateway's own families, then those of each
+ * registered part (below). A malloc'd, NUL-terminated string the caller frees. c gives the routes
+ * whose weights and backend health are current. */
 char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c);
 
 /* Per-second sampling for windows: call once a second; keeps 5 minutes. Returns the requests
  * answered so far, every series summed (0 when out of memory). */
 uint64_t fl_metrics_tick(const fl_metrics_src_t *src);
 
-/* /api/v1/stats: totals and 1 m / 5 m windows per route and variant of c. New reference. */
+/* /api/v1/stats: totals and 1 m / 5 m windows per route and variant of c, then the registered
+ * parts (below). New reference. */
 json_t *fl_metrics_stats_json(const fl_metrics_src_t *src, const fl_conf_t *c);
+
+/* ---- parts of the modules above this one ----
+ * metrics.c never calls the modules that call it (rollout, monitor, resources, scrape, alog):
+ * what they add to /metrics and /api/v1/stats is registered here, by the process at start
+ * (server.c), and called in the order registered. Register before the admin listener runs and
+ * workers start; the table lives until fl_metrics_shutdown. Each returns 0, or FL_ELIMIT when
+ * FL_METRICS_MAX_PARTS of that kind are registered (then fn is never called). The callbacks run
+ * on the control thread; ctx is theirs. */
+#define FL_METRICS_MAX_PARTS 8
+
+/* Appends a module's families to b; c as given to fl_metrics_exposition. */
+typedef void fl_metrics_expo_fn(fl_buf_t *b, const fl_conf_t *c, void *ctx);
+int fl_metrics_register_exposition(fl_metrics_expo_fn *fn, void *ctx);
+
+/* The object set under `key` (a string that outlives the registration) in each variant of
+ * /api/v1/stats, for its series; or in each route, for its name. New references. */
+typedef json_t *fl_metrics_series_json_fn(unsigned series, void *ctx);
+typedef json_t *fl_metrics_route_json_fn(const char *route, void *ctx);
+int fl_metrics_register_series_json(const char *key, fl_metrics_series_json_fn *fn, void *ctx);
+int fl_metrics_register_route_json(const char *key, fl_metrics_route_json_fn *fn, void *ctx);
 
 /* Control thread: sums the workers' numbers of one series into out: its answers, errors,
  * completion tokens and histograms (window.h; the other fields are left as they are). */
@@ -98,7 +119,7 @@ const char *fl_metrics_series_route(unsigned id);
 void fl_metrics_escape(char *dst, size_t cap, const char *src);
 void fl_metrics_family(fl_buf_t *b, const char *name, const char *type, const char *help);
 
-/* Frees the registry and the ring (at exit, after workers stopped). */
+/* Frees the registry, the ring and the parts table (at exit, after workers stopped). */
 void fl_metrics_shutdown(void);
 
 void fl_wmetrics_free(fl_wmetrics_t *m);

@@ -738,7 +738,7 @@ static void expo_drift(fl_buf_t *b, const expo_t *e) {
   }
 }
 
-void fl_monitor_exposition(fl_buf_t *b) {
+void fl_monitor_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx) {
   expo_t e = {.n = FL_MIN(fl_metrics_series_count(), FL_MAX_SERIES)};
   e.lbl = malloc(sizeof *e.lbl * (e.n ? e.n : 1));
   if (!e.lbl) return;

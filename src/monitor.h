@@ -91,8 +91,9 @@ int fl_monitor_set_baseline(const char *route, const json_t *features, bool save
 void fl_monitor_save_baselines(void (*save)(const char *route, json_t *features, void *ctx), void *ctx);
 json_t *fl_monitor_baseline_json(const char *route);
 
-/* Appends the fledge_data_* families to b. */
-void fl_monitor_exposition(fl_buf_t *b);
+/* Appends the fledge_data_* and fledge_feedback_* families to b: an fl_metrics_expo_fn
+ * (metrics.h); c and ctx unused. */
+void fl_monitor_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx);
 
 /* The "data" object of a variant in /api/v1/stats: counts, rates, features, drift. New reference. */
 json_t *fl_monitor_series_json(unsigned series);

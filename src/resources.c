@@ -491,7 +491,7 @@ static void expo_gpus(fl_buf_t *b) {
   }
 }
 
-void fl_resources_exposition(fl_buf_t *b) {
+void fl_resources_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx) {
   if (!res.sampled) return;
   expo_host(b);
   expo_gpus(b);

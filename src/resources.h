@@ -45,8 +45,9 @@ void fl_resources_configure(const fl_conf_t *c);
 /* Takes a sample when the interval has passed (call every second). Control thread. */
 void fl_resources_tick(uint64_t now_ms);
 
-/* fledge_host_* and fledge_process_* families; /api/v1/resources. Control thread. */
-void fl_resources_exposition(fl_buf_t *b);
+/* fledge_host_*, fledge_process_* and fledge_gpu_* families (an fl_metrics_expo_fn, metrics.h;
+ * c and ctx unused); /api/v1/resources. Control thread. */
+void fl_resources_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx);
 json_t *fl_resources_json(void);
 
 /* A watched process's numbers, for rollout checks (process_rss, process_cpu): the sum over the

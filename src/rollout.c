@@ -454,7 +454,7 @@ static void export_checks(fl_buf_t *b, const ro_t *r) {
   }
 }
 
-void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c) {
+void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx) {
   if (store) {
     fl_store_health_t h;
     fl_store_health(store, &h);

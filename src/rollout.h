@@ -40,8 +40,9 @@ int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight
 /* The rollout state of a route for the API (new reference; {"state": "idle"} when none). */
 json_t *fl_rollout_json(const char *route);
 
-/* fledge_rollout_* and fledge_analysis_* families for /metrics. */
-void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c);
+/* fledge_state_store_*, fledge_rollout_* and fledge_analysis_* families for /metrics: an
+ * fl_metrics_expo_fn (metrics.h); ctx unused. */
+void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx);
 
 void fl_rollouts_shutdown(void);
 

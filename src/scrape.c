@@ -298,7 +298,7 @@ static void expo_samples(fl_buf_t *b) {
   free(rows);
 }
 
-void fl_scrape_exposition(fl_buf_t *b) {
+void fl_scrape_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx) {
   pthread_mutex_lock(&sc.lock);
   if (sc.n_targets) {
     fl_metrics_family(b, "fledge_backend_scrape_up", "gauge", "1 when the backend's metrics_url answered its last scrape.");

@@ -14,8 +14,9 @@
 int fl_scrape_configure(const fl_conf_t *c);
 void fl_scrape_stop(void);
 
-/* The fledge_backend_* families; the targets' state as JSON ({url, route, variant, up, ...}). */
-void fl_scrape_exposition(fl_buf_t *b);
+/* The fledge_backend_* families (an fl_metrics_expo_fn, metrics.h; c and ctx unused); the
+ * targets' state as JSON ({url, route, variant, up, ...}). */
+void fl_scrape_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx);
 json_t *fl_scrape_json(void);
 
 /* The mean of the samples named `family` over the variant's reachable targets; false when none. */

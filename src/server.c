@@ -362,6 +362,23 @@ static int open_store(void) {
   return 0;
 }
 
+/* What the modules above metrics.c add to /metrics, in the order the exposition shows them, and
+ * to each variant and route of /api/v1/stats. */
+static json_t *variant_data(unsigned series, void *ctx) { return fl_monitor_series_json(series); }
+static json_t *route_baseline(const char *route, void *ctx) { return fl_monitor_baseline_json(route); }
+
+static int register_metrics_parts(void) {
+  static fl_metrics_expo_fn *const expositions[] = {fl_rollouts_exposition, fl_monitor_exposition,
+                                                    fl_resources_exposition, fl_scrape_exposition,
+                                                    fl_alog_exposition};
+  int rc = 0;
+  for (size_t i = 0; i < FL_ARRAY_LEN(expositions) && rc == 0; i++)
+    rc = fl_metrics_register_exposition(expositions[i], NULL);
+  if (rc == 0) rc = fl_metrics_register_series_json("data", variant_data, NULL);
+  if (rc == 0) rc = fl_metrics_register_route_json("baseline", route_baseline, NULL);
+  return rc;
+}
+
 /* Connections need descriptors: the soft limit (often 1024) goes up to the hard one. */
 static void raise_fd_limit(void) {
   struct rlimit r;
@@ -387,8 +404,8 @@ int fl_server_run(const char *conf_path) {
     if (worker_init(&ctl.workers[i], i, ctl.conf) != 0) return 1;
     ctl.metrics.workers[i] = ctl.workers[i].metrics;
   }
-  if (fl_webhooks_start() != 0 || open_store() != 0 || start_access_log() != 0 || start_monitor() != 0 ||
-      control_init() != 0)
+  if (register_metrics_parts() != 0 || fl_webhooks_start() != 0 || open_store() != 0 || start_access_log() != 0 ||
+      start_monitor() != 0 || control_init() != 0)
     return 1;
   fl_resources_configure(ctl.conf);
   if (fl_scrape_configure(ctl.conf) != 0) return 1;
