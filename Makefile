@@ -17,13 +17,14 @@ DEPS_OK := $(BUILD)/.deps-ok
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-.PHONY: all test unit e2e demo bench soak soak-rollouts asan fuzz clean help deps
+.PHONY: all test unit e2e demo bench soak soak-rollouts asan fuzz clean help deps modules
 
 all: $(BUILD)/fledge
 
 help:
 	@echo "make            build build/fledge"
 	@echo "make test       build and run every unit and end-to-end test"
+	@echo "make modules    the module graph of src/ from its includes: any cycle fails (make test runs it)"
 	@echo "make demo       run two mock model versions behind the gateway, 20% canary"
 	@echo "make bench      fledge vs nginx vs HAProxy on this machine (wrk)"
 	@echo "make soak       SOAK_SECONDS (600) of mixed, faulty traffic, weight changes, reloads: RSS, fds"
@@ -67,6 +68,10 @@ $(BUILD)/tests/test_gpu: $(FAKE_NVML)
 unit: $(UNIT_BIN)
 test: $(BUILD)/fledge $(UNIT_BIN) $(FAKE_NVML)
 	@tests/run.sh
+
+# src/'s module graph (scripts/deps.py): lower layers never include higher ones; a cycle fails.
+modules:
+	@python3 scripts/deps.py
 
 demo: $(BUILD)/fledge
 	@scripts/demo.sh

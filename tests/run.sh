@@ -7,6 +7,8 @@ build=${FLEDGE_BUILD:-build}
 export FLEDGE="$PWD/$build/fledge"
 passed=0
 failed=0
+# The module graph first (make modules): an include cycle between modules is one failed test.
+if python3 scripts/deps.py; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
   out=$("$t" 2>&1)
