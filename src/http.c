@@ -63,9 +63,22 @@ int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len) {
 
 static char lower(char c) { return (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); }
 
-static bool is_tchar(unsigned char c) {
-  return c > 0x20 && c < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
+/* RFC 9110 token characters: visible ASCII except the delimiters "(),/:;<=>?@[\]{} and DQUOTE. */
+#define T1(c) [c] = true
+static const bool tchar[256] = {
+    T1('!'), T1('#'), T1('$'), T1('%'), T1('&'), T1('\''), T1('*'), T1('+'), T1('-'), T1('.'), T1('^'), T1('_'),
+    T1('`'), T1('|'), T1('~'),
+    T1('0'), T1('1'), T1('2'), T1('3'), T1('4'), T1('5'), T1('6'), T1('7'), T1('8'), T1('9'),
+    T1('A'), T1('B'), T1('C'), T1('D'), T1('E'), T1('F'), T1('G'), T1('H'), T1('I'), T1('J'), T1('K'), T1('L'),
+    T1('M'), T1('N'), T1('O'), T1('P'), T1('Q'), T1('R'), T1('S'), T1('T'), T1('U'), T1('V'), T1('W'), T1('X'),
+    T1('Y'), T1('Z'),
+    T1('a'), T1('b'), T1('c'), T1('d'), T1('e'), T1('f'), T1('g'), T1('h'), T1('i'), T1('j'), T1('k'), T1('l'),
+    T1('m'), T1('n'), T1('o'), T1('p'), T1('q'), T1('r'), T1('s'), T1('t'), T1('u'), T1('v'), T1('w'), T1('x'),
+    T1('y'), T1('z'),
+};
+#undef T1
+
+static bool is_tchar(unsigned char c) { return tchar[c]; }
 
 int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len) {
   for (size_t i = 0; i < len; i++)
@@ -172,39 +185,63 @@ static bool connection_names(const fl_http_head_t *h, const char *name, size_t n
   return false;
 }
 
+/* The headers never forwarded, by length: one memcmp at most per header. */
+static bool is_hop_name(const char *n, uint32_t len) {
+#define IS(lit) (memcmp(n, lit, sizeof lit - 1) == 0)
+  switch (len) {
+  case 2: return IS("te");
+  case 7: return IS("trailer") || IS("upgrade");
+  case 10: return IS("connection") || IS("keep-alive");
+  case 12: return IS("x-request-id");
+  case 14: return IS("content-length");
+  case 15: return IS("x-forwarded-for");
+  case 16: return IS("proxy-connection") || IS("x-fledge-variant") || IS("x-fledge-version");
+  case 17: return IS("transfer-encoding");
+  default: return false;
+  }
+#undef IS
+}
+
 bool fl_http_is_hop(const fl_http_head_t *h, const fl_hdr_t *x) {
-  static const char *const hop[] = {
-      "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-      "upgrade", "content-length", "x-fledge-variant", "x-fledge-version", "x-request-id",
-      "x-forwarded-for",
-  };
-  for (size_t i = 0; i < FL_ARRAY_LEN(hop); i++)
-    if (name_is(h, x, hop[i])) return true;
-  return connection_names(h, h->buf + x->name_off, x->name_len);
+  const char *name = h->buf + x->name_off;
+  return is_hop_name(name, x->name_len) || connection_names(h, name, x->name_len);
+}
+
+/* Room for `more` bytes after len; records the failure in b->err. */
+static int reserve(fl_buf_t *b, size_t more) {
+  if (b->err) return b->err;
+  if (more <= b->cap - b->len) return 0;
+  if (more > SIZE_MAX / 4 - b->len) return b->err = FL_ELIMIT;
+  size_t cap = b->cap ? b->cap : 1024;
+  while (cap - b->len < more) cap *= 2;
+  char *p = realloc(b->data, cap);
+  if (!p) return b->err = FL_ENOMEM;
+  b->data = p;
+  b->cap = cap;
+  return 0;
 }
 
 int fl_buf_append(fl_buf_t *b, const void *data, size_t len) {
-  if (len > b->cap - b->len) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap - b->len < len) cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) return FL_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-  }
+  int rc = reserve(b, len);
+  if (rc) return rc;
   memcpy(b->data + b->len, data, len);
   b->len += len;
   return 0;
 }
 
 int fl_buf_printf(fl_buf_t *b, const char *fmt, ...) {
-  char tmp[512];
-  va_list ap;
+  va_list ap, again;
   va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_copy(again, ap);
+  int n = b->err ? 0 : vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof tmp) return FL_ELIMIT;
-  return fl_buf_append(b, tmp, (size_t)n);
+  int rc = n < 0 ? (b->err = FL_EINVAL) : reserve(b, (size_t)n + 1);
+  if (rc == 0) {
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+    b->len += (size_t)n;
+  }
+  va_end(again);
+  return rc;
 }
 
 int fl_buf_str(fl_buf_t *b, const char *s) { return fl_buf_append(b, s, strlen(s)); }

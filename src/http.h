@@ -49,12 +49,18 @@ int fl_http_check_framing(const fl_http_head_t *h);
  * names, and the ones the proxy sets itself. */
 bool fl_http_is_hop(const fl_http_head_t *h, const fl_hdr_t *x);
 
-/* A growable byte buffer for heads and small bodies. */
+/* A growable byte buffer for heads and small bodies. Its error sticks (SQLite's sqlite3_str):
+ * after the first failed append every later one does nothing and returns the same error, so a
+ * caller builds a whole head and checks `err` once. */
 typedef struct fl_buf {
   char *data; size_t len, cap;
+  int err;                          /* 0, or the first append's failure (FL_ENOMEM, FL_ELIMIT) */
 } fl_buf_t;
 
+/* 0, or the buffer's sticky error. */
 int fl_buf_append(fl_buf_t *b, const void *data, size_t len);
+/* Empties b and forgets its error; keeps its memory for reuse. */
+static inline void fl_buf_clear(fl_buf_t *b) { b->len = 0; b->err = 0; }
 int fl_buf_printf(fl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fl_buf_free(fl_buf_t *b);
 

@@ -337,7 +337,9 @@ static void conn_refuse(conn_t *c, int status) {
 static int on_message_begin(http_parser *p) {
   conn_t *c = p->data;
   c->in_request = true;
-  c->url.len = c->hdrs.len = c->body.len = 0;
+  fl_buf_clear(&c->url);
+  fl_buf_clear(&c->hdrs);
+  fl_buf_clear(&c->body);
   c->nhdr = 0;
   c->hdr_state = HDR_NONE;
   c->refuse_status = 0;

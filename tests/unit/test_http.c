@@ -399,17 +399,44 @@ static void test_buf_printf_appends_formatted_text(void **state) {
   fl_buf_free(&b);
 }
 
-static void test_buf_printf_refuses_a_line_over_511_bytes_and_leaves_the_buffer_alone(void **state) {
+static void test_buf_printf_writes_a_line_of_any_length_whole(void **state) {
   fl_buf_t b = {0};
-  char big[600];
+  char big[3000];
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
   assert_int_equal(fl_buf_printf(&b, "ok"), 0);
-  assert_int_equal(fl_buf_printf(&b, "%s", big), FL_ELIMIT);
-  assert_int_equal(fl_buf_printf(&b, "%.*s", 511, big), 0);
-  assert_int_equal(b.len, 2 + 511);
+  assert_int_equal(fl_buf_printf(&b, "%s|", big), 0);
+  assert_int_equal(b.len, 2 + sizeof big);
   assert_memory_equal(b.data, "okx", 3);
+  assert_int_equal(b.data[b.len - 1], '|');
   fl_buf_free(&b);
+}
+
+static void test_a_failed_append_sticks_until_the_buffer_is_cleared(void **state) {
+  fl_buf_t b = {0};
+  assert_int_equal(fl_buf_append(&b, "head", 4), 0);
+  assert_int_equal(fl_buf_append(&b, "x", SIZE_MAX - 2), FL_ELIMIT);   /* no size_t wrap, no write */
+  assert_int_equal(fl_buf_str(&b, "more"), FL_ELIMIT);
+  assert_int_equal(fl_buf_u64(&b, 42), FL_ELIMIT);
+  assert_int_equal(b.len, 4);                        /* nothing after the failure went in */
+  fl_buf_clear(&b);
+  assert_int_equal(b.err, 0);
+  assert_int_equal(b.len, 0);
+  assert_int_equal(fl_buf_str(&b, "next"), 0);
+  assert_memory_equal(b.data, "next", 4);
+  fl_buf_free(&b);
+}
+
+/* The token table against RFC 9110's definition, byte by byte. */
+static void test_every_byte_is_a_token_character_exactly_when_rfc_9110_says_so(void **state) {
+  for (int ch = 0; ch < 256; ch++) {
+    bool want = ch > 0x20 && ch < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", ch);
+    char name[2] = {(char)ch, 'a'};
+    fl_http_head_t *h = new_head(1024, 16);
+    int st = fl_http_head_field(h, name, 2);
+    if ((st == 0) != want) fail_msg("byte 0x%02x: %s", ch, want ? "refused" : "accepted");
+    drop_head(h);
+  }
 }
 
 static void test_reason_phrases(void **state) {
@@ -592,7 +619,9 @@ int main(void) {
       cmocka_unit_test_teardown(test_every_connection_header_names_hop_by_hop_headers, drop_live_heads),
       cmocka_unit_test_teardown(test_buf_append_grows_and_keeps_earlier_bytes, drop_live_heads),
       cmocka_unit_test_teardown(test_buf_printf_appends_formatted_text, drop_live_heads),
-      cmocka_unit_test_teardown(test_buf_printf_refuses_a_line_over_511_bytes_and_leaves_the_buffer_alone, drop_live_heads),
+      cmocka_unit_test_teardown(test_buf_printf_writes_a_line_of_any_length_whole, drop_live_heads),
+      cmocka_unit_test_teardown(test_a_failed_append_sticks_until_the_buffer_is_cleared, drop_live_heads),
+      cmocka_unit_test_teardown(test_every_byte_is_a_token_character_exactly_when_rfc_9110_says_so, drop_live_heads),
       cmocka_unit_test_teardown(test_reason_phrases, drop_live_heads),
       cmocka_unit_test_teardown(test_a_request_fed_at_once_fills_the_table, drop_live_heads),
       cmocka_unit_test_teardown(test_a_request_fed_one_byte_at_a_time_gives_the_same_table, drop_live_heads),
