@@ -89,7 +89,7 @@ soak-rollouts: $(BUILD)/fledge
 	@python3 tests/e2e/run.py --repeat 20 test_a_healthy_canary_is_promoted_through_every_step
 
 # The same suite on a sanitizer build in build/asan; tests/asan.sh fails on any report, leaks too.
-SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_FLAGS := -DFL_CHECKS -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan: $(DEPS_OK)
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CC=clang EXTRA_CFLAGS="$(SAN_FLAGS)" \
 	  $(BUILD)/asan/fledge $(UNIT_BIN:$(BUILD)/%=$(BUILD)/asan/%)

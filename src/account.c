@@ -78,7 +78,7 @@ void fl_account_response_head(fl_client_t *c, uint64_t now_ns) {
   fl_llm_init(&ex->llm, is_event_stream(&c->up_head));
   if (ex->sample) {
     ex->sample->stream = ex->llm.is_stream;
-    ex->sample->resp.len = 0;          /* a retried exchange starts its answer over */
+    fl_buf_clear(&ex->sample->resp);        /* a retried exchange starts its answer over */
     ex->sample->resp_cut = false;
   }
 }
@@ -126,7 +126,7 @@ void fl_account_end(fl_client_t *c) {
   if (!ex->begun) return;
   ex->begun = false;
   ex->vs = NULL;
-  int status = ex->resp_started && ex->status ? ex->status : 499;   /* 499: the client went away */
+  int status = fl_ex_answered(ex) && ex->status ? ex->status : 499;   /* 499: the client went away */
   if (status < 100 || status > 599) status = 599;
   uint64_t duration_us = (fl_now_ns() - ex->start_ns) / 1000;
   if (c->w->alog) log_record(c, status, duration_us);

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 uint64_t fl_now_ns(void) {
@@ -25,4 +26,9 @@ void fl_log(const char *fmt, ...) {
   vsnprintf(line + n, sizeof line - n, fmt, ap);
   va_end(ap);
   fprintf(stderr, "%s\n", line);
+}
+
+void fl_bug(const char *file, int line, const char *what) {
+  fl_log("BUG at %s:%d: %s", file, line, what);
+  abort();
 }

@@ -25,6 +25,19 @@ enum {
 #define FL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FL_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Invariant checks (HAProxy's BUG_ON): built in with -DFL_CHECKS (make asan), where a broken
+ * invariant stops the process with the file, line and condition; compiled out otherwise, so a
+ * condition must have no side effects. */
+#ifdef FL_CHECKS
+#define FL_BUG_ON(cond) ((cond) ? fl_bug(__FILE__, __LINE__, #cond) : (void)0)
+#else
+#define FL_BUG_ON(cond) ((void)sizeof(cond))
+#endif
+_Noreturn void fl_bug(const char *file, int line, const char *what);
+
+/* On what returns an error that must not be ignored. */
+#define FL_MUST_CHECK __attribute__((warn_unused_result))
+
 /* Case-insensitive comparison of a counted string with a C string. */
 static inline bool fl_streq_ci(const char *s, size_t n, const char *lit) {
   size_t i = 0;

@@ -105,7 +105,7 @@ typedef struct fl_conf {
   fl_cidr_t *trusted; size_t n_trusted;  /* trusted_cidrs: default [127.0.0.0/8, ::1/128] */
   char *geoip_mmdb;                 /* geoip.mmdb: path of a MaxMind database, or NULL */
   char *geoip_header;               /* geoip.header: country header set by a trusted edge (lower-case) */
-  struct {                          /* timeouts: values like 500ms, 10s, 2m, or plain seconds */
+  struct fl_timeouts {              /* timeouts: values like 500ms, 10s, 2m, or plain seconds */
     uint32_t connect_ms;            /* default 2000  */
     uint32_t header_ms;             /* default 10000: client request head must arrive within */
     uint32_t first_byte_ms;         /* default 60000: upstream response head after request sent */

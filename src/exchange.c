@@ -35,15 +35,20 @@ static void on_up_written(uv_write_t *req, int status) {
   free(wr);
   if (!c) return;
   c->up_queued -= len;
-  if (status >= 0 && c->tstate == FL_T_BODY) fl_client_timer(c, FL_T_BODY, c->w->conf->timeouts.idle_ms);  /* taken */
-  if (status < 0) upstream_failed(c, false);
-  else if (c->read_paused && c->up_queued < FL_LOW_WATER && !c->ex.req_done) fl_client_pause_reading(c, false);
+  if (status < 0) {
+    upstream_failed(c, false);
+  } else {
+    if (c->ex.phase == FL_EX_SENDING) fl_client_progress(c);      /* the backend takes the body */
+    if (c->read_paused && c->up_queued < FL_LOW_WATER && !c->ex.req_done) fl_client_pause_reading(c, false);
+  }
+  fl_client_settle(c);
 }
 
 static void up_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
   fl_upconn_t *u = c->ex.up;
   if (c->w->cork_up == c) {
     for (unsigned i = 0; i < n; i++) fl_buf_append(&c->w->cork_up_buf, bufs[i].base, bufs[i].len);
+    if (c->w->cork_up_buf.err) upstream_failed(c, false);    /* detach clears the buffer */
     return;
   }
   /* the write callback gets the connection, not the client: it may outlive the exchange */
@@ -58,7 +63,9 @@ static void up_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
 
 void fl_exchange_cork(fl_client_t *c) {
   fl_worker_t *w = c->w;
-  if (w->cork_up && w->cork_up != c) fl_exchange_uncork(w->cork_up);
+  if (w->cork_up == c) return;
+  if (w->cork_up) fl_exchange_uncork(w->cork_up);
+  fl_buf_clear(&w->cork_up_buf);
   w->cork_up = c;
 }
 
@@ -67,8 +74,8 @@ void fl_exchange_uncork(fl_client_t *c) {
   if (w->cork_up != c) return;
   w->cork_up = NULL;
   uv_buf_t b = uv_buf_init(w->cork_up_buf.data, (unsigned)w->cork_up_buf.len);
-  w->cork_up_buf.len = 0;
-  if (b.len && c->ex.up && c->ex.up_ready && !c->closing) up_write(c, &b, 1);
+  if (b.len && fl_ex_connected(&c->ex) && !fl_client_closed(c)) up_write(c, &b, 1);
+  fl_buf_clear(&w->cork_up_buf);
 }
 
 /* Body bytes from the client, framed the way the head announced them (NULL, 0 = last chunk). */
@@ -88,18 +95,23 @@ void fl_exchange_body(fl_client_t *c, const char *data, size_t len) {
     bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
   }
   if (n == 0) return;
-  if (!ex->up_ready || ex->retain) {
+  bool connected = fl_ex_connected(ex);
+  if (!connected || ex->retain) {
     for (unsigned i = 0; i < n; i++) fl_buf_append(&ex->pending, bufs[i].base, bufs[i].len);
-    if (ex->up_ready) ex->flushed = ex->pending.len;
-    if (ex->pending.len > FL_RETAIN_MAX && ex->up_ready) {
+    if (ex->pending.err) {
+      fl_client_error(c, 500, "internal_error", "out of memory holding the request body");
+      return;
+    }
+    if (connected) ex->flushed = ex->pending.len;
+    if (ex->pending.len > FL_RETAIN_MAX && connected) {
       ex->retain = false;
       fl_buf_free(&ex->pending);
       ex->flushed = 0;
-    } else if (!ex->up_ready && ex->pending.len > FL_HIGH_WATER) {
+    } else if (!connected && ex->pending.len > FL_HIGH_WATER) {
       fl_client_pause_reading(c, true);
     }
   }
-  if (ex->up_ready) up_write(c, bufs, n);
+  if (connected) up_write(c, bufs, n);
 }
 
 /* ---- connecting ---- */
@@ -109,8 +121,7 @@ static void detach(fl_client_t *c, bool reuse) {
   fl_upconn_t *u = ex->up;
   if (!u) return;
   ex->up = NULL;
-  ex->up_ready = false;
-  if (c->w->cork_up == c) c->w->cork_up_buf.len = 0;
+  if (c->w->cork_up == c) fl_buf_clear(&c->w->cork_up_buf);
   ex->up_paused = false;
   bool drained = c->up_queued == 0;   /* a write still queued would land on the next user's count */
   c->up_queued = 0;
@@ -137,7 +148,6 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void up_ready(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   fl_upconn_t *u = ex->up;
-  ex->up_ready = true;
   http_parser_init(&ex->up_parser, HTTP_RESPONSE);
   ex->up_parser.data = c;
   if (!c->up_head.buf && fl_http_head_init(&c->up_head, 65536, 256) != 0) {
@@ -152,8 +162,7 @@ static void up_ready(fl_client_t *c) {
   }
   ex->sent_ms = fl_now_ms();
   /* the backend's time starts when it has the whole request; until then the body must flow */
-  if (ex->req_done) fl_client_timer(c, FL_T_FIRST_BYTE, ex->conf->timeouts.first_byte_ms);
-  else fl_client_timer(c, FL_T_BODY, ex->conf->timeouts.idle_ms);
+  fl_ex_enter(c, ex->req_done ? FL_EX_WAITING : FL_EX_SENDING);
   uv_buf_t b = uv_buf_init(ex->pending.data + ex->flushed, (unsigned)(ex->pending.len - ex->flushed));
   ex->flushed = ex->pending.len;
   if (b.len) up_write(c, &b, 1);
@@ -196,10 +205,11 @@ static void on_connect(uv_connect_t *req, int status) {
   fl_client_t *c = u->owner;
   if (status < 0) {
     connect_failed(c, false);
-    return;
+  } else {
+    uv_tcp_nodelay(&u->tcp, 1);
+    up_ready(c);
   }
-  uv_tcp_nodelay(&u->tcp, 1);
-  up_ready(c);
+  fl_client_settle(c);
 }
 
 static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
@@ -225,7 +235,7 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
   u->tcp.data = u;
   u->connect_req.data = u;
   ex->up = u;
-  fl_client_timer(c, FL_T_CONNECT, ex->conf->timeouts.connect_ms);
+  fl_ex_enter(c, FL_EX_CONNECTING);
   int rc = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&b->addr.ss, on_connect);
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM || rc == UV_EADDRNOTAVAIL ||
       rc == UV_EAGAIN) {         /* this machine's lack (descriptors, ports), not the backend's fault */
@@ -271,7 +281,7 @@ static void upstream_failed(fl_client_t *c, bool closed) {
     return;
   }
   fl_account_upstream_error(c, FL_UPERR_RESET);
-  if (!ex->resp_started) report_failure(ex->backend);
+  if (!fl_ex_answered(ex)) report_failure(ex->backend);
   fl_client_error(c, 502, "upstream_error", "backend %s %s the connection before a complete answer",
                   ex->backend->addr.text, closed ? "closed" : "reset");
 }
@@ -306,30 +316,29 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     ex->retain = false;
     fl_buf_free(&ex->pending);
   }
-  if (n < 0 && !ex->resp_started) {
+  if (n < 0 && !fl_ex_answered(ex)) {
     upstream_failed(c, n == UV_EOF);
-    return;
-  }
-  if (n < 0 && n != UV_EOF) {        /* a reset is never the end of an answer, even one ended by close */
+  } else if (n < 0 && n != UV_EOF) {        /* a reset is never the end of an answer, even one ended by close */
     cut(c, FL_UPERR_RESET);
-    return;
+  } else {
+    size_t len = n < 0 ? 0 : (size_t)n;
+    fl_client_cork(c);
+    size_t done = http_parser_execute(&ex->up_parser, &response_settings, n < 0 ? NULL : buf->base, len);
+    after_up_read(c, u, done, len, n < 0);
+    fl_client_uncork(c);
   }
-  size_t len = n < 0 ? 0 : (size_t)n;
-  fl_client_cork(c);
-  size_t done = http_parser_execute(&ex->up_parser, &response_settings, n < 0 ? NULL : buf->base, len);
-  after_up_read(c, u, done, len, n < 0);
-  if (!c->closing) fl_client_uncork(c);
+  fl_client_settle(c);
 }
 
 static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t len, bool eof) {
   fl_exchange_t *ex = &c->ex;
-  if (c->closing || ex->up != u) return;
+  if (fl_client_closed(c) || ex->up != u) return;
   enum http_errno e = HTTP_PARSER_ERRNO(&ex->up_parser);
-  if (ex->resp_done) {
+  if (ex->phase == FL_EX_DONE) {
     if (done < len) ex->up_keepalive = false;      /* bytes after the answer: do not reuse */
     finish(c);
   } else if (e != HPE_OK && e != HPE_PAUSED) {
-    if (ex->resp_started) {
+    if (fl_ex_answered(ex)) {
       cut(c, eof ? FL_UPERR_RESET : FL_UPERR_BAD_RESPONSE);     /* closed early, or garbage mid-answer */
       return;
     }
@@ -339,7 +348,7 @@ static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t le
   } else if (eof) {
     cut(c, FL_UPERR_RESET);
   } else {
-    fl_client_timer(c, FL_T_UP_IDLE, ex->conf->timeouts.idle_ms);
+    fl_client_progress(c);             /* the backend is answering: its idle time starts over */
   }
 }
 
@@ -364,7 +373,7 @@ static fl_frame_t choose_frame(fl_client_t *c, http_parser *p) {
 static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
   fl_exchange_t *ex = &c->ex;
   const fl_http_head_t *h = &c->up_head;
-  b->len = 0;
+  fl_buf_clear(b);
   fl_buf_str(b, "HTTP/1.1 ");
   fl_buf_u64(b, p->status_code);
   fl_buf_str(b, " ");
@@ -423,7 +432,11 @@ static int on_up_headers_complete(http_parser *p) {
   fl_buf_t *b = &c->w->scratch;
   ex->overhead_ns += fl_now_ns() - t0;
   build_response_head(c, p, b);
-  ex->resp_started = true;
+  if (b->err) {
+    fl_client_error(c, 500, "internal_error", "out of memory building the answer's head");
+    return -1;                 /* the exchange is over; after_up_read sees it detached */
+  }
+  fl_ex_enter(c, FL_EX_STREAMING);
   uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
   fl_client_write(c, &ub, 1);
   return ex->head_req ? 1 : 0;
@@ -463,7 +476,7 @@ static int on_up_message_complete(http_parser *p) {
     uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
     fl_client_write(c, &b, 1);
   }
-  ex->resp_done = true;
+  ex->phase = FL_EX_DONE;
   ex->up_keepalive = http_should_keep_alive(p);
   http_parser_pause(p, 1);
   return 0;
@@ -477,32 +490,33 @@ void fl_exchange_resume_upstream(fl_client_t *c) {
   uv_read_start((uv_stream_t *)&ex->up->tcp, on_up_alloc, on_up_read);
 }
 
-void fl_exchange_timeout(fl_client_t *c) {
-  fl_exchange_t *ex = &c->ex;         /* active: fl_exchange_finished leaves no upstream timer behind */
-  switch (c->tstate) {
-  case FL_T_CONNECT:
-    connect_failed(c, true);
-    break;
-  case FL_T_BODY:                                 /* a backend that stopped reading the request */
+/* A backend that went silent after it began to answer. */
+static void stalled(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  if (ex->up_paused) {
+    fl_client_close(c);                           /* the client stopped reading: not the backend */
+  } else if (fl_ex_answered(ex)) {
+    cut(c, FL_UPERR_TIMEOUT);
+  } else {
     fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-    report_failure(ex->backend);
-    fl_client_error(c, 504, "timeout", "backend %s took none of the request body for %u ms", ex->backend->addr.text,
+    fl_client_error(c, 504, "timeout", "backend %s stalled for %u ms", ex->backend->addr.text,
                     ex->conf->timeouts.idle_ms);
-    break;
-  case FL_T_FIRST_BYTE:                           /* a backend that takes requests and never answers */
-    fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-    report_failure(ex->backend);
-    fl_client_error(c, 504, "timeout", "backend %s sent no answer within %u ms", ex->backend->addr.text,
-                    ex->conf->timeouts.first_byte_ms);
-    break;
-  default:
-    if (ex->up_paused) fl_client_close(c);          /* the client stopped reading: not the backend */
-    else if (ex->resp_started) cut(c, FL_UPERR_TIMEOUT);
-    else {
-      fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-      fl_client_error(c, 504, "timeout", "backend %s stalled for %u ms", ex->backend->addr.text,
-                      ex->conf->timeouts.idle_ms);
-    }
-    break;
   }
+}
+
+/* A backend that has not yet begun to answer: it is blamed, and the client gets a 504. */
+static void silent(fl_client_t *c, const char *what, uint32_t ms) {
+  fl_exchange_t *ex = &c->ex;
+  fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
+  report_failure(ex->backend);
+  fl_client_error(c, 504, "timeout", "backend %s %s %u ms", ex->backend->addr.text, what, ms);
+}
+
+void fl_exchange_timeout(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  const struct fl_timeouts *t = &ex->conf->timeouts;
+  if (ex->phase == FL_EX_CONNECTING) connect_failed(c, true);
+  else if (ex->up_got_bytes || ex->phase == FL_EX_STREAMING) stalled(c);
+  else if (ex->phase == FL_EX_SENDING) silent(c, "took none of the request body for", t->idle_ms);
+  else if (ex->phase == FL_EX_WAITING) silent(c, "sent no answer within", t->first_byte_ms);
 }

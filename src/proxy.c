@@ -48,14 +48,17 @@ static void on_handle_closed(uv_handle_t *h) {
 }
 
 void fl_client_close(fl_client_t *c) {
-  if (c->closing) return;
-  c->closing = true;
+  if (fl_client_closed(c)) return;
+  bool in_exchange = c->phase == FL_CONN_EXCHANGE;
+  c->phase = FL_CONN_CLOSED;
+  c->deadline_ms = 0;
   if (c->w->cork_client == c) {
     c->w->cork_client = NULL;
-    c->w->cork_client_buf.len = 0;
+    fl_buf_clear(&c->w->cork_client_buf);
   }
-  if (c->ex.active) fl_account_end(c);
-  if (c->ex.active || c->ex.up) fl_exchange_abort(c);
+  if (in_exchange) fl_account_end(c);
+  if (c->ex.up) fl_exchange_abort(c);
+  c->ex.phase = FL_EX_NONE;
   if (c->ex.conf) {
     fl_conf_unref(c->ex.conf);
     c->ex.conf = NULL;
@@ -68,12 +71,87 @@ void fl_client_close(fl_client_t *c) {
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
+/* ---- phases and their deadlines ---- */
+
 static void on_timer(uv_timer_t *t);
 
-void fl_client_timer(fl_client_t *c, fl_timer_state_t what, uint32_t ms) {
-  c->tstate = what;
-  if (what == FL_T_NONE) uv_timer_stop(&c->timer);
-  else uv_timer_start(&c->timer, on_timer, ms, 0);
+/* How long the current phase may last without progress; 0: no deadline. */
+static uint32_t phase_timeout_ms(const fl_client_t *c) {
+  const struct fl_timeouts *t = &c->w->conf->timeouts;
+  switch (c->phase) {
+  case FL_CONN_IDLE: return c->requests ? t->idle_ms : t->header_ms;   /* a silent new connection: slowloris */
+  case FL_CONN_HEAD: return t->header_ms;
+  case FL_CONN_FLUSH: return t->idle_ms;
+  case FL_CONN_CLOSED: return 0;
+  case FL_CONN_EXCHANGE: break;
+  }
+  t = &c->ex.conf->timeouts;
+  switch (c->ex.phase) {
+  case FL_EX_CONNECTING: return t->connect_ms;
+  case FL_EX_WAITING: return c->ex.up_got_bytes ? t->idle_ms : t->first_byte_ms;
+  case FL_EX_ROUTING:
+  case FL_EX_SENDING:
+  case FL_EX_STREAMING: return t->idle_ms;
+  case FL_EX_NONE:
+  case FL_EX_DONE: return 0;
+  }
+  return 0;
+}
+
+/* The phase's deadline from now (loop time). The timer follows in fl_client_settle. */
+static void arm(fl_client_t *c) {
+  uint32_t ms = phase_timeout_ms(c);
+  c->deadline_ms = ms ? uv_now(c->tcp.loop) + ms : 0;
+}
+
+/* The timer is restarted only when it would fire after the deadline; one that fires early
+ * re-arms itself for what is left (on_timer). Done once per callback, after all its phase
+ * changes, so a request's phases and its bytes moving cost no timer-heap update. */
+static void sync_timer(fl_client_t *c) {
+  if (!c->deadline_ms || (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due_ms <= c->deadline_ms)) return;
+  uint64_t now = uv_now(c->tcp.loop);
+  uv_timer_start(&c->timer, on_timer, c->deadline_ms > now ? c->deadline_ms - now : 0, 0);
+  c->timer_due_ms = c->deadline_ms;
+}
+
+static void check(const fl_client_t *c);
+
+void fl_client_settle(fl_client_t *c) {
+  if (!fl_client_closed(c)) sync_timer(c);
+  check(c);
+}
+
+static void conn_enter(fl_client_t *c, fl_conn_phase_t phase) {
+  c->phase = phase;
+  arm(c);
+}
+
+void fl_ex_enter(fl_client_t *c, fl_ex_phase_t phase) {
+  c->ex.phase = phase;
+  arm(c);
+}
+
+void fl_client_progress(fl_client_t *c) {
+  if (c->deadline_ms) arm(c);
+}
+
+static void check(const fl_client_t *c) {
+  const fl_exchange_t *ex = &c->ex;
+  bool exchange = c->phase == FL_CONN_EXCHANGE;
+  FL_BUG_ON(exchange != (ex->phase != FL_EX_NONE));
+  FL_BUG_ON(exchange && !ex->conf);
+  FL_BUG_ON(!exchange && (ex->up || ex->conf || ex->vs || ex->sample));
+  FL_BUG_ON(ex->phase == FL_EX_DONE);                     /* finished within the callback that got there */
+  FL_BUG_ON((ex->phase == FL_EX_CONNECTING || ex->phase == FL_EX_SENDING || ex->phase == FL_EX_WAITING) && !ex->up);
+  FL_BUG_ON(ex->phase == FL_EX_ROUTING && ex->up);
+  FL_BUG_ON(ex->phase == FL_EX_WAITING && !ex->req_done);
+  FL_BUG_ON(ex->inspect && ex->phase != FL_EX_ROUTING);
+  FL_BUG_ON(ex->up_paused && (ex->phase != FL_EX_STREAMING || !ex->up));
+  FL_BUG_ON(c->phase == FL_CONN_FLUSH && c->out_queued == 0 && c->w->cork_client != c);
+  FL_BUG_ON(c->w->cork_client == c || c->w->cork_up == c);  /* corks end with the callback */
+  FL_BUG_ON(phase_timeout_ms(c) && !c->deadline_ms);
+  FL_BUG_ON(c->deadline_ms && !uv_is_active((const uv_handle_t *)&c->timer));
+  FL_BUG_ON(c->up_queued && !ex->up);
 }
 
 static void on_client_written(uv_write_t *req, int status) {
@@ -81,26 +159,24 @@ static void on_client_written(uv_write_t *req, int status) {
   fl_client_t *c = wr->owner;
   c->out_queued -= wr->len;
   free(wr);
-  if (c->closing) return;
+  if (fl_client_closed(c)) return;
   if (status < 0) {
     fl_client_close(c);
-    return;
-  }
-  if (c->out_queued == 0 && c->close_after_write) {
+  } else if (c->out_queued == 0 && c->phase == FL_CONN_FLUSH) {
     fl_client_close(c);
-    return;
+  } else {
+    /* the client took bytes: for an answer that waits on the client, that is progress */
+    if (c->phase == FL_CONN_IDLE || c->phase == FL_CONN_FLUSH || c->ex.up_paused) fl_client_progress(c);
+    if (c->ex.up_paused && c->out_queued < FL_LOW_WATER) fl_exchange_resume_upstream(c);
   }
-  /* the client took bytes: idle means no progress either way, for an answer waiting on the client */
-  if (c->tstate == FL_T_KEEPALIVE || (c->tstate == FL_T_UP_IDLE && c->ex.up_paused))
-    fl_client_timer(c, c->tstate, c->w->conf->timeouts.idle_ms);
-  if (c->ex.up_paused && c->out_queued < FL_LOW_WATER) fl_exchange_resume_upstream(c);
+  fl_client_settle(c);
 }
 
 void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
-  if (c->closing) return;
+  if (fl_client_closed(c)) return;
   if (c->w->cork_client == c) {
-    for (unsigned i = 0; i < n; i++)
-      if (fl_buf_append(&c->w->cork_client_buf, bufs[i].base, bufs[i].len) != 0) fl_client_close(c);
+    for (unsigned i = 0; i < n; i++) fl_buf_append(&c->w->cork_client_buf, bufs[i].base, bufs[i].len);
+    if (c->w->cork_client_buf.err) fl_client_close(c);     /* clears the buffer: nothing reaches another client */
     return;
   }
   ssize_t queued = fl_write((uv_stream_t *)&c->tcp, bufs, n, c->out_queued == 0, c, on_client_written);
@@ -122,11 +198,12 @@ static void json_escape_into(char *dst, size_t cap, const char *src) {
 
 void fl_client_error(fl_client_t *c, int status, const char *type, const char *fmt, ...) {
   fl_exchange_t *ex = &c->ex;
-  if (ex->active && ex->up) fl_exchange_abort(c);
-  if (ex->resp_started || c->closing) {   /* too late for a status: cut the connection */
+  if (ex->up) fl_exchange_abort(c);
+  if (fl_ex_answered(ex) || c->phase == FL_CONN_FLUSH) {   /* too late for a status: cut the connection */
     fl_client_close(c);
     return;
   }
+  if (fl_client_closed(c)) return;
   char msg[300], esc[400], body[600], head[600];
   va_list ap;
   va_start(ap, fmt);
@@ -144,9 +221,8 @@ void fl_client_error(fl_client_t *c, int status, const char *type, const char *f
                       c->keepalive ? "" : "connection: close\r\n");
   uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hlen), uv_buf_init(body, (unsigned)blen)};
   ex->status = status;
-  ex->resp_started = true;
+  if (c->phase == FL_CONN_EXCHANGE) ex->phase = FL_EX_DONE;
   fl_client_write(c, bufs, 2);
-  ex->resp_done = true;
   fl_exchange_finished(c);
 }
 
@@ -353,22 +429,24 @@ static int fail(fl_client_t *c, int status) {
   return -1;
 }
 
-/* A fresh exchange for the next request (the previous one is over). */
+/* A fresh exchange for the next request (the previous one is over). The pending buffer's
+ * memory is kept for the next request unless it grew past the retry bound. */
 static void exchange_reset(fl_exchange_t *ex) {
-  fl_buf_free(&ex->pending);
+  fl_buf_t pending = ex->pending;
   fl_buf_free(&ex->body);
+  if (pending.cap > FL_RETAIN_MAX) fl_buf_free(&pending);
+  fl_buf_clear(&pending);
   memset(ex, 0, sizeof *ex);
+  ex->pending = pending;
   ex->start_ns = fl_now_ns();
 }
 
 static int on_message_begin(http_parser *p) {
   fl_client_t *c = CLIENT(p);
   fl_http_head_reset(&c->head);
-  fl_exchange_t *ex = &c->ex;
-  exchange_reset(ex);
+  exchange_reset(&c->ex);
   c->country_state = 0;
-  c->reading_head = true;
-  if (c->tstate != FL_T_HEADER) fl_client_timer(c, FL_T_HEADER, c->w->conf->timeouts.header_ms);
+  conn_enter(c, FL_CONN_HEAD);
   return 0;
 }
 
@@ -465,20 +543,19 @@ static int on_headers_complete(http_parser *p) {
 
 static int headers_complete(fl_client_t *c, http_parser *p) {
   fl_exchange_t *ex = &c->ex;
-  c->reading_head = false;
   if (check_version(c, c->url_end ? c->url_end + sizeof c->version : c->feed_base + sizeof c->version)) return -1;
   int st = fl_http_check_framing(&c->head);
   if (st) return fail(c, st);
   if (p->flags & F_UPGRADE || p->upgrade) return fail(c, 400);
-  ex->active = true;
   ex->conf = c->w->conf;
   fl_conf_ref(ex->conf);
+  c->phase = FL_CONN_EXCHANGE;
   ex->chunked_req = (p->flags & F_CHUNKED) != 0;
   ex->content_length = (p->flags & F_CONTENTLENGTH) ? p->content_length : UINT64_MAX;
   ex->head_req = p->method == HTTP_HEAD;
   c->keepalive = http_should_keep_alive(p) && !c->w->draining;
   set_request_id(c);
-  fl_client_timer(c, FL_T_BODY, ex->conf->timeouts.idle_ms);
+  fl_ex_enter(c, FL_EX_ROUTING);
   if (ex->content_length != UINT64_MAX && ex->content_length > ex->conf->limits.body_bytes) {
     fl_client_error(c, 413, "request_too_large", "request body of %llu bytes exceeds the limit of %llu",
                     (unsigned long long)ex->content_length, (unsigned long long)ex->conf->limits.body_bytes);
@@ -508,14 +585,14 @@ static void inspect_body(fl_client_t *c, const char *at, size_t len) {
 static int on_body(http_parser *p, const char *at, size_t len) {
   fl_client_t *c = CLIENT(p);
   fl_exchange_t *ex = &c->ex;
-  if (!ex->active || ex->resp_done) return 0;   /* answered early (error): discard */
+  if (c->phase != FL_CONN_EXCHANGE) return 0;   /* answered early (error): discard */
   ex->body_bytes += len;
   if (ex->body_bytes > ex->conf->limits.body_bytes) {
     fl_client_error(c, 413, "request_too_large", "request body exceeds the limit of %llu bytes",
                     (unsigned long long)ex->conf->limits.body_bytes);
     return 0;
   }
-  if (c->tstate == FL_T_BODY) fl_client_timer(c, FL_T_BODY, ex->conf->timeouts.idle_ms);   /* progress */
+  if (ex->phase == FL_EX_ROUTING || ex->phase == FL_EX_SENDING) fl_client_progress(c);
   if (ex->inspect) {
     uint64_t t0 = fl_now_ns();
     inspect_body(c, at, len);
@@ -532,7 +609,7 @@ static int on_message_complete(http_parser *p) {
   fl_exchange_t *ex = &c->ex;
   ex->req_done = true;
   http_parser_pause(p, 1);
-  if (!ex->active || ex->resp_done) return 0;
+  if (c->phase != FL_CONN_EXCHANGE) return 0;
   if (ex->inspect) {
     uint64_t t0 = fl_now_ns();
     if (!ex->decided) decide(c);
@@ -541,8 +618,7 @@ static int on_message_complete(http_parser *p) {
   } else if (ex->chunked_req) {
     fl_exchange_body(c, NULL, 0);
   }
-  if (ex->up_ready && c->tstate == FL_T_BODY)     /* all sent: the backend's time starts now */
-    fl_client_timer(c, FL_T_FIRST_BYTE, ex->conf->timeouts.first_byte_ms);
+  if (ex->phase == FL_EX_SENDING) fl_ex_enter(c, FL_EX_WAITING);   /* all sent: the backend's time starts */
   return 0;
 }
 
@@ -558,12 +634,7 @@ static void answer_parse_error(fl_client_t *c) {
   enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
   int status = c->error_status ? c->error_status : e == HPE_HEADER_OVERFLOW ? 431 : 400;
   c->keepalive = false;
-  if (c->ex.active && c->ex.resp_started) {
-    fl_client_close(c);
-    return;
-  }
-  if (!c->ex.active) exchange_reset(&c->ex);   /* garbage before any message began: not the last one's */
-  c->ex.active = true;
+  if (c->phase != FL_CONN_EXCHANGE) exchange_reset(&c->ex);   /* garbage before a message: not the last one's */
   if (status == 431)
     fl_client_error(c, 431, "request_too_large", "request head exceeds limits.header_bytes or limits.headers");
   else if (status == 414)
@@ -580,7 +651,7 @@ static void feed(fl_client_t *c, const char *data, size_t len) {
   if (c->version_pending) collect_version(c, data + done);
   c->url_end = NULL;
   c->in_parse = false;
-  if (c->closing) return;
+  if (fl_client_closed(c)) return;
   enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
   if (e != HPE_OK && e != HPE_PAUSED) {
     answer_parse_error(c);
@@ -592,7 +663,7 @@ static void feed(fl_client_t *c, const char *data, size_t len) {
 /* Runs the pipelined requests whose bytes are here, one at a time, each after the previous
  * one is answered. */
 static void pump(fl_client_t *c) {
-  while (!c->closing && !c->close_after_write && !c->ex.active && !c->in_parse) {
+  while ((c->phase == FL_CONN_IDLE || c->phase == FL_CONN_HEAD) && !c->in_parse) {
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (e != HPE_OK && e != HPE_PAUSED) return;     /* answered as an error; closing */
     http_parser_pause(&c->parser, 0);
@@ -609,27 +680,24 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (n == 0) return;
   if (n < 0) {            /* the client is gone: an exchange in flight is cancelled */
     fl_client_close(c);
-    return;
-  }
-  if (c->close_after_write) return;     /* answered with a close: later requests are not run */
-  if (c->inbuf.len || HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
+  } else if (c->phase == FL_CONN_FLUSH) {
+    /* answered with a close: later requests are not run */
+  } else if (c->inbuf.len || HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
     if (fl_buf_append(&c->inbuf, buf->base, (size_t)n) != 0) fl_client_close(c);
-    else if (c->inbuf.len > FL_LOW_WATER) {
-      uv_read_stop(s);
-      c->read_paused = true;
-    }
-    return;
+    else if (c->inbuf.len > FL_LOW_WATER) fl_client_pause_reading(c, true);
+  } else {
+    fl_client_cork(c);
+    fl_exchange_cork(c);
+    feed(c, buf->base, (size_t)n);
+    pump(c);     /* an answer given synchronously (an error) lets the next request run */
+    fl_exchange_uncork(c);
+    fl_client_uncork(c);
   }
-  fl_client_cork(c);
-  fl_exchange_cork(c);
-  feed(c, buf->base, (size_t)n);
-  pump(c);     /* an answer given synchronously (an error) lets the next request run */
-  fl_exchange_uncork(c);
-  fl_client_uncork(c);
+  fl_client_settle(c);
 }
 
 void fl_client_pause_reading(fl_client_t *c, bool pause) {
-  if (c->closing || pause == c->read_paused) return;
+  if (fl_client_closed(c) || pause == c->read_paused) return;
   c->read_paused = pause;
   if (pause) uv_read_stop((uv_stream_t *)&c->tcp);
   else uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -637,7 +705,9 @@ void fl_client_pause_reading(fl_client_t *c, bool pause) {
 
 void fl_client_cork(fl_client_t *c) {
   fl_worker_t *w = c->w;
-  if (w->cork_client && w->cork_client != c) fl_client_uncork(w->cork_client);
+  if (w->cork_client == c) return;
+  if (w->cork_client) fl_client_uncork(w->cork_client);
+  fl_buf_clear(&w->cork_client_buf);
   w->cork_client = c;
 }
 
@@ -646,59 +716,71 @@ void fl_client_uncork(fl_client_t *c) {
   if (w->cork_client != c) return;
   w->cork_client = NULL;
   uv_buf_t b = uv_buf_init(w->cork_client_buf.data, (unsigned)w->cork_client_buf.len);
-  w->cork_client_buf.len = 0;
   fl_client_write(c, &b, 1);
-  if (!c->closing && c->close_after_write && c->out_queued == 0) fl_client_close(c);
+  fl_buf_clear(&w->cork_client_buf);
+  if (c->phase == FL_CONN_FLUSH && c->out_queued == 0) fl_client_close(c);
+}
+
+static bool output_queued(const fl_client_t *c) { return c->out_queued > 0 || c->w->cork_client == c; }
+
+/* No further request on c: it closes now, or once what is queued for it went out (a client that
+ * stops reading meanwhile is let go after timeouts.idle). */
+static void close_when_written(fl_client_t *c) {
+  if (output_queued(c)) conn_enter(c, FL_CONN_FLUSH);
+  else fl_client_close(c);
 }
 
 void fl_exchange_finished(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
+  if (fl_client_closed(c)) return;
   fl_account_end(c);
   if (ex->up) fl_exchange_abort(c);
-  ex->active = false;
+  ex->phase = FL_EX_NONE;
   if (ex->conf) {
     fl_conf_unref(ex->conf);
     ex->conf = NULL;
   }
-  fl_buf_free(&ex->pending);
+  fl_buf_clear(&ex->pending);
   fl_buf_free(&ex->body);
+  c->requests++;
   if (!ex->req_done || !c->keepalive || c->w->draining) {
-    if (c->out_queued == 0 && c->w->cork_client != c) {
-      fl_client_close(c);
-    } else {                         /* the rest goes out, then the close; a client not reading meanwhile
-                                        is let go after timeouts.idle (the exchange's timers are over) */
-      c->close_after_write = true;
-      fl_client_timer(c, FL_T_KEEPALIVE, c->w->conf->timeouts.idle_ms);
-    }
+    close_when_written(c);
     return;
   }
-  fl_client_timer(c, FL_T_KEEPALIVE, c->w->conf->timeouts.idle_ms);
+  conn_enter(c, FL_CONN_IDLE);
   fl_client_pause_reading(c, false);
   pump(c);
 }
 
-static void on_timer(uv_timer_t *t) {
-  fl_client_t *c = t->data;
-  switch (c->tstate) {
-  case FL_T_HEADER:
-    if (!c->reading_head && !c->ex.active) fl_client_close(c);
-    else fl_client_error(c, 408, "timeout", "request head not received within %u ms", c->w->conf->timeouts.header_ms);
-    break;
-  case FL_T_BODY:                /* whose stall: the client's, unless the backend stopped taking it */
-    if (c->ex.up && c->up_queued > 0 && c->read_paused) fl_exchange_timeout(c);
-    else fl_client_error(c, 408, "timeout", "request body stalled for %u ms", c->w->conf->timeouts.idle_ms);
-    break;
-  case FL_T_KEEPALIVE:
+/* The phase's deadline passed. */
+static void expire(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  switch (c->phase) {
+  case FL_CONN_IDLE:
+  case FL_CONN_FLUSH:
     fl_client_close(c);
     break;
-  case FL_T_CONNECT:
-  case FL_T_FIRST_BYTE:
-  case FL_T_UP_IDLE:
-    fl_exchange_timeout(c);
+  case FL_CONN_HEAD:
+    fl_client_error(c, 408, "timeout", "request head not received within %u ms", c->w->conf->timeouts.header_ms);
     break;
-  case FL_T_NONE:
+  case FL_CONN_EXCHANGE:          /* a stalled body is the client's, unless the backend stopped taking it */
+    if (ex->phase == FL_EX_ROUTING || (ex->phase == FL_EX_SENDING && !(c->up_queued > 0 && c->read_paused)))
+      fl_client_error(c, 408, "timeout", "request body stalled for %u ms", ex->conf->timeouts.idle_ms);
+    else
+      fl_exchange_timeout(c);
+    break;
+  case FL_CONN_CLOSED:
     break;
   }
+}
+
+static void on_timer(uv_timer_t *t) {
+  fl_client_t *c = t->data;
+  if (c->deadline_ms && c->deadline_ms <= uv_now(t->loop)) {
+    c->deadline_ms = 0;
+    expire(c);
+  }
+  fl_client_settle(c);                   /* moved on since the timer was started: it waits for the rest */
 }
 
 /* ---- accept and drain ---- */
@@ -723,7 +805,7 @@ static int client_init(fl_worker_t *w, fl_client_t *c) {
 /* Over limits.max_connections (this worker's share): a 503 at once, nothing read, then close. */
 static bool over_connection_limit(fl_client_t *c) {
   const fl_conf_t *conf = c->w->conf;
-  size_t share = (conf->limits.max_connections + conf->workers - 1) / conf->workers;
+  uint64_t share = ((uint64_t)conf->limits.max_connections + conf->workers - 1) / conf->workers;
   if (c->w->n_clients <= share) return false;
   fl_client_error(c, 503, "overloaded", "too many connections (limits.max_connections)");
   return true;
@@ -745,17 +827,20 @@ void fl_proxy_accept(fl_worker_t *w) {
   uv_tcp_nodelay(&c->tcp, 1);
   fl_addr_ntop((struct sockaddr *)&c->peer, c->peer_ip, sizeof c->peer_ip);
   c->trusted = fl_cidr_any(w->conf->trusted, w->conf->n_trusted, (struct sockaddr *)&c->peer);
-  if (over_connection_limit(c)) return;
-  fl_client_timer(c, FL_T_HEADER, w->conf->timeouts.header_ms);
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (!over_connection_limit(c)) {
+    conn_enter(c, FL_CONN_IDLE);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  }
+  fl_client_settle(c);
 }
 
+/* Connections between requests close once what they still owe their client went out; the
+ * others are told by w->draining to close after their current answer. */
 void fl_proxy_drain(fl_worker_t *w) {
-  fl_client_t *c = w->clients;
-  while (c) {
-    fl_client_t *next = c->next;
-    if (!c->ex.active && !c->reading_head) fl_client_close(c);
-    c = next;
+  for (fl_client_t *c = w->clients, *next; c; c = next) {
+    next = c->next;
+    if (c->phase == FL_CONN_IDLE) close_when_written(c);
+    fl_client_settle(c);
   }
 }
 

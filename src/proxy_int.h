@@ -10,25 +10,37 @@
 #include "metrics.h"
 #include "router.h"
 
+/* What a client connection is doing. Each phase has one deadline (phase_timeout_ms in proxy.c)
+ * and a fixed set of next phases; the diagram is in docs/ARCHITECTURE.md ("Phases").
+ *   IDLE → HEAD → EXCHANGE → IDLE (keep-alive) | FLUSH (closing after its answer) → CLOSED */
 typedef enum {
-  FL_T_NONE,
-  FL_T_HEADER,        /* reading a request head: 408 */
-  FL_T_KEEPALIVE,     /* between requests: close quietly */
-  FL_T_BODY,          /* reading a request body: 408 */
-  FL_T_CONNECT,       /* upstream connect: retry or 504 */
-  FL_T_FIRST_BYTE,    /* upstream response head: 504 */
-  FL_T_UP_IDLE,       /* upstream silent mid-response: 504 or abort */
-} fl_timer_state_t;
+  FL_CONN_IDLE,       /* between requests; may still be writing the last answer (out_queued) */
+  FL_CONN_HEAD,       /* a request head is arriving */
+  FL_CONN_EXCHANGE,   /* a request is being served: ex.phase says where */
+  FL_CONN_FLUSH,      /* no further request: what is queued goes out, then the close */
+  FL_CONN_CLOSED,     /* uv_close called; freed when both handles have closed */
+} fl_conn_phase_t;
+
+/* Where an exchange is, from the answer's side (the request's side is `req_done`).
+ *   ROUTING → CONNECTING → SENDING → WAITING → STREAMING → DONE; any phase → DONE on an error;
+ *   CONNECTING, SENDING and WAITING go back to CONNECTING for one retry. */
+typedef enum {
+  FL_EX_NONE,         /* no exchange: the connection is not in FL_CONN_EXCHANGE */
+  FL_EX_ROUTING,      /* head read; the body may be collected before dispatch (`inspect`) */
+  FL_EX_CONNECTING,   /* an upstream connection is being opened */
+  FL_EX_SENDING,      /* connected; the request's body still flows up */
+  FL_EX_WAITING,      /* the backend has the whole request; its answer is awaited */
+  FL_EX_STREAMING,    /* the answer's head went to the client; its body follows */
+  FL_EX_DONE,         /* answered in full (or with an error); fl_exchange_finished is next */
+} fl_ex_phase_t;
 
 typedef enum { FL_FRAME_NONE, FL_FRAME_LENGTH, FL_FRAME_CHUNKED, FL_FRAME_CLOSE } fl_frame_t;
 
 /* One request/response exchange; lives inside its client connection, reset per request. */
 typedef struct fl_exchange {
-  bool active;                  /* head complete, answer not finished */
+  fl_ex_phase_t phase;
   bool req_done;                /* the client's request is completely read */
-  bool resp_started;            /* the answer's head went to the client */
-  bool resp_done;
-  bool decided;                 /* variant chosen, head built */
+  bool decided;                 /* variant chosen */
   bool inspect;                 /* collecting the body (json: key, model rewrite) */
   bool chunked_req;             /* the client's body is chunked; forwarded chunked */
   bool head_req;
@@ -36,7 +48,6 @@ typedef struct fl_exchange {
   bool retried;
   bool up_paused;               /* upstream reading stopped: client is slow */
   bool up_keepalive;
-  bool up_ready;                /* connected; pending was flushed */
   bool up_got_bytes;            /* the backend has sent something */
   bool interim;                 /* a 1xx response is being skipped */
   fl_conf_t *conf;              /* reference held for the exchange */
@@ -79,10 +90,12 @@ typedef struct fl_client {
   char peer_ip[48];
   bool trusted;
   int handles;                  /* open libuv handles; freed at 0 */
-  bool closing;
+  fl_conn_phase_t phase;
+  uint32_t requests;            /* answered so far on this connection */
+  uint64_t deadline_ms;         /* the phase's deadline (loop time); 0: none */
+  uint64_t timer_due_ms;        /* when the timer fires; it is re-armed lazily (on_timer) */
   bool keepalive;               /* the current request allows another after it */
   bool in_parse;                /* inside http_parser_execute on the client side */
-  bool reading_head;            /* between a request's first byte and its complete head */
   /* http-parser (as Debian builds it) does not check the protocol name of the request line, so
    * the first bytes after the URL are collected here and checked for " HTTP/d.d". */
   bool version_pending;
@@ -91,9 +104,7 @@ typedef struct fl_client {
   const char *url_end;          /* inside the buffer being parsed, or NULL */
   const char *feed_base;        /* that buffer */
   bool read_paused;
-  bool close_after_write;
   int error_status;             /* set by a parser callback that wants this status answered */
-  fl_timer_state_t tstate;
   size_t out_queued;            /* bytes waiting in libuv's write queue to the client */
   size_t up_queued;             /* same, to the upstream */
   fl_buf_t inbuf;               /* bytes read but not parsed yet (pipelining) */
@@ -106,10 +117,22 @@ typedef struct fl_client {
 #define FL_LOW_WATER (256u << 10)
 #define FL_RETAIN_MAX (64u << 10)
 
+static inline bool fl_client_closed(const fl_client_t *c) { return c->phase == FL_CONN_CLOSED; }
+/* The answer's head went to the client: too late for an error status. */
+static inline bool fl_ex_answered(const fl_exchange_t *ex) { return ex->phase >= FL_EX_STREAMING; }
+/* An upstream connection is ready and takes the request's bytes as they come. */
+static inline bool fl_ex_connected(const fl_exchange_t *ex) {
+  return ex->up && ex->phase >= FL_EX_SENDING && ex->phase < FL_EX_DONE;
+}
+
 /* proxy.c */
 void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n);
 void fl_client_close(fl_client_t *c);
-void fl_client_timer(fl_client_t *c, fl_timer_state_t what, uint32_t ms);
+void fl_ex_enter(fl_client_t *c, fl_ex_phase_t phase);    /* and the phase's deadline */
+void fl_client_progress(fl_client_t *c);                   /* bytes moved: the deadline starts over */
+/* At the end of every libuv callback of the data path: the timer follows the deadline, and the
+ * phases' invariants are checked (FL_BUG_ON, make asan). */
+void fl_client_settle(fl_client_t *c);
 void fl_client_error(fl_client_t *c, int status, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void fl_exchange_finished(fl_client_t *c);    /* answer complete: next request or close */

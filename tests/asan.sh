@@ -5,7 +5,7 @@
 # Ends with one line: "N passed, N failed".
 cd "$(dirname "$0")/.." || exit 1
 logs=$(mktemp -d)
-export ASAN_OPTIONS="detect_leaks=1:log_path=$logs/asan:strict_string_checks=1:detect_stack_use_after_return=1"
+export ASAN_OPTIONS="detect_leaks=1:handle_abort=1:log_path=$logs/asan:strict_string_checks=1:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="print_stacktrace=1:log_path=$logs/ubsan"
 out=$(mktemp)
 FLEDGE_BUILD="$1" tests/run.sh | tee "$out"

@@ -1053,6 +1053,13 @@ def test_a_connect_that_hangs_gets_504_after_timeouts_connect_or_moves_to_anothe
                 assert r.status == 200, r.status
 
 
+def test_the_largest_max_connections_means_no_limit_not_a_wrapped_one():
+    # the per-worker share was computed in 32 bits: 4294967295 + workers - 1 wrapped to 0 or 1
+    with mock() as m, Gateway("limits: { max_connections: 4294967295 }\n" + route_yaml(m), workers=2) as gw:
+        for _ in range(4):
+            assert request(gw.port, "GET", "/v1/models").status == 200
+
+
 def test_connections_beyond_limits_max_connections_get_503_and_the_others_keep_working():
     with mock() as m, Gateway("limits: { max_connections: 20 }\n" + route_yaml(m), workers=2) as gw:
         conns = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(40)]

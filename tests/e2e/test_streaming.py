@@ -232,3 +232,31 @@ def test_expect_100_continue_gets_the_go_ahead_from_the_gateway():
         out = read_to_close(s)
         s.close()
         assert out.startswith(b"HTTP/1.1 200 OK") and b"x-mock-body-bytes: %d" % len(body) in out.lower()
+
+
+def test_sigterm_lets_a_slow_reader_take_every_byte_of_an_answer_already_finished_upstream():
+    # The backend's whole answer is in the gateway (finished upstream) while most of it still waits
+    # for a client that reads slowly: a drain must let that client take every byte, not close it.
+    blob = bytes(range(256)) * (3_000_000 // 256) + b"x" * (3_000_000 % 256)
+    with CaptureBackend(answer=blob, content_type="application/octet-stream") as be, \
+            Gateway(route_yaml(be.port), workers=1) as gw:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", gw.port))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")     # keep-alive: the gateway holds the connection
+        got = s.recv(4096)
+        time.sleep(0.5)                 # the backend's answer is complete in the gateway by now
+        gw.send_signal(signal.SIGTERM)
+        while True:
+            time.sleep(0.002)
+            chunk = s.recv(8192)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert b" 200 " in head.split(b"\r\n")[0], head[:100]
+        assert len(body) == len(blob), (len(body), len(blob))
+        assert body == blob
+        assert gw.p.wait(10) == 0
