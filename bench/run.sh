@@ -12,12 +12,28 @@
 # Every proxy gets ONE worker/thread, so on a 2-core machine each has one core's worth
 # of work next to wrk and the backend. Each request carries a different x-user-id (from a
 # precomputed set, so the Lua cost stays tiny). Also reports fledge's RSS after its run.
-# Output: a table on stdout, build/bench.json, raw wrk output in build/bench/*.txt.
+# Output: tables on stdout, build/bench.json; raw output in build/bench/ (wrk *.txt, the
+# streams and TTFT clients' JSON, the servers' logs).
 # The targets are measured in BENCH_ROUNDS interleaved rounds; each figure is the median over
 # the rounds and each ratio the median of the per-round ratios, so a burst of noise on this
 # shared machine hits one round of every target, not one target.
+#
+# Streams round (BENCH_STREAMS=0 skips it): a `fledge mock` streams slow SSE answers (16 tokens
+# over BENCH_STREAM_SECONDS, 15) and bench/streams.py holds BENCH_STREAMS_N (5000) of them open
+# at once through each proxy in turn (fledge, HAProxy, nginx with proxy_buffering off; one
+# worker/thread each, unpinned, fresh instances in front of the mock). Per proxy: resident memory
+# (VmRSS, nginx master + worker summed) before the streams and once all are open, the memory per
+# stream ((during − before) / streams open), and how many streams ended correctly with
+# `data: [DONE]`. For fledge also its RSS BENCH_SETTLE_SECONDS (60) after its streams ended
+# (the other rounds run meanwhile; fledge itself is idle then).
+# Time to first token (BENCH_TTFT=0 skips it): BENCH_TTFT_REQUESTS (400) streamed requests to a
+# mock with --ttft-ms BENCH_TTFT_MS (5) directly and through fledge, HAProxy and nginx (unpinned,
+# one keep-alive connection each, one request at a time, the targets interleaved); p50/p99 of
+# the time from writing the request to reading the first `data:` event that carries a token,
+# and fledge's added p50/p99 over direct.
 # Knobs: BENCH_SECONDS (4 per round), BENCH_ROUNDS (5), BENCH_CONNECTIONS (50),
-# BENCH_SKIP_FLEDGE=1 (skip fledge).
+# BENCH_SKIP_FLEDGE=1 (skip fledge), BENCH_WRK=0 (skip the wrk rounds), the ones above, and
+# FLEDGE (the binary, default build/fledge or $BUILD/fledge).
 # Everything listens on 127.0.0.1 only, on free ports; all started processes are stopped
 # on exit, error or Ctrl-C.
 set -euo pipefail
@@ -26,7 +42,16 @@ SECONDS_RUN=${BENCH_SECONDS:-4}
 ROUNDS=${BENCH_ROUNDS:-5}
 CONNS=${BENCH_CONNECTIONS:-50}
 SKIP_FLEDGE=${BENCH_SKIP_FLEDGE:-0}
-FLEDGE=build/fledge
+WRK=${BENCH_WRK:-1}
+STREAMS=${BENCH_STREAMS:-1}
+STREAMS_N=${BENCH_STREAMS_N:-5000}
+STREAM_SECONDS=${BENCH_STREAM_SECONDS:-15}
+SETTLE_SECONDS=${BENCH_SETTLE_SECONDS:-60}
+TTFT=${BENCH_TTFT:-1}
+TTFT_REQUESTS=${BENCH_TTFT_REQUESTS:-400}
+TTFT_MS=${BENCH_TTFT_MS:-5}
+STREAM_TOKENS=16
+FLEDGE=${FLEDGE:-${BUILD:-build}/fledge}
 OUTDIR=build/bench
 JSON=build/bench.json
 
@@ -38,7 +63,24 @@ if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null || ! command
     apt-get install -y nginx-light haproxy wrk >/dev/null
 fi
 command -v curl >/dev/null || die "curl is required"
-[ "$SKIP_FLEDGE" = 1 ] || [ -x "$FLEDGE" ] || die "$FLEDGE missing (run 'make bench', or BENCH_SKIP_FLEDGE=1)"
+command -v python3 >/dev/null || [ "$STREAMS$TTFT" = 00 ] || die "python3 is required (bench/streams.py)"
+for v in STREAMS_N STREAM_SECONDS SETTLE_SECONDS TTFT_REQUESTS TTFT_MS; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
+done
+[ "$STREAM_SECONDS" -ge 2 ] || die "BENCH_STREAM_SECONDS must be at least 2"
+# Descriptors: each stream holds one in the client and in the mock, two in the proxy (client
+# side and upstream side). Every process started from here inherits this limit; nginx and
+# HAProxy are also told their own below, fledge raises its soft limit to the hard one itself.
+if [ "$STREAMS" = 1 ]; then
+    need=$(( 2 * (STREAMS_N + 1000) + 1024 ))
+    hard=$(ulimit -Hn)
+    if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+        ulimit -Hn "$need" 2>/dev/null || die "$STREAMS_N streams need $need descriptors per process, the hard limit is $hard (lower BENCH_STREAMS_N)"
+    fi
+    ulimit -n "$(ulimit -Hn)"
+fi
+[ "$SKIP_FLEDGE$STREAMS$TTFT" = 100 ] || [ -x "$FLEDGE" ] ||
+    die "$FLEDGE missing (run 'make bench', or set FLEDGE; the streams and TTFT rounds need it for 'fledge mock')"
 
 TMP=$(mktemp -d /tmp/fledge-bench.XXXXXX)
 chmod 755 "$TMP"            # nginx workers may run as an unprivileged user
@@ -56,7 +98,7 @@ cleanup() {
 }
 trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM
 mkdir -p "$OUTDIR"
-rm -f "$OUTDIR"/*.txt "$OUTDIR"/*.log "$JSON"   # no stale results from an earlier run
+rm -f "$OUTDIR"/*.txt "$OUTDIR"/*.log "$OUTDIR"/*.json "$JSON"   # no stale results from an earlier run
 
 # A port nobody listens on (and that we have not handed out yet).
 USED=" "
@@ -83,10 +125,12 @@ wait_up() {
 # for every target; without it the scheduler's placement swings results by ±20% run to run.
 PIN_LOAD=(); PIN_PROXY=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then PIN_LOAD=(taskset -c 0); PIN_PROXY=(taskset -c 1); fi
+UNPINNED=0   # 1: start() leaves the process to the scheduler (the streams and TTFT rounds)
 start() {   # start NAME PORT CMD...  (runs in the background, logs to $OUTDIR/NAME.log)
     local name=$1 port=$2; shift 2
     local pin=("${PIN_PROXY[@]}")
     [ "$name" = backend ] && pin=("${PIN_LOAD[@]}")
+    [ "$UNPINNED" = 0 ] || pin=()
     "${pin[@]}" "$@" >"$OUTDIR/$name.log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
@@ -96,17 +140,26 @@ start() {   # start NAME PORT CMD...  (runs in the background, logs to $OUTDIR/N
 BACKEND_PORT=$(free_port); FLEDGE_PORT=$(free_port); ADMIN_PORT=$(free_port)
 BARE_PORT=$(free_port); BARE_ADMIN_PORT=$(free_port)
 NGINX_PORT=$(free_port); HAPROXY_PORT=$(free_port)
+declare -A SPORT TPORT   # streams round / TTFT round: ports of mock-NAME and each proxy
+for n in mock fledge fledge-admin haproxy nginx; do SPORT[$n]=$(free_port); TPORT[$n]=$(free_port); done
 
 # --- configs ------------------------------------------------------------------------
 RESP='{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! This is a fixed benchmark reply from the backend."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":11,"total_tokens":23}}'
-nginx_conf() {  # nginx_conf NAME PORT BODY-OF-SERVER [HTTP-EXTRA]
-    local d="$TMP/$1"; mkdir -p "$d"
+# With WORKER-CONNECTIONS (the streams and TTFT proxies) nginx is also set up for thousands of
+# connections arriving at once: descriptors to match, every pending connection accepted per
+# wake-up and a listen backlog like HAProxy's (its maxconn, capped by somaxconn; fledge's is
+# 1,024 and it accepts until EAGAIN). nginx's default, 511 with one accept per wake-up,
+# overflows under 5,000 connects: SYNs dropped, clients retrying for seconds.
+nginx_conf() {  # nginx_conf NAME PORT BODY-OF-SERVER [HTTP-EXTRA] [WORKER-CONNECTIONS]
+    local d="$TMP/$1" wc=${5:-4096} rl="" ma="" bl=""; mkdir -p "$d"
+    [ -z "${5:-}" ] || { rl="worker_rlimit_nofile $(( $5 + 1024 ));"; ma=" multi_accept on;"; bl=" backlog=4096"; }
     cat >"$d/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
+$rl
 pid $d/nginx.pid;
 error_log stderr warn;
-events { worker_connections 4096; }
+events { worker_connections $wc;$ma }
 http {
     access_log off;
     client_body_temp_path $d/client_body;
@@ -118,7 +171,7 @@ http {
     keepalive_timeout 60s;
     ${4:-}
     server {
-        listen 127.0.0.1:$2;
+        listen 127.0.0.1:$2$bl;
         $3
     }
 }
@@ -169,6 +222,57 @@ EOF
 # the same gateway with per-request accounting switched off: what metrics cost
 sed -e "s/127.0.0.1:$FLEDGE_PORT/127.0.0.1:$BARE_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$BARE_ADMIN_PORT/" \
     -e "s/^workers: 1$/workers: 1\nmetrics: false/" "$TMP/fledge.yaml" >"$TMP/fledge-bare.yaml"
+
+# Streams and TTFT rounds: fresh proxies in front of a `fledge mock` each (SUFFIX s or t), set
+# up for SSE: nginx with proxy_buffering off, limits that let STREAMS_N clients in.
+MAXCONN=$(( STREAMS_N + 1000 ))
+proxy_confs() {  # proxy_confs SUFFIX PORTS-ARRAY-NAME
+    local sfx=$1; local -n P=$2
+    nginx_conf "nginx-$sfx" "${P[nginx]}" \
+        'location / { proxy_pass http://ms; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }' \
+        "upstream ms { server 127.0.0.1:${P[mock]}; keepalive 64; keepalive_requests 1000000; }" \
+        $(( 2 * MAXCONN ))
+    cat >"$TMP/haproxy-$sfx.cfg" <<EOF
+global
+    nbthread 1
+    maxconn $MAXCONN
+defaults
+    mode http
+    maxconn $MAXCONN
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:${P[haproxy]}
+    default_backend be
+backend be
+    server s1 127.0.0.1:${P[mock]} maxconn $MAXCONN
+EOF
+    mkdir -p "$TMP/fledge-$sfx"
+    cat >"$TMP/fledge-$sfx/fledge.yaml" <<EOF
+listen: 127.0.0.1:${P[fledge]}
+workers: 1
+admin:
+  listen: 127.0.0.1:${P[fledge-admin]}
+limits:
+  max_connections: $MAXCONN
+routes:
+  - name: chat
+    match: { path_prefix: / }
+    user_key: [header:x-user-id, ip]
+    stable:
+      version: v1
+      backends: [127.0.0.1:${P[mock]}]
+    canary:
+      version: v2
+      backends: [127.0.0.1:${P[mock]}]
+      weight: 20
+EOF
+}
+proxy_confs s SPORT
+proxy_confs t TPORT
 
 BODY='{"model":"model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 cat >"$TMP/chat.lua" <<EOF
@@ -236,12 +340,47 @@ prepare() {  # prepare NAME PORT: a check that it answers 200, and a warm-up (se
     run_wrk -d2s "http://127.0.0.1:$2/v1/chat/completions" >/dev/null
 }
 
-echo "bench: $ROUNDS rounds × ${SECONDS_RUN}s per target, wrk -t1 -c$CONNS, POST /v1/chat/completions; $(nproc) CPUs" >&2
+# --- streams and time to first token ----------------------------------------------------------
+jfield() {  # jfield FILE KEY...: the value at that path of a JSON file, as JSON (null if absent)
+    python3 - "$@" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    v = v.get(k) if isinstance(v, dict) else None
+print(json.dumps(v, separators=(",", ":")))
+PY
+}
+pids_of() { echo "$1" $(pgrep -P "$1" || true) | tr ' ' ','; }   # a server and its children
+rss_kib() { local t=0 p; for p in ${1//,/ }; do t=$(( t + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$t"; }
+run_client() {  # run_client OUT ARGS...: bench/streams.py in the background (Ctrl-C reaches the trap)
+    local out=$1; shift
+    python3 bench/streams.py "$@" >"$out" &
+    WRK_PID=$!; wait "$WRK_PID" || die "bench/streams.py $1 failed (output: $out)"; WRK_PID=
+}
+declare -A S_PID S_FILE
+streams_round() {  # streams_round NAME PORT PID: STREAMS_N concurrent streams through it
+    local name=$1 port=$2 pid=$3 out="$OUTDIR/streams.$1.json" pids
+    # a short stream first: the proxy passes SSE and ends it with [DONE]
+    run_client "$OUTDIR/streams.$name.check.json" streams --port "$port" --n 1 --max-tokens 1 --timeout 10
+    [ "$(jfield "$OUTDIR/streams.$name.check.json" complete)" = 1 ] ||
+        die "$name: a single stream did not complete (see $OUTDIR/streams.$name.check.json, $OUTDIR/$name-s.log)"
+    pids=$(pids_of "$pid")
+    echo "  streams  $name: $STREAMS_N streams of ~${STREAM_SECONDS}s (pids $pids)" >&2
+    run_client "$out" streams --port "$port" --n "$STREAMS_N" --max-tokens "$STREAM_TOKENS" --pids "$pids" \
+        --open-deadline $(( STREAM_SECONDS / 2 )) --timeout $(( STREAM_SECONDS + 60 ))
+    kill -0 "$pid" 2>/dev/null || die "$name died during its streams (see $OUTDIR/$name-s.log)"
+    S_PID[$name]=$pid; S_FILE[$name]=$out
+    echo "  streams  $name: $(jfield "$out" complete)/$STREAMS_N complete, $(jfield "$out" open_at_sample) open at the sample, RSS $(jfield "$out" rss_before_kib) → $(jfield "$out" rss_during_kib) KiB" >&2
+}
+
 echo "bench: each proxy runs ONE worker/thread (fair on a small machine); figures are medians" >&2
+TARGETS=()
+FLEDGE_RSS=null
+if [ "$WRK" = 1 ]; then
+echo "bench: $ROUNDS rounds × ${SECONDS_RUN}s per target, wrk -t1 -c$CONNS, POST /v1/chat/completions; $(nproc) CPUs" >&2
 start backend "$BACKEND_PORT" nginx -p "$TMP/backend" -e stderr -c "$TMP/backend/nginx.conf"
 prepare direct "$BACKEND_PORT"
 TARGETS=(direct)
-FLEDGE_RSS=null
 if [ "$SKIP_FLEDGE" != 1 ]; then
     start fledge "$FLEDGE_PORT" "$FLEDGE" serve -c "$TMP/fledge.yaml"
     FLEDGE_PID=$LAST_PID
@@ -269,6 +408,60 @@ if [ "$SKIP_FLEDGE" != 1 ]; then
     kill -0 "$FLEDGE_PID" 2>/dev/null || die "fledge died during its runs (see $OUTDIR/fledge.log)"
     FLEDGE_RSS=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$FLEDGE_PID/status")
 fi
+fi
+
+# Streams: fledge first, so that its settling time overlaps the other proxies' rounds and the
+# TTFT round (fledge gets no traffic meanwhile).
+STREAM_TARGETS=()
+FLEDGE_S_END_NS=
+if [ "$STREAMS" = 1 ]; then
+    UNPINNED=1
+    # 16 tokens: the first after 500 ms, the rest evenly over the remaining STREAM_SECONDS − 0.5 s
+    tps=$(awk -v s="$STREAM_SECONDS" -v n="$STREAM_TOKENS" 'BEGIN { printf "%.4f", (n - 1) / (s - 0.5) }')
+    echo "bench: streams round: $STREAMS_N concurrent SSE streams per proxy (descriptor limit $(ulimit -n))" >&2
+    start mock-s "${SPORT[mock]}" "$FLEDGE" mock --listen "127.0.0.1:${SPORT[mock]}" --ttft-ms 500 \
+        --tokens-per-s "$tps" --output-tokens "$STREAM_TOKENS"
+    if [ "$SKIP_FLEDGE" != 1 ]; then
+        start fledge-s "${SPORT[fledge]}" "$FLEDGE" serve -c "$TMP/fledge-s/fledge.yaml"
+        streams_round fledge "${SPORT[fledge]}" "$LAST_PID"
+        FLEDGE_S_END_NS=$(date +%s%N)
+        STREAM_TARGETS+=(fledge)
+    fi
+    start haproxy-s "${SPORT[haproxy]}" haproxy -db -f "$TMP/haproxy-s.cfg"
+    streams_round haproxy "${SPORT[haproxy]}" "$LAST_PID"
+    start nginx-s "${SPORT[nginx]}" nginx -p "$TMP/nginx-s" -e stderr -c "$TMP/nginx-s/nginx.conf"
+    streams_round nginx "${SPORT[nginx]}" "$LAST_PID"
+    STREAM_TARGETS+=(haproxy nginx)
+    UNPINNED=0
+fi
+
+TTFT_TARGETS=()
+if [ "$TTFT" = 1 ]; then
+    UNPINNED=1
+    echo "bench: time to first token: $TTFT_REQUESTS streamed requests per target, mock TTFT ${TTFT_MS} ms" >&2
+    start mock-t "${TPORT[mock]}" "$FLEDGE" mock --listen "127.0.0.1:${TPORT[mock]}" --ttft-ms "$TTFT_MS" \
+        --tokens-per-s 0 --output-tokens 4
+    targs=(--target "direct=${TPORT[mock]}"); TTFT_TARGETS=(direct)
+    if [ "$SKIP_FLEDGE" != 1 ]; then
+        start fledge-t "${TPORT[fledge]}" "$FLEDGE" serve -c "$TMP/fledge-t/fledge.yaml"
+        targs+=(--target "fledge=${TPORT[fledge]}"); TTFT_TARGETS+=(fledge)
+    fi
+    start haproxy-t "${TPORT[haproxy]}" haproxy -db -f "$TMP/haproxy-t.cfg"
+    start nginx-t "${TPORT[nginx]}" nginx -p "$TMP/nginx-t" -e stderr -c "$TMP/nginx-t/nginx.conf"
+    targs+=(--target "haproxy=${TPORT[haproxy]}" --target "nginx=${TPORT[nginx]}"); TTFT_TARGETS+=(haproxy nginx)
+    run_client "$OUTDIR/ttft.json" ttft "${targs[@]}" --requests "$TTFT_REQUESTS" --raw "$OUTDIR/ttft.raw.json"
+    UNPINNED=0
+fi
+
+FLEDGE_SETTLED=null; SETTLED_AFTER=null
+if [ -n "$FLEDGE_S_END_NS" ]; then
+    left=$(awk -v e="$FLEDGE_S_END_NS" -v n="$(date +%s%N)" -v s="$SETTLE_SECONDS" 'BEGIN { l = s - (n - e) / 1e9; printf "%.1f", (l > 0 ? l : 0) }')
+    echo "bench: waiting ${left}s more for fledge's RSS ${SETTLE_SECONDS}s after its streams ended" >&2
+    sleep "$left"
+    kill -0 "${S_PID[fledge]}" 2>/dev/null || die "fledge (streams) died while idle (see $OUTDIR/fledge-s.log)"
+    FLEDGE_SETTLED=$(rss_kib "${S_PID[fledge]}")
+    SETTLED_AFTER=$(awk -v e="$FLEDGE_S_END_NS" -v n="$(date +%s%N)" 'BEGIN { printf "%.1f", (n - e) / 1e9 }')
+fi
 
 # --- report -------------------------------------------------------------------------
 # Ratios are taken round by round and their median reported: the machine's speed drifts between
@@ -278,12 +471,16 @@ ratio() {  # ratio "A round values" "B round values"
     for i in "${!a[@]}"; do r+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y + 0 > 0) printf "%.4f", x / y }')"); done
     printf '%.2f' "$(median "${r[@]}")"
 }
+div() { awk -v x="$1" -v y="$2" -v f="${3:-%.2f}" 'BEGIN { if (x == "null" || y == "null" || y + 0 == 0) print "null"; else printf f "\n", x / y }'; }
+sub_ms() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "null" || y == "null") print "null"; else printf "%.3f\n", x - y }'; }
+mib() { awk -v k="$1" 'BEGIN { if (k == "null") print "-"; else printf "%.1f\n", k / 1024 }'; }
+R_NG_RPS=null; R_HA_RPS=null; R_NG_P99=null; R_HA_P99=null; R_METRICS=null
+R_NG_CPU=null; R_HA_CPU=null; R_METRICS_CPU=null
+if [ "$WRK" = 1 ]; then
 echo
 echo "fledge benchmark — wrk -t1 -c$CONNS, median of $ROUNDS × ${SECONDS_RUN}s, one worker/thread per proxy, $(nproc) CPUs"
 printf '%-12s %12s %10s %10s %14s\n' target 'req/s' 'p50 ms' 'p99 ms' 'cpu µs/req'
 for t in "${TARGETS[@]}"; do printf '%-12s %12s %10s %10s %14s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}"; done
-R_NG_RPS=null; R_HA_RPS=null; R_NG_P99=null; R_HA_P99=null; R_METRICS=null
-R_NG_CPU=null; R_HA_CPU=null; R_METRICS_CPU=null
 if [ "$SKIP_FLEDGE" != 1 ]; then
     R_NG_RPS=$(ratio "${RPS_ROUNDS[fledge]}" "${RPS_ROUNDS[nginx]}")
     R_HA_RPS=$(ratio "${RPS_ROUNDS[fledge]}" "${RPS_ROUNDS[haproxy]}")
@@ -304,6 +501,52 @@ if [ "$SKIP_FLEDGE" != 1 ]; then
 else
     echo "(fledge skipped: BENCH_SKIP_FLEDGE=1)"
 fi
+fi
+
+declare -A S_COMPLETE S_PER
+R_STREAM_HA=null; R_STREAM_NG=null; SETTLED_VS_BEFORE=null
+if [ "$STREAMS" = 1 ]; then
+    echo
+    echo "streams — $STREAMS_N concurrent SSE streams (${STREAM_TOKENS} tokens over ~${STREAM_SECONDS}s each), one worker/thread per proxy, unpinned"
+    printf '%-12s %12s %12s %15s %10s %11s\n' target 'RSS before' 'RSS during' 'per stream' complete incomplete
+    for t in "${STREAM_TARGETS[@]}"; do
+        f=${S_FILE[$t]}
+        S_COMPLETE[$t]=$(jfield "$f" complete); S_PER[$t]=$(jfield "$f" rss_per_stream_bytes)
+        printf '%-12s %8s MiB %8s MiB %12s kB %10s %11s\n' "$t" "$(mib "$(jfield "$f" rss_before_kib)")" \
+            "$(mib "$(jfield "$f" rss_during_kib)")" "$(div "${S_PER[$t]}" 1000 %.1f)" "${S_COMPLETE[$t]}" \
+            "$(jfield "$f" incomplete)$([ "$(jfield "$f" incomplete)" = 0 ] || echo " $(jfield "$f" incomplete_reasons)")"
+        [ "$(jfield "$f" open_at_sample)" = "$STREAMS_N" ] ||
+            echo "  ($t: only $(jfield "$f" open_at_sample) of $STREAMS_N streams were open at once when sampled)"
+    done
+    if [ "$SKIP_FLEDGE" != 1 ]; then
+        R_STREAM_HA=$(div "${S_PER[fledge]}" "${S_PER[haproxy]}")
+        R_STREAM_NG=$(div "${S_PER[fledge]}" "${S_PER[nginx]}")
+        before=$(jfield "${S_FILE[fledge]}" rss_before_kib)
+        SETTLED_VS_BEFORE=$(div "$FLEDGE_SETTLED" "$before" %.3f)
+        echo "fledge/haproxy RSS per stream: $R_STREAM_HA   fledge/nginx: $R_STREAM_NG"
+        echo "fledge RSS: before $(mib "$before") MiB, during $(mib "$(jfield "${S_FILE[fledge]}" rss_during_kib)") MiB," \
+             "${SETTLED_AFTER}s after the streams ended $(mib "$FLEDGE_SETTLED") MiB ($(awk -v r="$SETTLED_VS_BEFORE" 'BEGIN { printf "%+.0f%%", (r - 1) * 100 }') of before)"
+        [ "${S_COMPLETE[fledge]}" = "$STREAMS_N" ] || { echo "bench: fledge completed ${S_COMPLETE[fledge]} of $STREAMS_N streams" >&2; FAILED=1; }
+    fi
+fi
+
+ADD_P50=null; ADD_P99=null
+if [ "$TTFT" = 1 ]; then
+    tf="$OUTDIR/ttft.json"
+    echo
+    echo "time to first token — $TTFT_REQUESTS streamed requests per target, one at a time, targets interleaved, mock TTFT ${TTFT_MS} ms, unpinned"
+    printf '%-12s %10s %10s %10s %11s\n' target 'p50 ms' 'p99 ms' 'max ms' incomplete
+    for t in "${TTFT_TARGETS[@]}"; do
+        printf '%-12s %10s %10s %10s %11s\n' "$t" "$(jfield "$tf" targets "$t" p50_ms)" "$(jfield "$tf" targets "$t" p99_ms)" \
+            "$(jfield "$tf" targets "$t" max_ms)" "$(jfield "$tf" targets "$t" incomplete)"
+    done
+    if [ "$SKIP_FLEDGE" != 1 ]; then
+        ADD_P50=$(sub_ms "$(jfield "$tf" targets fledge p50_ms)" "$(jfield "$tf" targets direct p50_ms)")
+        ADD_P99=$(sub_ms "$(jfield "$tf" targets fledge p99_ms)" "$(jfield "$tf" targets direct p99_ms)")
+        echo "fledge added TTFT over direct: p50 $ADD_P50 ms, p99 $ADD_P99 ms"
+        [ "$(jfield "$tf" targets fledge incomplete)" = 0 ] || { echo "bench: fledge: $(jfield "$tf" targets fledge incomplete) TTFT requests incomplete" >&2; FAILED=1; }
+    fi
+fi
 
 {
     printf '{\n  "seconds": %s, "rounds": %s, "connections": %s, "wrk_threads": 1, "cpus": %s, "proxy_workers": 1,\n' \
@@ -315,9 +558,28 @@ fi
             "$sep" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${NON2XX[$t]}" "${SOCKERR[$t]}"
         sep=$',\n'
     done
-    printf '\n  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s, "fledge_nginx_cpu": %s, "fledge_haproxy_cpu": %s, "metrics_on_off_rps": %s, "metrics_on_off_cpu": %s},\n' \
+    [ -z "$sep" ] || printf '\n'
+    printf '  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s, "fledge_nginx_cpu": %s, "fledge_haproxy_cpu": %s, "metrics_on_off_rps": %s, "metrics_on_off_cpu": %s},\n' \
         "$R_NG_RPS" "$R_HA_RPS" "$R_NG_P99" "$R_HA_P99" "$R_NG_CPU" "$R_HA_CPU" "$R_METRICS" "$R_METRICS_CPU"
-    printf '  "fledge_rss_mib": %s,\n  "failed": %s\n}\n' "$FLEDGE_RSS" "$([ "$FAILED" = 1 ] && echo true || echo false)"
+    printf '  "fledge_rss_mib": %s,\n' "$FLEDGE_RSS"
+    if [ "$STREAMS" = 1 ]; then
+        printf '  "streams": {"streams": %s, "stream_seconds": %s, "tokens": %s, "settle_seconds": %s, "targets": {\n' \
+            "$STREAMS_N" "$STREAM_SECONDS" "$STREAM_TOKENS" "$SETTLE_SECONDS"
+        sep=""
+        for t in "${STREAM_TARGETS[@]}"; do printf '%s    "%s": %s' "$sep" "$t" "$(cat "${S_FILE[$t]}")"; sep=$',\n'; done
+        printf '\n  }, "fledge_rss_settled_kib": %s, "fledge_settled_after_s": %s, "fledge_settled_over_before": %s, "fledge_haproxy_rss_per_stream": %s, "fledge_nginx_rss_per_stream": %s},\n' \
+            "$FLEDGE_SETTLED" "$SETTLED_AFTER" "$SETTLED_VS_BEFORE" "$R_STREAM_HA" "$R_STREAM_NG"
+    else
+        printf '  "streams": null,\n'
+    fi
+    if [ "$TTFT" = 1 ]; then
+        printf '  "ttft": {"requests": %s, "mock_ttft_ms": %s, "targets": %s, "fledge_added_p50_ms": %s, "fledge_added_p99_ms": %s},\n' \
+            "$TTFT_REQUESTS" "$TTFT_MS" "$(jfield "$OUTDIR/ttft.json" targets)" "$ADD_P50" "$ADD_P99"
+    else
+        printf '  "ttft": null,\n'
+    fi
+    printf '  "failed": %s\n}\n' "$([ "$FAILED" = 1 ] && echo true || echo false)"
 } >"$JSON"
-echo "results: $JSON, raw wrk output: $OUTDIR/*.txt"
-[ "$FAILED" = 0 ] || die "some target answered non-2xx/3xx responses under load"
+python3 -m json.tool "$JSON" >/dev/null 2>&1 || ! command -v python3 >/dev/null || die "wrote invalid JSON to $JSON"
+echo "results: $JSON, raw output: $OUTDIR/"
+[ "$FAILED" = 0 ] || die "some target failed: non-2xx/3xx responses under load, or fledge's streams or TTFT requests incomplete"
