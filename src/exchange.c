@@ -150,11 +150,10 @@ static void up_ready(fl_client_t *c) {
   fl_upconn_t *u = ex->up;
   http_parser_init(&ex->up_parser, HTTP_RESPONSE);
   ex->up_parser.data = c;
-  if (!c->up_head.buf && fl_http_head_init(&c->up_head, 65536, 256) != 0) {
+  if (fl_http_head_take(&c->w->heads, &c->up_head, 65536, 256) != 0) {
     upstream_failed(c, false);
     return;
   }
-  fl_http_head_reset(&c->up_head);
   u->tcp.data = u;
   if (!u->reading) {
     u->reading = true;
@@ -437,6 +436,7 @@ static int on_up_headers_complete(http_parser *p) {
     return -1;                 /* the exchange is over; after_up_read sees it detached */
   }
   fl_ex_enter(c, FL_EX_STREAMING);
+  fl_http_head_give(&c->w->heads, &c->up_head);     /* read and used: a stream holds no table */
   uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
   fl_client_write(c, &ub, 1);
   return ex->head_req ? 1 : 0;

@@ -23,6 +23,39 @@ int fl_http_head_init(fl_http_head_t *h, uint32_t cap, uint32_t max) {
   return 0;
 }
 
+int fl_http_head_take(fl_head_spares_t *s, fl_http_head_t *h, uint32_t cap, uint32_t max) {
+  if (h->buf && h->cap <= cap && h->max <= max) {
+    fl_http_head_reset(h);
+  } else if (h->buf || s->n == 0) {
+    fl_http_head_free(h);
+    return fl_http_head_init(h, cap, max);
+  } else {
+    *h = s->spare[--s->n];
+    if (h->cap > cap || h->max > max) {    /* a reload lowered the limits */
+      fl_http_head_free(h);
+      return fl_http_head_init(h, cap, max);
+    }
+  }
+  h->cap_limit = cap;
+  h->max_limit = max;
+  return 0;
+}
+
+void fl_http_head_give(fl_head_spares_t *s, fl_http_head_t *h) {
+  if (!h->buf) return;
+  if (s->n < FL_HEAD_SPARES && h->cap <= FL_HEAD_INITIAL_BYTES && h->max <= FL_HEAD_INITIAL_HEADERS) {
+    fl_http_head_reset(h);
+    s->spare[s->n++] = *h;
+    memset(h, 0, sizeof *h);
+  } else {
+    fl_http_head_free(h);
+  }
+}
+
+void fl_head_spares_free(fl_head_spares_t *s) {
+  while (s->n) fl_http_head_free(&s->spare[--s->n]);
+}
+
 /* Doubles *cap (up to limit) and the array behind *p; false when at the limit or out of memory. */
 static bool grow(void **p, uint32_t *cap, uint32_t limit, size_t elem, uint32_t need) {
   if (need > limit) return false;

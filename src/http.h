@@ -34,6 +34,21 @@ int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len);
 int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len);
 int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len);
 
+/* A worker's spare tables: a connection holds a table only while it reads or uses a head, so an
+ * idle or streaming connection costs none, and a busy one costs no allocation per request. */
+#define FL_HEAD_SPARES 32
+typedef struct fl_head_spares {
+  fl_http_head_t spare[FL_HEAD_SPARES];
+  unsigned n;
+} fl_head_spares_t;
+
+/* A table for h with these limits: h's own when it has one (emptied), a spare one, or a new one.
+ * Returns 0 or FL_ENOMEM. */
+int fl_http_head_take(fl_head_spares_t *s, fl_http_head_t *h, uint32_t cap, uint32_t max) FL_MUST_CHECK;
+/* h's table goes back to the spares (freed when they are full or it grew); h is then empty. */
+void fl_http_head_give(fl_head_spares_t *s, fl_http_head_t *h);
+void fl_head_spares_free(fl_head_spares_t *s);
+
 /* Value of a header by lower-case name (first occurrence), or NULL. Not NUL-terminated. */
 const char *fl_http_head_get(const fl_http_head_t *h, const char *lname, size_t *len);
 

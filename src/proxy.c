@@ -37,8 +37,8 @@ static void new_request_id(fl_client_t *c);
 static void on_handle_closed(uv_handle_t *h) {
   fl_client_t *c = h->data;
   if (--c->handles > 0) return;
-  fl_http_head_free(&c->head);
-  fl_http_head_free(&c->up_head);
+  fl_http_head_give(&c->w->heads, &c->head);
+  fl_http_head_give(&c->w->heads, &c->up_head);
   fl_buf_free(&c->inbuf);
   fl_buf_free(&c->ex.pending);
   fl_buf_free(&c->ex.body);
@@ -413,6 +413,7 @@ static void dispatch(fl_client_t *c) {
   }
   ex->inspect = false;
   fl_buf_free(&ex->body);
+  fl_http_head_give(&c->w->heads, &c->head);    /* the request's head is in `pending` now */
   if (rc) {
     fl_client_error(c, 500, "internal_error", "out of memory");
     return;
@@ -443,7 +444,11 @@ static void exchange_reset(fl_exchange_t *ex) {
 
 static int on_message_begin(http_parser *p) {
   fl_client_t *c = CLIENT(p);
-  fl_http_head_reset(&c->head);
+  const fl_conf_t *conf = c->w->conf;
+  if (fl_http_head_take(&c->w->heads, &c->head, conf->limits.header_bytes, conf->limits.headers) != 0) {
+    fl_client_close(c);                    /* out of memory: nothing sensible to answer with */
+    return -1;
+  }
   exchange_reset(&c->ex);
   c->country_state = 0;
   conn_enter(c, FL_CONN_HEAD);
@@ -736,6 +741,9 @@ void fl_exchange_finished(fl_client_t *c) {
   fl_account_end(c);
   if (ex->up) fl_exchange_abort(c);
   ex->phase = FL_EX_NONE;
+  ex->inspect = false;               /* an error answered while the body was collected */
+  fl_http_head_give(&c->w->heads, &c->head);
+  fl_http_head_give(&c->w->heads, &c->up_head);
   if (ex->conf) {
     fl_conf_unref(ex->conf);
     ex->conf = NULL;
@@ -785,10 +793,8 @@ static void on_timer(uv_timer_t *t) {
 
 /* ---- accept and drain ---- */
 
-static int client_init(fl_worker_t *w, fl_client_t *c) {
+static void client_init(fl_worker_t *w, fl_client_t *c) {
   c->w = w;
-  const fl_conf_t *conf = w->conf;
-  if (fl_http_head_init(&c->head, conf->limits.header_bytes, conf->limits.headers) != 0) return FL_ENOMEM;
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   uv_tcp_init(&w->loop, &c->tcp);
@@ -799,7 +805,6 @@ static int client_init(fl_worker_t *w, fl_client_t *c) {
   if (w->clients) w->clients->prev = c;
   w->clients = c;
   w->n_clients++;
-  return 0;
 }
 
 /* Over limits.max_connections (this worker's share): a 503 at once, nothing read, then close. */
@@ -813,11 +818,8 @@ static bool over_connection_limit(fl_client_t *c) {
 
 void fl_proxy_accept(fl_worker_t *w) {
   fl_client_t *c = calloc(1, sizeof *c);
-  if (!c || client_init(w, c) != 0) {
-    if (c) fl_http_head_free(&c->head);
-    free(c);
-    return;
-  }
+  if (!c) return;                   /* out of memory: the connection stays in the kernel's backlog */
+  client_init(w, c);
   if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
     fl_client_close(c);
     return;

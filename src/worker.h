@@ -41,6 +41,7 @@ typedef struct fl_worker {
   uint64_t sample_second;             /* the second sampled_in_second counts */
   uint32_t sampled_in_second;
   fl_buf_t scratch;                   /* response heads are built here, then written */
+  fl_head_spares_t heads;             /* header tables not held by a connection right now */
   /* Corking: while one callback runs, what it writes to a client (or to a client's upstream)
    * collects here and leaves in one write at the end: one syscall per answer, not one per piece. */
   struct fl_client *cork_client, *cork_up;

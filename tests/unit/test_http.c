@@ -368,6 +368,46 @@ static void test_every_connection_header_names_hop_by_hop_headers(void **state) 
   drop_head(h);
 }
 
+/* ---- spare tables ---- */
+
+static void test_a_table_given_back_is_the_next_one_taken_and_comes_back_empty(void **state) {
+  fl_head_spares_t spares = {0};
+  fl_http_head_t a = {0}, b = {0};
+  assert_int_equal(fl_http_head_take(&spares, &a, 65536, 100), 0);
+  assert_int_equal(fl_http_head_field(&a, "Host", 4), 0);
+  char *table = a.buf;
+  fl_http_head_give(&spares, &a);
+  assert_null(a.buf);                               /* the connection holds nothing now */
+  assert_int_equal(spares.n, 1);
+  assert_int_equal(fl_http_head_take(&spares, &b, 65536, 100), 0);
+  assert_ptr_equal(b.buf, table);                   /* no allocation */
+  assert_int_equal(b.n, 0);
+  assert_int_equal(spares.n, 0);
+  fl_http_head_give(&spares, &b);
+  fl_head_spares_free(&spares);
+  assert_int_equal(spares.n, 0);
+}
+
+static void test_a_table_that_grew_is_freed_not_kept_and_lower_limits_get_a_new_one(void **state) {
+  fl_head_spares_t spares = {0};
+  fl_http_head_t h = {0};
+  char big[5000];
+  memset(big, 'v', sizeof big);
+  assert_int_equal(fl_http_head_take(&spares, &h, 65536, 100), 0);
+  assert_int_equal(fl_http_head_field(&h, "X", 1), 0);
+  assert_int_equal(fl_http_head_value(&h, big, sizeof big), 0);
+  fl_http_head_give(&spares, &h);
+  assert_int_equal(spares.n, 0);                    /* a burst of big heads does not stay resident */
+  assert_int_equal(fl_http_head_take(&spares, &h, 65536, 100), 0);
+  fl_http_head_give(&spares, &h);
+  assert_int_equal(spares.n, 1);
+  assert_int_equal(fl_http_head_take(&spares, &h, 512, 4), 0);   /* a reload lowered the limits */
+  assert_true(h.cap <= 512 && h.max <= 4);
+  assert_int_equal(fl_http_head_field(&h, big, 600), 431);
+  fl_http_head_give(&spares, &h);
+  fl_head_spares_free(&spares);
+}
+
 /* ---- byte buffers ---- */
 
 static void test_buf_append_grows_and_keeps_earlier_bytes(void **state) {
@@ -621,6 +661,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_buf_printf_appends_formatted_text, drop_live_heads),
       cmocka_unit_test_teardown(test_buf_printf_writes_a_line_of_any_length_whole, drop_live_heads),
       cmocka_unit_test_teardown(test_a_failed_append_sticks_until_the_buffer_is_cleared, drop_live_heads),
+      cmocka_unit_test(test_a_table_given_back_is_the_next_one_taken_and_comes_back_empty),
+      cmocka_unit_test(test_a_table_that_grew_is_freed_not_kept_and_lower_limits_get_a_new_one),
       cmocka_unit_test_teardown(test_every_byte_is_a_token_character_exactly_when_rfc_9110_says_so, drop_live_heads),
       cmocka_unit_test_teardown(test_reason_phrases, drop_live_heads),
       cmocka_unit_test_teardown(test_a_request_fed_at_once_fills_the_table, drop_live_heads),
