@@ -60,8 +60,8 @@ static void respond_error(fl_httpd_req_t *req, int status, const char *type, con
 }
 
 /* Compares in time that depends only on the expected token's length, not on where they differ. */
-static bool token_equal(const char *given, const char *want) {
-  size_t gl = strlen(given), wl = strlen(want);
+static bool token_equal(const char *given, size_t gl, const char *want) {
+  size_t wl = strlen(want);
   unsigned char diff = (unsigned char)(gl != wl);
   for (size_t i = 0; i < wl; i++) diff |= (unsigned char)(want[i] ^ (gl ? given[i % gl] : 0));
   return diff == 0;
@@ -73,8 +73,9 @@ static bool authorized(fl_httpd_req_t *req) {
     respond_error(req, 403, "forbidden", "the admin API is read-only: set admin.token_env to allow changes");
     return false;
   }
-  const char *h = fl_httpd_header(req, "authorization");        /* the scheme is case-insensitive */
-  if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !token_equal(h + 7, admin_conf->admin_token)) {
+  size_t len = 0;
+  const char *h = fl_httpd_header(req, "authorization", &len);  /* the scheme is case-insensitive */
+  if (!h || len < 7 || strncasecmp(h, "Bearer ", 7) != 0 || !token_equal(h + 7, len - 7, admin_conf->admin_token)) {
     respond_error(req, 401, "unauthorized", "a valid \"Authorization: Bearer TOKEN\" header is required");
     return false;
   }

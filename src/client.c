@@ -14,13 +14,14 @@
 
 typedef struct {
   fl_buf_t body;
-  bool complete, too_large;
+  bool complete;
+  int err;                  /* FL_ELIMIT (over MAX_ANSWER) or FL_ENOMEM: the body callback stopped */
 } answer_t;
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   answer_t *a = p->data;
-  a->too_large = a->body.len + len > MAX_ANSWER;
-  return a->too_large || fl_buf_append(&a->body, at, len) ? -1 : 0;
+  a->err = a->body.len + len > MAX_ANSWER ? FL_ELIMIT : fl_buf_append(&a->body, at, len);
+  return a->err ? -1 : 0;
 }
 
 static int on_complete(http_parser *p) {
@@ -78,7 +79,7 @@ static int read_answer(int fd, http_parser *p, answer_t *a, uint64_t deadline_ms
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return -errno;
     size_t done = http_parser_execute(p, &settings, buf, (size_t)n);
-    if (a->too_large) return FL_ELIMIT;
+    if (a->err) return a->err;
     if (HTTP_PARSER_ERRNO(p) != HPE_OK || (n > 0 && done != (size_t)n)) return FL_EPARSE;
     if (n == 0) break;
   }
@@ -112,12 +113,15 @@ int fl_client_request(const fl_addr_t *addr, const char *method, const char *pat
   p.data = &a;
   if (rc == 0) rc = read_answer(fd, &p, &a, deadline_ms);
   close(fd);
-  if (rc != 0 || fl_buf_append(&a.body, "", 1) != 0) {
-    snprintf(err, err_cap, "%s %s on %s: %s", method, path, addr->text,
-             rc == FL_EPARSE ? "malformed or incomplete answer" : rc == FL_ELIMIT ? "answer over 64 MiB"
+  if (rc == 0 && fl_buf_append(&a.body, "", 1) != 0) rc = FL_ENOMEM;
+  if (rc != 0) {
+    bool garbled = rc == FL_EPARSE && HTTP_PARSER_ERRNO(&p) != HPE_OK;
+    snprintf(err, err_cap, "%s %s on %s: %s%s", method, path, addr->text, garbled ? "malformed answer: " : "",
+             garbled ? fl_http_error_words(&p, NULL) : rc == FL_EPARSE ? "incomplete answer"
+             : rc == FL_ELIMIT ? "answer over 64 MiB" : rc == FL_ENOMEM ? "out of memory"
              : rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
     fl_buf_free(&a.body);
-    return rc ? rc : FL_ENOMEM;
+    return rc;
   }
   *status = (int)p.status_code;
   *out = a.body.data;

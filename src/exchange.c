@@ -343,7 +343,7 @@ static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t le
     }
     fl_account_upstream_error(c, FL_UPERR_BAD_RESPONSE);
     fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s", ex->backend->addr.text,
-                    http_errno_description(e));
+                    fl_http_error_words(&ex->up_parser, &c->up_head));
   } else if (eof) {
     cut(c, FL_UPERR_RESET);
   } else {

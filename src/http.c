@@ -1,4 +1,5 @@
-/* http.c — header tables and framing checks on top of http-parser. */
+/* http.c — the HTTP/1 layer on http-parser: header tables, framing checks, reason phrases and
+ * parse errors in words, for the gateway, httpd and the client alike. */
 #include "http.h"
 
 #include <stdarg.h>
@@ -77,12 +78,19 @@ void fl_http_head_free(fl_http_head_t *h) {
 void fl_http_head_reset(fl_http_head_t *h) {
   h->len = h->n = h->url_off = h->url_len = h->n_connection = 0;
   h->in_value = false;
+  h->refusal = NULL;
 }
 
-static int append(fl_http_head_t *h, const char *at, size_t len) {
+/* Answers status for the reason in words (fl_http_error_words reads them). */
+static int refuse(fl_http_head_t *h, int status, const char *words) {
+  h->refusal = words;
+  return status;
+}
+
+static int append(fl_http_head_t *h, const char *at, size_t len, const char *too_long) {
   if (len > h->cap - h->len &&
       (len > h->cap_limit || !grow((void **)&h->buf, &h->cap, h->cap_limit, 1, h->len + (uint32_t)len)))
-    return 431;
+    return refuse(h, 431, too_long);
   memcpy(h->buf + h->len, at, len);
   h->len += (uint32_t)len;
   return 0;
@@ -91,7 +99,7 @@ static int append(fl_http_head_t *h, const char *at, size_t len) {
 int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len) {
   if (h->url_len == 0) h->url_off = h->len;
   h->url_len += (uint32_t)len;
-  return append(h, at, len);
+  return append(h, at, len, "URL too long");
 }
 
 static char lower(char c) { return (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); }
@@ -115,9 +123,10 @@ static bool is_tchar(unsigned char c) { return tchar[c]; }
 
 int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len) {
   for (size_t i = 0; i < len; i++)
-    if (!is_tchar((unsigned char)at[i])) return 400;
+    if (!is_tchar((unsigned char)at[i])) return refuse(h, 400, "invalid header name character");
   if (h->in_value || h->n == 0) {
-    if (h->n == h->max && !grow((void **)&h->hdrs, &h->max, h->max_limit, sizeof *h->hdrs, h->n + 1)) return 431;
+    if (h->n == h->max && !grow((void **)&h->hdrs, &h->max, h->max_limit, sizeof *h->hdrs, h->n + 1))
+      return refuse(h, 431, "too many header fields");
     fl_hdr_t *x = &h->hdrs[h->n++];
     x->name_off = h->len;
     x->name_len = 0;
@@ -125,9 +134,9 @@ int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len) {
     h->in_value = false;
   }
   fl_hdr_t *x = &h->hdrs[h->n - 1];
-  if (x->value_len || x->value_off) return 400;
+  if (x->value_len || x->value_off) return refuse(h, 400, "malformed header line");
   uint32_t off = h->len;
-  int rc = append(h, at, len);
+  int rc = append(h, at, len, "header section too large");
   if (rc) return rc;
   x->name_len += (uint32_t)len;
   for (uint32_t i = off; i < h->len; i++) h->buf[i] = lower(h->buf[i]);
@@ -135,10 +144,10 @@ int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len) {
 }
 
 int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
-  if (h->n == 0) return 400;
+  if (h->n == 0) return refuse(h, 400, "header value without a name");
   for (size_t i = 0; i < len; i++) {     /* control bytes smuggle line breaks into logs and backends */
     unsigned char ch = (unsigned char)at[i];
-    if ((ch < 0x20 && ch != '\t') || ch == 0x7F) return 400;
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7F) return refuse(h, 400, "invalid header value character");
   }
   fl_hdr_t *x = &h->hdrs[h->n - 1];
   if (!h->in_value) {                   /* the name is complete now */
@@ -147,7 +156,7 @@ int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
     h->in_value = true;
     if (x->name_len == 10 && memcmp(h->buf + x->name_off, "connection", 10) == 0) h->n_connection++;
   }
-  int rc = append(h, at, len);
+  int rc = append(h, at, len, "header section too large");
   if (rc) return rc;
   /* fragments sit back to back, so the value runs to the end of the buffer; trailing
    * whitespace is trimmed anew each time (a later fragment may follow a space) */
@@ -175,23 +184,28 @@ static bool name_is(const fl_http_head_t *h, const fl_hdr_t *x, const char *lnam
   return x->name_len == n && memcmp(h->buf + x->name_off, lname, n) == 0;
 }
 
-int fl_http_check_framing(const fl_http_head_t *h) {
+/* What makes a request's framing ambiguous, in words, or NULL when nothing does. */
+static const char *framing_error(const fl_http_head_t *h) {
   unsigned n_cl = 0, n_te = 0;
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
     const char *v = h->buf + x->value_off;
     if (name_is(h, x, "content-length")) {
       n_cl++;
-      if (x->value_len == 0) return 400;
+      if (x->value_len == 0) return "invalid Content-Length";
       for (uint32_t k = 0; k < x->value_len; k++)
-        if (v[k] < '0' || v[k] > '9') return 400;
+        if (v[k] < '0' || v[k] > '9') return "invalid Content-Length";
     } else if (name_is(h, x, "transfer-encoding")) {
       n_te++;
-      if (!fl_streq_ci(v, x->value_len, "chunked")) return 400;
+      if (!fl_streq_ci(v, x->value_len, "chunked")) return "Transfer-Encoding other than chunked";
     }
   }
-  return (n_cl > 1 || n_te > 1 || (n_cl && n_te)) ? 400 : 0;
+  if (n_cl && n_te) return "both Content-Length and Transfer-Encoding";
+  if (n_cl > 1) return "more than one Content-Length";
+  return n_te > 1 ? "more than one Transfer-Encoding" : NULL;
 }
+
+int fl_http_check_framing(const fl_http_head_t *h) { return framing_error(h) ? 400 : 0; }
 
 /* Does one Connection header value list the lower-case token `name`? */
 static bool lists_token(const char *v, size_t len, const char *name, size_t nlen) {
@@ -300,25 +314,99 @@ void fl_buf_free(fl_buf_t *b) {
   memset(b, 0, sizeof *b);
 }
 
+/* RFC 9110 section 15's phrases, and those of the RFCs that added the other codes a backend or
+ * fledge sends (6585: 428, 429, 431, 511; 7725: 451; 8470: 425; 8297: 103; 2295, 4918, 5842:
+ * 506-508). 418 keeps RFC 2324's phrase, which is what a backend sending it means; RFC 9110 only
+ * reserves the code. */
+static const char *const reasons[600] = {
+    [100] = "Continue", [101] = "Switching Protocols", [103] = "Early Hints",
+    [200] = "OK", [201] = "Created", [202] = "Accepted", [203] = "Non-Authoritative Information",
+    [204] = "No Content", [205] = "Reset Content", [206] = "Partial Content",
+    [300] = "Multiple Choices", [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+    [304] = "Not Modified", [305] = "Use Proxy", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+    [400] = "Bad Request", [401] = "Unauthorized", [402] = "Payment Required", [403] = "Forbidden",
+    [404] = "Not Found", [405] = "Method Not Allowed", [406] = "Not Acceptable",
+    [407] = "Proxy Authentication Required", [408] = "Request Timeout", [409] = "Conflict", [410] = "Gone",
+    [411] = "Length Required", [412] = "Precondition Failed", [413] = "Content Too Large",
+    [414] = "URI Too Long", [415] = "Unsupported Media Type", [416] = "Range Not Satisfiable",
+    [417] = "Expectation Failed", [418] = "I'm a teapot", [421] = "Misdirected Request",
+    [422] = "Unprocessable Content", [425] = "Too Early", [426] = "Upgrade Required",
+    [428] = "Precondition Required", [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+    [451] = "Unavailable For Legal Reasons",
+    [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
+    [503] = "Service Unavailable", [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
+    [506] = "Variant Also Negotiates", [507] = "Insufficient Storage", [508] = "Loop Detected",
+    [511] = "Network Authentication Required",
+};
+
 const char *fl_http_reason(int status) {
-  switch (status) {
-  case 200: return "OK";
-  case 201: return "Created";
-  case 204: return "No Content";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 413: return "Payload Too Large";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return "Unknown";
+  static const char *const classes[] = {"Informational", "Successful", "Redirection", "Client Error", "Server Error"};
+  if (status < 100 || status >= 600) return "Unknown Status";
+  return reasons[status] ? reasons[status] : classes[status / 100 - 1];
+}
+
+/* ---- parse errors in words ---- */
+
+/* The parser's errors whose words do not depend on where it stopped. */
+static const char *const parser_words[] = {
+    [HPE_OK] = "no error", [HPE_PAUSED] = "no error",
+    [HPE_INVALID_EOF_STATE] = "the connection closed in the middle of a message",
+    [HPE_HEADER_OVERFLOW] = "header section too large",
+    [HPE_CLOSED_CONNECTION] = "data after a message that closed the connection",
+    [HPE_INVALID_STATUS] = "invalid status code",
+    [HPE_INVALID_METHOD] = "unknown method",
+    [HPE_INVALID_URL] = "invalid URL",
+    [HPE_INVALID_HOST] = "invalid host in the URL",
+    [HPE_INVALID_PORT] = "invalid port in the URL",
+    [HPE_INVALID_PATH] = "invalid URL path",
+    [HPE_INVALID_QUERY_STRING] = "invalid query string",
+    [HPE_INVALID_FRAGMENT] = "invalid URL fragment",
+    [HPE_LF_EXPECTED] = "line not ended by CRLF",
+    [HPE_INVALID_CHUNK_SIZE] = "invalid chunk size",
+    [HPE_INVALID_INTERNAL_STATE] = "malformed message",
+    [HPE_STRICT] = "malformed message",
+    [HPE_UNKNOWN] = "malformed message",
+    [HPE_INVALID_TRANSFER_ENCODING] = "Transfer-Encoding other than chunked",
+};
+
+static bool last_header_is(const fl_http_head_t *h, const char *lname) {
+  return h && h->n && name_is(h, &h->hdrs[h->n - 1], lname);
+}
+
+/* A callback refused: the table's or the framing's words, else what a request can be refused
+ * for that the table does not see (the gateway's version check, an upgrade). */
+static const char *refusal_words(const http_parser *p, const fl_http_head_t *h, enum http_errno e) {
+  if (h && h->refusal) return h->refusal;
+  if (p->type != HTTP_REQUEST) return "malformed answer";
+  const char *framing = h && e == HPE_CB_headers_complete ? framing_error(h) : NULL;
+  if (framing) return framing;
+  if (e == HPE_CB_headers_complete && p->method == HTTP_CONNECT) return "CONNECT is not supported";
+  if (e == HPE_CB_headers_complete && (p->upgrade || (p->flags & F_UPGRADE)))
+    return "protocol upgrades are not supported";
+  if (e == HPE_CB_header_field || e == HPE_CB_headers_complete) return "request line is not HTTP/1.x";
+  return "malformed request";
+}
+
+const char *fl_http_error_words(const http_parser *p, const fl_http_head_t *h) {
+  enum http_errno e = HTTP_PARSER_ERRNO(p);
+  bool request = p->type == HTTP_REQUEST;
+  switch (e) {
+  case HPE_CB_message_begin: case HPE_CB_url: case HPE_CB_header_field: case HPE_CB_header_value:
+  case HPE_CB_headers_complete: case HPE_CB_body: case HPE_CB_message_complete: case HPE_CB_status:
+  case HPE_CB_chunk_header: case HPE_CB_chunk_complete:
+    return refusal_words(p, h, e);
+  case HPE_INVALID_VERSION: case HPE_INVALID_CONSTANT:
+    return request ? "request line is not HTTP/1.x" : "status line is not HTTP/1.x";
+  case HPE_INVALID_HEADER_TOKEN:      /* a name is handed over at its colon: after one, the value is at fault */
+    if (!h) return "invalid header character";
+    return h->n && !h->in_value ? "invalid header value character" : "invalid header name character";
+  case HPE_INVALID_CONTENT_LENGTH:    /* also a chunk size that overflows, after the headers */
+    return (p->flags & F_CHUNKED) && !last_header_is(h, "content-length") ? "chunk size too large"
+                                                                            : "invalid Content-Length";
+  case HPE_UNEXPECTED_CONTENT_LENGTH:
+    return (p->flags & F_CHUNKED) || p->uses_transfer_encoding ? "both Content-Length and Transfer-Encoding"
+                                                               : "more than one Content-Length";
+  default:
+    return (size_t)e < FL_ARRAY_LEN(parser_words) && parser_words[e] ? parser_words[e] : "malformed message";
   }
 }

@@ -1,6 +1,8 @@
-/* http.h — http-parser glue shared by the proxy's client and upstream sides: a bounded header
- * table filled from the parser's fragmented callbacks, the smuggling checks, and helpers to
- * write heads and chunks. No allocation after init; one table per connection, reused. */
+/* http.h — the one HTTP/1 layer on http-parser, shared by the gateway (proxy.c, exchange.c), the
+ * admin and mock server (httpd.c) and the blocking client (client.c): a bounded header table
+ * filled from the parser's fragmented callbacks, the smuggling checks, reason phrases, parse
+ * errors in words, and buffers to write heads and chunks. Nothing here is shared between
+ * threads: one table per connection, reused; any thread may call these functions. */
 #ifndef FL_HTTP_H
 #define FL_HTTP_H
 
@@ -20,6 +22,8 @@ typedef struct fl_http_head {
   bool in_value;                    /* the last callback was a header value */
   uint32_t n_connection;            /* Connection headers seen: none (the usual case) means no header
                                        is hop-by-hop for being named in one, without a scan */
+  const char *refusal;              /* why the last 400 or 431 of fl_http_head_* was answered, in
+                                       words (static), or NULL; for fl_http_error_words */
 } fl_http_head_t;
 
 /* Storage starts small and grows on demand up to cap bytes of text and max headers, so an idle
@@ -57,8 +61,18 @@ static inline const char *fl_hdr_value(const fl_http_head_t *h, const fl_hdr_t *
 
 /* After headers complete on a request: 0, or 400 for framing that could desynchronise us and
  * a backend (Content-Length with Transfer-Encoding, several Content-Lengths, a
- * Transfer-Encoding other than chunked, a non-numeric Content-Length). */
+ * Transfer-Encoding other than chunked, a non-numeric Content-Length). The same checks for
+ * the gateway and httpd; fl_http_error_words says which one failed. */
 int fl_http_check_framing(const fl_http_head_t *h);
+
+/* Why the parser p stopped, in a few words a client or an operator understands ("invalid chunk
+ * size", "invalid header value character", "request line is not HTTP/1.x"), never the parser's
+ * own names. h, the table p's callbacks fed (or NULL), tells apart what the parser's error codes
+ * do not: a refusal of the table or of the framing checks, a bad Content-Length from a chunk size
+ * too large. A callback that refused without the table's words is taken, on a request, for a
+ * refused upgrade or CONNECT when the request asks for one, else for the version check. Static
+ * string. */
+const char *fl_http_error_words(const http_parser *p, const fl_http_head_t *h);
 
 /* True for headers that must not be forwarded: hop-by-hop ones, those the Connection header
  * names, and the ones the proxy sets itself. */
@@ -85,7 +99,10 @@ int fl_buf_str(fl_buf_t *b, const char *s);
 int fl_buf_u64(fl_buf_t *b, uint64_t v);
 int fl_buf_ms3(fl_buf_t *b, uint64_t ns);
 
-/* Reason phrase for a status code ("OK", "Bad Gateway", ...). */
+/* Reason phrase for a status code, RFC 9110's where it names one ("OK", "Unprocessable Content",
+ * ...), else its class's ("Successful", "Client Error", ...), and "Unknown Status" outside
+ * 100-599. The gateway writes its own status lines with it, also for a backend's answer, so every
+ * client sees one spelling whatever the backend sent. Static string. */
 const char *fl_http_reason(int status);
 
 #endif

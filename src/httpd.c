@@ -16,7 +16,7 @@
 
 #define HTTPD_DEFAULT_MAX_BODY ((size_t)8 << 20)
 #define HTTPD_READ_SIZE 16384
-#define HTTPD_MAX_URL 8192
+#define HTTPD_MAX_HEAD 65536           /* URL, header names and values together (http.h's table) */
 #define HTTPD_MAX_HEADERS 128
 #define HTTPD_HEAD_STACK 1024
 /* Queued-but-unsent bytes above which pipelined requests wait: a client that sends
@@ -27,12 +27,6 @@
 #define HTTPD_LINGER_MAX ((size_t)1 << 20)
 
 typedef fl_buf_t buf_t;               /* http.h's growable buffer */
-
-typedef struct hdr {
-  uint32_t name_off, name_len, value_off;
-} hdr_t;
-
-enum { HDR_NONE, HDR_FIELD, HDR_VALUE };
 
 typedef struct conn conn_t;
 struct conn {
@@ -45,10 +39,8 @@ struct conn {
   struct sockaddr_storage peer;
   char *in;                 /* bytes read but not yet parsed: in[in_off..in_len) */
   size_t in_off, in_len, lingered;
-  buf_t url, hdrs, body;    /* the request being parsed; reused by the next one */
-  hdr_t *hdr;
-  size_t nhdr, hdr_cap;
-  int hdr_state;
+  fl_http_head_t table;     /* the request's head being parsed (http.h); reused by the next one */
+  buf_t url, body;          /* NUL-terminated copies for the handler: the URL cut into path and query */
   int refuse_status;        /* set by a parser callback that refuses the request */
   unsigned writes;          /* uv_write requests in flight */
   bool keep_alive, http10, head, chunked;
@@ -89,11 +81,6 @@ static int buf_append(buf_t *b, const char *data, size_t n, size_t limit) {
   return 0;
 }
 
-/* Appends a NUL that belongs to the content (a separator), unlike buf_append's terminator. */
-static int buf_sep(buf_t *b) { return buf_append(b, "", 1, SIZE_MAX); }
-
-static void buf_free(buf_t *b) { fl_buf_free(b); }
-
 static conn_t *req_conn(const fl_httpd_req_t *req) {
   return (conn_t *)((char *)req - offsetof(conn_t, req));
 }
@@ -112,10 +99,9 @@ static void conn_maybe_free(conn_t *c) {
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  buf_free(&c->url);
-  buf_free(&c->hdrs);
-  buf_free(&c->body);
-  free(c->hdr);
+  fl_buf_free(&c->url);
+  fl_buf_free(&c->body);
+  fl_http_head_free(&c->table);
   free(c->in);
   free(c);
   s->nconns--;
@@ -196,11 +182,6 @@ static void conn_finish(conn_t *c) {
 
 /* ---- answers ---- */
 
-static const char *reason_phrase(int status) {
-  const char *r = http_status_str((enum http_status)status);
-  return strcmp(r, "<unknown>") == 0 ? "Status" : r;
-}
-
 /* Formats the status line and headers into stack (cap bytes) or, when longer, into a
  * heap buffer that the caller frees (returned pointer != stack). NULL when out of memory. */
 static char *build_head(conn_t *c, int status, const char *ctype, const char *framing,
@@ -212,7 +193,7 @@ static char *build_head(conn_t *c, int status, const char *ctype, const char *fr
   if (!extra) extra = "";
   char *out = stack;
   for (int attempt = 0; attempt < 2; attempt++) {
-    int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s\r\n", status, reason_phrase(status),
+    int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s\r\n", status, fl_http_reason(status),
                      ct_name, ctype ? ctype : "", ct_end, framing, conn_hdr, extra);
     if (n < 0) break;
     if ((size_t)n < cap) {
@@ -311,20 +292,16 @@ void fl_httpd_abort(fl_httpd_req_t *req) {
   req_end(c);
 }
 
-const char *fl_httpd_header(const fl_httpd_req_t *req, const char *name) {
-  const conn_t *c = req_conn(req);
-  for (size_t i = 0; i < c->nhdr; i++) {
-    const hdr_t *h = &c->hdr[i];
-    if (fl_streq_ci(c->hdrs.data + h->name_off, h->name_len, name)) return c->hdrs.data + h->value_off;
-  }
-  return NULL;
+const char *fl_httpd_header(const fl_httpd_req_t *req, const char *lname, size_t *len) {
+  return fl_http_head_get(&req_conn(req)->table, lname, len);
 }
 
-/* Answers a request that never reaches the handler (malformed, too large) and closes. */
-static void conn_refuse(conn_t *c, int status) {
-  const char *reason = reason_phrase(status);
-  char body[64], framing[48];
-  int n = snprintf(body, sizeof body, "%s\n", reason);
+/* Answers a request that never reaches the handler (malformed, too large) and closes; words,
+ * when not NULL, say what was wrong with it. */
+static void conn_refuse(conn_t *c, int status, const char *words) {
+  char body[160], framing[48];
+  int n = snprintf(body, sizeof body, "%s%s%s\n", fl_http_reason(status), words ? ": " : "", words ? words : "");
+  n = FL_MIN(n, (int)sizeof body - 1);
   snprintf(framing, sizeof framing, "Content-Length: %d\r\n", n);
   c->keep_alive = false;
   c->head = false;
@@ -337,78 +314,37 @@ static void conn_refuse(conn_t *c, int status) {
 static int on_message_begin(http_parser *p) {
   conn_t *c = p->data;
   c->in_request = true;
-  fl_buf_clear(&c->url);
-  fl_buf_clear(&c->hdrs);
+  fl_http_head_reset(&c->table);
   fl_buf_clear(&c->body);
-  c->nhdr = 0;
-  c->hdr_state = HDR_NONE;
   c->refuse_status = 0;
   return 0;
 }
 
+/* A callback's answer: 0 goes on, a status stops the parser and is answered. */
+static int refuse_with(conn_t *c, int status) {
+  c->refuse_status = status;
+  return status != 0;
+}
+
 static int on_url(http_parser *p, const char *at, size_t n) {
-  conn_t *c = p->data;
-  int rc = buf_append(&c->url, at, n, HTTPD_MAX_URL);
-  if (rc != 0) c->refuse_status = rc == FL_ELIMIT ? 414 : 500;
-  return rc != 0;
-}
-
-/* Ends the header being collected: its value (possibly empty) gets its terminating NUL. */
-static int hdr_close(conn_t *c) {
-  if (c->hdr_state == HDR_FIELD) {
-    if (buf_sep(&c->hdrs) != 0) return FL_ENOMEM;
-    c->hdr[c->nhdr - 1].value_off = (uint32_t)c->hdrs.len;
-  }
-  if (c->hdr_state != HDR_NONE && buf_sep(&c->hdrs) != 0) return FL_ENOMEM;
-  c->hdr_state = HDR_NONE;
-  return 0;
-}
-
-static int hdr_open(conn_t *c) {
-  if (c->nhdr == HTTPD_MAX_HEADERS) return FL_ELIMIT;
-  if (c->nhdr == c->hdr_cap) {
-    size_t cap = c->hdr_cap ? c->hdr_cap * 2 : 16;
-    hdr_t *h = realloc(c->hdr, cap * sizeof *h);
-    if (!h) return FL_ENOMEM;
-    c->hdr = h;
-    c->hdr_cap = cap;
-  }
-  c->hdr[c->nhdr++] = (hdr_t){(uint32_t)c->hdrs.len, 0, 0};
-  c->hdr_state = HDR_FIELD;
-  return 0;
+  int st = fl_http_head_url(&((conn_t *)p->data)->table, at, n);
+  return refuse_with(p->data, st == 431 ? 414 : st);
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t n) {
-  conn_t *c = p->data;
-  int rc = 0;
-  if (c->hdr_state != HDR_FIELD) {
-    rc = hdr_close(c);
-    if (rc == 0) rc = hdr_open(c);
-  }
-  if (rc == 0) rc = buf_append(&c->hdrs, at, n, SIZE_MAX);
-  if (rc == 0) c->hdr[c->nhdr - 1].name_len += (uint32_t)n;
-  if (rc != 0) c->refuse_status = rc == FL_ELIMIT ? 431 : 500;
-  return rc != 0;
+  return refuse_with(p->data, fl_http_head_field(&((conn_t *)p->data)->table, at, n));
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n) {
-  conn_t *c = p->data;
-  int rc = 0;
-  if (c->hdr_state == HDR_FIELD) {
-    rc = buf_sep(&c->hdrs);
-    c->hdr[c->nhdr - 1].value_off = (uint32_t)c->hdrs.len;
-    c->hdr_state = HDR_VALUE;
-  }
-  if (rc == 0) rc = buf_append(&c->hdrs, at, n, SIZE_MAX);
-  if (rc != 0) c->refuse_status = 500;
-  return rc != 0;
+  return refuse_with(p->data, fl_http_head_value(&((conn_t *)p->data)->table, at, n));
 }
 
 /* curl and others wait for "100 Continue" before sending a large body. */
 static void maybe_continue(conn_t *c) {
   if (c->http10 || !(c->parser.flags & (F_CONTENTLENGTH | F_CHUNKED))) return;
-  const char *expect = fl_httpd_header(&c->req, "expect");
-  if (expect && fl_streq_ci(expect, strlen(expect), "100-continue")) {
+  size_t len;
+  const char *expect = fl_http_head_get(&c->table, "expect", &len);
+  if (expect && fl_streq_ci(expect, len, "100-continue")) {
     uv_buf_t b = uv_buf_init((char *)"HTTP/1.1 100 Continue\r\n\r\n", 25);
     conn_send(c, &b, 1);
   }
@@ -416,10 +352,8 @@ static void maybe_continue(conn_t *c) {
 
 static int on_headers_complete(http_parser *p) {
   conn_t *c = p->data;
-  if (hdr_close(c) != 0) {
-    c->refuse_status = 500;
-    return -1;
-  }
+  /* the gateway's smuggling checks; -1 to stop, as 1 here would mean "no body" */
+  if (refuse_with(c, fl_http_check_framing(&c->table))) return -1;
   c->keep_alive = http_should_keep_alive(p) != 0;
   c->http10 = p->http_major == 1 && p->http_minor == 0;
   c->head = p->method == HTTP_HEAD;
@@ -434,12 +368,13 @@ static int on_headers_complete(http_parser *p) {
 static int on_body(http_parser *p, const char *at, size_t n) {
   conn_t *c = p->data;
   int rc = buf_append(&c->body, at, n, c->srv->max_body);
-  if (rc != 0) c->refuse_status = rc == FL_ELIMIT ? 413 : 500;
-  return rc != 0;
+  return refuse_with(c, rc == 0 ? 0 : rc == FL_ELIMIT ? 413 : 500);
 }
 
-/* Cuts the URL into path and query in place (origin form "/p?q" or absolute form). */
+/* Copies the URL and cuts the copy into path and query (origin form "/p?q" or absolute form). */
 static int split_url(conn_t *c) {
+  fl_buf_clear(&c->url);
+  if (buf_append(&c->url, c->table.buf + c->table.url_off, c->table.url_len, SIZE_MAX) != 0) return FL_ENOMEM;
   if (c->url.len == 0) return FL_EPARSE;
   char *u = c->url.data, *path = u;
   c->req.query = "";
@@ -475,10 +410,8 @@ static int split_url(conn_t *c) {
  * pipelined bytes after it in the input buffer until this request has been answered. */
 static int on_message_complete(http_parser *p) {
   conn_t *c = p->data;
-  if (split_url(c) != 0) {
-    c->refuse_status = 400;
-    return -1;
-  }
+  int rc = split_url(c);
+  if (rc != 0) return refuse_with(c, rc == FL_ENOMEM ? 500 : 400);
   c->req.method = http_method_str((enum http_method)p->method);
   c->req.body = c->body.data ? c->body.data : "";
   c->req.body_len = c->body.len;
@@ -519,7 +452,7 @@ static void conn_process(conn_t *c) {
       conn_dispatch(c);
     } else if (err != HPE_OK || n != avail) {
       int status = c->refuse_status ? c->refuse_status : err == HPE_HEADER_OVERFLOW ? 431 : 400;
-      conn_refuse(c, status);
+      conn_refuse(c, status, status == 400 ? fl_http_error_words(&c->parser, &c->table) : NULL);
     }
   }
   c->in_process = false;
@@ -576,7 +509,8 @@ static conn_t *conn_new(fl_httpd_t *s) {
   conn_t *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->in = malloc(HTTPD_READ_SIZE);
-  if (!c->in) {
+  if (!c->in || fl_http_head_init(&c->table, HTTPD_MAX_HEAD, HTTPD_MAX_HEADERS) != 0) {
+    free(c->in);
     free(c);
     return NULL;
   }
@@ -646,7 +580,7 @@ static void on_sweep(uv_timer_t *t) {
   for (conn_t *c = s->conns, *next; c; c = next) {
     next = c->next;
     if (c->closing || c->req_active || now - c->last_ms < s->idle_ms) continue;
-    if (c->in_request && !c->finishing && !c->lingering) conn_refuse(c, 408);
+    if (c->in_request && !c->finishing && !c->lingering) conn_refuse(c, 408, NULL);
     else conn_close(c);
   }
 }

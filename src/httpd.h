@@ -39,8 +39,10 @@ int fl_httpd_start(uv_loop_t *loop, const fl_addr_t *addr, const fl_httpd_opts_t
 /* Stops listening and closes every connection; frees the server once handles are closed. */
 void fl_httpd_close(fl_httpd_t *s);
 
-/* Header value by case-insensitive name, NUL-terminated, or NULL. */
-const char *fl_httpd_header(const fl_httpd_req_t *req, const char *name);
+/* Value of the first header named lname (lower case), its length in *len, or NULL; not
+ * NUL-terminated. Headers are http.h's table, with the gateway's checks on names, values and
+ * framing. Valid as long as req. */
+const char *fl_httpd_header(const fl_httpd_req_t *req, const char *lname, size_t *len);
 
 /* Buffered answer with Content-Length. extra_headers: "" or lines each ending in "\r\n". */
 void fl_httpd_respond(fl_httpd_req_t *req, int status, const char *content_type,

@@ -169,11 +169,11 @@ static uint32_t count_words(const char *s) {
 
 /* ---- headers every answer carries ---- */
 
-/* Echoes a request value into a header line; control bytes become '?' so that nothing a
- * client sends can start a header of its own. */
-static size_t add_echo(char *out, size_t pos, size_t cap, const char *name, const char *value) {
+/* Echoes a request value (at most max bytes, up to a NUL) into a header line; control bytes
+ * become '?' so that nothing a client sends can start a header of its own. */
+static size_t add_echo(char *out, size_t pos, size_t cap, const char *name, const char *value, size_t max) {
   if (!value) return pos;
-  size_t name_len = strlen(name), len = strnlen(value, MOCK_ECHO_MAX);
+  size_t name_len = strlen(name), len = strnlen(value, FL_MIN(max, MOCK_ECHO_MAX));
   if (pos + name_len + len + 5 > cap) return pos;
   memcpy(out + pos, name, name_len);
   pos += name_len;
@@ -194,10 +194,13 @@ static void build_headers(const mock_worker_t *w, const fl_httpd_req_t *req, con
   int n = snprintf(out, cap, "%sx-mock-body-bytes: %zu\r\n", w->cfg->fixed_headers, req->body_len);
   size_t pos = n > 0 && (size_t)n < cap ? (size_t)n : 0;
   out[pos] = '\0';
-  pos = add_echo(out, pos, cap, "x-mock-saw-request-id", fl_httpd_header(req, "x-request-id"));
-  pos = add_echo(out, pos, cap, "x-mock-saw-forwarded-for", fl_httpd_header(req, "x-forwarded-for"));
-  pos = add_echo(out, pos, cap, "x-mock-saw-model", saw_model);
-  add_echo(out, pos, cap, "x-mock-saw-user", saw_user);
+  size_t len = 0;
+  const char *v = fl_httpd_header(req, "x-request-id", &len);
+  pos = add_echo(out, pos, cap, "x-mock-saw-request-id", v, len);
+  v = fl_httpd_header(req, "x-forwarded-for", &len);
+  pos = add_echo(out, pos, cap, "x-mock-saw-forwarded-for", v, len);
+  pos = add_echo(out, pos, cap, "x-mock-saw-model", saw_model, SIZE_MAX);
+  add_echo(out, pos, cap, "x-mock-saw-user", saw_user, SIZE_MAX);
 }
 
 /* ---- answering now or later ---- */

@@ -645,7 +645,7 @@ static void answer_parse_error(fl_client_t *c) {
   else if (status == 414)
     fl_client_error(c, 414, "request_too_large", "request URL exceeds limits.header_bytes");
   else
-    fl_client_error(c, 400, "invalid_request", "malformed HTTP request: %s", http_errno_description(e));
+    fl_client_error(c, 400, "invalid_request", "malformed HTTP request: %s", fl_http_error_words(&c->parser, &c->head));
 }
 
 /* Parses data; keeps what a pipelined request left unparsed in inbuf. */

@@ -121,6 +121,27 @@ def test_the_admin_api_lets_go_of_silent_clients_and_caps_its_connections():
                 time.sleep(0.1)
 
 
+def test_the_admin_api_refuses_what_the_gateway_refuses_as_smuggling_in_the_same_words():
+    """The admin server (httpd.c) reads heads with the gateway's header table and framing checks
+    (http.c): Content-Length with Transfer-Encoding, two lengths, a coding other than chunked, a
+    chunk size over 64 bits or a space in a name get 400 Bad Request, saying why, and the
+    connection closed. (http-parser alone already refused the first two; the rest were let in.)"""
+    from harness import raw
+    with mock(model="m-v1") as v1, Gateway(route_yaml(v1), **WITH_TOKEN) as gw:
+        cases = [(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                  b"both Content-Length and Transfer-Encoding"),
+                 (b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nx", b"more than one Content-Length"),
+                 (b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", b"Transfer-Encoding other than chunked"),
+                 (b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n", b"chunk size too large"),
+                 (b"Content-Length : 0\r\n\r\n", b"invalid header name character")]
+        for rest, words in cases:
+            answer = raw(gw.admin, b"PUT /api/v1/routes/chat/weight HTTP/1.1\r\nHost: x\r\n"
+                                   b"Authorization: Bearer " + TOKEN.encode() + b"\r\n" + rest)
+            assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (rest, answer)
+            assert answer.endswith(b"\r\n\r\nBad Request: " + words + b"\n"), (rest, answer)
+        assert request(gw.admin, "GET", "/health").status == 200
+
+
 def test_a_reload_keeps_a_weight_set_at_run_time_unless_the_file_changed_it():
     with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
             Gateway(route_yaml(v1, v2, weight=10), **WITH_TOKEN) as gw:

@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 
-from harness import Gateway, Response, free_port, mock, request, route_yaml
+from harness import Gateway, Response, free_port, mock, raw, request, route_yaml
 
 
 # ---- misbehaving backends -------------------------------------------------------------------
@@ -22,7 +22,8 @@ class Backend:
     """A threaded HTTP/1.1 server on a free loopback port that answers in one `mode`:
 
     ok                 200 JSON {"ok": true, "path": ..., "n": ...}, keep-alive; honours a request
-                       header `x-delay: SECONDS` before answering and `x-size: BYTES` to pad the body
+                       header `x-delay: SECONDS` before answering, `x-size: BYTES` to pad the body
+                       and `x-status: CODE` to answer CODE with the reason phrase "Whatever"
     reset_mid_body     reads the request, sends a 200 head without a length (ended by close) and
                        part of a body, then resets the connection
     once_then_hang_up  answers a connection's first request like ok; for the next one on it, reads
@@ -143,8 +144,10 @@ class Backend:
             delay = float(headers.get("x-delay", "0"))
             if delay:
                 self._stop.wait(delay)
-            s.sendall(_json_response(200, {"ok": True, "path": path, "n": n,
-                                           "pad": "x" * int(headers.get("x-size", "0"))}))
+            status = int(headers.get("x-status", "200"))
+            s.sendall(_json_response(status, {"ok": True, "path": path, "n": n,
+                                              "pad": "x" * int(headers.get("x-size", "0"))},
+                                     None if status in (200, 500) else "Whatever"))
             return True
         if self.mode == "once_then_hang_up":
             self._stop.wait(0.5)
@@ -183,9 +186,9 @@ class Backend:
         raise ValueError("unknown backend mode %r" % self.mode)
 
 
-def _json_response(status, obj):
+def _json_response(status, obj, reason=None):
     body = json.dumps(obj).encode()
-    reason = {200: "OK", 500: "Internal Server Error"}[status]
+    reason = reason or {200: "OK", 500: "Internal Server Error"}[status]
     return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
             % (status, reason.encode(), len(body))) + body
 
@@ -394,14 +397,18 @@ def routes(table, extra=""):
     return text + extra
 
 
-def assert_error(r, status, etype, request_id=None):
+def assert_error(r, status, etype, request_id=None, message=None):
     """The gateway's own error answer: the status, a JSON body {"error": {"type", "message"}}
-    and an x-request-id (the client's own when it sent a sane one)."""
+    (message, when given, exactly), and an x-request-id (the client's own when it sent a sane one).
+    A message never names the HTTP parser's internals."""
     assert r.status == status, (r.status, r.headers, r.body)
     assert r.header("content-type") == "application/json", r.headers
     err = r.json()["error"]
     assert err["type"] == etype, err
     assert isinstance(err["message"], str) and err["message"], err
+    assert message is None or err["message"] == message, err
+    for internal in ("callback", "on_", "HPE_", "content-length header"):
+        assert internal not in err["message"], err
     assert err.get("code", status) == status, err
     assert r.header("x-request-id"), r.headers
     if request_id is not None:
@@ -429,24 +436,24 @@ SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 
 # ---- 400 -----------------------------------------------------------------------------------------
 
-def test_malformed_request_lines_and_headers_get_400_invalid_request_and_the_connection_closed():
+def test_malformed_request_lines_and_headers_get_400_invalid_request_in_the_gateways_words_and_the_connection_closed():
     bad = [
-        b"HELLO\r\n\r\n",                                              # no method/URL/version
-        b"FROB / HTTP/1.1\r\nHost: a\r\n\r\n",                          # unknown method
-        b"GET / HTTP/1.1 trailing\r\nHost: a\r\n\r\n",                  # junk after the version
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,  # a TLS ClientHello
-        b"GET / HTTP/1.1\r\nHost a\r\n\r\n",                            # header without a colon
-        b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: v\r\n\r\n",            # space inside a name
-        b"GET / HTTP/1.1\r\nHost: a\r\n: no-name\r\n\r\n",              # empty name
-        b"GET / HTTP/1.1\r\nHost: a\r\nX(y): v\r\n\r\n",                # separator in a name
-        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n",            # NUL in a value
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n",   # non-numeric length
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",    # negative length
+        (b"HELLO\r\n\r\n", "unknown method"),                                        # no method/URL/version
+        (b"FROB / HTTP/1.1\r\nHost: a\r\n\r\n", "unknown method"),
+        (b"GET / HTTP/1.1 trailing\r\nHost: a\r\n\r\n", "request line is not HTTP/1.x"),  # junk after the version
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, "unknown method"),  # a TLS ClientHello
+        (b"GET / HTTP/1.1\r\nHost a\r\n\r\n", "invalid header name character"),       # header without a colon
+        (b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: v\r\n\r\n", "invalid header name character"),  # space in a name
+        (b"GET / HTTP/1.1\r\nHost: a\r\n: no-name\r\n\r\n", "invalid header name character"),   # empty name
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX(y): v\r\n\r\n", "invalid header name character"),     # separator
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x00b\r\n\r\n", "invalid header value character"),  # NUL in a value
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", "invalid Content-Length"),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", "invalid Content-Length"),
     ]
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
-        for data in bad:
+        for data, words in bad:
             r, closed = one_shot(gw, data)
-            assert_error(r, 400, "invalid_request")
+            assert_error(r, 400, "invalid_request", message="malformed HTTP request: " + words)
             assert closed, "connection left open after a 400 for %r" % data
             settle()
             assert be.requests == [], (data, be.paths())
@@ -468,7 +475,7 @@ def test_a_request_line_whose_protocol_is_not_http_gets_400():
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
         for version in (b"HTTX/1.1", b"XTTP/1.1", b"HTTP-1.1"):
             r, closed = one_shot(gw, b"GET / " + version + b"\r\nHost: a\r\nConnection: close\r\n\r\n")
-            assert_error(r, 400, "invalid_request")
+            assert_error(r, 400, "invalid_request", message="malformed HTTP request: request line is not HTTP/1.x")
             assert closed
             settle()
             assert be.requests == [], "%r was forwarded as %r" % (version, be.requests)
@@ -488,9 +495,9 @@ def test_a_control_character_at_the_start_of_a_header_value_gets_400_like_anywhe
             be.reset_counts()
 
 
-def _assert_smuggling_refused(gw, be, data):
+def _assert_smuggling_refused(gw, be, data, words=None):
     r, closed = one_shot(gw, data)
-    assert_error(r, 400, "invalid_request")
+    assert_error(r, 400, "invalid_request", message=words and "malformed HTTP request: " + words)
     assert closed, "connection left open after refusing %r" % data
     settle()
     assert "/smuggled" not in be.paths(), "smuggled request reached the backend: %r" % data
@@ -502,40 +509,61 @@ def _assert_smuggling_refused(gw, be, data):
 def test_content_length_together_with_transfer_encoding_is_refused_and_the_connection_closed():
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
         body = b"0\r\n\r\n" + SMUGGLED
+        both = "both Content-Length and Transfer-Encoding"
         _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n"
-                                  b"Transfer-Encoding: chunked\r\n\r\n" % len(body) + body)
+                                  b"Transfer-Encoding: chunked\r\n\r\n" % len(body) + body, both)
         _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-                                  b"Content-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED)
+                                  b"Content-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED, both)
 
 
 def test_two_different_content_lengths_are_refused_and_the_connection_closed():
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
         _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
-                                  b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED)
+                                  b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED, "more than one Content-Length")
         _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n"
-                                  b"Content-Length: 0\r\n\r\n" % len(SMUGGLED) + SMUGGLED)
+                                  b"Content-Length: 0\r\n\r\n" % len(SMUGGLED) + SMUGGLED, "more than one Content-Length")
 
 
-def test_a_bad_chunk_size_is_refused_and_the_connection_closed():
+def test_a_bad_chunk_size_is_refused_in_the_gateways_words_and_the_connection_closed():
+    """A chunk size over 64 bits is one that http-parser reports as a bad Content-Length header:
+    the client is told what it actually sent wrong."""
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
-        for size in (b"zz", b"-1", b"ffffffffffffffffffff", b" 5"):
+        for size, words in ((b"zz", "invalid chunk size"), (b"-1", "invalid chunk size"),
+                            (b"ffffffffffffffffffff", "chunk size too large"), (b" 5", "invalid chunk size")):
             _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                      + size + b"\r\nhello\r\n0\r\n\r\n" + SMUGGLED)
+                                      + size + b"\r\nhello\r\n0\r\n\r\n" + SMUGGLED, words)
 
 
 def test_whitespace_before_the_colon_is_refused_and_the_connection_closed():
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
         _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n"
-                                  b"Content-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED)
-        _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 0\r\n\r\n" + SMUGGLED)
+                                  b"Content-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED, "invalid header name character")
+        _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 0\r\n\r\n" + SMUGGLED,
+                                  "invalid header name character")
 
 
 def test_transfer_encoding_other_than_a_single_chunked_is_refused_and_the_connection_closed():
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
-        for te in (b"gzip", b"identity", b"xchunked", b"chunked, identity", b"gzip, chunked",
-                   b"chunked\r\nTransfer-Encoding: chunked"):
+        for te in (b"gzip", b"identity", b"xchunked", b"chunked, identity", b"gzip, chunked"):
             _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + te
-                                      + b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + SMUGGLED)
+                                      + b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + SMUGGLED,
+                                      "Transfer-Encoding other than chunked")
+        _assert_smuggling_refused(gw, be, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                                  b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + SMUGGLED,
+                                  "more than one Transfer-Encoding")
+
+
+def test_the_status_line_carries_rfc_9110s_reason_phrase_whatever_the_backend_wrote():
+    """The gateway writes its own status line: a backend's phrase is not passed on, so clients see
+    one spelling per code, and a code without a phrase of its own gets its class's."""
+    with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
+        for code, phrase in ((201, b"Created"), (422, b"Unprocessable Content"), (429, b"Too Many Requests"),
+                             (299, b"Successful"), (460, b"Client Error")):
+            answer = raw(gw.port, b"GET /v1/models HTTP/1.1\r\nHost: a\r\nX-Status: %d\r\n"
+                                  b"Connection: close\r\n\r\n" % code)
+            assert answer.startswith(b"HTTP/1.1 %d %s\r\n" % (code, phrase)), answer[:200]
+        answer = raw(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx")
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer[:200]     # and its own answers
 
 
 # ---- 408 -----------------------------------------------------------------------------------------
@@ -656,7 +684,7 @@ def test_a_backend_that_refuses_resets_closes_or_sends_garbage_gets_502_upstream
             Gateway(routes({"/": ok, "/refuse": dead, "/reset": reset, "/close": close, "/garbage": garbage},
                            "timeouts: { connect: 1s }\n"), workers=1) as gw:
         cases = [("/refuse", dead, "refused"), ("/reset", reset.port, None), ("/close", close.port, "closed"),
-                 ("/garbage", garbage.port, "malformed")]
+                 ("/garbage", garbage.port, "sent a malformed answer: status line is not HTTP/1.x")]
         for path, port, word in cases:
             t0 = time.time()
             r = request(gw.port, "POST", path + "/v1/chat/completions", headers={"x-request-id": "req-502"},

@@ -479,12 +479,47 @@ static void test_every_byte_is_a_token_character_exactly_when_rfc_9110_says_so(v
   }
 }
 
-static void test_reason_phrases(void **state) {
+/* ---- reason phrases ---- */
+
+static void test_reason_phrases_are_rfc_9110s(void **state) {
   assert_string_equal(fl_http_reason(200), "OK");
   assert_string_equal(fl_http_reason(400), "Bad Request");
+  assert_string_equal(fl_http_reason(413), "Content Too Large");
+  assert_string_equal(fl_http_reason(422), "Unprocessable Content");
   assert_string_equal(fl_http_reason(431), "Request Header Fields Too Large");
   assert_string_equal(fl_http_reason(504), "Gateway Timeout");
-  assert_string_equal(fl_http_reason(299), "Unknown");
+  assert_string_equal(fl_http_reason(101), "Switching Protocols");
+  assert_string_equal(fl_http_reason(308), "Permanent Redirect");
+  assert_string_equal(fl_http_reason(511), "Network Authentication Required");
+}
+
+/* Every code fledge sends or a backend commonly does has a phrase of its own, not its class's. */
+static void test_every_common_status_has_a_phrase_of_its_own(void **state) {
+  static const int common[] = {100, 101, 200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308,
+                               400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416,
+                               417, 418, 421, 422, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 506,
+                               507, 508, 511};
+  static const char *const classes[] = {"Informational", "Successful", "Redirection", "Client Error", "Server Error"};
+  for (size_t i = 0; i < FL_ARRAY_LEN(common); i++) {
+    const char *r = fl_http_reason(common[i]);
+    if (!r[0] || strcmp(r, classes[common[i] / 100 - 1]) == 0 || strstr(r, "Unknown"))
+      fail_msg("%d has no phrase of its own: '%s'", common[i], r);
+  }
+}
+
+/* A code without a phrase gets its class's (RFC 9110 section 15), so a client still reads the
+ * status line as what it is; a code outside 100-599 says so. */
+static void test_other_codes_get_their_class_phrase(void **state) {
+  assert_string_equal(fl_http_reason(199), "Informational");
+  assert_string_equal(fl_http_reason(299), "Successful");
+  assert_string_equal(fl_http_reason(399), "Redirection");
+  assert_string_equal(fl_http_reason(499), "Client Error");
+  assert_string_equal(fl_http_reason(420), "Client Error");
+  assert_string_equal(fl_http_reason(599), "Server Error");
+  assert_string_equal(fl_http_reason(99), "Unknown Status");
+  assert_string_equal(fl_http_reason(600), "Unknown Status");
+  assert_string_equal(fl_http_reason(999), "Unknown Status");
+  assert_string_equal(fl_http_reason(-1), "Unknown Status");
 }
 
 /* ---- the real http-parser, fragmented ---- */
@@ -632,6 +667,106 @@ static void test_the_parser_stops_with_431_when_a_header_outgrows_cap(void **sta
   drop_head(f.head);
 }
 
+/* ---- parse errors in words ---- */
+
+static bool words_are_plain(const char *w) {
+  return w && w[0] && !strstr(w, "callback") && !strstr(w, "on_") && !strstr(w, "HPE_");
+}
+
+/* Whatever the parser's error, on a request or an answer, with or without a table, the words
+ * never name the parser's internals. */
+static void test_every_parser_error_has_words_without_the_parsers_names(void **state) {
+  fl_http_head_t *h = new_head(1024, 16);
+  add(h, "Host", "a");
+  for (int type = HTTP_REQUEST; type <= HTTP_RESPONSE; type++) {
+    for (int e = 0; e <= HPE_INVALID_TRANSFER_ENCODING; e++) {
+      http_parser p;
+      http_parser_init(&p, (enum http_parser_type)type);
+      p.http_errno = (unsigned)e;
+      const char *with = fl_http_error_words(&p, h), *without = fl_http_error_words(&p, NULL);
+      if (!words_are_plain(with) || !words_are_plain(without))
+        fail_msg("%s on a %s: '%s' / '%s'", http_errno_name((enum http_errno)e),
+                 type == HTTP_REQUEST ? "request" : "response", with ? with : "(null)", without ? without : "(null)");
+    }
+  }
+  drop_head(h);
+}
+
+/* The callbacks of the gateway and httpd: the table, and the framing checks at headers end. */
+static int on_begin_words(http_parser *p) {
+  fl_http_head_reset(((feed_t *)p->data)->head);
+  return 0;
+}
+static int on_headers_checked(http_parser *p) {
+  feed_t *f = p->data;
+  return p->type == HTTP_REQUEST && cb_status(f, fl_http_check_framing(f->head)) ? -1 : 0;
+}
+
+static const http_parser_settings CHECKED = {
+    .on_message_begin = on_begin_words, .on_url = on_url, .on_header_field = on_field,
+    .on_header_value = on_value, .on_headers_complete = on_headers_checked};
+
+/* Feeds text at once; the parser must stop, and the words for why are returned. */
+static const char *words_for(enum http_parser_type type, const char *text, size_t len, uint32_t max_headers) {
+  feed_t f = {.head = new_head(4096, max_headers)};
+  http_parser p;
+  http_parser_init(&p, type);
+  p.data = &f;
+  http_parser_execute(&p, &CHECKED, text, len);
+  if (HTTP_PARSER_ERRNO(&p) == HPE_OK) fail_msg("accepted: %s", text);
+  const char *w = fl_http_error_words(&p, f.head);
+  drop_head(f.head);
+  return w;
+}
+
+#define REQ_WORDS(lit) words_for(HTTP_REQUEST, lit, sizeof lit - 1, 16)
+#define ANSWER_WORDS(lit) words_for(HTTP_RESPONSE, lit, sizeof lit - 1, 16)
+#define POST "POST / HTTP/1.1\r\nHost: a\r\n"
+
+static void test_request_errors_are_told_in_the_gateways_words(void **state) {
+  /* a chunk size over 64 bits is reported by http-parser as a bad Content-Length */
+  assert_string_equal(REQ_WORDS(POST "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n"), "chunk size too large");
+  assert_string_equal(REQ_WORDS(POST "Transfer-Encoding: chunked\r\n\r\nzz\r\n"), "invalid chunk size");
+  assert_string_equal(REQ_WORDS(POST "Content-Length: abc\r\n\r\n"), "invalid Content-Length");
+  assert_string_equal(REQ_WORDS(POST "Content-Length: 99999999999999999999999\r\n\r\n"), "invalid Content-Length");
+  assert_string_equal(REQ_WORDS(POST "Transfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n"), "invalid Content-Length");
+  assert_string_equal(REQ_WORDS(POST "Content-Length: 1\r\nContent-Length: 1\r\n\r\n"), "more than one Content-Length");
+  assert_string_equal(REQ_WORDS(POST "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                      "both Content-Length and Transfer-Encoding");
+  assert_string_equal(REQ_WORDS(POST "Transfer-Encoding: gzip\r\n\r\n"), "Transfer-Encoding other than chunked");
+  assert_string_equal(REQ_WORDS(POST "Transfer-Encoding: gzip, chunked\r\n\r\n"), "Transfer-Encoding other than chunked");
+  assert_string_equal(REQ_WORDS(POST "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                      "more than one Transfer-Encoding");
+  assert_string_equal(REQ_WORDS(POST "X-A: a\x01" "b\r\n\r\n"), "invalid header value character");
+  assert_string_equal(REQ_WORDS(POST "Bad Name: v\r\n\r\n"), "invalid header name character");
+  assert_string_equal(REQ_WORDS(POST "X(y): v\r\n\r\n"), "invalid header name character");
+  assert_string_equal(REQ_WORDS(POST "Host a\r\n\r\n"), "invalid header name character");
+  assert_string_equal(REQ_WORDS("GET / HTTP/1.1 trailing\r\n\r\n"), "request line is not HTTP/1.x");
+  assert_string_equal(REQ_WORDS("FROB / HTTP/1.1\r\n\r\n"), "unknown method");
+  assert_string_equal(REQ_WORDS("\x16\x03\x01\x02\x00\x01\x00"), "unknown method");
+  static const char three[] = POST "A: 1\r\nB: 2\r\n\r\n";
+  assert_string_equal(words_for(HTTP_REQUEST, three, sizeof three - 1, 2), "too many header fields");
+}
+
+static void test_answer_errors_are_told_in_the_gateways_words(void **state) {
+  assert_string_equal(ANSWER_WORDS("garbage\r\n\r\n"), "status line is not HTTP/1.x");
+  assert_string_equal(ANSWER_WORDS("HTTP/1.1 2x0 OK\r\n\r\n"), "invalid status code");
+  assert_string_equal(ANSWER_WORDS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n"),
+                      "chunk size too large");
+  assert_string_equal(ANSWER_WORDS("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+                      "more than one Content-Length");
+  assert_string_equal(ANSWER_WORDS("HTTP/1.1 200 OK\r\nX-A: \x7f\r\n\r\n"), "invalid header value character");
+}
+
+/* A client without a table (client.c) still gets plain words. */
+static void test_words_without_a_table(void **state) {
+  http_parser p;
+  http_parser_init(&p, HTTP_RESPONSE);
+  static const char chunked[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n";
+  http_parser_execute(&p, &(http_parser_settings){0}, chunked, sizeof chunked - 1);
+  assert_string_equal(fl_http_error_words(&p, NULL), "chunk size too large");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_a_header_is_stored_with_its_name_lower_cased, drop_live_heads),
@@ -664,11 +799,17 @@ int main(void) {
       cmocka_unit_test(test_a_table_given_back_is_the_next_one_taken_and_comes_back_empty),
       cmocka_unit_test(test_a_table_that_grew_is_freed_not_kept_and_lower_limits_get_a_new_one),
       cmocka_unit_test_teardown(test_every_byte_is_a_token_character_exactly_when_rfc_9110_says_so, drop_live_heads),
-      cmocka_unit_test_teardown(test_reason_phrases, drop_live_heads),
+      cmocka_unit_test_teardown(test_reason_phrases_are_rfc_9110s, drop_live_heads),
+      cmocka_unit_test_teardown(test_every_common_status_has_a_phrase_of_its_own, drop_live_heads),
+      cmocka_unit_test_teardown(test_other_codes_get_their_class_phrase, drop_live_heads),
       cmocka_unit_test_teardown(test_a_request_fed_at_once_fills_the_table, drop_live_heads),
       cmocka_unit_test_teardown(test_a_request_fed_one_byte_at_a_time_gives_the_same_table, drop_live_heads),
       cmocka_unit_test_teardown(test_a_request_split_in_two_anywhere_gives_the_same_table, drop_live_heads),
       cmocka_unit_test_teardown(test_the_parser_stops_with_431_when_a_header_outgrows_cap, drop_live_heads),
+      cmocka_unit_test_teardown(test_every_parser_error_has_words_without_the_parsers_names, drop_live_heads),
+      cmocka_unit_test_teardown(test_request_errors_are_told_in_the_gateways_words, drop_live_heads),
+      cmocka_unit_test_teardown(test_answer_errors_are_told_in_the_gateways_words, drop_live_heads),
+      cmocka_unit_test_teardown(test_words_without_a_table, drop_live_heads),
   };
   return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }
