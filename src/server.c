@@ -98,9 +98,11 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* Pooled upstream connections idle for FL_POOL_IDLE_MS (or timeouts.idle when shorter) close: a
+ * burst's connections do not stay for a minute, pinning descriptors and heap pages. */
 static void on_sweep(uv_timer_t *t) {
   fl_worker_t *w = t->data;
-  fl_pool_sweep(&w->pools, fl_now_ms(), w->conf->timeouts.idle_ms);
+  fl_pool_sweep(&w->pools, fl_now_ms(), FL_MIN(w->conf->timeouts.idle_ms, FL_POOL_IDLE_MS));
 }
 
 static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
@@ -244,9 +246,14 @@ static void flush_store(void) {
 
 static void release_memory(void) {
   static unsigned ticks;
+  static size_t free_after_trim;      /* trimmed chunks still count as free: only new ones matter */
   if (++ticks % FL_TRIM_EVERY_TICKS) return;
   struct mallinfo2 mi = mallinfo2();
-  if (mi.fordblks > FL_TRIM_MIN_FREE && mi.fordblks > mi.uordblks / 2) malloc_trim(0);
+  free_after_trim = FL_MIN(free_after_trim, mi.fordblks);
+  if (mi.fordblks > free_after_trim + FL_TRIM_MIN_FREE && mi.fordblks > mi.uordblks / 2) {
+    malloc_trim(0);
+    free_after_trim = mallinfo2().fordblks;
+  }
 }
 
 static void on_tick(uv_timer_t *t) {

@@ -73,8 +73,10 @@ void fl_upconn_close(fl_pools_t *p, fl_upconn_t *u);
 /* Closes every idle connection (drain, shutdown). */
 void fl_pool_close_all(fl_pools_t *p);
 
-/* Closes the connections idle for idle_ms or longer (timeouts.idle), so that descriptors and
- * the backends' slots come back when traffic stops. Worker thread, about once a second. */
+#define FL_POOL_IDLE_MS 5000u           /* a pooled connection idle this long is closed */
+
+/* Closes the connections idle for idle_ms or longer, so that descriptors and the backends'
+ * slots come back when traffic stops. Worker thread, about once a second. */
 void fl_pool_sweep(fl_pools_t *p, uint64_t now_ms, uint32_t idle_ms);
 
 #endif
