@@ -2,7 +2,6 @@
  * connect or reuse a pooled connection, stream the request up and the answer back as it
  * arrives (re-framed for the client), retries, outlier reports and upstream timeouts. */
 #include "proxy_int.h"
-#include "write.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,19 +26,16 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled);
 
 static void upstream_failed(fl_client_t *c, bool closed);
 
-static void on_up_written(uv_write_t *req, int status) {
-  fl_wreq_t *wr = (fl_wreq_t *)req;
-  fl_upconn_t *u = wr->owner;
-  fl_client_t *c = u->closing ? NULL : u->owner;
-  size_t len = wr->len;
-  free(wr);
-  if (!c) return;
-  c->up_queued -= len;
+/* Queued request bytes went to the backend (only while the connection is in use: a pooled one
+ * has nothing queued). */
+static void on_up_sent(fl_sock_t *s, size_t n, int status) {
+  fl_upconn_t *u = s->data;
+  fl_client_t *c = u->owner;
   if (status < 0) {
     upstream_failed(c, false);
   } else {
     if (c->ex.phase == FL_EX_SENDING) fl_client_progress(c);      /* the backend takes the body */
-    if (c->read_paused && c->up_queued < FL_LOW_WATER && !c->ex.req_done) fl_client_pause_reading(c, false);
+    if (c->read_paused && s->queued < FL_LOW_WATER && !c->ex.req_done) fl_client_pause_reading(c, false);
   }
   fl_client_settle(c);
 }
@@ -51,14 +47,8 @@ static void up_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
     if (c->w->cork_up_buf.err) upstream_failed(c, false);    /* detach clears the buffer */
     return;
   }
-  /* the write callback gets the connection, not the client: it may outlive the exchange */
-  ssize_t queued = fl_write((uv_stream_t *)&u->tcp, bufs, n, c->up_queued == 0, u, on_up_written);
-  if (queued < 0) {
-    upstream_failed(c, false);
-    return;
-  }
-  c->up_queued += (size_t)queued;
-  if (c->up_queued > FL_HIGH_WATER) fl_client_pause_reading(c, true);
+  if (fl_sock_write(&u->sock, bufs, n) < 0) upstream_failed(c, false);
+  else if (u->sock.queued > FL_HIGH_WATER) fl_client_pause_reading(c, true);
 }
 
 void fl_exchange_cork(fl_client_t *c) {
@@ -123,9 +113,7 @@ static void detach(fl_client_t *c, bool reuse) {
   ex->up = NULL;
   if (c->w->cork_up == c) fl_buf_clear(&c->w->cork_up_buf);
   ex->up_paused = false;
-  bool drained = c->up_queued == 0;   /* a write still queued would land on the next user's count */
-  c->up_queued = 0;
-  if (reuse && u->reading && drained) {
+  if (reuse && u->sock.reading && u->sock.queued == 0) {   /* bytes still queued would go before the next request */
     u->requests++;
     fl_pool_put(&c->w->pools, u);
   } else {
@@ -135,14 +123,7 @@ static void detach(fl_client_t *c, bool reuse) {
 
 void fl_exchange_abort(fl_client_t *c) { detach(c, false); }
 
-static void on_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  fl_upconn_t *u = h->data;
-  fl_client_t *c = u->owner;
-  buf->base = c ? c->w->read_buf : u->pools->discard;
-  buf->len = c ? sizeof c->w->read_buf : sizeof u->pools->discard;
-}
-
-static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void on_up_read(fl_sock_t *s, ssize_t n, const char *data);
 
 /* The connection is usable: send what waited, then wait for the answer. */
 static void up_ready(fl_client_t *c) {
@@ -154,11 +135,7 @@ static void up_ready(fl_client_t *c) {
     upstream_failed(c, false);
     return;
   }
-  u->tcp.data = u;
-  if (!u->reading) {
-    u->reading = true;
-    uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_up_read);
-  }
+  fl_sock_read(&u->sock, true);
   ex->sent_ms = fl_now_ms();
   /* the backend's time starts when it has the whole request; until then the body must flow */
   fl_ex_enter(c, ex->req_done ? FL_EX_WAITING : FL_EX_SENDING);
@@ -166,7 +143,7 @@ static void up_ready(fl_client_t *c) {
   ex->flushed = ex->pending.len;
   if (b.len) up_write(c, &b, 1);
   if (!ex->retain) fl_buf_free(&ex->pending);
-  if (c->read_paused && !ex->req_done && c->up_queued < FL_LOW_WATER) fl_client_pause_reading(c, false);
+  if (c->read_paused && !ex->req_done && u->sock.queued < FL_LOW_WATER) fl_client_pause_reading(c, false);
 }
 
 /* One failure towards outlier ejection, said when it ejects. */
@@ -198,16 +175,11 @@ static void connect_failed(fl_client_t *c, bool timed_out) {
     fl_client_error(c, 502, "upstream_error", "backend %s refused the connection", failed->addr.text);
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  fl_upconn_t *u = req->data;
-  if (u->closing) return;            /* cancelled: timed out or the client left */
+static void on_connect(fl_sock_t *s, int status) {
+  fl_upconn_t *u = s->data;           /* in use: a cancelled connect closed the socket */
   fl_client_t *c = u->owner;
-  if (status < 0) {
-    connect_failed(c, false);
-  } else {
-    uv_tcp_nodelay(&u->tcp, 1);
-    up_ready(c);
-  }
+  if (status < 0) connect_failed(c, false);
+  else up_ready(c);
   fl_client_settle(c);
 }
 
@@ -230,19 +202,23 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
   u->backend = b;
   u->pools = &c->w->pools;
   u->owner = c;
-  uv_tcp_init(&c->w->loop, &u->tcp);
-  u->tcp.data = u;
-  u->connect_req.data = u;
+  u->sock.data = u;
+  int rc = fl_sock_connect(&u->sock, &c->w->loop, (const struct sockaddr *)&b->addr.ss, b->addr.len, c->w->read_buf,
+                           sizeof c->w->read_buf, on_connect);
+  if (rc < 0) {
+    free(u);                   /* never opened: nothing to close */
+    if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM || rc == UV_EADDRNOTAVAIL ||
+        rc == UV_EAGAIN)       /* this machine's lack (descriptors, ports), not the backend's fault */
+      fl_client_error(c, 503, "overloaded", "cannot open a connection to backend %s: %s", b->addr.text,
+                      uv_strerror(rc));
+    else                       /* unreachable, refused by a firewall: the backend's */
+      connect_failed(c, false);
+    return;
+  }
+  u->sock.on_read = on_up_read;
+  u->sock.on_sent = on_up_sent;
   ex->up = u;
   fl_ex_enter(c, FL_EX_CONNECTING);
-  int rc = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&b->addr.ss, on_connect);
-  if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM || rc == UV_EADDRNOTAVAIL ||
-      rc == UV_EAGAIN) {         /* this machine's lack (descriptors, ports), not the backend's fault */
-    detach(c, false);
-    fl_client_error(c, 503, "overloaded", "cannot open a connection to backend %s: %s", b->addr.text, uv_strerror(rc));
-  } else if (rc != 0) {        /* unreachable, refused by a firewall: the backend's */
-    connect_failed(c, false);
-  }
 }
 
 void fl_exchange_start(fl_client_t *c) {
@@ -301,10 +277,9 @@ static void finish(fl_client_t *c) {
 
 static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t len, bool eof);
 
-static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+static void on_up_read(fl_sock_t *s, ssize_t n, const char *data) {
   fl_upconn_t *u = s->data;
   fl_client_t *c = u->owner;
-  if (n == 0) return;
   if (!c) {                          /* pooled: the backend closed it or sent unasked bytes */
     fl_upconn_close(u->pools, u);
     return;
@@ -322,7 +297,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   } else {
     size_t len = n < 0 ? 0 : (size_t)n;
     fl_client_cork(c);
-    size_t done = http_parser_execute(&ex->up_parser, &response_settings, n < 0 ? NULL : buf->base, len);
+    size_t done = http_parser_execute(&ex->up_parser, &response_settings, n < 0 ? NULL : data, len);
     after_up_read(c, u, done, len, n < 0);
     fl_client_uncork(c);
   }
@@ -456,9 +431,8 @@ static int on_up_body(http_parser *p, const char *at, size_t len) {
     uv_buf_t b = uv_buf_init((char *)at, (unsigned)len);
     fl_client_write(c, &b, 1);
   }
-  if (c->out_queued > FL_HIGH_WATER && ex->up && !ex->up_paused) {
-    uv_read_stop((uv_stream_t *)&ex->up->tcp);
-    ex->up->reading = false;
+  if (c->sock.queued > FL_HIGH_WATER && ex->up && !ex->up_paused) {
+    fl_sock_read(&ex->up->sock, false);
     ex->up_paused = true;
   }
   return 0;
@@ -486,8 +460,7 @@ void fl_exchange_resume_upstream(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   if (!ex->up || !ex->up_paused) return;
   ex->up_paused = false;
-  ex->up->reading = true;
-  uv_read_start((uv_stream_t *)&ex->up->tcp, on_up_alloc, on_up_read);
+  fl_sock_read(&ex->up->sock, true);
 }
 
 /* A backend that went silent after it began to answer. */

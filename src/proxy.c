@@ -4,9 +4,11 @@
 #include "proxy_int.h"
 #include "geo.h"
 #include "jsonscan.h"
-#include "write.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +36,7 @@ static void new_request_id(fl_client_t *c);
 
 /* ---- handles, timers, writes ---- */
 
-static void on_handle_closed(uv_handle_t *h) {
-  fl_client_t *c = h->data;
+static void handle_closed(fl_client_t *c) {
   if (--c->handles > 0) return;
   fl_http_head_give(&c->w->heads, &c->head);
   fl_http_head_give(&c->w->heads, &c->up_head);
@@ -46,6 +47,9 @@ static void on_handle_closed(uv_handle_t *h) {
   free(c);
   fl_worker_maybe_stop(w);
 }
+
+static void on_sock_closed(fl_sock_t *s) { handle_closed(s->data); }
+static void on_timer_closed(uv_handle_t *h) { handle_closed(h->data); }
 
 void fl_client_close(fl_client_t *c) {
   if (fl_client_closed(c)) return;
@@ -67,8 +71,8 @@ void fl_client_close(fl_client_t *c) {
   else c->w->clients = c->next;
   if (c->next) c->next->prev = c->prev;
   c->w->n_clients--;
-  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  fl_sock_close(&c->sock, on_sock_closed);
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
 /* ---- phases and their deadlines ---- */
@@ -101,7 +105,7 @@ static uint32_t phase_timeout_ms(const fl_client_t *c) {
 /* The phase's deadline from now (loop time). The timer follows in fl_client_settle. */
 static void arm(fl_client_t *c) {
   uint32_t ms = phase_timeout_ms(c);
-  c->deadline_ms = ms ? uv_now(c->tcp.loop) + ms : 0;
+  c->deadline_ms = ms ? uv_now(&c->w->loop) + ms : 0;
 }
 
 /* The timer is restarted only when it would fire after the deadline; one that fires early
@@ -109,7 +113,7 @@ static void arm(fl_client_t *c) {
  * changes, so a request's phases and its bytes moving cost no timer-heap update. */
 static void sync_timer(fl_client_t *c) {
   if (!c->deadline_ms || (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due_ms <= c->deadline_ms)) return;
-  uint64_t now = uv_now(c->tcp.loop);
+  uint64_t now = uv_now(&c->w->loop);
   uv_timer_start(&c->timer, on_timer, c->deadline_ms > now ? c->deadline_ms - now : 0, 0);
   c->timer_due_ms = c->deadline_ms;
 }
@@ -147,27 +151,22 @@ static void check(const fl_client_t *c) {
   FL_BUG_ON(ex->phase == FL_EX_WAITING && !ex->req_done);
   FL_BUG_ON(ex->inspect && ex->phase != FL_EX_ROUTING);
   FL_BUG_ON(ex->up_paused && (ex->phase != FL_EX_STREAMING || !ex->up));
-  FL_BUG_ON(c->phase == FL_CONN_FLUSH && c->out_queued == 0 && c->w->cork_client != c);
+  FL_BUG_ON(c->phase == FL_CONN_FLUSH && c->sock.queued == 0 && c->w->cork_client != c);
   FL_BUG_ON(c->w->cork_client == c || c->w->cork_up == c);  /* corks end with the callback */
   FL_BUG_ON(phase_timeout_ms(c) && !c->deadline_ms);
   FL_BUG_ON(c->deadline_ms && !uv_is_active((const uv_handle_t *)&c->timer));
-  FL_BUG_ON(c->up_queued && !ex->up);
 }
 
-static void on_client_written(uv_write_t *req, int status) {
-  fl_wreq_t *wr = (fl_wreq_t *)req;
-  fl_client_t *c = wr->owner;
-  c->out_queued -= wr->len;
-  free(wr);
-  if (fl_client_closed(c)) return;
+static void on_client_sent(fl_sock_t *s, size_t n, int status) {
+  fl_client_t *c = s->data;
   if (status < 0) {
     fl_client_close(c);
-  } else if (c->out_queued == 0 && c->phase == FL_CONN_FLUSH) {
+  } else if (c->sock.queued == 0 && c->phase == FL_CONN_FLUSH) {
     fl_client_close(c);
   } else {
     /* the client took bytes: for an answer that waits on the client, that is progress */
     if (c->phase == FL_CONN_IDLE || c->phase == FL_CONN_FLUSH || c->ex.up_paused) fl_client_progress(c);
-    if (c->ex.up_paused && c->out_queued < FL_LOW_WATER) fl_exchange_resume_upstream(c);
+    if (c->ex.up_paused && c->sock.queued < FL_LOW_WATER) fl_exchange_resume_upstream(c);
   }
   fl_client_settle(c);
 }
@@ -179,9 +178,7 @@ void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n) {
     if (c->w->cork_client_buf.err) fl_client_close(c);     /* clears the buffer: nothing reaches another client */
     return;
   }
-  ssize_t queued = fl_write((uv_stream_t *)&c->tcp, bufs, n, c->out_queued == 0, c, on_client_written);
-  if (queued < 0) fl_client_close(c);
-  else c->out_queued += (size_t)queued;
+  if (fl_sock_write(&c->sock, bufs, n) < 0) fl_client_close(c);
 }
 
 /* ---- error answers ---- */
@@ -629,12 +626,6 @@ static int on_message_complete(http_parser *p) {
 
 /* ---- reading and the request loop ---- */
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  fl_client_t *c = h->data;
-  buf->base = c->w->read_buf;
-  buf->len = sizeof c->w->read_buf;
-}
-
 static void answer_parse_error(fl_client_t *c) {
   enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
   int status = c->error_status ? c->error_status : e == HPE_HEADER_OVERFLOW ? 431 : 400;
@@ -680,20 +671,19 @@ static void pump(fl_client_t *c) {
   }
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+static void on_read(fl_sock_t *s, ssize_t n, const char *data) {
   fl_client_t *c = s->data;
-  if (n == 0) return;
   if (n < 0) {            /* the client is gone: an exchange in flight is cancelled */
     fl_client_close(c);
   } else if (c->phase == FL_CONN_FLUSH) {
     /* answered with a close: later requests are not run */
   } else if (c->inbuf.len || HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
-    if (fl_buf_append(&c->inbuf, buf->base, (size_t)n) != 0) fl_client_close(c);
+    if (fl_buf_append(&c->inbuf, data, (size_t)n) != 0) fl_client_close(c);
     else if (c->inbuf.len > FL_LOW_WATER) fl_client_pause_reading(c, true);
   } else {
     fl_client_cork(c);
     fl_exchange_cork(c);
-    feed(c, buf->base, (size_t)n);
+    feed(c, data, (size_t)n);
     pump(c);     /* an answer given synchronously (an error) lets the next request run */
     fl_exchange_uncork(c);
     fl_client_uncork(c);
@@ -704,8 +694,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 void fl_client_pause_reading(fl_client_t *c, bool pause) {
   if (fl_client_closed(c) || pause == c->read_paused) return;
   c->read_paused = pause;
-  if (pause) uv_read_stop((uv_stream_t *)&c->tcp);
-  else uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  fl_sock_read(&c->sock, !pause);
 }
 
 void fl_client_cork(fl_client_t *c) {
@@ -723,10 +712,10 @@ void fl_client_uncork(fl_client_t *c) {
   uv_buf_t b = uv_buf_init(w->cork_client_buf.data, (unsigned)w->cork_client_buf.len);
   fl_client_write(c, &b, 1);
   fl_buf_clear(&w->cork_client_buf);
-  if (c->phase == FL_CONN_FLUSH && c->out_queued == 0) fl_client_close(c);
+  if (c->phase == FL_CONN_FLUSH && c->sock.queued == 0) fl_client_close(c);
 }
 
-static bool output_queued(const fl_client_t *c) { return c->out_queued > 0 || c->w->cork_client == c; }
+static bool output_queued(const fl_client_t *c) { return c->sock.queued > 0 || c->w->cork_client == c; }
 
 /* No further request on c: it closes now, or once what is queued for it went out (a client that
  * stops reading meanwhile is let go after timeouts.idle). */
@@ -772,7 +761,7 @@ static void expire(fl_client_t *c) {
     fl_client_error(c, 408, "timeout", "request head not received within %u ms", c->w->conf->timeouts.header_ms);
     break;
   case FL_CONN_EXCHANGE:          /* a stalled body is the client's, unless the backend stopped taking it */
-    if (ex->phase == FL_EX_ROUTING || (ex->phase == FL_EX_SENDING && !(c->up_queued > 0 && c->read_paused)))
+    if (ex->phase == FL_EX_ROUTING || (ex->phase == FL_EX_SENDING && !(fl_up_queued(c) > 0 && c->read_paused)))
       fl_client_error(c, 408, "timeout", "request body stalled for %u ms", ex->conf->timeouts.idle_ms);
     else
       fl_exchange_timeout(c);
@@ -793,18 +782,23 @@ static void on_timer(uv_timer_t *t) {
 
 /* ---- accept and drain ---- */
 
-static void client_init(fl_worker_t *w, fl_client_t *c) {
+static int client_init(fl_worker_t *w, fl_client_t *c, int fd) {
   c->w = w;
+  c->sock.data = c;
+  int rc = fl_sock_open(&c->sock, &w->loop, fd, w->read_buf, sizeof w->read_buf);
+  if (rc < 0) return rc;
+  c->sock.on_read = on_read;
+  c->sock.on_sent = on_client_sent;
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
-  uv_tcp_init(&w->loop, &c->tcp);
   uv_timer_init(&w->loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
+  c->timer.data = c;
   c->handles = 2;
   c->next = w->clients;
   if (w->clients) w->clients->prev = c;
   w->clients = c;
   w->n_clients++;
+  return 0;
 }
 
 /* Over limits.max_connections (this worker's share): a 503 at once, nothing read, then close. */
@@ -816,22 +810,21 @@ static bool over_connection_limit(fl_client_t *c) {
   return true;
 }
 
-void fl_proxy_accept(fl_worker_t *w) {
+void fl_proxy_accept(fl_worker_t *w, int fd, const struct sockaddr *peer, socklen_t peer_len) {
   fl_client_t *c = calloc(1, sizeof *c);
-  if (!c) return;                   /* out of memory: the connection stays in the kernel's backlog */
-  client_init(w, c);
-  if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
-    fl_client_close(c);
+  if (!c || client_init(w, c, fd) != 0) {     /* out of memory: the connection is let go */
+    free(c);
+    close(fd);
     return;
   }
-  int len = sizeof c->peer;
-  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len);
-  uv_tcp_nodelay(&c->tcp, 1);
+  memcpy(&c->peer, peer, FL_MIN((size_t)peer_len, sizeof c->peer));
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   fl_addr_ntop((struct sockaddr *)&c->peer, c->peer_ip, sizeof c->peer_ip);
   c->trusted = fl_cidr_any(w->conf->trusted, w->conf->n_trusted, (struct sockaddr *)&c->peer);
   if (!over_connection_limit(c)) {
     conn_enter(c, FL_CONN_IDLE);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    fl_sock_read(&c->sock, true);
   }
   fl_client_settle(c);
 }

@@ -5,8 +5,8 @@
 
 #include "worker.h"
 
-/* Accepts one pending connection on the worker's listener. */
-void fl_proxy_accept(fl_worker_t *w);
+/* Serves a connection the worker's listener accepted (fd non-blocking; owned from here on). */
+void fl_proxy_accept(fl_worker_t *w, int fd, const struct sockaddr *peer, socklen_t peer_len);
 
 /* Drain: closes client connections that are between requests; the others close after their
  * current answer. */

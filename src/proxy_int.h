@@ -14,7 +14,7 @@
  * and a fixed set of next phases; the diagram is in docs/ARCHITECTURE.md ("Phases").
  *   IDLE → HEAD → EXCHANGE → IDLE (keep-alive) | FLUSH (closing after its answer) → CLOSED */
 typedef enum {
-  FL_CONN_IDLE,       /* between requests; may still be writing the last answer (out_queued) */
+  FL_CONN_IDLE,       /* between requests; may still be writing the last answer (sock.queued) */
   FL_CONN_HEAD,       /* a request head is arriving */
   FL_CONN_EXCHANGE,   /* a request is being served: ex.phase says where */
   FL_CONN_FLUSH,      /* no further request: what is queued goes out, then the close */
@@ -79,7 +79,7 @@ typedef struct fl_exchange {
 } fl_exchange_t;
 
 typedef struct fl_client {
-  uv_tcp_t tcp;
+  fl_sock_t sock;
   uv_timer_t timer;
   fl_worker_t *w;
   struct fl_client *prev, *next;
@@ -105,8 +105,6 @@ typedef struct fl_client {
   const char *feed_base;        /* that buffer */
   bool read_paused;
   int error_status;             /* set by a parser callback that wants this status answered */
-  size_t out_queued;            /* bytes waiting in libuv's write queue to the client */
-  size_t up_queued;             /* same, to the upstream */
   fl_buf_t inbuf;               /* bytes read but not parsed yet (pipelining) */
   char country[3];
   int country_state;            /* 0 unknown yet, 1 known, -1 none */
@@ -124,6 +122,9 @@ static inline bool fl_ex_answered(const fl_exchange_t *ex) { return ex->phase >=
 static inline bool fl_ex_connected(const fl_exchange_t *ex) {
   return ex->up && ex->phase >= FL_EX_SENDING && ex->phase < FL_EX_DONE;
 }
+
+/* Request bytes the backend's socket has not taken yet. */
+static inline size_t fl_up_queued(const fl_client_t *c) { return c->ex.up ? c->ex.up->sock.queued : 0; }
 
 /* proxy.c */
 void fl_client_write(fl_client_t *c, const uv_buf_t *bufs, unsigned n);

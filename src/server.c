@@ -47,12 +47,8 @@ static fl_control_t ctl;
 
 /* ---- workers ---- */
 
-static void on_connection(uv_stream_t *listener, int status) {
-  if (status == 0) fl_proxy_accept(listener->data);
-}
-
-static void close_if_open(uv_handle_t *h) {
-  if (!uv_is_closing(h)) uv_close(h, NULL);
+static void on_connection(void *worker, int fd, const struct sockaddr *peer, socklen_t peer_len) {
+  fl_proxy_accept(worker, fd, peer, peer_len);
 }
 
 /* Control thread: uv_async_send on a worker that has left aborts the process, so ask first. */
@@ -78,7 +74,7 @@ static void on_wake(uv_async_t *a) {
     return;
   }
   w->draining = true;
-  close_if_open((uv_handle_t *)&w->listener);
+  fl_listener_close(&w->listener);
   fl_proxy_drain(w);
   fl_pool_close_all(&w->pools);
   fl_worker_maybe_stop(w);
@@ -107,6 +103,7 @@ static void on_sweep(uv_timer_t *t) {
 
 static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
   w->id = id;
+  w->listener.fd = w->listener.spare_fd = -1;
   uv_loop_init(&w->loop);
   w->loop.data = w;
   int fd = fl_listen_socket(&conf->listen, true);
@@ -114,10 +111,7 @@ static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
     fprintf(stderr, "fledge: listen %s: %s\n", conf->listen.text, strerror(-fd));
     return fd;
   }
-  uv_tcp_init(&w->loop, &w->listener);
-  uv_tcp_open(&w->listener, fd);
-  w->listener.data = w;
-  int rc = uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+  int rc = fl_listener_start(&w->listener, &w->loop, fd, 1024, on_connection, w);
   if (rc < 0) {
     fprintf(stderr, "fledge: listen %s: %s\n", conf->listen.text, uv_strerror(rc));
     return rc;

@@ -95,14 +95,14 @@ fl_upconn_t *fl_pool_take(fl_pools_t *p, fl_backend_t *b) {
   return u;
 }
 
-static void on_free(uv_handle_t *h) { free(h->data); }
+static void on_free(fl_sock_t *s) { free(s->data); }
 
 void fl_upconn_close(fl_pools_t *p, fl_upconn_t *u) {
   if (u->closing) return;
   u->closing = true;
   if (!u->owner) unlink_idle(p, u);
-  u->tcp.data = u;
-  uv_close((uv_handle_t *)&u->tcp, on_free);
+  u->sock.data = u;
+  fl_sock_close(&u->sock, on_free);
 }
 
 void fl_pool_put(fl_pools_t *p, fl_upconn_t *u) {

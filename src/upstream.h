@@ -4,6 +4,7 @@
 #define FL_UPSTREAM_H
 
 #include "conf.h"
+#include "sock.h"
 #include <stdatomic.h>
 #include <uv.h>
 
@@ -33,21 +34,18 @@ bool fl_backend_report(fl_backend_t *b, bool ok, uint64_t now_ms);
 
 /* An upstream connection. Owned by the worker's pool while idle, by the proxy while in use. */
 typedef struct fl_upconn {
-  uv_tcp_t tcp;
-  uv_connect_t connect_req;
+  fl_sock_t sock;                     /* reading stays on while pooled */
   fl_backend_t *backend;
   struct fl_pools *pools;             /* of the worker whose loop it lives on */
   struct fl_upconn *next;             /* pool list */
   void *owner;                        /* the proxy exchange using it; NULL when idle */
   unsigned requests;                  /* served so far: >0 means it is a reused connection */
   uint64_t idle_since_ms;             /* when it was last put in the pool */
-  bool reading;                       /* uv_read_start done (it stays on while pooled) */
   bool closing;
 } fl_upconn_t;
 
 /* Per-worker pools: idle connections by backend id, round-robin cursors. Worker thread only. */
 typedef struct fl_pools {
-  char discard[256];                  /* bytes read on idle connections land here */
   fl_upconn_t *idle[FL_MAX_BACKENDS];
   uint16_t n_idle[FL_MAX_BACKENDS];
   uint32_t rr[FL_MAX_BACKENDS];

@@ -10,7 +10,7 @@ void fl_worker_maybe_stop(fl_worker_t *w) {
   if (!w->draining || w->n_clients > 0) return;
   fl_pool_close_all(&w->pools);
   close_if_open((uv_handle_t *)&w->sweep);
-  close_if_open((uv_handle_t *)&w->listener);
+  fl_listener_close(&w->listener);
   pthread_mutex_lock(&w->wake_lock);   /* taken once, at the end: never on the request path */
   w->wake_open = false;
   pthread_mutex_unlock(&w->wake_lock);

@@ -6,6 +6,7 @@
 
 #include "conf.h"
 #include "http.h"
+#include "sock.h"
 #include "upstream.h"
 
 #include <pthread.h>
@@ -21,7 +22,7 @@ struct fl_client;
 typedef struct fl_worker {
   unsigned id;
   uv_loop_t loop;
-  uv_tcp_t listener;
+  fl_listener_t listener;
   uv_async_t wake;
   pthread_mutex_t wake_lock;          /* wake_open: the control thread wakes only a worker still there */
   bool wake_open;

@@ -1,5 +1,6 @@
-/* write.h — the one way fledge writes to a libuv stream: what the socket takes now goes at once
- * (uv_try_write), only the rest is copied and queued. Any loop thread, for its own streams. */
+/* write.h — how the admin server and the mock write to a libuv stream: what the socket takes now
+ * goes at once (sendmsg), only the rest is copied and queued. Any loop thread, for its own streams.
+ * The data path has its own sockets (sock.h). */
 #ifndef FL_WRITE_H
 #define FL_WRITE_H
 
