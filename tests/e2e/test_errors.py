@@ -7,6 +7,7 @@ The backends here are small Python raw-socket servers (not `fledge mock`) so tha
 misbehave in one precise way and count what reached it."""
 import http.client
 import json
+import os
 import select
 import socket
 import struct
@@ -1114,3 +1115,42 @@ def test_connections_beyond_limits_max_connections_get_503_and_the_others_keep_w
         time.sleep(0.3)                                  # closed connections free their places
         for _ in range(5):
             assert request(gw.port, "GET", "/v1/models").status == 200
+
+
+def _cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])        # utime + stime
+
+
+def test_out_of_descriptors_the_gateway_sheds_new_connections_without_spinning_and_recovers():
+    import resource
+    with mock(model="m-v1") as v1, Gateway(route_yaml(v1), workers=1) as gw:
+        assert request(gw.port, "GET", "/v1/models").status == 200
+        in_use = len(os.listdir("/proc/%d/fd" % gw.pid))
+        old = resource.prlimit(gw.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (in_use + 3, old[1]))   # the soft limit only
+        conns = []
+        try:
+            for _ in range(20):                     # more than it has descriptors for
+                conns.append(socket.create_connection(("127.0.0.1", gw.port), timeout=2))
+            time.sleep(0.5)
+            before = _cpu_ticks(gw.pid)
+            time.sleep(1.0)
+            # a connection left in the backlog would wake a level-triggered poll for ever: ~100 ticks/s
+            assert _cpu_ticks(gw.pid) - before < 30, "the gateway spins while out of descriptors"
+            shed = 0
+            for s in conns:
+                s.settimeout(0.2)
+                try:
+                    if s.recv(1) == b"":
+                        shed += 1
+                except (socket.timeout, ConnectionResetError):
+                    pass
+            assert shed > 0, "no connection was let go"
+        finally:
+            for s in conns:
+                s.close()
+            resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, old)
+        time.sleep(0.3)
+        assert request(gw.port, "GET", "/v1/models").status == 200
