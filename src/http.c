@@ -167,8 +167,7 @@ int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
   return 0;
 }
 
-const char *fl_http_head_get(const fl_http_head_t *h, const char *lname, size_t *len) {
-  size_t nlen = strlen(lname);
+const char *fl_http_head_getn(const fl_http_head_t *h, const char *lname, size_t nlen, size_t *len) {
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
     if (x->name_len == nlen && memcmp(h->buf + x->name_off, lname, nlen) == 0) {

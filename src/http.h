@@ -53,8 +53,12 @@ int fl_http_head_take(fl_head_spares_t *s, fl_http_head_t *h, uint32_t cap, uint
 void fl_http_head_give(fl_head_spares_t *s, fl_http_head_t *h);
 void fl_head_spares_free(fl_head_spares_t *s);
 
-/* Value of a header by lower-case name (first occurrence), or NULL. Not NUL-terminated. */
-const char *fl_http_head_get(const fl_http_head_t *h, const char *lname, size_t *len);
+/* Value of a header by lower-case name of nlen bytes (first occurrence), or NULL. Not
+ * NUL-terminated. fl_http_head_get takes a C string (a literal's length folds at compile time). */
+const char *fl_http_head_getn(const fl_http_head_t *h, const char *lname, size_t nlen, size_t *len);
+static inline const char *fl_http_head_get(const fl_http_head_t *h, const char *lname, size_t *len) {
+  return fl_http_head_getn(h, lname, strlen(lname), len);
+}
 
 static inline const char *fl_hdr_name(const fl_http_head_t *h, const fl_hdr_t *x) { return h->buf + x->name_off; }
 static inline const char *fl_hdr_value(const fl_http_head_t *h, const fl_hdr_t *x) { return h->buf + x->value_off; }

@@ -237,6 +237,14 @@ void fl_llm_feed(fl_llm_t *o, const char *data, size_t len, uint64_t now_ns, fl_
       i += in_string(o, p + i, len - i);
       continue;
     }
+    if (o->state == S_OUT && !o->is_stream) {   /* a plain JSON body: only a quote matters here */
+      const uint8_t *q = memchr(p + i, '"', len - i);
+      if (!q) return;
+      i = (size_t)(q - p) + 1;
+      o->nl_run = 0;
+      start_string(o);
+      continue;
+    }
     uint8_t c = p[i++];
     if (c == '\n' || c == '\r') {
       line_break(o, c, now_ns, on_token, ctx);
