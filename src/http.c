@@ -53,9 +53,11 @@ void fl_http_head_give(fl_head_spares_t *s, fl_http_head_t *h) {
   }
 }
 
-void fl_head_spares_free(fl_head_spares_t *s) {
-  while (s->n) fl_http_head_free(&s->spare[--s->n]);
+void fl_head_spares_trim(fl_head_spares_t *s, size_t keep) {
+  while (s->n > keep) fl_http_head_free(&s->spare[--s->n]);
 }
+
+void fl_head_spares_free(fl_head_spares_t *s) { fl_head_spares_trim(s, 0); }
 
 /* Doubles *cap (up to limit) and the array behind *p; false when at the limit or out of memory. */
 static bool grow(void **p, uint32_t *cap, uint32_t limit, size_t elem, uint32_t need) {

@@ -51,6 +51,9 @@ typedef struct fl_head_spares {
 int fl_http_head_take(fl_head_spares_t *s, fl_http_head_t *h, uint32_t cap, uint32_t max) FL_MUST_CHECK;
 /* h's table goes back to the spares (freed when they are full or it grew); h is then empty. */
 void fl_http_head_give(fl_head_spares_t *s, fl_http_head_t *h);
+/* Frees spares beyond `keep`: after a burst, the tables it left behind would pin the heap pages
+ * around them. */
+void fl_head_spares_trim(fl_head_spares_t *s, size_t keep);
 void fl_head_spares_free(fl_head_spares_t *s);
 
 /* Value of a header by lower-case name of nlen bytes (first occurrence), or NULL. Not

@@ -94,11 +94,13 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* Pooled upstream connections idle for FL_POOL_IDLE_MS (or timeouts.idle when shorter) close: a
- * burst's connections do not stay for a minute, pinning descriptors and heap pages. */
+/* Once a second: pooled upstream connections idle for FL_POOL_IDLE_MS (or timeouts.idle when
+ * shorter) close, and spare header tables beyond one per open connection are freed, so that what
+ * a burst left behind does not stay for a minute, pinning descriptors and heap pages. */
 static void on_sweep(uv_timer_t *t) {
   fl_worker_t *w = t->data;
   fl_pool_sweep(&w->pools, fl_now_ms(), FL_MIN(w->conf->timeouts.idle_ms, FL_POOL_IDLE_MS));
+  fl_head_spares_trim(&w->heads, w->n_clients);
 }
 
 static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
