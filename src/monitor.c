@@ -118,11 +118,14 @@ static labels_t *route_labels(const char *route) {
   return mon.tables[mon.n_tables++] = l;
 }
 
-static mseries_t *series_get(unsigned id) {
-  if (id >= FL_MAX_SERIES) return NULL;
-  if (!mon.series[id] && (mon.series[id] = calloc(1, sizeof *mon.series[id]))) {
-    mon.series[id]->labels = route_labels(fl_metrics_series_route(id));
-  }
+/* The series with id and generation gen, made on first use; NULL when the id has been freed
+ * (or taken again) since gen: a straggler's numbers belong to no series now. */
+static mseries_t *series_get(unsigned id, unsigned gen) {
+  char route[64];
+  if (id >= FL_MAX_SERIES || fl_metrics_series_gen(id) != gen) return NULL;
+  if (mon.series[id]) return mon.series[id];
+  if (!fl_metrics_series_route(id, gen, route, sizeof route)) return NULL;
+  if ((mon.series[id] = calloc(1, sizeof *mon.series[id]))) mon.series[id]->labels = route_labels(route);
   return mon.series[id];
 }
 
@@ -132,6 +135,13 @@ static void ring_free(mseries_t *m, unsigned f) {
   free(m->ring[f]);
   m->ring[f] = NULL;
   m->drift_set[f] = false;
+}
+
+static void series_free(unsigned id) {
+  mseries_t *m = mon.series[id];
+  for (unsigned f = 0; m && f < FL_F_COUNT; f++) ring_free(m, f);
+  free(m);
+  mon.series[id] = NULL;
 }
 
 static void welford_add(welford_t *w, double v) {
@@ -235,7 +245,7 @@ static void observe(fl_sample_t *s) {
   fl_qsample_t q = {.req = s->req.data, .req_len = s->req.len, .req_cut = s->req_cut, .resp = s->resp.data,
                     .resp_len = s->resp.len, .resp_cut = s->resp_cut, .stream = s->stream, .status = s->status};
   pthread_mutex_lock(&mon.lock);
-  mseries_t *m = series_get(s->series);
+  mseries_t *m = series_get(s->series, s->series_gen);
   if (m) {
     sink_ctx_t ctx = {m, mon.series_route[s->series] >= 0, s->at_ms, capturing(s->series, s->at_ms)};
     fl_qsink_t sink = {on_value, on_label, &ctx};
@@ -560,10 +570,7 @@ void fl_monitor_stop(void) {
   }
   pthread_mutex_lock(&mon.lock);
   free_rings();
-  for (unsigned i = 0; i < FL_MAX_SERIES; i++) {
-    free(mon.series[i]);
-    mon.series[i] = NULL;
-  }
+  for (unsigned i = 0; i < FL_MAX_SERIES; i++) series_free(i);
   for (unsigned i = 0; i < mon.n_tables; i++) free(mon.tables[i]);
   mon.n_tables = 0;
   fl_quality_conf_free(&mon.qc);
@@ -583,12 +590,21 @@ uint64_t fl_monitor_dropped(void) {
 
 void fl_monitor_feedback(unsigned series, double score) {
   pthread_mutex_lock(&mon.lock);
-  mseries_t *m = series_get(series);
+  mseries_t *m = series_get(series, fl_metrics_series_gen(series));
   if (m) {
     m->d.feedback++;
     m->d.feedback_sum += score;
     m->d.feedback_sumsq += score * score;
   }
+  pthread_mutex_unlock(&mon.lock);
+}
+
+/* A drift refresh under way that planned this series drops its results (the generation). */
+void fl_monitor_forget(unsigned series) {
+  if (series >= FL_MAX_SERIES) return;
+  pthread_mutex_lock(&mon.lock);
+  series_free(series);
+  mon.generation++;
   pthread_mutex_unlock(&mon.lock);
 }
 
