@@ -31,8 +31,10 @@ void fl_account_begin(fl_client_t *c) {
   if (!ex->conf->metrics) return;
   ex->vs = fl_metrics_vstats(c->w->metrics, chosen(c)->series);
   if (ex->vs) fl_ctr_add(&ex->vs->in_flight, 1);
-  if (ex->vs && sampled(c->w, ex->start_ns) && (ex->sample = calloc(1, sizeof *ex->sample)))
+  if (ex->vs && sampled(c->w, ex->start_ns) && (ex->sample = calloc(1, sizeof *ex->sample))) {
     ex->sample->series = chosen(c)->series;
+    ex->sample->series_gen = chosen(c)->series_gen;
+  }
 }
 
 /* Keeps at most data.max_body bytes of a body; *cut says that more came. */
@@ -126,6 +128,7 @@ void fl_account_end(fl_client_t *c) {
   if (!ex->begun) return;
   ex->begun = false;
   ex->vs = NULL;
+  ex->bs = NULL;                       /* both are freed with their series once the snapshot goes */
   int status = fl_ex_answered(ex) && ex->status ? ex->status : 499;   /* 499: the client went away */
   if (status < 100 || status > 599) status = 599;
   uint64_t duration_us = (fl_now_ns() - ex->start_ns) / 1000;

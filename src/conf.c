@@ -891,6 +891,8 @@ void fl_conf_unref(fl_conf_t *c) {
   if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) conf_free(c);
 }
 
+bool fl_conf_shared(const fl_conf_t *c) { return atomic_load_explicit(&c->refs, memory_order_acquire) > 1; }
+
 const fl_route_t *fl_conf_route(const fl_conf_t *c, const char *name) {
   for (size_t i = 0; c && name && i < c->n_routes; i++)
     if (strcmp(c->routes[i].name, name) == 0) return &c->routes[i];

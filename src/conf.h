@@ -57,6 +57,7 @@ typedef struct fl_variant_conf {
   fl_addr_t *backends; size_t n_backends;   /* at least one */
   struct fl_backend **bound;        /* n_backends entries, set by fl_upstream_bind() */
   unsigned series;                  /* metrics series of (route, variant, version): fl_metrics_bind() */
+  unsigned series_gen;              /* its generation (metrics.h); 0: not bound */
   unsigned *backend_series;         /* n_backends metrics series of (route, variant, backend) */
   char **metrics_urls; size_t n_metrics_urls;   /* metrics_url: the backends' own Prometheus
                                                    endpoints, http://HOST:PORT/PATH (scrape.h) */
@@ -164,6 +165,9 @@ void fl_conf_pin_workers(unsigned n);
 
 void fl_conf_ref(fl_conf_t *c);
 void fl_conf_unref(fl_conf_t *c);   /* frees at zero */
+/* Whether anyone besides the caller holds a reference to c. Once false it stays false (nobody
+ * else has c to take a new one), and every other holder's use of c happened before. */
+bool fl_conf_shared(const fl_conf_t *c);
 
 const fl_route_t *fl_conf_route(const fl_conf_t *c, const char *name);
 

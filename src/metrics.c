@@ -1,8 +1,10 @@
 /* metrics.c — the series registry, per-worker tables, Prometheus exposition and the ring of
  * per-second snapshots behind the windowed numbers of /api/v1/stats. Modules above this one add
  * their parts to both through the registered callbacks; nothing here calls them by name.
- * Workers only ever touch their own tables (fl_metrics_vstats/bstats and the counters);
- * everything else here runs on the control thread. */
+ * Workers only ever touch their own tables (fl_metrics_vstats/bstats and the counters); the
+ * monitor thread reads a series' generation and route; everything else here runs on the control
+ * thread. A series lives while some snapshot names it: it is freed, with every worker's counters
+ * for it, when the last such snapshot is unbound (retire.h), and its id is reused. */
 #include "metrics.h"
 #include "http.h"
 #include "live.h"
@@ -13,29 +15,59 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* ---- registry ---- */
+/* ---- registry ----
+ * An id is taken by the first snapshot that names its label set and freed when the last one
+ * naming it is unbound. Only the control thread writes; the lock is for the monitor thread,
+ * which copies a route out (fl_metrics_series_route) and never holds it while waiting on
+ * anything else. */
 
 typedef struct {
   char route[64], version[64], backend[64];
   fl_variant_id_t variant;
 } fl_labels_t;
 
+typedef struct {
+  fl_labels_t l;
+  unsigned refs;                     /* bindings by snapshots; 0: a free id */
+  atomic_uint gen;                   /* changes when the id is taken and when it is freed */
+} fl_entry_t;
+
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static fl_labels_t series_labels[FL_MAX_SERIES], bseries_labels[FL_MAX_BSERIES];
-static atomic_uint n_series, n_bseries;
+static fl_entry_t series_tab[FL_MAX_SERIES], bseries_tab[FL_MAX_BSERIES];
+static atomic_uint n_series, n_bseries;        /* ids below may be taken */
 
 static const char *const uperr_names[FL_UPERR_COUNT] = {"connect_refused", "connect_timeout", "reset", "timeout",
                                                        "bad_response"};
 
-/* Finds or adds a label set; returns its id or -1 when the table is full. Lock held. */
-static int registry_id(fl_labels_t *table, atomic_uint *n, unsigned max, const fl_labels_t *want) {
-  unsigned len = atomic_load(n);
-  for (unsigned i = 0; i < len; i++)
-    if (memcmp(&table[i], want, sizeof *want) == 0) return (int)i;
-  if (len == max) return -1;
-  table[len] = *want;
-  atomic_store(n, len + 1);          /* publish after the labels are written */
-  return (int)len;
+/* Finds a taken entry with these labels or takes the lowest free id; returns its id with one
+ * more reference, or -1 when every id is taken. Lock held. */
+static int registry_take(fl_entry_t *table, atomic_uint *n, unsigned max, const fl_labels_t *want) {
+  unsigned len = atomic_load(n), free_id = len;
+  for (unsigned i = 0; i < len; i++) {
+    if (!table[i].refs) free_id = FL_MIN(free_id, i);
+    else if (memcmp(&table[i].l, want, sizeof *want) == 0) {
+      table[i].refs++;
+      return (int)i;
+    }
+  }
+  if (free_id == max) return -1;
+  table[free_id].l = *want;
+  table[free_id].refs = 1;
+  atomic_fetch_add(&table[free_id].gen, 1);
+  if (free_id == len) atomic_store(n, len + 1);     /* publish after the labels are written */
+  return (int)free_id;
+}
+
+/* Drops one reference; true when that freed the id (its labels cleared, a new generation). */
+static bool registry_drop(fl_entry_t *table, unsigned id) {
+  pthread_mutex_lock(&registry_lock);
+  bool freed = --table[id].refs == 0;
+  if (freed) {
+    memset(&table[id].l, 0, sizeof table[id].l);
+    atomic_fetch_add(&table[id].gen, 1);
+  }
+  pthread_mutex_unlock(&registry_lock);
+  return freed;
 }
 
 static void labels(fl_labels_t *l, const fl_route_t *r, fl_variant_id_t v, const char *version, const char *backend) {
@@ -46,16 +78,21 @@ static void labels(fl_labels_t *l, const fl_route_t *r, fl_variant_id_t v, const
   l->variant = v;
 }
 
+/* Lock held. Every step leaves v unbindable: backend_series entries start as FL_SERIES_NONE and
+ * series_gen is set only with the reference that goes with it. */
 static int bind_variant(const fl_route_t *r, fl_variant_id_t id, fl_variant_conf_t *v) {
   fl_labels_t l;
+  size_t n = v->n_backends ? v->n_backends : 1;
+  if (!(v->backend_series = malloc(n * sizeof *v->backend_series))) return FL_ENOMEM;
+  for (size_t i = 0; i < n; i++) v->backend_series[i] = FL_SERIES_NONE;
   labels(&l, r, id, v->version, NULL);
-  int sid = registry_id(series_labels, &n_series, FL_MAX_SERIES, &l);
-  v->backend_series = calloc(v->n_backends ? v->n_backends : 1, sizeof *v->backend_series);
-  if (sid < 0 || !v->backend_series) return FL_ELIMIT;
+  int sid = registry_take(series_tab, &n_series, FL_MAX_SERIES, &l);
+  if (sid < 0) return FL_ELIMIT;
   v->series = (unsigned)sid;
+  v->series_gen = atomic_load(&series_tab[sid].gen);
   for (size_t i = 0; i < v->n_backends; i++) {
     labels(&l, r, id, NULL, v->backends[i].text);
-    int bid = registry_id(bseries_labels, &n_bseries, FL_MAX_BSERIES, &l);
+    int bid = registry_take(bseries_tab, &n_bseries, FL_MAX_BSERIES, &l);
     if (bid < 0) return FL_ELIMIT;
     v->backend_series[i] = (unsigned)bid;
   }
@@ -81,20 +118,38 @@ int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const cha
   strcpy(l.version, version);
   unsigned n = atomic_load(&n_series);          /* look only: the table is for configured versions */
   for (unsigned i = 0; i < n; i++)
-    if (memcmp(&series_labels[i], &l, sizeof l) == 0) return (int)i;
+    if (series_tab[i].refs && memcmp(&series_tab[i].l, &l, sizeof l) == 0) return (int)i;
   return -1;
 }
 
 unsigned fl_metrics_series_count(void) { return atomic_load(&n_series); }
 
-const char *fl_metrics_series_route(unsigned id) { return id < atomic_load(&n_series) ? series_labels[id].route : ""; }
+bool fl_metrics_series_live(unsigned id) { return id < FL_MAX_SERIES && series_tab[id].refs > 0; }
+
+unsigned fl_metrics_series_gen(unsigned id) { return id < FL_MAX_SERIES ? atomic_load(&series_tab[id].gen) : 0; }
+
+bool fl_metrics_series_route(unsigned id, unsigned gen, char *out, size_t cap) {
+  if (id >= FL_MAX_SERIES) return false;
+  pthread_mutex_lock(&registry_lock);
+  bool same = atomic_load(&series_tab[id].gen) == gen && series_tab[id].refs > 0;
+  if (same) snprintf(out, cap, "%s", series_tab[id].l.route);
+  pthread_mutex_unlock(&registry_lock);
+  return same;
+}
+
+void fl_metrics_registry_size(unsigned *series, unsigned *bseries) {
+  *series = *bseries = 0;
+  for (unsigned i = 0; i < atomic_load(&n_series); i++) *series += series_tab[i].refs > 0;
+  for (unsigned i = 0; i < atomic_load(&n_bseries); i++) *bseries += bseries_tab[i].refs > 0;
+}
 
 /* ---- parts registered by the modules above ---- */
 
 static struct { fl_metrics_expo_fn *fn; void *ctx; } expo_parts[FL_METRICS_MAX_PARTS];
 static struct { const char *key; fl_metrics_series_json_fn *fn; void *ctx; } series_parts[FL_METRICS_MAX_PARTS];
 static struct { const char *key; fl_metrics_route_json_fn *fn; void *ctx; } route_parts[FL_METRICS_MAX_PARTS];
-static unsigned n_expo_parts, n_series_parts, n_route_parts;
+static struct { fl_metrics_forget_fn *fn; void *ctx; } forget_parts[FL_METRICS_MAX_PARTS];
+static unsigned n_expo_parts, n_series_parts, n_route_parts, n_forget_parts;
 
 int fl_metrics_register_exposition(fl_metrics_expo_fn *fn, void *ctx) {
   if (n_expo_parts == FL_METRICS_MAX_PARTS) return FL_ELIMIT;
@@ -116,6 +171,13 @@ int fl_metrics_register_route_json(const char *key, fl_metrics_route_json_fn *fn
   route_parts[n_route_parts].key = key;
   route_parts[n_route_parts].fn = fn;
   route_parts[n_route_parts++].ctx = ctx;
+  return 0;
+}
+
+int fl_metrics_register_forget(fl_metrics_forget_fn *fn, void *ctx) {
+  if (n_forget_parts == FL_METRICS_MAX_PARTS) return FL_ELIMIT;
+  forget_parts[n_forget_parts].fn = fn;
+  forget_parts[n_forget_parts++].ctx = ctx;
   return 0;
 }
 
@@ -189,6 +251,8 @@ static uint64_t sum_codes(const fl_vsum_t *s, unsigned from, unsigned to) {
 void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out) {
   static fl_vsum_t sum;              /* control thread only; large */
   sum_series(src, series, &sum);
+  out->series = series;
+  out->series_gen = fl_metrics_series_gen(series);
   out->requests = sum_codes(&sum, 100, 600);
   out->errors = sum_codes(&sum, 500, 600);
   out->completion_tokens = sum.completion;
@@ -217,10 +281,10 @@ void fl_metrics_escape(char *dst, size_t cap, const char *src) {
 }
 
 void fl_metrics_series_labels(unsigned id, char *out, size_t cap) {
-  const fl_labels_t *l = &series_labels[id];
+  const fl_labels_t *l = &series_tab[id].l;
   char version[140];
   fl_metrics_escape(version, sizeof version, l->version);
-  snprintf(out, cap, "route=\"%s\",variant=\"%s\",version=\"%s\"", l->route, fl_variant_name(l->variant), version);
+  snprintf(out, cap, "route=\"%.63s\",variant=\"%s\",version=\"%s\"", l->route, fl_variant_name(l->variant), version);
 }
 
 void fl_metrics_family(fl_buf_t *b, const char *name, const char *type, const char *help) {
@@ -284,7 +348,7 @@ static void expo_hist(fl_buf_t *b, const fl_expo_t *e, const char *name, const c
 }
 
 static void backend_label_text(unsigned id, char *out, size_t cap) {
-  const fl_labels_t *l = &bseries_labels[id];
+  const fl_labels_t *l = &bseries_tab[id].l;
   snprintf(out, cap, "route=\"%s\",variant=\"%s\",backend=\"%s\"", l->route, fl_variant_name(l->variant), l->backend);
 }
 
@@ -293,6 +357,7 @@ static void expo_backends(fl_buf_t *b, const fl_metrics_src_t *src) {
   char lbl[256];
   fl_metrics_family(b, "fledge_upstream_requests_total", "counter", "Requests sent to each backend.");
   for (unsigned id = 0; id < n; id++) {
+    if (!bseries_tab[id].refs) continue;
     uint64_t total = 0;
     for (unsigned w = 0; w < src->n_workers; w++) {
       const fl_bstats_t *s = atomic_load_explicit(&src->workers[w]->bs[id], memory_order_acquire);
@@ -303,6 +368,7 @@ static void expo_backends(fl_buf_t *b, const fl_metrics_src_t *src) {
   }
   fl_metrics_family(b, "fledge_upstream_errors_total", "counter", "Upstream failures by backend and kind.");
   for (unsigned id = 0; id < n; id++) {
+    if (!bseries_tab[id].refs) continue;
     backend_label_text(id, lbl, sizeof lbl);
     for (unsigned k = 0; k < FL_UPERR_COUNT; k++) {
       uint64_t total = 0;
@@ -332,15 +398,30 @@ static void expo_routes(fl_buf_t *b, const fl_conf_t *c) {
   }
 }
 
+static void expo_registries(fl_buf_t *b) {
+  unsigned series, bseries;
+  fl_metrics_registry_size(&series, &bseries);
+  fl_metrics_family(b, "fledge_registry_entries", "gauge",
+                    "Series and backends named by a config still in use (a backend also while its idle "
+                    "connections close).");
+  fl_buf_printf(b, "fledge_registry_entries{registry=\"series\"} %u\n", series);
+  fl_buf_printf(b, "fledge_registry_entries{registry=\"backend_series\"} %u\n", bseries);
+  fl_buf_printf(b, "fledge_registry_entries{registry=\"backends\"} %u\n", fl_upstream_count());
+}
+
+/* Only taken ids are exported: a series leaves /metrics when it is freed. */
 char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
-  fl_expo_t e = {.n = atomic_load(&n_series)};
-  e.sums = malloc(sizeof *e.sums * (e.n ? e.n : 1));
-  e.lbl = malloc(sizeof *e.lbl * (e.n ? e.n : 1));
+  unsigned n_ids = atomic_load(&n_series);
+  fl_expo_t e = {0};
+  e.sums = malloc(sizeof *e.sums * (n_ids ? n_ids : 1));
+  e.lbl = malloc(sizeof *e.lbl * (n_ids ? n_ids : 1));
   fl_buf_t b = {0};
   if (!e.sums || !e.lbl) goto out;
-  EACH_SERIES(&e, i) {
-    sum_series(src, i, &e.sums[i]);
-    fl_metrics_series_labels(i, e.lbl[i], sizeof e.lbl[i]);
+  for (unsigned id = 0; id < n_ids; id++) {
+    if (!series_tab[id].refs) continue;
+    sum_series(src, id, &e.sums[e.n]);
+    fl_metrics_series_labels(id, e.lbl[e.n], sizeof e.lbl[e.n]);
+    e.n++;
   }
   expo_requests(&b, &e);
   expo_counter(&b, &e, "fledge_retries_total", "Requests retried on another backend after a failed connect.",
@@ -362,6 +443,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   expo_hist(&b, &e, "fledge_inter_token_latency_seconds", "Time between consecutive SSE events with content.", H_ITL);
   expo_backends(&b, src);
   expo_routes(&b, c);
+  expo_registries(&b);
   for (unsigned i = 0; i < n_expo_parts; i++) expo_parts[i].fn(&b, c, expo_parts[i].ctx);
   fl_buf_append(&b, "", 1);
 out:
@@ -379,6 +461,7 @@ typedef struct {
 } fl_sparse_t;
 
 typedef struct {                      /* one series, one second */
+  unsigned gen;                       /* the id's generation then: another one's numbers are not its */
   uint64_t requests, errors, prompt, completion;   /* cumulative */
   uint32_t nh[H_COUNT];
   fl_sparse_t *h[H_COUNT];            /* the histograms' growth during this second */
@@ -438,6 +521,8 @@ uint64_t fl_metrics_tick(const fl_metrics_src_t *src) {
   s->t_ms = fl_now_ms();
   for (unsigned id = 0; id < n; id++) {
     fl_srec_t *r = &s->rec[id];
+    r->gen = atomic_load(&series_tab[id].gen);
+    if (!series_tab[id].refs) continue;
     sum_series(src, id, &tick_sum);
     r->requests = sum_codes(&tick_sum, 100, 600);
     total += r->requests;
@@ -459,16 +544,50 @@ void fl_metrics_shutdown(void) {
   free(prev_hist);
   prev_hist = NULL;
   prev_n = ring_len = ring_next = 0;
-  n_expo_parts = n_series_parts = n_route_parts = 0;
+  n_expo_parts = n_series_parts = n_route_parts = n_forget_parts = 0;
+}
+
+/* ---- freeing a series ---- */
+
+/* A freed series' own state goes: the workers' counters (no request can reach them: no snapshot
+ * names the series), the histograms its next tick would subtract, and what the forget parts
+ * keep. The ring's samples of it stay until they turn over, unread (rec_of). */
+static void free_series(const fl_metrics_src_t *src, unsigned id) {
+  for (unsigned w = 0; src && w < src->n_workers; w++)
+    free(atomic_exchange_explicit(&src->workers[w]->vs[id], NULL, memory_order_relaxed));
+  if (id < prev_n) memset(prev_hist[id], 0, sizeof prev_hist[id]);
+  for (unsigned i = 0; i < n_forget_parts; i++) forget_parts[i].fn(id, forget_parts[i].ctx);
+}
+
+static void free_bseries(const fl_metrics_src_t *src, unsigned id) {
+  for (unsigned w = 0; src && w < src->n_workers; w++)
+    free(atomic_exchange_explicit(&src->workers[w]->bs[id], NULL, memory_order_relaxed));
+}
+
+static void unbind_variant(const fl_metrics_src_t *src, fl_variant_conf_t *v) {
+  if (v->series_gen && registry_drop(series_tab, v->series)) free_series(src, v->series);
+  v->series_gen = 0;
+  for (size_t i = 0; v->backend_series && i < FL_MAX(v->n_backends, (size_t)1); i++) {
+    unsigned id = v->backend_series[i];
+    if (id != FL_SERIES_NONE && registry_drop(bseries_tab, id)) free_bseries(src, id);
+    v->backend_series[i] = FL_SERIES_NONE;
+  }
+}
+
+void fl_metrics_unbind(const fl_metrics_src_t *src, fl_conf_t *c) {
+  for (size_t i = 0; i < c->n_routes; i++)
+    for (int v = 0; v < FL_NVARIANTS; v++) unbind_variant(src, &c->routes[i].variant[v]);
 }
 
 static const fl_slot_t *slot_back(unsigned age) {   /* 0: the newest */
   return &ring[(ring_next + FL_RING_SECONDS - 1 - age) % FL_RING_SECONDS];
 }
 
-static fl_srec_t rec_of(const fl_slot_t *s, unsigned id) {
+/* What the slot holds of the series id has with generation gen: nothing when it holds another
+ * series' numbers (one freed since, or none at all then), as the series started from zero. */
+static fl_srec_t rec_of(const fl_slot_t *s, unsigned id, unsigned gen) {
   fl_srec_t none = {0};
-  return id < s->n ? s->rec[id] : none;
+  return id < s->n && s->rec[id].gen == gen ? s->rec[id] : none;
 }
 
 static json_t *quantiles_ms(const fl_hist_snap_t *h) {
@@ -478,7 +597,7 @@ static json_t *quantiles_ms(const fl_hist_snap_t *h) {
 }
 
 /* Numbers over the last `seconds` (or as much of it as has been sampled). */
-static json_t *window_json(unsigned id, unsigned seconds) {
+static json_t *window_json(unsigned id, unsigned gen, unsigned seconds) {
   if (ring_len < 2) return json_pack("{s:i, s:i}", "seconds", 0, "requests", 0);
   const fl_slot_t *newest = slot_back(0);
   unsigned age = 1;
@@ -487,14 +606,14 @@ static json_t *window_json(unsigned id, unsigned seconds) {
   static fl_hist_snap_t h[H_COUNT];
   memset(h, 0, sizeof h);
   for (unsigned a = 0; a < age; a++) {
-    fl_srec_t r = rec_of(slot_back(a), id);
+    fl_srec_t r = rec_of(slot_back(a), id, gen);
     for (unsigned k = 0; k < H_COUNT; k++)
       for (uint32_t j = 0; j < r.nh[k]; j++) {
         h[k].bucket[r.h[k][j].index] += r.h[k][j].n;
         h[k].count += r.h[k][j].n;
       }
   }
-  fl_srec_t now = rec_of(newest, id), then = rec_of(base, id);
+  fl_srec_t now = rec_of(newest, id, gen), then = rec_of(base, id, gen);
   double secs = (double)(newest->t_ms - base->t_ms) / 1000.0;
   uint64_t req = now.requests - then.requests, err = now.errors - then.errors;
   json_t *w = json_pack("{s:f, s:I, s:f, s:I, s:f, s:I, s:I, s:f}", "seconds", secs, "requests", (json_int_t)req,
@@ -528,7 +647,8 @@ static json_t *totals_json(const fl_vsum_t *s) {
 
 static json_t *variant_json(const fl_metrics_src_t *src, const fl_variant_conf_t *v, fl_variant_id_t id) {
   sum_series(src, v->series, &tick_sum);
-  json_t *windows = json_pack("{s:o, s:o}", "1m", window_json(v->series, 60), "5m", window_json(v->series, 300));
+  json_t *windows = json_pack("{s:o, s:o}", "1m", window_json(v->series, v->series_gen, 60), "5m",
+                              window_json(v->series, v->series_gen, 300));
   json_t *o = json_pack("{s:s, s:s, s:o, s:o}", "variant", fl_variant_name(id), "version", v->version, "totals",
                         totals_json(&tick_sum), "windows", windows);
   for (unsigned i = 0; o && i < n_series_parts; i++)

@@ -12,10 +12,12 @@
 #include "window.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdatomic.h>
 
-#define FL_MAX_SERIES 512          /* distinct (route, variant, version) over the process's life */
-#define FL_MAX_BSERIES 2048        /* distinct (route, variant, backend) */
+#define FL_MAX_SERIES 512          /* (route, variant, version) named by live snapshots at once */
+#define FL_MAX_BSERIES 2048        /* (route, variant, backend) named by live snapshots at once */
+#define FL_SERIES_NONE UINT_MAX    /* a backend_series entry not bound */
 
 typedef enum {
   FL_UPERR_CONNECT_REFUSED, FL_UPERR_CONNECT_TIMEOUT, FL_UPERR_RESET, FL_UPERR_TIMEOUT,
@@ -43,7 +45,9 @@ typedef struct fl_bstats {
 } fl_bstats_t;
 
 /* A worker's whole table; entries are allocated by the worker on first use and published with
- * a release store, so the reader sees either NULL or a fully initialised entry. */
+ * a release store, so the reader sees either NULL or a fully initialised entry. The control
+ * thread frees an entry (and stores NULL) only when its series is freed: no snapshot names it,
+ * so no request of that worker can touch it, and the next one to take the id starts at zero. */
 typedef struct fl_wmetrics {
   _Atomic(fl_vstats_t *) vs[FL_MAX_SERIES];
   _Atomic(fl_bstats_t *) bs[FL_MAX_BSERIES];
@@ -54,8 +58,10 @@ static inline void fl_ctr_add(fl_ctr_t *c, uint64_t v) {
 }
 static inline uint64_t fl_ctr_get(const fl_ctr_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
 
-/* Assigns series ids to every variant and backend of c from the process-wide registry.
- * Control thread (or before workers start). Returns 0 or FL_ELIMIT. */
+/* Assigns series ids to every variant and backend of c from the process-wide registry, each a
+ * reference: a label set some snapshot already names keeps its id and counters. Control thread
+ * (or before workers start). Returns 0, or FL_ELIMIT when more than FL_MAX_SERIES or
+ * FL_MAX_BSERIES would be named at once; then c may be partly bound (fl_metrics_unbind). */
 int fl_metrics_bind(fl_conf_t *c);
 
 /* Worker thread: the entry for a series, allocated on first use; NULL only when out of memory. */
@@ -68,13 +74,23 @@ typedef struct fl_metrics_src {
   unsigned n_workers;
 } fl_metrics_src_t;
 
+/* Drops c's references (whatever part of c was bound; a second call does nothing). Call once no
+ * request can hold c any more (fl_conf_shared false). A series no snapshot names is freed at
+ * once: it leaves /metrics, every worker's counters for it are freed (src may be NULL before
+ * workers run), the registered forget parts are told, and its id is free for the next new one
+ * with a new generation. Control thread. */
+void fl_metrics_unbind(const fl_metrics_src_t *src, fl_conf_t *c);
+
 /* The Prometheus text exposition of everything: the gateway's own families, then those of each
  * registered part (below). A malloc'd, NUL-terminated string the caller frees. c gives the routes
  * whose weights and backend health are current. */
 char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c);
 
-/* Per-second sampling for windows: call once a second; keeps 5 minutes. Returns the requests
- * answered so far, every series summed (0 when out of memory). */
+/* Per-second sampling for windows: call once a second; keeps 5 minutes. Each sample is tagged
+ * with its series' generation, so a window only ever sums samples of the series it is for: one
+ * that began inside the window counts from zero at its start, and the samples of a freed series
+ * are never read again (they leave the ring as it turns). Returns the requests answered so far,
+ * every series summed (0 when out of memory). */
 uint64_t fl_metrics_tick(const fl_metrics_src_t *src);
 
 /* /api/v1/stats: totals and 1 m / 5 m windows per route and variant of c, then the registered
@@ -101,19 +117,33 @@ typedef json_t *fl_metrics_route_json_fn(const char *route, void *ctx);
 int fl_metrics_register_series_json(const char *key, fl_metrics_series_json_fn *fn, void *ctx);
 int fl_metrics_register_route_json(const char *key, fl_metrics_route_json_fn *fn, void *ctx);
 
-/* Control thread: sums the workers' numbers of one series into out: its answers, errors,
- * completion tokens and histograms (window.h; the other fields are left as they are). */
+/* Told when a series is freed (fl_metrics_unbind), after its generation changed and before its
+ * id can be taken again: a module drops what it keeps for that id. */
+typedef void fl_metrics_forget_fn(unsigned series, void *ctx);
+int fl_metrics_register_forget(fl_metrics_forget_fn *fn, void *ctx);
+
+/* Control thread: sums the workers' numbers of one series into out: which series it is, its
+ * answers, errors, completion tokens and histograms (window.h; the other fields are left as
+ * they are). */
 void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out);
 
-/* The registry, for modules that keep numbers per series of their own (monitor.h):
- * `route="..",variant="..",version=".."` of a series; the id of a label set of a version some
- * config named (-1: none); how many series exist. Any thread. */
+/* The registry, for modules that keep numbers per series of their own (monitor.h). Control
+ * thread: `route="..",variant="..",version=".."` of a series (empty for a free id); the id of a
+ * label set some live snapshot names (-1: none); whether an id is taken; the ids below
+ * fl_metrics_series_count() are all that may be. */
 void fl_metrics_series_labels(unsigned id, char *out, size_t cap);
 int fl_metrics_series_find(const char *route, fl_variant_id_t variant, const char *version);
+bool fl_metrics_series_live(unsigned id);
 unsigned fl_metrics_series_count(void);
 
-/* The route a series was registered for: a string that never changes. Any thread. */
-const char *fl_metrics_series_route(unsigned id);
+/* Any thread. The generation of an id: it changes when the id is taken and when it is freed, so
+ * numbers tagged with an older one (a sample still queued) belong to no series now. */
+unsigned fl_metrics_series_gen(unsigned id);
+/* Copies the route of series id into out and returns true, while id still has generation gen. */
+bool fl_metrics_series_route(unsigned id, unsigned gen, char *out, size_t cap);
+
+/* How many series and backend series are taken now. Control thread. */
+void fl_metrics_registry_size(unsigned *series, unsigned *bseries);
 
 /* "# HELP" and "# TYPE" lines of a family; a label value escaped as the text format requires. */
 void fl_metrics_escape(char *dst, size_t cap, const char *src);

@@ -37,7 +37,8 @@ typedef struct mseries {
   uint64_t kinds[FL_QK_COUNT];
   uint64_t classes[MAX_LABELS + 1];
   welford_t w[FL_F_COUNT];
-  slice_t *ring[FL_F_COUNT];           /* n_slices each, allocated with a feature's first value */
+  slice_t **ring[FL_F_COUNT];          /* n_slices slots each, allocated with a feature's first value;
+                                          a slot's slice with the first value that falls in it */
   fl_drift_t drift[FL_F_COUNT];        /* the sliding window against stable (canary series only) */
   bool drift_set[FL_F_COUNT];
 } mseries_t;
@@ -117,12 +118,30 @@ static labels_t *route_labels(const char *route) {
   return mon.tables[mon.n_tables++] = l;
 }
 
-static mseries_t *series_get(unsigned id) {
-  if (id >= FL_MAX_SERIES) return NULL;
-  if (!mon.series[id] && (mon.series[id] = calloc(1, sizeof *mon.series[id]))) {
-    mon.series[id]->labels = route_labels(fl_metrics_series_route(id));
-  }
+/* The series with id and generation gen, made on first use; NULL when the id has been freed
+ * (or taken again) since gen: a straggler's numbers belong to no series now. */
+static mseries_t *series_get(unsigned id, unsigned gen) {
+  char route[64];
+  if (id >= FL_MAX_SERIES || fl_metrics_series_gen(id) != gen) return NULL;
+  if (mon.series[id]) return mon.series[id];
+  if (!fl_metrics_series_route(id, gen, route, sizeof route)) return NULL;
+  if ((mon.series[id] = calloc(1, sizeof *mon.series[id]))) mon.series[id]->labels = route_labels(route);
   return mon.series[id];
+}
+
+/* A feature's slices go (a version no longer served, a new window length). */
+static void ring_free(mseries_t *m, unsigned f) {
+  for (unsigned i = 0; m->ring[f] && i < mon.n_slices; i++) free(m->ring[f][i]);
+  free(m->ring[f]);
+  m->ring[f] = NULL;
+  m->drift_set[f] = false;
+}
+
+static void series_free(unsigned id) {
+  mseries_t *m = mon.series[id];
+  for (unsigned f = 0; m && f < FL_F_COUNT; f++) ring_free(m, f);
+  free(m);
+  mon.series[id] = NULL;
 }
 
 static void welford_add(welford_t *w, double v) {
@@ -135,13 +154,19 @@ static void welford_add(welford_t *w, double v) {
 }
 
 /* Only variants of the current config (live) keep slices: a straggler of a retired version does
- * not allocate them again. */
+ * not allocate them again. A slice (8 KiB) is allocated when a value first falls in its slot, so
+ * a version with a few samples costs a few slices, not the whole window. */
 static void slice_add(mseries_t *m, bool live, unsigned f, double v, uint64_t at_ms) {
   if (!m->ring[f] && (!live || !(m->ring[f] = calloc(mon.n_slices, sizeof *m->ring[f])))) return;
   uint64_t epoch = at_ms / SLICE_MS + 1;
-  slice_t *s = &m->ring[f][epoch % mon.n_slices];
-  if (s->epoch > epoch) return;                 /* older than the slot's slice: outside the window */
-  if (s->epoch != epoch) *s = (slice_t){.epoch = epoch};
+  slice_t **where = &m->ring[f][epoch % mon.n_slices];
+  if (!*where && (*where = malloc(sizeof **where))) (*where)->epoch = 0;
+  slice_t *s = *where;
+  if (!s || s->epoch > epoch) return;           /* older than the slot's slice: outside the window */
+  if (s->epoch != epoch) {
+    s->epoch = epoch;
+    s->seen = s->n = 0;
+  }
   tv_t tv = {(uint32_t)(at_ms % SLICE_MS), (float)v};
   uint64_t slot = ++s->seen <= SLICE_CAP ? s->n++ : next_rand() % s->seen;    /* algorithm R */
   if (slot < SLICE_CAP) s->v[slot] = tv;
@@ -220,7 +245,7 @@ static void observe(fl_sample_t *s) {
   fl_qsample_t q = {.req = s->req.data, .req_len = s->req.len, .req_cut = s->req_cut, .resp = s->resp.data,
                     .resp_len = s->resp.len, .resp_cut = s->resp_cut, .stream = s->stream, .status = s->status};
   pthread_mutex_lock(&mon.lock);
-  mseries_t *m = series_get(s->series);
+  mseries_t *m = series_get(s->series, s->series_gen);
   if (m) {
     sink_ctx_t ctx = {m, mon.series_route[s->series] >= 0, s->at_ms, capturing(s->series, s->at_ms)};
     fl_qsink_t sink = {on_value, on_label, &ctx};
@@ -247,9 +272,9 @@ typedef struct {
 static size_t gather(const mseries_t *m, unsigned f, uint64_t from, uint64_t to, double *out) {
   size_t n = 0;
   for (unsigned i = 0; m && m->ring[f] && i < mon.n_slices; i++) {
-    const slice_t *s = &m->ring[f][i];
-    uint64_t base = (s->epoch - 1) * SLICE_MS;
-    if (!s->epoch || base > to || base + SLICE_MS <= from) continue;
+    const slice_t *s = m->ring[f][i];
+    uint64_t base = s ? (s->epoch - 1) * SLICE_MS : 0;
+    if (!s || !s->epoch || base > to || base + SLICE_MS <= from) continue;
     for (uint32_t k = 0; k < s->n; k++)
       if (base + s->v[k].off_ms >= from && base + s->v[k].off_ms <= to) {
         if (out) out[n] = s->v[k].v;
@@ -436,11 +461,7 @@ static void *monitor_main(void *arg) {
 
 static void free_rings(void) {
   for (unsigned i = 0; i < FL_MAX_SERIES; i++)
-    for (unsigned f = 0; mon.series[i] && f < FL_F_COUNT; f++) {
-      free(mon.series[i]->ring[f]);
-      mon.series[i]->ring[f] = NULL;
-      mon.series[i]->drift_set[f] = false;
-    }
+    for (unsigned f = 0; mon.series[i] && f < FL_F_COUNT; f++) ring_free(mon.series[i], f);
 }
 
 /* The routes of c get their baselines from the old config by name (a new route starts afresh),
@@ -470,11 +491,7 @@ static void map_series(const fl_conf_t *c) {
   for (unsigned s = 0; s < FL_MAX_SERIES; s++) {
     mseries_t *m = mon.series[s];
     if (!m || mon.series_route[s] >= 0) continue;
-    for (unsigned f = 0; f < FL_F_COUNT; f++) {
-      free(m->ring[f]);
-      m->ring[f] = NULL;
-      m->drift_set[f] = false;
-    }
+    for (unsigned f = 0; f < FL_F_COUNT; f++) ring_free(m, f);
   }
 }
 
@@ -553,10 +570,7 @@ void fl_monitor_stop(void) {
   }
   pthread_mutex_lock(&mon.lock);
   free_rings();
-  for (unsigned i = 0; i < FL_MAX_SERIES; i++) {
-    free(mon.series[i]);
-    mon.series[i] = NULL;
-  }
+  for (unsigned i = 0; i < FL_MAX_SERIES; i++) series_free(i);
   for (unsigned i = 0; i < mon.n_tables; i++) free(mon.tables[i]);
   mon.n_tables = 0;
   fl_quality_conf_free(&mon.qc);
@@ -576,12 +590,21 @@ uint64_t fl_monitor_dropped(void) {
 
 void fl_monitor_feedback(unsigned series, double score) {
   pthread_mutex_lock(&mon.lock);
-  mseries_t *m = series_get(series);
+  mseries_t *m = series_get(series, fl_metrics_series_gen(series));
   if (m) {
     m->d.feedback++;
     m->d.feedback_sum += score;
     m->d.feedback_sumsq += score * score;
   }
+  pthread_mutex_unlock(&mon.lock);
+}
+
+/* A drift refresh under way that planned this series drops its results (the generation). */
+void fl_monitor_forget(unsigned series) {
+  if (series >= FL_MAX_SERIES) return;
+  pthread_mutex_lock(&mon.lock);
+  series_free(series);
+  mon.generation++;
   pthread_mutex_unlock(&mon.lock);
 }
 

@@ -20,6 +20,7 @@
 /* One exchange, captured on a worker. Owned by the exchange until pushed, then by the monitor. */
 typedef struct fl_sample {
   unsigned series;                     /* metrics series of (route, variant, version) */
+  unsigned series_gen;                 /* its generation: a sample of a series freed since is dropped */
   int status;
   bool stream, req_cut, resp_cut;
   uint64_t at_ms;                      /* monotonic, when the answer ended */
@@ -82,6 +83,10 @@ json_t *fl_monitor_drift_json(const fl_drift_t drift[FL_F_COUNT], const bool set
 
 /* Feedback attributed to a series (feedback.h). */
 void fl_monitor_feedback(unsigned series, double score);
+
+/* The series was freed (metrics.h, fl_metrics_register_forget): what is kept for its id goes,
+ * so that the next series to take the id starts afresh. Control thread. */
+void fl_monitor_forget(unsigned series);
 
 /* Baselines (baseline.h). set: installs {feature: [values]} for a route, from the state store
  * (saved true) or a file (saved false: it is saved next). save: calls save(route, features) for

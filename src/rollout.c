@@ -201,13 +201,26 @@ static void act_on_verdict(const fl_route_t *rt, ro_t *r, fl_verdict_t v, json_t
   }
 }
 
+/* A window is the difference of two snapshots of the same series: when a reload gave a variant
+ * another version (another series, perhaps on a reused id) mid-window, the window starts over. */
+static bool same_series(const fl_route_t *rt, const ro_t *r) {
+  const fl_variant_conf_t *c = &rt->variant[FL_CANARY], *s = &rt->variant[FL_STABLE];
+  return c->series == r->start_canary.series && c->series_gen == r->start_canary.series_gen &&
+         s->series == r->start_stable.series && s->series_gen == r->start_stable.series_gen;
+}
+
 void fl_rollouts_tick(const fl_conf_t *c) {
   uint64_t now = fl_now_ms();
   current_conf = c;
   for (ro_t *r = rollouts; r; r = r->next) {
     const fl_route_t *rt = route_of(c, r->route);
-    if (!rt || !rt->has_canary || r->state != RO_PROGRESSING || now - r->window_start_ms < r->spec.interval_ms)
+    if (!rt || !rt->has_canary || r->state != RO_PROGRESSING) continue;
+    if (!same_series(rt, r)) {
+      fl_log("route %s: a version changed during the rollout's window: the window starts over", rt->name);
+      window_begin(rt, r);
       continue;
+    }
+    if (now - r->window_start_ms < r->spec.interval_ms) continue;
     fl_verdict_t v;
     json_t *analysis = window_close(rt, r, &v);
     act_on_verdict(rt, r, v, analysis);

@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "monitor.h"
 #include "resources.h"
+#include "retire.h"
 #include "scrape.h"
 #include "geo.h"
 #include "httpd.h"
@@ -34,6 +35,7 @@ typedef struct fl_control {
   uv_timer_t drain_timer;
   uv_timer_t tick_timer;              /* per-second metrics snapshots */
   fl_metrics_src_t metrics;
+  fl_pools_t **pools;                 /* each worker's, for the backend registry (retire.h) */
   fl_store_t *store;
   fl_httpd_t *admin;
   fl_worker_t *workers;
@@ -139,8 +141,19 @@ static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
 
 /* ---- control: reload, drain ---- */
 
+/* A registry is full only with what the configs still in use name: a reload's old snapshot
+ * counts until its last request ends. */
+static void bind_error(char *err, size_t cap, const char *path, int rc, const char *what, int max, int max2) {
+  if (rc == FL_ENOMEM) snprintf(err, cap, "%s: out of memory registering %s", path, what);
+  else if (max2)
+    snprintf(err, cap, "%s: too many %s: at most %d and %d, counting the configs still in use", path, what, max, max2);
+  else
+    snprintf(err, cap, "%s: too many %s: at most %d, counting the configs still in use", path, what, max);
+}
+
 /* Loads path into a snapshot ready for workers: backends bound, GeoIP opened, and last (it is
- * the one step that changes what serves now) the live weights. */
+ * the one step that changes what serves now) the live weights. A snapshot that fails after
+ * binding gives its registry references back at once. */
 static int prepare_conf(const char *path, fl_conf_t **out) {
   char err[512];
   fl_conf_t *c = NULL;
@@ -149,14 +162,16 @@ static int prepare_conf(const char *path, fl_conf_t **out) {
     snprintf(err, sizeof err, "%s", c->admin_token_error);
     rc = FL_EINVAL;
   }
-  if (rc == 0 && (rc = fl_upstream_bind(c)) != 0) snprintf(err, sizeof err, "%s: too many backends", path);
+  if (rc == 0 && (rc = fl_upstream_bind(c)) != 0)
+    bind_error(err, sizeof err, path, rc, "backends at once", FL_MAX_BACKENDS, 0);
   if (rc == 0 && (rc = fl_metrics_bind(c)) != 0)
-    snprintf(err, sizeof err, "%s: too many distinct route/variant/backend combinations for metrics", path);
+    bind_error(err, sizeof err, path, rc, "metrics series (route/variant/version, route/variant/backend) at once",
+               FL_MAX_SERIES, FL_MAX_BSERIES);
   if (rc == 0 && c->geoip_mmdb) rc = fl_geo_open(c->geoip_mmdb, &c->geo, err, sizeof err);
   if (rc == 0 && (rc = fl_live_bind(c)) != 0) snprintf(err, sizeof err, "%s: too many routes", path);
   if (rc != 0) {
     fprintf(stderr, "%s\n", err);
-    if (c) fl_conf_unref(c);
+    if (c) fl_retire_now(c);
     return rc;
   }
   *out = c;
@@ -177,7 +192,7 @@ static void publish(fl_conf_t *c) {
   if (fl_monitor_reconfigure(c) != 0) fl_log("reload: the data monitor keeps its previous settings (out of memory)");
   fl_resources_configure(c);
   if (fl_scrape_configure(c) != 0) fl_log("reload: backend metrics keep their previous targets (out of memory)");
-  fl_conf_unref(old);
+  fl_retire_add(old);
 }
 
 static void reload(void) {
@@ -190,6 +205,7 @@ static void reload(void) {
     fl_log("reload: workers and listen take effect only at restart");
   fl_rollouts_bind(c, false);
   publish(c);
+  fl_retire_collect();
   fl_log("reloaded %s", c->path);
 }
 
@@ -258,6 +274,7 @@ static void on_tick(uv_timer_t *t) {
   fl_resources_tick(fl_now_ms());
   flush_store();
   fl_rollouts_tick(ctl.conf);
+  fl_retire_collect();
   release_memory();
 }
 
@@ -384,6 +401,7 @@ static int open_store(void) {
  * to each variant and route of /api/v1/stats. */
 static json_t *variant_data(unsigned series, void *ctx) { return fl_monitor_series_json(series); }
 static json_t *route_baseline(const char *route, void *ctx) { return fl_monitor_baseline_json(route); }
+static void forget_series(unsigned series, void *ctx) { fl_monitor_forget(series); }
 
 static int register_metrics_parts(void) {
   static fl_metrics_expo_fn *const expositions[] = {fl_rollouts_exposition, fl_monitor_exposition,
@@ -394,6 +412,7 @@ static int register_metrics_parts(void) {
     rc = fl_metrics_register_exposition(expositions[i], NULL);
   if (rc == 0) rc = fl_metrics_register_series_json("data", variant_data, NULL);
   if (rc == 0) rc = fl_metrics_register_route_json("baseline", route_baseline, NULL);
+  if (rc == 0) rc = fl_metrics_register_forget(forget_series, NULL);
   return rc;
 }
 
@@ -417,11 +436,14 @@ int fl_server_run(const char *conf_path) {
   if (!ctl.workers) return 1;
   ctl.metrics.n_workers = ctl.n_workers;
   ctl.metrics.workers = calloc(ctl.n_workers, sizeof *ctl.metrics.workers);
-  if (!ctl.metrics.workers) return 1;
+  ctl.pools = calloc(ctl.n_workers, sizeof *ctl.pools);
+  if (!ctl.metrics.workers || !ctl.pools) return 1;
   for (unsigned i = 0; i < ctl.n_workers; i++) {
     if (worker_init(&ctl.workers[i], i, ctl.conf) != 0) return 1;
     ctl.metrics.workers[i] = ctl.workers[i].metrics;
+    ctl.pools[i] = &ctl.workers[i].pools;
   }
+  fl_retire_init(&ctl.metrics, ctl.pools, ctl.n_workers);
   if (register_metrics_parts() != 0 || fl_webhooks_start() != 0 || open_store() != 0 || start_access_log() != 0 ||
       start_monitor() != 0 || control_init() != 0)
     return 1;
@@ -450,15 +472,18 @@ int fl_server_run(const char *conf_path) {
   fl_webhooks_stop();
   fl_rollouts_shutdown();
   fl_store_close(ctl.store);
+  fl_retire_add(ctl.conf);            /* nobody else holds a snapshot now */
+  ctl.conf = NULL;
+  fl_retire_shutdown();
   for (unsigned i = 0; i < ctl.n_workers; i++) {
     fl_wmetrics_free(ctl.workers[i].metrics);
     free(ctl.workers[i].alog);
     free(ctl.workers[i].samples);
   }
   free(ctl.metrics.workers);
+  free(ctl.pools);
   fl_metrics_shutdown();
   fl_log("stopped");
   free(ctl.workers);
-  fl_conf_unref(ctl.conf);
   return 0;
 }

@@ -1,28 +1,49 @@
 /* upstream.c — the backend registry, outlier ejection and per-worker keep-alive pools.
  * Health lives in atomics so every worker sees an ejection at once without locks; pools are
- * per worker so taking or returning a connection never synchronises. */
+ * per worker so taking or returning a connection never synchronises. The registry counts the
+ * snapshots naming each address; one no snapshot names retires, and its id is reused only after
+ * every worker's pool sweep has closed its idle connections (they point at the entry). */
 #include "upstream.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 
 #define FL_POOL_MAX_IDLE 128          /* idle connections kept per backend per worker */
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Entries by id, NULL for a free id; ids below registry_len may be taken. Control thread only:
+ * workers read just the entries their snapshots name, and retire_epoch. */
 static fl_backend_t *registry[FL_MAX_BACKENDS];
 static unsigned registry_len;
+static uint64_t retirements;                  /* numbers the retirements, from 1 */
+static atomic_uint_fast64_t retire_epoch;     /* the newest one, published for the sweeps */
 
-/* Called with registry_lock held. */
+/* The entry of an address, found (named or retiring) or added at the lowest free id. */
 static fl_backend_t *registry_get(const fl_addr_t *addr) {
-  for (unsigned i = 0; i < registry_len; i++)
-    if (strcmp(registry[i]->addr.text, addr->text) == 0) return registry[i];
-  if (registry_len == FL_MAX_BACKENDS) return NULL;
+  unsigned free_id = registry_len;
+  for (unsigned i = 0; i < registry_len; i++) {
+    if (!registry[i]) free_id = FL_MIN(free_id, i);
+    else if (strcmp(registry[i]->addr.text, addr->text) == 0) return registry[i];
+  }
+  if (free_id == FL_MAX_BACKENDS) return NULL;
   fl_backend_t *b = calloc(1, sizeof *b);
   if (!b) return NULL;
   b->addr = *addr;
-  b->id = registry_len;
-  registry[registry_len++] = b;
+  b->id = free_id;
+  registry[free_id] = b;
+  if (free_id == registry_len) registry_len++;
   return b;
+}
+
+/* A retiring backend named again keeps its entry, id and health; its sweeps so far did no harm. */
+static void backend_ref(fl_backend_t *b) {
+  if (b->refs++ == 0) atomic_store_explicit(&b->retiring, false, memory_order_relaxed);
+}
+
+/* The flag is stored before the epoch is published: a sweep that sees the epoch sees the flag. */
+static void backend_unref(fl_backend_t *b) {
+  if (--b->refs > 0) return;
+  b->retired_epoch = ++retirements;
+  atomic_store_explicit(&b->retiring, true, memory_order_relaxed);
+  atomic_store_explicit(&retire_epoch, retirements, memory_order_release);
 }
 
 static int bind_variant(fl_variant_conf_t *v) {
@@ -30,19 +51,61 @@ static int bind_variant(fl_variant_conf_t *v) {
   v->bound = calloc(v->n_backends, sizeof *v->bound);
   if (!v->bound) return FL_ENOMEM;
   for (size_t i = 0; i < v->n_backends; i++) {
-    v->bound[i] = registry_get(&v->backends[i]);
-    if (!v->bound[i]) return FL_ELIMIT;
+    if (!(v->bound[i] = registry_get(&v->backends[i]))) return FL_ELIMIT;
+    backend_ref(v->bound[i]);
   }
   return 0;
 }
 
 int fl_upstream_bind(fl_conf_t *c) {
   int rc = 0;
-  pthread_mutex_lock(&registry_lock);
   for (size_t r = 0; r < c->n_routes && rc == 0; r++)
     for (int v = 0; v < FL_NVARIANTS && rc == 0; v++) rc = bind_variant(&c->routes[r].variant[v]);
-  pthread_mutex_unlock(&registry_lock);
   return rc;
+}
+
+void fl_upstream_unbind(fl_conf_t *c) {
+  for (size_t r = 0; r < c->n_routes; r++)
+    for (int k = 0; k < FL_NVARIANTS; k++) {
+      fl_variant_conf_t *v = &c->routes[r].variant[k];
+      for (size_t i = 0; v->bound && i < v->n_backends; i++) {
+        if (v->bound[i]) backend_unref(v->bound[i]);
+        v->bound[i] = NULL;
+      }
+    }
+}
+
+unsigned fl_upstream_collect(struct fl_pools *const *pools, unsigned n) {
+  uint64_t swept = UINT64_MAX;
+  for (unsigned i = 0; i < n; i++)
+    swept = FL_MIN(swept, (uint64_t)atomic_load_explicit(&pools[i]->swept_epoch, memory_order_acquire));
+  unsigned left = 0;
+  for (unsigned id = 0; id < registry_len; id++) {
+    fl_backend_t *b = registry[id];
+    if (!b || b->refs > 0) continue;
+    if (b->retired_epoch > swept) {
+      left++;
+      continue;
+    }
+    registry[id] = NULL;
+    free(b);
+  }
+  while (registry_len > 0 && !registry[registry_len - 1]) registry_len--;
+  return left;
+}
+
+unsigned fl_upstream_count(void) {
+  unsigned n = 0;
+  for (unsigned id = 0; id < registry_len; id++) n += registry[id] != NULL;
+  return n;
+}
+
+void fl_upstream_shutdown(void) {
+  for (unsigned id = 0; id < registry_len; id++) {
+    free(registry[id]);
+    registry[id] = NULL;
+  }
+  registry_len = 0;
 }
 
 bool fl_backend_available(fl_backend_t *b, uint64_t now_ms) {
@@ -118,15 +181,20 @@ void fl_pool_put(fl_pools_t *p, fl_upconn_t *u) {
   p->n_idle[id]++;
 }
 
+/* The epoch is read first: a backend that began retiring later may keep an idle connection
+ * here, and this sweep does not count for it. */
 void fl_pool_sweep(fl_pools_t *p, uint64_t now_ms, uint32_t idle_ms) {
+  uint64_t epoch = atomic_load_explicit(&retire_epoch, memory_order_acquire);
   for (unsigned id = 0; id < FL_MAX_BACKENDS; id++) {
     fl_upconn_t *u = p->idle[id];
+    bool retiring = u && atomic_load_explicit(&u->backend->retiring, memory_order_relaxed);
     while (u) {
       fl_upconn_t *next = u->next;
-      if (now_ms - u->idle_since_ms >= idle_ms) fl_upconn_close(p, u);
+      if (retiring || now_ms - u->idle_since_ms >= idle_ms) fl_upconn_close(p, u);
       u = next;
     }
   }
+  atomic_store_explicit(&p->swept_epoch, epoch, memory_order_release);
 }
 
 void fl_pool_close_all(fl_pools_t *p) {

@@ -8,24 +8,45 @@
 #include <stdatomic.h>
 #include <uv.h>
 
-#define FL_MAX_BACKENDS 1024
+struct fl_pools;
+
+#define FL_MAX_BACKENDS 1024           /* addresses at once: named by a live snapshot, or retiring */
 #define FL_EJECT_AFTER 5               /* consecutive connect failures or 5xx */
 #define FL_EJECT_BASE_MS 30000u
 #define FL_EJECT_MAX_MS 300000u
 
 /* One backend address, shared by every worker and every snapshot that names it. Created by
- * fl_upstream_bind, never freed while the process runs (a reload keeps its health). */
+ * fl_upstream_bind; its health survives reloads as long as some snapshot names it. Once none
+ * does (fl_upstream_unbind) it is retiring: each worker's next pool sweep closes its idle
+ * connections, then fl_upstream_collect frees it and its id is given to the next new address. */
 typedef struct fl_backend {
   fl_addr_t addr;
   unsigned id;                        /* index for per-worker arrays, < FL_MAX_BACKENDS */
   atomic_uint fails;                  /* consecutive failures */
   atomic_uint ejections;              /* ejections since the last success: 30 s × 2^(n-1) */
   atomic_uint_fast64_t ejected_until_ms;
+  atomic_bool retiring;               /* no snapshot names it: pools close its idle connections */
+  unsigned refs;                      /* bindings by snapshots; control thread */
+  uint64_t retired_epoch;             /* when it began retiring (fl_upstream_unbind); control thread */
 } fl_backend_t;
 
-/* Fills every variant's `bound` array from the process-wide registry. Control thread only
- * (or before workers start). Returns 0, FL_ENOMEM or FL_ELIMIT (too many backends). */
+/* The registry: control thread only (or before workers start).
+ * fl_upstream_bind fills every variant's `bound` array, each entry a reference on a backend;
+ * an address some snapshot (or a retiring entry) already has keeps its entry and health.
+ * Returns 0, FL_ENOMEM or FL_ELIMIT (more than FL_MAX_BACKENDS addresses at once); on failure
+ * c may be partly bound, and fl_upstream_unbind releases what was taken. */
 int fl_upstream_bind(fl_conf_t *c);
+/* Drops c's references (any part of c that was bound; a second call does nothing). Call once
+ * nothing can use c's backends any more: no request holds c (fl_conf_shared is false). */
+void fl_upstream_unbind(fl_conf_t *c);
+/* Frees the retiring backends that every one of the n pools has swept since they began
+ * retiring (their idle connections are closed), so that their ids can be reused. Returns how
+ * many are still retiring. */
+unsigned fl_upstream_collect(struct fl_pools *const *pools, unsigned n);
+/* Addresses in the registry now (named or retiring). */
+unsigned fl_upstream_count(void);
+/* Frees every entry, at exit once the workers have stopped. */
+void fl_upstream_shutdown(void);
 
 /* Health: any thread, lock-free. */
 bool fl_backend_available(fl_backend_t *b, uint64_t now_ms);
@@ -44,8 +65,10 @@ typedef struct fl_upconn {
   bool closing;
 } fl_upconn_t;
 
-/* Per-worker pools: idle connections by backend id, round-robin cursors. Worker thread only. */
+/* Per-worker pools: idle connections by backend id, round-robin cursors. Worker thread only,
+ * except swept_epoch, which the control thread reads (fl_upstream_collect). */
 typedef struct fl_pools {
+  atomic_uint_fast64_t swept_epoch;   /* the retirements this pool's last sweep had seen */
   fl_upconn_t *idle[FL_MAX_BACKENDS];
   uint16_t n_idle[FL_MAX_BACKENDS];
   uint32_t rr[FL_MAX_BACKENDS];
@@ -74,7 +97,8 @@ void fl_pool_close_all(fl_pools_t *p);
 #define FL_POOL_IDLE_MS 5000u           /* a pooled connection idle this long is closed */
 
 /* Closes the connections idle for idle_ms or longer, so that descriptors and the backends'
- * slots come back when traffic stops. Worker thread, about once a second. */
+ * slots come back when traffic stops, and every idle connection to a retiring backend; then
+ * says so in swept_epoch. Worker thread, about once a second. */
 void fl_pool_sweep(fl_pools_t *p, uint64_t now_ms, uint32_t idle_ms);
 
 #endif

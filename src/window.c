@@ -7,6 +7,8 @@
 
 void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out) {
   memset(out, 0, sizeof *out);
+  out->series = end->series;
+  out->series_gen = end->series_gen;
   out->requests = end->requests - start->requests;
   out->errors = end->errors - start->errors;
   out->completion_tokens = end->completion_tokens - start->completion_tokens;

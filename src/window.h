@@ -23,6 +23,7 @@ typedef struct fl_data_snap {
 
 /* A series' cumulative numbers at one moment, for analysis windows (the difference of two). */
 typedef struct fl_series_snap {
+  unsigned series, series_gen;     /* whose numbers (metrics.h): a window needs both ends the same */
   uint64_t requests, errors;       /* answers, and those with status ≥ 500 (upstream failures too) */
   uint64_t completion_tokens;
   fl_hist_snap_t duration, ttft;   /* filled by fl_metrics_series (metrics.h) */

@@ -118,15 +118,23 @@ class Gateway(Proc):
         with open(self.conf.name, "w") as f:
             f.write(head + yaml_text)
 
-    def reload(self, yaml_text, workers=2):
+    def reload(self, yaml_text, workers=2, poll=0.02):
+        """Writes the config, sends SIGHUP and waits for the gateway to say it reloaded; a reload
+        it refused raises at once."""
         self.write_conf(yaml_text, workers=workers)
-        before = self.output().count("reloaded")
+        out = self.output()
+        before, failed = out.count("reloaded"), out.count("reload of ")
         self.send_signal(signal.SIGHUP)
         deadline = time.time() + 5
-        while self.output().count("reloaded") == before:
+        while True:
+            out = self.output()
+            if out.count("reload of ") > failed:
+                raise RuntimeError("reload refused:\n" + out[-3000:])
+            if out.count("reloaded") > before:
+                return
             if time.time() > deadline:
-                raise RuntimeError("reload not acknowledged:\n" + self.output())
-            time.sleep(0.02)
+                raise RuntimeError("reload not acknowledged:\n" + out[-3000:])
+            time.sleep(poll)
 
     def __exit__(self, *exc):
         super().__exit__(*exc)

@@ -1,7 +1,8 @@
 /* test_monitor.c — the data monitor as a specification: a full ring drops and counts instead of
  * waiting, every sample pushed is read once, counters follow what the samples held, and drift is
- * computed over exactly the window asked for, each route keeps its own class names, and a version
- * no longer served lets its values go. Runs the real monitor thread. */
+ * computed over exactly the window asked for, each route keeps its own class names, a version
+ * no longer served lets its values go, and a freed series' id starts afresh. Runs the real
+ * monitor thread. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -78,6 +79,7 @@ static fl_sample_t *sample(unsigned series_id, uint64_t at_ms, double prediction
   fl_sample_t *s = calloc(1, sizeof *s);
   assert_non_null(s);
   s->series = series_id;
+  s->series_gen = fl_metrics_series_gen(series_id);
   s->status = 200;
   s->at_ms = at_ms;
   char resp[64];
@@ -152,6 +154,7 @@ static fl_sample_t *labelled(unsigned series_id, const char *label) {
   fl_sample_t *s = calloc(1, sizeof *s);
   assert_non_null(s);
   s->series = series_id;
+  s->series_gen = fl_metrics_series_gen(series_id);
   s->status = 200;
   s->at_ms = fl_now_ms();
   char resp[96];
@@ -214,12 +217,50 @@ static void a_version_no_longer_served_lets_its_values_go(void **state) {
   fl_conf_unref(c2);
 }
 
+static void forget(unsigned series_id, void *ctx) { fl_monitor_forget(series_id); }
+
+static fl_conf_t *bound(const char *yaml) {
+  fl_conf_t *c;
+  char err[256];
+  assert_int_equal(fl_conf_parse("monitor.yaml", yaml, strlen(yaml), &c, err, sizeof err), 0);
+  assert_int_equal(fl_metrics_bind(c), 0);
+  return c;
+}
+
+/* Once no config names a version, its series is freed: the monitor forgets it, a sample of it
+ * still queued is dropped, and the version that takes its id next starts from nothing. */
+static void a_freed_series_is_forgotten_and_a_straggler_of_it_is_dropped(void **state) {
+  assert_int_equal(fl_metrics_register_forget(forget, NULL), 0);
+  fl_conf_t *a = bound("routes:\n  - name: gone\n    stable: { version: a, backends: [127.0.0.1:9] }\n");
+  unsigned id = a->routes[0].variant[FL_STABLE].series;
+  push(sample(id, fl_now_ms(), 1.0, false));
+  wait_for_samples(id, 1);
+  fl_sample_t *straggler = sample(id, fl_now_ms(), 1.0, false);    /* of version a, not yet read */
+  fl_metrics_unbind(NULL, a);
+  fl_data_snap_t d;
+  fl_monitor_data(id, &d);
+  assert_int_equal(d.samples, 0);
+  fl_conf_t *b = bound("routes:\n  - name: gone\n    stable: { version: b, backends: [127.0.0.1:9] }\n");
+  assert_int_equal(b->routes[0].variant[FL_STABLE].series, id);   /* the id is taken again */
+  push(straggler);
+  push(sample(id, fl_now_ms(), 2.0, false));                      /* version b's own */
+  wait_for_samples(id, 1);
+  struct timespec settle = {0, 200000000};
+  nanosleep(&settle, NULL);
+  fl_monitor_data(id, &d);
+  assert_int_equal(d.samples, 1);
+  fl_metrics_unbind(NULL, b);
+  fl_conf_unref(a);
+  fl_conf_unref(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_full_ring_drops_and_counts_and_every_kept_sample_is_read_once),
       cmocka_unit_test(drift_is_computed_over_exactly_the_window_asked_for),
       cmocka_unit_test(each_route_names_its_own_classes),
       cmocka_unit_test(a_version_no_longer_served_lets_its_values_go),
+      cmocka_unit_test(a_freed_series_is_forgotten_and_a_straggler_of_it_is_dropped),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
