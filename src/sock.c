@@ -225,24 +225,30 @@ static void connected(fl_sock_t *s) {
 
 static void on_poll(uv_poll_t *p, int status, int events) {
   fl_sock_t *s = p->data;
-  if (status < 0) events = s->events;           /* an error shows through whoever is waiting */
+  if (status < 0) {        /* POLLERR: libuv stopped the poll; whoever waits sees the error */
+    events = s->events;
+    s->events = 0;
+  }
   if (s->connecting) {
-    connected(s);
+    connected(s);          /* which watches what is wanted next */
     return;
   }
   if ((events & UV_WRITABLE) && s->queued && !s->closing) flush(s);
   if ((events & UV_READABLE) && !s->closing) fill(s);
+  update_poll(s);          /* after an error, watches again what is still wanted */
 }
 
 /* ---- listening ---- */
 
 static void on_acceptable(uv_poll_t *p, int status, int events);
+static void on_pause_over(uv_timer_t *t);
 
 int fl_listener_start(fl_listener_t *l, uv_loop_t *loop, int fd, int backlog, fl_accept_cb cb, void *ctx) {
   if (listen(fd, backlog) != 0) return sys_error();
   int rc = uv_poll_init(loop, &l->poll, fd);
   if (rc < 0) return rc;
-  l->poll.data = l;
+  uv_timer_init(loop, &l->pause);
+  l->poll.data = l->pause.data = l;
   l->fd = fd;
   l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   l->on_accept = cb;
@@ -250,18 +256,34 @@ int fl_listener_start(fl_listener_t *l, uv_loop_t *loop, int fd, int backlog, fl
   return uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
 }
 
+static void on_pause_over(uv_timer_t *t) {
+  fl_listener_t *l = t->data;
+  if (l->fd >= 0) uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+}
+
 /* Out of descriptors: the pending connection would wake the loop for ever. It is accepted on the
- * spare descriptor and closed at once (the client sees the close), as libuv does. */
+ * spare descriptor and closed at once (the client sees the close), as libuv does. The workers
+ * share one descriptor table, so another thread may take the spare's number first: without a
+ * spare, accepting pauses for 100 ms instead. */
 static void shed_one(fl_listener_t *l) {
-  if (l->spare_fd < 0) return;
-  close(l->spare_fd);
-  int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-  if (fd >= 0) close(fd);
-  l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (l->spare_fd >= 0) {
+    close(l->spare_fd);
+    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) close(fd);
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) return;
+  }
+  uv_poll_stop(&l->poll);
+  uv_timer_start(&l->pause, on_pause_over, 100, 0);
 }
 
 static void on_acceptable(uv_poll_t *p, int status, int events) {
   fl_listener_t *l = p->data;
+  if (status < 0) {                    /* POLLERR: libuv stopped the poll; try again later */
+    uv_timer_start(&l->pause, on_pause_over, 100, 0);
+    return;
+  }
+  if (l->spare_fd < 0) l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   for (int i = 0; i < FL_ACCEPTS_PER_WAKE && l->fd >= 0; i++) {
     struct sockaddr_storage peer;
     socklen_t len = sizeof peer;
@@ -279,6 +301,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
 void fl_listener_close(fl_listener_t *l) {
   if (l->fd < 0) return;
   uv_close((uv_handle_t *)&l->poll, NULL);
+  uv_close((uv_handle_t *)&l->pause, NULL);
   close(l->fd);
   l->fd = -1;
   if (l->spare_fd >= 0) close(l->spare_fd);

@@ -67,6 +67,7 @@ typedef void (*fl_accept_cb)(void *ctx, int fd, const struct sockaddr *peer, soc
 
 typedef struct fl_listener {
   uv_poll_t poll;
+  uv_timer_t pause;                 /* out of descriptors without a spare: accepting waits a while */
   int fd;
   int spare_fd;                     /* given up to accept and drop a connection when out of fds */
   fl_accept_cb on_accept;
