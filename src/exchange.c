@@ -142,6 +142,7 @@ static void up_ready(fl_client_t *c) {
   uv_buf_t b = uv_buf_init(ex->pending.data + ex->flushed, (unsigned)(ex->pending.len - ex->flushed));
   ex->flushed = ex->pending.len;
   if (b.len) up_write(c, &b, 1);
+  if (ex->up != u) return;          /* the write failed: the exchange moved on (a retry, or an answer) */
   if (!ex->retain) fl_buf_free(&ex->pending);
   if (c->read_paused && !ex->req_done && u->sock.queued < FL_LOW_WATER) fl_client_pause_reading(c, false);
 }
@@ -328,11 +329,14 @@ static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t le
 
 #define UP_CLIENT(p) ((fl_client_t *)(p)->data)
 
+/* Fields after the answer's head went out are trailers: dropped (the answer is re-chunked). */
 static int on_up_header_field(http_parser *p, const char *at, size_t len) {
+  if (fl_ex_answered(&UP_CLIENT(p)->ex)) return 0;
   return fl_http_head_field(&UP_CLIENT(p)->up_head, at, len) ? -1 : 0;
 }
 
 static int on_up_header_value(http_parser *p, const char *at, size_t len) {
+  if (fl_ex_answered(&UP_CLIENT(p)->ex)) return 0;
   return fl_http_head_value(&UP_CLIENT(p)->up_head, at, len) ? -1 : 0;
 }
 

@@ -403,9 +403,10 @@ static void dispatch(fl_client_t *c) {
     if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);
   } else {
     rc = build_head(c, ex->content_length, ex->chunked_req);
-    if (ex->inspect) {
+    if (ex->inspect && rc == 0) {
       if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);
       fl_exchange_body(c, ex->body.data, ex->body.len);
+      if (c->phase != FL_CONN_EXCHANGE) return;   /* it answered (out of memory): the exchange is over */
     }
   }
   ex->inspect = false;
@@ -478,14 +479,18 @@ static int check_version(fl_client_t *c, const char *to) {
   return ok ? 0 : fail(c, 400);
 }
 
+/* Fields after the head are a chunked body's trailers: the parser hands them over like headers,
+ * but the head's table may be gone by then. They are dropped (the body goes up re-chunked). */
 static int on_header_field(http_parser *p, const char *at, size_t len) {
   fl_client_t *c = CLIENT(p);
+  if (c->phase != FL_CONN_HEAD) return 0;
   if (check_version(c, at)) return -1;
   int st = fl_http_head_field(&c->head, at, len);
   return st ? fail(c, st) : 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len) {
+  if (CLIENT(p)->phase != FL_CONN_HEAD) return 0;     /* a trailer */
   int st = fl_http_head_value(&CLIENT(p)->head, at, len);
   return st ? fail(CLIENT(p), st) : 0;
 }

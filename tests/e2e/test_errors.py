@@ -37,6 +37,7 @@ class Backend:
     headers_then_hang  reads the request, sends a 200 head announcing 100 bytes, then nothing
     partial_body       reads the request, sends a 200 head announcing 100 bytes and 10 of them, closes
     trickle            reads the request, sends a 200 head announcing 6 bytes, then one byte each 0.4 s
+    trailers           200, chunked, "hello" then a trailer field after the last chunk, keep-alive
 
     It counts accepted connections (`accepted`) and complete requests (`requests`, a list of
     (method, path, headers, body)). Use it as a context manager so no thread or socket outlives
@@ -183,6 +184,10 @@ class Backend:
                 if self._stop.wait(0.4):
                     return False
                 s.sendall(bytes([byte]))
+            return True
+        if self.mode == "trailers":
+            s.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+                      b"5\r\nhello\r\n0\r\nx-checksum: 5d41402a\r\n\r\n")
             return True
         raise ValueError("unknown backend mode %r" % self.mode)
 
@@ -1154,3 +1159,27 @@ def test_out_of_descriptors_the_gateway_sheds_new_connections_without_spinning_a
             resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, old)
         time.sleep(0.3)
         assert request(gw.port, "GET", "/v1/models").status == 200
+
+
+def test_trailers_after_a_chunked_answer_or_upload_do_not_break_the_exchange():
+    # http-parser hands trailer fields to the header callbacks, after the head's table went back
+    with Backend("trailers") as tr, Backend() as ok, \
+            Gateway(routes({"/": ok, "/tr": tr}), workers=1) as gw:
+        c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        for _ in range(2):                              # the connection stays usable
+            c.request("GET", "/tr/v1/models")
+            r = c.getresponse()
+            assert (r.status, r.read()) == (200, b"hello")
+        c.close()
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(b"POST /v1/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                  b"2\r\n{}\r\n0\r\nx-checksum: 99\r\n\r\n")
+        answer = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert requests_by_code(gw, 200) == 3 and requests_by_code(gw, 502) == 0
