@@ -1171,15 +1171,7 @@ def test_trailers_after_a_chunked_answer_or_upload_do_not_break_the_exchange():
             r = c.getresponse()
             assert (r.status, r.read()) == (200, b"hello")
         c.close()
-        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-        s.sendall(b"POST /v1/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                  b"2\r\n{}\r\n0\r\nx-checksum: 99\r\n\r\n")
-        answer = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-        s.close()
+        answer = raw(gw.port, b"POST /v1/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"2\r\n{}\r\n0\r\nx-checksum: 99\r\n\r\n", timeout=5)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         assert requests_by_code(gw, 200) == 3 and requests_by_code(gw, 502) == 0
