@@ -307,7 +307,8 @@ int fl_buf_u64(fl_buf_t *b, uint64_t v) {
 int fl_buf_ms3(fl_buf_t *b, uint64_t ns) {
   uint64_t us = ns / 1000;
   char frac[4] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10), (char)('0' + us % 10)};
-  return fl_buf_u64(b, us / 1000) | fl_buf_append(b, frac, sizeof frac);
+  fl_buf_u64(b, us / 1000);
+  return fl_buf_append(b, frac, sizeof frac);     /* the first failure sticks */
 }
 
 void fl_buf_free(fl_buf_t *b) {

@@ -326,42 +326,42 @@ static void sign_request_id(fl_client_t *c) {
                      unix_ms, fl_worker_rand(c->w));
 }
 
-static int build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
+/* The upstream request's head, into `pending`; the caller checks its sticky error. */
+static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_exchange_t *ex = &c->ex;
   fl_buf_t *b = &ex->pending;
   const fl_http_head_t *h = &c->head;
-  int rc = fl_buf_str(b, http_method_str((enum http_method)c->parser.method));
-  rc |= fl_buf_append(b, " ", 1);
-  rc |= fl_buf_append(b, h->buf + h->url_off, h->url_len);
-  rc |= fl_buf_str(b, " HTTP/1.1\r\n");
+  fl_buf_str(b, http_method_str((enum http_method)c->parser.method));
+  fl_buf_append(b, " ", 1);
+  fl_buf_append(b, h->buf + h->url_off, h->url_len);
+  fl_buf_str(b, " HTTP/1.1\r\n");
   size_t xff_len = 0;
   const char *xff = fl_http_head_get(h, "x-forwarded-for", &xff_len);
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
     if (fl_http_is_hop(h, x) || (x->name_len == 6 && memcmp(fl_hdr_name(h, x), "expect", 6) == 0)) continue;
-    rc |= fl_buf_append(b, fl_hdr_name(h, x), x->name_len);
-    rc |= fl_buf_append(b, ": ", 2);
-    rc |= fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
-    rc |= fl_buf_append(b, "\r\n", 2);
+    fl_buf_append(b, fl_hdr_name(h, x), x->name_len);
+    fl_buf_append(b, ": ", 2);
+    fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
+    fl_buf_append(b, "\r\n", 2);
   }
-  rc |= fl_buf_str(b, "x-forwarded-for: ");
+  fl_buf_str(b, "x-forwarded-for: ");
   if (xff) {
-    rc |= fl_buf_append(b, xff, xff_len);
-    rc |= fl_buf_append(b, ", ", 2);
+    fl_buf_append(b, xff, xff_len);
+    fl_buf_append(b, ", ", 2);
   }
-  rc |= fl_buf_str(b, c->peer_ip);
-  rc |= fl_buf_str(b, "\r\nx-request-id: ");
-  rc |= fl_buf_str(b, ex->request_id);
-  rc |= fl_buf_str(b, "\r\n");
+  fl_buf_str(b, c->peer_ip);
+  fl_buf_str(b, "\r\nx-request-id: ");
+  fl_buf_str(b, ex->request_id);
+  fl_buf_str(b, "\r\n");
   if (chunked) {
-    rc |= fl_buf_str(b, "transfer-encoding: chunked\r\n");
+    fl_buf_str(b, "transfer-encoding: chunked\r\n");
   } else if (body_len != UINT64_MAX) {
-    rc |= fl_buf_str(b, "content-length: ");
-    rc |= fl_buf_u64(b, body_len);
-    rc |= fl_buf_str(b, "\r\n");
+    fl_buf_str(b, "content-length: ");
+    fl_buf_u64(b, body_len);
+    fl_buf_str(b, "\r\n");
   }
-  rc |= fl_buf_append(b, "\r\n", 2);
-  return rc ? FL_ENOMEM : 0;
+  fl_buf_append(b, "\r\n", 2);
 }
 
 /* Replaces the body's top-level "model" string with the variant's model name. FL_EINVAL when the
@@ -372,10 +372,10 @@ static int rewrite_model(fl_exchange_t *ex, const char *model) {
   if (found == FL_EINVAL) return FL_EINVAL;
   if (found != 0 || !span.is_string) return 0;     /* no model, or not JSON: the backend answers */
   fl_buf_t out = {0};
-  int rc = fl_buf_append(&out, ex->body.data, span.start);
-  rc |= fl_buf_str(&out, model);
-  rc |= fl_buf_append(&out, ex->body.data + span.start + span.len, ex->body.len - span.start - span.len);
-  if (rc) {
+  fl_buf_append(&out, ex->body.data, span.start);
+  fl_buf_str(&out, model);
+  fl_buf_append(&out, ex->body.data + span.start + span.len, ex->body.len - span.start - span.len);
+  if (out.err) {
     fl_buf_free(&out);
     return FL_ENOMEM;
   }
@@ -391,19 +391,19 @@ static void dispatch(fl_client_t *c) {
   ex->decided = true;
   sign_request_id(c);
   fl_account_begin(c);
-  int rc;
+  int rc = 0;
   if (ex->inspect && ex->req_done) {
     rc = v->model ? rewrite_model(ex, v->model) : 0;
     if (rc == FL_EINVAL) {
       fl_client_error(c, 400, "invalid_request", "the body names \"model\" more than once");
       return;
     }
-    rc |= build_head(c, ex->body.len, false);
-    rc |= fl_buf_append(&ex->pending, ex->body.data, ex->body.len);
+    build_head(c, ex->body.len, false);
+    fl_buf_append(&ex->pending, ex->body.data, ex->body.len);
     if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);
   } else {
-    rc = build_head(c, ex->content_length, ex->chunked_req);
-    if (ex->inspect && rc == 0) {
+    build_head(c, ex->content_length, ex->chunked_req);
+    if (ex->inspect && !ex->pending.err) {
       if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);
       fl_exchange_body(c, ex->body.data, ex->body.len);
       if (c->phase != FL_CONN_EXCHANGE) return;   /* it answered (out of memory): the exchange is over */
@@ -412,7 +412,7 @@ static void dispatch(fl_client_t *c) {
   ex->inspect = false;
   fl_buf_free(&ex->body);
   fl_http_head_give(&c->w->heads, &c->head);    /* the request's head is in `pending` now */
-  if (rc) {
+  if (rc || ex->pending.err) {
     fl_client_error(c, 500, "internal_error", "out of memory");
     return;
   }

@@ -94,7 +94,6 @@ static int rewrite_specials(const char *t, size_t n, fl_buf_t *out) {
       {"NaN", 3, "\"\\u0001NaN\""}, {"Infinity", 8, "\"\\u0001Inf\""}, {"-Infinity", 9, "\"\\u0001-Inf\""}};
   bool in_str = false, esc = false;
   size_t from = 0;
-  int rc = 0;
   for (size_t i = 0; i < n; i++) {
     char ch = t[i];
     if (in_str) {
@@ -109,15 +108,15 @@ static int rewrite_specials(const char *t, size_t n, fl_buf_t *out) {
     }
     for (size_t k = 0; k < FL_ARRAY_LEN(SPECIAL); k++) {
       if (n - i < SPECIAL[k].len || memcmp(t + i, SPECIAL[k].lit, SPECIAL[k].len) != 0) continue;
-      if (i > from) rc |= fl_buf_append(out, t + from, i - from);
-      rc |= fl_buf_str(out, SPECIAL[k].json);
+      if (i > from) fl_buf_append(out, t + from, i - from);
+      fl_buf_str(out, SPECIAL[k].json);
       i += SPECIAL[k].len - 1;
       from = i + 1;
       break;
     }
   }
-  if (n > from) rc |= fl_buf_append(out, t + from, n - from);
-  return rc;
+  if (n > from) fl_buf_append(out, t + from, n - from);
+  return out->err;
 }
 
 json_t *fl_quality_parse(const char *text, size_t len) {
@@ -277,7 +276,6 @@ static void observe_stream(const obs_t *x, const char *body, size_t len, bool cu
   fl_buf_t text = {0};
   double tokens = NAN, events = 0;
   bool tool = false, done = false;
-  int rc = 0;
   for (const char *p = body, *end = body + len; p < end && !done;) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *line_end = nl ? nl : end;
@@ -290,7 +288,7 @@ static void observe_stream(const obs_t *x, const char *body, size_t len, bool cu
       const json_t *choice = json_array_get(json_object_get(ev, "choices"), 0);
       const json_t *delta = json_object_get(choice, "delta");
       const json_t *piece = delta ? json_object_get(delta, "content") : json_object_get(choice, "text");
-      if (json_string_length(piece)) rc |= fl_buf_append(&text, json_string_value(piece), json_string_length(piece));
+      if (json_string_length(piece)) fl_buf_append(&text, json_string_value(piece), json_string_length(piece));
       events += json_string_length(piece) > 0;
       tool |= has_tool_call(delta);
       if (finish_of(json_object_get(choice, "finish_reason")) != FL_FINISH_NONE)
@@ -300,8 +298,8 @@ static void observe_stream(const obs_t *x, const char *body, size_t len, bool cu
     }
     p = line_end + 1;
   }
-  rc |= fl_buf_append(&text, "", 1);
-  if (rc || (cut && !done)) x->o->unparsed = true;           /* sizes of a cut stream would be wrong */
+  fl_buf_append(&text, "", 1);
+  if (text.err || (cut && !done)) x->o->unparsed = true;           /* sizes of a cut stream would be wrong */
   else observe_text(x, text.data, text.len - 1, tool, isnan(tokens) ? events : tokens);
   fl_buf_free(&text);
 }
