@@ -97,15 +97,30 @@ static void close_side(uv_loop_t *loop, side_t *x) {
   assert_true(x->closed);
 }
 
+/* A socket on a fresh loop, connected to *server (blocking, the test's end). */
+static side_t *connected_side(uv_loop_t *loop, int *server) {
+  int cfd;
+  tcp_pair(&cfd, server);
+  side_t *x = calloc(1, sizeof *x);
+  assert_non_null(x);
+  open_side(loop, x, cfd);
+  return x;
+}
+
+/* Closes the socket, checks that the loop has nothing left, frees the side. */
+static void finish(uv_loop_t *loop, side_t *x) {
+  close_side(loop, x);
+  assert_int_equal(uv_loop_close(loop), 0);
+  free(x);
+}
+
 /* The peer's bytes and its reset are both waiting at the first wake-up (POLLIN|POLLERR): libuv
  * stops the poll then, and a socket that did not watch again would never hear of the reset. */
 static void test_bytes_then_a_reset_in_one_wake_up_are_both_told(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  int cfd, sfd;
-  tcp_pair(&cfd, &sfd);
-  side_t *x = calloc(1, sizeof *x);
-  open_side(&loop, x, cfd);
+  int sfd;
+  side_t *x = connected_side(&loop, &sfd);
   assert_int_equal(write(sfd, "partial", 7), 7);
   usleep(20000);
   struct linger hard = {.l_onoff = 1, .l_linger = 0};
@@ -117,9 +132,7 @@ static void test_bytes_then_a_reset_in_one_wake_up_are_both_told(void **state) {
   assert_int_equal(x->got_len, 7);
   assert_memory_equal(x->got, "partial", 7);
   assert_true(x->end == UV_ECONNRESET || x->end == UV_EOF);
-  close_side(&loop, x);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  free(x);
+  finish(&loop, x);
 }
 
 /* A peer that does not read: what the socket does not take is queued, and goes out in order,
@@ -127,10 +140,8 @@ static void test_bytes_then_a_reset_in_one_wake_up_are_both_told(void **state) {
 static void test_queued_bytes_go_out_in_order_once_the_peer_reads(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  int cfd, sfd;
-  tcp_pair(&cfd, &sfd);
-  side_t *x = calloc(1, sizeof *x);
-  open_side(&loop, x, cfd);
+  int sfd;
+  side_t *x = connected_side(&loop, &sfd);
   enum { PIECE = 65536, PIECES = 64 };              /* 4 MiB: far more than the socket buffers */
   char *piece = malloc(PIECE);
   size_t queued = 0;
@@ -160,10 +171,8 @@ static void test_queued_bytes_go_out_in_order_once_the_peer_reads(void **state) 
   assert_int_equal(x->sock.queued, 0);
   assert_int_equal(x->sent, queued);                /* the owner was told of every queued byte */
   close(sfd);
-  close_side(&loop, x);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  finish(&loop, x);
   free(piece);
-  free(x);
 }
 
 /* A port nobody listens on: the refusal comes through the callback, never from the call. */
@@ -182,9 +191,7 @@ static void test_a_refused_connect_is_told_by_the_callback(void **state) {
   run_until(&loop, x, connected);
   assert_true(x->connected);
   assert_int_equal(x->connect_status, UV_ECONNREFUSED);
-  close_side(&loop, x);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  free(x);
+  finish(&loop, x);
 }
 
 int main(void) {
