@@ -6,20 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int on_up_header_field(http_parser *p, const char *at, size_t len);
-static int on_up_header_value(http_parser *p, const char *at, size_t len);
-static int on_up_headers_complete(http_parser *p);
-static int on_up_body(http_parser *p, const char *at, size_t len);
-static int on_up_message_complete(http_parser *p);
-
-static const http_parser_settings response_settings = {
-    .on_header_field = on_up_header_field,
-    .on_header_value = on_up_header_value,
-    .on_headers_complete = on_up_headers_complete,
-    .on_body = on_up_body,
-    .on_message_complete = on_up_message_complete,
-};
-
 static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled);
 
 /* ---- writing upstream ---- */
@@ -129,8 +115,9 @@ static void on_up_read(fl_sock_t *s, ssize_t n, const char *data);
 static void up_ready(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   fl_upconn_t *u = ex->up;
-  http_parser_init(&ex->up_parser, HTTP_RESPONSE);
-  ex->up_parser.data = c;
+  fl_h1_init(&ex->up_parser, true);
+  ex->up_parser.no_body = ex->head_req;
+  fl_buf_clear(&ex->up_in);
   if (fl_http_head_take(&c->w->heads, &c->up_head, 65536, 256) != 0) {
     upstream_failed(c, false);
     return;
@@ -276,86 +263,25 @@ static void finish(fl_client_t *c) {
   fl_exchange_finished(c);
 }
 
-static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t len, bool eof);
 
-static void on_up_read(fl_sock_t *s, ssize_t n, const char *data) {
-  fl_upconn_t *u = s->data;
-  fl_client_t *c = u->owner;
-  if (!c) {                          /* pooled: the backend closed it or sent unasked bytes */
-    fl_upconn_close(u->pools, u);
-    return;
-  }
-  fl_exchange_t *ex = &c->ex;
-  if (n > 0 && !ex->up_got_bytes) {
-    ex->up_got_bytes = true;
-    ex->retain = false;
-    fl_buf_free(&ex->pending);
-  }
-  if (n < 0 && !fl_ex_answered(ex)) {
-    upstream_failed(c, n == UV_EOF);
-  } else if (n < 0 && n != UV_EOF) {        /* a reset is never the end of an answer, even one ended by close */
-    cut(c, FL_UPERR_RESET);
-  } else {
-    size_t len = n < 0 ? 0 : (size_t)n;
-    fl_client_cork(c);
-    size_t done = http_parser_execute(&ex->up_parser, &response_settings, n < 0 ? NULL : data, len);
-    after_up_read(c, u, done, len, n < 0);
-    fl_client_uncork(c);
-  }
-  fl_client_settle(c);
-}
-
-static void after_up_read(fl_client_t *c, fl_upconn_t *u, size_t done, size_t len, bool eof) {
-  fl_exchange_t *ex = &c->ex;
-  if (fl_client_closed(c) || ex->up != u) return;
-  enum http_errno e = HTTP_PARSER_ERRNO(&ex->up_parser);
-  if (ex->phase == FL_EX_DONE) {
-    if (done < len) ex->up_keepalive = false;      /* bytes after the answer: do not reuse */
-    finish(c);
-  } else if (e != HPE_OK && e != HPE_PAUSED) {
-    if (fl_ex_answered(ex)) {
-      cut(c, eof ? FL_UPERR_RESET : FL_UPERR_BAD_RESPONSE);     /* closed early, or garbage mid-answer */
-      return;
-    }
-    fl_account_upstream_error(c, FL_UPERR_BAD_RESPONSE);
-    fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s", ex->backend->addr.text,
-                    fl_http_error_words(&ex->up_parser, &c->up_head));
-  } else if (eof) {
-    cut(c, FL_UPERR_RESET);
-  } else {
-    fl_client_progress(c);             /* the backend is answering: its idle time starts over */
-  }
-}
-
-#define UP_CLIENT(p) ((fl_client_t *)(p)->data)
-
-/* Fields after the answer's head went out are trailers: dropped (the answer is re-chunked). */
-static int on_up_header_field(http_parser *p, const char *at, size_t len) {
-  if (fl_ex_answered(&UP_CLIENT(p)->ex)) return 0;
-  return fl_http_head_field(&UP_CLIENT(p)->up_head, at, len) ? -1 : 0;
-}
-
-static int on_up_header_value(http_parser *p, const char *at, size_t len) {
-  if (fl_ex_answered(&UP_CLIENT(p)->ex)) return 0;
-  return fl_http_head_value(&UP_CLIENT(p)->up_head, at, len) ? -1 : 0;
-}
-
-static fl_frame_t choose_frame(fl_client_t *c, http_parser *p) {
-  if (c->ex.head_req || p->status_code == 204 || p->status_code == 304) return FL_FRAME_NONE;
-  if (!(p->flags & F_CHUNKED) && (p->flags & F_CONTENTLENGTH)) return FL_FRAME_LENGTH;
-  if (c->parser.http_minor >= 1) return FL_FRAME_CHUNKED;
+static fl_frame_t choose_frame(fl_client_t *c) {
+  const fl_h1_t *p = &c->ex.up_parser;
+  if (c->ex.head_req || p->status == 204 || p->status == 304) return FL_FRAME_NONE;
+  if (p->has_length) return FL_FRAME_LENGTH;
+  if (c->parser.minor >= 1) return FL_FRAME_CHUNKED;
   c->keepalive = false;
   return FL_FRAME_CLOSE;
 }
 
-static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
+static void build_response_head(fl_client_t *c, fl_buf_t *b) {
   fl_exchange_t *ex = &c->ex;
+  const fl_h1_t *p = &ex->up_parser;
   const fl_http_head_t *h = &c->up_head;
   fl_buf_clear(b);
   fl_buf_str(b, "HTTP/1.1 ");
-  fl_buf_u64(b, p->status_code);
+  fl_buf_u64(b, p->status);
   fl_buf_str(b, " ");
-  fl_buf_str(b, fl_http_reason(p->status_code));
+  fl_buf_str(b, fl_http_reason(p->status));
   fl_buf_str(b, "\r\n");
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
@@ -365,7 +291,7 @@ static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
     fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
     fl_buf_append(b, "\r\n", 2);
   }
-  if (ex->frame == FL_FRAME_LENGTH || (ex->head_req && (p->flags & F_CONTENTLENGTH))) {
+  if (ex->frame == FL_FRAME_LENGTH || (ex->head_req && p->has_length)) {
     fl_buf_str(b, "content-length: ");
     fl_buf_u64(b, p->content_length);
     fl_buf_str(b, "\r\n");
@@ -389,40 +315,39 @@ static void build_response_head(fl_client_t *c, http_parser *p, fl_buf_t *b) {
     fl_buf_str(b, "\r\n");
   }
   if (!c->keepalive) fl_buf_str(b, "connection: close\r\n");
-  else if (c->parser.http_minor == 0) fl_buf_str(b, "connection: keep-alive\r\n");
+  else if (c->parser.minor == 0) fl_buf_str(b, "connection: keep-alive\r\n");
   fl_buf_append(b, "\r\n", 2);
 }
 
-static int on_up_headers_complete(http_parser *p) {
-  fl_client_t *c = UP_CLIENT(p);
+/* The answer's head is read: it goes to the client, re-framed. 1xx answers are skipped. */
+static void up_head(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
-  if (p->status_code < 200) {        /* 100 Continue and friends: not forwarded */
+  int status = ex->up_parser.status;
+  if (status < 200) {                /* 100 Continue and friends: not forwarded */
     ex->interim = true;
-    return 0;
+    return;
   }
   uint64_t t0 = fl_now_ns();
   fl_account_response_head(c, t0);
-  fl_backend_report(ex->backend, p->status_code < 500, fl_now_ms());
+  fl_backend_report(ex->backend, status < 500, fl_now_ms());
   if (c->w->draining || !ex->req_done) c->keepalive = false;   /* answered before the whole request: it
                                                                    closes after, and the head says so */
-  ex->status = p->status_code;
-  ex->frame = choose_frame(c, p);
+  ex->status = status;
+  ex->frame = choose_frame(c);
   fl_buf_t *b = &c->w->scratch;
   ex->overhead_ns += fl_now_ns() - t0;
-  build_response_head(c, p, b);
+  build_response_head(c, b);
   if (b->err) {
     fl_client_error(c, 500, "internal_error", "out of memory building the answer's head");
-    return -1;                 /* the exchange is over; after_up_read sees it detached */
+    return;                    /* the exchange is over: the caller sees it detached */
   }
   fl_ex_enter(c, FL_EX_STREAMING);
   fl_http_head_give(&c->w->heads, &c->up_head);     /* read and used: a stream holds no table */
   uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
   fl_client_write(c, &ub, 1);
-  return ex->head_req ? 1 : 0;
 }
 
-static int on_up_body(http_parser *p, const char *at, size_t len) {
-  fl_client_t *c = UP_CLIENT(p);
+static void up_body(fl_client_t *c, const char *at, size_t len) {
   fl_exchange_t *ex = &c->ex;
   fl_account_body(c, at, len);
   if (ex->frame == FL_FRAME_CHUNKED) {
@@ -439,25 +364,118 @@ static int on_up_body(http_parser *p, const char *at, size_t len) {
     fl_sock_read(&ex->up->sock, false);
     ex->up_paused = true;
   }
-  return 0;
 }
 
-static int on_up_message_complete(http_parser *p) {
-  fl_client_t *c = UP_CLIENT(p);
+/* The answer is complete (false: it was a 1xx; the real one follows). */
+static bool up_end(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   if (ex->interim) {
     ex->interim = false;
+    fl_h1_reset(&ex->up_parser);
+    ex->up_parser.no_body = ex->head_req;
     fl_http_head_reset(&c->up_head);
-    return 0;
+    return false;
   }
   if (ex->frame == FL_FRAME_CHUNKED) {
     uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
     fl_client_write(c, &b, 1);
   }
   ex->phase = FL_EX_DONE;
-  ex->up_keepalive = http_should_keep_alive(p);
-  http_parser_pause(p, 1);
-  return 0;
+  ex->up_keepalive = ex->up_parser.keep_alive;
+  return true;
+}
+
+/* Runs the answer's parser over data; returns the bytes used and the last event. */
+static fl_h1_event_t up_parse(fl_client_t *c, fl_upconn_t *u, const char *data, size_t len, size_t *off) {
+  fl_exchange_t *ex = &c->ex;
+  size_t used, body_len;
+  const char *body;
+  *off = 0;
+  for (;;) {
+    fl_h1_event_t ev = fl_h1_feed(&ex->up_parser, &c->up_head, data + *off, len - *off, &used, &body, &body_len);
+    *off += used;
+    if (ev == FL_H1_HEAD) up_head(c);
+    else if (ev == FL_H1_DATA) up_body(c, body, body_len);
+    else if (ev != FL_H1_END || up_end(c)) return ev;
+    if (fl_client_closed(c) || ex->up != u) return FL_H1_END;    /* answered otherwise (an error) */
+  }
+}
+
+static void up_malformed(fl_client_t *c, bool eof) {
+  fl_exchange_t *ex = &c->ex;
+  if (fl_ex_answered(ex)) {
+    cut(c, eof ? FL_UPERR_RESET : FL_UPERR_BAD_RESPONSE);     /* closed early, or garbage mid-answer */
+    return;
+  }
+  fl_account_upstream_error(c, FL_UPERR_BAD_RESPONSE);
+  fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s", ex->backend->addr.text,
+                  ex->up_parser.error);
+}
+
+/* Bytes of the answer; a line of its head that is not complete yet waits in up_in. */
+static void up_input(fl_client_t *c, fl_upconn_t *u, const char *data, size_t len) {
+  fl_exchange_t *ex = &c->ex;
+  fl_buf_t held = {0};
+  if (ex->up_in.len) {
+    held = ex->up_in;
+    ex->up_in = (fl_buf_t){0};
+    if (fl_buf_append(&held, data, len) != 0) {
+      fl_buf_free(&held);
+      fl_client_error(c, 500, "internal_error", "out of memory reading the answer's head");
+      return;
+    }
+    data = held.data;
+    len = held.len;
+  }
+  size_t off;
+  fl_h1_event_t ev = up_parse(c, u, data, len, &off);
+  if (fl_client_closed(c) || ex->up != u) {
+    /* answered otherwise (an error): nothing more to do with these bytes */
+  } else if (ex->phase == FL_EX_DONE) {
+    if (off < len) ex->up_keepalive = false;      /* bytes after the answer: do not reuse */
+    finish(c);
+  } else if (ev == FL_H1_ERROR) {
+    up_malformed(c, false);
+  } else {
+    if (off < len && fl_buf_append(&ex->up_in, data + off, len - off) != 0)
+      fl_client_error(c, 500, "internal_error", "out of memory reading the answer's head");
+    else
+      fl_client_progress(c);             /* the backend is answering: its idle time starts over */
+  }
+  fl_buf_free(&held);
+}
+
+/* The backend closed its side after the answer began: the end of an answer that runs to the
+ * close, else a cut. */
+static void up_eof(fl_client_t *c) {
+  if (fl_h1_eof(&c->ex.up_parser) == FL_H1_END && up_end(c)) finish(c);
+  else cut(c, FL_UPERR_RESET);
+}
+
+static void on_up_read(fl_sock_t *s, ssize_t n, const char *data) {
+  fl_upconn_t *u = s->data;
+  fl_client_t *c = u->owner;
+  if (!c) {                          /* pooled: the backend closed it or sent unasked bytes */
+    fl_upconn_close(u->pools, u);
+    return;
+  }
+  fl_exchange_t *ex = &c->ex;
+  if (n > 0 && !ex->up_got_bytes) {
+    ex->up_got_bytes = true;
+    ex->retain = false;
+    fl_buf_free(&ex->pending);
+  }
+  if (n < 0 && !fl_ex_answered(ex)) {
+    upstream_failed(c, n == UV_EOF);
+  } else if (n < 0 && n != UV_EOF) {        /* a reset is never the end of an answer, even one ended by close */
+    cut(c, FL_UPERR_RESET);
+  } else {
+    fl_client_cork(c);
+    if (n < 0) up_eof(c);
+    else up_input(c, u, data, (size_t)n);
+    fl_client_uncork(c);
+  }
+  fl_client_settle(c);
 }
 
 void fl_exchange_resume_upstream(fl_client_t *c) {

@@ -169,6 +169,19 @@ int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
   return 0;
 }
 
+int fl_http_head_add(fl_http_head_t *h, const char *name, size_t nlen, const char *value, size_t vlen) {
+  if (h->n == h->max && !grow((void **)&h->hdrs, &h->max, h->max_limit, sizeof *h->hdrs, h->n + 1))
+    return refuse(h, 431, "too many header fields");
+  uint32_t off = h->len;
+  if (append(h, name, nlen, "header section too large") || append(h, value, vlen, "header section too large"))
+    return 431;
+  for (uint32_t i = off; i < off + nlen; i++) h->buf[i] = lower(h->buf[i]);
+  h->hdrs[h->n++] = (fl_hdr_t){.name_off = off, .name_len = (uint32_t)nlen, .value_off = off + (uint32_t)nlen,
+                               .value_len = (uint32_t)vlen};
+  if (nlen == 10 && memcmp(h->buf + off, "connection", 10) == 0) h->n_connection++;
+  return 0;
+}
+
 const char *fl_http_head_getn(const fl_http_head_t *h, const char *lname, size_t nlen, size_t *len) {
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];

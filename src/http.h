@@ -38,6 +38,10 @@ int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len);
 int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len);
 int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len);
 
+/* A whole field at once (h1.c): the name, already checked to be a token, is stored lower-case.
+ * Returns 0, or 431 when the table's limits are reached (h->refusal says which). */
+int fl_http_head_add(fl_http_head_t *h, const char *name, size_t nlen, const char *value, size_t vlen);
+
 /* A worker's spare tables: a connection holds a table only while it reads or uses a head, so an
  * idle or streaming connection costs none, and a busy one costs no allocation per request. */
 #define FL_HEAD_SPARES 32

@@ -13,24 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int on_message_begin(http_parser *p);
-static int on_url(http_parser *p, const char *at, size_t len);
-static int on_header_field(http_parser *p, const char *at, size_t len);
-static int on_header_value(http_parser *p, const char *at, size_t len);
-static int on_headers_complete(http_parser *p);
-static int on_body(http_parser *p, const char *at, size_t len);
-static int on_message_complete(http_parser *p);
-
-static const http_parser_settings request_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
 static void pump(fl_client_t *c);
 static void new_request_id(fl_client_t *c);
 
@@ -43,6 +25,7 @@ static void handle_closed(fl_client_t *c) {
   fl_buf_free(&c->inbuf);
   fl_buf_free(&c->ex.pending);
   fl_buf_free(&c->ex.body);
+  fl_buf_free(&c->ex.up_in);
   fl_worker_t *w = c->w;
   free(c);
   fl_worker_maybe_stop(w);
@@ -331,7 +314,7 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_exchange_t *ex = &c->ex;
   fl_buf_t *b = &ex->pending;
   const fl_http_head_t *h = &c->head;
-  fl_buf_str(b, http_method_str((enum http_method)c->parser.method));
+  fl_buf_str(b, fl_method_name(c->parser.method));
   fl_buf_append(b, " ", 1);
   fl_buf_append(b, h->buf + h->url_off, h->url_len);
   fl_buf_str(b, " HTTP/1.1\r\n");
@@ -419,20 +402,14 @@ static void dispatch(fl_client_t *c) {
   fl_exchange_start(c);
 }
 
-/* ---- parser callbacks ---- */
-
-#define CLIENT(p) ((fl_client_t *)(p)->data)
-
-static int fail(fl_client_t *c, int status) {
-  c->error_status = status;
-  return -1;
-}
+/* ---- one request: its head, its body, its end ---- */
 
 /* A fresh exchange for the next request (the previous one is over). The pending buffer's
  * memory is kept for the next request unless it grew past the retry bound. */
 static void exchange_reset(fl_exchange_t *ex) {
   fl_buf_t pending = ex->pending;
   fl_buf_free(&ex->body);
+  fl_buf_free(&ex->up_in);
   if (pending.cap > FL_RETAIN_MAX) fl_buf_free(&pending);
   fl_buf_clear(&pending);
   memset(ex, 0, sizeof *ex);
@@ -440,59 +417,18 @@ static void exchange_reset(fl_exchange_t *ex) {
   ex->start_ns = fl_now_ns();
 }
 
-static int on_message_begin(http_parser *p) {
-  fl_client_t *c = CLIENT(p);
+/* The first byte of a request: a header table and a fresh exchange. False when out of memory
+ * (the connection is closed: nothing sensible to answer with). */
+static bool request_begins(fl_client_t *c) {
   const fl_conf_t *conf = c->w->conf;
   if (fl_http_head_take(&c->w->heads, &c->head, conf->limits.header_bytes, conf->limits.headers) != 0) {
-    fl_client_close(c);                    /* out of memory: nothing sensible to answer with */
-    return -1;
+    fl_client_close(c);
+    return false;
   }
   exchange_reset(&c->ex);
   c->country_state = 0;
   conn_enter(c, FL_CONN_HEAD);
-  return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len) {
-  fl_client_t *c = CLIENT(p);
-  c->version_pending = true;
-  c->version_len = 0;
-  c->url_end = at + len;
-  int st = fl_http_head_url(&c->head, at, len);
-  return st ? fail(c, st == 431 ? 414 : st) : 0;
-}
-
-static void collect_version(fl_client_t *c, const char *to) {
-  const char *from = c->url_end ? c->url_end : c->feed_base;
-  while (c->version_len < sizeof c->version && from < to) c->version[c->version_len++] = *from++;
-}
-
-/* Called once the bytes after the URL are behind the parser: at the first header, or at the
- * end of a head without headers (the version is then within the next 9 bytes). */
-static int check_version(fl_client_t *c, const char *to) {
-  if (!c->version_pending) return 0;
-  c->version_pending = false;
-  collect_version(c, to);
-  const char *v = c->version;
-  bool ok = c->version_len == 9 && memcmp(v, " HTTP/", 6) == 0 && v[6] >= '0' && v[6] <= '9' && v[7] == '.' &&
-            v[8] >= '0' && v[8] <= '9';
-  return ok ? 0 : fail(c, 400);
-}
-
-/* Fields after the head are a chunked body's trailers: the parser hands them over like headers,
- * but the head's table may be gone by then. They are dropped (the body goes up re-chunked). */
-static int on_header_field(http_parser *p, const char *at, size_t len) {
-  fl_client_t *c = CLIENT(p);
-  if (c->phase != FL_CONN_HEAD) return 0;
-  if (check_version(c, at)) return -1;
-  int st = fl_http_head_field(&c->head, at, len);
-  return st ? fail(c, st) : 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len) {
-  if (CLIENT(p)->phase != FL_CONN_HEAD) return 0;     /* a trailer */
-  int st = fl_http_head_value(&CLIENT(p)->head, at, len);
-  return st ? fail(CLIENT(p), st) : 0;
+  return true;
 }
 
 static const char *host_of(fl_client_t *c, size_t *len) {
@@ -511,12 +447,12 @@ static const char *host_of(fl_client_t *c, size_t *len) {
 static void expect_continue(fl_client_t *c) {
   size_t len;
   const char *v = fl_http_head_get(&c->head, "expect", &len);
-  if (!v || !fl_streq_ci(v, len, "100-continue") || c->parser.http_minor < 1 || !has_body(&c->ex)) return;
+  if (!v || !fl_streq_ci(v, len, "100-continue") || c->parser.minor < 1 || !has_body(&c->ex)) return;
   uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
   fl_client_write(c, &b, 1);
 }
 
-static int route_request(fl_client_t *c) {
+static void route_request(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   size_t host_len, path_len, q_len;
   const char *host = host_of(c, &host_len), *path, *q;
@@ -524,7 +460,7 @@ static int route_request(fl_client_t *c) {
   ex->route = fl_router_match(ex->conf, host, host_len, path, path_len);
   if (!ex->route) {
     fl_client_error(c, 404, "not_found", "no route for %.*s", (int)FL_MIN(path_len, 200), path);
-    return 0;
+    return;
   }
   expect_continue(c);
   int need_body = decide(c);
@@ -532,43 +468,30 @@ static int route_request(fl_client_t *c) {
   if (has_body(ex) && (need_body == 1 || rewrite)) {
     ex->inspect = true;           /* collect the body first; dispatch when it is complete */
     ex->decided = need_body != 1;
-    return 0;
+    return;
   }
   dispatch(c);
-  return 0;
 }
 
-static int headers_complete(fl_client_t *c, http_parser *p);
-
-/* The gateway's own time on a request is measured around the callbacks that do its work. */
-static int on_headers_complete(http_parser *p) {
-  uint64_t t0 = fl_now_ns();
-  int rc = headers_complete(CLIENT(p), p);
-  CLIENT(p)->ex.overhead_ns += fl_now_ns() - t0;
-  return rc;
-}
-
-static int headers_complete(fl_client_t *c, http_parser *p) {
+/* The head is read and well-formed. */
+static void request_head(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
-  if (check_version(c, c->url_end ? c->url_end + sizeof c->version : c->feed_base + sizeof c->version)) return -1;
-  int st = fl_http_check_framing(&c->head);
-  if (st) return fail(c, st);
-  if (p->flags & F_UPGRADE || p->upgrade) return fail(c, 400);
+  const fl_h1_t *p = &c->parser;
   ex->conf = c->w->conf;
   fl_conf_ref(ex->conf);
   c->phase = FL_CONN_EXCHANGE;
-  ex->chunked_req = (p->flags & F_CHUNKED) != 0;
-  ex->content_length = (p->flags & F_CONTENTLENGTH) ? p->content_length : UINT64_MAX;
-  ex->head_req = p->method == HTTP_HEAD;
-  c->keepalive = http_should_keep_alive(p) && !c->w->draining;
+  ex->chunked_req = p->chunked;
+  ex->content_length = p->has_length ? p->content_length : UINT64_MAX;
+  ex->head_req = p->method == FL_METHOD_HEAD;
+  c->keepalive = p->keep_alive && !c->w->draining;
   set_request_id(c);
   fl_ex_enter(c, FL_EX_ROUTING);
   if (ex->content_length != UINT64_MAX && ex->content_length > ex->conf->limits.body_bytes) {
     fl_client_error(c, 413, "request_too_large", "request body of %llu bytes exceeds the limit of %llu",
                     (unsigned long long)ex->content_length, (unsigned long long)ex->conf->limits.body_bytes);
-    return 0;
+    return;
   }
-  return route_request(c);
+  route_request(c);
 }
 
 static void inspect_body(fl_client_t *c, const char *at, size_t len) {
@@ -589,15 +512,14 @@ static void inspect_body(fl_client_t *c, const char *at, size_t len) {
   dispatch(c);
 }
 
-static int on_body(http_parser *p, const char *at, size_t len) {
-  fl_client_t *c = CLIENT(p);
+static void request_body(fl_client_t *c, const char *at, size_t len) {
   fl_exchange_t *ex = &c->ex;
-  if (c->phase != FL_CONN_EXCHANGE) return 0;   /* answered early (error): discard */
+  if (c->phase != FL_CONN_EXCHANGE) return;   /* answered early (error): discarded */
   ex->body_bytes += len;
   if (ex->body_bytes > ex->conf->limits.body_bytes) {
     fl_client_error(c, 413, "request_too_large", "request body exceeds the limit of %llu bytes",
                     (unsigned long long)ex->conf->limits.body_bytes);
-    return 0;
+    return;
   }
   if (ex->phase == FL_EX_ROUTING || ex->phase == FL_EX_SENDING) fl_client_progress(c);
   if (ex->inspect) {
@@ -608,15 +530,12 @@ static int on_body(http_parser *p, const char *at, size_t len) {
     fl_account_request_body(c, at, len);
     fl_exchange_body(c, at, len);
   }
-  return 0;
 }
 
-static int on_message_complete(http_parser *p) {
-  fl_client_t *c = CLIENT(p);
+static void request_end(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   ex->req_done = true;
-  http_parser_pause(p, 1);
-  if (c->phase != FL_CONN_EXCHANGE) return 0;
+  if (c->phase != FL_CONN_EXCHANGE) return;
   if (ex->inspect) {
     uint64_t t0 = fl_now_ns();
     if (!ex->decided) decide(c);
@@ -626,55 +545,78 @@ static int on_message_complete(http_parser *p) {
     fl_exchange_body(c, NULL, 0);
   }
   if (ex->phase == FL_EX_SENDING) fl_ex_enter(c, FL_EX_WAITING);   /* all sent: the backend's time starts */
-  return 0;
 }
 
 /* ---- reading and the request loop ---- */
 
 static void answer_parse_error(fl_client_t *c) {
-  enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-  int status = c->error_status ? c->error_status : e == HPE_HEADER_OVERFLOW ? 431 : 400;
+  const fl_h1_t *p = &c->parser;
   c->keepalive = false;
   if (c->phase != FL_CONN_EXCHANGE) exchange_reset(&c->ex);   /* garbage before a message: not the last one's */
-  if (status == 431)
+  if (p->error_status == 431)
     fl_client_error(c, 431, "request_too_large", "request head exceeds limits.header_bytes or limits.headers");
-  else if (status == 414)
+  else if (p->error_status == 414)
     fl_client_error(c, 414, "request_too_large", "request URL exceeds limits.header_bytes");
   else
-    fl_client_error(c, 400, "invalid_request", "malformed HTTP request: %s", fl_http_error_words(&c->parser, &c->head));
+    fl_client_error(c, 400, "invalid_request", "malformed HTTP request: %s", p->error);
 }
 
-/* Parses data; keeps what a pipelined request left unparsed in inbuf. */
-static void feed(fl_client_t *c, const char *data, size_t len) {
-  c->in_parse = true;
-  c->feed_base = data;
-  size_t done = http_parser_execute(&c->parser, &request_settings, data, len);
-  if (c->version_pending) collect_version(c, data + done);
-  c->url_end = NULL;
-  c->in_parse = false;
-  if (fl_client_closed(c)) return;
-  enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-  if (e != HPE_OK && e != HPE_PAUSED) {
-    answer_parse_error(c);
-    return;
+/* Runs the parser over data: returns the bytes used. It stops after a whole request (the next
+ * one waits for its answer), after an error, or before a line of the head that is not complete. */
+static size_t parse(fl_client_t *c, const char *data, size_t len) {
+  size_t off = 0, used, body_len;
+  const char *body;
+  for (;;) {
+    if (c->phase == FL_CONN_IDLE) {
+      while (off < len && (data[off] == '\r' || data[off] == '\n')) off++;   /* blank lines between requests */
+      if (off == len || !request_begins(c)) return off;
+      fl_h1_reset(&c->parser);
+    }
+    fl_h1_event_t ev = fl_h1_feed(&c->parser, &c->head, data + off, len - off, &used, &body, &body_len);
+    off += used;
+    if (ev == FL_H1_HEAD) {
+      uint64_t t0 = fl_now_ns();          /* the gateway's own time on a request is measured here */
+      request_head(c);
+      c->ex.overhead_ns += fl_now_ns() - t0;
+    } else if (ev == FL_H1_DATA) {
+      request_body(c, body, body_len);
+    } else if (ev == FL_H1_END) {
+      request_end(c);
+      return off;
+    } else if (ev == FL_H1_ERROR) {
+      answer_parse_error(c);
+      return len;
+    } else {
+      return off;
+    }
+    if (fl_client_closed(c)) return len;
   }
-  if (done < len && fl_buf_append(&c->inbuf, data + done, len - done) != 0) fl_client_close(c);
+}
+
+/* Parses data; keeps what is not used yet (a pipelined request, a part of a line) in inbuf. */
+static size_t feed(fl_client_t *c, const char *data, size_t len) {
+  c->in_parse = true;
+  size_t used = parse(c, data, len);
+  c->in_parse = false;
+  if (fl_client_closed(c) || c->phase == FL_CONN_FLUSH) return len;
+  if (used < len && fl_buf_append(&c->inbuf, data + used, len - used) != 0) fl_client_close(c);
+  return used;
 }
 
 /* Runs the pipelined requests whose bytes are here, one at a time, each after the previous
  * one is answered. */
 static void pump(fl_client_t *c) {
-  while ((c->phase == FL_CONN_IDLE || c->phase == FL_CONN_HEAD) && !c->in_parse) {
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    if (e != HPE_OK && e != HPE_PAUSED) return;     /* answered as an error; closing */
-    http_parser_pause(&c->parser, 0);
-    if (!c->inbuf.len) break;
+  while ((c->phase == FL_CONN_IDLE || c->phase == FL_CONN_HEAD) && !c->in_parse && c->inbuf.len) {
     fl_buf_t in = c->inbuf;
     c->inbuf = (fl_buf_t){0};
-    feed(c, in.data, in.len);
+    size_t used = feed(c, in.data, in.len);
     fl_buf_free(&in);
+    if (used == 0) break;                 /* a part of a line: the rest has to arrive */
   }
 }
+
+/* The request is read whole and not answered yet: what arrives is the next one's, and waits. */
+static bool request_read(const fl_client_t *c) { return c->phase == FL_CONN_EXCHANGE && fl_h1_done(&c->parser); }
 
 static void on_read(fl_sock_t *s, ssize_t n, const char *data) {
   fl_client_t *c = s->data;
@@ -682,9 +624,10 @@ static void on_read(fl_sock_t *s, ssize_t n, const char *data) {
     fl_client_close(c);
   } else if (c->phase == FL_CONN_FLUSH) {
     /* answered with a close: later requests are not run */
-  } else if (c->inbuf.len || HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
+  } else if (c->inbuf.len || request_read(c)) {
     if (fl_buf_append(&c->inbuf, data, (size_t)n) != 0) fl_client_close(c);
-    else if (c->inbuf.len > FL_LOW_WATER) fl_client_pause_reading(c, true);
+    else if (request_read(c) && c->inbuf.len > FL_LOW_WATER) fl_client_pause_reading(c, true);
+    else pump(c);
   } else {
     fl_client_cork(c);
     fl_exchange_cork(c);
@@ -794,8 +737,7 @@ static int client_init(fl_worker_t *w, fl_client_t *c, int fd) {
   if (rc < 0) return rc;
   c->sock.on_read = on_read;
   c->sock.on_sent = on_client_sent;
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
+  fl_h1_init(&c->parser, false);
   uv_timer_init(&w->loop, &c->timer);
   c->timer.data = c;
   c->handles = 2;

@@ -4,7 +4,7 @@
 #define FL_PROXY_INT_H
 
 #include "feedback.h"
-#include "http.h"
+#include "h1.h"
 #include "proxy.h"
 #include "llm.h"
 #include "metrics.h"
@@ -60,7 +60,8 @@ typedef struct fl_exchange {
   fl_buf_t pending;             /* head + body waiting for (or retained for) the upstream */
   size_t flushed;               /* bytes of `pending` already written upstream */
   fl_buf_t body;                /* inspected body */
-  http_parser up_parser;
+  fl_h1_t up_parser;
+  fl_buf_t up_in;               /* an unfinished line of the answer's head, until the rest arrives */
   fl_frame_t frame;
   int status;
   uint64_t start_ns;
@@ -83,7 +84,7 @@ typedef struct fl_client {
   uv_timer_t timer;
   fl_worker_t *w;
   struct fl_client *prev, *next;
-  http_parser parser;
+  fl_h1_t parser;
   fl_http_head_t head;
   fl_http_head_t up_head;       /* the upstream response's head, allocated on first use */
   struct sockaddr_storage peer;
@@ -95,16 +96,8 @@ typedef struct fl_client {
   uint64_t deadline_ms;         /* the phase's deadline (loop time); 0: none */
   uint64_t timer_due_ms;        /* when the timer fires; it is re-armed lazily (on_timer) */
   bool keepalive;               /* the current request allows another after it */
-  bool in_parse;                /* inside http_parser_execute on the client side */
-  /* http-parser (as Debian builds it) does not check the protocol name of the request line, so
-   * the first bytes after the URL are collected here and checked for " HTTP/d.d". */
-  bool version_pending;
-  uint8_t version_len;
-  char version[9];
-  const char *url_end;          /* inside the buffer being parsed, or NULL */
-  const char *feed_base;        /* that buffer */
+  bool in_parse;                /* inside parse(): a request may not be started from a callback */
   bool read_paused;
-  int error_status;             /* set by a parser callback that wants this status answered */
   fl_buf_t inbuf;               /* bytes read but not parsed yet (pipelining) */
   char country[3];
   int country_state;            /* 0 unknown yet, 1 known, -1 none */
