@@ -95,7 +95,7 @@ void fl_account_body(fl_client_t *c, const char *data, size_t len) {
   ex->resp_bytes += len;
   if (!ex->vs) return;
   if (ex->sample) capture(ex, &ex->sample->resp, &ex->sample->resp_cut, data, len);
-  fl_llm_feed(&ex->llm, data, len, fl_now_ns(), on_token_gap, ex);
+  fl_llm_feed(&ex->llm, data, len, fl_clock_ns(), on_token_gap, ex);
   if (ex->llm.first_token_ns && !ex->ttft_recorded) {
     ex->ttft_recorded = true;
     fl_hist_record(&ex->vs->ttft, (ex->llm.first_token_ns - ex->start_ns) / 1000);
@@ -112,9 +112,7 @@ static void log_record(fl_client_t *c, int status, uint64_t duration_us) {
   fl_alog_rec_t r = {.duration_us = duration_us, .status = status, .variant = (uint8_t)ex->decision.variant,
                      .prompt_tokens = ex->llm.prompt_tokens, .completion_tokens = completion_tokens(&ex->llm),
                      .ttft_us = ex->ttft_recorded ? (ex->llm.first_token_ns - ex->start_ns) / 1000 : 0};
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  r.unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  r.unix_ms = fl_worker_unix_ms(c->w);
   snprintf(r.request_id, sizeof r.request_id, "%s", ex->request_id);
   snprintf(r.route, sizeof r.route, "%s", ex->route->name);
   snprintf(r.version, sizeof r.version, "%s", chosen(c)->version);
@@ -131,7 +129,8 @@ void fl_account_end(fl_client_t *c) {
   ex->bs = NULL;                       /* both are freed with their series once the snapshot goes */
   int status = fl_ex_answered(ex) && ex->status ? ex->status : 499;   /* 499: the client went away */
   if (status < 100 || status > 599) status = 599;
-  uint64_t duration_us = (fl_now_ns() - ex->start_ns) / 1000;
+  uint64_t now = fl_clock_ns();
+  uint64_t duration_us = now > ex->start_ns ? (now - ex->start_ns) / 1000 : 0;
   if (c->w->alog) log_record(c, status, duration_us);
   if (!vs) return;                     /* metrics: false */
   fl_ctr_add(&vs->codes[status], 1);
@@ -149,7 +148,7 @@ void fl_account_end(fl_client_t *c) {
   }
   if (ex->sample) {
     ex->sample->status = status;
-    ex->sample->at_ms = fl_now_ms();
+    ex->sample->at_ms = fl_clock_ms();
     fl_sample_push(c->w->samples, ex->sample);
     ex->sample = NULL;
   }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+_Thread_local uint64_t fl_clock_tick_ns;
+
 uint64_t fl_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -123,7 +123,7 @@ static void up_ready(fl_client_t *c) {
     return;
   }
   fl_sock_read(&u->sock, true);
-  ex->sent_ms = fl_now_ms();
+  ex->sent_ms = fl_clock_ms();
   /* the backend's time starts when it has the whole request; until then the body must flow */
   fl_ex_enter(c, ex->req_done ? FL_EX_WAITING : FL_EX_SENDING);
   uv_buf_t b = uv_buf_init(ex->pending.data + ex->flushed, (unsigned)(ex->pending.len - ex->flushed));
@@ -148,7 +148,7 @@ static void connect_failed(fl_client_t *c, bool timed_out) {
   report_failure(failed);
   detach(c, false);
   const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
-  fl_backend_t *next = ex->retried ? NULL : fl_upstream_pick(&c->w->pools, v, failed, fl_now_ms());
+  fl_backend_t *next = ex->retried ? NULL : fl_upstream_pick(&c->w->pools, v, failed, fl_clock_ms());
   if (next) {
     ex->retried = true;
     fl_account_retry(c);
@@ -212,7 +212,7 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
 void fl_exchange_start(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
-  fl_backend_t *b = fl_upstream_pick(&c->w->pools, v, NULL, fl_now_ms());
+  fl_backend_t *b = fl_upstream_pick(&c->w->pools, v, NULL, fl_clock_ms());
   if (!b) {
     fl_client_error(c, 503, "no_healthy_backend", "no healthy backend for route %s variant %s",
                     ex->route->name, fl_variant_name(ex->decision.variant));
@@ -234,7 +234,7 @@ static void upstream_failed(fl_client_t *c, bool closed) {
   fl_exchange_t *ex = &c->ex;
   fl_upconn_t *u = ex->up;
   bool stale = u && u->requests > 0 && !ex->up_got_bytes && ex->retain && !ex->retried &&
-               fl_now_ms() - ex->sent_ms < FL_STALE_MS;
+               fl_clock_ms() - ex->sent_ms < FL_STALE_MS;
   detach(c, false);
   if (stale) {
     ex->retried = true;
@@ -278,11 +278,11 @@ static void build_response_head(fl_client_t *c, fl_buf_t *b) {
   const fl_h1_t *p = &ex->up_parser;
   const fl_http_head_t *h = &c->up_head;
   fl_buf_clear(b);
-  fl_buf_str(b, "HTTP/1.1 ");
+  fl_buf_lit(b, "HTTP/1.1 ");
   fl_buf_u64(b, p->status);
-  fl_buf_str(b, " ");
+  fl_buf_lit(b, " ");
   fl_buf_str(b, fl_http_reason(p->status));
-  fl_buf_str(b, "\r\n");
+  fl_buf_lit(b, "\r\n");
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
     if (fl_http_is_hop(h, x)) continue;
@@ -292,30 +292,30 @@ static void build_response_head(fl_client_t *c, fl_buf_t *b) {
     fl_buf_append(b, "\r\n", 2);
   }
   if (ex->frame == FL_FRAME_LENGTH || (ex->head_req && p->has_length)) {
-    fl_buf_str(b, "content-length: ");
+    fl_buf_lit(b, "content-length: ");
     fl_buf_u64(b, p->content_length);
-    fl_buf_str(b, "\r\n");
+    fl_buf_lit(b, "\r\n");
   } else if (ex->frame == FL_FRAME_CHUNKED) {
-    fl_buf_str(b, "transfer-encoding: chunked\r\n");
+    fl_buf_lit(b, "transfer-encoding: chunked\r\n");
   }
-  fl_buf_str(b, "x-request-id: ");
+  fl_buf_lit(b, "x-request-id: ");
   fl_buf_str(b, ex->request_id);
   if (ex->feedback_id[0]) {
-    fl_buf_str(b, "\r\nx-fledge-feedback-id: ");
+    fl_buf_lit(b, "\r\nx-fledge-feedback-id: ");
     fl_buf_str(b, ex->feedback_id);
   }
-  fl_buf_str(b, "\r\nx-fledge-overhead-ms: ");
+  fl_buf_lit(b, "\r\nx-fledge-overhead-ms: ");
   fl_buf_ms3(b, ex->overhead_ns);
-  fl_buf_str(b, "\r\n");
+  fl_buf_lit(b, "\r\n");
   if (ex->conf->response_headers) {
-    fl_buf_str(b, "x-fledge-variant: ");
+    fl_buf_lit(b, "x-fledge-variant: ");
     fl_buf_str(b, fl_variant_name(ex->decision.variant));
-    fl_buf_str(b, "\r\nx-fledge-version: ");
+    fl_buf_lit(b, "\r\nx-fledge-version: ");
     fl_buf_str(b, ex->route->variant[ex->decision.variant].version);
-    fl_buf_str(b, "\r\n");
+    fl_buf_lit(b, "\r\n");
   }
-  if (!c->keepalive) fl_buf_str(b, "connection: close\r\n");
-  else if (c->parser.minor == 0) fl_buf_str(b, "connection: keep-alive\r\n");
+  if (!c->keepalive) fl_buf_lit(b, "connection: close\r\n");
+  else if (c->parser.minor == 0) fl_buf_lit(b, "connection: keep-alive\r\n");
   fl_buf_append(b, "\r\n", 2);
 }
 
@@ -327,9 +327,9 @@ static void up_head(fl_client_t *c) {
     ex->interim = true;
     return;
   }
-  uint64_t t0 = fl_now_ns();
+  uint64_t t0 = fl_clock_ns();       /* the read that brought the head */
   fl_account_response_head(c, t0);
-  fl_backend_report(ex->backend, status < 500, fl_now_ms());
+  fl_backend_report(ex->backend, status < 500, t0 / 1000000);
   if (c->w->draining || !ex->req_done) c->keepalive = false;   /* answered before the whole request: it
                                                                    closes after, and the head says so */
   ex->status = status;

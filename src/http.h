@@ -107,6 +107,8 @@ void fl_buf_free(fl_buf_t *b);
 /* printf-free appends for the data path (vfprintf showed up in profiles): a C string, an
  * unsigned decimal, and nanoseconds as milliseconds with three decimals ("0.137"). */
 int fl_buf_str(fl_buf_t *b, const char *s);
+/* A string literal, its length known at compile time. */
+#define fl_buf_lit(b, lit) fl_buf_append((b), "" lit, sizeof(lit) - 1)
 int fl_buf_u64(fl_buf_t *b, uint64_t v);
 int fl_buf_ms3(fl_buf_t *b, uint64_t ns);
 

@@ -301,9 +301,7 @@ static void set_request_id(fl_client_t *c) {
 /* The signed id that feedback names (feedback.h): request_id itself, or beside the client's. */
 static void sign_request_id(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  uint64_t unix_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+  uint64_t unix_ms = fl_worker_unix_ms(c->w);
   char *out = ex->request_id[0] ? ex->feedback_id : ex->request_id;
   fl_request_id_sign(out, ex->route->name, ex->decision.variant, ex->route->variant[ex->decision.variant].version,
                      unix_ms, fl_worker_rand(c->w));
@@ -317,7 +315,7 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_buf_str(b, fl_method_name(c->parser.method));
   fl_buf_append(b, " ", 1);
   fl_buf_append(b, h->buf + h->url_off, h->url_len);
-  fl_buf_str(b, " HTTP/1.1\r\n");
+  fl_buf_lit(b, " HTTP/1.1\r\n");
   size_t xff_len = 0;
   const char *xff = fl_http_head_get(h, "x-forwarded-for", &xff_len);
   for (uint32_t i = 0; i < h->n; i++) {
@@ -328,21 +326,21 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
     fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
     fl_buf_append(b, "\r\n", 2);
   }
-  fl_buf_str(b, "x-forwarded-for: ");
+  fl_buf_lit(b, "x-forwarded-for: ");
   if (xff) {
     fl_buf_append(b, xff, xff_len);
     fl_buf_append(b, ", ", 2);
   }
   fl_buf_str(b, c->peer_ip);
-  fl_buf_str(b, "\r\nx-request-id: ");
+  fl_buf_lit(b, "\r\nx-request-id: ");
   fl_buf_str(b, ex->request_id);
-  fl_buf_str(b, "\r\n");
+  fl_buf_lit(b, "\r\n");
   if (chunked) {
-    fl_buf_str(b, "transfer-encoding: chunked\r\n");
+    fl_buf_lit(b, "transfer-encoding: chunked\r\n");
   } else if (body_len != UINT64_MAX) {
-    fl_buf_str(b, "content-length: ");
+    fl_buf_lit(b, "content-length: ");
     fl_buf_u64(b, body_len);
-    fl_buf_str(b, "\r\n");
+    fl_buf_lit(b, "\r\n");
   }
   fl_buf_append(b, "\r\n", 2);
 }
@@ -414,7 +412,7 @@ static void exchange_reset(fl_exchange_t *ex) {
   fl_buf_clear(&pending);
   memset(ex, 0, sizeof *ex);
   ex->pending = pending;
-  ex->start_ns = fl_now_ns();
+  ex->start_ns = fl_clock_ns();          /* when the read that brought the request's first bytes began */
 }
 
 /* The first byte of a request: a header table and a fresh exchange. False when out of memory
@@ -575,9 +573,8 @@ static size_t parse(fl_client_t *c, const char *data, size_t len) {
     fl_h1_event_t ev = fl_h1_feed(&c->parser, &c->head, data + off, len - off, &used, &body, &body_len);
     off += used;
     if (ev == FL_H1_HEAD) {
-      uint64_t t0 = fl_now_ns();          /* the gateway's own time on a request is measured here */
-      request_head(c);
-      c->ex.overhead_ns += fl_now_ns() - t0;
+      request_head(c);                    /* the gateway's own time: from the read to the request's head built */
+      c->ex.overhead_ns += fl_now_ns() - fl_clock_ns();
     } else if (ev == FL_H1_DATA) {
       request_body(c, body, body_len);
     } else if (ev == FL_H1_END) {
@@ -721,6 +718,7 @@ static void expire(fl_client_t *c) {
 
 static void on_timer(uv_timer_t *t) {
   fl_client_t *c = t->data;
+  fl_clock_tick();
   if (c->deadline_ms && c->deadline_ms <= uv_now(t->loop)) {
     c->deadline_ms = 0;
     expire(c);

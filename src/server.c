@@ -69,6 +69,7 @@ static void worker_take_conf(fl_worker_t *w) {
 
 static void on_wake(uv_async_t *a) {
   fl_worker_t *w = a->data;
+  fl_clock_tick();
   worker_take_conf(w);
   int drain = atomic_load(&w->drain);
   if (drain == 0 || w->draining) {
@@ -101,6 +102,8 @@ static void *worker_main(void *arg) {
  * a burst left behind does not stay for a minute, pinning descriptors and heap pages. */
 static void on_sweep(uv_timer_t *t) {
   fl_worker_t *w = t->data;
+  fl_clock_tick();
+  fl_worker_sync_wall(w);
   fl_pool_sweep(&w->pools, fl_now_ms(), FL_MIN(w->conf->timeouts.idle_ms, FL_POOL_IDLE_MS));
   fl_head_spares_trim(&w->heads, w->n_clients);
 }
@@ -127,6 +130,7 @@ static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
   uv_timer_init(&w->loop, &w->sweep);
   w->sweep.data = w;
   uv_timer_start(&w->sweep, on_sweep, 1000, 1000);
+  fl_worker_sync_wall(w);
   fl_conf_ref(conf);
   w->conf = conf;
   w->metrics = calloc(1, sizeof *w->metrics);

@@ -225,6 +225,7 @@ static void connected(fl_sock_t *s) {
 
 static void on_poll(uv_poll_t *p, int status, int events) {
   fl_sock_t *s = p->data;
+  fl_clock_tick();
   if (status < 0) {        /* POLLERR: libuv stopped the poll; whoever waits sees the error */
     events = s->events;
     s->events = 0;
@@ -279,6 +280,7 @@ static void shed_one(fl_listener_t *l) {
 
 static void on_acceptable(uv_poll_t *p, int status, int events) {
   fl_listener_t *l = p->data;
+  fl_clock_tick();
   if (status < 0) {                    /* POLLERR: libuv stopped the poll; try again later */
     uv_timer_start(&l->pause, on_pause_over, 100, 0);
     return;

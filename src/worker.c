@@ -1,6 +1,9 @@
-/* worker.c — the end of a worker's loop: once it drains and its last client is gone, every
- * handle it owns is closed. Called by the data path (proxy.c) and by the drain (server.c). */
+/* worker.c — the end of a worker's loop (once it drains and its last client is gone, every
+ * handle it owns is closed; called by the data path and by the drain in server.c), and the
+ * wall clock's offset from the monotonic one that the data path's timestamps use. */
 #include "worker.h"
+
+#include <time.h>
 
 static void close_if_open(uv_handle_t *h) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -15,4 +18,11 @@ void fl_worker_maybe_stop(fl_worker_t *w) {
   w->wake_open = false;
   pthread_mutex_unlock(&w->wake_lock);
   close_if_open((uv_handle_t *)&w->wake);
+}
+
+void fl_worker_sync_wall(fl_worker_t *w) {
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  uint64_t mono = fl_now_ns();
+  w->wall_offset_ns = ((int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec) - (int64_t)mono;
 }

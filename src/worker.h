@@ -33,6 +33,7 @@ typedef struct fl_worker {
   atomic_int drain;                   /* 0 serve, 1 drain, 2 the deadline passed: cut what is left */
   bool draining;
   uint64_t rng;                       /* xorshift state */
+  int64_t wall_offset_ns;             /* wall clock minus monotonic clock; the sweep refreshes it */
   struct fl_client *clients;          /* every open client connection (drain closes idle ones) */
   size_t n_clients;
   fl_pools_t pools;
@@ -53,6 +54,13 @@ typedef struct fl_worker {
 /* Worker thread: when the worker is draining and its last client has closed, closes its pools,
  * timers, listener and wake handle, so that its loop ends (server.c then joins the thread). */
 void fl_worker_maybe_stop(fl_worker_t *w);
+
+/* The wall-clock time (Unix milliseconds) of the thread's cached clock (fl_clock_ns). */
+static inline uint64_t fl_worker_unix_ms(const fl_worker_t *w) {
+  return (uint64_t)((int64_t)fl_clock_ns() + w->wall_offset_ns) / 1000000;
+}
+/* Measures the wall clock against the monotonic one (once a second: an NTP step shows soon). */
+void fl_worker_sync_wall(fl_worker_t *w);
 
 static inline uint32_t fl_worker_rand(fl_worker_t *w) {
   w->rng ^= w->rng >> 12;
