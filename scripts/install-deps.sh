@@ -25,16 +25,18 @@ ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a >/dev/null 2>
 perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || need="$need libmaxmind-db-writer-perl"
 # tests only: a real Prometheus scrapes fledge's /metrics; promtool lints the exposition
 { have_bin prometheus && have_bin promtool; } || need="$need prometheus"
+# tests only: a real nginx as the front proxy that adds x-forwarded-for
+have_bin nginx           || need="$need nginx-light"
 
 [ -z "$need" ] && exit 0
 echo "install-deps: installing$need"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-# Debian's prometheus package starts its service when installed: a daemon on 0.0.0.0:9090 left
-# running, and where that start fails (no systemd, no permissions) the install fails. A policy-rc.d
+# Debian's prometheus and nginx packages start their services when installed: daemons on 0.0.0.0
+# left running, and where that start fails (no systemd, no permissions) the install fails. A policy-rc.d
 # that answers 101 (action forbidden), as Docker images ship, stops that; only for this install.
-case "$need" in *" prometheus"*)
+case "$need" in *" prometheus"*|*" nginx-light"*)
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod 755 /usr/sbin/policy-rc.d

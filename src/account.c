@@ -117,6 +117,7 @@ static void log_record(fl_client_t *c, int status, uint64_t duration_us) {
   snprintf(r.route, sizeof r.route, "%s", ex->route->name);
   snprintf(r.version, sizeof r.version, "%s", chosen(c)->version);
   snprintf(r.backend, sizeof r.backend, "%s", ex->backend ? ex->backend->addr.text : "");
+  snprintf(r.client, sizeof r.client, "%s", ex->client_ip);
   fl_alog_push(c->w->alog, &r);
 }
 

@@ -57,8 +57,8 @@ static void write_rec(FILE *f, const fl_alog_rec_t *r) {
   fprintf(f, "\",\"status\":%d,\"duration_ms\":%.3f,\"ttft_ms\":", r->status, r->duration_us / 1000.0);
   if (r->ttft_us) fprintf(f, "%.3f", r->ttft_us / 1000.0);
   else fputs("null", f);
-  fprintf(f, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"backend\":\"%s\"}\n",
-          (long long)r->prompt_tokens, (long long)r->completion_tokens, r->backend);
+  fprintf(f, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"backend\":\"%s\",\"client\":\"%s\"}\n",
+          (long long)r->prompt_tokens, (long long)r->completion_tokens, r->backend, r->client);
 }
 
 static unsigned drain(void) {

@@ -18,6 +18,7 @@ typedef struct fl_alog_rec {
   int status;
   uint8_t variant;                     /* fl_variant_id_t */
   char request_id[208], route[64], version[64], backend[64];   /* 208: FL_REQUEST_ID_MAX */
+  char client[48];                     /* the client's address (behind trusted proxies, theirs) */
 } fl_alog_rec_t;
 
 typedef struct fl_alog_ring {

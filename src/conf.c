@@ -17,10 +17,17 @@
 #include <unistd.h>
 #include <yaml.h>
 
-static int f_trusted(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+/* override_from, or its old name trusted_cidrs: one of the two. */
+static int f_override(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   fl_conf_t *c = slot;
-  p->trusted_set = true;
-  return cy_get_cidrs(p, v, &c->trusted, &c->n_trusted);
+  if (p->override_set) return cy_fail(p, v, "trusted_cidrs is the old name of override_from: give one of them");
+  p->override_set = true;
+  return cy_get_cidrs(p, v, &c->override_from, &c->n_override_from);
+}
+
+static int f_trusted_proxies(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  return cy_get_cidrs(p, v, &c->trusted_proxies, &c->n_trusted_proxies);
 }
 
 static unsigned online_cpus(void) {
@@ -629,7 +636,9 @@ static const field_t top_fields[] = {
   {"listen", cy_f_addr, offsetof(fl_conf_t, listen), NULL},
   {"workers", cy_f_noop, 0, NULL},  /* read first, by parse_workers */
   {"admin", NULL, 0, &admin_section},
-  {"trusted_cidrs", f_trusted, 0, NULL},
+  {"override_from", f_override, 0, NULL},
+  {"trusted_cidrs", f_override, 0, NULL},
+  {"trusted_proxies", f_trusted_proxies, 0, NULL},
   {"geoip", NULL, 0, &geoip_section},
   {"timeouts", NULL, 0, &timeout_section},
   {"limits", NULL, 0, &limit_section},
@@ -672,15 +681,6 @@ static void set_defaults(fl_conf_t *c) {
   c->scrape_timeout_ms = 2000;
 }
 
-static int default_trusted(parse_ctx_t *p, fl_conf_t *c) {
-  int rc = cy_alloc_items(p, 2, sizeof *c->trusted, (void **)&c->trusted);
-  if (rc) return rc;
-  c->n_trusted = 2;
-  fl_cidr_parse("127.0.0.0/8", &c->trusted[0]);
-  fl_cidr_parse("::1/128", &c->trusted[1]);
-  return 0;
-}
-
 /* A process's route must exist; `routes:` may come after `processes:`, so this is checked last. */
 static int check_process_routes(parse_ctx_t *p, yaml_node_t *root) {
   const fl_conf_t *c = p->conf;
@@ -700,7 +700,6 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   if (rc == 0) rc = parse_workers(p, root);
   if (rc == 0) rc = cy_walk(p, root, &top_section, p->conf);
   if (rc == 0 && p->conf->n_routes == 0) rc = cy_fail(p, root, "missing \"routes\": at least one route is required");
-  if (rc == 0 && !p->trusted_set) rc = default_trusted(p, p->conf);
   if (rc == 0) rc = check_process_routes(p, root);
   return rc;
 }
@@ -747,7 +746,8 @@ static void free_route(fl_route_t *r, unsigned workers) {
 static void conf_free(fl_conf_t *c) {
   for (size_t i = 0; i < c->n_routes; i++) free_route(&c->routes[i], c->workers);
   free(c->routes);
-  free(c->trusted);
+  free(c->override_from);
+  free(c->trusted_proxies);
   free(c->geoip_mmdb);
   free(c->geoip_header);
   free(c->access_log);

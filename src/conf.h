@@ -103,7 +103,9 @@ typedef struct fl_conf {
   unsigned workers;                 /* the worker threads this snapshot serves on (regex copies, the
                                        connection limit's split): the running ones once pinned */
   unsigned workers_wanted;          /* workers: N | auto (= online CPUs), 1..FL_MAX_WORKERS */
-  fl_cidr_t *trusted; size_t n_trusted;  /* trusted_cidrs: default [127.0.0.0/8, ::1/128] */
+  fl_cidr_t *override_from; size_t n_override_from;   /* override_from (old name trusted_cidrs): who may
+                                                        force a variant with x-fledge-variant; default none */
+  fl_cidr_t *trusted_proxies; size_t n_trusted_proxies; /* whose x-forwarded-for / forwarded is believed */
   char *geoip_mmdb;                 /* geoip.mmdb: path of a MaxMind database, or NULL */
   char *geoip_header;               /* geoip.header: country header set by a trusted edge (lower-case) */
   struct fl_timeouts {              /* timeouts: values like 500ms, 10s, 2m, or plain seconds */

@@ -15,7 +15,7 @@ typedef struct parse_ctx {
   size_t err_cap;
   fl_conf_t *conf;
   const char *key;                  /* key whose value is being read, for messages */
-  bool trusted_set;                 /* trusted_cidrs given, even if empty */
+  bool override_set;                /* override_from (or trusted_cidrs) given */
   yaml_node_t *route_name_node;     /* where the current route's name is, for duplicates */
   yaml_node_t *canary_rule_node;    /* first rule sending to canary; checked once the whole
                                        route is read, because `canary:` may come after `rules:` */

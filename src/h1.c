@@ -149,6 +149,8 @@ static fl_h1_event_t framing_field(fl_h1_t *p, const char *name, size_t nlen, co
     p->chunked = true;
   } else if (nlen == 10 && memcmp(name, "connection", 10) == 0) {
     connection_tokens(p, v, vlen);
+  } else if (nlen == 4 && memcmp(name, "host", 4) == 0) {
+    if (++p->n_host > 1) return fail(p, 400, "more than one Host header");
   } else if (nlen == 7 && memcmp(name, "upgrade", 7) == 0) {
     p->has_upgrade = true;
   }
@@ -178,6 +180,7 @@ static fl_h1_event_t head_done(fl_h1_t *p) {
   p->keep_alive = p->minor >= 1 ? !p->conn_close : p->conn_keep_alive && !p->conn_close;
   if (!p->response) {
     if (p->method == FL_METHOD_CONNECT) return fail(p, 400, "CONNECT is not supported");
+    if (p->minor >= 1 && p->n_host == 0) return fail(p, 400, "HTTP/1.1 request without a Host header");
     if (p->conn_upgrade && p->has_upgrade) return fail(p, 400, "protocol upgrades are not supported");
   }
   bool bodiless = p->response && (p->status < 200 || p->status == 204 || p->status == 304 || p->no_body);

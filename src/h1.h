@@ -2,7 +2,8 @@
  * section line by line into a header table (http.h), then the body by Content-Length, by chunks
  * or up to the connection's close. Strict where a lenient reading lets one message be read two
  * ways (RFC 9112 section 11.2): one framing per message, no whitespace before a colon, no line
- * folding, no control bytes in a value; a line may end with CRLF or a bare LF. No allocation
+ * folding, no control bytes in a value, one Host (and one at least in an HTTP/1.1 request); a
+ * line may end with CRLF or a bare LF. No allocation
  * beyond the header table; one parser per connection and message direction, any thread. */
 #ifndef FL_H1_H
 #define FL_H1_H
@@ -43,7 +44,7 @@ typedef struct fl_h1 {
   const char *error;           /* static words, NULL before any error */
   /* private */
   uint8_t state;
-  uint8_t n_cl, n_te;
+  uint8_t n_cl, n_te, n_host;
   bool conn_close, conn_keep_alive, conn_upgrade, has_upgrade;
   bool line_started;           /* the head's first line has begun (leading blank lines are skipped) */
   bool first_done;             /* the request or status line is read */

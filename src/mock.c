@@ -199,6 +199,9 @@ static void build_headers(const mock_worker_t *w, const fl_httpd_req_t *req, con
   pos = add_echo(out, pos, cap, "x-mock-saw-request-id", v, len);
   v = fl_httpd_header(req, "x-forwarded-for", &len);
   pos = add_echo(out, pos, cap, "x-mock-saw-forwarded-for", v, len);
+  v = fl_httpd_header(req, "host", &len);
+  pos = add_echo(out, pos, cap, "x-mock-saw-host", v, len);
+  pos = add_echo(out, pos, cap, "x-mock-saw-path", req->path, SIZE_MAX);
   pos = add_echo(out, pos, cap, "x-mock-saw-model", saw_model, SIZE_MAX);
   add_echo(out, pos, cap, "x-mock-saw-user", saw_user, SIZE_MAX);
 }

@@ -44,7 +44,7 @@ static const char mock_usage[] =
     "POST /v1/embeddings, GET /v1/models, POST /v1/models/NAME:predict (KServe v1), GET /health,\n"
     "GET /metrics (vllm:num_requests_running, vllm:kv_cache_usage_perc, vllm:time_to_first_token_seconds).\n"
     "Every answer carries x-mock-model, x-mock-port and x-mock-body-bytes, and echoes the\n"
-    "request's x-request-id, x-forwarded-for, JSON model and user as x-mock-saw-*.\n";
+    "request's x-request-id, x-forwarded-for, host, path, JSON model and user as x-mock-saw-*.\n";
 
 enum { OPT_LISTEN = 256, OPT_MODEL, OPT_LATENCY, OPT_JITTER, OPT_TTFT, OPT_TPS, OPT_TOKENS,
        OPT_ERROR_RATE, OPT_SEED, OPT_WORKERS, OPT_DIM, OPT_TOKENS_MEAN, OPT_TOKENS_SD, OPT_EMPTY,

@@ -131,3 +131,73 @@ size_t fl_addr_ntop(const struct sockaddr *sa, char *buf, size_t cap) {
   }
   return strlen(buf);
 }
+
+/* ---- the client behind proxies ---- */
+
+/* One hop's address: "1.2.3.4", "1.2.3.4:5678", "[2001:db8::1]", "[2001:db8::1]:80" or a bare
+ * "2001:db8::1" (X-Forwarded-For writes it so). Surrounding quotes and blanks are ignored. */
+static bool hop_address(const char *s, size_t n, struct sockaddr_storage *out) {
+  while (n && (*s == ' ' || *s == '\t' || *s == '"')) s++, n--;
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '"')) n--;
+  char host[64];
+  if (n && s[0] == '[') {
+    const char *end = memchr(s, ']', n);
+    if (!end) return false;
+    s++;
+    n = (size_t)(end - s);
+  } else {
+    const char *colon = memchr(s, ':', n);
+    if (colon && !memchr(colon + 1, ':', n - (size_t)(colon + 1 - s))) n = (size_t)(colon - s);   /* v4:port */
+  }
+  if (n == 0 || n >= sizeof host) return false;
+  memcpy(host, s, n);
+  host[n] = '\0';
+  memset(out, 0, sizeof *out);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    return true;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    return true;
+  }
+  return false;
+}
+
+/* The "for=" parameter of one Forwarded element ("for=1.2.3.4;proto=https"). */
+static bool forwarded_for(const char *s, size_t n, const char **v, size_t *vn) {
+  size_t i = 0;
+  while (i < n) {
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == ';')) i++;
+    size_t start = i;
+    while (i < n && s[i] != ';') i++;
+    if (i - start > 4 && fl_streq_ci(s + start, 4, "for=")) {
+      *v = s + start + 4;
+      *vn = i - start - 4;
+      return true;
+    }
+  }
+  return false;
+}
+
+int fl_forwarded_walk(const char *v, size_t len, bool rfc7239, const fl_cidr_t *trusted, size_t n,
+                      struct sockaddr_storage *hop) {
+  size_t end = len;
+  while (end > 0) {
+    size_t start = end;
+    while (start > 0 && v[start - 1] != ',') start--;
+    const char *a = v + start;
+    size_t an = end - start;
+    bool blank = true;
+    for (size_t i = 0; i < an; i++) blank = blank && (a[i] == ' ' || a[i] == '\t');
+    if (!blank) {
+      if (rfc7239 && !forwarded_for(a, an, &a, &an)) return -1;
+      if (!hop_address(a, an, hop)) return -1;
+      if (!fl_cidr_any(trusted, n, (const struct sockaddr *)hop)) return 1;
+    }
+    end = start ? start - 1 : 0;
+  }
+  return 0;
+}

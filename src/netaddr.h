@@ -33,6 +33,14 @@ bool fl_cidr_contains(const fl_cidr_t *c, const struct sockaddr *sa);
 /* True when sa lies in any of the n blocks. */
 bool fl_cidr_any(const fl_cidr_t *blocks, size_t n, const struct sockaddr *sa);
 
+/* Walks the hops of one X-Forwarded-For value (or, rfc7239, one Forwarded value's "for="
+ * parameters) from right to left, as a proxy chain adds them: returns 1 at the first hop that is
+ * not in the trusted blocks (the client, in *hop), 0 when every hop is trusted (*hop is the
+ * leftmost, if any: the caller goes on with an earlier header line), -1 at a hop that is not an
+ * address ("unknown", "_hidden", garbage: the chain cannot be followed past it). */
+int fl_forwarded_walk(const char *v, size_t len, bool rfc7239, const fl_cidr_t *trusted, size_t n,
+                      struct sockaddr_storage *hop);
+
 /* Writes the numeric address (no port) of sa into buf; returns its length. */
 size_t fl_addr_ntop(const struct sockaddr *sa, char *buf, size_t cap);
 

@@ -218,32 +218,18 @@ static const char *view_country(void *ctx) {
   const fl_conf_t *conf = c->ex.conf;
   if (c->country_state == 0) {
     size_t len = 0;
-    const char *v = conf->geoip_header && c->trusted ? fl_http_head_get(&c->head, conf->geoip_header, &len) : NULL;
+    bool believed = c->from_proxy || c->ex.override_ok;    /* an edge, or a client that may choose anyway */
+    const char *v = conf->geoip_header && believed ? fl_http_head_get(&c->head, conf->geoip_header, &len) : NULL;
     c->country_state = -1;
     if (v && len == 2) {
       for (int i = 0; i < 2; i++) c->country[i] = (char)(v[i] >= 'a' && v[i] <= 'z' ? v[i] - 32 : v[i]);
       c->country[2] = '\0';
       c->country_state = 1;
-    } else if (conf->geo && fl_geo_country(conf->geo, (struct sockaddr *)&c->peer, c->country)) {
+    } else if (conf->geo && fl_geo_country(conf->geo, (struct sockaddr *)&c->ex.client, c->country)) {
       c->country_state = 1;
     }
   }
   return c->country_state == 1 ? c->country : NULL;
-}
-
-static void split_url(const fl_client_t *c, const char **path, size_t *path_len, const char **q, size_t *q_len) {
-  const char *url = c->head.buf + c->head.url_off;
-  size_t n = c->head.url_len, i = 0;
-  if (n && url[0] != '/') {        /* absolute-form: skip scheme://authority */
-    const char *s = memchr(url, '/', n);
-    if (s && s + 1 < url + n && s[1] == '/') s = memchr(s + 2, '/', (size_t)(url + n - s - 2));
-    i = s ? (size_t)(s - url) : n;
-  }
-  const char *qm = memchr(url + i, '?', n - i);
-  *path = url + i;
-  *path_len = qm ? (size_t)(qm - url) - i : n - i;
-  *q = qm ? qm + 1 : "";
-  *q_len = qm ? (size_t)(url + n - qm - 1) : 0;
 }
 
 static bool has_body(const fl_exchange_t *ex) {
@@ -252,10 +238,13 @@ static bool has_body(const fl_exchange_t *ex) {
 
 static int decide(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
-  fl_req_view_t v = {.peer = (struct sockaddr *)&c->peer, .trusted = c->trusted, .worker = c->w->id,
+  fl_req_view_t v = {.peer = (struct sockaddr *)&ex->client, .trusted = ex->override_ok, .worker = c->w->id,
                      .header = view_header, .country = view_country, .ctx = c,
                      .has_body = has_body(ex)};
-  split_url(c, &v.path, &v.path_len, &v.query, &v.query_len);
+  v.path = ex->target.path;
+  v.path_len = ex->target.path_len;
+  v.query = ex->target.query;
+  v.query_len = ex->target.query_len;
   if (ex->inspect) {
     v.body = ex->body.data ? ex->body.data : "";
     v.body_len = ex->body.len;
@@ -312,24 +301,37 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_exchange_t *ex = &c->ex;
   fl_buf_t *b = &ex->pending;
   const fl_http_head_t *h = &c->head;
+  const fl_target_t *t = &ex->target;
   fl_buf_str(b, fl_method_name(c->parser.method));
   fl_buf_append(b, " ", 1);
-  fl_buf_append(b, h->buf + h->url_off, h->url_len);
+  fl_buf_append(b, t->path, t->path_len);        /* the path that was matched, in origin-form */
+  if (t->query_len) {
+    fl_buf_append(b, "?", 1);
+    fl_buf_append(b, t->query, t->query_len);
+  }
   fl_buf_lit(b, " HTTP/1.1\r\n");
-  size_t xff_len = 0;
-  const char *xff = fl_http_head_get(h, "x-forwarded-for", &xff_len);
+  if (t->authority) {                            /* absolute-form: its authority is the host */
+    fl_buf_lit(b, "host: ");
+    fl_buf_append(b, t->authority, t->authority_len);
+    fl_buf_lit(b, "\r\n");
+  }
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
     if (fl_http_is_hop(h, x) || (x->name_len == 6 && memcmp(fl_hdr_name(h, x), "expect", 6) == 0)) continue;
+    if (t->authority && x->name_len == 4 && memcmp(fl_hdr_name(h, x), "host", 4) == 0) continue;
+    if (!c->from_proxy && x->name_len == 9 && memcmp(fl_hdr_name(h, x), "forwarded", 9) == 0) continue;
     fl_buf_append(b, fl_hdr_name(h, x), x->name_len);
     fl_buf_append(b, ": ", 2);
     fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
     fl_buf_append(b, "\r\n", 2);
   }
+  /* the chain a trusted proxy reported, then that proxy; a client's own claims are not passed on */
   fl_buf_lit(b, "x-forwarded-for: ");
-  if (xff) {
-    fl_buf_append(b, xff, xff_len);
-    fl_buf_append(b, ", ", 2);
+  for (uint32_t i = 0; c->from_proxy && i < h->n; i++) {
+    const fl_hdr_t *x = &h->hdrs[i];
+    if (x->name_len != 15 || memcmp(fl_hdr_name(h, x), "x-forwarded-for", 15) != 0) continue;
+    fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
+    fl_buf_lit(b, ", ");
   }
   fl_buf_str(b, c->peer_ip);
   fl_buf_lit(b, "\r\nx-request-id: ");
@@ -429,8 +431,11 @@ static bool request_begins(fl_client_t *c) {
   return true;
 }
 
+/* The host a request is for: an absolute-form target's authority, else the Host header. */
 static const char *host_of(fl_client_t *c, size_t *len) {
-  const char *h = fl_http_head_get(&c->head, "host", len);
+  const char *h = c->ex.target.authority;
+  *len = c->ex.target.authority_len;
+  if (!h) h = fl_http_head_get(&c->head, "host", len);
   if (!h) {
     *len = 0;
     return "";
@@ -452,9 +457,16 @@ static void expect_continue(fl_client_t *c) {
 
 static void route_request(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
-  size_t host_len, path_len, q_len;
-  const char *host = host_of(c, &host_len), *path, *q;
-  split_url(c, &path, &path_len, &q, &q_len);
+  fl_http_head_t *h = &c->head;
+  const char *why;
+  if (fl_target_parse(h->buf + h->url_off, h->url_len, &ex->target, &why) != 0) {
+    c->keepalive = false;
+    fl_client_error(c, 400, "invalid_request", "malformed HTTP request: %s", why);
+    return;
+  }
+  size_t host_len;
+  const char *host = host_of(c, &host_len), *path = ex->target.path;
+  size_t path_len = ex->target.path_len;
   ex->route = fl_router_match(ex->conf, host, host_len, path, path_len);
   if (!ex->route) {
     fl_client_error(c, 404, "not_found", "no route for %.*s", (int)FL_MIN(path_len, 200), path);
@@ -471,12 +483,53 @@ static void route_request(fl_client_t *c) {
   dispatch(c);
 }
 
+/* The client behind a trusted proxy: the rightmost hop of x-forwarded-for (else forwarded) that
+ * is not a trusted proxy itself, the header lines read last to first. Unchanged when none. */
+static void forwarded_client(fl_client_t *c, struct sockaddr_storage *out) {
+  static const struct { const char *name; uint32_t len; bool rfc7239; } hdrs[] = {
+      {"x-forwarded-for", 15, false}, {"forwarded", 9, true}};
+  const fl_conf_t *conf = c->ex.conf;
+  const fl_http_head_t *h = &c->head;
+  for (size_t k = 0; k < FL_ARRAY_LEN(hdrs); k++) {
+    struct sockaddr_storage hop, last = {.ss_family = AF_UNSPEC};
+    bool seen = false;
+    for (uint32_t i = h->n; i-- > 0;) {
+      const fl_hdr_t *x = &h->hdrs[i];
+      if (x->name_len != hdrs[k].len || memcmp(fl_hdr_name(h, x), hdrs[k].name, hdrs[k].len) != 0) continue;
+      seen = true;
+      hop.ss_family = AF_UNSPEC;
+      int rc = fl_forwarded_walk(fl_hdr_value(h, x), x->value_len, hdrs[k].rfc7239, conf->trusted_proxies,
+                                 conf->n_trusted_proxies, &hop);
+      if (rc == 1) {
+        *out = hop;
+        return;
+      }
+      if (rc < 0) break;               /* a hop that is not an address: the chain ends at the last known */
+      if (hop.ss_family != AF_UNSPEC) last = hop;
+    }
+    if (seen) {
+      if (last.ss_family != AF_UNSPEC) *out = last;
+      return;
+    }
+  }
+}
+
+/* Who the request is from, for the ip key, network and country rules, overrides and logs. */
+static void find_client(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  ex->client = c->peer;
+  if (c->from_proxy) forwarded_client(c, &ex->client);
+  fl_addr_ntop((struct sockaddr *)&ex->client, ex->client_ip, sizeof ex->client_ip);
+  ex->override_ok = fl_cidr_any(ex->conf->override_from, ex->conf->n_override_from, (struct sockaddr *)&ex->client);
+}
+
 /* The head is read and well-formed. */
 static void request_head(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   const fl_h1_t *p = &c->parser;
   ex->conf = c->w->conf;
   fl_conf_ref(ex->conf);
+  find_client(c);
   c->phase = FL_CONN_EXCHANGE;
   ex->chunked_req = p->chunked;
   ex->content_length = p->has_length ? p->content_length : UINT64_MAX;
@@ -766,7 +819,7 @@ void fl_proxy_accept(fl_worker_t *w, int fd, const struct sockaddr *peer, sockle
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   fl_addr_ntop((struct sockaddr *)&c->peer, c->peer_ip, sizeof c->peer_ip);
-  c->trusted = fl_cidr_any(w->conf->trusted, w->conf->n_trusted, (struct sockaddr *)&c->peer);
+  c->from_proxy = fl_cidr_any(w->conf->trusted_proxies, w->conf->n_trusted_proxies, (struct sockaddr *)&c->peer);
   if (!over_connection_limit(c)) {
     conn_enter(c, FL_CONN_IDLE);
     fl_sock_read(&c->sock, true);

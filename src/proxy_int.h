@@ -5,6 +5,7 @@
 
 #include "feedback.h"
 #include "h1.h"
+#include "target.h"
 #include "proxy.h"
 #include "llm.h"
 #include "metrics.h"
@@ -60,6 +61,10 @@ typedef struct fl_exchange {
   fl_buf_t pending;             /* head + body waiting for (or retained for) the upstream */
   size_t flushed;               /* bytes of `pending` already written upstream */
   fl_buf_t body;                /* inspected body */
+  fl_target_t target;           /* the request's target, normalised; into the client's head table */
+  struct sockaddr_storage client;   /* who the request is from (find_client in proxy.c) */
+  char client_ip[48];
+  bool override_ok;             /* the client is in override_from: x-fledge-variant is obeyed */
   fl_h1_t up_parser;
   fl_buf_t up_in;               /* an unfinished line of the answer's head, until the rest arrives */
   fl_frame_t frame;
@@ -89,7 +94,7 @@ typedef struct fl_client {
   fl_http_head_t up_head;       /* the upstream response's head, allocated on first use */
   struct sockaddr_storage peer;
   char peer_ip[48];
-  bool trusted;
+  bool from_proxy;              /* the peer is in trusted_proxies: its forwarding headers are believed */
   int handles;                  /* open libuv handles; freed at 0 */
   fl_conn_phase_t phase;
   uint32_t requests;            /* answered so far on this connection */

@@ -97,11 +97,14 @@ def mock(*opts, model="mock-model"):
 
 
 class Gateway(Proc):
-    """`fledge serve` on a config given as YAML text; {port} and {admin} are filled in."""
+    """`fledge serve` on a config given as YAML text; {port} and {admin} are filled in. Unless the
+    YAML says who may override (override_from, trusted_cidrs) or overrides=False, the tests on
+    loopback may force a variant with x-fledge-variant (fledge's own default is nobody)."""
 
-    def __init__(self, yaml_text, workers=2, env=None, admin_extra="", state_dir=None):
+    def __init__(self, yaml_text, workers=2, env=None, admin_extra="", state_dir=None, overrides=True):
         self.admin = free_port()
         self.admin_extra = admin_extra
+        self.overrides = overrides
         # each gateway keeps its own state store, unless a test restarts one on the same state
         self.own_state = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="fledge-state-")
@@ -115,6 +118,8 @@ class Gateway(Proc):
         port = port or self.port
         head = "listen: 127.0.0.1:%d\nworkers: %d\nstate: %s/state.db\nadmin:\n  listen: 127.0.0.1:%d\n%s" % (
             port, workers, self.state_dir, self.admin, self.admin_extra)
+        if self.overrides and "override_from" not in yaml_text and "trusted_cidrs" not in yaml_text:
+            head += "override_from: [127.0.0.0/8]\n"
         with open(self.conf.name, "w") as f:
             f.write(head + yaml_text)
 

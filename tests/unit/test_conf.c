@@ -90,9 +90,9 @@ static void example_top_level(void **state) {
   assert_string_equal(c->listen.text, "127.0.0.1:8080");
   assert_string_equal(c->admin_listen.text, "127.0.0.1:9090");
   assert_int_equal(c->workers, cpus < 1 ? 1 : cpus > FL_MAX_WORKERS ? FL_MAX_WORKERS : cpus);
-  assert_int_equal(c->n_trusted, 1);
-  assert_int_equal(c->trusted[0].family, AF_INET);
-  assert_int_equal(c->trusted[0].prefix, 8);
+  assert_int_equal(c->n_override_from, 1);          /* trusted_cidrs, the old name */
+  assert_int_equal(c->override_from[0].family, AF_INET);
+  assert_int_equal(c->override_from[0].prefix, 8);
   assert_string_equal(c->geoip_mmdb, "/path/x.mmdb");
   assert_string_equal(c->geoip_header, "cf-ipcountry");
   assert_int_equal(c->timeouts.connect_ms, 2000);
@@ -184,11 +184,8 @@ static void defaults_for_a_minimal_file(void **state) {
   assert_string_equal(c->listen.text, "127.0.0.1:8080");
   assert_string_equal(c->admin_listen.text, "127.0.0.1:9090");
   assert_true(c->workers >= 1 && c->workers <= FL_MAX_WORKERS);
-  assert_int_equal(c->n_trusted, 2);
-  assert_int_equal(c->trusted[0].family, AF_INET);
-  assert_int_equal(c->trusted[0].prefix, 8);
-  assert_int_equal(c->trusted[1].family, AF_INET6);
-  assert_int_equal(c->trusted[1].prefix, 128);
+  assert_int_equal(c->n_override_from, 0);          /* nobody forces a variant */
+  assert_int_equal(c->n_trusted_proxies, 0);        /* nobody's x-forwarded-for is believed */
   assert_null(c->geoip_mmdb);
   assert_null(c->geoip_header);
   assert_int_equal(c->timeouts.connect_ms, 2000);
@@ -243,9 +240,11 @@ static void durations_accept_units_and_bare_seconds(void **state) {
   fl_conf_unref(c);
 }
 
-static void empty_trusted_list_trusts_nobody(void **state) {
-  fl_conf_t *c = parse_ok("trusted_cidrs: []\nresponse_headers: false\n" ROUTE);
-  assert_int_equal(c->n_trusted, 0);
+static void trusted_proxies_and_override_from_are_lists_of_blocks(void **state) {
+  fl_conf_t *c = parse_ok("trusted_proxies: [10.0.0.0/8, \"::1\"]\noverride_from: []\nresponse_headers: false\n" ROUTE);
+  assert_int_equal(c->n_override_from, 0);
+  assert_int_equal(c->n_trusted_proxies, 2);
+  assert_int_equal(c->trusted_proxies[1].prefix, 128);
   assert_false(c->response_headers);
   fl_conf_unref(c);
 }
@@ -527,7 +526,7 @@ int main(void) {
     cmocka_unit_test(canary_weight_becomes_basis_points),
     cmocka_unit_test(workers_number_sizes_regex_copies),
     cmocka_unit_test(durations_accept_units_and_bare_seconds),
-    cmocka_unit_test(empty_trusted_list_trusts_nobody),
+    cmocka_unit_test(trusted_proxies_and_override_from_are_lists_of_blocks),
     cmocka_unit_test(snapshot_lives_until_last_reference),
     cmocka_unit_test(yaml_syntax_errors_use_libyaml_position),
     cmocka_unit_test(unknown_keys_are_named_with_a_suggestion),

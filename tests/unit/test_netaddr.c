@@ -302,6 +302,59 @@ static void test_ntop_into_a_too_small_buffer_writes_an_empty_string(void **stat
   assert_string_equal(buf, "");
 }
 
+/* ---- the client behind proxies ---- */
+
+/* Walks v with 10.0.0.0/8 and ::1 trusted; the hop's address as text, "" when none was set. */
+static int walk(const char *v, bool rfc7239, char *hop_text) {
+  fl_cidr_t trusted[2];
+  assert_int_equal(fl_cidr_parse("10.0.0.0/8", &trusted[0]), 0);
+  assert_int_equal(fl_cidr_parse("::1", &trusted[1]), 0);
+  struct sockaddr_storage hop = {.ss_family = AF_UNSPEC};
+  int rc = fl_forwarded_walk(v, strlen(v), rfc7239, trusted, 2, &hop);
+  hop_text[0] = '\0';
+  if (hop.ss_family != AF_UNSPEC) fl_addr_ntop((struct sockaddr *)&hop, hop_text, 64);
+  return rc;
+}
+
+static void test_the_client_is_the_rightmost_hop_that_is_not_a_trusted_proxy(void **state) {
+  (void)state;
+  char hop[64];
+  assert_int_equal(walk("203.0.113.9", false, hop), 1);
+  assert_string_equal(hop, "203.0.113.9");
+  assert_int_equal(walk("198.51.100.1, 203.0.113.9, 10.1.2.3", false, hop), 1);
+  assert_string_equal(hop, "203.0.113.9");                 /* not the spoofable leftmost one */
+  assert_int_equal(walk(" 10.0.0.1 ,10.0.0.2,  ", false, hop), 0);
+  assert_string_equal(hop, "10.0.0.1");                    /* all trusted: the leftmost */
+  assert_int_equal(walk("", false, hop), 0);
+  assert_string_equal(hop, "");
+}
+
+static void test_hops_may_carry_ports_and_ipv6_in_brackets_or_bare(void **state) {
+  (void)state;
+  char hop[64];
+  assert_int_equal(walk("203.0.113.9:5555, 10.0.0.1", false, hop), 1);
+  assert_string_equal(hop, "203.0.113.9");
+  assert_int_equal(walk("2001:db8::7, ::1", false, hop), 1);
+  assert_string_equal(hop, "2001:db8::7");
+  assert_int_equal(walk("[2001:db8::8]:443", false, hop), 1);
+  assert_string_equal(hop, "2001:db8::8");
+}
+
+static void test_forwarded_reads_the_for_parameters(void **state) {
+  (void)state;
+  char hop[64];
+  assert_int_equal(walk("for=198.51.100.4;proto=https, For=\"[2001:db8::9]:80\";by=10.0.0.1, for=10.0.0.3", true, hop), 1);
+  assert_string_equal(hop, "2001:db8::9");
+}
+
+static void test_a_hop_that_is_not_an_address_ends_the_walk(void **state) {
+  (void)state;
+  char hop[64];
+  assert_int_equal(walk("203.0.113.9, unknown, 10.0.0.1", false, hop), -1);
+  assert_int_equal(walk("for=_hidden, for=10.0.0.1", true, hop), -1);
+  assert_int_equal(walk("by=10.0.0.1", true, hop), -1);     /* an element without for= */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_an_ipv4_address_with_port_parses),
@@ -323,6 +376,10 @@ int main(void) {
       cmocka_unit_test(test_cidr_any_is_true_when_one_block_contains_the_peer),
       cmocka_unit_test(test_ntop_writes_the_numeric_address_without_port),
       cmocka_unit_test(test_ntop_into_a_too_small_buffer_writes_an_empty_string),
+      cmocka_unit_test(test_the_client_is_the_rightmost_hop_that_is_not_a_trusted_proxy),
+      cmocka_unit_test(test_hops_may_carry_ports_and_ipv6_in_brackets_or_bare),
+      cmocka_unit_test(test_forwarded_reads_the_for_parameters),
+      cmocka_unit_test(test_a_hop_that_is_not_an_address_ends_the_walk),
   };
   return cmocka_run_group_tests_name("netaddr", tests, NULL, NULL);
 }
