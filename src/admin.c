@@ -1,9 +1,11 @@
 /* admin.c — admin API handlers (JSON via jansson): health, metrics, stats, routes, and changes
- * such as a route's weight, which need the bearer token named by admin.token_env. */
+ * such as a route's weight, which need the bearer token named by admin.token_env. What a read
+ * shows of the configuration has its secrets redacted (redact.h). */
 #include "admin.h"
 #include "feedback.h"
 #include "resources.h"
 #include "live.h"
+#include "redact.h"
 #include "rollout.h"
 #include "router.h"
 
@@ -37,7 +39,7 @@ static json_t *route_json(const fl_route_t *r) {
                         variant_json(&r->variant[FL_STABLE]));
   if (r->has_canary) json_object_set_new(o, "canary", variant_json(&r->variant[FL_CANARY]));
   if (r->host) json_object_set_new(o, "host", json_string(r->host));
-  json_object_set_new(o, "rollout", fl_rollout_json(r->name));
+  json_object_set_new(o, "rollout", fl_redact_json(fl_rollout_json(r->name)));   /* its spec's webhook URLs */
   return o;
 }
 
@@ -157,6 +159,7 @@ static void get_events(fl_httpd_req_t *req) {
     respond_error(req, 503, "unavailable", "the state store cannot be read");
     return;
   }
+  fl_redact_json(events);        /* here, at the read: events saved by older builds hold whole URLs */
   respond_json(req, 200, json_pack("{s:o}", "events", events));
 }
 
@@ -213,7 +216,9 @@ static void get_metrics(fl_httpd_req_t *req) {
   free(text);
 }
 
-static void get_resources(fl_httpd_req_t *req) { respond_json(req, 200, fl_resources_json()); }
+static void get_resources(fl_httpd_req_t *req) {
+  respond_json(req, 200, fl_redact_json(fl_resources_json()));     /* the backends' metrics_url */
+}
 static void get_stats(fl_httpd_req_t *req) { respond_json(req, 200, fl_metrics_stats_json(admin_metrics, admin_conf)); }
 
 static void get_routes(fl_httpd_req_t *req) {
