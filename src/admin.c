@@ -1,5 +1,6 @@
 /* admin.c — admin API handlers (JSON via jansson): health, metrics, stats, routes, and changes
- * such as a route's weight, which need the bearer token named by admin.token_env. What a read
+ * such as a route's weight, which need the bearer token named by admin.token_env; feedback may
+ * come with feedback.token_env's instead, and reads may need admin.read_token_env's. What a read
  * shows of the configuration has its secrets redacted (redact.h). */
 #include "admin.h"
 #include "feedback.h"
@@ -69,19 +70,57 @@ static bool token_equal(const char *given, size_t gl, const char *want) {
   return diff == 0;
 }
 
-/* Changes need "Authorization: Bearer TOKEN"; answers 401/403 itself and returns false. */
+/* What the request's bearer token may do. Three tokens, three scopes (admin.token_env,
+ * admin.read_token_env, feedback.token_env); conf.c refuses a file where two are the same. */
+typedef enum { SCOPE_NONE, SCOPE_FEEDBACK, SCOPE_READ, SCOPE_ADMIN } scope_t;
+
+static bool bearer_is(const char *given, size_t len, const char *token) {
+  return token && token_equal(given, len, token);
+}
+
+static scope_t token_scope(const fl_httpd_req_t *req) {
+  size_t len = 0;
+  const char *h = fl_httpd_header(req, "authorization", &len);  /* the scheme is case-insensitive */
+  if (!h || len < 7 || strncasecmp(h, "Bearer ", 7) != 0) return SCOPE_NONE;
+  if (bearer_is(h + 7, len - 7, admin_conf->admin_token)) return SCOPE_ADMIN;
+  if (bearer_is(h + 7, len - 7, admin_conf->read_token)) return SCOPE_READ;
+  if (bearer_is(h + 7, len - 7, admin_conf->feedback_token)) return SCOPE_FEEDBACK;
+  return SCOPE_NONE;
+}
+
+/* No token, or one we do not know: 401 (RFC 9110: credentials would help). A known token whose
+ * scope does not cover the request: 403 (other credentials are needed, not better ones). */
+static void refuse(fl_httpd_req_t *req, scope_t scope) {
+  if (scope == SCOPE_NONE)
+    respond_error(req, 401, "unauthorized", "a valid \"Authorization: Bearer TOKEN\" header is required");
+  else
+    respond_error(req, 403, "forbidden", "the %s token may not %s %s", scope == SCOPE_READ ? "read" : "feedback",
+                  req->method, req->path);
+}
+
+/* Changes need the admin token; answers 401/403 itself and returns false. */
 static bool authorized(fl_httpd_req_t *req) {
   if (!admin_conf->admin_token) {
     respond_error(req, 403, "forbidden", "the admin API is read-only: set admin.token_env to allow changes");
     return false;
   }
-  size_t len = 0;
-  const char *h = fl_httpd_header(req, "authorization", &len);  /* the scheme is case-insensitive */
-  if (!h || len < 7 || strncasecmp(h, "Bearer ", 7) != 0 || !token_equal(h + 7, len - 7, admin_conf->admin_token)) {
-    respond_error(req, 401, "unauthorized", "a valid \"Authorization: Bearer TOKEN\" header is required");
-    return false;
-  }
-  return true;
+  scope_t scope = token_scope(req);
+  if (scope != SCOPE_ADMIN) refuse(req, scope);
+  return scope == SCOPE_ADMIN;
+}
+
+/* With admin.read_token_env set, nothing under /api/v1/ (nor /metrics, unless admin.public_metrics)
+ * answers a client without a token, not even whether a route exists; what a token may change is
+ * checked by its handler. /health stays open for load balancers. */
+static bool may_enter(fl_httpd_req_t *req) {
+  bool metrics = strcmp(req->path, "/metrics") == 0;
+  if (!admin_conf->read_token || (metrics && admin_conf->public_metrics)) return true;
+  if (!metrics && strncmp(req->path, "/api/v1/", 8) != 0) return true;
+  scope_t scope = token_scope(req);
+  bool feedback_post = strcmp(req->path, "/api/v1/feedback") == 0 && strcmp(req->method, "POST") == 0;
+  if (scope == SCOPE_READ || scope == SCOPE_ADMIN || (scope == SCOPE_FEEDBACK && feedback_post)) return true;
+  refuse(req, scope);
+  return false;
 }
 
 /* PUT /api/v1/routes/NAME/weight {"weight": 12.5} */
@@ -227,8 +266,15 @@ static void get_routes(fl_httpd_req_t *req) {
   respond_json(req, 200, json_pack("{s:o}", "routes", routes));
 }
 
+/* Feedback takes the admin token or the feedback token, so an app relaying ratings needs no more. */
 static void feedback(fl_httpd_req_t *req) {
-  if (authorized(req)) post_feedback(req);
+  if (!admin_conf->admin_token && !admin_conf->feedback_token) {
+    respond_error(req, 403, "forbidden", "feedback needs a token: set feedback.token_env (or admin.token_env)");
+    return;
+  }
+  scope_t scope = token_scope(req);
+  if (scope == SCOPE_ADMIN || scope == SCOPE_FEEDBACK) post_feedback(req);
+  else refuse(req, scope);
 }
 
 static const struct {
@@ -242,6 +288,7 @@ static const struct {
 };
 
 static void handle(fl_httpd_req_t *req, void *ctx) {
+  if (!may_enter(req)) return;
   if (strncmp(req->path, "/api/v1/routes/", 15) == 0) {
     handle_route(req, req->path + 15);
     return;

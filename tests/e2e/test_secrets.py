@@ -1,21 +1,154 @@
-"""Scopes and secrets of the admin side, as an operator relies on them: webhook and scrape URLs
-whose credentials no read shows."""
+"""Scopes and secrets of the admin side, as an operator relies on them: a feedback-only token that
+can rate answers and change nothing, a read token that closes every read but /health, and webhook
+and scrape URLs whose credentials no read shows."""
 import http.server
 import json
+import os
 import sqlite3
+import subprocess
 import threading
 import time
 
-from harness import Gateway, mock, request, route_yaml
+from harness import FLEDGE, Gateway, chat, free_port, mock, request, route_yaml
 
 ADMIN = "admin-token-for-scopes-0123456789"
-ENV = {"FLEDGE_ADMIN": ADMIN}
+READ = "read-token-for-scopes-0123456789"
+FEEDBACK = "feedback-token-for-scopes-0123456789"
+ENV = {"FLEDGE_ADMIN": ADMIN, "FLEDGE_READ": READ, "FLEDGE_FEEDBACK": FEEDBACK}
 ADMIN_TOKEN = "  token_env: FLEDGE_ADMIN\n"
+READ_TOKEN = "  read_token_env: FLEDGE_READ\n"
+FEEDBACK_TOKEN = "feedback: { token_env: FLEDGE_FEEDBACK }\n"
 SPEC = {"steps": [20, 50, 100], "interval": "60s", "min_requests": 40, "max_failures": 2}
 
 
 def bearer(token):
     return {"authorization": "Bearer " + token}
+
+
+def served_id(gw):
+    """The signed request id of one answer, for feedback."""
+    r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "u1"}, chat())
+    assert r.status == 200, r.body
+    return r.header("x-request-id")
+
+
+def feedback(gw, token, score=1):
+    headers = bearer(token) if token else {}
+    return request(gw.admin, "POST", "/api/v1/feedback", headers, {"request_id": served_id(gw), "score": score})
+
+
+def rollout_state(gw, token=ADMIN):
+    return request(gw.admin, "GET", "/api/v1/routes/chat", bearer(token)).json()["rollout"]["state"]
+
+
+def cli(gw, *args, env):
+    """`fledge ARGS -c CONFIG` with exactly the token variables given."""
+    clean = {k: v for k, v in os.environ.items() if k not in ENV and k != "FLEDGE_ADMIN_TOKEN"}
+    return subprocess.run([FLEDGE, *args, "-c", gw.conf.name], capture_output=True, text=True, timeout=10,
+                          env=dict(clean, **env))
+
+
+# ---- the feedback token ----------------------------------------------------------------------
+
+def test_the_feedback_token_posts_feedback_and_rollout_abort_with_it_is_refused_403():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(FEEDBACK_TOKEN + route_yaml(v1, v2, weight=0), env=ENV, admin_extra=ADMIN_TOKEN) as gw:
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout", bearer(ADMIN), SPEC).status == 200
+        r = feedback(gw, FEEDBACK)
+        assert r.status == 200 and r.json()["route"] == "chat", r.body
+        assert feedback(gw, ADMIN).status == 200                  # the admin token may rate too
+        assert feedback(gw, None).status == 401
+        assert feedback(gw, "not-a-token-of-this-gateway").status == 401
+
+        # a known token outside its scope: 403, not 401 (a better token of its kind would not help)
+        for method, path, body in (("POST", "/api/v1/routes/chat/rollout/abort", None),
+                                   ("POST", "/api/v1/routes/chat/rollout/pause", None),
+                                   ("POST", "/api/v1/routes/chat/rollout/promote", None),
+                                   ("PUT", "/api/v1/routes/chat/weight", {"weight": 100})):
+            r = request(gw.admin, method, path, bearer(FEEDBACK), body)
+            assert r.status == 403 and r.json()["error"]["type"] == "forbidden", (path, r.body)
+            assert "feedback token" in r.json()["error"]["message"], r.body
+        out = cli(gw, "rollout", "abort", "chat", env={"FLEDGE_ADMIN_TOKEN": FEEDBACK})
+        assert out.returncode == 1 and "403" in out.stderr, out
+        assert rollout_state(gw) == "progressing"                 # nothing of it happened
+
+        out = cli(gw, "rollout", "abort", "chat", env={"FLEDGE_ADMIN": ADMIN})
+        assert out.returncode == 0 and "rolled_back" in out.stdout, out
+
+
+def test_a_feedback_token_alone_takes_feedback_while_changes_stay_closed():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(FEEDBACK_TOKEN + route_yaml(v1, v2, weight=10), env=ENV) as gw:
+        assert feedback(gw, FEEDBACK).status == 200
+        r = request(gw.admin, "PUT", "/api/v1/routes/chat/weight", bearer(FEEDBACK), {"weight": 50})
+        assert r.status == 403 and "read-only" in r.json()["error"]["message"], r.body
+    with mock(model="m-v1") as v1, Gateway(route_yaml(v1), env=ENV) as gw:   # no token at all
+        r = feedback(gw, FEEDBACK)
+        assert r.status == 403 and "feedback.token_env" in r.json()["error"]["message"], r.body
+
+
+def test_one_token_for_two_scopes_or_a_missing_one_is_a_config_error():
+    with mock(model="m-v1") as v1:
+        gw_yaml = "listen: 127.0.0.1:%d\nadmin: { listen: 127.0.0.1:%d, token_env: FLEDGE_ADMIN, " \
+                  "read_token_env: FLEDGE_READ }\n" % (free_port(), free_port()) + FEEDBACK_TOKEN + route_yaml(v1)
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "fledge-scopes-%d.yaml" % os.getpid())
+        with open(path, "w") as f:
+            f.write(gw_yaml)
+        try:
+            env = dict(os.environ, **ENV)
+            for shared in ("FLEDGE_READ", "FLEDGE_FEEDBACK"):
+                r = subprocess.run([FLEDGE, "check", "-c", path], capture_output=True, text=True, timeout=10,
+                                   env=dict(env, **{shared: ADMIN}))
+                assert r.returncode == 1 and "the same token" in r.stderr, r
+            r = subprocess.run([FLEDGE, "check", "-c", path], capture_output=True, text=True, timeout=10,
+                               env={k: v for k, v in env.items() if k != "FLEDGE_FEEDBACK"})
+            assert r.returncode == 1 and "feedback.token_env" in r.stderr and "FLEDGE_FEEDBACK" in r.stderr, r
+            r = subprocess.run([FLEDGE, "check", "-c", path], capture_output=True, text=True, timeout=10, env=env)
+            assert r.returncode == 0, r
+        finally:
+            os.unlink(path)
+
+
+# ---- the read token --------------------------------------------------------------------------
+
+READS = ("/api/v1/routes", "/api/v1/routes/chat", "/api/v1/stats", "/api/v1/events", "/api/v1/resources", "/metrics")
+
+
+def test_with_a_read_token_every_read_but_health_needs_it_or_the_admin_token():
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
+            Gateway(FEEDBACK_TOKEN + route_yaml(v1, v2, weight=10), env=ENV, admin_extra=ADMIN_TOKEN + READ_TOKEN) as gw:
+        for path in READS:
+            assert request(gw.admin, "GET", path).status == 401, path
+            assert request(gw.admin, "HEAD", path).status == 401, path
+            assert request(gw.admin, "GET", path, bearer("not-a-token-of-this-gateway")).status == 401, path
+            assert request(gw.admin, "GET", path, bearer(FEEDBACK)).status == 403, path
+            assert request(gw.admin, "GET", path, bearer(READ)).status == 200, path
+            assert request(gw.admin, "GET", path, bearer(ADMIN)).status == 200, path
+        r = request(gw.admin, "GET", "/health")
+        assert r.status == 200 and r.json()["status"] == "ok", r.body
+        # without a token not even whether a route exists
+        assert request(gw.admin, "GET", "/api/v1/routes/nope").status == 401
+        assert request(gw.admin, "PUT", "/api/v1/routes/nope/weight", {}, {"weight": 1}).status == 401
+        assert request(gw.admin, "GET", "/api/v1/routes/nope", bearer(READ)).status == 404
+        # the read token reads and changes nothing; feedback still takes the feedback token
+        r = request(gw.admin, "PUT", "/api/v1/routes/chat/weight", bearer(READ), {"weight": 50})
+        assert r.status == 403 and "read token" in r.json()["error"]["message"], r.body
+        assert request(gw.admin, "GET", "/api/v1/routes/chat", bearer(READ)).json()["canary_weight"] == 10
+        assert feedback(gw, FEEDBACK).status == 200
+        # the CLI reads with the config's read token when it has no admin token
+        out = cli(gw, "status", env={"FLEDGE_READ": READ})
+        assert out.returncode == 0 and "chat" in out.stdout, out
+        out = cli(gw, "status", env={})
+        assert out.returncode == 1 and "401" in out.stderr, out
+
+
+def test_public_metrics_keeps_metrics_open_for_scrapers_while_the_api_needs_the_read_token():
+    with mock(model="m-v1") as v1, \
+            Gateway(route_yaml(v1), env=ENV, admin_extra=READ_TOKEN + "  public_metrics: true\n") as gw:
+        r = request(gw.admin, "GET", "/metrics")
+        assert r.status == 200 and b"fledge_" in r.body
+        assert request(gw.admin, "GET", "/api/v1/stats").status == 401
+        assert request(gw.admin, "GET", "/api/v1/stats", bearer(READ)).status == 200
 
 
 # ---- secrets in reads ------------------------------------------------------------------------
