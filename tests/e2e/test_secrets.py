@@ -1,6 +1,7 @@
 """Scopes and secrets of the admin side, as an operator relies on them: a feedback-only token that
-can rate answers and change nothing, a read token that closes every read but /health, and webhook
-and scrape URLs whose credentials no read shows."""
+can rate answers and change nothing, a read token that closes every read but /health, webhook and
+scrape URLs whose credentials no read shows, and client errors that name no internal address (the
+log does)."""
 import http.server
 import json
 import os
@@ -230,3 +231,64 @@ def test_webhook_and_scrape_credentials_never_show_in_reads_or_other_hooks_paylo
             backend_metrics = json.loads(reads["/api/v1/resources"])["backend_metrics"]
             assert backend_metrics[0]["url"] == "http://127.0.0.1:%d/\u2026?token=REDACTED" % hook.port, backend_metrics
             assert hook.posts[0][1]["detail"]["spec"]["webhooks"][0]["url"] == shown
+
+
+# ---- client errors ---------------------------------------------------------------------------
+
+def test_a_refused_backend_gets_a_502_naming_no_address_and_the_log_names_it():
+    dead = free_port()                                       # nothing listens there
+    with Gateway(route_yaml(dead), workers=1) as gw:
+        r = request(gw.port, "POST", "/v1/chat/completions", {"x-request-id": "req-refused-1"}, chat())
+        assert r.status == 502, r.body
+        err = r.json()["error"]
+        assert err["type"] == "upstream_error", err
+        assert err["message"] == "the stable backend refused the connection (request req-refused-1)", err
+        assert b"127.0.0.1" not in r.body and str(dead).encode() not in r.body, r.body
+        deadline = time.time() + 2
+        while "req-refused-1" not in gw.output() and time.time() < deadline:
+            time.sleep(0.05)
+        line = [l for l in gw.output().splitlines() if "req-refused-1" in l]
+        assert line and "127.0.0.1:%d" % dead in line[0] and "refused the connection" in line[0], gw.output()
+
+
+def test_upstream_error_lines_are_rate_limited_and_say_how_many_were_not_logged():
+    import socket
+    garbage = socket.socket()
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen(64)
+    stop = threading.Event()
+
+    def answer_garbage():                                    # never ejected: each answer is a new 502
+        garbage.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                s, _ = garbage.accept()
+            except OSError:
+                continue
+            s.recv(65536)
+            s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            s.close()
+
+    t = threading.Thread(target=answer_garbage, daemon=True)
+    t.start()
+    try:
+        with Gateway(route_yaml(garbage.getsockname()[1]), workers=1) as gw:
+            t0 = time.time()
+            for i in range(40):
+                r = request(gw.port, "GET", "/v1/models", {"x-request-id": "burst-%d" % i})
+                assert r.status == 502 and b"127.0.0.1" not in r.body, r.body
+            took = time.time() - t0
+            logged = [l for l in gw.output().splitlines() if "burst-" in l]
+            assert len(logged) <= 5 * (int(took) + 2), (len(logged), took)
+            assert len(logged) < 40, logged
+            time.sleep(1.1)
+            request(gw.port, "GET", "/v1/models", {"x-request-id": "after-burst"})
+            deadline = time.time() + 2
+            while "after-burst" not in gw.output() and time.time() < deadline:
+                time.sleep(0.05)
+            last = [l for l in gw.output().splitlines() if "after-burst" in l]
+            assert last and "not logged" in last[0], gw.output()[-2000:]
+    finally:
+        stop.set()
+        t.join(2)
+        garbage.close()
