@@ -1,11 +1,12 @@
 """Scopes and secrets of the admin side, as an operator relies on them: a feedback-only token that
 can rate answers and change nothing, a read token that closes every read but /health, webhook and
-scrape URLs whose credentials no read shows, and client errors that name no internal address (the
-log does)."""
+scrape URLs whose credentials no read shows, client errors that name no internal address (the log
+does), and state files only their owner can read."""
 import http.server
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import threading
 import time
@@ -292,3 +293,34 @@ def test_upstream_error_lines_are_rate_limited_and_say_how_many_were_not_logged(
         stop.set()
         t.join(2)
         garbage.close()
+
+
+# ---- state files -----------------------------------------------------------------------------
+
+def modes(state_dir):
+    out = {}
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        path = os.path.join(state_dir, name)
+        if os.path.exists(path):
+            out[name] = stat.S_IMODE(os.stat(path).st_mode)
+    return out
+
+
+def test_the_state_files_are_created_0600_whatever_the_umask_and_a_wider_one_is_narrowed():
+    with mock(model="m-v1") as v1:
+        old = os.umask(0)                                    # the gateway inherits it
+        try:
+            gw = Gateway(route_yaml(v1))
+        finally:
+            os.umask(old)
+        with gw:
+            found = modes(gw.state_dir)
+            assert {"state.db", "state.db-wal", "state.db-shm"} <= set(found), found
+            assert set(found.values()) == {0o600}, {k: oct(v) for k, v in found.items()}
+            gw.stop()
+            for name in modes(gw.state_dir):
+                os.chmod(os.path.join(gw.state_dir, name), 0o644)
+            with Gateway(route_yaml(v1), state_dir=gw.state_dir) as again:
+                found = modes(again.state_dir)
+                assert set(found.values()) == {0o600}, {k: oct(v) for k, v in found.items()}
+                assert "open to other users" in again.output(), again.output()
