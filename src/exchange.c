@@ -216,8 +216,8 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
     free(u);                   /* never opened: nothing to close */
     if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM || rc == UV_EADDRNOTAVAIL ||
         rc == UV_EAGAIN)       /* this machine's lack (descriptors, ports), not the backend's fault */
-      upstream_error(c, 503, "overloaded", uv_strerror(rc), "the gateway cannot open a connection to the %s backend now",
-                     variant_of(c));
+      upstream_error(c, 503, "overloaded", uv_strerror(rc),
+                     "the gateway cannot open a connection to the %s backend now", variant_of(c));
     else                       /* unreachable, refused by a firewall: the backend's */
       connect_failed(c, false);
     return;
@@ -427,7 +427,8 @@ static void up_malformed(fl_client_t *c, bool eof) {
     return;
   }
   fl_account_upstream_error(c, FL_UPERR_BAD_RESPONSE);
-  upstream_error(c, 502, "upstream_error", ex->up_parser.error, "the %s backend sent a malformed answer", variant_of(c));
+  upstream_error(c, 502, "upstream_error", ex->up_parser.error, "the %s backend sent a malformed answer",
+                 variant_of(c));
 }
 
 /* Bytes of the answer; a line of its head that is not complete yet waits in up_in. */
@@ -512,7 +513,8 @@ static void stalled(fl_client_t *c) {
     cut(c, FL_UPERR_TIMEOUT);
   } else {
     fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-    upstream_error(c, 504, "timeout", NULL, "the %s backend stalled for %u ms", variant_of(c), ex->conf->timeouts.idle_ms);
+    upstream_error(c, 504, "timeout", NULL, "the %s backend stalled for %u ms", variant_of(c),
+                   ex->conf->timeouts.idle_ms);
   }
 }
 

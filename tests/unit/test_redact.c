@@ -58,7 +58,8 @@ static void test_query_values_are_redacted_and_their_names_kept(void **state) {
 
 static void test_a_fragment_is_shown_as_an_ellipsis(void **state) {
   assert_string_equal(url("https://hooks.example/#key"), "https://hooks.example/#\xe2\x80\xa6");
-  assert_string_equal(url("https://u:p@h.example/x?t=1#f"), "https://REDACTED@h.example/\xe2\x80\xa6?t=REDACTED#\xe2\x80\xa6");
+  assert_string_equal(url("https://u:p@h.example/x?t=1#f"),
+                      "https://REDACTED@h.example/\xe2\x80\xa6?t=REDACTED#\xe2\x80\xa6");
 }
 
 static void test_text_that_is_not_a_url_is_redacted_whole(void **state) {
