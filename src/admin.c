@@ -47,7 +47,9 @@ static json_t *route_json(const fl_route_t *r) {
 static void respond_json(fl_httpd_req_t *req, int status, json_t *body) {
   char *text = json_dumps(body, JSON_COMPACT);
   json_decref(body);
-  fl_httpd_respond(req, status, "application/json", "", text, text ? strlen(text) : 0);
+  /* RFC 9110: a 401 names the scheme whose credentials would do */
+  const char *extra = status == 401 ? "www-authenticate: Bearer realm=\"fledge\"\r\n" : "";
+  fl_httpd_respond(req, status, "application/json", extra, text, text ? strlen(text) : 0);
   free(text);
 }
 

@@ -120,7 +120,8 @@ def test_with_a_read_token_every_read_but_health_needs_it_or_the_admin_token():
     with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
             Gateway(FEEDBACK_TOKEN + route_yaml(v1, v2, weight=10), env=ENV, admin_extra=ADMIN_TOKEN + READ_TOKEN) as gw:
         for path in READS:
-            assert request(gw.admin, "GET", path).status == 401, path
+            r = request(gw.admin, "GET", path)
+            assert r.status == 401 and r.header("www-authenticate") == 'Bearer realm="fledge"', (path, r.headers)
             assert request(gw.admin, "HEAD", path).status == 401, path
             assert request(gw.admin, "GET", path, bearer("not-a-token-of-this-gateway")).status == 401, path
             assert request(gw.admin, "GET", path, bearer(FEEDBACK)).status == 403, path
