@@ -1,7 +1,8 @@
 /* account.c — per-request accounting on the worker thread: the variant's and backend's counters,
  * latency histograms, the LLM observer's findings, the access-log record and, for a sampled
  * share of exchanges, the body prefixes handed to the data monitor. Every hook costs a few
- * counter stores; only a sampled exchange allocates. */
+ * counter stores; only a sampled exchange allocates. An upstream failure's detail (the backend's
+ * address, the cause) is logged here, rationed, since the client's answer leaves it out. */
 #include "alog.h"
 #include "monitor.h"
 #include "proxy_int.h"
@@ -61,6 +62,37 @@ void fl_account_backend(fl_client_t *c) {
 
 void fl_account_upstream_error(fl_client_t *c, fl_uperr_t kind) {
   if (c->ex.bs) fl_ctr_add(&c->ex.bs->errors[kind], 1);
+}
+
+#define DETAIL_LINES_PER_S 5
+
+/* This worker thread's budget of detail lines: the second it counts, the lines logged in it, and
+ * those held back since the last line that went out (which says how many). */
+static _Thread_local struct {
+  uint64_t second, held_back;
+  unsigned lines;
+} detail_budget;
+
+/* The client's answer names no internal address; an operator finds it here by the request id. A
+ * dead backend fails every request sent to it, so the lines are rationed per worker: fl_log is a
+ * blocking write, and a flood of failures must not become a flood of writes. */
+void fl_account_upstream_detail(fl_client_t *c, int status, const char *what, const char *cause) {
+  const fl_exchange_t *ex = &c->ex;
+  uint64_t second = fl_clock_ms() / 1000;
+  if (second != detail_budget.second) detail_budget.second = second, detail_budget.lines = 0;
+  if (detail_budget.lines >= DETAIL_LINES_PER_S) {
+    detail_budget.held_back++;
+    return;
+  }
+  detail_budget.lines++;
+  char held[128] = "";
+  if (detail_budget.held_back)
+    snprintf(held, sizeof held, "; %llu upstream errors before it were not logged (at most %d lines a second "
+             "per worker)", (unsigned long long)detail_budget.held_back, DETAIL_LINES_PER_S);
+  detail_budget.held_back = 0;
+  fl_log("route %s, backend %s: %s%s%s; answered %d (request %s)%s", ex->route->name,
+         ex->backend ? ex->backend->addr.text : "-", what, cause ? ": " : "", cause ? cause : "", status,
+         ex->request_id, held);
 }
 
 void fl_account_retry(fl_client_t *c) {

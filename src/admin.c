@@ -1,9 +1,12 @@
 /* admin.c — admin API handlers (JSON via jansson): health, metrics, stats, routes, and changes
- * such as a route's weight, which need the bearer token named by admin.token_env. */
+ * such as a route's weight, which need the bearer token named by admin.token_env; feedback may
+ * come with feedback.token_env's instead, and reads may need admin.read_token_env's. What a read
+ * shows of the configuration has its secrets redacted (redact.h). */
 #include "admin.h"
 #include "feedback.h"
 #include "resources.h"
 #include "live.h"
+#include "redact.h"
 #include "rollout.h"
 #include "router.h"
 
@@ -37,14 +40,16 @@ static json_t *route_json(const fl_route_t *r) {
                         variant_json(&r->variant[FL_STABLE]));
   if (r->has_canary) json_object_set_new(o, "canary", variant_json(&r->variant[FL_CANARY]));
   if (r->host) json_object_set_new(o, "host", json_string(r->host));
-  json_object_set_new(o, "rollout", fl_rollout_json(r->name));
+  json_object_set_new(o, "rollout", fl_redact_json(fl_rollout_json(r->name)));   /* its spec's webhook URLs */
   return o;
 }
 
 static void respond_json(fl_httpd_req_t *req, int status, json_t *body) {
   char *text = json_dumps(body, JSON_COMPACT);
   json_decref(body);
-  fl_httpd_respond(req, status, "application/json", "", text, text ? strlen(text) : 0);
+  /* RFC 9110: a 401 names the scheme whose credentials would do */
+  const char *extra = status == 401 ? "www-authenticate: Bearer realm=\"fledge\"\r\n" : "";
+  fl_httpd_respond(req, status, "application/json", extra, text, text ? strlen(text) : 0);
   free(text);
 }
 
@@ -67,19 +72,57 @@ static bool token_equal(const char *given, size_t gl, const char *want) {
   return diff == 0;
 }
 
-/* Changes need "Authorization: Bearer TOKEN"; answers 401/403 itself and returns false. */
+/* What the request's bearer token may do. Three tokens, three scopes (admin.token_env,
+ * admin.read_token_env, feedback.token_env); conf.c refuses a file where two are the same. */
+typedef enum { SCOPE_NONE, SCOPE_FEEDBACK, SCOPE_READ, SCOPE_ADMIN } scope_t;
+
+static bool bearer_is(const char *given, size_t len, const char *token) {
+  return token && token_equal(given, len, token);
+}
+
+static scope_t token_scope(const fl_httpd_req_t *req) {
+  size_t len = 0;
+  const char *h = fl_httpd_header(req, "authorization", &len);  /* the scheme is case-insensitive */
+  if (!h || len < 7 || strncasecmp(h, "Bearer ", 7) != 0) return SCOPE_NONE;
+  if (bearer_is(h + 7, len - 7, admin_conf->admin_token)) return SCOPE_ADMIN;
+  if (bearer_is(h + 7, len - 7, admin_conf->read_token)) return SCOPE_READ;
+  if (bearer_is(h + 7, len - 7, admin_conf->feedback_token)) return SCOPE_FEEDBACK;
+  return SCOPE_NONE;
+}
+
+/* No token, or one we do not know: 401 (RFC 9110: credentials would help). A known token whose
+ * scope does not cover the request: 403 (other credentials are needed, not better ones). */
+static void refuse(fl_httpd_req_t *req, scope_t scope) {
+  if (scope == SCOPE_NONE)
+    respond_error(req, 401, "unauthorized", "a valid \"Authorization: Bearer TOKEN\" header is required");
+  else
+    respond_error(req, 403, "forbidden", "the %s token may not %s %s", scope == SCOPE_READ ? "read" : "feedback",
+                  req->method, req->path);
+}
+
+/* Changes need the admin token; answers 401/403 itself and returns false. */
 static bool authorized(fl_httpd_req_t *req) {
   if (!admin_conf->admin_token) {
     respond_error(req, 403, "forbidden", "the admin API is read-only: set admin.token_env to allow changes");
     return false;
   }
-  size_t len = 0;
-  const char *h = fl_httpd_header(req, "authorization", &len);  /* the scheme is case-insensitive */
-  if (!h || len < 7 || strncasecmp(h, "Bearer ", 7) != 0 || !token_equal(h + 7, len - 7, admin_conf->admin_token)) {
-    respond_error(req, 401, "unauthorized", "a valid \"Authorization: Bearer TOKEN\" header is required");
-    return false;
-  }
-  return true;
+  scope_t scope = token_scope(req);
+  if (scope != SCOPE_ADMIN) refuse(req, scope);
+  return scope == SCOPE_ADMIN;
+}
+
+/* With admin.read_token_env set, nothing under /api/v1/ (nor /metrics, unless admin.public_metrics)
+ * answers a client without a token, not even whether a route exists; what a token may change is
+ * checked by its handler. /health stays open for load balancers. */
+static bool may_enter(fl_httpd_req_t *req) {
+  bool metrics = strcmp(req->path, "/metrics") == 0;
+  if (!admin_conf->read_token || (metrics && admin_conf->public_metrics)) return true;
+  if (!metrics && strncmp(req->path, "/api/v1/", 8) != 0) return true;
+  scope_t scope = token_scope(req);
+  bool feedback_post = strcmp(req->path, "/api/v1/feedback") == 0 && strcmp(req->method, "POST") == 0;
+  if (scope == SCOPE_READ || scope == SCOPE_ADMIN || (scope == SCOPE_FEEDBACK && feedback_post)) return true;
+  refuse(req, scope);
+  return false;
 }
 
 /* PUT /api/v1/routes/NAME/weight {"weight": 12.5} */
@@ -157,6 +200,7 @@ static void get_events(fl_httpd_req_t *req) {
     respond_error(req, 503, "unavailable", "the state store cannot be read");
     return;
   }
+  fl_redact_json(events);        /* here, at the read: events saved by older builds hold whole URLs */
   respond_json(req, 200, json_pack("{s:o}", "events", events));
 }
 
@@ -213,7 +257,9 @@ static void get_metrics(fl_httpd_req_t *req) {
   free(text);
 }
 
-static void get_resources(fl_httpd_req_t *req) { respond_json(req, 200, fl_resources_json()); }
+static void get_resources(fl_httpd_req_t *req) {
+  respond_json(req, 200, fl_redact_json(fl_resources_json()));     /* the backends' metrics_url */
+}
 static void get_stats(fl_httpd_req_t *req) { respond_json(req, 200, fl_metrics_stats_json(admin_metrics, admin_conf)); }
 
 static void get_routes(fl_httpd_req_t *req) {
@@ -222,8 +268,15 @@ static void get_routes(fl_httpd_req_t *req) {
   respond_json(req, 200, json_pack("{s:o}", "routes", routes));
 }
 
+/* Feedback takes the admin token or the feedback token, so an app relaying ratings needs no more. */
 static void feedback(fl_httpd_req_t *req) {
-  if (authorized(req)) post_feedback(req);
+  if (!admin_conf->admin_token && !admin_conf->feedback_token) {
+    respond_error(req, 403, "forbidden", "feedback needs a token: set feedback.token_env (or admin.token_env)");
+    return;
+  }
+  scope_t scope = token_scope(req);
+  if (scope == SCOPE_ADMIN || scope == SCOPE_FEEDBACK) post_feedback(req);
+  else refuse(req, scope);
 }
 
 static const struct {
@@ -237,6 +290,7 @@ static const struct {
 };
 
 static void handle(fl_httpd_req_t *req, void *ctx) {
+  if (!may_enter(req)) return;
   if (strncmp(req->path, "/api/v1/routes/", 15) == 0) {
     handle_route(req, req->path + 15);
     return;

@@ -12,7 +12,8 @@
 
 typedef struct {
   fl_addr_t admin;
-  char token[256];                 /* from the config's admin.token_env, or $FLEDGE_ADMIN_TOKEN */
+  char token[256];                 /* from the config's admin.token_env (else read_token_env), or
+                                      $FLEDGE_ADMIN_TOKEN */
   const char *window;              /* stats: 1m | 5m */
   const char *spec;                /* rollout start: JSON text or @FILE */
   const char *route;               /* history: only this route */
@@ -23,7 +24,8 @@ static const char common_help[] =
     "  -a, --admin ADDR    admin listener (default 127.0.0.1:9090)\n"
     "  -c, --config FILE   take the admin listener and token (admin.token_env) from this config\n"
     "      --json          print the API's JSON as it came\n"
-    "Changes send the bearer token from the config's admin.token_env or $FLEDGE_ADMIN_TOKEN.\n";
+    "Changes send the bearer token from the config's admin.token_env or $FLEDGE_ADMIN_TOKEN;\n"
+    "without an admin token, reads send admin.read_token_env's.\n";
 
 static int from_config(const char *path, cli_opts_t *o) {
   char err[512];
@@ -34,6 +36,7 @@ static int from_config(const char *path, cli_opts_t *o) {
   }
   o->admin = c->admin_listen;
   if (c->admin_token) snprintf(o->token, sizeof o->token, "%s", c->admin_token);
+  else if (c->read_token) snprintf(o->token, sizeof o->token, "%s", c->read_token);   /* enough to look */
   fl_conf_unref(c);
   return 0;
 }

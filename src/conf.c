@@ -483,21 +483,56 @@ static int f_routes(parse_ctx_t *p, yaml_node_t *v, void *slot) {
 
 /* ---------- top level ---------- */
 
-/* The token itself never sits in the file: it is read from the named environment variable. */
+/* A token never sits in the file: it is read from the named environment variable. One that is
+ * missing or short is kept as the file's token error (the first), which serve and check refuse
+ * and the CLI tools, which may run without it, ignore. */
+static int token_from_env(parse_ctx_t *p, yaml_node_t *v, const char *key, char **env, char **token) {
+  int rc = cy_get_str(p, v, env);
+  if (rc) return rc;
+  const char *value = getenv(*env);
+  if (value && strlen(value) >= 16) return cy_dup_into(p, value, token);
+  if (p->conf->admin_token_error) return 0;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s:%zu:%zu: %s: environment variable %s must hold a token of at least 16 characters",
+           p->name, v->start_mark.line + 1, v->start_mark.column + 1, key, *env);
+  return cy_dup_into(p, msg, &p->conf->admin_token_error);
+}
+
 static int f_token_env(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   fl_conf_t *c = slot;
-  int rc = cy_get_str(p, v, &c->admin_token_env);
-  if (rc) return rc;
-  const char *token = getenv(c->admin_token_env);
-  if (token && strlen(token) >= 16) return cy_dup_into(p, token, &c->admin_token);
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s:%zu:%zu: admin.token_env: environment variable %s must hold a token of at least 16 "
-           "characters", p->name, v->start_mark.line + 1, v->start_mark.column + 1, c->admin_token_env);
-  return cy_dup_into(p, msg, &c->admin_token_error);
+  return token_from_env(p, v, "admin.token_env", &c->admin_token_env, &c->admin_token);
+}
+
+static int f_read_token_env(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  return token_from_env(p, v, "admin.read_token_env", &c->read_token_env, &c->read_token);
+}
+
+static int f_feedback_token_env(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  return token_from_env(p, v, "feedback.token_env", &c->feedback_token_env, &c->feedback_token);
+}
+
+/* Each token is one scope: a token shared by two would give the narrower one's holder the wider
+ * scope (an app relaying feedback could promote or abort). */
+static int check_tokens_differ(parse_ctx_t *p, yaml_node_t *root) {
+  const fl_conf_t *c = p->conf;
+  const char *const tokens[] = {c->admin_token, c->read_token, c->feedback_token};
+  static const char *const sections[] = {"admin", "admin", "feedback"}, *const keys[] = {"token_env", "read_token_env",
+                                                                                          "token_env"};
+  for (size_t i = 0; i < FL_ARRAY_LEN(tokens); i++)
+    for (size_t j = i + 1; j < FL_ARRAY_LEN(tokens); j++)
+      if (tokens[i] && tokens[j] && strcmp(tokens[i], tokens[j]) == 0)
+        return cy_fail(p, cy_map_get(p, cy_map_get(p, root, sections[j]), keys[j]),
+                       "%s.%s and %s.%s hold the same token; each scope needs a token of its own", sections[i], keys[i],
+                       sections[j], keys[j]);
+  return 0;
 }
 
 static const field_t admin_fields[] = {{"listen", cy_f_addr, offsetof(fl_conf_t, admin_listen), NULL},
-                                       {"token_env", f_token_env, 0, NULL}};
+                                       {"token_env", f_token_env, 0, NULL},
+                                       {"read_token_env", f_read_token_env, 0, NULL},
+                                       {"public_metrics", cy_f_bool, offsetof(fl_conf_t, public_metrics), NULL}};
 static const section_t admin_section = {"admin", NULL, admin_fields, FL_ARRAY_LEN(admin_fields)};
 
 static const field_t geoip_fields[] = {
@@ -629,7 +664,8 @@ static const field_t scrape_fields[] = {
 };
 static const section_t scrape_section = {"scrape", NULL, scrape_fields, FL_ARRAY_LEN(scrape_fields)};
 
-static const field_t feedback_fields[] = {{"key_env", cy_f_str, offsetof(fl_conf_t, feedback_key_env), NULL}};
+static const field_t feedback_fields[] = {{"key_env", cy_f_str, offsetof(fl_conf_t, feedback_key_env), NULL},
+                                          {"token_env", f_feedback_token_env, 0, NULL}};
 static const section_t feedback_section = {"feedback", NULL, feedback_fields, FL_ARRAY_LEN(feedback_fields)};
 
 static const field_t top_fields[] = {
@@ -701,6 +737,7 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   if (rc == 0) rc = cy_walk(p, root, &top_section, p->conf);
   if (rc == 0 && p->conf->n_routes == 0) rc = cy_fail(p, root, "missing \"routes\": at least one route is required");
   if (rc == 0) rc = check_process_routes(p, root);
+  if (rc == 0) rc = check_tokens_differ(p, root);
   return rc;
 }
 
@@ -755,6 +792,10 @@ static void conf_free(fl_conf_t *c) {
   free(c->admin_token_env);
   free(c->admin_token);
   free(c->admin_token_error);
+  free(c->read_token_env);
+  free(c->read_token);
+  free(c->feedback_token_env);
+  free(c->feedback_token);
   for (size_t i = 0; i < c->data.n_refusals; i++) free(c->data.refusals[i]);
   free(c->data.refusals);
   free(c->data.baseline_file);

@@ -98,8 +98,17 @@ typedef struct fl_conf {
   char *admin_token_env;            /* admin.token_env: the environment variable holding the bearer
                                        token that changes need; NULL: the admin API is read-only */
   char *admin_token;                /* its value, read at load */
-  char *admin_token_error;          /* "FILE:LINE:COL: ..." when the variable is missing or too short:
-                                       serve and check refuse such a file, CLI tools only read it */
+  char *read_token_env;             /* admin.read_token_env: when set, reads (GET /api/v1/..., /metrics)
+                                       need this token or the admin token; NULL: reads are open */
+  char *read_token;                 /* its value, read at load */
+  bool public_metrics;              /* admin.public_metrics: /metrics stays open when reads need a
+                                       token (scrapers that cannot send one); default false */
+  char *feedback_token_env;         /* feedback.token_env: a token that may POST /api/v1/feedback and
+                                       nothing else (the admin token may too); NULL: none */
+  char *feedback_token;             /* its value, read at load */
+  char *admin_token_error;          /* "FILE:LINE:COL: ..." when a token's variable (any of the three)
+                                       is missing or too short: serve and check refuse such a file,
+                                       CLI tools only read it */
   unsigned workers;                 /* the worker threads this snapshot serves on (regex copies, the
                                        connection limit's split): the running ones once pinned */
   unsigned workers_wanted;          /* workers: N | auto (= online CPUs), 1..FL_MAX_WORKERS */

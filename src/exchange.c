@@ -3,10 +3,29 @@
  * arrives (re-framed for the client), retries, outlier reports and upstream timeouts. */
 #include "proxy_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled);
+
+/* ---- failures the client is told of ---- */
+
+static const char *variant_of(const fl_client_t *c) { return fl_variant_name(c->ex.decision.variant); }
+
+/* The client reads what failed in general words ("the stable backend refused the connection")
+ * and its request id; the backend's address and the cause go to the log only (account.c): which
+ * machines serve a route is no business of the client's. */
+__attribute__((format(printf, 5, 6)))
+static void upstream_error(fl_client_t *c, int status, const char *type, const char *cause, const char *fmt, ...) {
+  char what[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  fl_account_upstream_detail(c, status, what, cause);
+  fl_client_error(c, status, type, "%s (request %s)", what, c->ex.request_id);
+}
 
 /* ---- writing upstream ---- */
 
@@ -157,10 +176,10 @@ static void connect_failed(fl_client_t *c, bool timed_out) {
     return;
   }
   if (timed_out)
-    fl_client_error(c, 504, "timeout", "connecting to backend %s timed out after %u ms", failed->addr.text,
-                    ex->conf->timeouts.connect_ms);
+    upstream_error(c, 504, "timeout", NULL, "connecting to the %s backend timed out after %u ms", variant_of(c),
+                   ex->conf->timeouts.connect_ms);
   else
-    fl_client_error(c, 502, "upstream_error", "backend %s refused the connection", failed->addr.text);
+    upstream_error(c, 502, "upstream_error", NULL, "the %s backend refused the connection", variant_of(c));
 }
 
 static void on_connect(fl_sock_t *s, int status) {
@@ -197,8 +216,8 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
     free(u);                   /* never opened: nothing to close */
     if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM || rc == UV_EADDRNOTAVAIL ||
         rc == UV_EAGAIN)       /* this machine's lack (descriptors, ports), not the backend's fault */
-      fl_client_error(c, 503, "overloaded", "cannot open a connection to backend %s: %s", b->addr.text,
-                      uv_strerror(rc));
+      upstream_error(c, 503, "overloaded", uv_strerror(rc),
+                     "the gateway cannot open a connection to the %s backend now", variant_of(c));
     else                       /* unreachable, refused by a firewall: the backend's */
       connect_failed(c, false);
     return;
@@ -245,8 +264,8 @@ static void upstream_failed(fl_client_t *c, bool closed) {
   }
   fl_account_upstream_error(c, FL_UPERR_RESET);
   if (!fl_ex_answered(ex)) report_failure(ex->backend);
-  fl_client_error(c, 502, "upstream_error", "backend %s %s the connection before a complete answer",
-                  ex->backend->addr.text, closed ? "closed" : "reset");
+  upstream_error(c, 502, "upstream_error", NULL, "the %s backend %s the connection before a complete answer",
+                 variant_of(c), closed ? "closed" : "reset");
 }
 
 /* The answer broke off after its head went out: the client sees the cut (its connection closes),
@@ -408,8 +427,8 @@ static void up_malformed(fl_client_t *c, bool eof) {
     return;
   }
   fl_account_upstream_error(c, FL_UPERR_BAD_RESPONSE);
-  fl_client_error(c, 502, "upstream_error", "backend %s sent a malformed answer: %s", ex->backend->addr.text,
-                  ex->up_parser.error);
+  upstream_error(c, 502, "upstream_error", ex->up_parser.error, "the %s backend sent a malformed answer",
+                 variant_of(c));
 }
 
 /* Bytes of the answer; a line of its head that is not complete yet waits in up_in. */
@@ -494,8 +513,8 @@ static void stalled(fl_client_t *c) {
     cut(c, FL_UPERR_TIMEOUT);
   } else {
     fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
-    fl_client_error(c, 504, "timeout", "backend %s stalled for %u ms", ex->backend->addr.text,
-                    ex->conf->timeouts.idle_ms);
+    upstream_error(c, 504, "timeout", NULL, "the %s backend stalled for %u ms", variant_of(c),
+                   ex->conf->timeouts.idle_ms);
   }
 }
 
@@ -504,7 +523,7 @@ static void silent(fl_client_t *c, const char *what, uint32_t ms) {
   fl_exchange_t *ex = &c->ex;
   fl_account_upstream_error(c, FL_UPERR_TIMEOUT);
   report_failure(ex->backend);
-  fl_client_error(c, 504, "timeout", "backend %s %s %u ms", ex->backend->addr.text, what, ms);
+  upstream_error(c, 504, "timeout", NULL, "the %s backend %s %u ms", variant_of(c), what, ms);
 }
 
 void fl_exchange_timeout(fl_client_t *c) {

@@ -143,6 +143,9 @@ void fl_client_uncork(fl_client_t *c);   /* back-pressure from the upstream */
 void fl_account_begin(fl_client_t *c);                   /* variant chosen */
 void fl_account_backend(fl_client_t *c);                 /* ex->backend chosen */
 void fl_account_upstream_error(fl_client_t *c, fl_uperr_t kind);
+/* An upstream failure the client is told of in general words (what): logs it with the backend's
+ * address and the cause, at most 5 lines a second per worker (error paths only, never per request) */
+void fl_account_upstream_detail(fl_client_t *c, int status, const char *what, const char *cause);
 void fl_account_retry(fl_client_t *c);
 void fl_account_request_body(fl_client_t *c, const char *data, size_t len);   /* as sent upstream */
 void fl_account_response_head(fl_client_t *c, uint64_t now_ns);

@@ -8,6 +8,7 @@
 #include "resources.h"
 #include "scrape.h"
 #include "router.h"
+#include "redact.h"
 #include "webhook.h"
 
 #include <math.h>
@@ -231,11 +232,13 @@ void fl_rollouts_tick(const fl_conf_t *c) {
 
 /* ---- control ---- */
 
+/* The event's spec is redacted: it goes to every webhook, and one receiver has no business with
+ * another's token. */
 static void begin_steps(const fl_route_t *rt, ro_t *r, const char *actor) {
   r->state = r->spec.steps_bp[0] == 10000 ? RO_PROMOTED : RO_PROGRESSING;   /* steps: [100] promotes at once */
   set_weight(rt, r, r->spec.steps_bp[0], actor, "rollout_started",
              json_pack("{s:s, s:o}", "canary_version", rt->variant[FL_CANARY].version, "spec",
-                       fl_rollout_spec_json(&r->spec)));
+                       fl_redact_json(fl_rollout_spec_json(&r->spec))));
   window_begin(rt, r);
 }
 

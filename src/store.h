@@ -26,7 +26,9 @@ typedef struct fl_route_state {
 } fl_route_state_t;
 
 /* Opens (creating when needed) the store at path; WAL mode, synchronous=NORMAL, schema created
- * or migrated. On error writes a message naming the file into err. Caller owns *out. */
+ * or migrated. The file and its -wal and -shm are its owner's only (0600 when created; one open
+ * to other users is narrowed, and that is logged). On error writes a message naming the file
+ * into err. Caller owns *out. */
 int fl_store_open(const char *path, fl_store_t **out, char *err, size_t err_cap);
 void fl_store_close(fl_store_t *s);
 

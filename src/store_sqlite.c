@@ -8,10 +8,14 @@
  * belongs to one thread (the control thread); other processes may open the same file. */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* MIGRATIONS[v] takes the schema from user_version v to v + 1; append, never edit. */
 static const char *const MIGRATIONS[] = {
@@ -186,6 +190,39 @@ static int prepare_all(fl_store_t *s, char *why, size_t cap) {
   return 0;
 }
 
+/* A file of the store open to other users (an older build's 0644, or a hand's chmod) is narrowed
+ * to its owner's bits, and that is said: nobody else should read the key, nor keep writing. */
+static void narrow(const char *name) {
+  struct stat st;
+  if (stat(name, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) == 0) return;
+  mode_t mode = st.st_mode & 0700;
+  if (chmod(name, mode) == 0)
+    fl_log("state store: %s was open to other users (mode %03o); narrowed to %03o", name,
+           (unsigned)(st.st_mode & 0777), (unsigned)mode);
+  else
+    fl_log("state store: WARNING: %s is open to other users (mode %03o) and cannot be narrowed: %s", name,
+           (unsigned)(st.st_mode & 0777), strerror(errno));
+}
+
+/* The store holds the feedback key and whole webhook URLs, so only its owner may read it. A new
+ * database file is created here, 0600 whatever the umask, before SQLite opens it; SQLite creates
+ * its -wal and -shm with the database's mode. Files left by an earlier run are narrowed. An
+ * in-memory or URI name is left to SQLite, and so is a file that cannot be created (the error is
+ * SQLite's to report, at its open). */
+static void owner_only(const char *path) {
+  static const char *const SUFFIXES[] = {"", "-wal", "-shm", "-journal"};
+  if (!*path || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0) return;
+  int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    fchmod(fd, 0600);            /* a umask like 0277 would leave it unwritable */
+    close(fd);
+  }
+  for (size_t i = 0; i < FL_ARRAY_LEN(SUFFIXES); i++) {
+    char name[4096];
+    if ((size_t)snprintf(name, sizeof name, "%s%s", path, SUFFIXES[i]) < sizeof name) narrow(name);
+  }
+}
+
 int fl_store_open(const char *path, fl_store_t **out, char *err, size_t err_cap) {
   char why[256] = "";
   *out = NULL;
@@ -195,6 +232,7 @@ int fl_store_open(const char *path, fl_store_t **out, char *err, size_t err_cap)
     return FL_ENOMEM;
   }
   s->backlog_tail = &s->backlog;
+  owner_only(path);
   int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc != SQLITE_OK) {
     int sys = s->db ? sqlite3_system_errno(s->db) : 0;

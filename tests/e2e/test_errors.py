@@ -689,17 +689,25 @@ def test_a_backend_that_refuses_resets_closes_or_sends_garbage_gets_502_upstream
     with Backend() as ok, Backend("reset") as reset, Backend("close") as close, Backend("garbage") as garbage, \
             Gateway(routes({"/": ok, "/refuse": dead, "/reset": reset, "/close": close, "/garbage": garbage},
                            "timeouts: { connect: 1s }\n"), workers=1) as gw:
-        cases = [("/refuse", dead, "refused"), ("/reset", reset.port, None), ("/close", close.port, "closed"),
-                 ("/garbage", garbage.port, "sent a malformed answer: status line is not HTTP/1.x")]
-        for path, port, word in cases:
+        cases = [("/refuse", dead, "refused the connection", None),
+                 ("/reset", reset.port, "the connection before a complete answer", None),
+                 ("/close", close.port, "closed the connection before a complete answer", None),
+                 ("/garbage", garbage.port, "sent a malformed answer", "status line is not HTTP/1.x")]
+        for i, (path, port, words, detail) in enumerate(cases):
             t0 = time.time()
-            r = request(gw.port, "POST", path + "/v1/chat/completions", headers={"x-request-id": "req-502"},
+            rid = "req-502-%d" % i
+            r = request(gw.port, "POST", path + "/v1/chat/completions", headers={"x-request-id": rid},
                         body={"model": "m"}, timeout=5)
             assert time.time() - t0 < 2.0, (path, time.time() - t0)
-            err = assert_error(r, 502, "upstream_error", request_id="req-502")
-            assert "127.0.0.1:%d" % port in err["message"], (path, err)
-            if word:
-                assert word in err["message"], (path, err)
+            err = assert_error(r, 502, "upstream_error", request_id=rid)
+            # the client learns what failed and its request id, never the backend's address...
+            assert err["message"].startswith("the stable backend ") and words in err["message"], (path, err)
+            assert err["message"].endswith("(request %s)" % rid), err
+            assert b"127.0.0.1" not in r.body and str(port).encode() not in r.body, (path, r.body)
+            # ...which the log has, with the cause, under the same request id
+            line = [l for l in gw.output().splitlines() if "(request %s)" % rid in l]
+            assert line and "backend 127.0.0.1:%d" % port in line[0], (path, gw.output()[-2000:])
+            assert detail is None or detail in line[0], (path, line)
             assert_serves(gw, ok)
         assert len(close.requests) == 1 and len(garbage.requests) == 1     # the request did go out
         # a generated request id when the client sends none
@@ -745,7 +753,9 @@ def test_a_backend_silent_after_the_request_gets_504_after_timeouts_first_byte()
                     body={"model": "m"}, timeout=5)
         took = time.time() - t0
         err = assert_error(r, 504, "timeout", request_id="slow-1")
-        assert "127.0.0.1:%d" % hang.port in err["message"], err
+        assert err["message"] == "the stable backend sent no answer within 1000 ms (request slow-1)", err
+        assert str(hang.port) not in err["message"], err
+        assert "backend 127.0.0.1:%d" % hang.port in gw.output(), gw.output()[-2000:]
         assert 0.8 <= took <= 2.5, took
         assert len(hang.requests) == 1
         assert_serves(gw, ok)

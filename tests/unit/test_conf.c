@@ -481,6 +481,44 @@ static void admin_token_comes_from_the_named_environment_variable(void **state) 
   unsetenv("FL_TEST_TOKEN");
 }
 
+/* The read and feedback tokens come like the admin token, each from a variable of its own; a
+ * token shared by two scopes would widen the narrower one, so it is an error where it is named. */
+static void read_and_feedback_tokens_are_scopes_of_their_own(void **state) {
+  const char *yaml = "admin:\n  token_env: FL_TEST_ADMIN\n  read_token_env: FL_TEST_READ\n  public_metrics: true\n"
+                     "feedback:\n  token_env: FL_TEST_FEEDBACK\nroutes:\n  - name: r\n"
+                     "    stable: { version: v1, backends: [127.0.0.1:1] }\n";
+  setenv("FL_TEST_ADMIN", "admin-token-0123456789", 1);
+  setenv("FL_TEST_READ", "read-token-0123456789", 1);
+  unsetenv("FL_TEST_FEEDBACK");
+  fl_conf_t *c = parse_ok(yaml);
+  assert_string_equal(c->read_token, "read-token-0123456789");
+  assert_string_equal(c->read_token_env, "FL_TEST_READ");
+  assert_true(c->public_metrics);
+  assert_null(c->feedback_token);
+  assert_string_equal(c->admin_token_error, "t.yaml:6:14: feedback.token_env: environment variable FL_TEST_FEEDBACK "
+                                            "must hold a token of at least 16 characters");
+  fl_conf_unref(c);
+  setenv("FL_TEST_FEEDBACK", "feedback-token-0123456789", 1);
+  c = parse_ok(yaml);
+  assert_string_equal(c->feedback_token, "feedback-token-0123456789");
+  assert_string_equal(c->feedback_token_env, "FL_TEST_FEEDBACK");
+  assert_null(c->admin_token_error);
+  fl_conf_unref(c);
+  setenv("FL_TEST_FEEDBACK", "admin-token-0123456789", 1);
+  expect_error_at(yaml, "6:14", "admin.token_env and feedback.token_env hold the same token");
+  setenv("FL_TEST_FEEDBACK", "feedback-token-0123456789", 1);
+  setenv("FL_TEST_READ", "feedback-token-0123456789", 1);
+  expect_error_at(yaml, "6:14", "admin.read_token_env and feedback.token_env hold the same token");
+  c = parse_ok("routes:\n  - name: r\n    stable: { version: v1, backends: [127.0.0.1:1] }\n");
+  assert_null(c->read_token);
+  assert_null(c->feedback_token);
+  assert_false(c->public_metrics);
+  fl_conf_unref(c);
+  unsetenv("FL_TEST_ADMIN");
+  unsetenv("FL_TEST_READ");
+  unsetenv("FL_TEST_FEEDBACK");
+}
+
 static void names_and_versions_are_short_and_printable(void **state) {
   char yaml[1024];
   snprintf(yaml, sizeof yaml, "routes:\n  - name: %s\n    stable: { version: v1, backends: [127.0.0.1:1] }\n",
@@ -544,6 +582,7 @@ int main(void) {
     cmocka_unit_test(load_missing_file_names_it),
     cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
     cmocka_unit_test(admin_token_comes_from_the_named_environment_variable),
+    cmocka_unit_test(read_and_feedback_tokens_are_scopes_of_their_own),
     cmocka_unit_test(names_and_versions_are_short_and_printable),
     cmocka_unit_test(a_rollout_spec_with_a_complex_key_or_a_huge_number_is_refused_cleanly),
     cmocka_unit_test(a_regex_too_costly_to_compile_is_refused_before_compiling),

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -556,6 +557,32 @@ static void a_write_blocked_past_the_busy_timeout_is_eio(void **state) {
   fl_store_close(s);
 }
 
+static unsigned mode_of(const char *path, const char *suffix) {
+  char name[256];
+  struct stat st;
+  snprintf(name, sizeof name, "%s%s", path, suffix);
+  if (stat(name, &st) != 0) fail_msg("%s: %s", name, strerror(errno));
+  return (unsigned)(st.st_mode & 0777);
+}
+
+/* The store holds the feedback key and whole webhook URLs: its files are their owner's only,
+ * whatever the umask, and a file another build or a hand left open to others is narrowed. */
+static void the_files_are_their_owners_only_and_a_wider_one_is_narrowed(void **state) {
+  fixture_t *f = *state;
+  mode_t old = umask(0);
+  fl_store_t *s = open_store(f->path);
+  umask(old);
+  assert_int_equal(mode_of(f->path, ""), 0600);
+  assert_int_equal(mode_of(f->path, "-wal"), 0600);
+  assert_int_equal(mode_of(f->path, "-shm"), 0600);
+  fl_store_close(s);
+  assert_int_equal(chmod(f->path, 0664), 0);
+  s = open_store(f->path);
+  assert_int_equal(mode_of(f->path, ""), 0600);
+  assert_int_equal(mode_of(f->path, "-wal"), 0600);
+  fl_store_close(s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -571,6 +598,7 @@ int main(void) {
       T(a_write_survives_sigkill_without_close),
       T(sigkill_during_writes_never_corrupts_the_store),
       T(the_file_is_in_wal_mode_with_schema_version_2),
+      T(the_files_are_their_owners_only_and_a_wider_one_is_narrowed),
       T(a_version_1_file_is_migrated_keeping_its_data),
       T(settings_are_kept_and_replaced),
       T(a_request_is_rated_once_and_the_first_rating_stays),
