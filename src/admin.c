@@ -252,8 +252,8 @@ static void handle(fl_httpd_req_t *req, void *ctx) {
   respond_error(req, 404, "not_found", "no such admin endpoint");
 }
 
-int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, uint32_t idle_ms, fl_httpd_t **out) {
+int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, bool share, uint32_t idle_ms, fl_httpd_t **out) {
   /* operators and scrapers, not crowds: at most 256 connections at once */
-  fl_httpd_opts_t opts = {.reuseport = false, .max_body = 1 << 20, .idle_ms = idle_ms, .max_conns = 256};
+  fl_httpd_opts_t opts = {.reuseport = share, .max_body = 1 << 20, .idle_ms = idle_ms, .max_conns = 256};
   return fl_httpd_start(loop, addr, &opts, handle, NULL, out);
 }
