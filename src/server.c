@@ -210,7 +210,7 @@ static void reload(void) {
   if (c->workers_wanted != ctl.n_workers || strcmp(c->listen.text, ctl.conf->listen.text) != 0 ||
       c->listen_share != ctl.conf->listen_share || strcmp(c->admin_listen.text, ctl.conf->admin_listen.text) != 0 ||
       c->admin_listen_share != ctl.conf->admin_listen_share)
-    fl_log("reload: workers, listen and admin.listen take effect only at restart");
+    fl_log("reload: workers and listen take effect only at restart (admin.listen and share too)");
   fl_rollouts_bind(c, false);
   publish(c);
   fl_retire_collect();
