@@ -10,6 +10,7 @@
 #include "rollout.h"
 #include "router.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -125,16 +126,33 @@ static bool may_enter(fl_httpd_req_t *req) {
   return false;
 }
 
-/* PUT /api/v1/routes/NAME/weight {"weight": 12.5} */
+/* The audit log's "source" of a change: what the client says it is ("cli" from fledge rollout
+ * weight), a short name, else "api". Who it really was is the client address beside it. */
+static bool source_of(json_t *body, char *out, size_t cap) {
+  json_t *given = json_object_get(body, "source");
+  if (!given) return true;                     /* out keeps "api" */
+  const char *s = json_string_value(given);
+  size_t n = s ? strlen(s) : 0;
+  if (n == 0 || n >= cap) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i])) return false;
+  memcpy(out, s, n + 1);
+  return true;
+}
+
+/* PUT /api/v1/routes/NAME/weight {"weight": 12.5[, "source": "cli"]} */
 static void put_weight(fl_httpd_req_t *req, const fl_route_t *r) {
   json_error_t jerr;
+  char source[33] = "api", client[64] = "";
   json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
   json_t *w = json_object_get(body, "weight");
   double pct = json_is_number(w) ? json_number_value(w) : -1;
   double bp = round(pct * 100);
+  bool source_ok = source_of(body, source, sizeof source);
   json_decref(body);
-  if (pct < 0 || pct > 100 || fabs(pct * 100 - bp) > 1e-6) {
-    respond_error(req, 400, "invalid_request", "body must be {\"weight\": N} with 0 <= N <= 100, two decimals at most");
+  if (pct < 0 || pct > 100 || fabs(pct * 100 - bp) > 1e-6 || !source_ok) {
+    respond_error(req, 400, "invalid_request", "body must be {\"weight\": N} with 0 <= N <= 100, two decimals at most "
+                  "(and an optional \"source\": a name of at most 32 letters, digits, '.', '_' or '-')");
     return;
   }
   if (!r->has_canary) {
@@ -142,7 +160,9 @@ static void put_weight(fl_httpd_req_t *req, const fl_route_t *r) {
     return;
   }
   char err[256];
-  if (fl_rollout_set_weight(admin_conf, r->name, (uint32_t)bp, "api", err, sizeof err) != 0) {
+  if (req->peer) fl_addr_ntop(req->peer, client, sizeof client);
+  json_t *detail = json_pack("{s:s}", "client", client);
+  if (fl_rollout_set_weight(admin_conf, r->name, (uint32_t)bp, source, detail, err, sizeof err) != 0) {
     respond_error(req, 409, "conflict", "%s", err);
     return;
   }
@@ -306,8 +326,8 @@ static void handle(fl_httpd_req_t *req, void *ctx) {
   respond_error(req, 404, "not_found", "no such admin endpoint");
 }
 
-int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, uint32_t idle_ms, fl_httpd_t **out) {
+int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, bool share, uint32_t idle_ms, fl_httpd_t **out) {
   /* operators and scrapers, not crowds: at most 256 connections at once */
-  fl_httpd_opts_t opts = {.reuseport = false, .max_body = 1 << 20, .idle_ms = idle_ms, .max_conns = 256};
+  fl_httpd_opts_t opts = {.reuseport = share, .max_body = 1 << 20, .idle_ms = idle_ms, .max_conns = 256};
   return fl_httpd_start(loop, addr, &opts, handle, NULL, out);
 }

@@ -166,13 +166,16 @@ static void print_status_row(json_t *r) {
   printf("%-16s %7.2f %-10s %-10s %-12s %-6s %-14s %s\n", str(r, "name"), num(r, "canary_weight", NULL),
          str(json_object_get(r, "stable"), "version"), str(json_object_get(r, "canary"), "version"), str(ro, "state"),
          step, windows, last ? str(last, "verdict") : "-");
+  const char *why = json_string_value(json_object_get(ro, "reason"));
+  if (why) printf("%-16s paused because %s\n", "", why);
 }
 
 int fl_cli_status(int argc, char **argv) {
   cli_opts_t o = {0};
   int rc = parse_opts(argc, argv, "usage: fledge status [-a ADDR | -c FILE] [--json]\n\n"
                                   "Each route's canary weight, versions and rollout: state, step, windows passed/failed/\n"
-                                  "inconclusive and the last window's verdict.\n\n", &o);
+                                  "inconclusive and the last window's verdict; a paused rollout's reason below its row.\n\n",
+                      &o);
   if (rc) return rc == 1 ? 0 : rc;
   json_t *root = call(&o, "GET", "/api/v1/routes", NULL, &rc);
   if (root && !o.json) {
@@ -202,16 +205,47 @@ static char *spec_text(const char *spec) {
   return text;
 }
 
+/* fledge rollout weight ROUTE PERCENT: the admin API's weight, recorded with the source "cli". */
+static int set_weight(const cli_opts_t *o, const char *route, const char *percent) {
+  char *end, path[256], body[96];
+  double pct = strtod(percent, &end);
+  if (end == percent || *end || !(pct >= 0 && pct <= 100)) {
+    fprintf(stderr, "fledge rollout weight: the weight is a percentage from 0 to 100, not \"%s\"\n", percent);
+    return 2;
+  }
+  snprintf(path, sizeof path, "/api/v1/routes/%s/weight", route);
+  snprintf(body, sizeof body, "{\"weight\": %.17g, \"source\": \"cli\"}", pct);
+  int rc;
+  json_t *r = call(o, "PUT", path, body, &rc);
+  json_t *ro = json_object_get(r, "rollout");
+  const char *why = json_string_value(json_object_get(ro, "reason"));
+  if (r && !o->json)
+    printf("%s: canary weight %.2f%%, rollout %s%s%s%s\n", route, num(r, "canary_weight", NULL), str(ro, "state"),
+           why ? " (" : "", why ? why : "", why ? ")" : "");
+  json_decref(r);
+  return rc;
+}
+
 int fl_cli_rollout(int argc, char **argv) {
   static const char usage[] =
-      "usage: fledge rollout start|pause|resume|promote|abort|undo ROUTE [-a ADDR | -c FILE] [--spec JSON|@FILE]\n\n"
+      "usage: fledge rollout start|pause|resume|promote|abort|undo ROUTE [-a ADDR | -c FILE] [--spec JSON|@FILE]\n"
+      "       fledge rollout weight ROUTE PERCENT [-a ADDR | -c FILE]\n\n"
       "Starts a progressive rollout of ROUTE's canary, or steers the one in progress. --spec gives the\n"
       "rollout (steps, interval, min_requests, max_failures, confidence, checks) as JSON, inline or\n"
-      "from a file; without it the defaults apply (docs/rollouts.md).\n\n"
+      "from a file; without it the defaults apply (docs/rollouts.md).\n"
+      "weight sets ROUTE's canary weight by hand (0 to 100, two decimals at most); a rollout in\n"
+      "progress is paused, and the change is recorded in the event log as made by \"cli\".\n\n"
       "  -s, --spec S        the rollout spec for start\n";
   cli_opts_t o = {0};
   int rc = parse_opts(argc, argv, usage, &o);
   if (rc) return rc == 1 ? 0 : rc;
+  if (optind < argc && strcmp(argv[optind], "weight") == 0) {
+    if (optind + 3 != argc) {
+      fputs(usage, stderr);
+      return 2;
+    }
+    return set_weight(&o, argv[optind + 1], argv[optind + 2]);
+  }
   static const char *const actions[] = {"start", "pause", "resume", "promote", "abort", "undo"};
   const char *action = optind < argc ? argv[optind] : "", *route = optind + 1 < argc ? argv[optind + 1] : NULL;
   bool known = false;

@@ -529,7 +529,42 @@ static int check_tokens_differ(parse_ctx_t *p, yaml_node_t *root) {
   return 0;
 }
 
-static const field_t admin_fields[] = {{"listen", cy_f_addr, offsetof(fl_conf_t, admin_listen), NULL},
+/* listen: HOST:PORT, or {address: HOST:PORT, share: true} when another process is to serve the
+ * same address on purpose (otherwise a second gateway there is refused at start). */
+typedef struct listen_conf {
+  fl_addr_t addr;
+  bool share;
+} listen_conf_t;
+
+static const field_t listen_fields[] = {
+  {"address", cy_f_addr, offsetof(listen_conf_t, addr), NULL},
+  {"share", cy_f_bool, offsetof(listen_conf_t, share), NULL},
+};
+static const section_t listen_section = {"listen", NULL, listen_fields, FL_ARRAY_LEN(listen_fields)};
+
+static int get_listen(parse_ctx_t *p, yaml_node_t *v, fl_addr_t *addr, bool *share) {
+  if (v->type != YAML_MAPPING_NODE) return cy_get_addr(p, v, addr);
+  listen_conf_t l = {0};
+  int rc = cy_walk(p, v, &listen_section, &l);
+  if (rc == 0 && l.addr.len == 0) rc = cy_fail(p, v, "listen needs an address: {address: HOST:PORT}");
+  if (rc == 0) {
+    *addr = l.addr;
+    *share = l.share;
+  }
+  return rc;
+}
+
+static int f_listen(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  return get_listen(p, v, &c->listen, &c->listen_share);
+}
+
+static int f_admin_listen(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  return get_listen(p, v, &c->admin_listen, &c->admin_listen_share);
+}
+
+static const field_t admin_fields[] = {{"listen", f_admin_listen, 0, NULL},
                                        {"token_env", f_token_env, 0, NULL},
                                        {"read_token_env", f_read_token_env, 0, NULL},
                                        {"public_metrics", cy_f_bool, offsetof(fl_conf_t, public_metrics), NULL}};
@@ -669,7 +704,7 @@ static const field_t feedback_fields[] = {{"key_env", cy_f_str, offsetof(fl_conf
 static const section_t feedback_section = {"feedback", NULL, feedback_fields, FL_ARRAY_LEN(feedback_fields)};
 
 static const field_t top_fields[] = {
-  {"listen", cy_f_addr, offsetof(fl_conf_t, listen), NULL},
+  {"listen", f_listen, 0, NULL},
   {"workers", cy_f_noop, 0, NULL},  /* read first, by parse_workers */
   {"admin", NULL, 0, &admin_section},
   {"override_from", f_override, 0, NULL},
@@ -738,6 +773,8 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   if (rc == 0 && p->conf->n_routes == 0) rc = cy_fail(p, root, "missing \"routes\": at least one route is required");
   if (rc == 0) rc = check_process_routes(p, root);
   if (rc == 0) rc = check_tokens_differ(p, root);
+  if (rc == 0 && strcmp(p->conf->listen.text, p->conf->admin_listen.text) == 0)
+    rc = cy_fail(p, root, "listen and admin.listen are the same address (%s)", p->conf->listen.text);
   return rc;
 }
 

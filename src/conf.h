@@ -93,8 +93,13 @@ typedef struct fl_process_conf {
 typedef struct fl_conf {
   atomic_int refs;
   char *path;                       /* the file it was loaded from */
-  fl_addr_t listen;                 /* listen: default 127.0.0.1:8080 */
-  fl_addr_t admin_listen;           /* admin.listen: default 127.0.0.1:9090 */
+  fl_addr_t listen;                 /* listen: HOST:PORT or {address: HOST:PORT, share: B};
+                                       default 127.0.0.1:8080 */
+  bool listen_share;                /* listen.share: another process may serve the same address
+                                       (SO_REUSEPORT, e.g. a binary upgrade); default false: a
+                                       second fledge there is refused at start (claim.h) */
+  fl_addr_t admin_listen;           /* admin.listen, same forms: default 127.0.0.1:9090 */
+  bool admin_listen_share;          /* admin.listen.share: likewise (every sharer must set it) */
   char *admin_token_env;            /* admin.token_env: the environment variable holding the bearer
                                        token that changes need; NULL: the admin API is read-only */
   char *admin_token;                /* its value, read at load */

@@ -33,8 +33,10 @@ int fl_live_bind(fl_conf_t *c) {
       rc = FL_ELIMIT;
       break;
     }
-    if (!l->seen || l->config_weight_bp != r->canary_weight_bp) atomic_store(&l->weight_bp, r->canary_weight_bp);
-    l->config_weight_bp = r->canary_weight_bp;
+    if (!l->seen) {
+      atomic_store(&l->weight_bp, r->canary_weight_bp);
+      l->config_weight_bp = r->canary_weight_bp;
+    }
     l->seen = true;
     r->live = l;
   }
@@ -45,3 +47,5 @@ int fl_live_bind(fl_conf_t *c) {
 void fl_live_set_weight(fl_live_t *l, uint32_t weight_bp) { atomic_store(&l->weight_bp, weight_bp); }
 
 void fl_live_set_held(fl_live_t *l, bool held) { atomic_store(&l->held, held); }
+
+void fl_live_set_file_weight(fl_live_t *l, uint32_t config_weight_bp) { l->config_weight_bp = config_weight_bp; }

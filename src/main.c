@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "common.h"
 #include "conf.h"
+#include "explain.h"
 #include "mock.h"
 #include "server.h"
 
@@ -23,6 +24,8 @@ static void usage(FILE *out) {
           "  stats           per-variant rates, errors, latency and tokens of a running gateway\n"
           "  status          routes, canary weights and rollouts of a running gateway\n"
           "  rollout ACTION ROUTE   start|pause|resume|promote|abort|undo a progressive rollout\n"
+          "  rollout weight ROUTE N set a canary weight by hand (recorded in the event log)\n"
+          "  explain -c FILE  which route, rule or bucket would send a request where, and why\n"
           "  history         the event log: who changed which weight, when and why\n"
           "  version         print the version\n"
           "\n"
@@ -97,6 +100,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "status") == 0) return fl_cli_status(argc - 1, argv + 1);
   if (strcmp(cmd, "rollout") == 0) return fl_cli_rollout(argc - 1, argv + 1);
   if (strcmp(cmd, "history") == 0) return fl_cli_history(argc - 1, argv + 1);
+  if (strcmp(cmd, "explain") == 0) return fl_explain_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("fledge %s\n", FL_VERSION);
     return 0;

@@ -29,6 +29,7 @@ typedef struct ro {
   json_t *last_analysis;
   uint64_t verdicts[3];              /* windows by verdict, for metrics */
   uintptr_t generation;              /* bumped by every start: an acceptance report names its own */
+  char reason[256];                  /* why it is paused (a hand, a reload); meaningful only then */
   struct ro *next;
 } ro_t;
 
@@ -73,6 +74,7 @@ static void save(const fl_route_t *rt, const ro_t *r, uint32_t weight_bp) {
   if (rt->has_canary) snprintf(st.canary_version, sizeof st.canary_version, "%s", rt->variant[FL_CANARY].version);
   if (r) {
     snprintf(st.rollout_state, sizeof st.rollout_state, "%s", state_names[r->state]);
+    snprintf(st.pause_reason, sizeof st.pause_reason, "%s", r->state == RO_PAUSED ? r->reason : "");
     st.step = r->step;
     st.failures = (int32_t)r->failures;
     json_t *spec_json = fl_rollout_spec_json(&r->spec);
@@ -122,6 +124,32 @@ static void set_weight(const fl_route_t *rt, ro_t *r, uint32_t bp, const char *a
   json_object_set_new(why, "to", json_real(bp / 100.0));
   fl_log("route %s: %s, canary weight %.2f -> %.2f (%s)", rt->name, kind, before / 100.0, bp / 100.0, actor);
   event_of(r, rt->name, actor, kind, why);
+}
+
+/* Pauses a progressing rollout, saying why in its state (the API, fledge status) and the log. */
+static void pause_for(const fl_route_t *rt, ro_t *r, const char *actor, const char *why) {
+  r->state = RO_PAUSED;
+  snprintf(r->reason, sizeof r->reason, "%s", why);
+  save(rt, r, fl_live_weight(rt));
+  event_of(r, rt->name, actor, "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", why));
+}
+
+/* A weight set from outside the rollout: the admin API, the CLI (through it), a reload of the
+ * file. A rollout in progress would move it again at its next window, so it is paused first,
+ * with the reason; after a rollback the outside hand takes over (no hold). Then, as every
+ * decision: persisted, applied, recorded, here with its source; the pause is recorded after
+ * the change that caused it. detail (stolen) tells the rest: the client, the file. */
+static void outside_weight(const fl_route_t *rt, uint32_t bp, const char *source, json_t *detail, const char *why) {
+  ro_t *r = ro_get(rt->name, false);
+  bool pausing = r && r->state == RO_PROGRESSING;
+  if (pausing) {
+    r->state = RO_PAUSED;
+    snprintf(r->reason, sizeof r->reason, "%s", why);
+  }
+  if (r && r->state == RO_ROLLED_BACK) r->state = RO_IDLE;
+  json_object_set_new(detail, "source", json_string(source));
+  set_weight(rt, r, bp, source, "weight", detail);
+  if (pausing) event_of(r, rt->name, source, "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", why));
 }
 
 /* ---- windows ---- */
@@ -321,9 +349,9 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   if (!is_known) return fail(err, err_cap, FL_EPARSE, "unknown action \"%s\" (pause, resume, promote, abort, undo)", action);
   bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE);
   if (strcmp(action, "pause") == 0 && active && r->state == RO_PROGRESSING) {
-    r->state = RO_PAUSED;
-    save(rt, r, fl_live_weight(rt));
-    event(route, actor, "paused", json_pack("{s:i}", "step", r->step));
+    char why[64];
+    snprintf(why, sizeof why, "paused by hand (%s)", actor);
+    pause_for(rt, r, actor, why);
   } else if (strcmp(action, "resume") == 0 && active && r->state == RO_PAUSED) {
     r->state = RO_PROGRESSING;                      /* at the step's weight, whatever a hand set since */
     set_weight(rt, r, r->spec.steps_bp[r->step], actor, "resumed", json_pack("{s:i}", "step", r->step));
@@ -343,15 +371,18 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   return 0;
 }
 
-int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight_bp, const char *actor, char *err,
-                          size_t err_cap) {
+int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight_bp, const char *source,
+                          json_t *detail, char *err, size_t err_cap) {
   const fl_route_t *rt = route_of(c, route);
-  if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
-  if (!rt->has_canary) return fail(err, err_cap, FL_EINVAL, "route %s has no canary", route);
-  ro_t *r = ro_get(route, false);
-  if (r && r->state == RO_PROGRESSING) r->state = RO_PAUSED;   /* a hand on the wheel pauses the automation */
-  if (r && r->state == RO_ROLLED_BACK) r->state = RO_IDLE;     /* and takes over after a rollback: no hold */
-  set_weight(rt, r, weight_bp, actor, "weight", json_object());
+  int rc = !rt ? fail(err, err_cap, FL_ENOENT, "no route named %s", route)
+           : !rt->has_canary ? fail(err, err_cap, FL_EINVAL, "route %s has no canary", route) : 0;
+  if (rc != 0) {
+    json_decref(detail);
+    return rc;
+  }
+  char why[96];
+  snprintf(why, sizeof why, "the canary weight was set to %.2f%% by hand (%s)", weight_bp / 100.0, source);
+  outside_weight(rt, weight_bp, source, detail ? detail : json_object(), why);
   return 0;
 }
 
@@ -363,13 +394,33 @@ static ro_state_t state_named(const char *s) {
   return RO_IDLE;
 }
 
+/* The file's weight changed while the gateway was down: it wins, as at a reload, and is recorded
+ * as a change from the weight in force when the gateway stopped (a new canary version is
+ * recorded as superseded instead). why gets the reason, for a rollout it pauses. */
+static void file_moved_while_down(const fl_route_t *rt, const fl_route_state_t *st, char *why, size_t cap) {
+  snprintf(why, cap, "the config file's weight changed from %.2f%% to %.2f%% while the gateway was down",
+           st->config_weight_bp / 100.0, rt->canary_weight_bp / 100.0);
+  if (!rt->has_canary || st->weight_bp == rt->canary_weight_bp ||
+      strcmp(st->canary_version, rt->variant[FL_CANARY].version) != 0)
+    return;
+  event(rt->name, "restart", "weight",
+        json_pack("{s:s, s:f, s:f, s:f, s:f, s:s}", "source", "restart", "from", st->weight_bp / 100.0, "to",
+                  rt->canary_weight_bp / 100.0, "file_from", st->config_weight_bp / 100.0, "file_to",
+                  rt->canary_weight_bp / 100.0, "reason", why));
+}
+
 static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   bool same_file = st->config_weight_bp == rt->canary_weight_bp;
+  char moved[160] = "";
+  const char *pause_why = st->pause_reason;        /* paused before the restart: why it was */
   if (same_file && rt->has_canary) fl_live_set_weight(rt->live, st->weight_bp);
+  if (!same_file) file_moved_while_down(rt, st, moved, sizeof moved);
   ro_state_t state = state_named(st->rollout_state);
   if (state == RO_IDLE) return;
-  if (state == RO_PROGRESSING && !same_file) {     /* the file moved the weight off the step's */
+  bool pausing = state == RO_PROGRESSING && !same_file;
+  if (pausing) {                                   /* the file moved the weight off the step's */
     state = RO_PAUSED;
+    pause_why = moved;
     fl_log("route %s: the file's weight changed while the gateway was down: the rollout is paused", rt->name);
   }
   if (state == RO_ACCEPTANCE) {                    /* interrupted mid-acceptance: never skip the gate */
@@ -387,12 +438,17 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
            "default spec%s", rt->name, err, state == RO_PROGRESSING ? " and is paused" : "");
     event(rt->name, "rollout", "spec_invalid", json_pack("{s:s, s:s}", "reason", err, "spec", st->spec_json));
     fl_rollout_spec_parse(NULL, &r->spec, err, sizeof err);
-    if (state == RO_PROGRESSING) state = RO_PAUSED;
+    if (state == RO_PROGRESSING) {
+      state = RO_PAUSED;
+      pause_why = "the saved rollout spec is no longer valid";
+    }
   }
   if (r && st->step >= 0 && (size_t)st->step < r->spec.n_steps) {
     r->state = state;
     r->step = st->step;
     r->failures = (uint32_t)st->failures;
+    snprintf(r->reason, sizeof r->reason, "%s", pause_why);
+    if (pausing) event_of(r, rt->name, "restart", "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", moved));
     window_begin(rt, r);
     fl_log("route %s: rollout %s restored at step %d, weight %.2f", rt->name, state_names[state], r->step,
            fl_live_weight(rt) / 100.0);
@@ -405,8 +461,8 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
 /* A new canary version has been judged by nothing: whatever judged the old one (a rollout in
  * progress, a promotion, a rollback, a weight set by hand) ends, and it gets the weight the file
  * gives; a route with a rollout spec then starts one for it by itself. */
-static void start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const fl_route_state_t *st, bool known) {
-  if (!rt->has_canary || (known && strcmp(st->canary_version, rt->variant[FL_CANARY].version) == 0)) return;
+static bool start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const fl_route_state_t *st, bool known) {
+  if (!rt->has_canary || (known && strcmp(st->canary_version, rt->variant[FL_CANARY].version) == 0)) return false;
   ro_t *r = ro_get(rt->name, false);
   bool judged = r && r->state != RO_IDLE;
   if (r) {
@@ -423,23 +479,50 @@ static void start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const 
   } else {
     json_decref(why);
   }
-  if (!rt->rollout_spec) return;
+  if (!rt->rollout_spec) return true;
   char err[256];
   if (fl_rollout_start(c, rt->name, NULL, "config", err, sizeof err) != 0)
     fl_log("route %s: cannot start the rollout of %s: %s", rt->name, rt->variant[FL_CANARY].version, err);
+  return true;
+}
+
+/* A reload changed the route's weight in the file: the file wins over the weight in force (a
+ * weight set at run time, a rollout's step), and the change is recorded like any other, pausing
+ * a rollout in progress. A change the file made that leaves the weight in force as it was is
+ * no change. */
+static void follow_file_weight(const fl_conf_t *c, const fl_route_t *rt) {
+  uint32_t file_was = rt->live->config_weight_bp, file_now = rt->canary_weight_bp;
+  if (!rt->has_canary) fl_live_set_weight(rt->live, file_now);    /* nothing to record: no canary */
+  if (!rt->has_canary || fl_live_weight(rt) == file_now) return;
+  char why[160];
+  snprintf(why, sizeof why, "a reload changed the config file's weight from %.2f%% to %.2f%%", file_was / 100.0,
+           file_now / 100.0);
+  outside_weight(rt, file_now, "reload",
+                 json_pack("{s:s, s:f, s:f, s:s}", "file", c->path ? c->path : "", "file_from", file_was / 100.0,
+                           "file_to", file_now / 100.0, "reason", why), why);
+}
+
+/* What the state store says of a route, and what it makes of it: restored (at start), or a new
+ * canary version's rollout. True when the canary version is new (its weight is dealt with). */
+static bool bind_stored(const fl_conf_t *c, const fl_route_t *rt, bool first) {
+  static fl_route_state_t st;                     /* large; control thread only */
+  int rc = fl_store_get_route(store, rt->name, &st);
+  if (rc != 0 && rc != FL_ENOENT) {                /* unreadable is not unknown: change nothing */
+    fl_log("state store: cannot read route %s: %s", rt->name, fl_store_error(store));
+    return false;
+  }
+  if (rc == 0 && first) restore(rt, &st);
+  return start_if_new_canary(c, rt, &st, rc == 0);
 }
 
 void fl_rollouts_bind(const fl_conf_t *c, bool first) {
   current_conf = c;             /* the previous snapshot may be freed once this one is published */
-  for (size_t i = 0; store && i < c->n_routes; i++) {
-    static fl_route_state_t st;                   /* large; control thread only */
-    int rc = fl_store_get_route(store, c->routes[i].name, &st);
-    if (rc != 0 && rc != FL_ENOENT) {              /* unreadable is not unknown: change nothing */
-      fl_log("state store: cannot read route %s: %s", c->routes[i].name, fl_store_error(store));
-      continue;
-    }
-    if (rc == 0 && first) restore(&c->routes[i], &st);
-    start_if_new_canary(c, &c->routes[i], &st, rc == 0);
+  for (size_t i = 0; i < c->n_routes; i++) {
+    const fl_route_t *rt = &c->routes[i];
+    bool new_canary = store && bind_stored(c, rt, first);
+    if (!rt->live) continue;
+    if (!new_canary && fl_live_file_moved(rt)) follow_file_weight(c, rt);
+    fl_live_set_file_weight(rt->live, rt->canary_weight_bp);
   }
   for (size_t i = 0; i < c->n_routes; i++) save(&c->routes[i], ro_get(c->routes[i].name, false), fl_live_weight(&c->routes[i]));
 }
@@ -452,6 +535,7 @@ json_t *fl_rollout_json(const char *route) {
                         (json_int_t)r->verdicts[0], "fail", (json_int_t)r->verdicts[1], "inconclusive",
                         (json_int_t)r->verdicts[2]);
   if (r->last_analysis) json_object_set(o, "last_analysis", r->last_analysis);
+  if (r->state == RO_PAUSED && r->reason[0]) json_object_set_new(o, "reason", json_string(r->reason));
   return o;
 }
 

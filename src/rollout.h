@@ -18,7 +18,8 @@ void fl_rollouts_init(fl_store_t *store, const fl_metrics_src_t *metrics, uv_loo
 
 /* After a config is loaded, before it is published: the first time, weights and rollouts in
  * progress are restored from the store (a crash resumes at the same step and weight); every
- * time, the routes' current state is written back. */
+ * time, a weight the file changed is applied and recorded (source "reload", pausing a rollout
+ * in progress: live.h leaves it to this), and the routes' current state is written back. */
 void fl_rollouts_bind(const fl_conf_t *c, bool first);
 
 /* Once a second: closes windows that are due, judges them and acts. */
@@ -33,9 +34,11 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
 int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, const char *actor, char *err,
                    size_t err_cap);
 
-/* Sets a weight by hand (admin API); persisted first; ends a rollout in progress (paused). */
-int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight_bp, const char *actor, char *err,
-                          size_t err_cap);
+/* Sets a weight by hand (the admin API; source: "api", or what the caller says it is, "cli");
+ * persisted first, recorded as a "weight" event with the source and detail (stolen, may be
+ * NULL: the client's address, ...); pauses a rollout in progress, saying why. */
+int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight_bp, const char *source,
+                          json_t *detail, char *err, size_t err_cap);
 
 /* The rollout state of a route for the API (new reference; {"state": "idle"} when none). */
 json_t *fl_rollout_json(const char *route);

@@ -216,3 +216,26 @@ int fl_router_decide(const fl_route_t *r, const fl_req_view_t *v, uint32_t rand_
   out->variant = fl_router_is_canary(out->bucket, fl_live_weight(r)) ? FL_CANARY : FL_STABLE;
   return 0;
 }
+
+/* ---- explanations ---- */
+
+bool fl_router_rule_fits(const fl_rule_t *rule, const fl_route_t *r, const fl_req_view_t *v) {
+  return rule_fits(rule, r, v);
+}
+
+/* One source at a time, through the decision's own reader, so that the first one giving a key
+ * is known by its index. */
+int fl_router_user_key(const fl_route_t *r, const fl_req_view_t *v, char *buf, size_t cap, size_t *len,
+                       size_t *source) {
+  fl_route_t one = *r;
+  for (size_t i = 0; i < r->n_user_key; i++) {
+    one.user_key = &r->user_key[i];
+    one.n_user_key = 1;
+    int rc = user_key(&one, v, buf, cap, len);
+    if (rc != FL_ENOENT) {
+      *source = i;
+      return rc;
+    }
+  }
+  return FL_ENOENT;
+}

@@ -63,4 +63,12 @@ const char *fl_query_get(const char *query, size_t len, const char *name, size_t
 
 const char *fl_variant_name(fl_variant_id_t v);   /* "stable" / "canary" */
 
+/* For explanations (fledge explain), by the same readers fl_router_decide uses: whether all
+ * conditions of rule hold for the request, and which of r's user_key sources gives its user key
+ * (*source, an index into r->user_key) with the key (at most cap bytes into buf, *len).
+ * user_key returns 0, FL_ENOENT when no source has one, or 1 when a json: key needs the body. */
+bool fl_router_rule_fits(const fl_rule_t *rule, const fl_route_t *r, const fl_req_view_t *v);
+int fl_router_user_key(const fl_route_t *r, const fl_req_view_t *v, char *buf, size_t cap, size_t *len,
+                       size_t *source);
+
 #endif

@@ -4,6 +4,7 @@
 #include "server.h"
 #include "worker.h"
 #include "admin.h"
+#include "claim.h"
 #include "alog.h"
 #include "feedback.h"
 #include "metrics.h"
@@ -42,6 +43,7 @@ typedef struct fl_control {
   unsigned n_workers;
   atomic_uint n_running;
   fl_conf_t *conf;                    /* the control thread's reference to the current snapshot */
+  fl_claim_t listen_claim, admin_claim;   /* held from start until the drain (claim.h) */
   bool draining;
 } fl_control_t;
 
@@ -205,8 +207,10 @@ static void reload(void) {
     fl_log("reload of %s failed; still serving the previous config", ctl.conf->path);
     return;
   }
-  if (c->workers_wanted != ctl.n_workers || strcmp(c->listen.text, ctl.conf->listen.text) != 0)
-    fl_log("reload: workers and listen take effect only at restart");
+  if (c->workers_wanted != ctl.n_workers || strcmp(c->listen.text, ctl.conf->listen.text) != 0 ||
+      c->listen_share != ctl.conf->listen_share || strcmp(c->admin_listen.text, ctl.conf->admin_listen.text) != 0 ||
+      c->admin_listen_share != ctl.conf->admin_listen_share)
+    fl_log("reload: workers and listen take effect only at restart (admin.listen and share too)");
   fl_rollouts_bind(c, false);
   publish(c);
   fl_retire_collect();
@@ -232,6 +236,8 @@ static void start_drain(void) {
   }
   ctl.draining = true;
   fl_log("draining: no new connections, waiting for requests in flight");
+  fl_claim_release(&ctl.listen_claim);   /* a new gateway may take the addresses we are leaving */
+  fl_claim_release(&ctl.admin_claim);
   fl_acceptance_stop_all();
   if (ctl.admin) fl_httpd_close(ctl.admin);
   ctl.admin = NULL;
@@ -313,7 +319,8 @@ static int control_init(void) {
   fl_admin_set_conf(ctl.conf);
   fl_admin_set_metrics(&ctl.metrics);
   fl_admin_set_store(ctl.store);
-  int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, ctl.conf->timeouts.header_ms, &ctl.admin);
+  int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, ctl.conf->admin_listen_share, ctl.conf->timeouts.header_ms,
+                          &ctl.admin);
   if (rc < 0) fprintf(stderr, "fledge: admin listen %s: %s\n", ctl.conf->admin_listen.text, uv_strerror(rc));
   return rc;
 }
@@ -420,6 +427,20 @@ static int register_metrics_parts(void) {
   return rc;
 }
 
+/* Before any socket of ours binds: unless the config shares an address on purpose, nothing else
+ * may listen there, or SO_REUSEPORT would split its traffic with us without a word. The claims
+ * are held until the drain; a reload binds nothing, so it never meets its own claim. */
+static int claim_addresses(void) {
+  char err[400];
+  int rc = 0;
+  ctl.listen_claim = ctl.admin_claim = (fl_claim_t)FL_CLAIM_NONE;
+  if (!ctl.conf->listen_share) rc = fl_claim_take(&ctl.conf->listen, "listen", &ctl.listen_claim, err, sizeof err);
+  if (rc == 0 && !ctl.conf->admin_listen_share)
+    rc = fl_claim_take(&ctl.conf->admin_listen, "admin.listen", &ctl.admin_claim, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "fledge: %s\n", err);
+  return rc;
+}
+
 /* Connections need descriptors: the soft limit (often 1024) goes up to the hard one. */
 static void raise_fd_limit(void) {
   struct rlimit r;
@@ -433,7 +454,7 @@ int fl_server_run(const char *conf_path) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN);          /* a file-size limit makes the store's writes fail, not the process */
   raise_fd_limit();
-  if (prepare_conf(conf_path, &ctl.conf) != 0) return 1;
+  if (prepare_conf(conf_path, &ctl.conf) != 0 || claim_addresses() != 0) return 1;
   ctl.n_workers = ctl.conf->workers;
   fl_conf_pin_workers(ctl.n_workers);                /* a reload's regex copies are for these */
   ctl.workers = calloc(ctl.n_workers, sizeof *ctl.workers);
@@ -476,6 +497,8 @@ int fl_server_run(const char *conf_path) {
   fl_webhooks_stop();
   fl_rollouts_shutdown();
   fl_store_close(ctl.store);
+  fl_claim_release(&ctl.listen_claim);
+  fl_claim_release(&ctl.admin_claim);
   fl_retire_add(ctl.conf);            /* nobody else holds a snapshot now */
   ctl.conf = NULL;
   fl_retire_shutdown();

@@ -23,6 +23,7 @@ typedef struct fl_route_state {
   int32_t failures;                /* failed windows in this rollout */
   int64_t updated_ms;              /* Unix ms of the last write */
   char spec_json[8192];            /* the rollout spec as JSON, or "" */
+  char pause_reason[256];          /* why a paused rollout was paused (a hand, a reload), or "" */
 } fl_route_state_t;
 
 /* Opens (creating when needed) the store at path; WAL mode, synchronous=NORMAL, schema created

@@ -58,18 +58,19 @@ static const char *const MIGRATIONS[] = {
     "  score REAL NOT NULL,"
     "  label TEXT,"
     "  comment TEXT);",
+    "ALTER TABLE routes ADD COLUMN pause_reason TEXT NOT NULL DEFAULT '';",
 };
 #define SCHEMA_VERSION ((int)FL_ARRAY_LEN(MIGRATIONS))
 
 #define ROUTE_COLUMNS                                                                                            \
   "route, weight_bp, config_weight_bp, stable_version, canary_version, previous_stable, rollout_state, step, " \
-  "failures, updated_ms, spec_json"
+  "failures, updated_ms, spec_json, pause_reason"
 
 enum { ST_PUT_ROUTE, ST_GET_ROUTE, ST_ADD_EVENT, ST_EVENTS_ALL, ST_EVENTS_ROUTE, ST_ADD_WINDOW, ST_WINDOWS,
        ST_GET_SETTING, ST_PUT_SETTING, ST_ADD_SETTING, ST_ADD_FEEDBACK, ST_COUNT };
 
 static const char *const STATEMENTS[ST_COUNT] = {
-    [ST_PUT_ROUTE] = "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+    [ST_PUT_ROUTE] = "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
     [ST_GET_ROUTE] = "SELECT " ROUTE_COLUMNS " FROM routes WHERE route = ?1",
     [ST_ADD_EVENT] = "INSERT INTO events(time_ms, route, actor, kind, detail) VALUES(?1,?2,?3,?4,?5)",
     [ST_EVENTS_ALL] = "SELECT id, time_ms, route, actor, kind, detail FROM events WHERE id > ?1 "
@@ -385,6 +386,7 @@ int fl_store_put_route(fl_store_t *s, const fl_route_state_t *st) {
   sqlite3_bind_int(q, 9, st->failures);
   sqlite3_bind_int64(q, 10, st->updated_ms ? st->updated_ms : unix_now_ms());
   bind_field(q, 11, st->spec_json, sizeof st->spec_json);
+  bind_field(q, 12, st->pause_reason, sizeof st->pause_reason);
   return run_write(s, q, true);
 }
 
@@ -401,6 +403,7 @@ static void read_route(sqlite3_stmt *q, fl_route_state_t *out) {
   out->failures = sqlite3_column_int(q, 8);
   out->updated_ms = sqlite3_column_int64(q, 9);
   copy_column(q, 10, out->spec_json, sizeof out->spec_json);
+  copy_column(q, 11, out->pause_reason, sizeof out->pause_reason);
 }
 
 int fl_store_get_route(fl_store_t *s, const char *route, fl_route_state_t *out) {

@@ -227,6 +227,34 @@ static void without_a_key_the_choice_is_weighted_random(void **state) {
   fl_conf_unref(c);
 }
 
+/* ---- explanations ---- */
+
+static void explanations_name_the_key_source_and_judge_each_rule_as_the_decision_does(void **state) {
+  fl_conf_t *c = load(ROUTES);
+  const fl_route_t *r = &c->routes[0];
+  char key[64];
+  size_t len = 0, source = 99;
+  fake_req_t no_header = {.headers = {{"cookie", "uid=bob"}}};
+  fl_req_view_t v = view_of(&no_header, "10.0.0.1", false, "uid=carol", NULL);
+  assert_int_equal(fl_router_user_key(r, &v, key, sizeof key, &len, &source), 0);
+  assert_int_equal(source, 2);                          /* cookie:uid, the first the request has */
+  assert_memory_equal(key, "bob", len);
+  v.has_body = true;                                    /* json:user comes before it: body first */
+  assert_int_equal(fl_router_user_key(r, &v, key, sizeof key, &len, &source), 1);
+  assert_int_equal(source, 1);
+
+  fake_req_t v2 = {.headers = {{"x-version", "v2"}}};
+  v = view_of(&v2, "10.1.1.1", false, "", NULL);
+  assert_true(fl_router_rule_fits(&r->rules[0], r, &v));
+  assert_true(fl_router_rule_fits(&r->rules[1], r, &v));
+  v = view_of(&v2, "192.0.2.1", false, "", NULL);
+  assert_false(fl_router_rule_fits(&r->rules[1], r, &v));      /* one condition of two fails */
+  fl_conf_t *none = load("routes:\n  - name: r\n    stable: { version: a, backends: [127.0.0.1:1] }\n");
+  assert_int_equal(fl_router_user_key(&none->routes[0], &v, key, sizeof key, &len, &source), FL_ENOENT);
+  fl_conf_unref(none);
+  fl_conf_unref(c);
+}
+
 /* ---- routes ---- */
 
 static void the_longest_fitting_prefix_on_the_right_host_wins(void **state) {
@@ -267,6 +295,7 @@ int main(void) {
       cmocka_unit_test(user_key_sources_are_tried_in_order),
       cmocka_unit_test(a_json_key_asks_for_the_body_first),
       cmocka_unit_test(without_a_key_the_choice_is_weighted_random),
+      cmocka_unit_test(explanations_name_the_key_source_and_judge_each_rule_as_the_decision_does),
       cmocka_unit_test(the_longest_fitting_prefix_on_the_right_host_wins),
       cmocka_unit_test(cookies_and_queries_are_parsed_exactly),
   };

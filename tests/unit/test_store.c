@@ -80,6 +80,7 @@ static fl_route_state_t full_state(const char *route, uint32_t weight_bp) {
   snprintf(st.previous_stable, sizeof st.previous_stable, "llama-3-8b@v0");
   snprintf(st.rollout_state, sizeof st.rollout_state, "progressing");
   snprintf(st.spec_json, sizeof st.spec_json, "{\"steps\":[5,25,50,100],\"interval\":\"5m\"}");
+  snprintf(st.pause_reason, sizeof st.pause_reason, "the config file's weight changed from 10.00 to 30.00");
   return st;
 }
 
@@ -95,6 +96,7 @@ static void assert_state_equal(const fl_route_state_t *a, const fl_route_state_t
   assert_int_equal(a->failures, b->failures);
   assert_int_equal(a->updated_ms, b->updated_ms);
   assert_string_equal(a->spec_json, b->spec_json);
+  assert_string_equal(a->pause_reason, b->pause_reason);
 }
 
 /* ---- SQLite directly, to look at the file behind the store's back ---- */
@@ -435,13 +437,13 @@ static void sigkill_during_writes_never_corrupts_the_store(void **state) {
 
 /* ---- the file ---- */
 
-static void the_file_is_in_wal_mode_with_schema_version_2(void **state) {
+static void the_file_is_in_wal_mode_with_schema_version_3(void **state) {
   fixture_t *f = *state;
   fl_store_t *s = open_store(f->path);
   char mode[16];
   raw_text(f->path, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 2);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 3);
   assert_int_equal(raw_long(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                      "('routes','events','windows','events_route_id','windows_route_id',"
                                      "'settings','feedback')"),
@@ -455,13 +457,35 @@ static void a_version_1_file_is_migrated_keeping_its_data(void **state) {
   fl_route_state_t st = {.route = "chat", .weight_bp = 2500, .step = 1};
   assert_int_equal(fl_store_put_route(s, &st), 0);
   fl_store_close(s);
-  raw_exec(f->path, "DROP TABLE settings; DROP TABLE feedback; PRAGMA user_version=1");
+  raw_exec(f->path, "DROP TABLE settings; DROP TABLE feedback; ALTER TABLE routes DROP COLUMN pause_reason; "
+                    "PRAGMA user_version=1");
   s = open_store(f->path);
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 2);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 3);
   fl_route_state_t back;
   assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
   assert_int_equal(back.weight_bp, 2500);
   assert_int_equal(fl_store_put_setting(s, "k", "v"), 0);
+  fl_store_close(s);
+}
+
+static void a_version_2_file_gains_the_pause_reason_keeping_its_routes(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  fl_route_state_t st = {.route = "chat", .weight_bp = 3000, .step = 0, .rollout_state = "paused"};
+  assert_int_equal(fl_store_put_route(s, &st), 0);
+  fl_store_close(s);
+  raw_exec(f->path, "ALTER TABLE routes DROP COLUMN pause_reason; PRAGMA user_version=2");
+  s = open_store(f->path);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 3);
+  fl_route_state_t back;
+  assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
+  assert_int_equal(back.weight_bp, 3000);
+  assert_string_equal(back.rollout_state, "paused");
+  assert_string_equal(back.pause_reason, "");             /* paused by an older build: no reason known */
+  snprintf(st.pause_reason, sizeof st.pause_reason, "paused by hand (api)");
+  assert_int_equal(fl_store_put_route(s, &st), 0);
+  assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
+  assert_string_equal(back.pause_reason, "paused by hand (api)");
   fl_store_close(s);
 }
 
@@ -597,9 +621,10 @@ int main(void) {
       T(state_survives_close_and_reopen),
       T(a_write_survives_sigkill_without_close),
       T(sigkill_during_writes_never_corrupts_the_store),
-      T(the_file_is_in_wal_mode_with_schema_version_2),
+      T(the_file_is_in_wal_mode_with_schema_version_3),
       T(the_files_are_their_owners_only_and_a_wider_one_is_narrowed),
       T(a_version_1_file_is_migrated_keeping_its_data),
+      T(a_version_2_file_gains_the_pause_reason_keeping_its_routes),
       T(settings_are_kept_and_replaced),
       T(a_request_is_rated_once_and_the_first_rating_stays),
       T(opening_in_a_missing_directory_fails_naming_the_file),
