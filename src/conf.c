@@ -4,7 +4,7 @@
 #include "conf_int.h"
 #include "spec.h"
 #include "geo.h"
-#include "webhook.h"
+#include "fetch.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -252,12 +252,11 @@ static int f_version(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   return rc;
 }
 
-/* metrics_url: one URL or a list; each must be http://HOST:PORT/PATH with a numeric host. */
+/* metrics_url: one URL or a list; each an http:// or https:// URL (fetch.h). */
 static int check_url(parse_ctx_t *p, yaml_node_t *n, char *value) {
-  fl_addr_t addr;
-  char path[256];
-  if (fl_webhook_parse_url(value, &addr, path, sizeof path) == 0) return 0;
-  return cy_fail(p, n, "metrics_url \"%s\" must be http://HOST:PORT/PATH with a numeric host", value);
+  char why[160];
+  if (fl_fetch_check_url(value, NULL, 0, why, sizeof why) == 0) return 0;
+  return cy_fail(p, n, "metrics_url \"%s\": %s", value, why);
 }
 
 static int f_metrics_url(parse_ctx_t *p, yaml_node_t *n, void *slot) {

@@ -93,7 +93,7 @@ static void notify(const ro_t *r, int64_t id, const char *actor, const char *kin
       payload = json_pack("{s:I, s:s, s:s, s:s, s:I, s:O}", "id", (json_int_t)id, "route", r->route, "event", kind,
                           "actor", actor, "time_ms", (json_int_t)fl_now_ms(), "detail", detail);
     char *body = json_dumps(payload, JSON_COMPACT);
-    if (body) fl_webhook_post(&r->spec.hooks[i].addr, r->spec.hooks[i].path, body);
+    if (body) fl_webhook_post(r->spec.hooks[i].url, body);
     free(body);
   }
   json_decref(payload);
