@@ -3,6 +3,7 @@
 #include "common.h"
 #include "conf.h"
 #include "mock.h"
+#include "resolver.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -66,6 +67,13 @@ static int cmd_check(int argc, char **argv) {
   }
   if (c->admin_token_error) {
     fprintf(stderr, "%s\n", c->admin_token_error);
+    fl_conf_unref(c);
+    return 1;
+  }
+  int rc = fl_resolver_apply(c, err, sizeof err);     /* a host name that serve would refuse */
+  fl_resolver_shutdown();
+  if (rc != 0) {
+    fprintf(stderr, "%s\n", err);
     fl_conf_unref(c);
     return 1;
   }
