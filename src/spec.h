@@ -5,7 +5,7 @@
 #ifndef FL_SPEC_H
 #define FL_SPEC_H
 
-#include "netaddr.h"
+#include "common.h"
 
 #include <jansson.h>
 
