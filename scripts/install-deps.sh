@@ -16,6 +16,7 @@ have_pc jansson          || need="$need libjansson-dev"
 have_pc cmocka           || need="$need libcmocka-dev"
 have_pc libmaxminddb     || need="$need libmaxminddb-dev"
 have_pc sqlite3          || need="$need libsqlite3-dev"
+have_pc libcurl          || need="$need libcurl4-openssl-dev"
 have_bin python3         || need="$need python3"
 have_bin curl            || need="$need curl"
 # make asan / make fuzz: clang with its sanitizer and libFuzzer runtimes

@@ -4,7 +4,7 @@
 #include "conf_int.h"
 #include "spec.h"
 #include "geo.h"
-#include "webhook.h"
+#include "fetch.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -231,20 +231,96 @@ static int f_rules(parse_ctx_t *p, yaml_node_t *v, void *slot) {
 
 /* ---------- routes ---------- */
 
+/* A backends: entry that is a host name and port: kept as written for the resolver. */
+static int add_backend_name(parse_ctx_t *p, yaml_node_t *n, fl_variant_conf_t *v, const char *host, uint16_t port) {
+  fl_backend_name_t *nm = &v->names[v->n_names];
+  char text[300];
+  snprintf(text, sizeof text, "%s:%u", host, port);
+  int rc = cy_dup_into(p, host, &nm->host);
+  if (rc == 0) rc = cy_dup_into(p, text, &nm->text);
+  if (rc) return rc;
+  v->n_names++;
+  cy_lower(nm->host);
+  cy_lower(nm->text);
+  nm->port = port;
+  nm->line = (unsigned)n->start_mark.line + 1;
+  nm->column = (unsigned)n->start_mark.column + 1;
+  for (size_t j = 0; j + 1 < v->n_names; j++)
+    if (strcmp(v->names[j].text, nm->text) == 0) return cy_fail(p, n, "backend %s is listed twice", nm->text);
+  return 0;
+}
+
+/* An address is one backend; a host name stands for all its addresses (resolver.h). */
+static int parse_backend(parse_ctx_t *p, yaml_node_t *n, fl_variant_conf_t *v) {
+  char host[256];
+  uint16_t port;
+  int rc = cy_want_scalar(p, n);
+  if (rc) return rc;
+  const char *text = cy_scalar(n);
+  fl_addr_t *addr = &v->backends[v->n_backends];
+  if (fl_addr_parse(text, addr) == 0) {
+    for (size_t j = 0; j < v->n_backends; j++)        /* one address, one set of series and health */
+      if (strcmp(v->backends[j].text, addr->text) == 0) return cy_fail(p, n, "backend %s is listed twice", addr->text);
+    v->n_backends++;
+    return 0;
+  }
+  if (fl_hostport_split(text, host, sizeof host, &port) == 0 && text[0] != '[' && fl_host_is_name(host))
+    return add_backend_name(p, n, v, host, port);
+  return cy_fail(p, n, "bad address \"%s\" (expected HOST:PORT: an address such as 127.0.0.1:8080 or [::1]:8080, "
+                 "or a host name such as vllm.default.svc.cluster.local:8000)", text);
+}
+
 static int f_backends(parse_ctx_t *p, yaml_node_t *n, void *slot) {
   fl_variant_conf_t *v = slot;
   int rc = cy_want_list(p, n, "backends");
   if (rc == 0 && cy_list_len(n) == 0) rc = cy_fail(p, n, "backends must list at least one address");
   if (rc == 0) rc = cy_alloc_items(p, cy_list_len(n), sizeof *v->backends, (void **)&v->backends);
-  if (rc) return rc;
-  v->n_backends = cy_list_len(n);
-  for (size_t i = 0; i < v->n_backends && rc == 0; i++) {
-    rc = cy_get_addr(p, cy_list_item(p, n, i), &v->backends[i]);
-    for (size_t j = 0; j < i && rc == 0; j++)        /* one address, one set of series and health */
-      if (strcmp(v->backends[j].text, v->backends[i].text) == 0)
-        rc = cy_fail(p, cy_list_item(p, n, i), "backend %s is listed twice", v->backends[i].text);
-  }
+  if (rc == 0) rc = cy_alloc_items(p, cy_list_len(n), sizeof *v->names, (void **)&v->names);
+  for (size_t i = 0; i < cy_list_len(n) && rc == 0; i++) rc = parse_backend(p, cy_list_item(p, n, i), v);
   return rc;
+}
+
+/* resolve: lazy | {interval: 30s, lazy: true}; what a level leaves out it takes from the one above. */
+static int f_resolve_lazy(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_resolve_conf_t *rc = slot;
+  rc->lazy_set = true;
+  return cy_f_bool(p, v, &rc->lazy);
+}
+
+static int f_resolve_interval(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  int rc = cy_f_duration(p, v, slot);
+  uint32_t ms = *(uint32_t *)slot;
+  if (rc == 0 && (ms < 1000 || ms > 86400000)) rc = cy_fail(p, v, "resolve.interval must be from 1s to 24h");
+  return rc;
+}
+
+static const field_t resolve_fields[] = {
+  {"interval", f_resolve_interval, offsetof(fl_resolve_conf_t, interval_ms), NULL},
+  {"lazy", f_resolve_lazy, 0, NULL},
+};
+static const section_t resolve_section = {"resolve", NULL, resolve_fields, FL_ARRAY_LEN(resolve_fields)};
+
+static int f_resolve(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_resolve_conf_t *r = slot;
+  if (v->type != YAML_SCALAR_NODE) return cy_walk(p, v, &resolve_section, r);
+  if (strcmp(cy_scalar(v), "lazy") != 0)
+    return cy_fail(p, v, "resolve must be lazy or a mapping {interval: 30s, lazy: true}, not \"%s\"", cy_scalar(v));
+  r->lazy = r->lazy_set = true;
+  return 0;
+}
+
+/* Each level takes from the one above what it did not say (called once the file is read). */
+static void inherit_resolve(fl_resolve_conf_t *r, const fl_resolve_conf_t *above) {
+  if (!r->interval_ms) r->interval_ms = above->interval_ms;
+  if (!r->lazy_set) r->lazy = above->lazy;
+  r->lazy_set = true;
+}
+
+static void inherit_resolve_all(fl_conf_t *c) {
+  for (size_t i = 0; i < c->n_routes; i++) {
+    inherit_resolve(&c->routes[i].resolve, &c->resolve);
+    for (int v = 0; v < FL_NVARIANTS; v++) inherit_resolve(&c->routes[i].variant[v].resolve, &c->routes[i].resolve);
+  }
 }
 
 static int f_weight(parse_ctx_t *p, yaml_node_t *v, void *slot) { return cy_get_weight(p, v, slot); }
@@ -259,12 +335,11 @@ static int f_version(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   return rc;
 }
 
-/* metrics_url: one URL or a list; each must be http://HOST:PORT/PATH with a numeric host. */
+/* metrics_url: one URL or a list; each an http:// or https:// URL (fetch.h). */
 static int check_url(parse_ctx_t *p, yaml_node_t *n, char *value) {
-  fl_addr_t addr;
-  char path[256];
-  if (fl_webhook_parse_url(value, &addr, path, sizeof path) == 0) return 0;
-  return cy_fail(p, n, "metrics_url \"%s\" must be http://HOST:PORT/PATH with a numeric host", value);
+  char why[160];
+  if (fl_fetch_check_url(value, NULL, 0, why, sizeof why) == 0) return 0;
+  return cy_fail(p, n, "metrics_url \"%s\": %s", value, why);
 }
 
 static int f_metrics_url(parse_ctx_t *p, yaml_node_t *n, void *slot) {
@@ -279,7 +354,8 @@ static int f_metrics_url(parse_ctx_t *p, yaml_node_t *n, void *slot) {
   {"version", f_version, offsetof(fl_route_t, variant[id].version), NULL},          \
   {"model", cy_f_model, offsetof(fl_route_t, variant[id].model), NULL},              \
   {"backends", f_backends, offsetof(fl_route_t, variant[id]), NULL},                \
-  {"metrics_url", f_metrics_url, offsetof(fl_route_t, variant[id]), NULL}
+  {"metrics_url", f_metrics_url, offsetof(fl_route_t, variant[id]), NULL},          \
+  {"resolve", f_resolve, offsetof(fl_route_t, variant[id].resolve), NULL}
 
 static const field_t stable_fields[] = {VARIANT_FIELDS(FL_STABLE)};
 static const field_t canary_fields[] = {
@@ -293,7 +369,7 @@ static int parse_variant(parse_ctx_t *p, yaml_node_t *map, fl_route_t *r, fl_var
   int rc = cy_walk(p, map, s, r);
   if (rc) return rc;
   if (!r->variant[id].version) return cy_fail(p, map, "%s needs a version", s->what);
-  if (!r->variant[id].n_backends) return cy_fail(p, map, "%s needs at least one backend", s->what);
+  if (!r->variant[id].n_backends && !r->variant[id].n_names) return cy_fail(p, map, "%s needs at least one backend", s->what);
   return 0;
 }
 
@@ -442,6 +518,7 @@ static const field_t route_fields[] = {
   {"stable", f_stable, 0, NULL},
   {"canary", f_canary, 0, NULL},
   {"rules", f_rules, 0, NULL},
+  {"resolve", f_resolve, offsetof(fl_route_t, resolve), NULL},
 };
 static const section_t route_section = {"route", NULL, route_fields, FL_ARRAY_LEN(route_fields)};
 
@@ -723,6 +800,7 @@ static const field_t top_fields[] = {
   {"processes", f_processes, 0, NULL},
   {"scrape", NULL, 0, &scrape_section},
   {"routes", f_routes, 0, NULL},
+  {"resolve", f_resolve, offsetof(fl_conf_t, resolve), NULL},
 };
 static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRAY_LEN(top_fields)};
 
@@ -750,6 +828,7 @@ static void set_defaults(fl_conf_t *c) {
   c->resources_interval_ms = 5000;
   c->scrape_interval_ms = 10000;
   c->scrape_timeout_ms = 2000;
+  c->resolve.interval_ms = 30000;
 }
 
 /* A process's route must exist; `routes:` may come after `processes:`, so this is checked last. */
@@ -775,6 +854,7 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   if (rc == 0) rc = check_tokens_differ(p, root);
   if (rc == 0 && strcmp(p->conf->listen.text, p->conf->admin_listen.text) == 0)
     rc = cy_fail(p, root, "listen and admin.listen are the same address (%s)", p->conf->listen.text);
+  if (rc == 0) inherit_resolve_all(p->conf);
   return rc;
 }
 
@@ -805,6 +885,11 @@ static void free_route(fl_route_t *r, unsigned workers) {
     free(r->variant[v].version);
     free(r->variant[v].model);
     free(r->variant[v].backends);
+    for (size_t i = 0; i < r->variant[v].n_names; i++) {
+      free(r->variant[v].names[i].host);
+      free(r->variant[v].names[i].text);
+    }
+    free(r->variant[v].names);
     free(r->variant[v].bound);
     free(r->variant[v].backend_series);
     for (size_t i = 0; i < r->variant[v].n_metrics_urls; i++) free(r->variant[v].metrics_urls[i]);
@@ -849,6 +934,7 @@ static void conf_free(fl_conf_t *c) {
   free(c->feedback_key_env);
   fl_geo_close(c->geo);
   free(c->path);
+  free(c->source);
   free(c);
 }
 
@@ -885,7 +971,7 @@ static int check_single_document(parse_ctx_t *p, yaml_parser_t *yp, const char *
   return rc;
 }
 
-static int build(parse_ctx_t *p, yaml_document_t *doc, fl_conf_t **out) {
+static int build(parse_ctx_t *p, yaml_document_t *doc, const char *source, size_t source_len, fl_conf_t **out) {
   fl_conf_t *c = calloc(1, sizeof *c);
   if (!c) return cy_nomem(p);
   atomic_init(&c->refs, 1);
@@ -894,6 +980,12 @@ static int build(parse_ctx_t *p, yaml_document_t *doc, fl_conf_t **out) {
   p->conf = c;
   int rc = cy_dup_into(p, p->name, &c->path);
   if (rc == 0) rc = parse_root(p, yaml_document_get_root_node(doc));
+  if (rc == 0 && !(c->source = malloc(source_len + 1))) rc = cy_nomem(p);
+  if (rc == 0) {
+    memcpy(c->source, source, source_len);
+    c->source[source_len] = '\0';
+    c->source_len = source_len;
+  }
   if (rc) {
     conf_free(c);
     return rc;
@@ -915,7 +1007,7 @@ int fl_conf_parse(const char *name, const char *yaml, size_t len, fl_conf_t **ou
     rc = syntax_error(&p, &parser, yaml, len);
   } else {
     rc = check_single_document(&p, &parser, yaml, len);
-    if (rc == 0) rc = build(&p, &doc, out);
+    if (rc == 0) rc = build(&p, &doc, yaml, len, out);
     yaml_document_delete(&doc);
   }
   yaml_parser_delete(&parser);
@@ -961,6 +1053,10 @@ int fl_conf_load(const char *path, fl_conf_t **out, char *err, size_t err_cap) {
   rc = fl_conf_parse(path, buf, len, out, err, err_cap);
   free(buf);
   return rc;
+}
+
+int fl_conf_reparse(const fl_conf_t *c, fl_conf_t **out, char *err, size_t err_cap) {
+  return fl_conf_parse(c->path, c->source, c->source_len, out, err, err_cap);
 }
 
 void fl_conf_ref(fl_conf_t *c) { atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); }

@@ -49,12 +49,38 @@ typedef struct fl_rule {
 } fl_rule_t;
 
 struct fl_backend;                  /* upstream.h: shared health state, bound after load */
+
+/* resolve: how the host names among backends are kept resolved (resolver.h): in the file's top
+ * level, a route or a variant; each inherits what it does not say from the level above. */
+typedef struct fl_resolve_conf {
+  uint32_t interval_ms;             /* resolve.interval: looked up again this often, default 30 s;
+                                       0 while parsing: not given at this level */
+  bool lazy;                        /* resolve: lazy: a name with no address at load is no error:
+                                       it is retried and served once it has one */
+  bool lazy_set;                    /* while parsing: lazy was given at this level */
+} fl_resolve_conf_t;
+
+/* A backends: entry written as a host name, e.g. vllm.default.svc.cluster.local:8000. It stands
+ * for every address the name has; the resolver appends them to the variant's `backends` before
+ * the snapshot is bound (fl_resolver_apply), each a backend with its own health. */
+typedef struct fl_backend_name {
+  char *host;                       /* lower-case */
+  uint16_t port;
+  char *text;                       /* "host:port", for messages */
+  unsigned line, column;            /* where it is written (1-based), for errors */
+  size_t first, count;              /* its addresses in backends, set by fl_resolver_apply (an
+                                       address another entry of the variant has is not repeated) */
+  unsigned generation;              /* of the name's addresses they were taken from (resolver.c) */
+} fl_backend_name_t;
 struct fl_live;                     /* live.h: the weight in force, bound after load */
 
 typedef struct fl_variant_conf {
   char *version;                    /* required, e.g. "v1" */
   char *model;                      /* NULL: the request's JSON `model` is left alone */
-  fl_addr_t *backends; size_t n_backends;   /* at least one */
+  fl_addr_t *backends; size_t n_backends;   /* the addresses written, then those of the names; at
+                                               least one unless a name is resolved lazily */
+  fl_backend_name_t *names; size_t n_names; /* host names among backends: */
+  fl_resolve_conf_t resolve;                /* how they are kept resolved */
   struct fl_backend **bound;        /* n_backends entries, set by fl_upstream_bind() */
   unsigned series;                  /* metrics series of (route, variant, version): fl_metrics_bind() */
   unsigned series_gen;              /* its generation (metrics.h); 0: not bound */
@@ -78,6 +104,7 @@ typedef struct fl_route {
   bool has_canary;                  /* false when the route has no canary section */
   struct json_t *rollout_spec;      /* rollout: as JSON (validated), or NULL; starts when the
                                        canary's version changes (rollout.h) */
+  fl_resolve_conf_t resolve;        /* resolve: for both variants, unless they say otherwise */
 } fl_route_t;
 
 /* processes: a process whose resources are watched (resources.h). */
@@ -165,6 +192,8 @@ typedef struct fl_conf {
   char *feedback_key_env;           /* feedback.key_env: variable holding the request-id HMAC key;
                                        NULL: a key generated once and kept in the state store */
   fl_route_t *routes; size_t n_routes;
+  fl_resolve_conf_t resolve;        /* resolve: default {interval: 30s, lazy: false} */
+  char *source; size_t source_len;  /* the YAML text it was parsed from, for fl_conf_reparse */
 } fl_conf_t;
 
 /* Loads and validates a YAML file. On success returns 0 and a snapshot with one
@@ -174,6 +203,11 @@ int fl_conf_load(const char *path, fl_conf_t **out, char *err, size_t err_cap);
 
 /* Same, from a string; `name` stands in for the file name in messages. */
 int fl_conf_parse(const char *name, const char *yaml, size_t len, fl_conf_t **out, char *err, size_t err_cap);
+
+/* A new snapshot from the same text as c, whatever the file says now: what a change of a host
+ * name's addresses publishes (resolver.h), as fresh as a reload and without one. Returns what
+ * fl_conf_parse returns. Control thread (it reads no file). */
+int fl_conf_reparse(const fl_conf_t *c, fl_conf_t **out, char *err, size_t err_cap);
 
 /* From now on, snapshots are made for n running worker threads whatever their file says (a
  * change of workers takes effect at restart). Control thread, once the workers run. */

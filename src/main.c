@@ -4,6 +4,7 @@
 #include "conf.h"
 #include "explain.h"
 #include "mock.h"
+#include "resolver.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -69,6 +70,13 @@ static int cmd_check(int argc, char **argv) {
   }
   if (c->admin_token_error) {
     fprintf(stderr, "%s\n", c->admin_token_error);
+    fl_conf_unref(c);
+    return 1;
+  }
+  int rc = fl_resolver_apply(c, err, sizeof err);     /* a host name that serve would refuse */
+  fl_resolver_shutdown();
+  if (rc != 0) {
+    fprintf(stderr, "%s\n", err);
     fl_conf_unref(c);
     return 1;
   }

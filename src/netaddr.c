@@ -18,42 +18,85 @@ static int parse_port(const char *s, uint16_t *out) {
   return 0;
 }
 
-int fl_addr_parse(const char *text, fl_addr_t *out) {
-  char host[48]; /* INET6_ADDRSTRLEN + 2 */
-  const char *port;
-  memset(out, 0, sizeof *out);
+int fl_hostport_split(const char *text, char *host, size_t cap, uint16_t *port) {
+  const char *host_start = text, *host_end, *port_text;
   if (text[0] == '[') {
-    const char *end = strchr(text, ']');
-    if (!end || end[1] != ':' || (size_t)(end - text - 1) >= sizeof host) return FL_EINVAL;
-    memcpy(host, text + 1, (size_t)(end - text - 1));
-    host[end - text - 1] = '\0';
-    port = end + 2;
+    host_start = text + 1;
+    host_end = strchr(text, ']');
+    if (!host_end || host_end[1] != ':') return FL_EINVAL;
+    port_text = host_end + 2;
   } else {
-    const char *colon = strrchr(text, ':');
-    if (!colon || (size_t)(colon - text) >= sizeof host || strchr(text, ':') != colon) return FL_EINVAL;
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    port = colon + 1;
+    host_end = strrchr(text, ':');
+    if (!host_end || strchr(text, ':') != host_end) return FL_EINVAL;   /* IPv6 needs brackets */
+    port_text = host_end + 1;
   }
-  uint16_t p;
-  if (parse_port(port, &p) != 0) return FL_EINVAL;
-  if (strcmp(host, "localhost") == 0) memcpy(host, "127.0.0.1", sizeof "127.0.0.1");
-  struct sockaddr_in *v4 = (struct sockaddr_in *)&out->ss;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->ss;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(p);
+  size_t len = (size_t)(host_end - host_start);
+  if (len >= cap) return FL_EINVAL;
+  if (parse_port(port_text, port) != 0) return FL_EINVAL;
+  memcpy(host, host_start, len);
+  host[len] = '\0';
+  return 0;
+}
+
+int fl_addr_set(fl_addr_t *out, const struct sockaddr *sa, uint16_t port) {
+  char host[INET6_ADDRSTRLEN];
+  memset(out, 0, sizeof *out);
+  if (sa->sa_family == AF_INET) {
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&out->ss;
+    *v4 = *(const struct sockaddr_in *)sa;
+    v4->sin_port = htons(port);
     out->len = sizeof *v4;
-    snprintf(out->text, sizeof out->text, "%s:%u", host, p);
-  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(p);
+  } else if (sa->sa_family == AF_INET6) {
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->ss;
+    *v6 = *(const struct sockaddr_in6 *)sa;
+    v6->sin6_port = htons(port);
     out->len = sizeof *v6;
-    snprintf(out->text, sizeof out->text, "[%s]:%u", host, p);
   } else {
     return FL_EINVAL;
   }
+  fl_addr_ntop((const struct sockaddr *)&out->ss, host, sizeof host);
+  snprintf(out->text, sizeof out->text, sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
   return 0;
+}
+
+int fl_addr_parse(const char *text, fl_addr_t *out) {
+  char host[48]; /* INET6_ADDRSTRLEN + 2 */
+  uint16_t p;
+  union { struct sockaddr sa; struct sockaddr_in v4; struct sockaddr_in6 v6; } any;
+  memset(out, 0, sizeof *out);
+  memset(&any, 0, sizeof any);
+  if (fl_hostport_split(text, host, sizeof host, &p) != 0) return FL_EINVAL;
+  if (strcmp(host, "localhost") == 0) memcpy(host, "127.0.0.1", sizeof "127.0.0.1");
+  if (inet_pton(AF_INET, host, &any.v4.sin_addr) == 1) any.sa.sa_family = AF_INET;
+  else if (inet_pton(AF_INET6, host, &any.v6.sin6_addr) == 1) any.sa.sa_family = AF_INET6;
+  else return FL_EINVAL;
+  return fl_addr_set(out, &any.sa, p);
+}
+
+/* A label: letters, digits, '-' and '_' (service names such as _grpc), no '-' at either end. */
+static bool label_ok(const char *s, size_t len) {
+  if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-') return false;
+  for (size_t i = 0; i < len; i++) {
+    char ch = s[i];
+    bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+    if (!alnum && ch != '-' && ch != '_') return false;
+  }
+  return true;
+}
+
+bool fl_host_is_name(const char *s) {
+  size_t total = strlen(s);
+  if (total == 0 || total > 253) return false;
+  const char *label = s, *last = s;
+  for (;;) {
+    const char *dot = strchr(label, '.');
+    size_t len = dot ? (size_t)(dot - label) : strlen(label);
+    if (!label_ok(label, len)) return false;
+    last = label;
+    if (!dot || dot[1] == '\0') break;    /* "svc.cluster.local.": a rooted name */
+    label = dot + 1;
+  }
+  return strspn(last, "0123456789.") != strlen(last);
 }
 
 int fl_cidr_parse(const char *text, fl_cidr_t *out) {

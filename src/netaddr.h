@@ -20,9 +20,23 @@ typedef struct fl_cidr {
 } fl_cidr_t;
 
 /* Parses "HOST:PORT" where HOST is a numeric IPv4 address, "[IPv6]" or
- * "localhost" (taken as 127.0.0.1: names are never resolved at run time).
- * Returns 0 or FL_EINVAL. */
+ * "localhost" (taken as 127.0.0.1 without a lookup). Other names are not looked up here: they
+ * are FL_EINVAL, and the callers that accept names (resolver.h) split them with
+ * fl_hostport_split. Returns 0 or FL_EINVAL. */
 int fl_addr_parse(const char *text, fl_addr_t *out);
+
+/* Splits "HOST:PORT" or "[IPv6]:PORT" into the host (without brackets, at most cap - 1 bytes)
+ * and a port from 1 to 65535. Returns 0 or FL_EINVAL. */
+int fl_hostport_split(const char *text, char *host, size_t cap, uint16_t *port);
+
+/* Is s a host name worth a lookup: dot-separated labels of letters, digits, '-' and '_', each 1
+ * to 63 bytes, not starting or ending with '-', 253 bytes at most (a final dot allowed), and
+ * not a number (a name whose last label is all digits, like 1.2.3, is a mistyped address). */
+bool fl_host_is_name(const char *s);
+
+/* Fills out with the address of sa (AF_INET or AF_INET6) on port, and its text as fl_addr_parse
+ * writes it ("10.0.0.5:8000", "[fd00::5]:8000"). Returns 0 or FL_EINVAL (another family). */
+int fl_addr_set(fl_addr_t *out, const struct sockaddr *sa, uint16_t port);
 
 /* Parses "10.0.0.0/8", "::1/128" or a bare address (a /32 or /128). */
 int fl_cidr_parse(const char *text, fl_cidr_t *out);

@@ -96,7 +96,7 @@ static void notify(const ro_t *r, int64_t id, const char *actor, const char *kin
       payload = json_pack("{s:I, s:s, s:s, s:s, s:I, s:O}", "id", (json_int_t)id, "route", r->route, "event", kind,
                           "actor", actor, "time_ms", (json_int_t)fl_now_ms(), "detail", detail);
     char *body = json_dumps(payload, JSON_COMPACT);
-    if (body) fl_webhook_post(&r->spec.hooks[i].addr, r->spec.hooks[i].path, body);
+    if (body) fl_webhook_post(r->spec.hooks[i].url, body);
     free(body);
   }
   json_decref(payload);
@@ -301,8 +301,9 @@ static int start_acceptance(const fl_conf_t *c, const fl_route_t *rt, ro_t *r, c
   const fl_variant_conf_t *v = &rt->variant[FL_CANARY];
   r->state = RO_ACCEPTANCE;
   set_weight(rt, r, 0, actor, "acceptance_started", json_pack("{s:s, s:s}", "canary_version", v->version, "file", path));
-  if (!control_loop || fl_acceptance_run(control_loop, rt->name, path, &v->backends[0], v->model, acceptance_done,
-                                         (void *)r->generation) != 0) {
+  if (!control_loop || !v->n_backends ||        /* none: a host name resolved lazily has no address yet */
+      fl_acceptance_run(control_loop, rt->name, path, &v->backends[0], v->model, acceptance_done,
+                        (void *)r->generation) != 0) {
     r->state = RO_ROLLED_BACK;
     save(rt, r, 0);
     event_of(r, rt->name, "rollout", "acceptance_failed", json_pack("{s:s}", "reason", "cannot run the acceptance set"));

@@ -1,11 +1,10 @@
 /* scrape.c — the scraper thread and what it keeps: per target the last scrape's chosen samples,
  * ready for exposition, swapped in under a lock the control thread shares. */
 #include "scrape.h"
-#include "client.h"
+#include "fetch.h"
 #include "metrics.h"
 #include "promtext.h"
 #include "router.h"
-#include "webhook.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -29,9 +28,8 @@ typedef struct {
 } sample_t;
 
 typedef struct {
-  char route[64], url[256], path[256], backend[64];
+  char route[64], url[256], backend[300];   /* backend: the URL's HOST:PORT */
   int variant;
-  fl_addr_t addr;
   bool up;
   double seconds;                      /* the last scrape's duration */
   int bad_lines;
@@ -53,6 +51,7 @@ static struct {
   pthread_t thread;
   bool running, stopping;
   pthread_cond_t wake;
+  fl_fetcher_t *fetcher;               /* the scraper thread's */
 } sc = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 bool fl_scrape_wanted(const char *name, char *const *families, size_t n) {
@@ -129,7 +128,8 @@ static void scrape_one(size_t i) {
   double t0 = now_s();
   int status = 0;
   char *body = NULL, err[160] = "";
-  int rc = fl_client_request(&t.addr, "GET", t.path, NULL, NULL, (int)timeout, &status, &body, err, sizeof err);
+  int rc = sc.fetcher ? fl_fetch(sc.fetcher, t.url, "GET", NULL, timeout, &status, &body, err, sizeof err) : FL_ENOMEM;
+  if (!sc.fetcher) snprintf(err, sizeof err, "the scraper could not start libcurl");
   int bad = 0;
   if (rc == 0 && status == 200) bad = fl_prom_parse(body, strlen(body), on_sample, &c);
   else if (rc == 0) snprintf(err, sizeof err, "HTTP status %d", status);
@@ -161,9 +161,10 @@ static bool stopping(size_t *n_targets) {
 }
 
 static void *scrape_main(void *arg) {
+  sc.fetcher = fl_fetcher_new();       /* NULL: every scrape fails, and says why */
   for (;;) {
     size_t n;
-    if (stopping(&n)) return NULL;
+    if (stopping(&n)) break;
     for (size_t i = 0; i < n && !stopping(NULL); i++) scrape_one(i);   /* a stop waits for one scrape at most */
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -174,6 +175,9 @@ static void *scrape_main(void *arg) {
     if (!sc.stopping) pthread_cond_timedwait(&sc.wake, &sc.lock, &until);
     pthread_mutex_unlock(&sc.lock);
   }
+  fl_fetcher_free(sc.fetcher);
+  sc.fetcher = NULL;
+  return NULL;
 }
 
 /* ---- control thread ---- */
@@ -201,8 +205,8 @@ int fl_scrape_configure(const fl_conf_t *c) {
         snprintf(t->route, sizeof t->route, "%s", c->routes[r].name);
         snprintf(t->url, sizeof t->url, "%s", c->routes[r].variant[v].metrics_urls[u]);
         t->variant = v;
-        fl_webhook_parse_url(t->url, &t->addr, t->path, sizeof t->path);   /* checked at load */
-        snprintf(t->backend, sizeof t->backend, "%s", t->addr.text);
+        char why[160];                               /* checked at load */
+        fl_fetch_check_url(t->url, t->backend, sizeof t->backend, why, sizeof why);
       }
   pthread_mutex_lock(&sc.lock);
   for (size_t i = 0; i < k; i++)                     /* an unchanged target keeps its last scrape */

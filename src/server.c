@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "monitor.h"
 #include "resources.h"
+#include "resolver.h"
 #include "retire.h"
 #include "scrape.h"
 #include "geo.h"
@@ -157,17 +158,19 @@ static void bind_error(char *err, size_t cap, const char *path, int rc, const ch
     snprintf(err, cap, "%s: too many %s: at most %d, counting the configs still in use", path, what, max);
 }
 
-/* Loads path into a snapshot ready for workers: backends bound, GeoIP opened, and last (it is
- * the one step that changes what serves now) the live weights. A snapshot that fails after
- * binding gives its registry references back at once. */
-static int prepare_conf(const char *path, fl_conf_t **out) {
+/* Loads path (or, with `same_as`, that snapshot's text again: new addresses of its host names)
+ * into a snapshot ready for workers: host names resolved, backends bound, GeoIP opened, and last
+ * (it is the one step that changes what serves now) the live weights. A snapshot that fails
+ * after binding gives its registry references back at once. */
+static int prepare_conf(const char *path, const fl_conf_t *same_as, fl_conf_t **out) {
   char err[512];
   fl_conf_t *c = NULL;
-  int rc = fl_conf_load(path, &c, err, sizeof err);
+  int rc = same_as ? fl_conf_reparse(same_as, &c, err, sizeof err) : fl_conf_load(path, &c, err, sizeof err);
   if (rc == 0 && c->admin_token_error) {
     snprintf(err, sizeof err, "%s", c->admin_token_error);
     rc = FL_EINVAL;
   }
+  if (rc == 0) rc = fl_resolver_apply(c, err, sizeof err);
   if (rc == 0 && (rc = fl_upstream_bind(c)) != 0)
     bind_error(err, sizeof err, path, rc, "backends at once", FL_MAX_BACKENDS, 0);
   if (rc == 0 && (rc = fl_metrics_bind(c)) != 0)
@@ -203,7 +206,7 @@ static void publish(fl_conf_t *c) {
 
 static void reload(void) {
   fl_conf_t *c;
-  if (prepare_conf(ctl.conf->path, &c) != 0) {
+  if (prepare_conf(ctl.conf->path, NULL, &c) != 0) {
     fl_log("reload of %s failed; still serving the previous config", ctl.conf->path);
     return;
   }
@@ -215,6 +218,23 @@ static void reload(void) {
   publish(c);
   fl_retire_collect();
   fl_log("reloaded %s", c->path);
+}
+
+/* A host name's addresses changed (resolver.h): the same config, parsed again with the new ones,
+ * is published as a reload's would be. Retried each second while it fails. */
+static void publish_new_addresses(void) {
+  static bool failing;
+  fl_conf_t *c;
+  if (prepare_conf(ctl.conf->path, ctl.conf, &c) != 0) {
+    if (!failing) fl_log("backend names: cannot publish their new addresses; retrying every second");
+    failing = true;
+    return;
+  }
+  failing = false;
+  fl_rollouts_bind(c, false);
+  publish(c);
+  fl_retire_collect();
+  fl_log("backend names: new addresses published");
 }
 
 static void signal_workers(int drain) {
@@ -284,6 +304,7 @@ static void on_tick(uv_timer_t *t) {
   fl_resources_tick(fl_now_ms());
   flush_store();
   fl_rollouts_tick(ctl.conf);
+  if (fl_resolver_tick(ctl.conf, fl_now_ms()) && !ctl.draining) publish_new_addresses();
   fl_retire_collect();
   release_memory();
 }
@@ -296,6 +317,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 /* Sends coalesce, so the count, not the number of wake-ups, says when all workers are done. */
 static void on_worker_done(uv_async_t *a) {
   if (atomic_load(&ctl.n_running) > 0) return;
+  fl_resolver_stop();
   uv_close((uv_handle_t *)&ctl.sig_term, NULL);
   uv_close((uv_handle_t *)&ctl.sig_int, NULL);
   uv_close((uv_handle_t *)&ctl.sig_hup, NULL);
@@ -316,6 +338,7 @@ static int control_init(void) {
   uv_timer_init(ctl.loop, &ctl.drain_timer);
   uv_timer_init(ctl.loop, &ctl.tick_timer);
   uv_timer_start(&ctl.tick_timer, on_tick, 0, 1000);
+  fl_resolver_init(ctl.loop);
   fl_admin_set_conf(ctl.conf);
   fl_admin_set_metrics(&ctl.metrics);
   fl_admin_set_store(ctl.store);
@@ -417,7 +440,7 @@ static void forget_series(unsigned series, void *ctx) { fl_monitor_forget(series
 static int register_metrics_parts(void) {
   static fl_metrics_expo_fn *const expositions[] = {fl_rollouts_exposition, fl_monitor_exposition,
                                                     fl_resources_exposition, fl_scrape_exposition,
-                                                    fl_alog_exposition};
+                                                    fl_alog_exposition, fl_resolver_exposition};
   int rc = 0;
   for (size_t i = 0; i < FL_ARRAY_LEN(expositions) && rc == 0; i++)
     rc = fl_metrics_register_exposition(expositions[i], NULL);
@@ -454,7 +477,7 @@ int fl_server_run(const char *conf_path) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN);          /* a file-size limit makes the store's writes fail, not the process */
   raise_fd_limit();
-  if (prepare_conf(conf_path, &ctl.conf) != 0 || claim_addresses() != 0) return 1;
+  if (prepare_conf(conf_path, NULL, &ctl.conf) != 0 || claim_addresses() != 0) return 1;
   ctl.n_workers = ctl.conf->workers;
   fl_conf_pin_workers(ctl.n_workers);                /* a reload's regex copies are for these */
   ctl.workers = calloc(ctl.n_workers, sizeof *ctl.workers);
@@ -502,6 +525,7 @@ int fl_server_run(const char *conf_path) {
   fl_retire_add(ctl.conf);            /* nobody else holds a snapshot now */
   ctl.conf = NULL;
   fl_retire_shutdown();
+  fl_resolver_shutdown();
   for (unsigned i = 0; i < ctl.n_workers; i++) {
     fl_wmetrics_free(ctl.workers[i].metrics);
     free(ctl.workers[i].alog);

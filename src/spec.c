@@ -2,7 +2,7 @@
  * caller points at them in the file), defaults filled in. */
 #include "spec.h"
 #include "quality.h"
-#include "webhook.h"
+#include "fetch.h"
 #include "window.h"
 
 #include <math.h>
@@ -137,8 +137,9 @@ static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
   if (!json_is_object(j)) return bad(err, cap, "%s: each is an object {url, on}", "webhooks");
   if (only_keys(j, KEYS, FL_ARRAY_LEN(KEYS), "a webhook", err, cap)) return FL_EINVAL;
   const char *url = json_string_value(json_object_get(j, "url"));
-  if (!url || strlen(url) >= sizeof h->url || fl_webhook_parse_url(url, &h->addr, h->path, sizeof h->path) != 0)
-    return bad(err, cap, "%s: each needs a url http://HOST:PORT/PATH with a numeric host", "webhooks");
+  char why[160] = "longer than 255 bytes";
+  if (!url || strlen(url) >= sizeof h->url || fl_fetch_check_url(url, NULL, 0, why, sizeof why) != 0)
+    return bad(err, cap, "webhooks: each needs a url, http:// or https://HOST[:PORT]/PATH (%s)", url ? why : "none");
   snprintf(h->url, sizeof h->url, "%s", url);
   const json_t *on = json_object_get(j, "on");
   if (on && (!json_is_array(on) || json_array_size(on) > FL_ARRAY_LEN(h->on)))

@@ -5,7 +5,7 @@
 #ifndef FL_SPEC_H
 #define FL_SPEC_H
 
-#include "netaddr.h"
+#include "common.h"
 
 #include <jansson.h>
 
@@ -38,11 +38,9 @@ typedef struct fl_check {
   char stat;                    /* DRIFT: 'p' PSI, 'k' Kolmogorov–Smirnov, 'j' Jensen–Shannon */
 } fl_check_t;
 
-/* webhooks: - { on: [started, step, promoted, rolled_back], url: http://127.0.0.1:9999/hook } */
+/* webhooks: - { on: [started, step, promoted, rolled_back], url: https://hooks.example/fledge } */
 typedef struct fl_hook {
-  char url[256];
-  fl_addr_t addr;
-  char path[256];
+  char url[256];                /* http:// or https://, a host name or an address (fetch.h) */
   char on[8][16];               /* event names; none: every event */
   size_t n_on;
 } fl_hook_t;

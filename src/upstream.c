@@ -118,6 +118,7 @@ bool fl_backend_report(fl_backend_t *b, bool ok, uint64_t now_ms) {
     if (atomic_load_explicit(&b->ejections, memory_order_relaxed)) atomic_store(&b->ejections, 0);
     return false;
   }
+  atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed);
   if (atomic_fetch_add(&b->fails, 1) + 1 != FL_EJECT_AFTER) return false;
   unsigned n = atomic_fetch_add(&b->ejections, 1);
   uint64_t ms = (uint64_t)FL_EJECT_BASE_MS << FL_MIN(n, 4u);

@@ -25,6 +25,8 @@ typedef struct fl_backend {
   atomic_uint fails;                  /* consecutive failures */
   atomic_uint ejections;              /* ejections since the last success: 30 s × 2^(n-1) */
   atomic_uint_fast64_t ejected_until_ms;
+  atomic_uint_fast64_t failures;      /* every failure reported, never reset: the resolver looks a
+                                         backend's name up again soon after one (resolver.h) */
   atomic_bool retiring;               /* no snapshot names it: pools close its idle connections */
   unsigned refs;                      /* bindings by snapshots; control thread */
   uint64_t retired_epoch;             /* when it began retiring (fl_upstream_unbind); control thread */

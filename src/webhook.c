@@ -1,7 +1,7 @@
 /* webhook.c — a queue of deliveries and one sender thread. The control thread only appends
- * under a short mutex; the network is touched by the sender alone. */
+ * under a short mutex; the network (libcurl, fetch.h) is touched by the sender alone. */
 #include "webhook.h"
-#include "client.h"
+#include "fetch.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -11,8 +11,7 @@
 #define QUEUE_CAP 256
 
 typedef struct {
-  fl_addr_t addr;
-  char path[256];
+  char *url;
   char *body;
   unsigned attempts;
   uint64_t due_ms;
@@ -25,20 +24,8 @@ static struct {
   unsigned head, len;
   bool stop, running;
   pthread_t thread;
+  fl_fetcher_t *fetcher;             /* the sender's */
 } wh = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
-
-int fl_webhook_parse_url(const char *url, fl_addr_t *addr, char *path, size_t path_cap) {
-  if (strncmp(url, "http://", 7) != 0) return FL_EINVAL;
-  const char *host = url + 7, *slash = strchr(host, '/');
-  char hostport[80];
-  size_t n = slash ? (size_t)(slash - host) : strlen(host);
-  if (n == 0 || n >= sizeof hostport) return FL_EINVAL;
-  memcpy(hostport, host, n);
-  hostport[n] = '\0';
-  if (fl_addr_parse(hostport, addr) != 0) return FL_EINVAL;
-  snprintf(path, path_cap, "%s", slash ? slash : "/");
-  return 0;
-}
 
 /* Lock held. The queue stays ordered by when each delivery is due, so a retry waiting out its
  * backoff never holds up fresh events behind it. */
@@ -52,17 +39,29 @@ static void enqueue_sorted(const delivery_t *d) {
   wh.len++;
 }
 
-void fl_webhook_post(const fl_addr_t *addr, const char *path, const char *body) {
+static void delivery_free(delivery_t *d) {
+  free(d->url);
+  free(d->body);
+}
+
+void fl_webhook_post(const char *url, const char *body) {
+  char shown[300];
+  delivery_t d = {.url = strdup(url), .body = strdup(body), .due_ms = fl_now_ms()};
+  if (!d.url || !d.body) {
+    fl_fetch_url_for_log(url, shown, sizeof shown);
+    fl_log("webhook to %s dropped: out of memory", shown);
+    delivery_free(&d);
+    return;
+  }
   pthread_mutex_lock(&wh.lock);
   if (wh.len == QUEUE_CAP) {
     delivery_t *old = &wh.q[wh.head];
-    fl_log("webhook to %s%s dropped: the queue is full", old->addr.text, old->path);
-    free(old->body);
+    fl_fetch_url_for_log(old->url, shown, sizeof shown);
+    fl_log("webhook to %s dropped: the queue is full", shown);
+    delivery_free(old);
     wh.head = (wh.head + 1) % QUEUE_CAP;
     wh.len--;
   }
-  delivery_t d = {.addr = *addr, .body = strdup(body), .due_ms = fl_now_ms()};
-  snprintf(d.path, sizeof d.path, "%s", path);
   enqueue_sorted(&d);
   pthread_cond_signal(&wh.wake);
   pthread_mutex_unlock(&wh.lock);
@@ -70,13 +69,13 @@ void fl_webhook_post(const fl_addr_t *addr, const char *path, const char *body) 
 
 /* One attempt; true when the receiver answered 2xx. Runs without the lock. */
 static bool deliver(delivery_t *d) {
-  char err[256], *answer = NULL;
+  char err[256] = "the webhook sender could not start libcurl", shown[300];
   int status = 0;
-  int rc = fl_client_request(&d->addr, "POST", d->path, d->body, NULL, 2000, &status, &answer, err, sizeof err);
-  free(answer);
+  int rc = wh.fetcher ? fl_fetch(wh.fetcher, d->url, "POST", d->body, 2000, &status, NULL, err, sizeof err) : FL_ENOMEM;
   if (rc == 0 && status >= 200 && status < 300) return true;
-  fl_log("webhook to %s%s failed (attempt %u of %d): %s", d->addr.text, d->path, d->attempts + 1,
-         FL_WEBHOOK_ATTEMPTS, rc ? err : "not a 2xx answer");
+  if (rc == 0) snprintf(err, sizeof err, "HTTP status %d, not a 2xx answer", status);
+  fl_fetch_url_for_log(d->url, shown, sizeof shown);
+  fl_log("webhook to %s failed (attempt %u of %d): %s", shown, d->attempts + 1, FL_WEBHOOK_ATTEMPTS, err);
   return false;
 }
 
@@ -92,6 +91,7 @@ static void wait_until(uint64_t due_ms) {
 }
 
 static void *sender(void *arg) {
+  wh.fetcher = fl_fetcher_new();     /* NULL: every attempt fails, and says why */
   pthread_mutex_lock(&wh.lock);
   while (!wh.stop) {
     if (!wh.len) {
@@ -109,18 +109,20 @@ static void *sender(void *arg) {
     bool ok = deliver(&d);
     pthread_mutex_lock(&wh.lock);
     if (ok || ++d.attempts >= FL_WEBHOOK_ATTEMPTS || wh.stop || wh.len == QUEUE_CAP) {
-      free(d.body);
+      delivery_free(&d);
       continue;
     }
     d.due_ms = fl_now_ms() + (500ull << (d.attempts - 1));   /* 0.5 s, 1 s, 2 s, 4 s */
     enqueue_sorted(&d);
   }
   while (wh.len) {
-    free(wh.q[wh.head].body);
+    delivery_free(&wh.q[wh.head]);
     wh.head = (wh.head + 1) % QUEUE_CAP;
     wh.len--;
   }
   pthread_mutex_unlock(&wh.lock);
+  fl_fetcher_free(wh.fetcher);
+  wh.fetcher = NULL;
   return NULL;
 }
 

@@ -322,8 +322,8 @@ static void bad_values(void **state) {
   snprintf(yaml, sizeof yaml, "%s20%%\n", canary);
   expect_error_at(yaml, "7:15", "weight must be a number between 0 and 100, not \"20%\"");
   expect_error_at("listen: 127.0.0.1:99999\n" ROUTE, "1:9", "bad address \"127.0.0.1:99999\"");
-  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [127.0.0.1:1, example.com:80] }\n",
-                  "3:52", "bad address \"example.com:80\"");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [127.0.0.1:1, 300.0.0.1:80] }\n",
+                  "3:52", "bad address \"300.0.0.1:80\" (expected HOST:PORT");
   expect_error_at("trusted_cidrs: [10.0.0.0/33]\n" ROUTE, "1:17", "bad CIDR block \"10.0.0.0/33\"");
   expect_error_at("routes:\n  - name: \"a b\"\n", "2:11", "bad route name \"a b\"");
   expect_error_at(ROUTE "    match: { path_prefix: v1 }\n", "4:27", "path_prefix must start with \"/\"");
@@ -554,6 +554,89 @@ static void a_rollout_spec_with_a_complex_key_or_a_huge_number_is_refused_cleanl
                   "4:16", "rollout: min_requests must be a positive integer");
 }
 
+/* ---------- host names among backends, and resolve: ---------- */
+
+static void host_names_are_kept_for_the_resolver_beside_the_addresses(void **state) {
+  fl_conf_t *c = parse_ok("routes:\n  - name: r\n    stable:\n      version: v1\n"
+                          "      backends: [vllm-v1.default.svc.cluster.local:8000, localhost:9000, 127.0.0.1:9001, "
+                          "Model_B.Test.:80]\n");
+  const fl_variant_conf_t *v = &c->routes[0].variant[FL_STABLE];
+  assert_int_equal(v->n_backends, 2);                     /* localhost needs no lookup */
+  assert_string_equal(v->backends[0].text, "127.0.0.1:9000");
+  assert_string_equal(v->backends[1].text, "127.0.0.1:9001");
+  assert_int_equal(v->n_names, 2);
+  assert_string_equal(v->names[0].host, "vllm-v1.default.svc.cluster.local");
+  assert_int_equal(v->names[0].port, 8000);
+  assert_string_equal(v->names[0].text, "vllm-v1.default.svc.cluster.local:8000");
+  assert_int_equal(v->names[0].line, 5);
+  assert_int_equal(v->names[0].column, 18);
+  assert_string_equal(v->names[1].host, "model_b.test.");     /* lower-cased, the root dot kept */
+  assert_int_equal(v->resolve.interval_ms, 30000);            /* the default */
+  assert_false(v->resolve.lazy);
+  fl_conf_unref(c);
+}
+
+static void a_name_alone_is_enough_and_listing_it_twice_is_not(void **state) {
+  fl_conf_t *c = parse_ok("routes:\n  - name: r\n    stable: { version: v1, backends: [model.test:80] }\n");
+  assert_int_equal(c->routes[0].variant[FL_STABLE].n_backends, 0);
+  assert_int_equal(c->routes[0].variant[FL_STABLE].n_names, 1);
+  fl_conf_unref(c);
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [model.test:80, Model.TEST:80] }\n",
+                  "3:54", "backend model.test:80 is listed twice");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [model.test] }\n", "3:39",
+                  "bad address \"model.test\"");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [-bad.test:80] }\n", "3:39",
+                  "bad address \"-bad.test:80\"");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [\"[model.test]:80\"] }\n", "3:39",
+                  "bad address \"[model.test]:80\"");
+}
+
+static void resolve_is_inherited_from_the_file_to_the_route_to_the_variant(void **state) {
+  fl_conf_t *c = parse_ok("routes:\n"
+                          "  - name: a\n"
+                          "    resolve: { interval: 5s }\n"
+                          "    stable: { version: v1, backends: [a.test:1] }\n"
+                          "    canary: { version: v2, backends: [b.test:1], resolve: { lazy: false, interval: 2s } }\n"
+                          "  - name: b\n"
+                          "    stable: { version: v1, backends: [c.test:1], resolve: lazy }\n"
+                          "resolve: { interval: 1m, lazy: true }\n");        /* after the routes: still theirs */
+  const fl_route_t *a = &c->routes[0], *b = &c->routes[1];
+  assert_int_equal(c->resolve.interval_ms, 60000);
+  assert_int_equal(a->variant[FL_STABLE].resolve.interval_ms, 5000);
+  assert_true(a->variant[FL_STABLE].resolve.lazy);
+  assert_int_equal(a->variant[FL_CANARY].resolve.interval_ms, 2000);
+  assert_false(a->variant[FL_CANARY].resolve.lazy);
+  assert_int_equal(b->variant[FL_STABLE].resolve.interval_ms, 60000);
+  assert_true(b->variant[FL_STABLE].resolve.lazy);
+  fl_conf_unref(c);
+  expect_error_at("resolve: eager\n" ROUTE, "1:10", "resolve must be lazy or a mapping");
+  expect_error_at("resolve: { interval: 100ms }\n" ROUTE, "1:22", "resolve.interval must be from 1s to 24h");
+  expect_error_at("resolve: { every: 1s }\n" ROUTE, "1:12", "unknown key \"every\" in resolve");
+}
+
+static void a_reparse_is_the_same_config_whatever_the_file_says_now(void **state) {
+  char path[] = "/tmp/fledge-test-conf-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  const char *first = "routes:\n  - name: r\n    stable: { version: v1, backends: [model.test:80] }\n";
+  assert_int_equal(write(fd, first, strlen(first)), (ssize_t)strlen(first));
+  close(fd);
+  char err[512];
+  fl_conf_t *c = NULL, *again = NULL;
+  assert_int_equal(fl_conf_load(path, &c, err, sizeof err), 0);
+  FILE *f = fopen(path, "w");                           /* edited, not reloaded */
+  fputs("routes:\n  - name: other\n    stable: { version: v9, backends: [127.0.0.1:1] }\n", f);
+  fclose(f);
+  assert_int_equal(fl_conf_reparse(c, &again, err, sizeof err), 0);
+  assert_ptr_not_equal(again, c);
+  assert_string_equal(again->path, path);
+  assert_string_equal(again->routes[0].name, "r");
+  assert_string_equal(again->routes[0].variant[FL_STABLE].names[0].text, "model.test:80");
+  fl_conf_unref(again);
+  fl_conf_unref(c);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(example_top_level),
@@ -586,6 +669,10 @@ int main(void) {
     cmocka_unit_test(names_and_versions_are_short_and_printable),
     cmocka_unit_test(a_rollout_spec_with_a_complex_key_or_a_huge_number_is_refused_cleanly),
     cmocka_unit_test(a_regex_too_costly_to_compile_is_refused_before_compiling),
+    cmocka_unit_test(host_names_are_kept_for_the_resolver_beside_the_addresses),
+    cmocka_unit_test(a_name_alone_is_enough_and_listing_it_twice_is_not),
+    cmocka_unit_test(resolve_is_inherited_from_the_file_to_the_route_to_the_variant),
+    cmocka_unit_test(a_reparse_is_the_same_config_whatever_the_file_says_now),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

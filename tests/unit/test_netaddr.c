@@ -355,6 +355,56 @@ static void test_a_hop_that_is_not_an_address_ends_the_walk(void **state) {
   assert_int_equal(walk("by=10.0.0.1", true, hop), -1);     /* an element without for= */
 }
 
+/* ---- host names: fl_hostport_split, fl_host_is_name, fl_addr_set ---- */
+
+static void test_host_and_port_are_split_with_the_brackets_dropped(void **state) {
+  char host[64];
+  uint16_t port = 0;
+  assert_int_equal(fl_hostport_split("vllm.default.svc:8000", host, sizeof host, &port), 0);
+  assert_string_equal(host, "vllm.default.svc");
+  assert_int_equal(port, 8000);
+  assert_int_equal(fl_hostport_split("[fd00::5]:443", host, sizeof host, &port), 0);
+  assert_string_equal(host, "fd00::5");
+  assert_int_equal(port, 443);
+  assert_int_equal(fl_hostport_split("model.test", host, sizeof host, &port), FL_EINVAL);       /* no port */
+  assert_int_equal(fl_hostport_split("model.test:0", host, sizeof host, &port), FL_EINVAL);
+  assert_int_equal(fl_hostport_split("fd00::5:443", host, sizeof host, &port), FL_EINVAL);      /* no brackets */
+  assert_int_equal(fl_hostport_split("a-rather-long-name.test:1", host, 8, &port), FL_EINVAL);  /* too long */
+}
+
+static void test_what_counts_as_a_host_name(void **state) {
+  static const char *const names[] = {"localhost", "vllm-v1.default.svc.cluster.local", "model_b.test", "svc.local.",
+                                      "a1", "1password.com", "x.y-z.0a"};
+  static const char *const not_names[] = {"", ".", "a..b", "-a.test", "a-.test", "a b", "a/b", "1.2.3", "300.0.0.1",
+                                          "10.0.0.1", "a.test..", "[::1]"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    if (!fl_host_is_name(names[i])) fail_msg("\"%s\" should be a host name", names[i]);
+  for (size_t i = 0; i < sizeof not_names / sizeof *not_names; i++)
+    if (fl_host_is_name(not_names[i])) fail_msg("\"%s\" should not be a host name", not_names[i]);
+  char label64[80];
+  memset(label64, 'a', 64);
+  strcpy(label64 + 64, ".test");
+  assert_false(fl_host_is_name(label64));              /* a label is 63 bytes at most */
+  assert_true(fl_host_is_name(label64 + 1));
+}
+
+static void test_an_address_found_by_a_lookup_gets_the_port_and_the_usual_text(void **state) {
+  fl_addr_t a;
+  struct sockaddr_storage v4 = sa_of("10.1.2.3"), v6 = sa_of("fd00::5");
+  assert_int_equal(fl_addr_set(&a, (struct sockaddr *)&v4, 8000), 0);
+  assert_string_equal(a.text, "10.1.2.3:8000");
+  assert_int_equal(ntohs(((struct sockaddr_in *)&a.ss)->sin_port), 8000);
+  assert_int_equal(a.len, sizeof(struct sockaddr_in));
+  assert_int_equal(fl_addr_set(&a, (struct sockaddr *)&v6, 443), 0);
+  assert_string_equal(a.text, "[fd00::5]:443");
+  assert_int_equal(a.len, sizeof(struct sockaddr_in6));
+  fl_addr_t parsed;                                     /* the same text fl_addr_parse writes: one registry entry */
+  assert_int_equal(fl_addr_parse("[fd00::5]:443", &parsed), 0);
+  assert_string_equal(parsed.text, a.text);
+  struct sockaddr_un un = {.sun_family = AF_UNIX};
+  assert_int_equal(fl_addr_set(&a, (struct sockaddr *)&un, 1), FL_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_an_ipv4_address_with_port_parses),
@@ -380,6 +430,9 @@ int main(void) {
       cmocka_unit_test(test_hops_may_carry_ports_and_ipv6_in_brackets_or_bare),
       cmocka_unit_test(test_forwarded_reads_the_for_parameters),
       cmocka_unit_test(test_a_hop_that_is_not_an_address_ends_the_walk),
+      cmocka_unit_test(test_host_and_port_are_split_with_the_brackets_dropped),
+      cmocka_unit_test(test_what_counts_as_a_host_name),
+      cmocka_unit_test(test_an_address_found_by_a_lookup_gets_the_port_and_the_usual_text),
   };
   return cmocka_run_group_tests_name("netaddr", tests, NULL, NULL);
 }
