@@ -65,8 +65,17 @@ $(FAKE_NVML): tests/unit/fake_nvml.c
 	$(CC) $(CFLAGS) -shared -fPIC -o $@ $<
 $(BUILD)/tests/test_gpu: $(FAKE_NVML)
 
+# The SDKs the end-to-end tests drive fledge with (the official openai package), from npm at the
+# versions tests/e2e/node/package-lock.json pins; in build/node whatever BUILD is.
+NODE_SDK := build/node/node_modules/openai/package.json
+$(NODE_SDK): tests/e2e/node/package.json tests/e2e/node/package-lock.json
+	@mkdir -p build/node
+	cp tests/e2e/node/package.json tests/e2e/node/package-lock.json build/node/
+	cd build/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 unit: $(UNIT_BIN)
-test: $(BUILD)/fledge $(UNIT_BIN) $(FAKE_NVML)
+test: $(BUILD)/fledge $(UNIT_BIN) $(FAKE_NVML) $(NODE_SDK)
 	@tests/run.sh
 
 # src/'s module graph (scripts/deps.py): lower layers never include higher ones; a cycle fails.
@@ -90,7 +99,7 @@ soak-rollouts: $(BUILD)/fledge
 
 # The same suite on a sanitizer build in build/asan; tests/asan.sh fails on any report, leaks too.
 SAN_FLAGS := -DFL_CHECKS -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-asan: $(DEPS_OK)
+asan: $(DEPS_OK) $(NODE_SDK)
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CC=clang EXTRA_CFLAGS="$(SAN_FLAGS)" \
 	  $(BUILD)/asan/fledge $(UNIT_BIN:$(BUILD)/%=$(BUILD)/asan/%)
 	@tests/asan.sh $(BUILD)/asan

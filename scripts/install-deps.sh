@@ -26,6 +26,8 @@ ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a >/dev/null 2>
 perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || need="$need libmaxmind-db-writer-perl"
 # tests only: a real Prometheus scrapes fledge's /metrics; promtool lints the exposition
 { have_bin prometheus && have_bin promtool; } || need="$need prometheus"
+# tests only: the official OpenAI SDK for Node (from npm, at make test) talks to fledge
+have_bin npm             || need="$need npm"
 # tests only: a real nginx as the front proxy that adds x-forwarded-for
 have_bin nginx           || need="$need nginx-light"
 

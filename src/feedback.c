@@ -5,6 +5,7 @@
  *   6 bytes Unix ms, big-endian | 4 bytes nonce
  * The key is set once before the workers start and only read afterwards. */
 #include "feedback.h"
+#include "base64.h"
 #include "metrics.h"
 #include "monitor.h"
 #include "router.h"
@@ -25,45 +26,6 @@ static fl_hmac_key_t key;
 
 void fl_feedback_set_key(const void *k, size_t len) { fl_hmac_key_init(&key, k, len); }
 
-/* ---- base64url without padding ---- */
-
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static size_t b64_encode(const uint8_t *in, size_t n, char *out) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
-    size_t chars = n - i >= 3 ? 4 : n - i + 1;
-    for (size_t k = 0; k < chars; k++) out[o++] = B64[(v >> (18 - 6 * k)) & 63];
-  }
-  out[o] = '\0';
-  return o;
-}
-
-static int b64_value(char c) {
-  const char *p = c ? strchr(B64, c) : NULL;
-  return p ? (int)(p - B64) : -1;
-}
-
-/* Returns the decoded length, or -1 on a character outside the alphabet, a bad length or unused
- * bits that are not zero (so that one id has exactly one spelling). */
-static int b64_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
-  if (n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > cap) return -1;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 4) {
-    uint32_t v = 0;
-    size_t chars = FL_MIN(4, n - i);
-    for (size_t k = 0; k < 4; k++) {
-      int d = k < chars ? b64_value(in[i + k]) : 0;
-      if (d < 0) return -1;
-      v = v << 6 | (uint32_t)d;
-    }
-    if ((chars == 2 && (v & 0xFFFF)) || (chars == 3 && (v & 0xFF))) return -1;   /* only the canonical form */
-    for (size_t k = 0; k + 1 < chars; k++) out[o++] = (uint8_t)(v >> (16 - 8 * k));
-  }
-  return (int)o;
-}
-
 /* ---- ids ---- */
 
 size_t fl_request_id_sign(char *out, const char *route, unsigned variant, const char *version, uint64_t unix_ms,
@@ -81,7 +43,7 @@ size_t fl_request_id_sign(char *out, const char *route, unsigned variant, const 
   for (int i = 5; i >= 0; i--) buf[n++] = (uint8_t)(unix_ms >> (8 * i));
   for (int i = 3; i >= 0; i--) buf[n++] = (uint8_t)(nonce >> (8 * i));
   fl_hmac(&key, buf, n, buf + n);              /* the tag is the MAC's first TAG_LEN bytes */
-  return b64_encode(buf, n + TAG_LEN, out);
+  return fl_b64_encode(FL_B64_URL, buf, n + TAG_LEN, out);
 }
 
 /* Constant time, so the check does not tell how much of a forged tag was right. */
@@ -93,7 +55,7 @@ static bool tag_equal(const uint8_t *a, const uint8_t *b) {
 
 int fl_request_id_verify(const char *id, size_t len, fl_request_origin_t *out) {
   uint8_t buf[PAYLOAD_MAX + TAG_LEN], mac[FL_SHA256_LEN];
-  int n = len < FL_REQUEST_ID_MAX ? b64_decode(id, len, buf, sizeof buf) : -1;
+  int n = len < FL_REQUEST_ID_MAX ? (int)fl_b64_decode(FL_B64_URL, id, len, buf, sizeof buf) : -1;
   if (n < 3 + 1 + 6 + 4 + TAG_LEN || buf[0] != FORMAT || buf[1] >= FL_NVARIANTS) return FL_EINVAL;
   size_t payload = (size_t)n - TAG_LEN, rl = buf[2];
   if (rl > 63 || 3 + rl >= payload) return FL_EINVAL;

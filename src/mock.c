@@ -6,6 +6,7 @@
 #include "mock.h"
 #include "mock_int.h"
 
+#include "base64.h"
 #include "common.h"
 #include "httpd.h"
 #include "netaddr.h"
@@ -565,9 +566,29 @@ static uint64_t input_hash(uint64_t h, const json_t *v) {
   return h;
 }
 
+/* The vector as `encoding_format: base64` asks for it: little-endian float32s, base64. */
+static void add_base64(mock_worker_t *w, const float *v, uint32_t dim) {
+  uint8_t *bytes = malloc((size_t)dim * 4);
+  char *text = malloc(fl_b64_encoded_len(FL_B64_STD, (size_t)dim * 4) + 1);
+  if (bytes && text) {
+    for (uint32_t j = 0; j < dim; j++) {
+      uint32_t bits;
+      memcpy(&bits, &v[j], 4);
+      for (int k = 0; k < 4; k++) bytes[4 * j + (uint32_t)k] = (uint8_t)(bits >> (8 * k));
+    }
+    fl_b64_encode(FL_B64_STD, bytes, (size_t)dim * 4, text);
+    sb_addf(&w->sb, "\"%s\"", text);
+  } else {
+    sb_adds(&w->sb, "null");                 /* out of memory: an answer the monitor counts as bad */
+  }
+  free(bytes);
+  free(text);
+}
+
 /* A unit vector that depends only on the input and --seed, like a real embedding would;
- * drawn twice from the same state (norm, then values) so that no vector is kept. */
-static void add_embedding(mock_worker_t *w, const json_t *input, size_t index) {
+ * drawn twice from the same state (norm, then values) so that no vector is kept. A float list,
+ * or base64 when the request asked so (the OpenAI SDKs' default). */
+static void add_embedding(mock_worker_t *w, const json_t *input, size_t index, bool base64) {
   uint32_t dim = w->cfg->embedding_dim;
   uint64_t start = input_hash(0xCBF29CE484222325ull ^ w->cfg->content_seed, input), state = start;
   double sq = 0;
@@ -577,14 +598,26 @@ static void add_embedding(mock_worker_t *w, const json_t *input, size_t index) {
   }
   double norm = sq > 0 ? 1 / sqrt(sq) : 0;
   state = start;
-  sb_addf(&w->sb, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":[", index ? "," : "", index);
+  sb_addf(&w->sb, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", index ? "," : "", index);
   bool nan = chance(w, w->cfg->nan_rate);           /* written as Python's json module would */
-  for (uint32_t j = 0; j < dim; j++) {
-    double x = (rng_unit(&state) * 2 - 1) * norm;
-    if (nan && j == 0) sb_adds(&w->sb, "NaN");
-    else sb_addf(&w->sb, "%s%.6f", j ? "," : "", x);
+  float *v = malloc(sizeof *v * dim);
+  if (!v) {
+    sb_adds(&w->sb, "null}");
+    return;
   }
-  sb_adds(&w->sb, "]}");
+  for (uint32_t j = 0; j < dim; j++) v[j] = nan && j == 0 ? NAN : (float)((rng_unit(&state) * 2 - 1) * norm);
+  if (base64) {
+    add_base64(w, v, dim);
+  } else {
+    sb_adds(&w->sb, "[");
+    for (uint32_t j = 0; j < dim; j++) {
+      if (isnan(v[j])) sb_adds(&w->sb, "NaN");
+      else sb_addf(&w->sb, "%s%.6f", j ? "," : "", v[j]);
+    }
+    sb_adds(&w->sb, "]");
+  }
+  free(v);
+  sb_adds(&w->sb, "}");
 }
 
 static uint32_t input_words(const json_t *v) {
@@ -596,7 +629,10 @@ static uint32_t input_words(const json_t *v) {
 }
 
 /* "input" is one string, one token array, or an array of either. */
-static const char *build_embeddings(mock_worker_t *w, const json_t *input) {
+static const char *build_embeddings(mock_worker_t *w, const json_t *input, const json_t *format) {
+  bool base64 = json_is_string(format) && strcmp(json_string_value(format), "base64") == 0;
+  if (format && !base64 && !(json_is_string(format) && strcmp(json_string_value(format), "float") == 0))
+    return "encoding_format must be \"float\" or \"base64\"";
   if (!json_is_string(input) && !json_is_array(input)) return "input must be a string or an array";
   bool many = json_is_array(input) && json_array_size(input) > 0 && !json_is_integer(json_array_get(input, 0));
   size_t n = many ? json_array_size(input) : 1;
@@ -607,7 +643,7 @@ static const char *build_embeddings(mock_worker_t *w, const json_t *input) {
   for (size_t i = 0; i < n; i++) {
     const json_t *item = many ? json_array_get(input, i) : input;
     if (!json_is_string(item) && !json_is_array(item)) return "each input must be a string or a token array";
-    add_embedding(w, item, i);
+    add_embedding(w, item, i, base64);
     tokens += input_words(item);
   }
   sb_addf(&w->sb, "],\"model\":%s,\"usage\":{\"prompt_tokens\":%u,\"total_tokens\":%u}}", w->cfg->model_json,
@@ -621,7 +657,7 @@ static void handle_embeddings(mock_worker_t *w, fl_httpd_req_t *req) {
   if (!root) return;
   json_t *model = json_object_get(root, "model");
   build_headers(w, req, json_string_value(model), NULL, hdrs, sizeof hdrs);
-  const char *err = build_embeddings(w, json_object_get(root, "input"));
+  const char *err = build_embeddings(w, json_object_get(root, "input"), json_object_get(root, "encoding_format"));
   if (err) {
     send_error(w, req, hdrs, 400, "invalid_request_error", "%s", err);
   } else if (mock_should_fail(w)) {

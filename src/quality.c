@@ -3,6 +3,7 @@
  * refused and invalid-JSON answers, missing numbers, per-feature values and predicted classes.
  * Only the first choice of an LLM answer is read. */
 #include "quality.h"
+#include "base64.h"
 #include "http.h"
 
 #include <jansson.h>
@@ -315,22 +316,56 @@ static void observe_embeddings_request(obs_t *x, const json_t *req) {
     if (json_is_string(item)) report(x, FL_F_PROMPT_CHARS, (double)string_chars(item));
 }
 
+/* A base64 embedding (`encoding_format: base64`, the OpenAI SDKs' default): little-endian
+ * float32s. Counted like a float list; returns its dimension, or SIZE_MAX when it does not decode
+ * (then it is no vector at all: a shape mismatch). */
+static size_t base64_embedding(const obs_t *x, const char *text, size_t len, double *sq, bool *finite) {
+  size_t cap = len / 4 * 3;
+  uint8_t *bytes = malloc(cap ? cap : 1);
+  long n = bytes ? fl_b64_decode(FL_B64_STD, text, len, bytes, cap) : -1;
+  if (n < 0 || n % 4) {
+    free(bytes);
+    return SIZE_MAX;
+  }
+  for (long k = 0; k < n; k += 4) {
+    uint32_t bits = (uint32_t)bytes[k] | (uint32_t)bytes[k + 1] << 8 | (uint32_t)bytes[k + 2] << 16 |
+                    (uint32_t)bytes[k + 3] << 24;
+    float f;
+    memcpy(&f, &bits, 4);
+    x->o->values++;
+    x->o->nan += isnan(f) != 0;
+    x->o->inf += isinf(f) != 0;
+    *finite &= isfinite(f) != 0;
+    if (isfinite(f)) *sq += (double)f * f;
+  }
+  free(bytes);
+  return (size_t)n / 4;
+}
+
+/* One vector: a float list or base64; its dimension (SIZE_MAX: neither). */
+static size_t embedding(const obs_t *x, const json_t *vec, double *sq, bool *finite) {
+  if (json_is_string(vec)) return base64_embedding(x, json_string_value(vec), json_string_length(vec), sq, finite);
+  if (!json_is_array(vec)) return SIZE_MAX;
+  size_t j;
+  const json_t *v;
+  json_array_foreach(vec, j, v) {
+    number(x, v, false, FL_F_COUNT);
+    *finite &= json_is_number(v);
+    if (json_is_number(v)) *sq += json_number_value(v) * json_number_value(v);
+  }
+  return json_array_size(vec);
+}
+
 static void observe_embeddings(const obs_t *x, const json_t *resp) {
   const json_t *data = json_object_get(resp, "data"), *item;
   size_t i, dim = 0;
   json_array_foreach(data, i, item) {
-    const json_t *vec = json_object_get(item, "embedding"), *v;
-    size_t j;
     double sq = 0;
-    bool finite = json_is_array(vec);
-    json_array_foreach(vec, j, v) {
-      number(x, v, false, FL_F_COUNT);
-      finite &= json_is_number(v);
-      if (json_is_number(v)) sq += json_number_value(v) * json_number_value(v);
-    }
-    if (i == 0) dim = json_array_size(vec);
-    x->o->shape_mismatch |= json_array_size(vec) != dim;
-    if (finite) report(x, FL_F_EMBEDDING_NORM, sqrt(sq));
+    bool finite = true;
+    size_t d = embedding(x, json_object_get(item, "embedding"), &sq, &finite);
+    if (i == 0) dim = d;
+    x->o->shape_mismatch |= d != dim || d == SIZE_MAX;
+    if (finite && d != SIZE_MAX) report(x, FL_F_EMBEDDING_NORM, sqrt(sq));
   }
   if (x->n_inputs != SIZE_MAX && json_array_size(data) != x->n_inputs) x->o->shape_mismatch = true;
 }

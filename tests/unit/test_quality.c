@@ -279,6 +279,24 @@ static void embeddings_give_norms_and_count_their_numbers(void **state) {
   assert_true(o.shape_mismatch);                                    /* one vector for two inputs */
 }
 
+static void base64_embeddings_read_as_their_float_lists_would(void **state) {
+  seen_t s;
+  fl_qobs_t o;
+  /* [3, 4] and [0, NaN] as little-endian float32, base64 (encoding_format: base64) */
+  observe("{\"input\":[\"ab\",\"cde\"],\"encoding_format\":\"base64\"}",
+          "{\"data\":[{\"embedding\":\"AABAQAAAgEA=\"},{\"embedding\":\"AAAAAAAAwH8=\"}]}", false, 200, &s, &o);
+  assert_int_equal(o.kind, FL_QK_EMBEDDINGS);
+  assert_true(only_value(&s, FL_F_EMBEDDING_NORM) == 5);
+  assert_int_equal(o.values, 4);
+  assert_int_equal(o.nan, 1);
+  assert_false(o.shape_mismatch);
+  observe("{\"input\":[\"ab\",\"cde\"]}",
+          "{\"data\":[{\"embedding\":\"AABAQAAAgEA=\"},{\"embedding\":\"AABAQAAAgEAAAAAA\"}]}", false, 200, &s, &o);
+  assert_true(o.shape_mismatch);                                    /* 2 and 3 dimensions */
+  observe("{\"input\":\"ab\"}", "{\"data\":[{\"embedding\":\"not base64!\"}]}", false, 200, &s, &o);
+  assert_true(o.shape_mismatch);                                    /* no vector at all */
+}
+
 /* ---- names and garbage ---- */
 
 static void feature_names_round_trip(void **state) {
@@ -335,6 +353,7 @@ int main(void) {
       cmocka_unit_test(classifiers_report_their_predicted_class),
       cmocka_unit_test(kserve_v2_tensors_give_features_labels_and_shape_checks),
       cmocka_unit_test(embeddings_give_norms_and_count_their_numbers),
+      cmocka_unit_test(base64_embeddings_read_as_their_float_lists_would),
       cmocka_unit_test(feature_names_round_trip),
       cmocka_unit_test(garbage_and_cut_bodies_are_unparsed_never_a_crash),
   };
