@@ -4,6 +4,7 @@ import atexit
 import random
 import threading
 import http.client
+import http.server
 import json
 import os
 import signal
@@ -222,17 +223,40 @@ def chat(stream=False, user=None, tokens=None, model="m"):
     return body
 
 
-class CaptureBackend:
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler for the tests' own small servers: HTTP/1.1, nothing logged."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+
+class LocalServer:
+    """A threaded HTTP server on a free loopback port (self.port) serving handler_cls until the
+    `with` block ends."""
+
+    def serve(self, handler_cls):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class CaptureBackend(LocalServer):
     """A threaded HTTP/1.1 backend that records each request's headers (lower-case) and answers 200
     with `answer` (JSON {"ok":true} unless given)."""
 
     def __init__(self, answer=b'{"ok":true}', content_type="application/json"):
-        import http.server
-        import threading
         owner = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(QuietHandler):
 
             def do_any(self):
                 if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
@@ -257,22 +281,8 @@ class CaptureBackend:
 
             do_GET = do_POST = do_PUT = do_any
 
-            def log_message(self, *a):
-                pass
-
         self.requests, self.bodies = [], []
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def report(checks):

@@ -3,10 +3,9 @@ weight moving step by step while the canary is as good as stable, and rolled bac
 is not, with every decision in the event log and surviving a kill -9."""
 import json
 import signal
-import threading
 import time
 
-from harness import Gateway, Load, mock, request, route_yaml, chat
+from harness import Gateway, LocalServer, Load, QuietHandler, mock, request, route_yaml, chat
 
 TOKEN = "rollout-test-token-0123456789"
 AUTH = {"authorization": "Bearer " + TOKEN}
@@ -235,16 +234,14 @@ def test_a_bad_rollout_spec_is_a_config_error_with_its_position():
     assert out.returncode == 0, out.stderr
 
 
-class HookReceiver:
+class HookReceiver(LocalServer):
     """Accepts webhook POSTs; answers 500 to the first `failures` of them, 200 after."""
 
     def __init__(self, failures):
-        import http.server
         owner = self
         self.failures, self.attempts, self.payloads = failures, [], []
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(QuietHandler):
 
             def do_POST(self):
                 import json as _json
@@ -257,19 +254,7 @@ class HookReceiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def test_webhooks_arrive_with_the_event_and_are_retried_with_backoff():

@@ -2,7 +2,6 @@
 can rate answers and change nothing, a read token that closes every read but /health, webhook and
 scrape URLs whose credentials no read shows, client errors that name no internal address (the log
 does), and state files only their owner can read."""
-import http.server
 import json
 import os
 import sqlite3
@@ -11,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from harness import FLEDGE, Gateway, chat, free_port, mock, request, route_yaml
+from harness import FLEDGE, Gateway, LocalServer, QuietHandler, chat, free_port, mock, request, route_yaml
 
 ADMIN = "admin-token-for-scopes-0123456789"
 READ = "read-token-for-scopes-0123456789"
@@ -156,7 +155,7 @@ def test_public_metrics_keeps_metrics_open_for_scrapers_while_the_api_needs_the_
 
 # ---- secrets in reads ------------------------------------------------------------------------
 
-class Receiver:
+class Receiver(LocalServer):
     """An HTTP server on a free loopback port that answers every request 200 and keeps what came:
     (path, parsed JSON body) for POSTs, the path for GETs (a /metrics endpoint for scrapes)."""
 
@@ -164,9 +163,7 @@ class Receiver:
         owner = self
         self.posts, self.gets = [], []
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 owner.posts.append((self.path, json.loads(body)))
@@ -182,19 +179,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def test_webhook_and_scrape_credentials_never_show_in_reads_or_other_hooks_payloads():
