@@ -102,7 +102,7 @@ static int take(answer_t *a, const char *data, size_t len) {
     a->held.len = len - used;
     return 0;
   }
-  return fl_buf_append(&a->held, data + used, len - used);
+  return used < len ? fl_buf_append(&a->held, data + used, len - used) : 0;   /* held may have no memory yet */
 }
 
 /* Reads and parses until the answer is complete or the peer closes: 0 when complete. */
