@@ -193,7 +193,7 @@ static int reserve(fl_buf_t *b, size_t more) {
 
 int fl_buf_append(fl_buf_t *b, const void *data, size_t len) {
   int rc = reserve(b, len);
-  if (rc) return rc;
+  if (rc || len == 0) return rc;        /* nothing to copy: data may be NULL too, when b has no memory */
   memcpy(b->data + b->len, data, len);
   b->len += len;
   return 0;
