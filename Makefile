@@ -3,7 +3,7 @@ CC      ?= cc
 PKGS    := libuv yaml-0.1 jansson libmaxminddb sqlite3 libcurl
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  += -lhttp_parser -lm -ldl -pthread
+LDLIBS  += -lm -ldl -pthread
 BUILD   := build
 
 SRC      := $(wildcard src/*.c)

@@ -4,13 +4,11 @@
 set -e
 need=""
 have_pc() { pkg-config --exists "$1" 2>/dev/null; }
-have_h() { [ -f "/usr/include/$1" ]; }
 have_bin() { command -v "$1" >/dev/null 2>&1; }
 
 have_bin pkg-config      || need="$need pkg-config"
 have_bin cc              || need="$need gcc"
 have_pc libuv            || need="$need libuv1-dev"
-have_h http_parser.h     || need="$need libhttp-parser-dev"
 have_pc yaml-0.1         || need="$need libyaml-dev"
 have_pc jansson          || need="$need libjansson-dev"
 have_pc cmocka           || need="$need libcmocka-dev"

@@ -1,7 +1,7 @@
 /* client.c — one request per connection (Connection: close), the answer read to EOF and framed
- * with http-parser, so chunked and Content-Length answers both work. */
+ * with h1.c, so chunked, Content-Length and close-delimited answers all work. */
 #include "client.h"
-#include "http.h"
+#include "h1.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -11,23 +11,16 @@
 #include <unistd.h>
 
 #define MAX_ANSWER ((size_t)64 << 20)   /* a scrape, an acceptance case or an admin answer: never more */
+#define MAX_HEAD 81920u                 /* the answer's head: 80 KiB, what this client always took */
+#define MAX_HEADERS 512u
 
 typedef struct {
+  fl_h1_t parser;
+  fl_http_head_t head;      /* read to frame the answer; only the status and body are returned */
+  fl_buf_t held;            /* a line of the head not complete yet, given again with the next bytes */
   fl_buf_t body;
-  bool complete;
-  int err;                  /* FL_ELIMIT (over MAX_ANSWER) or FL_ENOMEM: the body callback stopped */
+  bool no_body;             /* the request was HEAD */
 } answer_t;
-
-static int on_body(http_parser *p, const char *at, size_t len) {
-  answer_t *a = p->data;
-  a->err = a->body.len + len > MAX_ANSWER ? FL_ELIMIT : fl_buf_append(&a->body, at, len);
-  return a->err ? -1 : 0;
-}
-
-static int on_complete(http_parser *p) {
-  ((answer_t *)p->data)->complete = true;
-  return 0;
-}
 
 /* Waits until fd is ready for events or the deadline passes (-ETIMEDOUT). */
 static int wait_ready(int fd, short events, uint64_t deadline_ms) {
@@ -68,22 +61,63 @@ static int connect_to(const fl_addr_t *addr, uint64_t deadline_ms) {
   return fd;
 }
 
-/* Reads and parses until the answer is complete or the peer closes. */
-static int read_answer(int fd, http_parser *p, answer_t *a, uint64_t deadline_ms) {
-  static const http_parser_settings settings = {.on_body = on_body, .on_message_complete = on_complete};
+/* Runs the parser over data: 1 once the answer is complete, 0 when it needs more bytes (*used
+ * says how many it took), or FL_EPARSE (malformed: a.parser.error), FL_ELIMIT, FL_ENOMEM. */
+static int parse(answer_t *a, const char *data, size_t len, size_t *used) {
+  size_t off = 0, n, body_len;
+  const char *body;
+  for (;;) {
+    fl_h1_event_t ev = fl_h1_feed(&a->parser, &a->head, data + off, len - off, &n, &body, &body_len);
+    off += n;
+    if (ev == FL_H1_DATA) {
+      if (a->body.len + body_len > MAX_ANSWER) return FL_ELIMIT;
+      if (fl_buf_append(&a->body, body, body_len) != 0) return FL_ENOMEM;
+    } else if (ev == FL_H1_END && a->parser.status < 200) {
+      fl_h1_reset(&a->parser);              /* "100 Continue" and the like: the answer follows */
+      a->parser.no_body = a->no_body;
+      fl_http_head_reset(&a->head);
+    } else if (ev == FL_H1_END) {
+      return 1;
+    } else if (ev == FL_H1_ERROR) {
+      return FL_EPARSE;
+    } else if (ev == FL_H1_MORE) {
+      *used = off;
+      return 0;
+    }
+  }
+}
+
+/* Bytes read: those the parser left the last time come first; what it leaves now is kept. */
+static int take(answer_t *a, const char *data, size_t len) {
+  if (a->held.len) {
+    if (fl_buf_append(&a->held, data, len) != 0) return FL_ENOMEM;
+    data = a->held.data;
+    len = a->held.len;
+  }
+  size_t used = 0;
+  int rc = parse(a, data, len, &used);
+  if (rc != 0) return rc;
+  if (data == a->held.data) {
+    memmove(a->held.data, a->held.data + used, len - used);
+    a->held.len = len - used;
+    return 0;
+  }
+  return used < len ? fl_buf_append(&a->held, data + used, len - used) : 0;   /* held may have no memory yet */
+}
+
+/* Reads and parses until the answer is complete or the peer closes: 0 when complete. */
+static int read_answer(int fd, answer_t *a, uint64_t deadline_ms) {
   char buf[16384];
-  while (!a->complete) {
+  for (;;) {
     int rc = wait_ready(fd, POLLIN, deadline_ms);
     if (rc) return rc;
     ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return -errno;
-    size_t done = http_parser_execute(p, &settings, buf, (size_t)n);
-    if (a->err) return a->err;
-    if (HTTP_PARSER_ERRNO(p) != HPE_OK || (n > 0 && done != (size_t)n)) return FL_EPARSE;
-    if (n == 0) break;
+    if (n == 0) return fl_h1_eof(&a->parser) == FL_H1_END ? 0 : FL_EPARSE;   /* an answer up to the close */
+    rc = take(a, buf, (size_t)n);
+    if (rc != 0) return rc < 0 ? rc : 0;
   }
-  return a->complete ? 0 : FL_EPARSE;
 }
 
 int fl_client_request(const fl_addr_t *addr, const char *method, const char *path, const char *body,
@@ -107,23 +141,25 @@ int fl_client_request(const fl_addr_t *addr, const char *method, const char *pat
   }
   int rc = send_all(fd, head, (size_t)hlen, deadline_ms);
   if (rc == 0 && blen) rc = send_all(fd, body, blen, deadline_ms);
-  answer_t a = {0};
-  http_parser p;
-  http_parser_init(&p, HTTP_RESPONSE);
-  p.data = &a;
-  if (rc == 0) rc = read_answer(fd, &p, &a, deadline_ms);
+  answer_t a = {.no_body = strcmp(method, "HEAD") == 0};
+  fl_h1_init(&a.parser, true);
+  a.parser.no_body = a.no_body;
+  if (rc == 0 && fl_http_head_init(&a.head, MAX_HEAD, MAX_HEADERS) != 0) rc = FL_ENOMEM;
+  if (rc == 0) rc = read_answer(fd, &a, deadline_ms);
   close(fd);
+  fl_http_head_free(&a.head);
+  fl_buf_free(&a.held);
   if (rc == 0 && fl_buf_append(&a.body, "", 1) != 0) rc = FL_ENOMEM;
   if (rc != 0) {
-    bool garbled = rc == FL_EPARSE && HTTP_PARSER_ERRNO(&p) != HPE_OK;
+    bool garbled = rc == FL_EPARSE && a.parser.error;
     snprintf(err, err_cap, "%s %s on %s: %s%s", method, path, addr->text, garbled ? "malformed answer: " : "",
-             garbled ? fl_http_error_words(&p, NULL) : rc == FL_EPARSE ? "incomplete answer"
+             garbled ? a.parser.error : rc == FL_EPARSE ? "incomplete answer"
              : rc == FL_ELIMIT ? "answer over 64 MiB" : rc == FL_ENOMEM ? "out of memory"
              : rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
     fl_buf_free(&a.body);
     return rc;
   }
-  *status = (int)p.status_code;
+  *status = (int)a.parser.status;
   *out = a.body.data;
   return 0;
 }

@@ -180,7 +180,8 @@ static fl_h1_event_t head_done(fl_h1_t *p) {
   p->keep_alive = p->minor >= 1 ? !p->conn_close : p->conn_keep_alive && !p->conn_close;
   if (!p->response) {
     if (p->method == FL_METHOD_CONNECT) return fail(p, 400, "CONNECT is not supported");
-    if (p->minor >= 1 && p->n_host == 0) return fail(p, 400, "HTTP/1.1 request without a Host header");
+    if (p->minor >= 1 && p->n_host == 0 && !p->host_optional)
+      return fail(p, 400, "HTTP/1.1 request without a Host header");
     if (p->conn_upgrade && p->has_upgrade) return fail(p, 400, "protocol upgrades are not supported");
   }
   bool bodiless = p->response && (p->status < 200 || p->status == 204 || p->status == 304 || p->no_body);
@@ -202,22 +203,24 @@ static fl_h1_event_t head_done(fl_h1_t *p) {
 
 static fl_h1_event_t line(fl_h1_t *p, fl_http_head_t *h, const char *s, size_t n) {
   if (n && s[n - 1] == '\r') n--;
-  if (n == 0) return head_done(p);
-  if (p->first_done) return header_line(p, h, s, n);
-  p->first_done = true;
-  return p->response ? status_line(p, s, n) : request_line(p, h, s, n);
+  if (!p->first_done) {      /* an empty one too: a blank line is no status line (requests skip them) */
+    p->first_done = true;
+    return p->response ? status_line(p, s, n) : request_line(p, h, s, n);
+  }
+  return n ? header_line(p, h, s, n) : head_done(p);
 }
 
-/* The unfinished line is too long already, or a request's first bytes cannot begin a method. */
+/* A request's first bytes cannot begin a method, or the unfinished line is too long already.
+ * The method first: a line cut short says what the whole line would. */
 static fl_h1_event_t check_partial(fl_h1_t *p, const fl_http_head_t *h, const char *s, size_t n) {
   bool first = !p->first_done;
-  if (p->head_bytes + n > h->cap_limit)
-    return first && !p->response ? fail(p, 414, "URL too long") : fail(p, 431, "header section too large");
   if (first && !p->response) {
     size_t i = 0;
     while (i < n && i < 8 && is((unsigned char)s[i], C_TOKEN)) i++;
     if (i < n && (i == 8 || s[i] != ' ')) return fail(p, 400, "unknown method");
   }
+  if (p->head_bytes + n > h->cap_limit)
+    return first && !p->response ? fail(p, 414, "URL too long") : fail(p, 431, "header section too large");
   return FL_H1_MORE;
 }
 

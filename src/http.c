@@ -1,5 +1,5 @@
-/* http.c — the HTTP/1 layer on http-parser: header tables, framing checks, reason phrases and
- * parse errors in words, for the gateway, httpd and the client alike. */
+/* http.c — the HTTP/1 layer under h1.c: header tables, the hop-by-hop set, reason phrases and
+ * byte buffers, for the gateway, httpd and the client alike. */
 #include "http.h"
 
 #include <stdarg.h>
@@ -79,11 +79,10 @@ void fl_http_head_free(fl_http_head_t *h) {
 
 void fl_http_head_reset(fl_http_head_t *h) {
   h->len = h->n = h->url_off = h->url_len = h->n_connection = 0;
-  h->in_value = false;
   h->refusal = NULL;
 }
 
-/* Answers status for the reason in words (fl_http_error_words reads them). */
+/* Answers status for the reason in words (h1.c reports them). */
 static int refuse(fl_http_head_t *h, int status, const char *words) {
   h->refusal = words;
   return status;
@@ -99,75 +98,13 @@ static int append(fl_http_head_t *h, const char *at, size_t len, const char *too
 }
 
 int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len) {
-  if (h->url_len == 0) h->url_off = h->len;
-  h->url_len += (uint32_t)len;
-  return append(h, at, len, "URL too long");
+  h->url_off = h->len;
+  int rc = append(h, at, len, "URL too long");
+  h->url_len = rc ? 0 : (uint32_t)len;
+  return rc;
 }
 
 static char lower(char c) { return (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); }
-
-/* RFC 9110 token characters: visible ASCII except the delimiters "(),/:;<=>?@[\]{} and DQUOTE. */
-#define T1(c) [c] = true
-static const bool tchar[256] = {
-    T1('!'), T1('#'), T1('$'), T1('%'), T1('&'), T1('\''), T1('*'), T1('+'), T1('-'), T1('.'), T1('^'), T1('_'),
-    T1('`'), T1('|'), T1('~'),
-    T1('0'), T1('1'), T1('2'), T1('3'), T1('4'), T1('5'), T1('6'), T1('7'), T1('8'), T1('9'),
-    T1('A'), T1('B'), T1('C'), T1('D'), T1('E'), T1('F'), T1('G'), T1('H'), T1('I'), T1('J'), T1('K'), T1('L'),
-    T1('M'), T1('N'), T1('O'), T1('P'), T1('Q'), T1('R'), T1('S'), T1('T'), T1('U'), T1('V'), T1('W'), T1('X'),
-    T1('Y'), T1('Z'),
-    T1('a'), T1('b'), T1('c'), T1('d'), T1('e'), T1('f'), T1('g'), T1('h'), T1('i'), T1('j'), T1('k'), T1('l'),
-    T1('m'), T1('n'), T1('o'), T1('p'), T1('q'), T1('r'), T1('s'), T1('t'), T1('u'), T1('v'), T1('w'), T1('x'),
-    T1('y'), T1('z'),
-};
-#undef T1
-
-static bool is_tchar(unsigned char c) { return tchar[c]; }
-
-int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len) {
-  for (size_t i = 0; i < len; i++)
-    if (!is_tchar((unsigned char)at[i])) return refuse(h, 400, "invalid header name character");
-  if (h->in_value || h->n == 0) {
-    if (h->n == h->max && !grow((void **)&h->hdrs, &h->max, h->max_limit, sizeof *h->hdrs, h->n + 1))
-      return refuse(h, 431, "too many header fields");
-    fl_hdr_t *x = &h->hdrs[h->n++];
-    x->name_off = h->len;
-    x->name_len = 0;
-    x->value_off = x->value_len = 0;
-    h->in_value = false;
-  }
-  fl_hdr_t *x = &h->hdrs[h->n - 1];
-  if (x->value_len || x->value_off) return refuse(h, 400, "malformed header line");
-  uint32_t off = h->len;
-  int rc = append(h, at, len, "header section too large");
-  if (rc) return rc;
-  x->name_len += (uint32_t)len;
-  for (uint32_t i = off; i < h->len; i++) h->buf[i] = lower(h->buf[i]);
-  return 0;
-}
-
-int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len) {
-  if (h->n == 0) return refuse(h, 400, "header value without a name");
-  for (size_t i = 0; i < len; i++) {     /* control bytes smuggle line breaks into logs and backends */
-    unsigned char ch = (unsigned char)at[i];
-    if ((ch < 0x20 && ch != '\t') || ch == 0x7F) return refuse(h, 400, "invalid header value character");
-  }
-  fl_hdr_t *x = &h->hdrs[h->n - 1];
-  if (!h->in_value) {                   /* the name is complete now */
-    x->value_off = h->len;
-    x->value_len = 0;
-    h->in_value = true;
-    if (x->name_len == 10 && memcmp(h->buf + x->name_off, "connection", 10) == 0) h->n_connection++;
-  }
-  int rc = append(h, at, len, "header section too large");
-  if (rc) return rc;
-  /* fragments sit back to back, so the value runs to the end of the buffer; trailing
-   * whitespace is trimmed anew each time (a later fragment may follow a space) */
-  x->value_len = h->len - x->value_off;
-  while (x->value_len && (h->buf[x->value_off + x->value_len - 1] == ' ' ||
-                          h->buf[x->value_off + x->value_len - 1] == '\t'))
-    x->value_len--;
-  return 0;
-}
 
 int fl_http_head_add(fl_http_head_t *h, const char *name, size_t nlen, const char *value, size_t vlen) {
   if (h->n == h->max && !grow((void **)&h->hdrs, &h->max, h->max_limit, sizeof *h->hdrs, h->n + 1))
@@ -192,34 +129,6 @@ const char *fl_http_head_getn(const fl_http_head_t *h, const char *lname, size_t
   }
   return NULL;
 }
-
-static bool name_is(const fl_http_head_t *h, const fl_hdr_t *x, const char *lname) {
-  size_t n = strlen(lname);
-  return x->name_len == n && memcmp(h->buf + x->name_off, lname, n) == 0;
-}
-
-/* What makes a request's framing ambiguous, in words, or NULL when nothing does. */
-static const char *framing_error(const fl_http_head_t *h) {
-  unsigned n_cl = 0, n_te = 0;
-  for (uint32_t i = 0; i < h->n; i++) {
-    const fl_hdr_t *x = &h->hdrs[i];
-    const char *v = h->buf + x->value_off;
-    if (name_is(h, x, "content-length")) {
-      n_cl++;
-      if (x->value_len == 0) return "invalid Content-Length";
-      for (uint32_t k = 0; k < x->value_len; k++)
-        if (v[k] < '0' || v[k] > '9') return "invalid Content-Length";
-    } else if (name_is(h, x, "transfer-encoding")) {
-      n_te++;
-      if (!fl_streq_ci(v, x->value_len, "chunked")) return "Transfer-Encoding other than chunked";
-    }
-  }
-  if (n_cl && n_te) return "both Content-Length and Transfer-Encoding";
-  if (n_cl > 1) return "more than one Content-Length";
-  return n_te > 1 ? "more than one Transfer-Encoding" : NULL;
-}
-
-int fl_http_check_framing(const fl_http_head_t *h) { return framing_error(h) ? 400 : 0; }
 
 /* Does one Connection header value list the lower-case token `name`? */
 static bool lists_token(const char *v, size_t len, const char *name, size_t nlen) {
@@ -284,7 +193,7 @@ static int reserve(fl_buf_t *b, size_t more) {
 
 int fl_buf_append(fl_buf_t *b, const void *data, size_t len) {
   int rc = reserve(b, len);
-  if (rc) return rc;
+  if (rc || len == 0) return rc;        /* nothing to copy: data may be NULL too, when b has no memory */
   memcpy(b->data + b->len, data, len);
   b->len += len;
   return 0;
@@ -358,70 +267,4 @@ const char *fl_http_reason(int status) {
   static const char *const classes[] = {"Informational", "Successful", "Redirection", "Client Error", "Server Error"};
   if (status < 100 || status >= 600) return "Unknown Status";
   return reasons[status] ? reasons[status] : classes[status / 100 - 1];
-}
-
-/* ---- parse errors in words ---- */
-
-/* The parser's errors whose words do not depend on where it stopped. */
-static const char *const parser_words[] = {
-    [HPE_OK] = "no error", [HPE_PAUSED] = "no error",
-    [HPE_INVALID_EOF_STATE] = "the connection closed in the middle of a message",
-    [HPE_HEADER_OVERFLOW] = "header section too large",
-    [HPE_CLOSED_CONNECTION] = "data after a message that closed the connection",
-    [HPE_INVALID_STATUS] = "invalid status code",
-    [HPE_INVALID_METHOD] = "unknown method",
-    [HPE_INVALID_URL] = "invalid URL",
-    [HPE_INVALID_HOST] = "invalid host in the URL",
-    [HPE_INVALID_PORT] = "invalid port in the URL",
-    [HPE_INVALID_PATH] = "invalid URL path",
-    [HPE_INVALID_QUERY_STRING] = "invalid query string",
-    [HPE_INVALID_FRAGMENT] = "invalid URL fragment",
-    [HPE_LF_EXPECTED] = "line not ended by CRLF",
-    [HPE_INVALID_CHUNK_SIZE] = "invalid chunk size",
-    [HPE_INVALID_INTERNAL_STATE] = "malformed message",
-    [HPE_STRICT] = "malformed message",
-    [HPE_UNKNOWN] = "malformed message",
-    [HPE_INVALID_TRANSFER_ENCODING] = "Transfer-Encoding other than chunked",
-};
-
-static bool last_header_is(const fl_http_head_t *h, const char *lname) {
-  return h && h->n && name_is(h, &h->hdrs[h->n - 1], lname);
-}
-
-/* A callback refused: the table's or the framing's words, else what a request can be refused
- * for that the table does not see (the gateway's version check, an upgrade). */
-static const char *refusal_words(const http_parser *p, const fl_http_head_t *h, enum http_errno e) {
-  if (h && h->refusal) return h->refusal;
-  if (p->type != HTTP_REQUEST) return "malformed answer";
-  const char *framing = h && e == HPE_CB_headers_complete ? framing_error(h) : NULL;
-  if (framing) return framing;
-  if (e == HPE_CB_headers_complete && p->method == HTTP_CONNECT) return "CONNECT is not supported";
-  if (e == HPE_CB_headers_complete && (p->upgrade || (p->flags & F_UPGRADE)))
-    return "protocol upgrades are not supported";
-  if (e == HPE_CB_header_field || e == HPE_CB_headers_complete) return "request line is not HTTP/1.x";
-  return "malformed request";
-}
-
-const char *fl_http_error_words(const http_parser *p, const fl_http_head_t *h) {
-  enum http_errno e = HTTP_PARSER_ERRNO(p);
-  bool request = p->type == HTTP_REQUEST;
-  switch (e) {
-  case HPE_CB_message_begin: case HPE_CB_url: case HPE_CB_header_field: case HPE_CB_header_value:
-  case HPE_CB_headers_complete: case HPE_CB_body: case HPE_CB_message_complete: case HPE_CB_status:
-  case HPE_CB_chunk_header: case HPE_CB_chunk_complete:
-    return refusal_words(p, h, e);
-  case HPE_INVALID_VERSION: case HPE_INVALID_CONSTANT:
-    return request ? "request line is not HTTP/1.x" : "status line is not HTTP/1.x";
-  case HPE_INVALID_HEADER_TOKEN:      /* a name is handed over at its colon: after one, the value is at fault */
-    if (!h) return "invalid header character";
-    return h->n && !h->in_value ? "invalid header value character" : "invalid header name character";
-  case HPE_INVALID_CONTENT_LENGTH:    /* also a chunk size that overflows, after the headers */
-    return (p->flags & F_CHUNKED) && !last_header_is(h, "content-length") ? "chunk size too large"
-                                                                            : "invalid Content-Length";
-  case HPE_UNEXPECTED_CONTENT_LENGTH:
-    return (p->flags & F_CHUNKED) || p->uses_transfer_encoding ? "both Content-Length and Transfer-Encoding"
-                                                               : "more than one Content-Length";
-  default:
-    return (size_t)e < FL_ARRAY_LEN(parser_words) && parser_words[e] ? parser_words[e] : "malformed message";
-  }
 }

@@ -1,13 +1,12 @@
-/* http.h — the one HTTP/1 layer on http-parser, shared by the gateway (proxy.c, exchange.c), the
- * admin and mock server (httpd.c) and the blocking client (client.c): a bounded header table
- * filled from the parser's fragmented callbacks, the smuggling checks, reason phrases, parse
- * errors in words, and buffers to write heads and chunks. Nothing here is shared between
- * threads: one table per connection, reused; any thread may call these functions. */
+/* http.h — the one HTTP/1 layer, shared by the gateway (proxy.c, exchange.c), the admin and mock
+ * server (httpd.c) and the blocking client (client.c): the bounded header table that h1.c fills
+ * a line at a time, the hop-by-hop set, reason phrases, and buffers to write heads and chunks.
+ * Nothing here is shared between threads: one table per connection, reused; any thread may call
+ * these functions. */
 #ifndef FL_HTTP_H
 #define FL_HTTP_H
 
 #include "common.h"
-#include <http_parser.h>
 
 typedef struct fl_hdr {
   uint32_t name_off, name_len, value_off, value_len;   /* into fl_http_head_t.buf */
@@ -18,12 +17,11 @@ typedef struct fl_http_head {
   uint32_t cap_limit;               /* buf grows up to this; beyond it → 431 */
   fl_hdr_t *hdrs; uint32_t n, max;
   uint32_t max_limit;               /* hdrs grows up to this many; beyond it → 431 */
-  uint32_t url_off, url_len;
-  bool in_value;                    /* the last callback was a header value */
+  uint32_t url_off, url_len;        /* the request target */
   uint32_t n_connection;            /* Connection headers seen: none (the usual case) means no header
                                        is hop-by-hop for being named in one, without a scan */
-  const char *refusal;              /* why the last 400 or 431 of fl_http_head_* was answered, in
-                                       words (static), or NULL; for fl_http_error_words */
+  const char *refusal;              /* why the last 431 of fl_http_head_* was answered, in words
+                                       (static), or NULL; h1.c's error words then */
 } fl_http_head_t;
 
 /* Storage starts small and grows on demand up to cap bytes of text and max headers, so an idle
@@ -32,14 +30,12 @@ int fl_http_head_init(fl_http_head_t *h, uint32_t cap, uint32_t max);
 void fl_http_head_free(fl_http_head_t *h);
 void fl_http_head_reset(fl_http_head_t *h);
 
-/* Feed parser callbacks. Return 0, or the HTTP status to answer: 431 when a limit is hit,
- * 400 for a header name with whitespace or control bytes (a smuggling vector). */
+/* The request target, whole (h1.c, once per message). Returns 0, or 431 when it does not fit. */
 int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len);
-int fl_http_head_field(fl_http_head_t *h, const char *at, size_t len);
-int fl_http_head_value(fl_http_head_t *h, const char *at, size_t len);
 
-/* A whole field at once (h1.c): the name, already checked to be a token, is stored lower-case.
- * Returns 0, or 431 when the table's limits are reached (h->refusal says which). */
+/* A whole field at once (h1.c): the name, already checked to be a token, is stored lower-case;
+ * the value, already checked and trimmed, as it is. Returns 0, or 431 when the table's limits
+ * are reached (h->refusal says which). */
 int fl_http_head_add(fl_http_head_t *h, const char *name, size_t nlen, const char *value, size_t vlen);
 
 /* A worker's spare tables: a connection holds a table only while it reads or uses a head, so an
@@ -69,21 +65,6 @@ static inline const char *fl_http_head_get(const fl_http_head_t *h, const char *
 
 static inline const char *fl_hdr_name(const fl_http_head_t *h, const fl_hdr_t *x) { return h->buf + x->name_off; }
 static inline const char *fl_hdr_value(const fl_http_head_t *h, const fl_hdr_t *x) { return h->buf + x->value_off; }
-
-/* After headers complete on a request: 0, or 400 for framing that could desynchronise us and
- * a backend (Content-Length with Transfer-Encoding, several Content-Lengths, a
- * Transfer-Encoding other than chunked, a non-numeric Content-Length). The same checks for
- * the gateway and httpd; fl_http_error_words says which one failed. */
-int fl_http_check_framing(const fl_http_head_t *h);
-
-/* Why the parser p stopped, in a few words a client or an operator understands ("invalid chunk
- * size", "invalid header value character", "request line is not HTTP/1.x"), never the parser's
- * own names. h, the table p's callbacks fed (or NULL), tells apart what the parser's error codes
- * do not: a refusal of the table or of the framing checks, a bad Content-Length from a chunk size
- * too large. A callback that refused without the table's words is taken, on a request, for a
- * refused upgrade or CONNECT when the request asks for one, else for the version check. Static
- * string. */
-const char *fl_http_error_words(const http_parser *p, const fl_http_head_t *h);
 
 /* True for headers that must not be forwarded: hop-by-hop ones, those the Connection header
  * names, and the ones the proxy sets itself. */

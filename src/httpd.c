@@ -4,11 +4,10 @@
  * always leave in request order and a slow handler never makes us buffer without bound.
  * The process must ignore SIGPIPE (libuv writes with plain write(2)). */
 #include "httpd.h"
-#include "http.h"
+#include "h1.h"
 #include "write.h"
 
 #include <errno.h>
-#include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -34,14 +33,13 @@ struct conn {
   uv_shutdown_t shutdown_req;
   fl_httpd_t *srv;
   conn_t *prev, *next;
-  http_parser parser;
+  fl_h1_t parser;
   fl_httpd_req_t req;
   struct sockaddr_storage peer;
-  char *in;                 /* bytes read but not yet parsed: in[in_off..in_len) */
-  size_t in_off, in_len, lingered;
+  char *in;                 /* bytes read but not yet parsed: in[in_off..in_len), in_cap allocated */
+  size_t in_off, in_len, in_cap, lingered;
   fl_http_head_t table;     /* the request's head being parsed (http.h); reused by the next one */
   buf_t url, body;          /* NUL-terminated copies for the handler: the URL cut into path and query */
-  int refuse_status;        /* set by a parser callback that refuses the request */
   unsigned writes;          /* uv_write requests in flight */
   bool keep_alive, http10, head, chunked;
   bool req_active, streaming, in_process, reading;
@@ -311,37 +309,9 @@ static void conn_refuse(conn_t *c, int status, const char *words) {
 
 /* ---- parsing ---- */
 
-static int on_message_begin(http_parser *p) {
-  conn_t *c = p->data;
-  c->in_request = true;
-  fl_http_head_reset(&c->table);
-  fl_buf_clear(&c->body);
-  c->refuse_status = 0;
-  return 0;
-}
-
-/* A callback's answer: 0 goes on, a status stops the parser and is answered. */
-static int refuse_with(conn_t *c, int status) {
-  c->refuse_status = status;
-  return status != 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n) {
-  int st = fl_http_head_url(&((conn_t *)p->data)->table, at, n);
-  return refuse_with(p->data, st == 431 ? 414 : st);
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n) {
-  return refuse_with(p->data, fl_http_head_field(&((conn_t *)p->data)->table, at, n));
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t n) {
-  return refuse_with(p->data, fl_http_head_value(&((conn_t *)p->data)->table, at, n));
-}
-
 /* curl and others wait for "100 Continue" before sending a large body. */
 static void maybe_continue(conn_t *c) {
-  if (c->http10 || !(c->parser.flags & (F_CONTENTLENGTH | F_CHUNKED))) return;
+  if (c->http10 || !(c->parser.has_length || c->parser.chunked)) return;
   size_t len;
   const char *expect = fl_http_head_get(&c->table, "expect", &len);
   if (expect && fl_streq_ci(expect, len, "100-continue")) {
@@ -350,120 +320,149 @@ static void maybe_continue(conn_t *c) {
   }
 }
 
-static int on_headers_complete(http_parser *p) {
-  conn_t *c = p->data;
-  /* the gateway's smuggling checks; -1 to stop, as 1 here would mean "no body" */
-  if (refuse_with(c, fl_http_check_framing(&c->table))) return -1;
-  c->keep_alive = http_should_keep_alive(p) != 0;
-  c->http10 = p->http_major == 1 && p->http_minor == 0;
-  c->head = p->method == HTTP_HEAD;
-  if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->srv->max_body) {
-    c->refuse_status = 413;
-    return -1;
-  }
-  maybe_continue(c);
-  return 0;
+static bool scheme_char(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '+' ||
+         ch == '-' || ch == '.';
 }
 
-static int on_body(http_parser *p, const char *at, size_t n) {
-  conn_t *c = p->data;
-  int rc = buf_append(&c->body, at, n, c->srv->max_body);
-  return refuse_with(c, rc == 0 ? 0 : rc == FL_ELIMIT ? 413 : 500);
+/* Where the path begins in an absolute-form target ("http://host:port/p?q"), after a scheme
+ * that starts with a letter and a non-empty authority; NULL for anything else. */
+static char *after_authority(char *u) {
+  size_t i = 0;
+  if (!((u[0] >= 'a' && u[0] <= 'z') || (u[0] >= 'A' && u[0] <= 'Z'))) return NULL;
+  while (scheme_char(u[i])) i++;
+  if (strncmp(u + i, "://", 3) != 0) return NULL;
+  size_t host = i += 3;
+  while (u[i] && u[i] != '/' && u[i] != '?' && u[i] != '#') i++;
+  return i > host ? u + i : NULL;
 }
 
-/* Copies the URL and cuts the copy into path and query (origin form "/p?q" or absolute form). */
+/* Copies the target and cuts the copy into path and query, the fragment dropped: origin form
+ * ("/p?q#f", or "*") or absolute form (a proxy's "http://host/p?q"; no path there means "/").
+ * The parser took any visible bytes as a target: FL_EPARSE for what is neither form. */
 static int split_url(conn_t *c) {
   fl_buf_clear(&c->url);
   if (buf_append(&c->url, c->table.buf + c->table.url_off, c->table.url_len, SIZE_MAX) != 0) return FL_ENOMEM;
-  if (c->url.len == 0) return FL_EPARSE;
   char *u = c->url.data, *path = u;
+  if (u[0] != '/' && u[0] != '*' && !(path = after_authority(u))) return FL_EPARSE;
+  char *mark = strchr(path, '#');
+  if (mark) *mark = '\0';
   c->req.query = "";
-  if (u[0] != '/' && u[0] != '*') {
-    struct http_parser_url pu;
-    http_parser_url_init(&pu);
-    if (http_parser_parse_url(u, c->url.len, c->parser.method == HTTP_CONNECT, &pu) != 0) return FL_EPARSE;
-    if (!(pu.field_set & (1 << UF_PATH))) {
-      c->req.path = "/";
-      if (pu.field_set & (1 << UF_QUERY)) {
-        u[pu.field_data[UF_QUERY].off + pu.field_data[UF_QUERY].len] = '\0';
-        c->req.query = u + pu.field_data[UF_QUERY].off;
-      }
-      return 0;
-    }
-    path = u + pu.field_data[UF_PATH].off;
-  }
-  c->req.path = path;
-  char *mark = strpbrk(path, "?#");
-  if (mark) {
-    bool has_query = *mark == '?';
+  if ((mark = strchr(path, '?'))) {
     *mark = '\0';
-    if (has_query) {
-      char *frag = strchr(mark + 1, '#');
-      if (frag) *frag = '\0';
-      c->req.query = mark + 1;
-    }
+    c->req.query = mark + 1;
   }
+  c->req.path = path[0] ? path : "/";
   return 0;
 }
 
-/* Pausing here makes http_parser_execute return right after this request, leaving the
- * pipelined bytes after it in the input buffer until this request has been answered. */
-static int on_message_complete(http_parser *p) {
-  conn_t *c = p->data;
+/* The head is read: false when the request is refused (its target, its announced size). */
+static bool head_read(conn_t *c) {
+  const fl_h1_t *p = &c->parser;
+  c->keep_alive = p->keep_alive;
+  c->http10 = p->minor == 0;
+  c->head = p->method == FL_METHOD_HEAD;
   int rc = split_url(c);
-  if (rc != 0) return refuse_with(c, rc == FL_ENOMEM ? 500 : 400);
-  c->req.method = http_method_str((enum http_method)p->method);
+  if (rc != 0) {
+    conn_refuse(c, rc == FL_ENOMEM ? 500 : 400, rc == FL_ENOMEM ? NULL : "invalid URL");
+    return false;
+  }
+  if (p->has_length && p->content_length > c->srv->max_body) {
+    conn_refuse(c, 413, NULL);
+    return false;
+  }
+  maybe_continue(c);
+  return true;
+}
+
+static bool body_read(conn_t *c, const char *at, size_t n) {
+  int rc = buf_append(&c->body, at, n, c->srv->max_body);
+  if (rc != 0) conn_refuse(c, rc == FL_ELIMIT ? 413 : 500, NULL);
+  return rc == 0;
+}
+
+static void conn_dispatch(conn_t *c) {
+  c->req.method = fl_method_name(c->parser.method);
   c->req.body = c->body.data ? c->body.data : "";
   c->req.body_len = c->body.len;
   c->req.peer = (const struct sockaddr *)&c->peer;
   c->req.user = NULL;
-  if (p->upgrade) c->keep_alive = false;   /* we never switch protocols */
-  http_parser_pause(p, 1);
-  return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-static void conn_dispatch(conn_t *c) {
   c->in_request = false;
   c->req_active = true;
   c->streaming = false;
   c->srv->handler(&c->req, c->srv->ctx);
 }
 
-/* Parses buffered bytes and hands complete requests to the handler, one at a time. */
+/* Blank lines between requests are skipped; true when a request's first byte is buffered, and
+ * the parser, the table and the body are then ready for it. */
+static bool request_begins(conn_t *c) {
+  while (c->in_off < c->in_len && (c->in[c->in_off] == '\r' || c->in[c->in_off] == '\n')) c->in_off++;
+  if (c->in_off == c->in_len) return false;
+  c->in_request = true;
+  fl_h1_reset(&c->parser);
+  c->parser.host_optional = true;          /* as httpd always did: see h1.h */
+  fl_http_head_reset(&c->table);
+  fl_buf_clear(&c->body);
+  return true;
+}
+
+/* Runs the parser over the buffered bytes: true when a whole request was read and handed to
+ * the handler, false when it was refused or more bytes are needed (a line of the head that is
+ * not complete stays in the buffer, given again with the next bytes). */
+static bool conn_parse(conn_t *c) {
+  for (;;) {
+    size_t used, body_len;
+    const char *body;
+    fl_h1_event_t ev = fl_h1_feed(&c->parser, &c->table, c->in + c->in_off, c->in_len - c->in_off, &used,
+                                  &body, &body_len);
+    c->in_off += used;
+    if (ev == FL_H1_HEAD) {
+      if (!head_read(c)) return false;
+    } else if (ev == FL_H1_DATA) {
+      if (!body_read(c, body, body_len)) return false;
+    } else if (ev == FL_H1_END) {
+      conn_dispatch(c);
+      return true;
+    } else {
+      /* the words say what was wrong; 414 and 431 say it themselves */
+      if (ev == FL_H1_ERROR) conn_refuse(c, c->parser.error_status, c->parser.error_status == 400 ? c->parser.error : NULL);
+      return false;
+    }
+  }
+}
+
+/* Parses buffered bytes and hands complete requests to the handler, one at a time: the bytes
+ * after a request wait, unparsed, until it has been answered. */
 static void conn_process(conn_t *c) {
   c->in_process = true;
   while (c->in_off < c->in_len && !c->req_active && !c->closing && !c->finishing && !backpressured(c)) {
-    size_t avail = c->in_len - c->in_off;
-    size_t n = http_parser_execute(&c->parser, &parser_settings, c->in + c->in_off, avail);
-    c->in_off += n;
-    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-    if (err == HPE_PAUSED) {
-      http_parser_pause(&c->parser, 0);
-      conn_dispatch(c);
-    } else if (err != HPE_OK || n != avail) {
-      int status = c->refuse_status ? c->refuse_status : err == HPE_HEADER_OVERFLOW ? 431 : 400;
-      conn_refuse(c, status, status == 400 ? fl_http_error_words(&c->parser, &c->table) : NULL);
-    }
+    if (!c->in_request && !request_begins(c)) break;
+    if (!conn_parse(c)) break;
   }
   c->in_process = false;
 }
 
+/* We read only when every whole request buffered has been taken: what is left is the start of
+ * a head's line, moved to the front and followed by the new bytes. A line longer than a read
+ * grows the buffer, up to the head's limit (the parser refuses beyond). */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   conn_t *c = h->data;
   (void)suggested;
-  /* We only read once every buffered byte has been parsed, so the buffer is free. */
-  c->in_off = c->in_len = 0;
-  *buf = uv_buf_init(c->in, HTTPD_READ_SIZE);
+  if (c->lingering) c->in_off = c->in_len = 0;      /* read only to be dropped */
+  size_t left = c->in_len - c->in_off;
+  memmove(c->in, c->in + c->in_off, left);
+  c->in_off = 0;
+  c->in_len = left;
+  if (c->in_cap - left < HTTPD_READ_SIZE) {
+    char *in = realloc(c->in, left + HTTPD_READ_SIZE);
+    if (!in) {
+      *buf = uv_buf_init(NULL, 0);                  /* UV_ENOBUFS: the connection is closed */
+      return;
+    }
+    c->in = in;
+    c->in_cap = left + HTTPD_READ_SIZE;
+  }
+  *buf = uv_buf_init(c->in + left, (unsigned)(c->in_cap - left));
 }
 
 /* Continues after an answer or a read: parse what is buffered, then read more only when
@@ -499,7 +498,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     if (c->lingered > HTTPD_LINGER_MAX) conn_close(c);
     return;
   }
-  c->in_len = (size_t)nread;
+  c->in_len += (size_t)nread;
   conn_resume(c);
 }
 
@@ -509,14 +508,14 @@ static conn_t *conn_new(fl_httpd_t *s) {
   conn_t *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->in = malloc(HTTPD_READ_SIZE);
+  c->in_cap = HTTPD_READ_SIZE;
   if (!c->in || fl_http_head_init(&c->table, HTTPD_MAX_HEAD, HTTPD_MAX_HEADERS) != 0) {
     free(c->in);
     free(c);
     return NULL;
   }
   c->srv = s;
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
+  fl_h1_init(&c->parser, false);
   uv_tcp_init(s->loop, &c->tcp);   /* cannot fail: no socket is created yet */
   c->tcp.data = c;
   c->next = s->conns;

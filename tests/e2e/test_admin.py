@@ -122,10 +122,9 @@ def test_the_admin_api_lets_go_of_silent_clients_and_caps_its_connections():
 
 
 def test_the_admin_api_refuses_what_the_gateway_refuses_as_smuggling_in_the_same_words():
-    """The admin server (httpd.c) reads heads with the gateway's header table and framing checks
-    (http.c): Content-Length with Transfer-Encoding, two lengths, a coding other than chunked, a
-    chunk size over 64 bits or a space in a name get 400 Bad Request, saying why, and the
-    connection closed. (http-parser alone already refused the first two; the rest were let in.)"""
+    """The admin server (httpd.c) reads requests with the gateway's reader (h1.c): Content-Length
+    with Transfer-Encoding, two lengths, a coding other than chunked, a chunk size over 64 bits or
+    a space in a name get 400 Bad Request, saying why, and the connection closed."""
     from harness import raw
     with mock(model="m-v1") as v1, Gateway(route_yaml(v1), **WITH_TOKEN) as gw:
         cases = [(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",

@@ -531,8 +531,8 @@ def test_two_different_content_lengths_are_refused_and_the_connection_closed():
 
 
 def test_a_bad_chunk_size_is_refused_in_the_gateways_words_and_the_connection_closed():
-    """A chunk size over 64 bits is one that http-parser reports as a bad Content-Length header:
-    the client is told what it actually sent wrong."""
+    """A chunk size that is not hex, or too large to count, is refused for what it is: the client
+    is told what it actually sent wrong."""
     with Backend() as be, Gateway(routes({"/": be}), workers=1) as gw:
         for size, words in ((b"zz", "invalid chunk size"), (b"-1", "invalid chunk size"),
                             (b"ffffffffffffffffffff", "chunk size too large"), (b" 5", "invalid chunk size")):
@@ -1172,7 +1172,7 @@ def test_out_of_descriptors_the_gateway_sheds_new_connections_without_spinning_a
 
 
 def test_trailers_after_a_chunked_answer_or_upload_do_not_break_the_exchange():
-    # http-parser hands trailer fields to the header callbacks, after the head's table went back
+    # trailer fields come after the head's table went back: they are read and dropped
     with Backend("trailers") as tr, Backend() as ok, \
             Gateway(routes({"/": ok, "/tr": tr}), workers=1) as gw:
         c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
