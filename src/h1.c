@@ -180,7 +180,7 @@ static fl_h1_event_t head_done(fl_h1_t *p) {
   p->keep_alive = p->minor >= 1 ? !p->conn_close : p->conn_keep_alive && !p->conn_close;
   if (!p->response) {
     if (p->method == FL_METHOD_CONNECT) return fail(p, 400, "CONNECT is not supported");
-    if (p->minor >= 1 && p->n_host == 0 && !p->host_optional)
+    if (p->minor >= 1 && p->n_host == 0)
       return fail(p, 400, "HTTP/1.1 request without a Host header");
     if (p->conn_upgrade && p->has_upgrade) return fail(p, 400, "protocol upgrades are not supported");
   }

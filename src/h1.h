@@ -31,9 +31,6 @@ typedef struct fl_h1 {
   /* set by the caller */
   bool response;               /* reads answers (status lines) rather than requests */
   bool no_body;                /* before the answer's head ends: it answers a HEAD request */
-  bool host_optional;          /* an HTTP/1.1 request without Host is read, not refused: httpd always
-                                  took them (and the gateway forwards an HTTP/1.0 client's Host-less
-                                  request as HTTP/1.1); several Hosts are refused anyway */
   /* the message's, once FL_H1_HEAD was returned */
   uint8_t minor;               /* HTTP/1.minor */
   fl_method_t method;          /* requests */

@@ -400,7 +400,6 @@ static bool request_begins(conn_t *c) {
   if (c->in_off == c->in_len) return false;
   c->in_request = true;
   fl_h1_reset(&c->parser);
-  c->parser.host_optional = true;          /* as httpd always did: see h1.h */
   fl_http_head_reset(&c->table);
   fl_buf_clear(&c->body);
   return true;

@@ -310,9 +310,14 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
     fl_buf_append(b, t->query, t->query_len);
   }
   fl_buf_lit(b, " HTTP/1.1\r\n");
+  size_t host_len;
   if (t->authority) {                            /* absolute-form: its authority is the host */
     fl_buf_lit(b, "host: ");
     fl_buf_append(b, t->authority, t->authority_len);
+    fl_buf_lit(b, "\r\n");
+  } else if (!fl_http_head_get(h, "host", &host_len)) {
+    fl_buf_lit(b, "host: ");                     /* HTTP/1.0 may leave it out; HTTP/1.1 upstream may not */
+    fl_buf_str(b, ex->conf->listen.text);
     fl_buf_lit(b, "\r\n");
   }
   for (uint32_t i = 0; i < h->n; i++) {

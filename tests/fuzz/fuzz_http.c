@@ -18,7 +18,7 @@ typedef struct {
   fl_http_head_t head;
   fl_buf_t held;            /* bytes given back by the parser, given again with the next ones */
   fl_buf_t events;          /* what was read, in words */
-  bool flag, stopped;        /* byte 0's bit 1: no_body for answers, host_optional for requests */
+  bool flag, stopped;        /* byte 0's bit 1: no_body for answers */
 } reader_t;
 
 static void check(bool ok, const char *what) {
@@ -71,7 +71,7 @@ static void read_piece(reader_t *r, const char *data, size_t n) {
       check(fl_h1_done(&r->parser), "END but not done");
       fl_buf_str(&r->events, "\nEND\n");
       fl_h1_reset(&r->parser);
-      r->parser.no_body = r->parser.host_optional = r->flag;
+      r->parser.no_body = r->flag;
       fl_http_head_reset(&r->head);
     } else {
       check(r->parser.error && (r->parser.error_status == 400 || r->parser.error_status == 414 ||
@@ -88,7 +88,7 @@ static void read_piece(reader_t *r, const char *data, size_t n) {
 static void read_all(reader_t *r, bool response, bool flag, const char *data, size_t size, size_t piece) {
   memset(r, 0, sizeof *r);
   fl_h1_init(&r->parser, response);
-  r->flag = r->parser.no_body = r->parser.host_optional = flag;
+  r->flag = r->parser.no_body = flag;
   if (fl_http_head_init(&r->head, 4096, 32) != 0) abort();
   for (size_t i = 0; i < size && !r->stopped; i += piece) read_piece(r, data + i, FL_MIN(piece, size - i));
   if (!r->stopped) {
