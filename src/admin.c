@@ -327,7 +327,10 @@ static void handle(fl_httpd_req_t *req, void *ctx) {
 }
 
 int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, bool share, uint32_t idle_ms, fl_httpd_t **out) {
-  /* operators and scrapers, not crowds: at most 256 connections at once */
-  fl_httpd_opts_t opts = {.reuseport = share, .max_body = 1 << 20, .idle_ms = idle_ms, .max_conns = 256};
+  /* operators and scrapers, not crowds: at most 256 connections at once, 16 from one address, the
+   * last 32 for the host's own CLI and scraper; a request must arrive whole within timeouts.header
+   * however slowly it trickles, as on the gateway */
+  fl_httpd_opts_t opts = {.reuseport = share, .max_body = 1 << 20, .idle_ms = idle_ms, .max_conns = 256,
+                          .request_ms = idle_ms, .per_client = 16, .reserve = 32};
   return fl_httpd_start(loop, addr, &opts, handle, NULL, out);
 }

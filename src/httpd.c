@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,14 +49,15 @@ struct conn {
   bool closing, closed;     /* uv_close called / its callback ran */
   bool in_request;          /* a request has begun arriving and is not complete yet */
   uint64_t last_ms;         /* the client's last sign of life: bytes read or taken */
+  uint64_t begun_ms;        /* when the request being read began (request_ms counts from it) */
 };
 
 struct fl_httpd {
   uv_loop_t *loop;
   uv_tcp_t listener;
   uv_timer_t sweep;         /* closes idle connections: slow or silent clients cannot pile up */
-  uint32_t idle_ms;
-  size_t max_conns;
+  uint32_t idle_ms, request_ms;
+  size_t max_conns, per_client, reserve;
   fl_httpd_handler_fn handler;
   void *ctx;
   size_t max_body;
@@ -399,6 +401,7 @@ static bool request_begins(conn_t *c) {
   while (c->in_off < c->in_len && (c->in[c->in_off] == '\r' || c->in[c->in_off] == '\n')) c->in_off++;
   if (c->in_off == c->in_len) return false;
   c->in_request = true;
+  c->begun_ms = uv_now(c->srv->loop);
   fl_h1_reset(&c->parser);
   fl_http_head_reset(&c->table);
   fl_buf_clear(&c->body);
@@ -524,6 +527,31 @@ static conn_t *conn_new(fl_httpd_t *s) {
   return c;
 }
 
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family) return false;
+  if (a->ss_family == AF_INET)
+    return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+  return a->ss_family == AF_INET6 && memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                                            &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+/* 127.0.0.1 or ::1: the host's own tools (the CLI, a local Prometheus). */
+static bool local_host(const struct sockaddr_storage *a) {
+  if (a->ss_family == AF_INET) return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+  return a->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+/* May the connection just accepted (counted in nconns) stay? The cap, the slots kept for the
+ * local host, and the cap per client address. */
+static bool admitted(const fl_httpd_t *s, const conn_t *c) {
+  if (s->max_conns && s->nconns > s->max_conns) return false;
+  if (s->max_conns && s->reserve && s->nconns > s->max_conns - s->reserve && !local_host(&c->peer)) return false;
+  if (!s->per_client) return true;
+  size_t same = 0;
+  for (const conn_t *o = s->conns; o; o = o->next) same += !o->closing && same_host(&o->peer, &c->peer);
+  return same <= s->per_client;
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   fl_httpd_t *s = ls->data;
   if (status < 0 || s->closing) return;
@@ -531,14 +559,18 @@ static void on_connection(uv_stream_t *ls, int status) {
    * a later accept succeeds, which is the best we can do without memory. */
   conn_t *c = conn_new(s);
   if (!c) return;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0 || (s->max_conns && s->nconns > s->max_conns)) {
-    conn_close(c);                 /* over the limit: accepted only to be closed */
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  int len = sizeof c->peer;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) c->peer.ss_family = AF_UNSPEC;
+  if (!admitted(s, c)) {
+    conn_close(c);                 /* over a limit: accepted only to be closed */
     return;
   }
   c->last_ms = uv_now(s->loop);
   uv_tcp_nodelay(&c->tcp, 1);   /* answers are written whole; small ones must not wait */
-  int len = sizeof c->peer;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0) c->peer.ss_family = AF_UNSPEC;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
   else conn_close(c);
 }
@@ -577,7 +609,8 @@ static void on_sweep(uv_timer_t *t) {
   uint64_t now = uv_now(s->loop);
   for (conn_t *c = s->conns, *next; c; c = next) {
     next = c->next;
-    if (c->closing || c->req_active || now - c->last_ms < s->idle_ms) continue;
+    bool late = s->request_ms && c->in_request && now - c->begun_ms >= s->request_ms;   /* a trickle */
+    if (c->closing || c->req_active || (now - c->last_ms < s->idle_ms && !late)) continue;
     if (c->in_request && !c->finishing && !c->lingering) conn_refuse(c, 408, NULL);
     else conn_close(c);
   }
@@ -605,6 +638,9 @@ int fl_httpd_start(uv_loop_t *loop, const fl_addr_t *addr, const fl_httpd_opts_t
   s->max_body = opts && opts->max_body ? opts->max_body : HTTPD_DEFAULT_MAX_BODY;
   s->idle_ms = opts && opts->idle_ms ? opts->idle_ms : 60000;
   s->max_conns = opts ? opts->max_conns : 0;
+  s->request_ms = opts ? opts->request_ms : 0;
+  s->per_client = opts ? opts->per_client : 0;
+  s->reserve = opts ? opts->reserve : 0;
   uv_timer_init(loop, &s->sweep);
   s->sweep.data = s;
   uv_timer_start(&s->sweep, on_sweep, 1000, 1000);

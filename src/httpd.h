@@ -30,6 +30,13 @@ typedef struct fl_httpd_opts {
   uint32_t idle_ms;                 /* a connection that sends nothing for this long, mid-request
                                        (408) or between requests, is closed; 0 → 60 s */
   size_t max_conns;                 /* connections beyond are closed at once; 0 → no limit */
+  uint32_t request_ms;              /* a request (head and body) must have arrived whole this long
+                                       after its first byte, however it trickles (408); 0 → none */
+  size_t per_client;                /* connections from one client address beyond are closed at
+                                       once; 0 → no limit */
+  size_t reserve;                   /* of max_conns, the last `reserve` are kept for the local
+                                       host's own clients (127.0.0.1, ::1): a flood from elsewhere
+                                       cannot lock out the CLI or a local scraper */
 } fl_httpd_opts_t;
 
 /* Binds and listens on addr. On success *out is owned by the caller (fl_httpd_close). */
