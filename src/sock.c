@@ -198,6 +198,13 @@ static void flush(fl_sock_t *s) {
 /* ---- reading, connecting, readiness ---- */
 
 static void fill(fl_sock_t *s) {
+  if (s->read_error && s->reading && !s->closing) {
+    int err = s->read_error;
+    s->read_error = 0;
+    fl_sock_read(s, false);
+    s->on_read(s, err, NULL);
+    return;
+  }
   for (int i = 0; i < FL_READS_PER_WAKE && s->reading && !s->closing; i++) {
     ssize_t n;
     do n = recv(s->fd, s->rbuf, s->rbuf_len, 0);
@@ -218,6 +225,10 @@ static void connected(fl_sock_t *s) {
   int err = s->connect_error;
   socklen_t len = sizeof err;
   if (!err && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) err = uv_translate_sys_error(err);
+  if (err == UV_ECONNRESET || err == UV_EPIPE) {   /* accepted, then reset before we looked: the connect */
+    s->read_error = err;                           /* worked, and the owner hears of the reset as a reader */
+    err = 0;                                       /* would, whatever the timing */
+  }
   s->connecting = false;
   update_poll(s);
   s->on_connect(s, err);

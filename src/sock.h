@@ -29,6 +29,7 @@ struct fl_sock {
   int fd;
   int events;                       /* what the poll watches now (UV_READABLE, UV_WRITABLE) */
   int connect_error;                /* a refusal known at once, told by the connect callback */
+  int read_error;                   /* a reset that came before the connect was told: the first read's */
   bool reading, connecting, closing;
   char *rbuf;                       /* where reads land (the worker's buffer) */
   size_t rbuf_len;

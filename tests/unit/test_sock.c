@@ -1,6 +1,7 @@
 /* test_sock.c — the data path's sockets as a specification, over real loopback TCP on a real
  * libuv loop: what a reader is told when bytes and a reset arrive together, that queued bytes go
- * out in order once the peer reads, and that a refused connect is told by the callback. */
+ * out in order once the peer reads, that a refused connect is told by the callback, and that a
+ * reset before the connect was seen is told to the reader. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -194,11 +195,43 @@ static void test_a_refused_connect_is_told_by_the_callback(void **state) {
   finish(&loop, x);
 }
 
+/* A backend that accepts and resets at once, before the loop looked at the connect: the connect is
+ * told as made, and the reset reaches the reader, so the owner tells it as the reset it is, however
+ * the timing falls (it used to be told as a refused connect when the reset came first). */
+static void test_a_connection_reset_before_the_connect_is_seen_is_told_to_the_reader(void **state) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct sockaddr_in addr;
+  int l = listener(&addr);
+  side_t *x = calloc(1, sizeof *x);
+  x->sock.data = x;
+  assert_int_equal(fl_sock_connect(&x->sock, &loop, (struct sockaddr *)&addr, sizeof addr, x->rbuf, sizeof x->rbuf,
+                                   on_connect),
+                   0);
+  x->sock.on_read = on_read;
+  x->sock.on_sent = on_sent;
+  int server = accept(l, NULL, NULL);
+  assert_true(server >= 0);
+  struct linger abortive = {.l_onoff = 1, .l_linger = 0};
+  assert_int_equal(setsockopt(server, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive), 0);
+  close(server);                                    /* RST, before the loop ran once */
+  close(l);
+  run_until(&loop, x, connected);
+  assert_true(x->connected);
+  assert_int_equal(x->connect_status, 0);
+  fl_sock_read(&x->sock, true);
+  run_until(&loop, x, ended);
+  assert_int_equal(x->end, UV_ECONNRESET);
+  assert_int_equal(x->got_len, 0);
+  finish(&loop, x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bytes_then_a_reset_in_one_wake_up_are_both_told),
       cmocka_unit_test(test_queued_bytes_go_out_in_order_once_the_peer_reads),
       cmocka_unit_test(test_a_refused_connect_is_told_by_the_callback),
+      cmocka_unit_test(test_a_connection_reset_before_the_connect_is_seen_is_told_to_the_reader),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
