@@ -311,24 +311,28 @@ static void tally(const double *v, size_t n, uint64_t *counts, size_t k) {
     if (v[i] >= 0 && v[i] < (double)k) counts[(size_t)v[i]]++;
 }
 
+fl_drift_t fl_monitor_compare(unsigned f, const double *a, size_t n_a, const double *b, size_t n_b) {
+  fl_drift_t d = NO_DRIFT;
+  d.n_a = n_a;
+  d.n_b = n_b;
+  if (d.n_a < FL_DRIFT_MIN || d.n_b < FL_DRIFT_MIN) return d;
+  if (fl_feature_is_category(f)) {
+    uint64_t ca[MAX_LABELS + 1], cb[MAX_LABELS + 1];
+    size_t k = f == FL_F_FINISH ? FL_FINISH_COUNT : MAX_LABELS + 1;
+    tally(a, d.n_a, ca, k);
+    tally(b, d.n_b, cb, k);
+    d.chi2 = fl_stats_chi_square(ca, cb, k);
+    d.js = fl_stats_js_distance(ca, cb, k);
+  } else {
+    d.ks = fl_stats_ks(a, d.n_a, b, d.n_b);
+    d.psi = fl_stats_psi(b, d.n_b, a, d.n_a, PSI_BINS);
+  }
+  return d;
+}
+
 /* No lock: the statistics of a pair, whose copies it frees. */
 static fl_drift_t pair_compare(pair_t *p) {
-  fl_drift_t d = NO_DRIFT;
-  d.n_a = p->n_a;
-  d.n_b = p->n_b;
-  if (d.n_a >= FL_DRIFT_MIN && d.n_b >= FL_DRIFT_MIN) {
-    if (fl_feature_is_category(p->f)) {
-      uint64_t ca[MAX_LABELS + 1], cb[MAX_LABELS + 1];
-      size_t k = p->f == FL_F_FINISH ? FL_FINISH_COUNT : MAX_LABELS + 1;
-      tally(p->a, d.n_a, ca, k);
-      tally(p->b, d.n_b, cb, k);
-      d.chi2 = fl_stats_chi_square(ca, cb, k);
-      d.js = fl_stats_js_distance(ca, cb, k);
-    } else {
-      d.ks = fl_stats_ks(p->a, d.n_a, p->b, d.n_b);
-      d.psi = fl_stats_psi(p->b, d.n_b, p->a, d.n_a, PSI_BINS);
-    }
-  }
+  fl_drift_t d = fl_monitor_compare(p->f, p->a, p->n_a, p->b, p->n_b);
   free(p->a);
   free(p->b);
   return d;

@@ -24,8 +24,9 @@ typedef struct ro {
   fl_rollout_spec_t spec;
   int32_t step;
   uint32_t failures;
-  uint64_t window_start_ms;
+  uint64_t step_start_ms;            /* the step's evidence is what came since */
   fl_series_snap_t start_canary, start_stable;
+  fl_evidence_t evidence;
   json_t *last_analysis;
   uint64_t verdicts[3];              /* windows by verdict, for metrics */
   uintptr_t generation;              /* bumped by every start: an acceptance report names its own */
@@ -161,8 +162,10 @@ static void snapshot(const fl_route_t *rt, fl_variant_id_t id, fl_series_snap_t 
   out->has_process = fl_resources_variant(rt->name, id, &out->process_rss, &out->process_cpu);
 }
 
-static void window_begin(const fl_route_t *rt, ro_t *r) {
-  r->window_start_ms = fl_now_ms();
+/* A step's evidence starts empty: what the canary did at another weight is another question. */
+static void step_begin(const fl_route_t *rt, ro_t *r) {
+  r->step_start_ms = fl_now_ms();
+  r->evidence = (fl_evidence_t){0};
   snapshot(rt, FL_CANARY, &r->start_canary);
   snapshot(rt, FL_STABLE, &r->start_stable);
 }
@@ -182,9 +185,13 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
       win_s.backend_known[i] = fl_scrape_variant_value(rt->name, FL_STABLE, k->name + 8, &win_s.backend[i]);
     }
   }
-  fl_monitor_window_drift(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series, r->window_start_ms,
-                          fl_now_ms(), drift, drift_set);
-  json_t *a = fl_analysis_run(&r->spec, &win_c, &win_s, drift, v);
+  bool due = fl_analysis_due(&r->spec, &r->evidence, &win_c, &win_s);   /* else nothing is tested: no drift */
+  memset(drift_set, 0, sizeof drift_set);
+  if (due)
+    fl_monitor_window_drift(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series, r->step_start_ms,
+                            fl_now_ms(), drift, drift_set);
+  bool was_held = r->evidence.held;
+  json_t *a = fl_analysis_run(&r->spec, &r->evidence, &win_c, &win_s, due ? drift : NULL, v);
   json_object_set_new(a, "drift", fl_monitor_drift_json(drift, drift_set));
   json_object_set_new(a, "step", json_integer(r->step));
   json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
@@ -192,6 +199,9 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   if (store) fl_store_add_window(store, rt->name, r->step, fl_verdict_name(*v), a, NULL);
   json_decref(r->last_analysis);
   r->last_analysis = json_incref(a);
+  if (r->evidence.held && !was_held)       /* said once a step: the rollout waits on more traffic */
+    event_of(r, rt->name, "rollout", "held",
+             json_pack("{s:i, s:O, s:O}", "step", r->step, "reason", json_object_get(a, "reason"), "analysis", a));
   return a;
 }
 
@@ -207,26 +217,27 @@ static void failed_checks(json_t *analysis, char *out, size_t cap) {
 }
 
 static void act_on_verdict(const fl_route_t *rt, ro_t *r, fl_verdict_t v, json_t *analysis) {
-  if (v == FL_VERDICT_PASS) {
-    r->failures = 0;
-    /* a step at 100% leaves stable nothing to compare with: reaching it is the promotion */
-    size_t next = (size_t)r->step + 1;
-    if (next >= r->spec.n_steps || r->spec.steps_bp[next] == 10000) {
-      r->state = RO_PROMOTED;
-      set_weight(rt, r, 10000, "rollout", "promoted", json_pack("{s:O}", "analysis", analysis));
-    } else {
-      r->step++;
-      set_weight(rt, r, r->spec.steps_bp[r->step], "rollout", "step",
-                 json_pack("{s:i, s:O}", "step", r->step, "analysis", analysis));
-    }
-  } else if (v == FL_VERDICT_FAIL && ++r->failures >= r->spec.max_failures) {
+  switch (fl_analysis_move(&r->spec, r->step, &r->failures, v)) {
+  case FL_MOVE_PROMOTE:
+    r->state = RO_PROMOTED;
+    set_weight(rt, r, 10000, "rollout", "promoted", json_pack("{s:O}", "analysis", analysis));
+    break;
+  case FL_MOVE_NEXT:
+    r->step++;
+    set_weight(rt, r, r->spec.steps_bp[r->step], "rollout", "step",
+               json_pack("{s:i, s:O}", "step", r->step, "analysis", analysis));
+    break;
+  case FL_MOVE_ROLL_BACK: {
     char why[256];
     failed_checks(analysis, why, sizeof why);
     r->state = RO_ROLLED_BACK;
     set_weight(rt, r, 0, "rollout", "rolled_back",
                json_pack("{s:s, s:O}", "reason", why[0] ? why : "failed windows", "analysis", analysis));
-  } else {
+    break;
+  }
+  case FL_MOVE_STAY:
     save(rt, r, fl_live_weight(rt));       /* the failure count or the hold, remembered */
+    break;
   }
 }
 
@@ -246,15 +257,15 @@ void fl_rollouts_tick(const fl_conf_t *c) {
     if (!rt || !rt->has_canary || r->state != RO_PROGRESSING) continue;
     if (!same_series(rt, r)) {
       fl_log("route %s: a version changed during the rollout's window: the window starts over", rt->name);
-      window_begin(rt, r);
+      step_begin(rt, r);
       continue;
     }
-    if (now - r->window_start_ms < r->spec.interval_ms) continue;
+    if (now - r->step_start_ms < (uint64_t)r->evidence.windows * r->spec.interval_ms + r->spec.interval_ms) continue;
     fl_verdict_t v;
     json_t *analysis = window_close(rt, r, &v);
     act_on_verdict(rt, r, v, analysis);
     json_decref(analysis);
-    window_begin(rt, r);
+    if (v == FL_VERDICT_PASS) step_begin(rt, r);    /* otherwise the evidence keeps growing */
   }
 }
 
@@ -267,7 +278,7 @@ static void begin_steps(const fl_route_t *rt, ro_t *r, const char *actor) {
   set_weight(rt, r, r->spec.steps_bp[0], actor, "rollout_started",
              json_pack("{s:s, s:o}", "canary_version", rt->variant[FL_CANARY].version, "spec",
                        fl_redact_json(fl_rollout_spec_json(&r->spec))));
-  window_begin(rt, r);
+  step_begin(rt, r);
 }
 
 /* The acceptance report is back (control thread): go on to the first step, or stop here. */
@@ -356,7 +367,7 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   } else if (strcmp(action, "resume") == 0 && active && r->state == RO_PAUSED) {
     r->state = RO_PROGRESSING;                      /* at the step's weight, whatever a hand set since */
     set_weight(rt, r, r->spec.steps_bp[r->step], actor, "resumed", json_pack("{s:i}", "step", r->step));
-    window_begin(rt, r);
+    step_begin(rt, r);
   } else if (strcmp(action, "promote") == 0 && active) {
     r->state = RO_PROMOTED;
     set_weight(rt, r, 10000, actor, "promoted", json_pack("{s:s}", "reason", "promoted by hand"));
@@ -450,7 +461,7 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
     r->failures = (uint32_t)st->failures;
     snprintf(r->reason, sizeof r->reason, "%s", pause_why);
     if (pausing) event_of(r, rt->name, "restart", "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", moved));
-    window_begin(rt, r);
+    step_begin(rt, r);
     fl_log("route %s: rollout %s restored at step %d, weight %.2f", rt->name, state_names[state], r->step,
            fl_live_weight(rt) / 100.0);
   } else if (r && (state == RO_ROLLED_BACK || state == RO_PROMOTED)) {

@@ -130,7 +130,7 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
 
 static const char *const EVENTS[] = {"started", "rollout_started", "step", "promoted", "rolled_back", "paused",
                                      "resumed", "undone", "weight", "superseded", "acceptance_started",
-                                     "acceptance_passed", "acceptance_failed", "spec_invalid"};
+                                     "acceptance_passed", "acceptance_failed", "spec_invalid", "held"};
 
 static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
   static const char *const KEYS[] = {"url", "on"};
@@ -151,7 +151,7 @@ static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
     if (!known || strlen(e) >= sizeof h->on[0])
       return bad(err, cap, "webhooks: \"on\" takes event names (%s)",
                  "started, step, promoted, rolled_back, paused, resumed, undone, weight, superseded, "
-                 "acceptance_started, acceptance_passed, acceptance_failed, spec_invalid");
+                 "acceptance_started, acceptance_passed, acceptance_failed, spec_invalid, held");
     snprintf(h->on[h->n_on++], sizeof h->on[0], "%s", e);
   }
   return 0;
@@ -194,6 +194,8 @@ static int parse_key(const char *key, const json_t *v, fl_rollout_spec_t *s, cha
   if (strcmp(key, "steps") == 0) return parse_steps(v, s, err, cap);
   if (strcmp(key, "interval") == 0)
     return parse_interval(v, &s->interval_ms) ? bad(err, cap, "%s must be 1s..24h (\"60s\", \"2m\", \"1h\" or seconds)", key) : 0;
+  if (strcmp(key, "max_window") == 0)
+    return parse_interval(v, &s->max_window_ms) ? bad(err, cap, "%s must be 1s..24h (\"10m\", \"1h\" or seconds)", key) : 0;
   if (strcmp(key, "min_requests") == 0) return parse_count(v, key, &s->min_requests, err, cap);
   if (strcmp(key, "max_failures") == 0) {
     if (parse_count(v, key, &n, err, cap)) return FL_EINVAL;
@@ -227,7 +229,7 @@ static int parse_key(const char *key, const json_t *v, fl_rollout_spec_t *s, cha
       if (parse_check(json_array_get(v, i), &s->checks[i], err, cap)) return FL_EINVAL;
     return 0;
   }
-  return bad(err, cap, "unknown key \"%.40s\" in the rollout spec (steps, interval, min_requests, max_failures, "
+  return bad(err, cap, "unknown key \"%.40s\" in the rollout spec (steps, interval, max_window, min_requests, max_failures, "
              "confidence, acceptance, acceptance_min_pass, webhooks, checks)", key);
 }
 
@@ -251,7 +253,16 @@ int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size
     snprintf(s->bad_key, sizeof s->bad_key, "%s", key);
     return FL_EINVAL;
   }
+  if (s->max_window_ms && s->max_window_ms < s->interval_ms) {
+    snprintf(s->bad_key, sizeof s->bad_key, "%s", "max_window");
+    return bad(err, cap, "%s must be at least the interval", "max_window");
+  }
   return 0;
+}
+
+uint32_t fl_spec_max_window_ms(const fl_rollout_spec_t *s) {
+  if (s->max_window_ms) return s->max_window_ms;
+  return (uint32_t)FL_MIN(10ull * s->interval_ms, 86400000ull);
 }
 
 json_t *fl_check_json(const fl_check_t *c) {
@@ -276,6 +287,7 @@ json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s) {
   json_t *o = json_pack("{s:o, s:f, s:I, s:i, s:f, s:o}", "steps", steps, "interval", s->interval_ms / 1000.0,
                         "min_requests", (json_int_t)s->min_requests, "max_failures", (int)s->max_failures,
                         "confidence", s->confidence, "checks", checks);
+  if (s->max_window_ms) json_object_set_new(o, "max_window", json_real(s->max_window_ms / 1000.0));
   if (s->acceptance[0]) {
     json_object_set_new(o, "acceptance", json_string(s->acceptance));
     json_object_set_new(o, "acceptance_min_pass", json_real(s->acceptance_min_pass));

@@ -47,8 +47,9 @@ typedef struct fl_hook {
 
 typedef struct fl_rollout_spec {
   uint32_t steps_bp[FL_MAX_STEPS]; size_t n_steps;   /* canary weight at each step, increasing */
-  uint32_t interval_ms;         /* one analysis window per step */
-  uint64_t min_requests;        /* per variant per window, else inconclusive */
+  uint32_t interval_ms;         /* how often the step's accumulated evidence is looked at */
+  uint32_t max_window_ms;       /* a step without a verdict this long holds and says so; 0: 10 × interval */
+  uint64_t min_requests;        /* per variant in the step's evidence before its first test */
   uint32_t max_failures;        /* failed windows before rollback */
   double confidence;            /* of the tests, default 0.95 */
   fl_check_t checks[FL_MAX_CHECKS]; size_t n_checks;
@@ -57,6 +58,9 @@ typedef struct fl_rollout_spec {
   double acceptance_min_pass;   /* share of its cases that must pass, default 1.0 */
   char bad_key[48];             /* after a failed parse: the top-level key at fault ("" for none) */
 } fl_rollout_spec_t;
+
+/* The spec's max_window in ms: as written, else 10 × interval (at most 24 h). */
+uint32_t fl_spec_max_window_ms(const fl_rollout_spec_t *s);
 
 /* Does the hook want events of this kind? ("started" also matches "rollout_started".) */
 bool fl_hook_wants(const fl_hook_t *h, const char *kind);

@@ -171,6 +171,18 @@ fl_test_t fl_stats_two_proportion_margin(uint64_t x_canary, uint64_t n_canary, u
   return t;
 }
 
+fl_test_t fl_stats_rate_margin(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable,
+                               double margin) {
+  fl_test_t t = {0, 1};
+  if (n_canary == 0 || n_stable == 0) return t;
+  double nc = (double)n_canary + 2, ns = (double)n_stable + 2;
+  double pc = ((double)FL_MIN(x_canary, n_canary) + 1) / nc;
+  double ps = ((double)FL_MIN(x_stable, n_stable) + 1) / ns;
+  t.statistic = (pc - ps - margin) / sqrt(pc * (1 - pc) / nc + ps * (1 - ps) / ns);
+  t.p_value = fl_stats_normal_sf(t.statistic);
+  return t;
+}
+
 /* ---- drift (issue 5) ---- */
 
 static double clip01(double p) { return p < 0.0 ? 0.0 : (p > 1.0 ? 1.0 : p); }

@@ -20,6 +20,15 @@ double fl_stats_normal_sf(double z);
 fl_test_t fl_stats_two_proportion_margin(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable,
                                          double margin);
 
+/* The same margin for a sequential analysis, where a side may have few trials or none failed:
+ * Agresti–Caffo's adjustment (one success and one failure added to each side) keeps the variance
+ * from vanishing, so 0 of 3 against 0 of 30 is not a certainty either way. statistic: z of
+ * (canary rate − stable rate − margin); p_value: its upper tail (the canary beyond the margin);
+ * the lower tail, fl_stats_normal_sf(−z), is the evidence that it is within. No trials on a
+ * side: statistic 0, p 1. */
+fl_test_t fl_stats_rate_margin(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable,
+                               double margin);
+
 /* One-sided Mann–Whitney U test, H1: canary values tend to be larger (slower). Normal
  * approximation with tie correction and continuity correction, as SciPy's
  * mannwhitneyu(canary, stable, alternative="greater", method="asymptotic"). The inputs are not

@@ -297,12 +297,14 @@ def report(checks):
 
 class Load:
     """Client threads sending requests (a chat completion unless told; body may be a function
-    making each one) from random users until stopped."""
+    making each one) from random users until stopped; as fast as they can, or `rate` requests a
+    second in all."""
 
     CHAT = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 
-    def __init__(self, port, threads=4, path="/v1/chat/completions", body=CHAT):
+    def __init__(self, port, threads=4, path="/v1/chat/completions", body=CHAT, rate=None):
         self.port, self.stop, self.sent = port, False, 0
+        self.gap = threads / rate if rate else 0
         self.path = path
         self.body = body if callable(body) else (lambda: body) if isinstance(body, str) else (lambda: json.dumps(body))
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
@@ -311,7 +313,11 @@ class Load:
 
     def run(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        due = time.time() + random.random() * self.gap
         while not self.stop:
+            if self.gap:
+                time.sleep(max(0.0, due - time.time()))
+                due += self.gap
             try:
                 conn.request("POST", self.path, self.body(),
                              {"x-user-id": "u%d" % random.randrange(10**9), "content-type": "application/json"})

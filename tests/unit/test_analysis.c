@@ -85,7 +85,8 @@ static fl_rollout_spec_t spec_of(const char *json_text) {
 /* Judges canary against stable; the verdict returned and the one in the JSON must agree. */
 static json_t *judge(const fl_rollout_spec_t *s, fl_verdict_t *v) {
   *v = (fl_verdict_t)-1;
-  json_t *r = fl_analysis_run(s, &canary, &stable, NULL, v);
+  fl_evidence_t ev = {0};                    /* a step's first look */
+  json_t *r = fl_analysis_run(s, &ev, &canary, &stable, NULL, v);
   assert_non_null(r);
   assert_string_equal(json_string_value(json_object_get(r, "verdict")), fl_verdict_name(*v));
   return r;
@@ -359,7 +360,11 @@ static void an_empty_answer_increase_fails_only_when_significant_and_beyond(void
   fl_verdict_t v;
   json_decref(judge(&s, &v));
   assert_int_equal(v, FL_VERDICT_FAIL);
-  canary.data.empty = 15;                               /* 1.5%: within noise of the bound */
+  canary.data.empty = 15;                               /* 1.5%: too few answers to tell either way */
+  json_decref(judge(&s, &v));
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  canary.data.answers = stable.data.answers = 100000;   /* 1.5% against 1% of many: within the bound */
+  canary.data.empty = 1500, stable.data.empty = 1000;
   json_decref(judge(&s, &v));
   assert_int_equal(v, FL_VERDICT_PASS);
 }
@@ -372,21 +377,28 @@ static void drift_fails_beyond_its_bound_when_its_test_agrees(void **state) {
   fl_drift_t d[FL_F_COUNT] = {0}, *tokens = &d[FL_F_OUTPUT_TOKENS];
   *tokens = (fl_drift_t){.n_a = 100, .n_b = 100, .psi = 0.5, .ks = {0.4, 1e-6}};
   fl_verdict_t v;
-  json_t *r = fl_analysis_run(&s, &canary, &stable, d, &v);
+  json_t *r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
   assert_int_equal(v, FL_VERDICT_FAIL);
   assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_psi"), "verdict")), "fail");
   assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_ks"), "verdict")), "fail");
   json_decref(r);
-  tokens->ks = (fl_test_t){0.4, 0.2};                   /* a large D from few values: not significant */
-  tokens->psi = 0.05;
-  r = fl_analysis_run(&s, &canary, &stable, d, &v);
+  tokens->ks = (fl_test_t){0.4, 0.2};                   /* a large D from few values: not significant, */
+  tokens->psi = 0.05;                                   /* so not a failure, but no pass either */
+  r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_psi"), "verdict")), "pass");
+  assert_non_null(strstr(json_string_value(json_object_get(check_of(r, "output_tokens_ks"), "reason")),
+                         "not significantly yet"));
+  json_decref(r);
+  tokens->ks = (fl_test_t){0.05, 0.9};                  /* both under their max */
+  r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
   assert_int_equal(v, FL_VERDICT_PASS);
   json_decref(r);
   tokens->n_a = FL_DRIFT_MIN - 1;
-  r = fl_analysis_run(&s, &canary, &stable, d, &v);
+  r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
   assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
   json_decref(r);
-  r = fl_analysis_run(&s, &canary, &stable, NULL, &v);  /* no drift measured at all */
+  r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, NULL, &v);  /* no drift measured at all */
   assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
   json_decref(r);
 }
@@ -410,7 +422,11 @@ static void lower_feedback_fails_by_more_than_its_bound(void **state) {
   assert_int_equal(v, FL_VERDICT_FAIL);
   assert_true(fabs(json_real_value(json_object_get(check_of(r, "feedback_score"), "stable")) - 0.5) < 1e-12);
   json_decref(r);
-  scores(&canary.data, 400, 296);                       /* 0.48: within the bound */
+  scores(&canary.data, 400, 296);                       /* 0.48: within the bound, but 400 cannot show it */
+  json_decref(judge(&s, &v));
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  scores(&canary.data, 20000, 14800);                   /* 0.48 of 20,000 against 0.5 of 20,000: shown */
+  scores(&stable.data, 20000, 15000);
   json_decref(judge(&s, &v));
   assert_int_equal(v, FL_VERDICT_PASS);
   scores(&canary.data, FL_FEEDBACK_MIN - 1, 0);         /* too little feedback to judge */
@@ -505,23 +521,23 @@ static void a_significant_increase_within_the_bound_passes(void **state) {
   assert_false(beyond);
 }
 
-static void an_increase_beyond_the_bound_that_is_not_significant_passes(void **state) {
+static void an_increase_beyond_the_bound_that_is_not_significant_waits_for_evidence(void **state) {
   fl_rollout_spec_t s =
       spec_of("{\"min_requests\": 50, \"checks\": [{\"metric\": \"error_rate\", \"max_increase\": 0.01}]}");
   bool sig, beyond;
-  /* 2 of 50 against 0 of 50: four points over, but two errors prove nothing */
-  assert_int_equal(error_window(&s, 2, 50, 0, 50, &sig, &beyond), FL_VERDICT_PASS);
+  /* 2 of 50 against 0 of 50: four points over, but two errors prove nothing either way */
+  assert_int_equal(error_window(&s, 2, 50, 0, 50, &sig, &beyond), FL_VERDICT_INCONCLUSIVE);
   assert_true(beyond);
   assert_false(sig);
 }
 
-static void three_errors_in_fifty_against_none_are_not_significant(void **state) {
+static void three_errors_in_fifty_against_none_are_not_significant_nor_shown_within(void **state) {
   fl_rollout_spec_t s =
       spec_of("{\"min_requests\": 50, \"checks\": [{\"metric\": \"error_rate\", \"max_increase\": 0.01}]}");
   bool sig, beyond;
   /* six points over, yet chance: three errors among 100 requests all land on one side one time
    * in eight (Fisher's exact test: p = 0.121); the normal approximation is no guide at such counts */
-  assert_int_equal(error_window(&s, 3, 50, 0, 50, &sig, &beyond), FL_VERDICT_PASS);
+  assert_int_equal(error_window(&s, 3, 50, 0, 50, &sig, &beyond), FL_VERDICT_INCONCLUSIVE);
   assert_true(beyond);
   assert_false(sig);
 }
@@ -714,7 +730,7 @@ static void equal_variants_almost_never_fail_a_window(void **state) {
       fl_hist_add_to(&live, &x->duration);
     }
     fl_verdict_t v;
-    json_t *r = fl_analysis_run(&s, &canary, &stable, NULL, &v);
+    json_t *r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, NULL, &v);
     failed += v == FL_VERDICT_FAIL;
     json_decref(r);
   }
@@ -871,10 +887,10 @@ static void a_window_holds_only_what_came_after_its_start(void **state) {
 static void the_result_records_inputs_and_every_check(void **state) {
   fl_rollout_spec_t s = spec_of(FULL_SPEC);    /* error_rate, latency_p95, ttft_p50, latency_per_token */
   seed(10);
-  fill(&canary, 1000, 10, 1.0, 1.0);
-  fill(&stable, 1200, 12, 1.0, 1.0);
-  canary.completion_tokens = 50000;
-  stable.completion_tokens = 61000;
+  fill(&canary, 20000, 200, 1.0, 1.0);        /* enough for equal variants to be shown within 0.5 point */
+  fill(&stable, 24000, 240, 1.0, 1.0);
+  canary.completion_tokens = 1000000;
+  stable.completion_tokens = 1220000;
   fl_verdict_t v;
   json_t *r = judge(&s, &v);
   assert_true(json_is_string(json_object_get(r, "verdict")));
@@ -917,6 +933,116 @@ static void the_result_records_inputs_and_every_check(void **state) {
   assert_string_equal(fl_verdict_name(FL_VERDICT_INCONCLUSIVE), "inconclusive");
 }
 
+/* ---- evidence across windows ---- */
+
+static const char *LOW_TRAFFIC_SPEC =
+    "{\"steps\": [10, 50, 100], \"interval\": \"2s\", \"min_requests\": 20,"
+    " \"checks\": [{\"metric\": \"error_rate\", \"max_increase\": 0.01}]}";
+
+/* The first case of the issue: 9 canary requests a window, 2 of them errors, against 81 clean
+ * stable ones. Window by window nothing could be told; accumulated, the canary fails. */
+static void windows_too_small_to_judge_add_up_until_the_canary_fails(void **state) {
+  fl_rollout_spec_t s = spec_of(LOW_TRAFFIC_SPEC);
+  fl_evidence_t ev = {0};
+  uint32_t failures = 0;
+  clear_windows();
+  fl_move_t move = FL_MOVE_STAY;
+  unsigned w = 0;
+  for (; w < 30 && move == FL_MOVE_STAY; w++) {
+    canary.requests += 9, canary.errors += 2;           /* the step's numbers so far */
+    stable.requests += 81;
+    fl_verdict_t v;
+    json_t *r = fl_analysis_run(&s, &ev, &canary, &stable, NULL, &v);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "evidence"), "windows")), w + 1);
+    if (canary.requests < 20) {
+      assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+      assert_non_null(strstr(json_string_value(json_object_get(r, "reason")), "accumulating"));
+    }
+    json_decref(r);
+    move = fl_analysis_move(&s, 0, &failures, v);
+  }
+  assert_int_equal(move, FL_MOVE_ROLL_BACK);
+  assert_true(w <= 12);                                 /* about 100 canary requests */
+  assert_true(ev.looks >= 2 && ev.looks < w);          /* not a test every window */
+}
+
+/* A healthy canary on the same traffic is not held for ever: once the evidence shows it within
+ * the bound, the step passes. */
+static void a_healthy_canary_at_low_traffic_passes_once_the_evidence_shows_it(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"steps\": [10, 50, 100], \"interval\": \"2s\", \"min_requests\": 20,"
+                                " \"checks\": [{\"metric\": \"error_rate\", \"max_increase\": 0.05}]}");
+  fl_evidence_t ev = {0};
+  uint32_t failures = 0;
+  clear_windows();
+  fl_move_t move = FL_MOVE_STAY;
+  for (unsigned w = 0; w < 100 && move == FL_MOVE_STAY; w++) {
+    canary.requests += 9;
+    stable.requests += 81;
+    fl_verdict_t v;
+    json_decref(fl_analysis_run(&s, &ev, &canary, &stable, NULL, &v));
+    assert_int_not_equal(v, FL_VERDICT_FAIL);
+    move = fl_analysis_move(&s, 0, &failures, v);
+  }
+  assert_int_equal(move, FL_MOVE_NEXT);
+  assert_true(canary.requests <= 400);
+}
+
+/* Each look spends less, and all the looks of a rollout together never more than 1 − confidence. */
+static void the_looks_of_a_rollout_spend_at_most_its_error_budget(void **state) {
+  fl_rollout_spec_t s = spec_of(LOW_TRAFFIC_SPEC);      /* two steps to judge, one check */
+  double alpha = 0, beta = 0;
+  for (uint32_t k = 1; k <= 100000; k++) {
+    assert_true(fl_analysis_look_alpha(&s, k) < fl_analysis_look_alpha(&s, k > 1 ? k - 1 : 1) || k == 1);
+    alpha += fl_analysis_look_alpha(&s, k);
+    beta += fl_analysis_look_beta(&s, k);
+  }
+  assert_true(alpha * 2 <= 0.05 + 1e-12);               /* over both steps */
+  assert_true(alpha * 2 > 0.0499);
+  assert_true(beta <= 0.05 + 1e-12);
+  assert_true(fabs(fl_analysis_look_alpha(&s, 1) - 0.025 * 6 / (M_PI * M_PI)) < 1e-15);
+}
+
+/* A step that cannot reach min_requests within max_window holds and says so, once. */
+static void a_step_without_a_verdict_by_max_window_holds_and_says_why(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"steps\": [10, 100], \"interval\": \"2s\", \"max_window\": \"6s\","
+                                " \"min_requests\": 100, \"checks\": [{\"metric\": \"error_rate\", \"max_increase\": 0.01}]}");
+  assert_int_equal(fl_spec_max_window_ms(&s), 6000);
+  fl_evidence_t ev = {0};
+  clear_windows();
+  for (unsigned w = 1; w <= 4; w++) {
+    canary.requests += 5;
+    stable.requests += 45;
+    fl_verdict_t v;
+    json_t *r = fl_analysis_run(&s, &ev, &canary, &stable, NULL, &v);
+    assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+    const char *why = json_string_value(json_object_get(r, "reason"));
+    assert_int_equal(ev.held, w >= 3);
+    assert_true((strncmp(why, "held: no verdict after", 22) == 0) == (w >= 3));
+    char counts[64];
+    snprintf(counts, sizeof counts, "%u canary and %u stable requests of the 100", 5 * w, 45 * w);
+    assert_non_null(strstr(why, counts));
+    json_decref(r);
+  }
+  fl_rollout_spec_t d = spec_of("{\"interval\": \"30s\"}");
+  assert_int_equal(fl_spec_max_window_ms(&d), 300000);  /* 10 intervals by default */
+}
+
+/* A TTFT check on traffic without a streamed answer cannot be measured, and says so. */
+static void a_ttft_check_without_streamed_requests_is_inconclusive_saying_so(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"min_requests\": 10, \"checks\": [{\"metric\": \"ttft_p95\", \"max_ratio\": 1.2}]}");
+  seed(3);
+  fill(&canary, 500, 0, 1.0, 1.0);
+  fill(&stable, 500, 0, 1.0, 1.0);
+  memset(&canary.ttft, 0, sizeof canary.ttft);
+  memset(&stable.ttft, 0, sizeof stable.ttft);
+  fl_verdict_t v;
+  json_t *r = judge(&s, &v);
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  assert_string_equal(json_string_value(json_object_get(check_of(r, "ttft_p95"), "reason")), "no streamed requests");
+  assert_string_equal(json_string_value(json_object_get(r, "reason")), "ttft_p95: no streamed requests");
+  json_decref(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(without_a_spec_the_defaults_apply),
@@ -925,10 +1051,15 @@ int main(void) {
       cmocka_unit_test(each_bad_spec_is_refused_naming_its_key),
       cmocka_unit_test(a_misspelt_or_senseless_spec_is_refused_not_ignored),
       cmocka_unit_test(too_little_traffic_is_inconclusive_whatever_the_numbers),
+      cmocka_unit_test(windows_too_small_to_judge_add_up_until_the_canary_fails),
+      cmocka_unit_test(a_healthy_canary_at_low_traffic_passes_once_the_evidence_shows_it),
+      cmocka_unit_test(the_looks_of_a_rollout_spend_at_most_its_error_budget),
+      cmocka_unit_test(a_step_without_a_verdict_by_max_window_holds_and_says_why),
+      cmocka_unit_test(a_ttft_check_without_streamed_requests_is_inconclusive_saying_so),
       cmocka_unit_test(a_canary_failing_more_often_fails_the_window),
       cmocka_unit_test(a_significant_increase_within_the_bound_passes),
-      cmocka_unit_test(an_increase_beyond_the_bound_that_is_not_significant_passes),
-      cmocka_unit_test(three_errors_in_fifty_against_none_are_not_significant),
+      cmocka_unit_test(an_increase_beyond_the_bound_that_is_not_significant_waits_for_evidence),
+      cmocka_unit_test(three_errors_in_fifty_against_none_are_not_significant_nor_shown_within),
       cmocka_unit_test(an_absolute_max_fails_even_without_significance),
       cmocka_unit_test(a_slower_canary_fails_its_latency_quantile),
       cmocka_unit_test(latency_values_are_seconds_and_max_is_absolute),
