@@ -4,7 +4,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 _Thread_local uint64_t fl_clock_tick_ns;
 
@@ -33,4 +35,20 @@ void fl_log(const char *fmt, ...) {
 void fl_bug(const char *file, int line, const char *what) {
   fl_log("BUG at %s:%d: %s", file, line, what);
   abort();
+}
+
+/* The knob is read once: the tests set it at start, and a decision must not pay a getenv. */
+void fl_test_crash_at(const char *point, const char *kind) {
+  static const char *want;
+  static bool read;
+  if (!read) {
+    want = getenv("FLEDGE_TEST_CRASH_AT");
+    read = true;
+  }
+  if (!want) return;
+  size_t n = strlen(point);
+  if (strncmp(want, point, n) != 0 || (want[n] != '\0' && want[n] != ':')) return;
+  if (want[n] == ':' && (!kind || strcmp(want + n + 1, kind) != 0)) return;
+  fl_log("test: FLEDGE_TEST_CRASH_AT=%s reached: exiting at once", want);
+  _exit(70);
 }

@@ -66,4 +66,10 @@ static inline uint64_t fl_clock_ms(void) { return fl_clock_tick_ns / 1000000; }
  * fprintf per call); never call it per request on the hot path. */
 void fl_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Test only (docs/hardening.md): with FLEDGE_TEST_CRASH_AT=POINT or POINT:KIND in the
+ * environment, read once, the process _exit(70)s the first time it reaches POINT while making a
+ * decision that records an event of KIND (any kind when none is named). Points: before_commit
+ * (store_sqlite.c), after_commit and after_apply (rollout.c). Without it, a comparison. */
+void fl_test_crash_at(const char *point, const char *kind);
+
 #endif

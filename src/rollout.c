@@ -9,7 +9,7 @@
 #include "scrape.h"
 #include "router.h"
 #include "redact.h"
-#include "webhook.h"
+#include "outbox.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -61,88 +61,220 @@ static ro_t *ro_get(const char *route, bool create) {
 
 static const fl_route_t *route_of(const fl_conf_t *c, const char *name) { return fl_conf_route(c, name); }
 
-/* ---- persistence and events ---- */
+/* ---- decisions: recorded in one transaction, applied after, announced from the record ---- */
 
-/* Persists a route's state. Every change of state or weight comes through here, so this is also
- * where the canary's hold is set: rolled back (or at its acceptance set) and at weight 0, rules
- * may not send users to it. */
+/* The decision being made about one route: the weight it sets, the events that explain it (with
+ * the webhook URLs that want each, copied when the event is noted: a new rollout in the same
+ * decision replaces the spec). Helpers open it and add to it, nested (a weight and the pause it
+ * causes, a superseded version and the rollout of the new one); the outermost close records it
+ * all in one transaction, and only then is the weight applied (decision_close). */
+typedef struct {
+  const char *actor, *kind;            /* borrowed: they outlive the outermost close */
+  json_t *detail;
+  char hooks[FL_MAX_HOOKS][sizeof ((fl_hook_t *)0)->url];
+  const char *hook_ptrs[FL_MAX_HOOKS];
+  size_t n_hooks;
+} decided_event_t;
+
+static struct {
+  int depth;
+  const fl_route_t *rt;
+  bool sets_weight;
+  uint32_t weight_bp;
+  decided_event_t ev[FL_DECISION_EVENTS];
+  size_t n_ev;
+} decision;
+
+/* An analysis window waiting for the decision it leads to: window_close holds it, the next
+ * decision about its rollout records it. One at a time (the tick judges one route after
+ * another); one still held when the next is closed is recorded alone. */
+typedef struct {
+  const ro_t *r;
+  int32_t step;
+  fl_verdict_t verdict;
+  json_t *analysis;
+} held_window_t;
+static held_window_t held_window;
+
+static void decision_open(const fl_route_t *rt) {
+  if (decision.depth++ > 0) {
+    FL_BUG_ON(strcmp(decision.rt->name, rt->name) != 0);     /* one route per decision */
+    return;
+  }
+  decision.rt = rt;
+  decision.sets_weight = false;
+  decision.n_ev = 0;
+}
+
+/* The weight the open decision leaves in force. */
+static uint32_t decided_weight(void) {
+  return decision.sets_weight ? decision.weight_bp : fl_live_weight(decision.rt);
+}
+
+static void decide_weight(uint32_t bp) {
+  decision.sets_weight = true;
+  decision.weight_bp = bp;
+}
+
+/* Adds an event (detail stolen) with the URLs of the route's webhooks that want it. */
+static void decide_event(const char *actor, const char *kind, json_t *detail) {
+  FL_BUG_ON(decision.n_ev == FL_DECISION_EVENTS);
+  if (decision.n_ev == FL_DECISION_EVENTS) {
+    fl_log("route %s: event %s left out of a decision with too many", decision.rt->name, kind);
+    json_decref(detail);
+    return;
+  }
+  const ro_t *r = ro_get(decision.rt->name, false);
+  decided_event_t *e = &decision.ev[decision.n_ev++];
+  e->actor = actor;
+  e->kind = kind;
+  e->detail = detail;
+  e->n_hooks = 0;
+  for (size_t i = 0; r && i < r->spec.n_hooks; i++)
+    if (fl_hook_wants(&r->spec.hooks[i], kind)) {
+      snprintf(e->hooks[e->n_hooks], sizeof e->hooks[0], "%s", r->spec.hooks[i].url);
+      e->hook_ptrs[e->n_hooks] = e->hooks[e->n_hooks];
+      e->n_hooks++;
+    }
+}
+
+/* The route's state as the store keeps it, at weight_bp. */
+static void route_state(const fl_route_t *rt, const ro_t *r, uint32_t weight_bp, fl_route_state_t *st) {
+  *st = (fl_route_state_t){.weight_bp = weight_bp, .config_weight_bp = rt->canary_weight_bp, .step = -1};
+  snprintf(st->route, sizeof st->route, "%s", rt->name);
+  snprintf(st->stable_version, sizeof st->stable_version, "%s", rt->variant[FL_STABLE].version);
+  if (rt->has_canary) snprintf(st->canary_version, sizeof st->canary_version, "%s", rt->variant[FL_CANARY].version);
+  if (!r) return;
+  snprintf(st->rollout_state, sizeof st->rollout_state, "%s", state_names[r->state]);
+  snprintf(st->pause_reason, sizeof st->pause_reason, "%s", r->state == RO_PAUSED ? r->reason : "");
+  st->step = r->step;
+  st->failures = (int32_t)r->failures;
+  json_t *spec_json = fl_rollout_spec_json(&r->spec);
+  char *spec = json_dumps(spec_json, JSON_COMPACT);
+  if (spec) snprintf(st->spec_json, sizeof st->spec_json, "%s", spec);
+  free(spec);
+  json_decref(spec_json);
+}
+
+/* One transaction. A decision the file does not take now is kept whole in the store's backlog
+ * and applied anyway: a rollback must not wait for a disk, and until the backlog is written a
+ * crash loses the decision whole (the restart serves the state recorded before it). */
+static void record(const fl_store_decision_t *d, const char *route) {
+  if (!store) return;
+  int rc = fl_store_commit_decision(store, d);
+  if (rc == 0) return;
+  fl_store_health_t h;
+  fl_store_health(store, &h);
+  fl_log("state store: cannot record a decision of route %s (%s); %s", route, h.last_error,
+         rc == FL_EIO ? "kept whole to be written later; it applies now" : "it applies unrecorded");
+}
+
+static void release_held_window(void) {
+  json_decref(held_window.analysis);
+  held_window = (held_window_t){0};
+}
+
+/* A window no decision took (the route's rollout went on without one): recorded by itself. */
+static void record_held_window_alone(void) {
+  if (!held_window.r) return;
+  fl_store_window_t w = {held_window.r->route, held_window.step, fl_verdict_name(held_window.verdict),
+                         held_window.analysis};
+  record(&(fl_store_decision_t){.window = &w}, held_window.r->route);
+  release_held_window();
+}
+
+/* window_close hands the window over here (analysis borrowed). */
+static void hold_window(const ro_t *r, fl_verdict_t v, json_t *analysis) {
+  record_held_window_alone();
+  held_window.r = r;
+  held_window.step = r->step;
+  held_window.verdict = v;
+  held_window.analysis = json_incref(analysis);
+}
+
+/* Test-only crash points after the commit (common.h), for each kind of event the decision has. */
+static void crash_point(const char *point) {
+  if (!decision.n_ev) fl_test_crash_at(point, NULL);
+  for (size_t i = 0; i < decision.n_ev; i++) fl_test_crash_at(point, decision.ev[i].kind);
+}
+
+/* Records the decision (route state, held window, events and their webhooks), then applies it:
+ * the weight, and the canary's hold (rolled back or at its acceptance set at weight 0, rules may
+ * not send users to it); then the webhooks are sent from the record. */
+static void decision_commit(void) {
+  static fl_route_state_t st;                     /* large; control thread only */
+  const fl_route_t *rt = decision.rt;
+  const ro_t *r = ro_get(rt->name, false);
+  uint32_t bp = decided_weight();
+  route_state(rt, r, bp, &st);
+  fl_store_decision_t d = {.state = &st, .n_events = decision.n_ev};
+  fl_store_window_t w;
+  if (held_window.r && held_window.r == r) {
+    w = (fl_store_window_t){rt->name, held_window.step, fl_verdict_name(held_window.verdict), held_window.analysis};
+    d.window = &w;
+  }
+  for (size_t i = 0; i < decision.n_ev; i++)
+    d.events[i] = (fl_store_event_t){.route = rt->name, .actor = decision.ev[i].actor, .kind = decision.ev[i].kind,
+                                     .detail = decision.ev[i].detail, .hooks = decision.ev[i].hook_ptrs,
+                                     .n_hooks = decision.ev[i].n_hooks};
+  record(&d, rt->name);
+  if (d.window) release_held_window();
+  crash_point("after_commit");
+  if (rt->live) {
+    fl_live_set_held(rt->live, r && bp == 0 && (r->state == RO_ROLLED_BACK || r->state == RO_ACCEPTANCE));
+    if (decision.sets_weight) fl_live_set_weight(rt->live, bp);
+  }
+  crash_point("after_apply");
+  fl_outbox_pump();
+  for (size_t i = 0; i < decision.n_ev; i++) json_decref(decision.ev[i].detail);
+  decision.n_ev = 0;
+}
+
+static void decision_close(void) {
+  if (--decision.depth == 0) decision_commit();
+}
+
+/* Records the route's state at weight_bp (a failure count, a hold, the file's weight). */
 static void save(const fl_route_t *rt, const ro_t *r, uint32_t weight_bp) {
-  if (rt->live)
-    fl_live_set_held(rt->live, r && weight_bp == 0 && (r->state == RO_ROLLED_BACK || r->state == RO_ACCEPTANCE));
-  fl_route_state_t st = {.weight_bp = weight_bp, .config_weight_bp = rt->canary_weight_bp, .step = -1};
-  snprintf(st.route, sizeof st.route, "%s", rt->name);
-  snprintf(st.stable_version, sizeof st.stable_version, "%s", rt->variant[FL_STABLE].version);
-  if (rt->has_canary) snprintf(st.canary_version, sizeof st.canary_version, "%s", rt->variant[FL_CANARY].version);
-  if (r) {
-    snprintf(st.rollout_state, sizeof st.rollout_state, "%s", state_names[r->state]);
-    snprintf(st.pause_reason, sizeof st.pause_reason, "%s", r->state == RO_PAUSED ? r->reason : "");
-    st.step = r->step;
-    st.failures = (int32_t)r->failures;
-    json_t *spec_json = fl_rollout_spec_json(&r->spec);
-    char *spec = json_dumps(spec_json, JSON_COMPACT);
-    if (spec) snprintf(st.spec_json, sizeof st.spec_json, "%s", spec);
-    free(spec);
-    json_decref(spec_json);
-  }
-  if (store && fl_store_put_route(store, &st) != 0)
-    fl_log("state store: cannot save route %s: %s; serving on with the weight in memory", rt->name,
-           fl_store_error(store));
+  decision_open(rt);
+  if (weight_bp != decided_weight()) decide_weight(weight_bp);
+  decision_close();
 }
 
-static void notify(const ro_t *r, int64_t id, const char *actor, const char *kind, json_t *detail) {
-  json_t *payload = NULL;
-  for (size_t i = 0; r && i < r->spec.n_hooks; i++) {
-    if (!fl_hook_wants(&r->spec.hooks[i], kind)) continue;
-    if (!payload)
-      payload = json_pack("{s:I, s:s, s:s, s:s, s:I, s:O}", "id", (json_int_t)id, "route", r->route, "event", kind,
-                          "actor", actor, "time_ms", (json_int_t)fl_now_ms(), "detail", detail);
-    char *body = json_dumps(payload, JSON_COMPACT);
-    if (body) fl_webhook_post(r->spec.hooks[i].url, body);
-    free(body);
-  }
-  json_decref(payload);
+/* An event (detail stolen), recorded with the route's state. */
+static void event(const fl_route_t *rt, const char *actor, const char *kind, json_t *detail) {
+  decision_open(rt);
+  decide_event(actor, kind, detail);
+  decision_close();
 }
 
-/* Records the event, then tells the rollout's webhooks. */
-static void event_of(const ro_t *r, const char *route, const char *actor, const char *kind, json_t *detail) {
-  int64_t id = 0;
-  if (store && fl_store_add_event(store, route, actor, kind, detail, &id) != 0)
-    fl_log("state store: cannot record event %s of %s: %s", kind, route, fl_store_error(store));
-  notify(r, id, actor, kind, detail);
-  json_decref(detail);
-}
-
-static void event(const char *route, const char *actor, const char *kind, json_t *detail) {
-  event_of(ro_get(route, false), route, actor, kind, detail);
-}
-
-/* Persist, then apply, then explain: a decision survives a crash before it serves traffic. */
+/* A new weight, explained: recorded, then applied, then announced. */
 static void set_weight(const fl_route_t *rt, ro_t *r, uint32_t bp, const char *actor, const char *kind, json_t *why) {
-  uint32_t before = fl_live_weight(rt);
-  save(rt, r, bp);
-  fl_live_set_weight(rt->live, bp);
+  decision_open(rt);
+  uint32_t before = decided_weight();
+  decide_weight(bp);
   json_object_set_new(why, "from", json_real(before / 100.0));
   json_object_set_new(why, "to", json_real(bp / 100.0));
   fl_log("route %s: %s, canary weight %.2f -> %.2f (%s)", rt->name, kind, before / 100.0, bp / 100.0, actor);
-  event_of(r, rt->name, actor, kind, why);
+  decide_event(actor, kind, why);
+  decision_close();
 }
 
 /* Pauses a progressing rollout, saying why in its state (the API, fledge status) and the log. */
 static void pause_for(const fl_route_t *rt, ro_t *r, const char *actor, const char *why) {
   r->state = RO_PAUSED;
   snprintf(r->reason, sizeof r->reason, "%s", why);
-  save(rt, r, fl_live_weight(rt));
-  event_of(r, rt->name, actor, "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", why));
+  event(rt, actor, "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", why));
 }
 
 /* A weight set from outside the rollout: the admin API, the CLI (through it), a reload of the
- * file. A rollout in progress would move it again at its next window, so it is paused first,
- * with the reason; after a rollback the outside hand takes over (no hold). Then, as every
- * decision: persisted, applied, recorded, here with its source; the pause is recorded after
- * the change that caused it. detail (stolen) tells the rest: the client, the file. */
+ * file. A rollout in progress would move it again at its next window, so it is paused, with the
+ * reason; after a rollback the outside hand takes over (no hold). The weight (with its source)
+ * and the pause after it are one decision. detail (stolen) tells the rest: the client, the file. */
 static void outside_weight(const fl_route_t *rt, uint32_t bp, const char *source, json_t *detail, const char *why) {
   ro_t *r = ro_get(rt->name, false);
   bool pausing = r && r->state == RO_PROGRESSING;
+  decision_open(rt);
   if (pausing) {
     r->state = RO_PAUSED;
     snprintf(r->reason, sizeof r->reason, "%s", why);
@@ -150,7 +282,8 @@ static void outside_weight(const fl_route_t *rt, uint32_t bp, const char *source
   if (r && r->state == RO_ROLLED_BACK) r->state = RO_IDLE;
   json_object_set_new(detail, "source", json_string(source));
   set_weight(rt, r, bp, source, "weight", detail);
-  if (pausing) event_of(r, rt->name, source, "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", why));
+  if (pausing) decide_event(source, "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", why));
+  decision_close();
 }
 
 /* ---- windows ---- */
@@ -196,11 +329,11 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   json_object_set_new(a, "step", json_integer(r->step));
   json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
   r->verdicts[*v]++;
-  if (store) fl_store_add_window(store, rt->name, r->step, fl_verdict_name(*v), a, NULL);
+  hold_window(r, *v, a);
   json_decref(r->last_analysis);
   r->last_analysis = json_incref(a);
   if (r->evidence.held && !was_held)       /* said once a step: the rollout waits on more traffic */
-    event_of(r, rt->name, "rollout", "held",
+    event(rt, "rollout", "held",
              json_pack("{s:i, s:O, s:O}", "step", r->step, "reason", json_object_get(a, "reason"), "analysis", a));
   return a;
 }
@@ -298,9 +431,11 @@ static void acceptance_done(const char *route, json_t *report, void *ctx) {
     r->state = RO_ROLLED_BACK;
     set_weight(rt, r, 0, "rollout", "acceptance_failed",
                json_pack("{s:s, s:O}", "reason", "the canary failed its acceptance set", "report", report));
-  } else {
-    event_of(r, route, "rollout", "acceptance_passed", json_pack("{s:O}", "report", report));
+  } else {                                         /* the gate and the first step: one decision */
+    decision_open(rt);
+    decide_event("rollout", "acceptance_passed", json_pack("{s:O}", "report", report));
     begin_steps(rt, r, "rollout");
+    decision_close();
   }
   json_decref(report);
 }
@@ -310,18 +445,20 @@ static int start_acceptance(const fl_conf_t *c, const fl_route_t *rt, ro_t *r, c
   char path[1200];
   fl_conf_resolve(c, r->spec.acceptance, path, sizeof path);
   const fl_variant_conf_t *v = &rt->variant[FL_CANARY];
+  decision_open(rt);                              /* started, and failed at once: one decision */
   r->state = RO_ACCEPTANCE;
   set_weight(rt, r, 0, actor, "acceptance_started", json_pack("{s:s, s:s}", "canary_version", v->version, "file", path));
+  int rc = 0;
   if (!control_loop || !v->n_backends ||        /* none: a host name resolved lazily has no address yet */
       fl_acceptance_run(control_loop, rt->name, path, &v->backends[0], v->model, acceptance_done,
                         (void *)r->generation) != 0) {
     r->state = RO_ROLLED_BACK;
-    save(rt, r, 0);
-    event_of(r, rt->name, "rollout", "acceptance_failed", json_pack("{s:s}", "reason", "cannot run the acceptance set"));
+    decide_event("rollout", "acceptance_failed", json_pack("{s:s}", "reason", "cannot run the acceptance set"));
     snprintf(err, err_cap, "cannot run the acceptance set %s", path);
-    return FL_EIO;
+    rc = FL_EIO;
   }
-  return 0;
+  decision_close();
+  return rc;
 }
 
 static int fail(char *err, size_t cap, int rc, const char *fmt, const char *what) {
@@ -415,7 +552,7 @@ static void file_moved_while_down(const fl_route_t *rt, const fl_route_state_t *
   if (!rt->has_canary || st->weight_bp == rt->canary_weight_bp ||
       strcmp(st->canary_version, rt->variant[FL_CANARY].version) != 0)
     return;
-  event(rt->name, "restart", "weight",
+  event(rt, "restart", "weight",
         json_pack("{s:s, s:f, s:f, s:f, s:f, s:s}", "source", "restart", "from", st->weight_bp / 100.0, "to",
                   rt->canary_weight_bp / 100.0, "file_from", st->config_weight_bp / 100.0, "file_to",
                   rt->canary_weight_bp / 100.0, "reason", why));
@@ -437,7 +574,7 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   }
   if (state == RO_ACCEPTANCE) {                    /* interrupted mid-acceptance: never skip the gate */
     state = RO_ROLLED_BACK;
-    event(rt->name, "rollout", "acceptance_failed",
+    event(rt, "rollout", "acceptance_failed",
           json_pack("{s:s}", "reason", "the gateway restarted during the acceptance set"));
   }
   json_t *spec = json_loads(st->spec_json, 0, NULL);
@@ -448,7 +585,7 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
      * the default spec, and let nothing progress on checks nobody wrote */
     fl_log("route %s: the saved rollout spec is no longer valid (%s); the rollout keeps its state with the "
            "default spec%s", rt->name, err, state == RO_PROGRESSING ? " and is paused" : "");
-    event(rt->name, "rollout", "spec_invalid", json_pack("{s:s, s:s}", "reason", err, "spec", st->spec_json));
+    event(rt, "rollout", "spec_invalid", json_pack("{s:s, s:s}", "reason", err, "spec", st->spec_json));
     fl_rollout_spec_parse(NULL, &r->spec, err, sizeof err);
     if (state == RO_PROGRESSING) {
       state = RO_PAUSED;
@@ -460,7 +597,7 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
     r->step = st->step;
     r->failures = (uint32_t)st->failures;
     snprintf(r->reason, sizeof r->reason, "%s", pause_why);
-    if (pausing) event_of(r, rt->name, "restart", "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", moved));
+    if (pausing) event(rt, "restart", "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", moved));
     step_begin(rt, r);
     fl_log("route %s: rollout %s restored at step %d, weight %.2f", rt->name, state_names[state], r->step,
            fl_live_weight(rt) / 100.0);
@@ -486,8 +623,7 @@ static bool start_if_new_canary(const fl_conf_t *c, const fl_route_t *rt, const 
   if (known && fl_live_weight(rt) != rt->canary_weight_bp) {
     set_weight(rt, r, rt->canary_weight_bp, "config", "superseded", why);
   } else if (judged) {
-    save(rt, r, fl_live_weight(rt));
-    event_of(r, rt->name, "config", "superseded", why);
+    event(rt, "config", "superseded", why);
   } else {
     json_decref(why);
   }
@@ -527,16 +663,19 @@ static bool bind_stored(const fl_conf_t *c, const fl_route_t *rt, bool first) {
   return start_if_new_canary(c, rt, &st, rc == 0);
 }
 
+/* Each route is one decision: what the restart or the reload made of it (restored, superseded,
+ * a new rollout, the file's weight) is recorded with its state, and the state of a route nothing
+ * happened to is written back as it is. */
 void fl_rollouts_bind(const fl_conf_t *c, bool first) {
   current_conf = c;             /* the previous snapshot may be freed once this one is published */
   for (size_t i = 0; i < c->n_routes; i++) {
     const fl_route_t *rt = &c->routes[i];
+    decision_open(rt);
     bool new_canary = store && bind_stored(c, rt, first);
-    if (!rt->live) continue;
-    if (!new_canary && fl_live_file_moved(rt)) follow_file_weight(c, rt);
-    fl_live_set_file_weight(rt->live, rt->canary_weight_bp);
+    if (rt->live && !new_canary && fl_live_file_moved(rt)) follow_file_weight(c, rt);
+    if (rt->live) fl_live_set_file_weight(rt->live, rt->canary_weight_bp);
+    decision_close();
   }
-  for (size_t i = 0; i < c->n_routes; i++) save(&c->routes[i], ro_get(c->routes[i].name, false), fl_live_weight(&c->routes[i]));
 }
 
 json_t *fl_rollout_json(const char *route) {
@@ -600,6 +739,7 @@ void fl_rollouts_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx) {
 
 void fl_rollouts_shutdown(void) {
   fl_acceptance_stop_all();
+  record_held_window_alone();
   while (rollouts) {
     ro_t *next = rollouts->next;
     json_decref(rollouts->last_analysis);

@@ -19,6 +19,7 @@
 #include "rollout.h"
 #include "store.h"
 #include "acceptance.h"
+#include "outbox.h"
 #include "webhook.h"
 #include "proxy.h"
 
@@ -303,6 +304,7 @@ static void on_tick(uv_timer_t *t) {
   fl_monitor_save_baselines(save_baseline, NULL);
   fl_resources_tick(fl_now_ms());
   flush_store();
+  fl_outbox_pump();                       /* outcomes marked; rows the backlog just wrote sent */
   fl_rollouts_tick(ctl.conf);
   if (fl_resolver_tick(ctl.conf, fl_now_ms()) && !ctl.draining) publish_new_addresses();
   fl_retire_collect();
@@ -426,6 +428,7 @@ static int open_store(void) {
     fprintf(stderr, "fledge: %s\n", err);
     return rc;
   }
+  fl_outbox_init(ctl.store);              /* webhooks an earlier run owed are sent again */
   fl_rollouts_init(ctl.store, &ctl.metrics, uv_default_loop());
   fl_rollouts_bind(ctl.conf, true);
   return 0;
@@ -517,6 +520,7 @@ int fl_server_run(const char *conf_path) {
   fl_monitor_stop();
   fl_resources_shutdown();
   fl_scrape_stop();
+  fl_outbox_stop();
   fl_webhooks_stop();
   fl_rollouts_shutdown();
   fl_store_close(ctl.store);

@@ -1,7 +1,8 @@
 /* store.h — the state store: what must survive a crash or restart (route weights and versions,
  * rollouts, every analysis window, the audit log of events). An interface over one backend now,
  * SQLite in WAL mode (store_sqlite.c); a Redis backend for many replicas can follow behind the
- * same functions. Control thread only: calls block on disk. */
+ * same functions. A rollout decision (state, window, events, the webhooks they owe) is written as
+ * one transaction (fl_store_commit_decision). Control thread only: calls block on disk. */
 #ifndef FL_STORE_H
 #define FL_STORE_H
 
@@ -60,6 +61,53 @@ int fl_store_get_route(fl_store_t *s, const char *route, fl_route_state_t *out);
  * with a JSON detail object (borrowed). *id_out gets the event's id (increasing). */
 int fl_store_add_event(fl_store_t *s, const char *route, const char *actor, const char *kind, json_t *detail,
                        int64_t *id_out);
+
+/* ---- decisions: one transaction ---- */
+
+/* An event of a decision. hooks are the webhook URLs that want it: each becomes an outbox row,
+ * written in the same transaction as the event, so a webhook is owed for exactly the events that
+ * were committed (fl_store_outbox_waiting). Everything borrowed. */
+typedef struct fl_store_event {
+  const char *route, *actor, *kind;
+  json_t *detail;                  /* NULL: {} */
+  const char *const *hooks;
+  size_t n_hooks;
+} fl_store_event_t;
+
+/* An analysis window of a decision (as fl_store_add_window takes it). */
+typedef struct fl_store_window {
+  const char *route;
+  int32_t step;
+  const char *verdict;
+  json_t *analysis;
+} fl_store_window_t;
+
+#define FL_DECISION_EVENTS 8
+
+/* What one decision of the rollouts records; every part optional, all borrowed. */
+typedef struct fl_store_decision {
+  const fl_route_state_t *state;
+  const fl_store_window_t *window;
+  fl_store_event_t events[FL_DECISION_EVENTS];
+  size_t n_events;
+} fl_store_decision_t;
+
+/* Writes the decision's route state, window, events and their outbox rows in one transaction:
+ * all of them or none. 0 when committed. FL_EIO when the file did not take it (or other writes
+ * wait before it): the decision is then kept whole, as one entry of the backlog (fl_store_flush),
+ * and is committed whole or not at all later. FL_ENOMEM: not recorded and not kept (counted as
+ * dropped). Test builds: FLEDGE_TEST_CRASH_AT=before_commit[:KIND] exits the process (status
+ * 70) with the transaction written but not committed (common.h, fl_test_crash_at). */
+int fl_store_commit_decision(fl_store_t *s, const fl_store_decision_t *d);
+
+/* Webhooks owed: outbox rows not done yet with id > after_id, oldest first, at most limit, as a
+ * new JSON array of {id, url, event: {id, time_ms, route, actor, kind, detail}}. 0, FL_ENOMEM or
+ * FL_EIO. */
+int fl_store_outbox_waiting(fl_store_t *s, int64_t after_id, int limit, json_t **out);
+
+/* An outbox row is done: delivered (a 2xx) or given up after its attempts. A failed write joins
+ * the backlog like any other. */
+int fl_store_outbox_done(fl_store_t *s, int64_t id, bool delivered);
 
 /* Events with id > after_id, oldest first, at most limit, optionally of one route (NULL: all),
  * as a new JSON array of {id, time_ms, route, actor, kind, detail}. */

@@ -1,10 +1,13 @@
 /* store_sqlite.c — the state store of store.h on one SQLite file in WAL mode: route state, the
  * audit log of events and every analysis window, kept across crashes and restarts.
  *
- * Every write is one autocommit transaction; with WAL and synchronous=NORMAL a committed write
- * survives the process being killed (it may be lost only to a power cut before the next
- * checkpoint). A write the file does not take (disk full, read-only, I/O error) is kept as SQL in
- * an in-memory backlog and run again, in order, by fl_store_flush and before the next write. Statements are prepared once at open and reset after each use. One fl_store_t
+ * Every write is one transaction: a single statement in autocommit, or a rollout's decision
+ * (route state, window, events and the webhooks they owe in the outbox) as one explicit
+ * transaction. With WAL and synchronous=NORMAL a committed write survives the process being
+ * killed (it may be lost only to a power cut before the next checkpoint). A write the file does
+ * not take (disk full, read-only, I/O error) is kept as SQL in an in-memory backlog, a decision
+ * as one entry with its BEGIN and COMMIT, and run again, in order, by fl_store_flush and before
+ * the next write. Statements are prepared once at open and reset after each use. One fl_store_t
  * belongs to one thread (the control thread); other processes may open the same file. */
 #include "store.h"
 
@@ -59,6 +62,14 @@ static const char *const MIGRATIONS[] = {
     "  label TEXT,"
     "  comment TEXT);",
     "ALTER TABLE routes ADD COLUMN pause_reason TEXT NOT NULL DEFAULT '';",
+    /* the webhooks an event owes, written with it; done_ms stays NULL until delivered or given up */
+    "CREATE TABLE outbox("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  event_id INTEGER NOT NULL REFERENCES events(id),"
+    "  url TEXT NOT NULL,"
+    "  done_ms INTEGER,"
+    "  delivered INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX outbox_waiting ON outbox(id) WHERE done_ms IS NULL;",
 };
 #define SCHEMA_VERSION ((int)FL_ARRAY_LEN(MIGRATIONS))
 
@@ -67,7 +78,8 @@ static const char *const MIGRATIONS[] = {
   "failures, updated_ms, spec_json, pause_reason"
 
 enum { ST_PUT_ROUTE, ST_GET_ROUTE, ST_ADD_EVENT, ST_EVENTS_ALL, ST_EVENTS_ROUTE, ST_ADD_WINDOW, ST_WINDOWS,
-       ST_GET_SETTING, ST_PUT_SETTING, ST_ADD_SETTING, ST_ADD_FEEDBACK, ST_COUNT };
+       ST_GET_SETTING, ST_PUT_SETTING, ST_ADD_SETTING, ST_ADD_FEEDBACK, ST_OUTBOX_WAITING, ST_OUTBOX_DONE,
+       ST_COUNT };
 
 static const char *const STATEMENTS[ST_COUNT] = {
     [ST_PUT_ROUTE] = "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
@@ -85,6 +97,10 @@ static const char *const STATEMENTS[ST_COUNT] = {
     [ST_ADD_SETTING] = "INSERT OR IGNORE INTO settings(key, value) VALUES(?1, ?2)",
     [ST_ADD_FEEDBACK] = "INSERT OR IGNORE INTO feedback(time_ms, request_id, route, variant, version, score, label, "
                         "comment) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+    [ST_OUTBOX_WAITING] = "SELECT o.id, o.url, e.id, e.time_ms, e.route, e.actor, e.kind, e.detail FROM outbox o "
+                          "JOIN events e ON e.id = o.event_id WHERE o.id > ?1 AND o.done_ms IS NULL "
+                          "ORDER BY o.id LIMIT ?2",
+    [ST_OUTBOX_DONE] = "UPDATE outbox SET done_ms = ?2, delivered = ?3 WHERE id = ?1",
 };
 
 /* A write the file did not take (disk full, read-only, I/O error), as SQL with its values in
@@ -308,6 +324,7 @@ int fl_store_flush(fl_store_t *s) {
     pending_t *p = s->backlog;
     if (sqlite3_exec(s->db, p->sql, NULL, NULL, NULL) != SQLITE_OK) {
       snprintf(s->last_error, sizeof s->last_error, "%s", sqlite3_errmsg(s->db));
+      if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);   /* a decision: none of it */
       return FL_EIO;
     }
     s->backlog = p->next;
@@ -432,12 +449,15 @@ int fl_store_add_event(fl_store_t *s, const char *route, const char *actor, cons
   return rc;
 }
 
-static json_t *event_row(sqlite3_stmt *q) {
-  return json_pack("{s:I, s:I, s:o, s:s, s:s, s:o}", "id", (json_int_t)sqlite3_column_int64(q, 0), "time_ms",
-                   (json_int_t)sqlite3_column_int64(q, 1), "route", text_or_null(q, 2), "actor",
-                   (const char *)sqlite3_column_text(q, 3), "kind", (const char *)sqlite3_column_text(q, 4),
-                   "detail", json_column(q, 5));
+/* An event from the columns id, time_ms, route, actor, kind, detail, the first at column c. */
+static json_t *event_at(sqlite3_stmt *q, int c) {
+  return json_pack("{s:I, s:I, s:o, s:s, s:s, s:o}", "id", (json_int_t)sqlite3_column_int64(q, c), "time_ms",
+                   (json_int_t)sqlite3_column_int64(q, c + 1), "route", text_or_null(q, c + 2), "actor",
+                   (const char *)sqlite3_column_text(q, c + 3), "kind", (const char *)sqlite3_column_text(q, c + 4),
+                   "detail", json_column(q, c + 5));
 }
+
+static json_t *event_row(sqlite3_stmt *q) { return event_at(q, 0); }
 
 static json_t *window_row(sqlite3_stmt *q) {
   return json_pack("{s:I, s:I, s:o, s:i, s:s, s:o}", "id", (json_int_t)sqlite3_column_int64(q, 0), "time_ms",
@@ -491,6 +511,115 @@ int fl_store_windows(fl_store_t *s, const char *route, int limit, json_t **out) 
   sqlite3_bind_text(q, 1, route ? route : "", -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(q, 2, limit);
   return collect_rows(q, window_row, out);
+}
+
+/* ---- decisions and their outbox ---- */
+
+#define FIELD(st, f) (int)strnlen((st)->f, sizeof (st)->f), (st)->f
+
+static void append_route(sqlite3_str *q, const fl_route_state_t *st) {
+  sqlite3_str_appendf(q,
+                      "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") "
+                      "VALUES(%.*Q,%u,%u,%.*Q,%.*Q,%.*Q,%.*Q,%d,%d,%lld,%.*Q,%.*Q);",
+                      FIELD(st, route), st->weight_bp, st->config_weight_bp, FIELD(st, stable_version),
+                      FIELD(st, canary_version), FIELD(st, previous_stable), FIELD(st, rollout_state), st->step,
+                      st->failures, (long long)(st->updated_ms ? st->updated_ms : unix_now_ms()), FIELD(st, spec_json),
+                      FIELD(st, pause_reason));
+}
+
+static int append_window(sqlite3_str *q, const fl_store_window_t *w, int64_t now) {
+  char *analysis = json_text(w->analysis);
+  if (!analysis) return FL_ENOMEM;
+  sqlite3_str_appendf(q, "INSERT INTO windows(time_ms, route, step, verdict, analysis) VALUES(%lld,%Q,%d,%Q,%Q);",
+                      (long long)now, w->route ? w->route : "", w->step, w->verdict ? w->verdict : "", analysis);
+  free(analysis);
+  return 0;
+}
+
+/* The event, then an outbox row per hook naming it: the transaction holds the write lock, so the
+ * newest event is this one, when run now as when run later from the backlog. */
+static int append_event(sqlite3_str *q, const fl_store_event_t *e, int64_t now) {
+  char *detail = json_text(e->detail);
+  if (!detail) return FL_ENOMEM;
+  sqlite3_str_appendf(q, "INSERT INTO events(time_ms, route, actor, kind, detail) VALUES(%lld,%Q,%Q,%Q,%Q);",
+                      (long long)now, e->route, e->actor ? e->actor : "", e->kind ? e->kind : "", detail);
+  free(detail);
+  for (size_t i = 0; i < e->n_hooks; i++)
+    sqlite3_str_appendf(q, "INSERT INTO outbox(event_id, url) SELECT max(id), %Q FROM events;", e->hooks[i]);
+  return 0;
+}
+
+/* The decision as SQL with its values in place: the same text runs now or waits whole in the
+ * backlog. sqlite3_str keeps its first error, so the text is checked once. */
+static char *decision_sql(const fl_store_decision_t *d) {
+  int64_t now = unix_now_ms();
+  sqlite3_str *q = sqlite3_str_new(NULL);
+  int rc = 0;
+  if (d->state) append_route(q, d->state);
+  if (d->window) rc = append_window(q, d->window, now);
+  for (size_t i = 0; i < d->n_events && rc == 0; i++) rc = append_event(q, &d->events[i], now);
+  char *sql = sqlite3_str_finish(q);
+  if (rc != 0 || !sql) {
+    sqlite3_free(sql);
+    return NULL;
+  }
+  return sql;
+}
+
+/* Runs the decision's text in one transaction; anything failing rolls all of it back. */
+static int run_decision(fl_store_t *s, const fl_store_decision_t *d, const char *sql) {
+  int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  if (rc == SQLITE_OK) {
+    if (!d->n_events) fl_test_crash_at("before_commit", NULL);
+    for (size_t i = 0; i < d->n_events; i++) fl_test_crash_at("before_commit", d->events[i].kind);
+    rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+  }
+  if (rc == SQLITE_OK) return 0;
+  snprintf(s->last_error, sizeof s->last_error, "%s", sqlite3_errmsg(s->db));
+  if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  return FL_EIO;
+}
+
+int fl_store_commit_decision(fl_store_t *s, const fl_store_decision_t *d) {
+  char *sql = decision_sql(d);
+  if (!sql) {
+    s->failed_writes++;
+    s->dropped++;
+    snprintf(s->last_error, sizeof s->last_error, "out of memory writing a decision");
+    return FL_ENOMEM;
+  }
+  bool behind = s->backlog && fl_store_flush(s) != 0;   /* in order: never ahead of older writes */
+  if (!behind && run_decision(s, d, sql) == 0) {
+    sqlite3_free(sql);
+    return 0;
+  }
+  s->failed_writes++;
+  backlog_push(s, sqlite3_mprintf("BEGIN IMMEDIATE;%sCOMMIT;", sql));
+  sqlite3_free(sql);
+  return FL_EIO;
+}
+
+static json_t *outbox_row(sqlite3_stmt *q) {
+  return json_pack("{s:I, s:s, s:o}", "id", (json_int_t)sqlite3_column_int64(q, 0), "url",
+                   (const char *)sqlite3_column_text(q, 1), "event", event_at(q, 2));
+}
+
+int fl_store_outbox_waiting(fl_store_t *s, int64_t after_id, int limit, json_t **out) {
+  *out = NULL;
+  if (limit < 0) return FL_EINVAL;
+  sqlite3_stmt *q = s->stmt[ST_OUTBOX_WAITING];
+  sqlite3_bind_int64(q, 1, after_id);
+  sqlite3_bind_int(q, 2, limit);
+  return collect_rows(q, outbox_row, out);
+}
+
+int fl_store_outbox_done(fl_store_t *s, int64_t id, bool delivered) {
+  sqlite3_stmt *q = s->stmt[ST_OUTBOX_DONE];
+  sqlite3_bind_int64(q, 1, id);
+  sqlite3_bind_int64(q, 2, unix_now_ms());
+  sqlite3_bind_int(q, 3, delivered);
+  return run_write(s, q, true);
 }
 
 /* ---- settings and feedback ---- */

@@ -13,6 +13,7 @@
 typedef struct {
   char *url;
   char *body;
+  int64_t ref;                       /* its owner's outbox row, 0 for none */
   unsigned attempts;
   uint64_t due_ms;
 } delivery_t;
@@ -22,6 +23,8 @@ static struct {
   pthread_cond_t wake;
   delivery_t q[QUEUE_CAP];
   unsigned head, len;
+  fl_webhook_outcome_t *done;        /* outcomes of referenced deliveries, not taken yet */
+  size_t n_done, cap_done;
   bool stop, running;
   pthread_t thread;
   fl_fetcher_t *fetcher;             /* the sender's */
@@ -44,9 +47,11 @@ static void delivery_free(delivery_t *d) {
   free(d->body);
 }
 
-void fl_webhook_post(const char *url, const char *body) {
+void fl_webhook_post(const char *url, const char *body) { fl_webhook_post_ref(url, body, 0); }
+
+void fl_webhook_post_ref(const char *url, const char *body, int64_t ref) {
   char shown[300];
-  delivery_t d = {.url = strdup(url), .body = strdup(body), .due_ms = fl_now_ms()};
+  delivery_t d = {.url = strdup(url), .body = strdup(body), .ref = ref, .due_ms = fl_now_ms()};
   if (!d.url || !d.body) {
     fl_fetch_url_for_log(url, shown, sizeof shown);
     fl_log("webhook to %s dropped: out of memory", shown);
@@ -79,6 +84,37 @@ static bool deliver(delivery_t *d) {
   return false;
 }
 
+/* Lock held. An outcome that cannot be kept (no memory) is lost: its row stays owed and is sent
+ * again at the next start, which the receivers tell by the event id. */
+static void report(const delivery_t *d, bool delivered) {
+  if (!d->ref) return;
+  if (wh.n_done == wh.cap_done) {
+    size_t cap = wh.cap_done ? wh.cap_done * 2 : 64;
+    fl_webhook_outcome_t *grown = realloc(wh.done, cap * sizeof *grown);
+    if (!grown) return;
+    wh.done = grown;
+    wh.cap_done = cap;
+  }
+  wh.done[wh.n_done++] = (fl_webhook_outcome_t){.ref = d->ref, .delivered = delivered};
+}
+
+size_t fl_webhooks_finished(fl_webhook_outcome_t *out, size_t cap) {
+  pthread_mutex_lock(&wh.lock);
+  size_t n = FL_MIN(cap, wh.n_done);
+  memcpy(out, wh.done, n * sizeof *out);
+  memmove(wh.done, wh.done + n, (wh.n_done - n) * sizeof *wh.done);
+  wh.n_done -= n;
+  pthread_mutex_unlock(&wh.lock);
+  return n;
+}
+
+size_t fl_webhooks_room(void) {
+  pthread_mutex_lock(&wh.lock);
+  size_t room = QUEUE_CAP - wh.len;
+  pthread_mutex_unlock(&wh.lock);
+  return room;
+}
+
 static void wait_until(uint64_t due_ms) {
   uint64_t now = fl_now_ms();
   if (due_ms <= now) return;
@@ -88,6 +124,12 @@ static void wait_until(uint64_t due_ms) {
   ts.tv_sec += (time_t)(ns / 1000000000ull);
   ts.tv_nsec = (long)(ns % 1000000000ull);
   pthread_cond_timedwait(&wh.wake, &wh.lock, &ts);
+}
+
+static void log_given_up(const delivery_t *d) {
+  char shown[300];
+  fl_fetch_url_for_log(d->url, shown, sizeof shown);
+  fl_log("webhook to %s given up after %d attempts", shown, FL_WEBHOOK_ATTEMPTS);
 }
 
 static void *sender(void *arg) {
@@ -108,7 +150,13 @@ static void *sender(void *arg) {
     pthread_mutex_unlock(&wh.lock);
     bool ok = deliver(&d);
     pthread_mutex_lock(&wh.lock);
-    if (ok || ++d.attempts >= FL_WEBHOOK_ATTEMPTS || wh.stop || wh.len == QUEUE_CAP) {
+    if (ok || ++d.attempts >= FL_WEBHOOK_ATTEMPTS) {
+      if (!ok) log_given_up(&d);
+      report(&d, ok);
+      delivery_free(&d);
+      continue;
+    }
+    if (wh.stop || wh.len == QUEUE_CAP) {        /* not reported: still owed to its receiver */
       delivery_free(&d);
       continue;
     }
@@ -141,4 +189,7 @@ void fl_webhooks_stop(void) {
   pthread_mutex_unlock(&wh.lock);
   pthread_join(wh.thread, NULL);
   wh.running = false;
+  free(wh.done);                     /* outcomes not taken by now are owed again at the next start */
+  wh.done = NULL;
+  wh.n_done = wh.cap_done = 0;
 }

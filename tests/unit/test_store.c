@@ -1,6 +1,6 @@
 /* test_store.c — the state store as a specification: route state round trips and replaces, the
- * audit log and analysis windows come back in order, state survives restarts and SIGKILL, and
- * open errors name the file. Each test works in its own temp directory, removed afterwards. */
+ * audit log and analysis windows come back in order, a decision is written whole or not at all,
+ * state survives restarts and SIGKILL, and open errors name the file. Each test works in its own temp directory, removed afterwards. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -290,6 +290,147 @@ static void windows_come_back_newest_first_up_to_the_limit(void **state) {
   fl_store_close(s);
 }
 
+/* ---- a decision: one transaction ---- */
+
+static const char *const HOOKS[] = {"https://hooks.example/a", "http://127.0.0.1:9/b"};
+
+/* A step decision: the route at step 1, the window that passed, the step event (owing two
+ * webhooks) and a second event owing none. The JSON values are the caller's to free. */
+static fl_store_decision_t step_decision(fl_route_state_t *st, fl_store_window_t *w, json_t **detail,
+                                         json_t **analysis) {
+  *st = full_state("chat", 5000);
+  st->step = 1;
+  *detail = json_pack("{s:i, s:f, s:f}", "step", 1, "from", 20.0, "to", 50.0);
+  *analysis = json_pack("{s:s}", "verdict", "pass");
+  *w = (fl_store_window_t){.route = "chat", .step = 0, .verdict = "pass", .analysis = *analysis};
+  return (fl_store_decision_t){
+      .state = st, .window = w, .n_events = 2,
+      .events = {{.route = "chat", .actor = "rollout", .kind = "step", .detail = *detail, .hooks = HOOKS, .n_hooks = 2},
+                 {.route = "chat", .actor = "rollout", .kind = "note", .detail = NULL}}};
+}
+
+static void a_decision_writes_state_window_events_and_their_webhooks_together(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  fl_route_state_t st, out;
+  fl_store_window_t w;
+  json_t *detail, *analysis, *events = NULL, *owed = NULL;
+  fl_store_decision_t d = step_decision(&st, &w, &detail, &analysis);
+  assert_int_equal(fl_store_commit_decision(s, &d), 0);
+  assert_int_equal(fl_store_get_route(s, "chat", &out), 0);
+  assert_state_equal(&out, &st);
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM windows WHERE step = 0 AND verdict = 'pass'"), 1);
+  assert_int_equal(fl_store_events(s, "chat", 0, 10, &events), 0);
+  assert_int_equal(json_array_size(events), 2);
+  json_t *step = json_array_get(events, 0);
+  assert_string_equal(json_string_value(json_object_get(step, "kind")), "step");
+  assert_true(json_equal(json_object_get(step, "detail"), detail));
+  /* the webhooks owed name the step event, not the one after it, and carry it whole */
+  assert_int_equal(fl_store_outbox_waiting(s, 0, 10, &owed), 0);
+  assert_int_equal(json_array_size(owed), 2);
+  for (size_t i = 0; i < 2; i++) {
+    json_t *row = json_array_get(owed, i);
+    assert_string_equal(json_string_value(json_object_get(row, "url")), HOOKS[i]);
+    assert_true(json_equal(json_object_get(row, "event"), step));
+  }
+  json_decref(events);
+  json_decref(owed);
+  json_decref(detail);
+  json_decref(analysis);
+  fl_store_close(s);
+}
+
+/* The file refuses the decision's second statement (a trigger standing for a full disk): none of
+ * it is written, the route keeps its state before the decision, and the decision waits whole in
+ * the backlog, to be written whole once the file takes it. */
+static void a_decision_the_file_refuses_halfway_leaves_no_row_and_waits_whole(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  fl_route_state_t before = full_state("chat", 2000), st, out;
+  assert_int_equal(fl_store_put_route(s, &before), 0);
+  raw_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+  fl_store_window_t w;
+  json_t *detail, *analysis, *owed = NULL;
+  fl_store_decision_t d = step_decision(&st, &w, &detail, &analysis);
+  assert_int_equal(fl_store_commit_decision(s, &d), FL_EIO);
+  assert_int_equal(fl_store_get_route(s, "chat", &out), 0);
+  assert_state_equal(&out, &before);
+  assert_int_equal(raw_long(f->path, "SELECT (SELECT count(*) FROM windows) + (SELECT count(*) FROM events) + "
+                                     "(SELECT count(*) FROM outbox)"), 0);
+  fl_store_health_t h;
+  fl_store_health(s, &h);
+  assert_int_equal(h.backlog, 1);
+  assert_non_null(strstr(h.last_error, "disk full"));
+  assert_int_equal(fl_store_flush(s), FL_EIO);            /* still refused: still none of it */
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM windows"), 0);
+  assert_int_equal(fl_store_get_route(s, "chat", &out), 0);
+  assert_int_equal(out.weight_bp, 2000);
+
+  raw_exec(f->path, "DROP TRIGGER refuse");
+  assert_int_equal(fl_store_flush(s), 0);
+  assert_int_equal(fl_store_get_route(s, "chat", &out), 0);
+  assert_int_equal(out.weight_bp, 5000);
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM windows"), 1);
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM events"), 2);
+  assert_int_equal(fl_store_outbox_waiting(s, 0, 10, &owed), 0);
+  assert_int_equal(json_array_size(owed), 2);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(owed, 0), "event"), "kind")),
+                      "step");
+  json_decref(owed);
+  json_decref(detail);
+  json_decref(analysis);
+  fl_store_close(s);
+}
+
+/* Behind writes still waiting, a decision waits too, so the file never holds it before them. */
+static void a_decision_behind_waiting_writes_waits_behind_them(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  raw_exec(f->path, "CREATE TRIGGER refuse BEFORE INSERT ON settings BEGIN SELECT RAISE(ABORT, 'no room'); END");
+  assert_int_equal(fl_store_put_setting(s, "k", "v"), FL_EIO);
+  fl_route_state_t st;
+  fl_store_window_t w;
+  json_t *detail, *analysis;
+  fl_store_decision_t d = step_decision(&st, &w, &detail, &analysis);
+  assert_int_equal(fl_store_commit_decision(s, &d), FL_EIO);
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM routes"), 0);
+  raw_exec(f->path, "DROP TRIGGER refuse");
+  assert_int_equal(fl_store_flush(s), 0);
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM routes") + raw_long(f->path, "SELECT count(*) FROM settings"),
+                   2);
+  json_decref(detail);
+  json_decref(analysis);
+  fl_store_close(s);
+}
+
+static void a_webhook_marked_done_is_owed_no_more(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  fl_route_state_t st;
+  fl_store_window_t w;
+  json_t *detail, *analysis, *owed = NULL;
+  fl_store_decision_t d = step_decision(&st, &w, &detail, &analysis);
+  assert_int_equal(fl_store_commit_decision(s, &d), 0);
+  assert_int_equal(fl_store_outbox_waiting(s, 0, 10, &owed), 0);
+  json_int_t first = json_integer_value(json_object_get(json_array_get(owed, 0), "id"));
+  json_decref(owed);
+  assert_int_equal(fl_store_outbox_done(s, first, true), 0);
+  assert_int_equal(fl_store_outbox_waiting(s, 0, 10, &owed), 0);
+  assert_int_equal(json_array_size(owed), 1);
+  json_int_t second = json_integer_value(json_object_get(json_array_get(owed, 0), "id"));
+  assert_true(second > first);
+  json_decref(owed);
+  assert_int_equal(fl_store_outbox_waiting(s, second, 10, &owed), 0);   /* after_id: only newer rows */
+  assert_int_equal(json_array_size(owed), 0);
+  json_decref(owed);
+  assert_int_equal(fl_store_outbox_done(s, second, false), 0);            /* given up: done, not delivered */
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM outbox WHERE done_ms IS NOT NULL"), 2);
+  assert_int_equal(raw_long(f->path, "SELECT sum(delivered) FROM outbox"), 1);
+  json_decref(detail);
+  json_decref(analysis);
+  fl_store_close(s);
+}
+
 /* ---- durability ---- */
 
 static void state_survives_close_and_reopen(void **state) {
@@ -437,17 +578,17 @@ static void sigkill_during_writes_never_corrupts_the_store(void **state) {
 
 /* ---- the file ---- */
 
-static void the_file_is_in_wal_mode_with_schema_version_3(void **state) {
+static void the_file_is_in_wal_mode_with_schema_version_4(void **state) {
   fixture_t *f = *state;
   fl_store_t *s = open_store(f->path);
   char mode[16];
   raw_text(f->path, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 3);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 4);
   assert_int_equal(raw_long(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                      "('routes','events','windows','events_route_id','windows_route_id',"
-                                     "'settings','feedback')"),
-                   7);
+                                     "'settings','feedback','outbox','outbox_waiting')"),
+                   9);
   fl_store_close(s);
 }
 
@@ -458,9 +599,9 @@ static void a_version_1_file_is_migrated_keeping_its_data(void **state) {
   assert_int_equal(fl_store_put_route(s, &st), 0);
   fl_store_close(s);
   raw_exec(f->path, "DROP TABLE settings; DROP TABLE feedback; ALTER TABLE routes DROP COLUMN pause_reason; "
-                    "PRAGMA user_version=1");
+                    "DROP TABLE outbox; PRAGMA user_version=1");
   s = open_store(f->path);
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 3);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 4);
   fl_route_state_t back;
   assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
   assert_int_equal(back.weight_bp, 2500);
@@ -474,9 +615,9 @@ static void a_version_2_file_gains_the_pause_reason_keeping_its_routes(void **st
   fl_route_state_t st = {.route = "chat", .weight_bp = 3000, .step = 0, .rollout_state = "paused"};
   assert_int_equal(fl_store_put_route(s, &st), 0);
   fl_store_close(s);
-  raw_exec(f->path, "ALTER TABLE routes DROP COLUMN pause_reason; PRAGMA user_version=2");
+  raw_exec(f->path, "ALTER TABLE routes DROP COLUMN pause_reason; DROP TABLE outbox; PRAGMA user_version=2");
   s = open_store(f->path);
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 3);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 4);
   fl_route_state_t back;
   assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
   assert_int_equal(back.weight_bp, 3000);
@@ -486,6 +627,32 @@ static void a_version_2_file_gains_the_pause_reason_keeping_its_routes(void **st
   assert_int_equal(fl_store_put_route(s, &st), 0);
   assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
   assert_string_equal(back.pause_reason, "paused by hand (api)");
+  fl_store_close(s);
+}
+
+/* A file of the build before decisions had an outbox: its events owe no webhook (they were sent,
+ * or not, by that build), and new decisions' do. */
+static void a_version_3_file_gains_the_outbox_keeping_its_events(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  json_t *detail = json_pack("{s:i}", "step", 0), *owed = NULL;
+  assert_int_equal(fl_store_add_event(s, "chat", "api", "rollout_started", detail, NULL), 0);
+  fl_store_close(s);
+  raw_exec(f->path, "DROP TABLE outbox; PRAGMA user_version=3");
+  s = open_store(f->path);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_long(f->path, "SELECT count(*) FROM events"), 1);
+  assert_int_equal(fl_store_outbox_waiting(s, 0, 10, &owed), 0);
+  assert_int_equal(json_array_size(owed), 0);
+  json_decref(owed);
+  fl_store_decision_t d = {.n_events = 1,
+                           .events = {{.route = "chat", .actor = "api", .kind = "paused", .detail = detail,
+                                       .hooks = HOOKS, .n_hooks = 1}}};
+  assert_int_equal(fl_store_commit_decision(s, &d), 0);
+  assert_int_equal(fl_store_outbox_waiting(s, 0, 10, &owed), 0);
+  assert_int_equal(json_array_size(owed), 1);
+  json_decref(owed);
+  json_decref(detail);
   fl_store_close(s);
 }
 
@@ -618,13 +785,18 @@ int main(void) {
       T(long_strings_are_truncated_never_overflowed),
       T(events_come_back_in_order_filtered_and_limited),
       T(windows_come_back_newest_first_up_to_the_limit),
+      T(a_decision_writes_state_window_events_and_their_webhooks_together),
+      T(a_decision_the_file_refuses_halfway_leaves_no_row_and_waits_whole),
+      T(a_decision_behind_waiting_writes_waits_behind_them),
+      T(a_webhook_marked_done_is_owed_no_more),
       T(state_survives_close_and_reopen),
       T(a_write_survives_sigkill_without_close),
       T(sigkill_during_writes_never_corrupts_the_store),
-      T(the_file_is_in_wal_mode_with_schema_version_3),
+      T(the_file_is_in_wal_mode_with_schema_version_4),
       T(the_files_are_their_owners_only_and_a_wider_one_is_narrowed),
       T(a_version_1_file_is_migrated_keeping_its_data),
       T(a_version_2_file_gains_the_pause_reason_keeping_its_routes),
+      T(a_version_3_file_gains_the_outbox_keeping_its_events),
       T(settings_are_kept_and_replaced),
       T(a_request_is_rated_once_and_the_first_rating_stays),
       T(opening_in_a_missing_directory_fails_naming_the_file),
