@@ -38,6 +38,7 @@ typedef struct {
   double canary, stable;       /* the metric's values */
   fl_test_t test;              /* p NAN: no test for this metric */
   bool measurable;
+  char reason[192];            /* why not measurable, when there is more to say than "no data" */
 } fl_measure_t;
 
 static double quantile_s(const fl_hist_snap_t *h, double q) { return fl_hist_quantile(h, q) / 1e6; }
@@ -72,12 +73,26 @@ static fl_measure_t measure_rate(const fl_check_t *k, const fl_data_snap_t *c, c
   return m;
 }
 
-/* Drift has no stable value of its own: stable is the reference distribution. */
+/* Drift has no stable value of its own: stable is the reference distribution. A PSI is judged
+ * with the chi-square test of its own bins, and only once the PSI two equal samples show by
+ * chance, (bins − 1)(1/n + 1/m), is at most half the bound: below that a PSI over the bound says
+ * nothing, and one under it does not say the canary is fine. */
 static fl_measure_t measure_drift(const fl_check_t *k, const fl_drift_t *d) {
   fl_measure_t m = {.test = {NAN, NAN}, .stable = NAN, .canary = NAN};
   m.measurable = d && d->n_a >= FL_DRIFT_MIN && d->n_b >= FL_DRIFT_MIN;
-  if (!m.measurable) return m;
-  if (k->stat == 'p') m.canary = d->psi;
+  if (!m.measurable) {
+    snprintf(m.reason, sizeof m.reason, "fewer than %d values on a side: %zu canary, %zu stable", FL_DRIFT_MIN,
+             d ? d->n_a : 0, d ? d->n_b : 0);
+    return m;
+  }
+  if (k->stat == 'p') {
+    m.canary = d->psi, m.test = d->psi_test;
+    if (fl_stats_psi_noise(d->psi_bins, d->n_a, d->n_b) > k->max / 2) {
+      m.measurable = false;
+      snprintf(m.reason, sizeof m.reason, "too few values to tell a PSI of %g from noise: %zu canary, %zu stable, "
+               "need %zu each", k->max, d->n_a, d->n_b, fl_stats_psi_min_n(d->psi_bins, k->max));
+    }
+  }
   if (k->stat == 'k') m.canary = d->ks.statistic, m.test = d->ks;
   if (k->stat == 'j') m.canary = d->js, m.test = d->chi2;
   return m;
@@ -146,14 +161,19 @@ static fl_measure_t measure(const fl_check_t *k, unsigned index, const fl_series
 /* A check fails when the canary is beyond an absolute bound, or when it is both significantly
  * worse and beyond the relative bound. */
 static fl_verdict_t judge(const fl_check_t *k, const fl_measure_t *m, double alpha, json_t *out) {
-  if (!m->measurable) return FL_VERDICT_INCONCLUSIVE;
+  if (!m->measurable) {
+    if (m->reason[0]) json_object_set_new(out, "reason", json_string(m->reason));
+    return FL_VERDICT_INCONCLUSIVE;
+  }
   bool significant = isnan(m->test.p_value) || m->test.p_value < alpha;
   bool beyond = false;
   if (!isnan(k->max_increase)) beyond = m->canary - m->stable > k->max_increase;
   if (!isnan(k->max_ratio)) beyond = m->stable > 0 ? m->canary / m->stable > k->max_ratio : m->canary > 0;
   if (!isnan(k->max_decrease)) beyond = m->stable - m->canary > k->max_decrease;
-  /* a drift statistic beyond its bound fails only when its test agrees (PSI has none) */
-  bool over_max = !isnan(k->max) && m->canary > k->max && (k->kind != FL_CHECK_DRIFT || significant);
+  /* a drift statistic beyond its bound fails only when its test agrees; a drift without a test is
+   * no evidence */
+  bool over_max = !isnan(k->max) && m->canary > k->max &&
+                  (k->kind != FL_CHECK_DRIFT || m->test.p_value < alpha);
   json_object_set_new(out, "significant", json_boolean(significant));
   json_object_set_new(out, "beyond_bound", json_boolean(beyond));
   json_object_set_new(out, "over_max", json_boolean(over_max));
