@@ -81,9 +81,8 @@ fl_test_t fl_stats_mann_whitney(const double *canary, size_t n_canary, const dou
 
 static int cmp_plain(const void *pa, const void *pb) { return cmp_double(*(const double *)pa, *(const double *)pb); }
 
-double fl_stats_quantile(double *v, size_t n, double q) {
-  if (n == 0 || !(q >= 0.0 && q <= 1.0)) return NAN;
-  qsort(v, n, sizeof *v, cmp_plain);
+/* The quantile of values already sorted (cmp_plain), n > 0. */
+static double sorted_quantile(const double *v, size_t n, double q) {
   if (isnan(v[n - 1])) return NAN; /* NaNs sort last; NumPy answers NaN for any NaN input */
   double h = (double)(n - 1) * q;
   double lower = floor(h);
@@ -93,6 +92,12 @@ double fl_stats_quantile(double *v, size_t n, double q) {
   double a = v[lo], b = v[hi], diff = b - a;
   /* NumPy's _lerp: interpolate from the nearer end, so q = 1 gives exactly the maximum. */
   return gamma >= 0.5 ? b - diff * (1.0 - gamma) : a + diff * gamma;
+}
+
+double fl_stats_quantile(double *v, size_t n, double q) {
+  if (n == 0 || !(q >= 0.0 && q <= 1.0)) return NAN;
+  qsort(v, n, sizeof *v, cmp_plain);
+  return sorted_quantile(v, n, q);
 }
 
 /* ---- reservoir ---- */
@@ -251,9 +256,10 @@ static int psi_bin(psi_bins_t *pb, const double *baseline, size_t n_baseline, co
   }
   double *cuts = sorted + n_baseline; /* at most bins − 1 */
   memcpy(sorted, baseline, n_baseline * sizeof *sorted);
+  qsort(sorted, n_baseline, sizeof *sorted, cmp_plain);     /* once for all the cut points */
   size_t n_cuts = 0;
   for (size_t i = 1; i < bins; i++) {
-    double c = fl_stats_quantile(sorted, n_baseline, (double)i / (double)bins);
+    double c = sorted_quantile(sorted, n_baseline, (double)i / (double)bins);
     if (n_cuts == 0 || c != cuts[n_cuts - 1]) cuts[n_cuts++] = c; /* ties merged */
   }
   *pb = (psi_bins_t){.sorted = sorted, .cuts = cuts, .n_cuts = n_cuts, .expected = counts, .observed = counts + n_cuts + 1};
