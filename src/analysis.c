@@ -71,7 +71,7 @@ typedef struct {
   const char *test;                    /* the test's name, or NULL */
   double statistic, p_beyond, p_within;
   bool measurable;
-  char reason[160];                    /* why not measurable */
+  char reason[192];                    /* why not measurable */
 } fl_measure_t;
 
 static fl_measure_t unmeasured(void) {
@@ -120,22 +120,30 @@ static fl_measure_t measure_counts(const fl_check_t *k, uint64_t xc, uint64_t nc
   return m;
 }
 
-/* Drift has no stable value of its own: stable is the reference distribution. */
+/* Drift has no stable value of its own: stable is the reference distribution. A PSI is judged
+ * with the chi-square test of its own bins, and only once the PSI two equal samples show by
+ * chance, (bins − 1)(1/n + 1/m), is at most half the bound: below that a PSI over the bound says
+ * nothing, and one under it does not say the canary is fine. */
 static fl_measure_t measure_drift(const fl_check_t *k, const fl_drift_t *d) {
   fl_measure_t m = unmeasured();
   m.n_canary = d ? d->n_a : 0;
   m.n_stable = d ? d->n_b : 0;
   m.measurable = d && d->n_a >= FL_DRIFT_MIN && d->n_b >= FL_DRIFT_MIN;
   if (!m.measurable) {
-    snprintf(m.reason, sizeof m.reason, "too few values to compare: %llu canary, %llu stable, %d needed each",
-             (unsigned long long)m.n_canary, (unsigned long long)m.n_stable, FL_DRIFT_MIN);
+    snprintf(m.reason, sizeof m.reason, "fewer than %d values on a side: %llu canary, %llu stable", FL_DRIFT_MIN,
+             (unsigned long long)m.n_canary, (unsigned long long)m.n_stable);
     return m;
   }
-  fl_test_t t = k->stat == 'p' ? d->chi2 : k->stat == 'k' ? d->ks : d->chi2;
+  fl_test_t t = k->stat == 'p' ? d->psi_test : k->stat == 'k' ? d->ks : d->chi2;
   m.canary = k->stat == 'p' ? d->psi : k->stat == 'k' ? d->ks.statistic : d->js;
   m.test = k->stat == 'k' ? "Kolmogorov-Smirnov" : "chi-square on the bins";
   m.statistic = t.statistic;
   m.p_beyond = t.p_value;
+  if (k->stat == 'p' && fl_stats_psi_noise(d->psi_bins, d->n_a, d->n_b) > k->max / 2) {
+    m.measurable = false;
+    snprintf(m.reason, sizeof m.reason, "too few values to tell a PSI of %g from noise: %zu canary, %zu stable, "
+             "need %zu each", k->max, d->n_a, d->n_b, fl_stats_psi_min_n(d->psi_bins, k->max));
+  }
   return m;
 }
 
@@ -239,9 +247,9 @@ static bool beyond_bound(const fl_check_t *k, const fl_measure_t *m) {
 }
 
 /* A check fails when the canary is over an absolute max (a drift measure: and its test agrees at
- * this look's alpha), or significantly beyond its relative bound; passes when it is under the max
- * and significantly within the relative bound (with no test: within it); else it waits, saying
- * why in reason. */
+ * this look's alpha; a drift without a test is no evidence), or significantly beyond its relative
+ * bound; passes when it is under the max and significantly within the relative bound (with no
+ * test: within it); else it waits, saying why in reason. */
 static fl_verdict_t judge(const fl_check_t *k, const fl_measure_t *m, double alpha, double beta, json_t *out,
                           char *reason, size_t cap) {
   if (!m->measurable) {

@@ -260,7 +260,8 @@ static void observe(fl_sample_t *s) {
  * The values are copied out under the lock and compared without it, so that neither the control
  * thread nor the samples wait while KS sorts tens of thousands of numbers. */
 
-static const fl_drift_t NO_DRIFT = {.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN}};
+static const fl_drift_t NO_DRIFT = {.psi = NAN, .js = NAN, .ks = {NAN, NAN}, .chi2 = {NAN, NAN},
+                                    .psi_test = {NAN, NAN}};
 
 typedef struct {
   unsigned f;
@@ -325,7 +326,10 @@ fl_drift_t fl_monitor_compare(unsigned f, const double *a, size_t n_a, const dou
     d.js = fl_stats_js_distance(ca, cb, k);
   } else {
     d.ks = fl_stats_ks(a, d.n_a, b, d.n_b);
-    d.psi = fl_stats_psi(b, d.n_b, a, d.n_a, PSI_BINS);
+    fl_psi_t psi = fl_stats_psi_test(b, d.n_b, a, d.n_a, PSI_BINS);
+    d.psi = psi.psi;
+    d.psi_test = psi.test;
+    d.psi_bins = psi.bins;
   }
   return d;
 }
@@ -739,10 +743,32 @@ static void expo_features(fl_buf_t *b, const expo_t *e) {
     }
 }
 
+/* How many values each side of every drift had: a PSI of 0.3 over 20 values is noise, over
+ * 2,000 it is not. The compared side is the series' own variant, the other its reference. */
+static void expo_drift_values(fl_buf_t *b, const expo_t *e) {
+  char fbuf[32];
+  fl_metrics_family(b, "fledge_data_drift_values", "gauge", "Values compared by the drift over data.window, per side "
+                    "(the series' own variant, and stable or baseline as the reference).");
+  for (unsigned i = 0; i < e->n; i++)
+    for (unsigned f = 0; mon.series[i] && f < FL_F_COUNT; f++) {
+      if (!mon.series[i]->drift_set[f]) continue;
+      const fl_drift_t *d = &mon.series[i]->drift[f];
+      const char *ref = fl_feature_is_input(f) ? "baseline" : "stable";
+      const char *own = strstr(e->lbl[i], "variant=\"canary\"") ? "canary" : "stable";
+      fl_feature_name(f, fbuf, sizeof fbuf);
+      fl_buf_printf(b, "fledge_data_drift_values{%s,feature=\"%s\",reference=\"%s\",side=\"%s\"} %zu\n", e->lbl[i],
+                    fbuf, ref, own, d->n_a);
+      fl_buf_printf(b, "fledge_data_drift_values{%s,feature=\"%s\",reference=\"%s\",side=\"%s\"} %zu\n", e->lbl[i],
+                    fbuf, ref, ref, d->n_b);
+    }
+}
+
 static void expo_drift(fl_buf_t *b, const expo_t *e) {
   static const struct { const char *name, *help; size_t off; } D[] = {
       {"fledge_data_drift_psi", "Population stability index over data.window: outputs against stable, inputs "
        "against the baseline.", offsetof(fl_drift_t, psi)},
+      {"fledge_data_drift_psi_p_value", "Chi-square homogeneity p-value on the PSI's own bins.",
+       offsetof(fl_drift_t, psi_test.p_value)},
       {"fledge_data_drift_ks_statistic", "Two-sample Kolmogorov-Smirnov D over data.window, against the same reference.",
        offsetof(fl_drift_t, ks.statistic)},
       {"fledge_data_drift_ks_p_value", "Its p-value.", offsetof(fl_drift_t, ks.p_value)},
@@ -763,6 +789,7 @@ static void expo_drift(fl_buf_t *b, const expo_t *e) {
                         fl_feature_name(f, fbuf, sizeof fbuf), fl_feature_is_input(f) ? "baseline" : "stable", v);
       }
   }
+  expo_drift_values(b, e);
 }
 
 void fl_monitor_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx) {
@@ -807,6 +834,10 @@ static json_t *drift_entry(unsigned f, const fl_drift_t *d) {
     json_object_set_new(x, "chi2_p_value", fl_json_num(d->chi2.p_value));
   } else {
     json_object_set_new(x, "psi", fl_json_num(d->psi));
+    json_object_set_new(x, "psi_bins", json_integer((json_int_t)d->psi_bins));
+    json_object_set_new(x, "psi_noise", fl_json_num(d->psi_bins ? fl_stats_psi_noise(d->psi_bins, d->n_a, d->n_b) : NAN));
+    json_object_set_new(x, "psi_chi2", fl_json_num(d->psi_test.statistic));
+    json_object_set_new(x, "psi_p_value", fl_json_num(d->psi_test.p_value));
     json_object_set_new(x, "ks_statistic", fl_json_num(d->ks.statistic));
     json_object_set_new(x, "ks_p_value", fl_json_num(d->ks.p_value));
   }

@@ -63,15 +63,18 @@ void fl_monitor_stop(void);
 /* A series' data counters since start, for analysis windows (window.h). */
 void fl_monitor_data(unsigned series, fl_data_snap_t *out);
 
-/* Drift between two series over [from_ms, to_ms] (monotonic), b the reference: KS and PSI for
- * numbers, chi-square and Jensen–Shannon for categories, for every output feature both series
- * have (set[f]); NaN where a side has fewer than FL_DRIFT_MIN values, and for every feature not
- * set. The values are copied under the lock and compared without it. Any thread but a worker. */
+/* Drift between two series over [from_ms, to_ms] (monotonic), b the reference: KS and PSI (with
+ * the chi-square test of its own bins) for numbers, chi-square and Jensen–Shannon for categories,
+ * for every output feature both series have (set[f]); NaN where a side has fewer than
+ * FL_DRIFT_MIN values, and for every feature not set. n_a and n_b are counted either way. The
+ * values are copied under the lock and compared without it. Any thread but a worker. */
 #define FL_DRIFT_MIN 20
 typedef struct fl_drift {
   size_t n_a, n_b;                     /* values compared on each side */
   double psi, js;
-  fl_test_t ks, chi2;
+  fl_test_t ks, chi2;                  /* chi2: of the categories (with js) */
+  fl_test_t psi_test;                  /* chi-square homogeneity on the PSI's bins */
+  size_t psi_bins;                     /* bins the PSI used (cut points that tie merge) */
 } fl_drift_t;
 
 /* The drift of feature f's values a against the reference b (inputs unchanged): what a window's

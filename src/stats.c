@@ -81,9 +81,8 @@ fl_test_t fl_stats_mann_whitney(const double *canary, size_t n_canary, const dou
 
 static int cmp_plain(const void *pa, const void *pb) { return cmp_double(*(const double *)pa, *(const double *)pb); }
 
-double fl_stats_quantile(double *v, size_t n, double q) {
-  if (n == 0 || !(q >= 0.0 && q <= 1.0)) return NAN;
-  qsort(v, n, sizeof *v, cmp_plain);
+/* The quantile of values already sorted (cmp_plain), n > 0. */
+static double sorted_quantile(const double *v, size_t n, double q) {
   if (isnan(v[n - 1])) return NAN; /* NaNs sort last; NumPy answers NaN for any NaN input */
   double h = (double)(n - 1) * q;
   double lower = floor(h);
@@ -93,6 +92,12 @@ double fl_stats_quantile(double *v, size_t n, double q) {
   double a = v[lo], b = v[hi], diff = b - a;
   /* NumPy's _lerp: interpolate from the nearer end, so q = 1 gives exactly the maximum. */
   return gamma >= 0.5 ? b - diff * (1.0 - gamma) : a + diff * gamma;
+}
+
+double fl_stats_quantile(double *v, size_t n, double q) {
+  if (n == 0 || !(q >= 0.0 && q <= 1.0)) return NAN;
+  qsort(v, n, sizeof *v, cmp_plain);
+  return sorted_quantile(v, n, q);
 }
 
 /* ---- reservoir ---- */
@@ -243,36 +248,79 @@ static size_t upper_bin(const double *cuts, size_t n_cuts, double v) {
   return lo;
 }
 
-double fl_stats_psi(const double *baseline, size_t n_baseline, const double *actual, size_t n_actual, size_t bins) {
-  if (n_baseline == 0 || n_actual == 0 || bins == 0) return NAN;
+/* The bins of one PSI: cut points (at the end of a sorted copy of the baseline) and each side's
+ * count per bin. */
+typedef struct {
+  double *sorted, *cuts;
+  size_t n_cuts;
+  uint64_t *expected, *observed;   /* n_cuts + 1 each */
+} psi_bins_t;
+
+/* Cuts at the baseline's quantiles i/bins, equal ones merged, and both sides counted. */
+static int psi_bin(psi_bins_t *pb, const double *baseline, size_t n_baseline, const double *actual, size_t n_actual,
+                   size_t bins) {
   double *sorted = malloc((n_baseline + bins) * sizeof *sorted);
-  if (!sorted) return NAN;
+  uint64_t *counts = calloc(2 * bins, sizeof *counts);
+  if (!sorted || !counts) {
+    free(sorted);
+    free(counts);
+    return FL_ENOMEM;
+  }
   double *cuts = sorted + n_baseline; /* at most bins − 1 */
   memcpy(sorted, baseline, n_baseline * sizeof *sorted);
+  qsort(sorted, n_baseline, sizeof *sorted, cmp_plain);     /* once for all the cut points */
   size_t n_cuts = 0;
   for (size_t i = 1; i < bins; i++) {
-    double c = fl_stats_quantile(sorted, n_baseline, (double)i / (double)bins);
+    double c = sorted_quantile(sorted, n_baseline, (double)i / (double)bins);
     if (n_cuts == 0 || c != cuts[n_cuts - 1]) cuts[n_cuts++] = c; /* ties merged */
   }
-  size_t used = n_cuts + 1;
-  double *expected = malloc(2 * used * sizeof *expected);
-  if (!expected) {
-    free(sorted);
-    return NAN;
+  *pb = (psi_bins_t){.sorted = sorted, .cuts = cuts, .n_cuts = n_cuts, .expected = counts, .observed = counts + n_cuts + 1};
+  for (size_t i = 0; i < n_baseline; i++) pb->expected[upper_bin(cuts, n_cuts, baseline[i])]++;
+  for (size_t i = 0; i < n_actual; i++) pb->observed[upper_bin(cuts, n_cuts, actual[i])]++;
+  return 0;
+}
+
+static void psi_bins_free(psi_bins_t *pb) {
+  free(pb->sorted);
+  free(pb->expected);
+}
+
+fl_psi_t fl_stats_psi_test(const double *baseline, size_t n_baseline, const double *actual, size_t n_actual,
+                           size_t bins) {
+  fl_psi_t out = {.psi = NAN, .test = NO_EVIDENCE};
+  if (n_baseline == 0 || n_actual == 0 || bins == 0) return out;
+  psi_bins_t pb;
+  if (psi_bin(&pb, baseline, n_baseline, actual, n_actual, bins) != 0)
+    return (fl_psi_t){.psi = NAN, .test = {.statistic = 0.0, .p_value = NAN}};
+  out.bins = pb.n_cuts + 1;
+  /* add-1/2 on every bin of both sides: the shares stay a distribution and no log sees a 0 */
+  double half = 0.5 * (double)out.bins;
+  out.psi = 0.0;
+  for (size_t b = 0; b < out.bins; b++) {
+    double e = ((double)pb.expected[b] + 0.5) / ((double)n_baseline + half);
+    double o = ((double)pb.observed[b] + 0.5) / ((double)n_actual + half);
+    out.psi += (o - e) * log(o / e);
   }
-  double *observed = expected + used;
-  for (size_t b = 0; b < used; b++) expected[b] = observed[b] = 0.0;
-  for (size_t i = 0; i < n_baseline; i++) expected[upper_bin(cuts, n_cuts, baseline[i])] += 1.0;
-  for (size_t i = 0; i < n_actual; i++) observed[upper_bin(cuts, n_cuts, actual[i])] += 1.0;
-  double psi = 0.0;
-  for (size_t b = 0; b < used; b++) {
-    double e = fmax(expected[b] / (double)n_baseline, 1e-4);
-    double o = fmax(observed[b] / (double)n_actual, 1e-4);
-    psi += (o - e) * log(o / e);
-  }
-  free(expected);
-  free(sorted);
-  return psi;
+  out.test = fl_stats_chi_square(pb.observed, pb.expected, out.bins);
+  psi_bins_free(&pb);
+  return out;
+}
+
+double fl_stats_psi(const double *baseline, size_t n_baseline, const double *actual, size_t n_actual, size_t bins) {
+  return fl_stats_psi_test(baseline, n_baseline, actual, n_actual, bins).psi;
+}
+
+double fl_stats_psi_noise(size_t bins, size_t n, size_t m) {
+  if (n == 0 || m == 0) return INFINITY;
+  if (bins <= 1) return 0.0;
+  return (double)(bins - 1) * (1.0 / (double)n + 1.0 / (double)m);
+}
+
+size_t fl_stats_psi_min_n(size_t bins, double max) {
+  if (bins <= 1) return 0;
+  if (!(max > 0.0)) return SIZE_MAX;
+  double n = ceil(4.0 * (double)(bins - 1) / max);
+  return n >= (double)SIZE_MAX ? SIZE_MAX : (size_t)n;
 }
 
 /* ---- chi-square ---- */

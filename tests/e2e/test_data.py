@@ -1,12 +1,14 @@
 """Data quality end to end: a share of real exchanges through the gateway is read by its monitor
 thread, so bad data from a canary (NaNs, empty or cut-off answers, longer answers) shows up
 against stable in /api/v1/stats and /metrics, and a data check rolls such a canary back."""
+import http.client
 import json
 import os
 import random
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 from harness import FLEDGE, Gateway, Load, chat, free_port, mock, request, route_yaml
@@ -122,6 +124,86 @@ def test_answers_twice_as_long_drift_and_an_identical_canary_does_not():
             Gateway(DATA + route_yaml(v1, v2, weight=50)) as gw, Load(gw.port):
         drift = drift_of(gw, 1500)
         assert drift["psi"] < 0.05 and drift["ks_p_value"] > 0.001, drift
+
+
+def paced_load(port, hosts, per_second, stop):
+    """One thread per host sending chat completions at about per_second each, from random users."""
+    def run(host):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        next_at = time.time()
+        while not stop.is_set():
+            try:
+                conn.request("POST", "/v1/chat/completions", Load.CHAT,
+                             {"host": host, "x-user-id": "u%d" % random.randrange(10**9),
+                              "content-type": "application/json"})
+                conn.getresponse().read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            next_at += 1.0 / per_second
+            stop.wait(max(0.0, next_at - time.time()))
+    threads = [threading.Thread(target=run, args=(h,), daemon=True) for h in hosts]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_identical_versions_pass_a_psi_check_and_answers_twice_as_long_are_rolled_back():
+    """Issue 14: ten rollouts of a canary identical to stable (the same mock, another seed) behind
+    one gateway, each gated only by output_tokens_psi under 0.2 and the error rate, are all
+    promoted; an eleventh whose canary answers twice as long is rolled back. A window holds
+    enough answers for a PSI of 0.2 to stand out of noise (about 375 a side against the 180 that
+    10 bins need), so a window is judged, not left inconclusive. A twelfth identical canary judged
+    every 2 s (about 30 answers a side) is never rolled back: its PSI, often over 0.2 by chance
+    alone, cannot be told from noise, and each window says so."""
+    same = ["same%d" % i for i in range(10)]
+    spec = {"steps": [50, 100], "interval": "25s", "min_requests": 100, "max_failures": 1,
+            "checks": [{"metric": "output_tokens_psi", "max": 0.2}, {"metric": "error_rate", "max_increase": 0.01}]}
+    knobs = ("--output-tokens-mean", 20, "--output-tokens-sd", 4)
+    with mock(*knobs, "--seed", 1, model="m-v1") as v1, mock(*knobs, "--seed", 2, model="m-v2") as v2, \
+            mock("--output-tokens-mean", 40, "--output-tokens-sd", 8, "--seed", 3, model="m-v2") as longer:
+        routes = "".join(
+            "  - name: %s\n    match: { host: %s }\n    user_key: [header:x-user-id]\n"
+            "    stable: { version: v1, backends: [127.0.0.1:%d] }\n"
+            "    canary: { version: v2, backends: [127.0.0.1:%d], weight: 0 }\n" % (name, name, v1.port, canary.port)
+            for name, canary in [(n, v2) for n in same + ["short"]] + [("doubled", longer)])
+        stop = threading.Event()
+        with Gateway(DATA + "routes:\n" + routes, **WITH_TOKEN) as gw:
+            threads = paced_load(gw.port, same + ["doubled", "short"], 30, stop)
+            try:
+                for name in same + ["doubled"]:
+                    assert request(gw.admin, "POST", "/api/v1/routes/%s/rollout" % name, AUTH, spec).status == 200
+                short = dict(spec, interval="2s", min_requests=10)
+                assert request(gw.admin, "POST", "/api/v1/routes/short/rollout", AUTH, short).status == 200
+                deadline = time.time() + 75
+                states = {}
+                while time.time() < deadline:
+                    states = {n: request(gw.admin, "GET", "/api/v1/routes/" + n).json()["rollout"]["state"]
+                              for n in same + ["doubled"]}
+                    if "progressing" not in states.values():
+                        break
+                    time.sleep(0.5)
+                assert states == dict({n: "promoted" for n in same}, doubled="rolled_back"), states
+                last = request(gw.admin, "GET", "/api/v1/events?route=doubled").json()["events"][-1]
+                assert last["kind"] == "rolled_back" and last["detail"]["reason"] == "output_tokens_psi", last["detail"]
+                check = [c for c in last["detail"]["analysis"]["checks"] if c["metric"] == "output_tokens_psi"][0]
+                assert check["canary"] > 0.2 and check["p_value"] < 0.05, check
+                drift = last["detail"]["analysis"]["drift"]["output_tokens"]
+                assert drift["n"] >= 180 and drift["n_reference"] >= 180 and drift["psi_p_value"] < 0.05, drift
+                # each side's count is exported next to the PSI
+                lines = request(gw.admin, "GET", "/metrics").body.decode().splitlines()
+                counts = [l for l in lines if l.startswith("fledge_data_drift_values{") and 'route="same0"' in l]
+                assert any('side="canary"' in l for l in counts) and any('side="stable"' in l for l in counts), counts
+                r = request(gw.admin, "GET", "/api/v1/routes/short").json()["rollout"]
+                assert r["state"] == "progressing" and r["windows"]["fail"] == 0, r
+                assert r["windows"]["inconclusive"] >= 10 and r["windows"]["pass"] == 0, r["windows"]
+                check = [c for c in r["last_analysis"]["checks"] if c["metric"] == "output_tokens_psi"][0]
+                assert check["verdict"] == "inconclusive", check
+                assert check["reason"].startswith("too few values to tell a PSI of 0.2 from noise: "), check
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(10)
 
 
 def feedback(gw, request_id, score, headers=AUTH, **extra):

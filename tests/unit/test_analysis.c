@@ -373,13 +373,15 @@ static void drift_fails_beyond_its_bound_when_its_test_agrees(void **state) {
   fl_rollout_spec_t s = spec_of("{\"min_requests\": 10, \"checks\": [{\"metric\": \"output_tokens_psi\", \"max\": 0.2},"
                                 "{\"metric\": \"output_tokens_ks\", \"max\": 0.1}]}");
   clear_windows();
-  canary.requests = stable.requests = 100;
+  canary.requests = stable.requests = 200;
   fl_drift_t d[FL_F_COUNT] = {0}, *tokens = &d[FL_F_OUTPUT_TOKENS];
-  *tokens = (fl_drift_t){.n_a = 100, .n_b = 100, .psi = 0.5, .ks = {0.4, 1e-6}};
+  *tokens = (fl_drift_t){.n_a = 200, .n_b = 200, .psi = 0.5, .psi_test = {60, 1e-9}, .psi_bins = 10,
+                         .ks = {0.4, 1e-6}};
   fl_verdict_t v;
   json_t *r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
   assert_int_equal(v, FL_VERDICT_FAIL);
   assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_psi"), "verdict")), "fail");
+  assert_true(json_real_value(json_object_get(check_of(r, "output_tokens_psi"), "p_value")) == 1e-9);
   assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_ks"), "verdict")), "fail");
   json_decref(r);
   tokens->ks = (fl_test_t){0.4, 0.2};                   /* a large D from few values: not significant, */
@@ -397,10 +399,57 @@ static void drift_fails_beyond_its_bound_when_its_test_agrees(void **state) {
   tokens->n_a = FL_DRIFT_MIN - 1;
   r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
   assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  assert_string_equal(json_string_value(json_object_get(check_of(r, "output_tokens_ks"), "reason")),
+                      "fewer than 20 values on a side: 19 canary, 200 stable");
   json_decref(r);
   r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, NULL, &v);  /* no drift measured at all */
   assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
   json_decref(r);
+}
+
+/* Issue 14: a PSI over its bound is a drift only when the chi-square test of its own bins says
+ * the shares differ, and only once there are enough values for the bound to stand out of the
+ * PSI that chance alone gives, (bins − 1)(1/n + 1/m); before that the check cannot tell. */
+static void a_psi_is_judged_by_its_test_and_only_with_enough_values(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"min_requests\": 10, \"checks\": [{\"metric\": \"output_tokens_psi\", \"max\": 0.2}]}");
+  clear_windows();
+  canary.requests = stable.requests = 400;
+  fl_drift_t d[FL_F_COUNT] = {0}, *tokens = &d[FL_F_OUTPUT_TOKENS];
+  *tokens = (fl_drift_t){.n_a = 180, .n_b = 180, .psi = 0.3, .psi_test = {12, 0.2}, .psi_bins = 10};
+  fl_verdict_t v;
+  json_t *r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);         /* over 0.2, but as two equal samples may be: */
+  json_decref(r);                                       /* no failure, and no pass over the bound */
+  tokens->psi_test = (fl_test_t){NAN, NAN};             /* no test: no evidence either */
+  json_decref(fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v));
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  tokens->psi = 0.1;                                    /* under the bound with enough values: a pass */
+  json_decref(fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v));
+  assert_int_equal(v, FL_VERDICT_PASS);
+  tokens->psi = 0.3;
+  tokens->psi_test = (fl_test_t){40, 1e-5};
+  json_decref(fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v));
+  assert_int_equal(v, FL_VERDICT_FAIL);
+
+  tokens->n_a = 14, tokens->n_b = 30;                   /* fewer than 20: too few for any drift */
+  r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  json_decref(r);
+  tokens->n_a = 179, tokens->n_b = 2000;                /* noise 9·(1/179 + 1/2000) = 0.055 ≤ 0.1 */
+  json_decref(fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v));
+  assert_int_equal(v, FL_VERDICT_FAIL);
+  tokens->n_a = 60, tokens->n_b = 90;                   /* noise 0.25 > 0.1: cannot tell */
+  r = fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v);
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  json_t *c = check_of(r, "output_tokens_psi");
+  assert_string_equal(json_string_value(json_object_get(c, "verdict")), "inconclusive");
+  assert_string_equal(json_string_value(json_object_get(c, "reason")),
+                      "too few values to tell a PSI of 0.2 from noise: 60 canary, 90 stable, need 180 each");
+  json_decref(r);
+  tokens->psi_bins = 4;                                 /* fewer distinct values, fewer bins: 60 do */
+  tokens->n_a = tokens->n_b = 60;
+  json_decref(fl_analysis_run(&s, &(fl_evidence_t){0}, &canary, &stable, d, &v));
+  assert_int_equal(v, FL_VERDICT_FAIL);
 }
 
 /* n scores of which `up` are +1 and the rest −1. */
@@ -1074,6 +1123,7 @@ int main(void) {
       cmocka_unit_test(any_nan_fails_a_nan_rate_max_of_zero_and_none_passes),
       cmocka_unit_test(an_empty_answer_increase_fails_only_when_significant_and_beyond),
       cmocka_unit_test(drift_fails_beyond_its_bound_when_its_test_agrees),
+      cmocka_unit_test(a_psi_is_judged_by_its_test_and_only_with_enough_values),
       cmocka_unit_test(lower_feedback_fails_by_more_than_its_bound),
       cmocka_unit_test(a_window_diff_subtracts_the_data_counters_too),
   };

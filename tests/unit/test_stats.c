@@ -178,12 +178,16 @@ static void check_ks(const char *name, double *head, size_t n_head, vec_t *group
 
 static void check_psi(const char *name, double *head, size_t n_head, vec_t *groups, size_t n_groups,
                       unsigned *failures) {
-  assert_int_equal(n_head, 2);
+  assert_int_equal(n_head, 5);
   assert_int_equal(n_groups, 2);
-  double want = head[0];
-  double got = fl_stats_psi(groups[0].v, groups[0].n, groups[1].v, groups[1].n, (size_t)head[1]);
-  if (!relatively_close(got, want)) {
-    fprintf(stderr, "psi %s: %.17g, NumPy %.17g\n", name, got, want);
+  double want = head[0], want_p = head[3], want_chi2 = head[4];
+  size_t bins = (size_t)head[1], want_used = (size_t)head[2];
+  fl_psi_t got = fl_stats_psi_test(groups[0].v, groups[0].n, groups[1].v, groups[1].n, bins);
+  if (!relatively_close(got.psi, want) || got.bins != want_used || !close_to(got.test.p_value, want_p) ||
+      !close_to(got.test.statistic, want_chi2) ||
+      got.psi != fl_stats_psi(groups[0].v, groups[0].n, groups[1].v, groups[1].n, bins)) {
+    fprintf(stderr, "psi %s: %.17g in %zu bins, chi2 %.17g p %.17g; NumPy %.17g in %zu, SciPy chi2 %.17g p %.17g\n",
+            name, got.psi, got.bins, got.test.statistic, got.test.p_value, want, want_used, want_chi2, want_p);
     (*failures)++;
   }
 }
@@ -574,18 +578,61 @@ static void psi_flags_doubled_lengths_and_not_resampling(void **state) {
 }
 
 /* A value equal to a cut point belongs to the bin above it: with the baseline 1..4 in two bins the
- * cut is 2.5 (no tie), but with 1,2,2,3 and two bins it is 2, and the 2s fall in the upper bin. */
+ * cut is 2.5 (no tie), but with 1,2,2,3 and two bins it is 2, and the 2s fall in the upper bin.
+ * Each bin's count gets half a value before the shares are taken: (count + 1/2) / (4 + 1). */
 static void psi_puts_a_value_on_a_cut_point_in_the_upper_bin(void **state) {
   double baseline[4] = {1, 2, 2, 3};
   double low[4] = {1, 1, 1, 1}, on_cut[4] = {2, 2, 2, 2}, high[4] = {3, 3, 3, 3};
-  /* baseline shares: lower bin 1/4, upper bin 3/4 */
-  double want_low = (1.0 - 0.25) * log(1.0 / 0.25) + (1e-4 - 0.75) * log(1e-4 / 0.75);
-  double want_high = (1e-4 - 0.25) * log(1e-4 / 0.25) + (1.0 - 0.75) * log(1.0 / 0.75);
+  double e_low = 1.5 / 5, e_high = 3.5 / 5;          /* the baseline: one value below, three above */
+  double all = 4.5 / 5, none = 0.5 / 5;              /* a side with every value in one bin */
+  double want_low = (all - e_low) * log(all / e_low) + (none - e_high) * log(none / e_high);
+  double want_high = (none - e_low) * log(none / e_low) + (all - e_high) * log(all / e_high);
   assert_true(fabs(fl_stats_psi(baseline, 4, low, 4, 2) - want_low) < 1e-12);
   assert_true(fabs(fl_stats_psi(baseline, 4, on_cut, 4, 2) - want_high) < 1e-12);
   assert_true(fabs(fl_stats_psi(baseline, 4, high, 4, 2) - want_high) < 1e-12);
   double all_same[5] = {7, 7, 7, 7, 7}; /* every cut point merges into one: two bins */
-  assert_true(fl_stats_psi(all_same, 5, all_same, 5, 10) == 0.0);
+  fl_psi_t same = fl_stats_psi_test(all_same, 5, all_same, 5, 10);
+  assert_true(same.psi == 0.0 && same.bins == 2 && same.test.p_value == 1.0);
+}
+
+/* The floor of 1e-4 made one empty bin worth 0.5-0.7 of PSI by itself; half a value keeps it
+ * near what an empty bin says about a sample of this size. */
+static void an_empty_bin_costs_what_half_a_value_would(void **state) {
+  double baseline[20], actual[20];
+  for (int i = 0; i < 20; i++) baseline[i] = actual[i] = i;      /* 10 bins of 2 values each */
+  actual[0] = actual[1] = 2;                                     /* the lowest bin left empty */
+  fl_psi_t t = fl_stats_psi_test(baseline, 20, actual, 20, 10);
+  double e = 2.5 / 25, empty = 0.5 / 25, full = 4.5 / 25;
+  double want = (empty - e) * log(empty / e) + (full - e) * log(full / e);
+  assert_true(t.bins == 10);
+  assert_true(fabs(t.psi - want) < 1e-12);
+  assert_true(t.psi < 0.25);                                     /* the floor gave 0.76 */
+  assert_true(t.test.p_value > 0.5);                             /* and two values moved are no evidence */
+}
+
+/* (bins − 1)·(1/n + 1/m): what PSI shows between two samples of one distribution. */
+static void the_noise_of_psi_shrinks_with_the_sample(void **state) {
+  assert_true(fabs(fl_stats_psi_noise(10, 20, 20) - 0.9) < 1e-12);
+  assert_true(fabs(fl_stats_psi_noise(10, 100, 300) - 9.0 * (0.01 + 1.0 / 300)) < 1e-12);
+  assert_true(fabs(fl_stats_psi_noise(5, 1000, 1000) - 0.008) < 1e-12);
+  assert_true(fl_stats_psi_noise(1, 5, 5) == 0.0);               /* one bin: nothing can differ */
+  assert_true(isinf(fl_stats_psi_noise(10, 0, 5)) && isinf(fl_stats_psi_noise(10, 5, 0)));
+}
+
+/* ⌈4·(bins − 1)/max⌉ values a side: there the noise is half the bound. */
+static void the_values_needed_follow_the_bound(void **state) {
+  assert_int_equal(fl_stats_psi_min_n(10, 0.2), 180);
+  assert_int_equal(fl_stats_psi_min_n(10, 0.1), 360);
+  assert_int_equal(fl_stats_psi_min_n(10, 0.25), 144);
+  assert_int_equal(fl_stats_psi_min_n(4, 0.2), 60);
+  assert_int_equal(fl_stats_psi_min_n(1, 0.2), 0);
+  assert_true(fl_stats_psi_min_n(10, 0) == SIZE_MAX && fl_stats_psi_min_n(10, NAN) == SIZE_MAX);
+  for (size_t bins = 2; bins <= 10; bins++)
+    for (double max = 0.05; max < 1; max += 0.05) {
+      size_t n = fl_stats_psi_min_n(bins, max);
+      assert_true(fl_stats_psi_noise(bins, n, n) <= max / 2 + 1e-12);
+      assert_true(fl_stats_psi_noise(bins, n - 1, n - 1) > max / 2);
+    }
 }
 
 static void drift_edge_cases(void **state) {
@@ -639,6 +686,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(ks_moves_with_the_shift),
       cmocka_unit_test(psi_flags_doubled_lengths_and_not_resampling),
       cmocka_unit_test(psi_puts_a_value_on_a_cut_point_in_the_upper_bin),
+      cmocka_unit_test(an_empty_bin_costs_what_half_a_value_would),
+      cmocka_unit_test(the_noise_of_psi_shrinks_with_the_sample),
+      cmocka_unit_test(the_values_needed_follow_the_bound),
       cmocka_unit_test(drift_edge_cases),
   };
   return cmocka_run_group_tests_name("stats", tests, NULL, NULL);

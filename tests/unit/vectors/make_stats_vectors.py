@@ -14,7 +14,7 @@ NumPy/SciPy (written with NumPy 1.24, SciPy 1.10). Line formats, one case per li
     margin <name> <p> <z> <x_canary> <n_canary> <x_stable> <n_stable> <margin>
     q    <name> <expected> <q> | <values...>
     ks   <name> <p> <D> | <a values...> | <b values...>
-    psi  <name> <psi> <bins> | <baseline values...> | <actual values...>
+    psi  <name> <psi> <bins> <bins used> <p> <chi2> | <baseline values...> | <actual values...>
     chi2 <name> <p> <statistic> | <a counts...> | <b counts...>
     js   <name> <distance> | <a counts...> | <b counts...>
 
@@ -29,8 +29,10 @@ ks:   D from scipy.stats.ks_2samp(a, b); p = scipy.stats.kstwobign.sf(D·sqrt(n_
       the limiting Kolmogorov distribution fledge uses (not ks_2samp's own finite-n p-value).
 psi:  written out in NumPy (SciPy has none): cut points numpy.quantile(baseline, i/bins) for
       i = 1..bins-1 with equal ones merged, bin = numpy.searchsorted(cuts, v, side="right") (a value
-      equal to a cut point goes to the bin above), shares floored at 1e-4 on both sides,
-      PSI = sum((a - e) * log(a / e)).
+      equal to a cut point goes to the bin above), half a value added to every bin's count on
+      both sides, shares a = (count + 1/2) / (n + bins_used/2), PSI = sum((a - e) * log(a / e));
+      p and chi2 from scipy.stats.chi2_contingency([actual counts, baseline counts],
+      correction=False) on the same bins, those empty on both sides dropped.
 chi2: scipy.stats.chi2_contingency([a, b], correction=False) after dropping the categories with
       no count on either side.
 js:   scipy.spatial.distance.jensenshannon(a, b, base=2).
@@ -176,6 +178,7 @@ def ks(name, a, b):
 
 
 def psi_reference(baseline, actual, bins):
+    """(psi, bins used, p, chi2) of actual against baseline."""
     baseline = np.asarray(baseline, dtype=float)
     actual = np.asarray(actual, dtype=float)
     cuts = []
@@ -184,17 +187,25 @@ def psi_reference(baseline, actual, bins):
         if not cuts or c != cuts[-1]:
             cuts.append(c)
     cuts = np.array(cuts)
-    e = np.bincount(np.searchsorted(cuts, baseline, side="right"), minlength=len(cuts) + 1) / len(baseline)
-    a = np.bincount(np.searchsorted(cuts, actual, side="right"), minlength=len(cuts) + 1) / len(actual)
-    e = np.maximum(e, 1e-4)
-    a = np.maximum(a, 1e-4)
-    return float(np.sum((a - e) * np.log(a / e)))
+    used = len(cuts) + 1
+    e_counts = np.bincount(np.searchsorted(cuts, baseline, side="right"), minlength=used)
+    a_counts = np.bincount(np.searchsorted(cuts, actual, side="right"), minlength=used)
+    e = (e_counts + 0.5) / (len(baseline) + used / 2)
+    a = (a_counts + 0.5) / (len(actual) + used / 2)
+    psi_value = float(np.sum((a - e) * np.log(a / e)))
+    keep = (a_counts + e_counts) > 0
+    if keep.sum() < 2:
+        statistic, p = 0.0, 1.0
+    else:
+        statistic, p, _, _ = stats.chi2_contingency(np.array([a_counts[keep], e_counts[keep]]), correction=False)
+    return psi_value, used, p, statistic
 
 
 def psi(name, baseline, actual, bins=10):
     baseline = [float(v) for v in baseline]
     actual = [float(v) for v in actual]
-    out.write(f"psi {name} {num(psi_reference(baseline, actual, bins))} {bins} | {nums(baseline)} | {nums(actual)}\n")
+    value, used, p, statistic = psi_reference(baseline, actual, bins)
+    out.write(f"psi {name} {num(value)} {bins} {used} {num(p)} {num(statistic)} | {nums(baseline)} | {nums(actual)}\n")
 
 
 def chi2(name, a, b):
@@ -242,6 +253,9 @@ def drift():
         rng.choice([0, 1, 2, 5], 400, p=[0.4, 0.3, 0.2, 0.1]))
     psi("actual_outside_baseline", rng.normal(0, 1, 300).round(3), rng.normal(5, 1, 300).round(3))
     psi("five_bins", rng.normal(0, 1, 300).round(3), rng.normal(0.2, 1.2, 300).round(3), bins=5)
+    small = np.random.default_rng(14)   # issue 14: few values, empty bins; a generator of its own
+    psi("twenty_values_empty_bins", small.normal(20, 4, 20).round(), small.normal(20, 4, 20).round())
+    psi("thirty_against_fifty_doubled", small.normal(20, 4, 50).round(), small.normal(40, 8, 30).round())
 
     out.write("# chi-square test of homogeneity, finish_reason counts stop/length/content_filter/tool_calls\n")
     chi2("equal_shares", [900, 60, 10, 30], [1800, 120, 20, 60])
