@@ -17,7 +17,7 @@ DEPS_OK := $(BUILD)/.deps-ok
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-.PHONY: all test unit e2e demo bench soak soak-rollouts asan fuzz clean help deps modules
+.PHONY: all test unit e2e demo bench soak soak-rollouts sim asan fuzz clean help deps modules
 
 all: $(BUILD)/fledge
 
@@ -29,6 +29,7 @@ help:
 	@echo "make bench      fledge vs nginx vs HAProxy on this machine (wrk)"
 	@echo "make soak       SOAK_SECONDS (600) of mixed, faulty traffic, weight changes, reloads: RSS, fds"
 	@echo "make soak-rollouts  20 full rollouts of two identical versions: none may be rolled back"
+	@echo "make sim        SIM_ROLLOUTS (10,000) simulated rollouts a row through the real judgement: false rollbacks, detection"
 	@echo "make asan       every test on an AddressSanitizer + UBSan build (clang); any report fails"
 	@echo "make fuzz       each libFuzzer target (or FUZZ_TARGETS) for FUZZ_SECONDS (default 60); crashes kept"
 	@echo "make clean      remove build/"
@@ -92,6 +93,12 @@ bench: $(BUILD)/fledge
 SOAK_SECONDS ?= 600
 soak: $(BUILD)/fledge
 	@SOAK_SECONDS=$(SOAK_SECONDS) python3 tests/soak.py
+
+# Whole rollouts simulated through the real judgement (tests/unit/test_rollout_sim.c); make test
+# runs 1,000 a row, this SIM_ROLLOUTS.
+SIM_ROLLOUTS ?= 10000
+sim: $(BUILD)/tests/test_rollout_sim
+	@FLEDGE_SIM_ROLLOUTS=$(SIM_ROLLOUTS) $(BUILD)/tests/test_rollout_sim
 
 # Two identical versions must be promoted every time: the rollout's false-alarm check, live.
 soak-rollouts: $(BUILD)/fledge

@@ -312,7 +312,8 @@ static void tally(const double *v, size_t n, uint64_t *counts, size_t k) {
     if (v[i] >= 0 && v[i] < (double)k) counts[(size_t)v[i]]++;
 }
 
-fl_drift_t fl_monitor_compare(unsigned f, const double *a, size_t n_a, const double *b, size_t n_b) {
+/* The drift of feature f's values a against the reference b (inputs unchanged). */
+static fl_drift_t compare(unsigned f, const double *a, size_t n_a, const double *b, size_t n_b) {
   fl_drift_t d = NO_DRIFT;
   d.n_a = n_a;
   d.n_b = n_b;
@@ -336,7 +337,7 @@ fl_drift_t fl_monitor_compare(unsigned f, const double *a, size_t n_a, const dou
 
 /* No lock: the statistics of a pair, whose copies it frees. */
 static fl_drift_t pair_compare(pair_t *p) {
-  fl_drift_t d = fl_monitor_compare(p->f, p->a, p->n_a, p->b, p->n_b);
+  fl_drift_t d = compare(p->f, p->a, p->n_a, p->b, p->n_b);
   free(p->a);
   free(p->b);
   return d;

@@ -77,10 +77,6 @@ typedef struct fl_drift {
   size_t psi_bins;                     /* bins the PSI used (cut points that tie merge) */
 } fl_drift_t;
 
-/* The drift of feature f's values a against the reference b (inputs unchanged): what a window's
- * comparison computes, for callers that hold the values themselves (the simulation). Any thread. */
-fl_drift_t fl_monitor_compare(unsigned f, const double *a, size_t n_a, const double *b, size_t n_b);
-
 void fl_monitor_window_drift(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms,
                              fl_drift_t out[FL_F_COUNT], bool set[FL_F_COUNT]);
 

@@ -1,5 +1,5 @@
 /* test_rollout_sim.c — whole rollouts simulated through the real judgement (fl_analysis_run,
- * fl_analysis_due, fl_analysis_move, fl_monitor_compare), window by window, without sleeping:
+ * fl_analysis_due, fl_analysis_move, fl_stats_psi_test), window by window, without sleeping:
  * steps [10, 25, 50, 100], checks on error rate, p99 latency, p95 TTFT and output-length PSI,
  * at 2, 20 and 200 requests per window in all. Two versions that are the same must almost never
  * be rolled back (at most 1 − confidence of whole rollouts, at every traffic level); a canary
@@ -118,8 +118,12 @@ static outcome_t one_rollout(const fl_rollout_spec_t *spec, const version_t *can
     }
     fl_drift_t drift[FL_F_COUNT];
     bool due = fl_analysis_due(spec, &ev, &c->snap, &s->snap);
-    if (due) drift[FL_F_OUTPUT_TOKENS] = fl_monitor_compare(FL_F_OUTPUT_TOKENS, c->tokens, c->n_tokens, s->tokens,
-                                                            s->n_tokens);
+    if (due) {                         /* what the monitor computes for a PSI (its bins as monitor.c's) */
+      fl_psi_t psi = fl_stats_psi_test(s->tokens, s->n_tokens, c->tokens, c->n_tokens, 10);
+      drift[FL_F_OUTPUT_TOKENS] = (fl_drift_t){.n_a = c->n_tokens, .n_b = s->n_tokens, .psi = psi.psi,
+                                               .psi_test = psi.test, .psi_bins = psi.bins, .js = NAN,
+                                               .ks = {NAN, NAN}, .chi2 = {NAN, NAN}};
+    }
     fl_verdict_t v;
     json_decref(fl_analysis_run(spec, &ev, &c->snap, &s->snap, due ? drift : NULL, &v));
     switch (fl_analysis_move(spec, step, &failures, v)) {
