@@ -168,6 +168,10 @@ static void print_status_row(json_t *r) {
          step, windows, last ? str(last, "verdict") : "-");
   const char *why = json_string_value(json_object_get(ro, "reason"));
   if (why) printf("%-16s paused because %s\n", "", why);
+  json_t *promotion = json_object_get(ro, "promotion");
+  if (promotion)
+    printf("%-16s %s serves as stable, over %s in the config file: to make the file match, %s\n", "",
+           str(promotion, "stable_version"), str(promotion, "previous_stable"), str(promotion, "to_match_the_file"));
 }
 
 int fl_cli_status(int argc, char **argv) {

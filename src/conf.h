@@ -102,6 +102,9 @@ typedef struct fl_route {
   struct fl_live *live;             /* set by fl_live_bind() */
   fl_rule_t *rules; size_t n_rules;
   bool has_canary;                  /* false when the route has no canary section */
+  bool stable_promoted;             /* a finished promotion: the file's canary serves as stable, the
+                                       file's stable waits in variant[FL_CANARY] for an undo, and
+                                       has_canary is false (fl_rollouts_overlay, rollout.h) */
   struct json_t *rollout_spec;      /* rollout: as JSON (validated), or NULL; starts when the
                                        canary's version changes (rollout.h) */
   fl_resolve_conf_t resolve;        /* resolve: for both variants, unless they say otherwise */

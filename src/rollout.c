@@ -31,6 +31,8 @@ typedef struct ro {
   uint64_t verdicts[3];              /* windows by verdict, for metrics */
   uintptr_t generation;              /* bumped by every start: an acceptance report names its own */
   char reason[256];                  /* why it is paused (a hand, a reload); meaningful only then */
+  char promoted_from[64];            /* a finished promotion: the stable version it replaced, */
+  char promoted_to[64];              /* and the canary version serving as stable ("": none) */
   struct ro *next;
 } ro_t;
 
@@ -38,12 +40,26 @@ static ro_t *rollouts;
 static fl_store_t *store;
 static const fl_metrics_src_t *metrics;
 static uv_loop_t *control_loop;
+static void (*republish_cb)(void);
+static bool republish_wanted;
 static const fl_conf_t *current_conf;      /* the snapshot the control thread serves; for callbacks */
 
-void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m, uv_loop_t *loop) {
+void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m, uv_loop_t *loop, void (*republish)(void)) {
   store = s;
   metrics = m;
   control_loop = loop;
+  republish_cb = republish;
+}
+
+static void republish_soon(void) {
+  republish_wanted = true;
+  if (republish_cb) republish_cb();
+}
+
+bool fl_rollouts_take_republish(void) {
+  bool wanted = republish_wanted;
+  republish_wanted = false;
+  return wanted;
 }
 
 static ro_t *ro_get(const char *route, bool create) {
@@ -142,9 +158,14 @@ static void decide_event(const char *actor, const char *kind, json_t *detail) {
 static void route_state(const fl_route_t *rt, const ro_t *r, uint32_t weight_bp, fl_route_state_t *st) {
   *st = (fl_route_state_t){.weight_bp = weight_bp, .config_weight_bp = rt->canary_weight_bp, .step = -1};
   snprintf(st->route, sizeof st->route, "%s", rt->name);
-  snprintf(st->stable_version, sizeof st->stable_version, "%s", rt->variant[FL_STABLE].version);
-  if (rt->has_canary) snprintf(st->canary_version, sizeof st->canary_version, "%s", rt->variant[FL_CANARY].version);
+  /* the file's versions, whatever serves now: a restart on the same file finds them as written */
+  const fl_variant_conf_t *file_stable = &rt->variant[rt->stable_promoted ? FL_CANARY : FL_STABLE];
+  const fl_variant_conf_t *file_canary = &rt->variant[rt->stable_promoted ? FL_STABLE : FL_CANARY];
+  snprintf(st->stable_version, sizeof st->stable_version, "%s", file_stable->version);
+  if (rt->has_canary || rt->stable_promoted)
+    snprintf(st->canary_version, sizeof st->canary_version, "%s", file_canary->version);
   if (!r) return;
+  snprintf(st->previous_stable, sizeof st->previous_stable, "%s", r->promoted_from);
   snprintf(st->rollout_state, sizeof st->rollout_state, "%s", state_names[r->state]);
   snprintf(st->pause_reason, sizeof st->pause_reason, "%s", r->state == RO_PAUSED ? r->reason : "");
   st->step = r->step;
@@ -349,11 +370,26 @@ static void failed_checks(json_t *analysis, char *out, size_t cap) {
   }
 }
 
+/* Marks the promotion finished: the canary's version becomes the stable one once the snapshot is
+ * prepared again (fl_rollouts_overlay); recorded with the decision that promotes. */
+static void finish_promotion(const fl_route_t *rt, ro_t *r, json_t *why) {
+  r->state = RO_PROMOTED;
+  snprintf(r->promoted_from, sizeof r->promoted_from, "%s", rt->variant[FL_STABLE].version);
+  snprintf(r->promoted_to, sizeof r->promoted_to, "%s", rt->variant[FL_CANARY].version);
+  json_object_set_new(why, "stable_version", json_string(r->promoted_to));
+  json_object_set_new(why, "previous_stable", json_string(r->promoted_from));
+  republish_soon();
+}
+
+static void promote(const fl_route_t *rt, ro_t *r, const char *actor, json_t *why) {
+  finish_promotion(rt, r, why);
+  set_weight(rt, r, 10000, actor, "promoted", why);
+}
+
 static void act_on_verdict(const fl_route_t *rt, ro_t *r, fl_verdict_t v, json_t *analysis) {
   switch (fl_analysis_move(&r->spec, r->step, &r->failures, v)) {
   case FL_MOVE_PROMOTE:
-    r->state = RO_PROMOTED;
-    set_weight(rt, r, 10000, "rollout", "promoted", json_pack("{s:O}", "analysis", analysis));
+    promote(rt, r, "rollout", json_pack("{s:O}", "analysis", analysis));
     break;
   case FL_MOVE_NEXT:
     r->step++;
@@ -407,10 +443,11 @@ void fl_rollouts_tick(const fl_conf_t *c) {
 /* The event's spec is redacted: it goes to every webhook, and one receiver has no business with
  * another's token. */
 static void begin_steps(const fl_route_t *rt, ro_t *r, const char *actor) {
-  r->state = r->spec.steps_bp[0] == 10000 ? RO_PROMOTED : RO_PROGRESSING;   /* steps: [100] promotes at once */
-  set_weight(rt, r, r->spec.steps_bp[0], actor, "rollout_started",
-             json_pack("{s:s, s:o}", "canary_version", rt->variant[FL_CANARY].version, "spec",
-                       fl_redact_json(fl_rollout_spec_json(&r->spec))));
+  json_t *why = json_pack("{s:s, s:o}", "canary_version", rt->variant[FL_CANARY].version, "spec",
+                          fl_redact_json(fl_rollout_spec_json(&r->spec)));
+  r->state = RO_PROGRESSING;
+  if (r->spec.steps_bp[0] == 10000) finish_promotion(rt, r, why);   /* steps: [100] promotes at once */
+  set_weight(rt, r, r->spec.steps_bp[0], actor, "rollout_started", why);
   step_begin(rt, r);
 }
 
@@ -470,9 +507,11 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
                      size_t err_cap) {
   const fl_route_t *rt = route_of(c, route);
   if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
-  if (!rt->has_canary) return fail(err, err_cap, FL_EINVAL, "route %s has no canary to roll out", route);
   fl_rollout_spec_t parsed;
   if (fl_rollout_spec_parse(spec ? spec : rt->rollout_spec, &parsed, err, err_cap) != 0) return FL_EINVAL;
+  if (!rt->has_canary)
+    return fail(err, err_cap, FL_EINVAL, rt->stable_promoted ? "route %s has no canary to roll out: its promoted "
+                "canary serves as stable" : "route %s has no canary to roll out", route);
   ro_t *r = ro_get(route, true);
   if (!r) return fail(err, err_cap, FL_ENOMEM, "out of memory starting %s", route);
   if (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE)
@@ -506,14 +545,19 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
     set_weight(rt, r, r->spec.steps_bp[r->step], actor, "resumed", json_pack("{s:i}", "step", r->step));
     step_begin(rt, r);
   } else if (strcmp(action, "promote") == 0 && active) {
-    r->state = RO_PROMOTED;
-    set_weight(rt, r, 10000, actor, "promoted", json_pack("{s:s}", "reason", "promoted by hand"));
+    promote(rt, r, actor, json_pack("{s:s}", "reason", "promoted by hand"));
   } else if (strcmp(action, "abort") == 0 && active) {
     r->state = RO_ROLLED_BACK;
     set_weight(rt, r, 0, actor, "rolled_back", json_pack("{s:s}", "reason", "aborted by hand"));
   } else if (strcmp(action, "undo") == 0 && r && r->state == RO_PROMOTED) {
+    json_t *why = json_pack("{s:s}", "reason", "promotion undone: back to stable");
+    if (r->promoted_from[0]) {                     /* the file's stable serves as stable again */
+      json_object_set_new(why, "stable_version", json_string(r->promoted_from));
+      r->promoted_from[0] = r->promoted_to[0] = '\0';
+      republish_soon();
+    }
     r->state = RO_ROLLED_BACK;
-    set_weight(rt, r, 0, actor, "undone", json_pack("{s:s}", "reason", "promotion undone: back to stable"));
+    set_weight(rt, r, 0, actor, "undone", why);
   } else {
     return fail(err, err_cap, FL_EINVAL, "cannot %s: no rollout in a state that allows it", action);
   }
@@ -556,6 +600,24 @@ static void file_moved_while_down(const fl_route_t *rt, const fl_route_state_t *
         json_pack("{s:s, s:f, s:f, s:f, s:f, s:s}", "source", "restart", "from", st->weight_bp / 100.0, "to",
                   rt->canary_weight_bp / 100.0, "file_from", st->config_weight_bp / 100.0, "file_to",
                   rt->canary_weight_bp / 100.0, "reason", why));
+}
+
+/* A promotion that finished before the restart serves its version as stable again, as long as
+ * the file still names it the canary over the same stable; a file that names it stable now
+ * agrees with what ran, and one that names neither has moved on (its versions apply). */
+static void restore_promotion(const fl_route_t *rt, ro_t *r, const fl_route_state_t *st) {
+  if (!st->previous_stable[0]) return;
+  if (rt->has_canary && strcmp(rt->variant[FL_STABLE].version, st->previous_stable) == 0 &&
+      strcmp(rt->variant[FL_CANARY].version, st->canary_version) == 0) {
+    snprintf(r->promoted_from, sizeof r->promoted_from, "%s", st->previous_stable);
+    snprintf(r->promoted_to, sizeof r->promoted_to, "%s", st->canary_version);
+    republish_soon();
+  } else if (strcmp(rt->variant[FL_STABLE].version, st->canary_version) == 0) {
+    fl_log("route %s: the file names %s stable now, as it ran", rt->name, st->canary_version);
+  } else {
+    fl_log("route %s: the file no longer names the promoted %s; its own versions apply", rt->name,
+           st->canary_version);
+  }
 }
 
 static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
@@ -604,6 +666,7 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   } else if (r && (state == RO_ROLLED_BACK || state == RO_PROMOTED)) {
     r->state = state;                              /* ended: no step to resume, the outcome stays */
   }
+  if (r && state == RO_PROMOTED) restore_promotion(rt, r, st);
   json_decref(spec);
 }
 
@@ -666,10 +729,39 @@ static bool bind_stored(const fl_conf_t *c, const fl_route_t *rt, bool first) {
 /* Each route is one decision: what the restart or the reload made of it (restored, superseded,
  * a new rollout, the file's weight) is recorded with its state, and the state of a route nothing
  * happened to is written back as it is. */
+/* A finished promotion the new snapshot could not carry (fl_rollouts_overlay): the file names the
+ * promoted version stable now (nothing moves), or has moved on (its versions apply). */
+static void drop_promotion_the_file_left(const fl_route_t *rt) {
+  ro_t *r = ro_get(rt->name, false);
+  if (!r || !r->promoted_from[0] || rt->stable_promoted) return;
+  if (strcmp(rt->variant[FL_STABLE].version, r->promoted_to) == 0)
+    fl_log("route %s: the file names %s stable now, as it runs", rt->name, r->promoted_to);
+  else
+    fl_log("route %s: the file no longer names the promoted %s as its canary over %s; its own versions apply",
+           rt->name, r->promoted_to, r->promoted_from);
+  r->promoted_from[0] = r->promoted_to[0] = '\0';
+}
+
+void fl_rollouts_overlay(fl_conf_t *c) {
+  for (size_t i = 0; i < c->n_routes; i++) {
+    fl_route_t *rt = &c->routes[i];
+    const ro_t *r = ro_get(rt->name, false);
+    if (!r || !r->promoted_from[0] || !rt->has_canary || strcmp(rt->variant[FL_STABLE].version, r->promoted_from) != 0 ||
+        strcmp(rt->variant[FL_CANARY].version, r->promoted_to) != 0)
+      continue;
+    fl_variant_conf_t file_stable = rt->variant[FL_STABLE];
+    rt->variant[FL_STABLE] = rt->variant[FL_CANARY];
+    rt->variant[FL_CANARY] = file_stable;
+    rt->has_canary = false;
+    rt->stable_promoted = true;
+  }
+}
+
 void fl_rollouts_bind(const fl_conf_t *c, bool first) {
   current_conf = c;             /* the previous snapshot may be freed once this one is published */
   for (size_t i = 0; i < c->n_routes; i++) {
     const fl_route_t *rt = &c->routes[i];
+    if (!first) drop_promotion_the_file_left(rt);
     decision_open(rt);
     bool new_canary = store && bind_stored(c, rt, first);
     if (rt->live && !new_canary && fl_live_file_moved(rt)) follow_file_weight(c, rt);
@@ -687,6 +779,14 @@ json_t *fl_rollout_json(const char *route) {
                         (json_int_t)r->verdicts[2]);
   if (r->last_analysis) json_object_set(o, "last_analysis", r->last_analysis);
   if (r->state == RO_PAUSED && r->reason[0]) json_object_set_new(o, "reason", json_string(r->reason));
+  if (r->promoted_from[0]) {                     /* what runs is not what the file says: how to agree */
+    char how[320];
+    snprintf(how, sizeof how, "make %s (the canary section) the route's stable section and drop the canary section, "
+             "then reload; until then undo brings %s back", r->promoted_to, r->promoted_from);
+    json_object_set_new(o, "promotion", json_pack("{s:s, s:s, s:b, s:s}", "stable_version", r->promoted_to,
+                                                  "previous_stable", r->promoted_from, "file_differs", 1,
+                                                  "to_match_the_file", how));
+  }
   return o;
 }
 

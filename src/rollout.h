@@ -13,8 +13,19 @@
 #include <uv.h>
 
 /* The store, metrics and loop (for acceptance reports) the rollouts use; all outlive every other
- * call here. */
-void fl_rollouts_init(fl_store_t *store, const fl_metrics_src_t *metrics, uv_loop_t *loop);
+ * call here. republish (may be NULL) is called when a route's running versions change (a
+ * promotion finished or undone): the caller should soon prepare the same config again (through
+ * fl_rollouts_overlay) and publish it; it must not do so from within the call. */
+void fl_rollouts_init(fl_store_t *store, const fl_metrics_src_t *metrics, uv_loop_t *loop, void (*republish)(void));
+
+/* Before a snapshot is bound: each route whose promotion finished, and whose file still names the
+ * promoted version as its canary and the one it replaced as stable, serves the canary's section
+ * as its stable version (labels, metrics, answers say stable and its version) and has no canary;
+ * the file's stable section waits in variant[FL_CANARY] for an undo (stable_promoted). */
+void fl_rollouts_overlay(fl_conf_t *c);
+
+/* Was a republish asked for since the last call? (Clears it.) At start, before any traffic. */
+bool fl_rollouts_take_republish(void);
 
 /* After a config is loaded, before it is published: the first time, weights and rollouts in
  * progress are restored from the store (a crash resumes at the same step and weight); every

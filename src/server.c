@@ -37,6 +37,7 @@ typedef struct fl_control {
   uv_async_t worker_done;
   uv_timer_t drain_timer;
   uv_timer_t tick_timer;              /* per-second metrics snapshots */
+  uv_timer_t republish;               /* the config prepared again: a promotion finished or undone */
   fl_metrics_src_t metrics;
   fl_pools_t **pools;                 /* each worker's, for the backend registry (retire.h) */
   fl_store_t *store;
@@ -92,6 +93,7 @@ force:                                 /* the drain deadline passed: cut what is
 
 static void *worker_main(void *arg) {
   fl_worker_t *w = arg;
+  worker_take_conf(w);                 /* one published before the worker ran (a restored promotion) */
   uv_run(&w->loop, UV_RUN_DEFAULT);
   fl_pool_close_all(&w->pools);
   uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -167,6 +169,7 @@ static int prepare_conf(const char *path, const fl_conf_t *same_as, fl_conf_t **
   char err[512];
   fl_conf_t *c = NULL;
   int rc = same_as ? fl_conf_reparse(same_as, &c, err, sizeof err) : fl_conf_load(path, &c, err, sizeof err);
+  if (rc == 0) fl_rollouts_overlay(c);          /* finished promotions: before anything is bound */
   if (rc == 0 && c->admin_token_error) {
     snprintf(err, sizeof err, "%s", c->admin_token_error);
     rc = FL_EINVAL;
@@ -221,13 +224,14 @@ static void reload(void) {
   fl_log("reloaded %s", c->path);
 }
 
-/* A host name's addresses changed (resolver.h): the same config, parsed again with the new ones,
- * is published as a reload's would be. Retried each second while it fails. */
-static void publish_new_addresses(void) {
+/* The same config text prepared and published again, as a reload's would be: a host name's
+ * addresses changed (resolver.h), or a promotion finished or was undone (rollout.h). Retried
+ * each second while it fails. */
+static void republish(const char *why) {
   static bool failing;
   fl_conf_t *c;
   if (prepare_conf(ctl.conf->path, ctl.conf, &c) != 0) {
-    if (!failing) fl_log("backend names: cannot publish their new addresses; retrying every second");
+    if (!failing) fl_log("%s: cannot publish the config again; retrying every second", why);
     failing = true;
     return;
   }
@@ -235,8 +239,17 @@ static void publish_new_addresses(void) {
   fl_rollouts_bind(c, false);
   publish(c);
   fl_retire_collect();
-  fl_log("backend names: new addresses published");
+  fl_log("%s: published", why);
 }
+
+static void publish_new_addresses(void) { republish("backend names: new addresses"); }
+
+static void on_republish(uv_timer_t *t) {
+  if (fl_rollouts_take_republish()) republish("running versions changed");
+}
+
+/* rollout.h's republish: after the current callback, never within it. */
+static void republish_soon(void) { uv_timer_start(&ctl.republish, on_republish, 0, 0); }
 
 static void signal_workers(int drain) {
   for (unsigned i = 0; i < ctl.n_workers; i++) {
@@ -326,6 +339,7 @@ static void on_worker_done(uv_async_t *a) {
   uv_close((uv_handle_t *)&ctl.worker_done, NULL);
   uv_close((uv_handle_t *)&ctl.drain_timer, NULL);
   uv_close((uv_handle_t *)&ctl.tick_timer, NULL);
+  uv_close((uv_handle_t *)&ctl.republish, NULL);
 }
 
 static int control_init(void) {
@@ -429,8 +443,10 @@ static int open_store(void) {
     return rc;
   }
   fl_outbox_init(ctl.store);              /* webhooks an earlier run owed are sent again */
-  fl_rollouts_init(ctl.store, &ctl.metrics, uv_default_loop());
+  uv_timer_init(uv_default_loop(), &ctl.republish);
+  fl_rollouts_init(ctl.store, &ctl.metrics, uv_default_loop(), republish_soon);
   fl_rollouts_bind(ctl.conf, true);
+  if (fl_rollouts_take_republish()) republish("restored promotions");   /* before any traffic */
   return 0;
 }
 
