@@ -168,6 +168,8 @@ static void print_status_row(json_t *r) {
          step, windows, last ? str(last, "verdict") : "-");
   const char *why = json_string_value(json_object_get(ro, "reason"));
   if (why) printf("%-16s paused because %s\n", "", why);
+  const char *waits = json_string_value(json_object_get(last, "reason"));   /* an inconclusive window's */
+  if (waits && strcmp(str(ro, "state"), "progressing") == 0) printf("%-16s waiting: %s\n", "", waits);
   json_t *promotion = json_object_get(ro, "promotion");
   if (promotion)
     printf("%-16s %s serves as stable, over %s in the config file: to make the file match, %s\n", "",

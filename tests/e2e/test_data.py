@@ -150,15 +150,14 @@ def paced_load(port, hosts, per_second, stop):
 
 def test_identical_versions_pass_a_psi_check_and_answers_twice_as_long_are_rolled_back():
     """Issue 14: ten rollouts of a canary identical to stable (the same mock, another seed) behind
-    one gateway, each gated only by output_tokens_psi under 0.2 and the error rate, are all
-    promoted; an eleventh whose canary answers twice as long is rolled back. A window holds
-    enough answers for a PSI of 0.2 to stand out of noise (about 375 a side against the 180 that
-    10 bins need), so a window is judged, not left inconclusive. A twelfth identical canary judged
-    every 2 s (about 30 answers a side) is never rolled back: its PSI, often over 0.2 by chance
-    alone, cannot be told from noise, and each window says so."""
+    one gateway at about 20 requests a second each, gated by output_tokens_psi under 0.2 and the
+    error rate, are all promoted; an eleventh whose canary answers twice as long is rolled back.
+    Windows are 2 s (about 20 answers a side), far too few for a PSI of 0.2 to stand out of noise
+    (10 bins need 180 a side): the step's evidence adds up until it can tell, and the early looks
+    say why they could not."""
     same = ["same%d" % i for i in range(10)]
-    spec = {"steps": [50, 100], "interval": "25s", "min_requests": 100, "max_failures": 1,
-            "checks": [{"metric": "output_tokens_psi", "max": 0.2}, {"metric": "error_rate", "max_increase": 0.01}]}
+    spec = {"steps": [50, 100], "interval": "2s", "min_requests": 20, "max_failures": 1,
+            "checks": [{"metric": "output_tokens_psi", "max": 0.2}, {"metric": "error_rate", "max_increase": 0.05}]}
     knobs = ("--output-tokens-mean", 20, "--output-tokens-sd", 4)
     with mock(*knobs, "--seed", 1, model="m-v1") as v1, mock(*knobs, "--seed", 2, model="m-v2") as v2, \
             mock("--output-tokens-mean", 40, "--output-tokens-sd", 8, "--seed", 3, model="m-v2") as longer:
@@ -166,16 +165,14 @@ def test_identical_versions_pass_a_psi_check_and_answers_twice_as_long_are_rolle
             "  - name: %s\n    match: { host: %s }\n    user_key: [header:x-user-id]\n"
             "    stable: { version: v1, backends: [127.0.0.1:%d] }\n"
             "    canary: { version: v2, backends: [127.0.0.1:%d], weight: 0 }\n" % (name, name, v1.port, canary.port)
-            for name, canary in [(n, v2) for n in same + ["short"]] + [("doubled", longer)])
+            for name, canary in [(n, v2) for n in same] + [("doubled", longer)])
         stop = threading.Event()
         with Gateway(DATA + "routes:\n" + routes, **WITH_TOKEN) as gw:
-            threads = paced_load(gw.port, same + ["doubled", "short"], 30, stop)
+            threads = paced_load(gw.port, same + ["doubled"], 20, stop)
             try:
                 for name in same + ["doubled"]:
                     assert request(gw.admin, "POST", "/api/v1/routes/%s/rollout" % name, AUTH, spec).status == 200
-                short = dict(spec, interval="2s", min_requests=10)
-                assert request(gw.admin, "POST", "/api/v1/routes/short/rollout", AUTH, short).status == 200
-                deadline = time.time() + 75
+                deadline = time.time() + 90
                 states = {}
                 while time.time() < deadline:
                     states = {n: request(gw.admin, "GET", "/api/v1/routes/" + n).json()["rollout"]["state"]
@@ -187,23 +184,26 @@ def test_identical_versions_pass_a_psi_check_and_answers_twice_as_long_are_rolle
                 last = request(gw.admin, "GET", "/api/v1/events?route=doubled").json()["events"][-1]
                 assert last["kind"] == "rolled_back" and last["detail"]["reason"] == "output_tokens_psi", last["detail"]
                 check = [c for c in last["detail"]["analysis"]["checks"] if c["metric"] == "output_tokens_psi"][0]
-                assert check["canary"] > 0.2 and check["p_value"] < 0.05, check
+                assert check["canary"] > 0.2 and check["p_value"] < check["alpha"], check
                 drift = last["detail"]["analysis"]["drift"]["output_tokens"]
                 assert drift["n"] >= 180 and drift["n_reference"] >= 180 and drift["psi_p_value"] < 0.05, drift
                 # each side's count is exported next to the PSI
                 lines = request(gw.admin, "GET", "/metrics").body.decode().splitlines()
-                counts = [l for l in lines if l.startswith("fledge_data_drift_values{") and 'route="same0"' in l]
+                counts = [l for l in lines if l.startswith("fledge_data_drift_values{") and 'route="doubled"' in l]
                 assert any('side="canary"' in l for l in counts) and any('side="stable"' in l for l in counts), counts
-                r = request(gw.admin, "GET", "/api/v1/routes/short").json()["rollout"]
-                assert r["state"] == "progressing" and r["windows"]["fail"] == 0, r
-                assert r["windows"]["inconclusive"] >= 10 and r["windows"]["pass"] == 0, r["windows"]
-                check = [c for c in r["last_analysis"]["checks"] if c["metric"] == "output_tokens_psi"][0]
-                assert check["verdict"] == "inconclusive", check
-                assert check["reason"].startswith("too few values to tell a PSI of 0.2 from noise: "), check
             finally:
                 stop.set()
                 for t in threads:
                     t.join(10)
+            # the recorded windows of an identical canary: none failed, and the looks before enough
+            # values had come said so
+            import sqlite3
+            db = sqlite3.connect(os.path.join(gw.state_dir, "state.db"))
+            rows = [json.loads(a) for (a,) in db.execute("SELECT analysis FROM windows WHERE route = 'same0'")]
+            db.close()
+            assert rows and all(r["verdict"] != "fail" for r in rows), [r["verdict"] for r in rows]
+            reasons = [c.get("reason", "") for r in rows for c in r["checks"] if c["metric"] == "output_tokens_psi"]
+            assert any(x.startswith("too few values to tell a PSI of 0.2 from noise: ") for x in reasons), reasons
 
 
 def feedback(gw, request_id, score, headers=AUTH, **extra):

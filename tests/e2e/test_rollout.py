@@ -3,9 +3,10 @@ weight moving step by step while the canary is as good as stable, and rolled bac
 is not, with every decision in the event log and surviving a kill -9."""
 import json
 import signal
+import subprocess
 import time
 
-from harness import Gateway, LocalServer, Load, QuietHandler, mock, request, route_yaml, chat
+from harness import FLEDGE, Gateway, LocalServer, Load, QuietHandler, mock, request, route_yaml, chat
 
 TOKEN = "rollout-test-token-0123456789"
 AUTH = {"authorization": "Bearer " + TOKEN}
@@ -94,6 +95,12 @@ def test_too_little_traffic_holds_the_weight():
         assert r["rollout"]["state"] == "progressing" and r["canary_weight"] == 20, r
         assert r["rollout"]["windows"]["inconclusive"] >= 2 and r["rollout"]["windows"]["fail"] == 0
         assert r["rollout"]["last_analysis"]["verdict"] == "inconclusive"
+        # the evidence adds up, and every inconclusive window says what it waits for, in fledge status too
+        assert r["rollout"]["last_analysis"]["evidence"]["windows"] >= 2, r["rollout"]["last_analysis"]
+        assert r["rollout"]["last_analysis"]["reason"].startswith("accumulating: "), r["rollout"]["last_analysis"]
+        out = subprocess.run([FLEDGE, "status", "-a", "127.0.0.1:%d" % gw.admin], capture_output=True, text=True,
+                             timeout=10)
+        assert "waiting: accumulating: " in out.stdout and "of the 100000 each needs" in out.stdout, out.stdout
 
 
 def test_kill_9_mid_rollout_resumes_at_the_same_step_and_weight():
