@@ -160,22 +160,6 @@ void fl_reservoir_free(fl_reservoir_t *r) {
 
 /* ---- two proportions ---- */
 
-fl_test_t fl_stats_two_proportion_margin(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable,
-                                         double margin) {
-  fl_test_t t = {0, 1};
-  if (n_canary == 0 || n_stable == 0) return t;
-  double pc = (double)FL_MIN(x_canary, n_canary) / (double)n_canary;
-  double ps = (double)FL_MIN(x_stable, n_stable) / (double)n_stable;
-  double se = sqrt(pc * (1 - pc) / (double)n_canary + ps * (1 - ps) / (double)n_stable);
-  if (se == 0) {
-    t.p_value = pc - ps > margin ? 0 : 1;
-    return t;
-  }
-  t.statistic = (pc - ps - margin) / se;
-  t.p_value = fl_stats_normal_sf(t.statistic);
-  return t;
-}
-
 fl_test_t fl_stats_rate_margin(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable,
                                double margin) {
   fl_test_t t = {0, 1};

@@ -13,16 +13,10 @@ typedef struct fl_test {
 /* Upper tail of the standard normal distribution, P(Z > z), accurate in the far tail too. */
 double fl_stats_normal_sf(double z);
 
-/* One-sided test of a margin, H1: canary rate − stable rate > margin (unpooled Wald variance, as
- * the rates differ under H1). The canary fails a bound only when it is significantly beyond it,
- * so equal variants almost never fail and a few errors in a small sample do not either. With a
- * variance of 0 the difference itself decides (p 0 or 1); no trials on a side: p 1. */
-fl_test_t fl_stats_two_proportion_margin(uint64_t x_canary, uint64_t n_canary, uint64_t x_stable, uint64_t n_stable,
-                                         double margin);
-
-/* The same margin for a sequential analysis, where a side may have few trials or none failed:
- * Agresti–Caffo's adjustment (one success and one failure added to each side) keeps the variance
- * from vanishing, so 0 of 3 against 0 of 30 is not a certainty either way. statistic: z of
+/* One-sided test of a margin, H1: canary rate − stable rate > margin, for a sequential analysis
+ * where a side may have few trials or none failed: Agresti–Caffo's adjustment (one success and
+ * one failure added to each side) keeps the variance from vanishing, so 0 of 3 against 0 of 30 is
+ * not a certainty either way. statistic: z of
  * (canary rate − stable rate − margin); p_value: its upper tail (the canary beyond the margin);
  * the lower tail, fl_stats_normal_sf(−z), is the evidence that it is within. No trials on a
  * side: statistic 0, p 1. */

@@ -132,8 +132,8 @@ static void check_margin(const char *name, double *head, size_t n_head, vec_t *g
                          unsigned *failures) {
   assert_int_equal(n_head, 7);
   double want_p = head[0], want_z = head[1];
-  fl_test_t t = fl_stats_two_proportion_margin((uint64_t)head[2], (uint64_t)head[3], (uint64_t)head[4],
-                                               (uint64_t)head[5], head[6]);
+  fl_test_t t = fl_stats_rate_margin((uint64_t)head[2], (uint64_t)head[3], (uint64_t)head[4], (uint64_t)head[5],
+                                     head[6]);
   if (!close_to(t.statistic, want_z) || !close_to(t.p_value, want_p)) {
     fprintf(stderr, "margin %s: z %.17g p %.17g, reference z %.17g p %.17g\n", name, t.statistic, t.p_value, want_z,
             want_p);
@@ -378,20 +378,24 @@ static void ten_thousand_a_side_catch_a_five_percent_slowdown_quickly(void **sta
 /* ---- two proportions ---- */
 
 static void two_proportion_degenerate_counts_give_no_evidence(void **state) {
-  fl_test_t t = fl_stats_two_proportion_margin(0, 1000, 0, 1000, 0); /* no variance, no difference */
+  fl_test_t t = fl_stats_rate_margin(0, 1000, 0, 1000, 0);   /* no failures, no difference: */
+  assert_true(t.statistic == 0.0 && t.p_value == 0.5);        /* evidence neither way */
+  t = fl_stats_rate_margin(50, 50, 9, 9, 0);                  /* both always fail: a small */
+  assert_true(t.p_value > 0.1);                               /* side's adjustment is no proof */
+  t = fl_stats_rate_margin(0, 0, 5, 100, 0);
   assert_true(t.statistic == 0.0 && t.p_value == 1.0);
-  t = fl_stats_two_proportion_margin(50, 50, 9, 9, 0); /* both always fail: no difference either */
+  t = fl_stats_rate_margin(5, 100, 0, 0, 0);
   assert_true(t.statistic == 0.0 && t.p_value == 1.0);
-  t = fl_stats_two_proportion_margin(0, 0, 5, 100, 0);
-  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
-  t = fl_stats_two_proportion_margin(5, 100, 0, 0, 0);
-  assert_true(t.statistic == 0.0 && t.p_value == 1.0);
+  /* 0 of 3 against 0 of 30 is no certainty that the canary is within a point (the Wald variance
+   * of 0 would have said p = 1 one way and 0 the other) */
+  t = fl_stats_rate_margin(0, 3, 0, 30, 0.01);
+  assert_true(fl_stats_normal_sf(-t.statistic) > 0.05);
 }
 
 static void more_canary_failures_mean_stronger_evidence(void **state) {
   double previous_p = 2.0;
   for (uint64_t x = 0; x <= 100; x++) {
-    fl_test_t t = fl_stats_two_proportion_margin(x, 2000, 20, 2000, 0);
+    fl_test_t t = fl_stats_rate_margin(x, 2000, 20, 2000, 0);
     assert_true(t.p_value < previous_p);
     assert_true(t.p_value >= 0.0 && t.p_value <= 1.0);
     previous_p = t.p_value;
@@ -402,8 +406,8 @@ static void more_canary_failures_mean_stronger_evidence(void **state) {
 /* Counters are summed without a common snapshot; a failure counted before its request must not
  * produce NaN. It reads as "every request failed". */
 static void more_failures_than_trials_count_as_all_failed(void **state) {
-  fl_test_t over = fl_stats_two_proportion_margin(12, 10, 1, 100, 0.01);
-  fl_test_t all = fl_stats_two_proportion_margin(10, 10, 1, 100, 0.01);
+  fl_test_t over = fl_stats_rate_margin(12, 10, 1, 100, 0.01);
+  fl_test_t all = fl_stats_rate_margin(10, 10, 1, 100, 0.01);
   assert_false(isnan(over.p_value));
   assert_true(over.statistic == all.statistic && over.p_value == all.p_value);
 }

@@ -20,10 +20,11 @@ NumPy/SciPy (written with NumPy 1.24, SciPy 1.10). Line formats, one case per li
 
 mw:   scipy.stats.mannwhitneyu(canary, stable, alternative="greater", method="asymptotic",
       use_continuity=True); U is the canary's U (SciPy's statistic), p its p-value.
-margin: the one-sided test of a margin, H1: canary rate - stable rate > margin, with unpooled
-      (Wald) variance: z = (p1 - p2 - margin) / sqrt(p1(1-p1)/n1 + p2(1-p2)/n2),
-      p = scipy.stats.norm.sf(z). Degenerate inputs carry fledge's documented answers: an empty
-      side z 0, p 1; a variance of 0 lets the difference decide, p 0 or 1 with z 0.
+margin: the one-sided test of a margin, H1: canary rate - stable rate > margin, with
+      Agresti-Caffo's adjustment (one success and one failure added to each side):
+      p1 = (x1 + 1) / (n1 + 2), p2 likewise, z = (p1 - p2 - margin) /
+      sqrt(p1(1-p1)/(n1+2) + p2(1-p2)/(n2+2)), p = scipy.stats.norm.sf(z). An empty side: z 0, p 1
+      (fledge's documented answer).
 q:    numpy.quantile(values, q) with the default "linear" method.
 ks:   D from scipy.stats.ks_2samp(a, b); p = scipy.stats.kstwobign.sf(D·sqrt(n_a·n_b/(n_a+n_b))),
       the limiting Kolmogorov distribution fledge uses (not ks_2samp's own finite-n p-value).
@@ -67,13 +68,9 @@ def mw(name, canary, stable):
 def margin(name, x1, n1, x2, n2, m):
     z, p = 0.0, 1.0
     if n1 and n2:
-        p1, p2 = min(x1, n1) / n1, min(x2, n2) / n2
-        se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-        if se == 0:
-            p = 0.0 if p1 - p2 > m else 1.0
-        else:
-            z = (p1 - p2 - m) / se
-            p = float(stats.norm.sf(z))
+        p1, p2 = (min(x1, n1) + 1) / (n1 + 2), (min(x2, n2) + 1) / (n2 + 2)
+        z = (p1 - p2 - m) / math.sqrt(p1 * (1 - p1) / (n1 + 2) + p2 * (1 - p2) / (n2 + 2))
+        p = float(stats.norm.sf(z))
     out.write(f"margin {name} {num(p)} {num(z)} {x1} {n1} {x2} {n2} {num(m)}\n")
 
 
