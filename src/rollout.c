@@ -170,6 +170,7 @@ static void route_state(const fl_route_t *rt, const ro_t *r, uint32_t weight_bp,
   snprintf(st->pause_reason, sizeof st->pause_reason, "%s", r->state == RO_PAUSED ? r->reason : "");
   st->step = r->step;
   st->failures = (int32_t)r->failures;
+  st->looks = (int32_t)r->evidence.looks;
   json_t *spec_json = fl_rollout_spec_json(&r->spec);
   char *spec = json_dumps(spec_json, JSON_COMPACT);
   if (spec) snprintf(st->spec_json, sizeof st->spec_json, "%s", spec);
@@ -661,6 +662,7 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
     snprintf(r->reason, sizeof r->reason, "%s", pause_why);
     if (pausing) event(rt, "restart", "paused", json_pack("{s:i, s:s}", "step", r->step, "reason", moved));
     step_begin(rt, r);
+    r->evidence.looks = (uint32_t)FL_MAX(st->looks, 0);   /* the counters start afresh, the budget goes on */
     fl_log("route %s: rollout %s restored at step %d, weight %.2f", rt->name, state_names[state], r->step,
            fl_live_weight(rt) / 100.0);
   } else if (r && (state == RO_ROLLED_BACK || state == RO_PROMOTED)) {

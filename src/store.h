@@ -25,6 +25,8 @@ typedef struct fl_route_state {
   int64_t updated_ms;              /* Unix ms of the last write */
   char spec_json[8192];            /* the rollout spec as JSON, or "" */
   char pause_reason[256];          /* why a paused rollout was paused (a hand, a reload), or "" */
+  int32_t looks;                   /* looks the step's evidence has had (analysis.h): a restart goes on
+                                      spending the error budget from there, not from the start */
 } fl_route_state_t;
 
 /* Opens (creating when needed) the store at path; WAL mode, synchronous=NORMAL, schema created

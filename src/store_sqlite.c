@@ -70,19 +70,21 @@ static const char *const MIGRATIONS[] = {
     "  done_ms INTEGER,"
     "  delivered INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX outbox_waiting ON outbox(id) WHERE done_ms IS NULL;",
+    /* the looks a rollout's step has taken: its error budget goes on across a restart */
+    "ALTER TABLE routes ADD COLUMN looks INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)FL_ARRAY_LEN(MIGRATIONS))
 
 #define ROUTE_COLUMNS                                                                                            \
   "route, weight_bp, config_weight_bp, stable_version, canary_version, previous_stable, rollout_state, step, " \
-  "failures, updated_ms, spec_json, pause_reason"
+  "failures, updated_ms, spec_json, pause_reason, looks"
 
 enum { ST_PUT_ROUTE, ST_GET_ROUTE, ST_ADD_EVENT, ST_EVENTS_ALL, ST_EVENTS_ROUTE, ST_ADD_WINDOW, ST_WINDOWS,
        ST_GET_SETTING, ST_PUT_SETTING, ST_ADD_SETTING, ST_ADD_FEEDBACK, ST_OUTBOX_WAITING, ST_OUTBOX_DONE,
        ST_COUNT };
 
 static const char *const STATEMENTS[ST_COUNT] = {
-    [ST_PUT_ROUTE] = "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+    [ST_PUT_ROUTE] = "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
     [ST_GET_ROUTE] = "SELECT " ROUTE_COLUMNS " FROM routes WHERE route = ?1",
     [ST_ADD_EVENT] = "INSERT INTO events(time_ms, route, actor, kind, detail) VALUES(?1,?2,?3,?4,?5)",
     [ST_EVENTS_ALL] = "SELECT id, time_ms, route, actor, kind, detail FROM events WHERE id > ?1 "
@@ -404,6 +406,7 @@ int fl_store_put_route(fl_store_t *s, const fl_route_state_t *st) {
   sqlite3_bind_int64(q, 10, st->updated_ms ? st->updated_ms : unix_now_ms());
   bind_field(q, 11, st->spec_json, sizeof st->spec_json);
   bind_field(q, 12, st->pause_reason, sizeof st->pause_reason);
+  sqlite3_bind_int(q, 13, st->looks);
   return run_write(s, q, true);
 }
 
@@ -421,6 +424,7 @@ static void read_route(sqlite3_stmt *q, fl_route_state_t *out) {
   out->updated_ms = sqlite3_column_int64(q, 9);
   copy_column(q, 10, out->spec_json, sizeof out->spec_json);
   copy_column(q, 11, out->pause_reason, sizeof out->pause_reason);
+  out->looks = sqlite3_column_int(q, 12);
 }
 
 int fl_store_get_route(fl_store_t *s, const char *route, fl_route_state_t *out) {
@@ -520,11 +524,11 @@ int fl_store_windows(fl_store_t *s, const char *route, int limit, json_t **out) 
 static void append_route(sqlite3_str *q, const fl_route_state_t *st) {
   sqlite3_str_appendf(q,
                       "INSERT OR REPLACE INTO routes(" ROUTE_COLUMNS ") "
-                      "VALUES(%.*Q,%u,%u,%.*Q,%.*Q,%.*Q,%.*Q,%d,%d,%lld,%.*Q,%.*Q);",
+                      "VALUES(%.*Q,%u,%u,%.*Q,%.*Q,%.*Q,%.*Q,%d,%d,%lld,%.*Q,%.*Q,%d);",
                       FIELD(st, route), st->weight_bp, st->config_weight_bp, FIELD(st, stable_version),
                       FIELD(st, canary_version), FIELD(st, previous_stable), FIELD(st, rollout_state), st->step,
                       st->failures, (long long)(st->updated_ms ? st->updated_ms : unix_now_ms()), FIELD(st, spec_json),
-                      FIELD(st, pause_reason));
+                      FIELD(st, pause_reason), st->looks);
 }
 
 static int append_window(sqlite3_str *q, const fl_store_window_t *w, int64_t now) {

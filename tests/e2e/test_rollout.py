@@ -129,6 +129,36 @@ def test_kill_9_mid_rollout_resumes_at_the_same_step_and_weight():
                 assert r["canary_weight"] == 10 and r["rollout"]["state"] == "progressing" and r["rollout"]["step"] == 0, r
 
 
+def test_a_restart_goes_on_spending_the_error_budget_where_it_was():
+    # a bound no canary can be shown within: every look is inconclusive, and each spends a share
+    spec = dict(SPEC, steps=[20, 100], interval="1s", min_requests=20,
+                checks=[{"metric": "error_rate", "max_increase": 0.0001}])
+    with mock(model="m-v1") as v1, mock(model="m-v2") as v2:
+        yaml = route_yaml(v1, v2, weight=0)
+        gw = Gateway(yaml, **WITH_TOKEN)
+        with gw:
+            with Load(gw.port, threads=2):
+                start(gw, spec)
+                deadline = time.time() + 20
+                looks = 0
+                while looks < 2 and time.time() < deadline:
+                    looks = route(gw)["rollout"].get("last_analysis", {}).get("evidence", {}).get("looks", 0)
+                    time.sleep(0.2)
+                assert looks >= 2, route(gw)
+            gw.p.send_signal(signal.SIGKILL)
+            gw.p.wait()
+            with Gateway(yaml, state_dir=gw.state_dir, **WITH_TOKEN) as again, Load(again.port, threads=2):
+                deadline = time.time() + 20
+                r = route(again)
+                while time.time() < deadline and r["rollout"].get("last_analysis", {}).get("checks", []) == []:
+                    time.sleep(0.2)
+                    r = route(again)
+                evidence = r["rollout"]["last_analysis"]["evidence"]
+                # the counters started afresh, the looks went on from where they were
+                assert evidence["looks"] > looks and evidence["windows"] < 20, evidence
+                assert evidence["alpha"] == r["rollout"]["last_analysis"]["checks"][0]["alpha"]
+
+
 def test_operator_actions_pause_abort_and_undo():
     with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
             Gateway(route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw:

@@ -73,7 +73,7 @@ static int64_t unix_ms(void) {
 
 static fl_route_state_t full_state(const char *route, uint32_t weight_bp) {
   fl_route_state_t st = {.weight_bp = weight_bp, .config_weight_bp = 2000, .step = 3, .failures = 1,
-                         .updated_ms = 1700000000123};
+                         .updated_ms = 1700000000123, .looks = 4};
   snprintf(st.route, sizeof st.route, "%s", route);
   snprintf(st.stable_version, sizeof st.stable_version, "llama-3-8b@v1");
   snprintf(st.canary_version, sizeof st.canary_version, "llama-3-8b@v2");
@@ -88,6 +88,7 @@ static void assert_state_equal(const fl_route_state_t *a, const fl_route_state_t
   assert_string_equal(a->route, b->route);
   assert_int_equal(a->weight_bp, b->weight_bp);
   assert_int_equal(a->config_weight_bp, b->config_weight_bp);
+  assert_int_equal(a->looks, b->looks);
   assert_string_equal(a->stable_version, b->stable_version);
   assert_string_equal(a->canary_version, b->canary_version);
   assert_string_equal(a->previous_stable, b->previous_stable);
@@ -578,13 +579,13 @@ static void sigkill_during_writes_never_corrupts_the_store(void **state) {
 
 /* ---- the file ---- */
 
-static void the_file_is_in_wal_mode_with_schema_version_4(void **state) {
+static void the_file_is_in_wal_mode_with_schema_version_5(void **state) {
   fixture_t *f = *state;
   fl_store_t *s = open_store(f->path);
   char mode[16];
   raw_text(f->path, "PRAGMA journal_mode", mode, sizeof mode);
   assert_string_equal(mode, "wal");
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 5);
   assert_int_equal(raw_long(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                      "('routes','events','windows','events_route_id','windows_route_id',"
                                      "'settings','feedback','outbox','outbox_waiting')"),
@@ -599,9 +600,9 @@ static void a_version_1_file_is_migrated_keeping_its_data(void **state) {
   assert_int_equal(fl_store_put_route(s, &st), 0);
   fl_store_close(s);
   raw_exec(f->path, "DROP TABLE settings; DROP TABLE feedback; ALTER TABLE routes DROP COLUMN pause_reason; "
-                    "DROP TABLE outbox; PRAGMA user_version=1");
+                    "DROP TABLE outbox; ALTER TABLE routes DROP COLUMN looks; PRAGMA user_version=1");
   s = open_store(f->path);
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 5);
   fl_route_state_t back;
   assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
   assert_int_equal(back.weight_bp, 2500);
@@ -615,9 +616,10 @@ static void a_version_2_file_gains_the_pause_reason_keeping_its_routes(void **st
   fl_route_state_t st = {.route = "chat", .weight_bp = 3000, .step = 0, .rollout_state = "paused"};
   assert_int_equal(fl_store_put_route(s, &st), 0);
   fl_store_close(s);
-  raw_exec(f->path, "ALTER TABLE routes DROP COLUMN pause_reason; DROP TABLE outbox; PRAGMA user_version=2");
+  raw_exec(f->path, "ALTER TABLE routes DROP COLUMN pause_reason; DROP TABLE outbox; ALTER TABLE routes DROP COLUMN looks; "
+                    "PRAGMA user_version=2");
   s = open_store(f->path);
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 5);
   fl_route_state_t back;
   assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
   assert_int_equal(back.weight_bp, 3000);
@@ -632,15 +634,32 @@ static void a_version_2_file_gains_the_pause_reason_keeping_its_routes(void **st
 
 /* A file of the build before decisions had an outbox: its events owe no webhook (they were sent,
  * or not, by that build), and new decisions' do. */
+/* A file of the build before a step's looks were kept: its routes read 0 looks, so a rollout
+ * resumed from it starts its budget afresh, as that build did. */
+static void a_version_4_file_gains_the_looks_keeping_its_routes(void **state) {
+  fixture_t *f = *state;
+  fl_store_t *s = open_store(f->path);
+  fl_route_state_t st = full_state("chat", 1000), back;
+  assert_int_equal(fl_store_put_route(s, &st), 0);
+  fl_store_close(s);
+  raw_exec(f->path, "ALTER TABLE routes DROP COLUMN looks; PRAGMA user_version=4");
+  s = open_store(f->path);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 5);
+  assert_int_equal(fl_store_get_route(s, "chat", &back), 0);
+  assert_int_equal(back.weight_bp, 1000);
+  assert_int_equal(back.looks, 0);
+  fl_store_close(s);
+}
+
 static void a_version_3_file_gains_the_outbox_keeping_its_events(void **state) {
   fixture_t *f = *state;
   fl_store_t *s = open_store(f->path);
   json_t *detail = json_pack("{s:i}", "step", 0), *owed = NULL;
   assert_int_equal(fl_store_add_event(s, "chat", "api", "rollout_started", detail, NULL), 0);
   fl_store_close(s);
-  raw_exec(f->path, "DROP TABLE outbox; PRAGMA user_version=3");
+  raw_exec(f->path, "DROP TABLE outbox; ALTER TABLE routes DROP COLUMN looks; PRAGMA user_version=3");
   s = open_store(f->path);
-  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 4);
+  assert_int_equal(raw_long(f->path, "PRAGMA user_version"), 5);
   assert_int_equal(raw_long(f->path, "SELECT count(*) FROM events"), 1);
   assert_int_equal(fl_store_outbox_waiting(s, 0, 10, &owed), 0);
   assert_int_equal(json_array_size(owed), 0);
@@ -792,11 +811,12 @@ int main(void) {
       T(state_survives_close_and_reopen),
       T(a_write_survives_sigkill_without_close),
       T(sigkill_during_writes_never_corrupts_the_store),
-      T(the_file_is_in_wal_mode_with_schema_version_4),
+      T(the_file_is_in_wal_mode_with_schema_version_5),
       T(the_files_are_their_owners_only_and_a_wider_one_is_narrowed),
       T(a_version_1_file_is_migrated_keeping_its_data),
       T(a_version_2_file_gains_the_pause_reason_keeping_its_routes),
       T(a_version_3_file_gains_the_outbox_keeping_its_events),
+      T(a_version_4_file_gains_the_looks_keeping_its_routes),
       T(settings_are_kept_and_replaced),
       T(a_request_is_rated_once_and_the_first_rating_stays),
       T(opening_in_a_missing_directory_fails_naming_the_file),
