@@ -101,9 +101,11 @@ static void report(const delivery_t *d, bool delivered) {
 size_t fl_webhooks_finished(fl_webhook_outcome_t *out, size_t cap) {
   pthread_mutex_lock(&wh.lock);
   size_t n = FL_MIN(cap, wh.n_done);
-  memcpy(out, wh.done, n * sizeof *out);
-  memmove(wh.done, wh.done + n, (wh.n_done - n) * sizeof *wh.done);
-  wh.n_done -= n;
+  if (n) {                             /* none reported yet: wh.done may still be NULL */
+    memcpy(out, wh.done, n * sizeof *out);
+    memmove(wh.done, wh.done + n, (wh.n_done - n) * sizeof *wh.done);
+    wh.n_done -= n;
+  }
   pthread_mutex_unlock(&wh.lock);
   return n;
 }
