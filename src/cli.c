@@ -115,14 +115,30 @@ static const char *str(json_t *o, const char *key) {
 
 /* ---- stats ---- */
 
-static void print_stats_row(const char *route, double weight, json_t *v, const char *window) {
+/* A variant's share of its route's traffic over the window, in percent (of all its requests when
+ * the window saw none). */
+static double observed_share(json_t *variants, json_t *v, const char *window) {
+  double mine = 0, all = 0, mine_total = 0, all_total = 0;
+  size_t k;
+  json_t *x;
+  json_array_foreach(variants, k, x) {
+    double rps = num(json_object_get(json_object_get(x, "windows"), window), "rps", NULL);
+    double requests = num(json_object_get(x, "totals"), "requests", NULL);
+    all += rps, all_total += requests;
+    if (x == v) mine = rps, mine_total = requests;
+  }
+  return all > 0 ? 100 * mine / all : all_total > 0 ? 100 * mine_total / all_total : 0;
+}
+
+static void print_stats_row(const char *route, double weight, json_t *variants, json_t *v, const char *window) {
   json_t *w = json_object_get(json_object_get(v, "windows"), window);
   json_t *totals = json_object_get(v, "totals");
   bool canary = strcmp(str(v, "variant"), "canary") == 0;
-  printf("%-16s %-7s %-12s %6.2f %9.2f %6.2f %9.1f %9.1f %9.1f %8.1f %6.0f %10.0f\n", route, str(v, "variant"),
-         str(v, "version"), canary ? weight : 100 - weight, num(w, "rps", NULL), 100 * num(w, "error_rate", NULL),
-         num(w, "latency_ms", "p50"), num(w, "latency_ms", "p99"), num(w, "ttft_ms", "p50"),
-         num(w, "tokens_per_s", NULL), num(totals, "in_flight", NULL), num(totals, "requests", NULL));
+  printf("%-16s %-7s %-12s %7.2f %6.2f %9.2f %6.2f %9.1f %9.1f %9.1f %8.1f %6.0f %10.0f\n", route, str(v, "variant"),
+         str(v, "version"), canary ? weight : 100 - weight, observed_share(variants, v, window), num(w, "rps", NULL),
+         100 * num(w, "error_rate", NULL), num(w, "latency_ms", "p50"), num(w, "latency_ms", "p99"),
+         num(w, "ttft_ms", "p50"), num(w, "tokens_per_s", NULL), num(totals, "in_flight", NULL),
+         num(totals, "requests", NULL));
 }
 
 int fl_cli_stats(int argc, char **argv) {
@@ -138,12 +154,13 @@ int fl_cli_stats(int argc, char **argv) {
   }
   json_t *root = call(&o, "GET", "/api/v1/stats", NULL, &rc);
   if (!root || o.json) goto out;
-  printf("%-16s %-7s %-12s %6s %9s %6s %9s %9s %9s %8s %6s %10s\n", "ROUTE", "VARIANT", "VERSION", "SHARE%", "RPS",
-         "ERR%", "P50_MS", "P99_MS", "TTFT_MS", "TOK/S", "ACTIVE", "REQUESTS");
+  printf("%-16s %-7s %-12s %7s %6s %9s %6s %9s %9s %9s %8s %6s %10s\n", "ROUTE", "VARIANT", "VERSION", "WEIGHT%",
+         "SHARE%", "RPS", "ERR%", "P50_MS", "P99_MS", "TTFT_MS", "TOK/S", "ACTIVE", "REQUESTS");
   size_t i, k;
   json_t *r, *v;
   json_array_foreach(json_object_get(root, "routes"), i, r) {
-    json_array_foreach(json_object_get(r, "variants"), k, v) print_stats_row(str(r, "route"), num(r, "canary_weight", NULL), v, o.window);
+    json_t *variants = json_object_get(r, "variants");
+    json_array_foreach(variants, k, v) print_stats_row(str(r, "route"), num(r, "canary_weight", NULL), variants, v, o.window);
   }
   printf("(rates and percentiles over the last %s)\n", o.window);
 out:
@@ -158,7 +175,9 @@ static void print_status_row(json_t *r) {
   json_t *win = json_object_get(ro, "windows");
   json_t *last = json_object_get(ro, "last_analysis");
   char step[16] = "-", windows[32] = "-";
-  if (json_object_get(ro, "step") && num(ro, "step", NULL) >= 0)
+  const char *state = str(ro, "state");
+  bool ongoing = strcmp(state, "progressing") == 0 || strcmp(state, "paused") == 0;   /* ended: no step */
+  if (ongoing && json_object_get(ro, "step") && num(ro, "step", NULL) >= 0)
     snprintf(step, sizeof step, "%.0f/%zu", num(ro, "step", NULL) + 1,
              json_array_size(json_object_get(json_object_get(ro, "spec"), "steps")));
   if (win) snprintf(windows, sizeof windows, "%.0f/%.0f/%.0f", num(win, "pass", NULL), num(win, "fail", NULL),

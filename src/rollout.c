@@ -132,8 +132,39 @@ static void decide_weight(uint32_t bp) {
   decision.weight_bp = bp;
 }
 
+/* The why of an event whose maker gave none, from what the detail holds, so that every event in
+ * the log (fledge history's WHY) says it in words. */
+static const char *text_of(const json_t *o, const char *key) {
+  const char *t = json_string_value(json_object_get(o, key));
+  return t ? t : "?";
+}
+
+static void default_reason(const char *actor, const char *kind, json_t *detail) {
+  if (!json_is_object(detail) || json_object_get(detail, "reason")) return;
+  json_t *a = json_object_get(detail, "analysis"), *ev = json_object_get(a, "evidence");
+  json_t *why = NULL;
+  if (strcmp(kind, "step") == 0 || (strcmp(kind, "promoted") == 0 && a))
+    why = json_sprintf("every check passed on %lld canary and %lld stable requests (look %lld)",
+                       (long long)json_integer_value(json_object_get(ev, "canary_requests")),
+                       (long long)json_integer_value(json_object_get(ev, "stable_requests")),
+                       (long long)json_integer_value(json_object_get(ev, "looks")));
+  else if (strcmp(kind, "rollout_started") == 0)
+    why = json_sprintf("rollout of %s started by %s", text_of(detail, "canary_version"), actor);
+  else if (strcmp(kind, "resumed") == 0)
+    why = json_sprintf("resumed by %s at the step's own weight", actor);
+  else if (strcmp(kind, "acceptance_started") == 0)
+    why = json_string("the canary answers its acceptance set before any user sees it");
+  else if (strcmp(kind, "acceptance_passed") == 0)
+    why = json_sprintf("the canary passed %g of its acceptance set",
+                       json_number_value(json_object_get(json_object_get(detail, "report"), "pass_rate")));
+  else if (strcmp(kind, "weight") == 0)
+    why = json_sprintf("set by hand (%s)", text_of(detail, "source"));
+  if (why) json_object_set_new(detail, "reason", why);
+}
+
 /* Adds an event (detail stolen) with the URLs of the route's webhooks that want it. */
 static void decide_event(const char *actor, const char *kind, json_t *detail) {
+  default_reason(actor, kind, detail);
   FL_BUG_ON(decision.n_ev == FL_DECISION_EVENTS);
   if (decision.n_ev == FL_DECISION_EVENTS) {
     fl_log("route %s: event %s left out of a decision with too many", decision.rt->name, kind);
@@ -520,6 +551,7 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
   r->spec = parsed;
   r->step = 0;
   r->failures = 0;
+  memset(r->verdicts, 0, sizeof r->verdicts);        /* this rollout's windows, not earlier ones' */
   r->generation++;
   current_conf = c;
   if (r->spec.acceptance[0]) return start_acceptance(c, rt, r, actor, err, err_cap);

@@ -98,7 +98,8 @@ def test_weights_set_through_the_api_and_the_cli_are_recorded_with_their_source(
         assert r.status == 200 and r.json()["rollout"]["state"] == "idle", r.body
         last = events(gw)[-1]
         assert (last["actor"], last["kind"]) == ("api", "weight"), last
-        assert last["detail"] == {"source": "api", "client": "127.0.0.1", "from": 10, "to": 15}, last
+        assert last["detail"] == {"source": "api", "client": "127.0.0.1", "from": 10, "to": 15,
+                                  "reason": "set by hand (api)"}, last
 
         out = cli(gw, "rollout", "weight", "chat", "20")
         assert out.returncode == 0 and out.stdout == "chat: canary weight 20.00%, rollout idle\n", out
@@ -112,7 +113,12 @@ def test_weights_set_through_the_api_and_the_cli_are_recorded_with_their_source(
         assert out.returncode == 0, out
         assert out.stdout == "chat: canary weight 12.50%%, rollout paused (%s)\n" % why, out.stdout
         kinds = [(e["actor"], e["kind"], e["detail"].get("reason")) for e in events(gw)[-2:]]
-        assert kinds == [("cli", "weight", None), ("cli", "paused", why)], kinds
+        assert kinds == [("cli", "weight", "set by hand (cli)"), ("cli", "paused", why)], kinds
+        # every event of the log says why, fledge history's WHY column included
+        history = cli(gw, "history").stdout.splitlines()
+        assert len(history) == 1 + len(events(gw)), history
+        for line, e in zip(history[1:], events(gw)):
+            assert e["detail"]["reason"] and line.rstrip().endswith(e["detail"]["reason"]), (line, e)
         assert any("paused because " + why in l for l in status_lines(gw))
 
         r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout/resume", AUTH)

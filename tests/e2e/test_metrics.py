@@ -188,7 +188,9 @@ def test_fledge_stats_prints_a_line_per_variant():
         assert out.returncode == 0, out.stderr
         rows = {l.split()[1]: l.split() for l in out.stdout.splitlines() if l.startswith("chat ")}
         assert set(rows) == {"stable", "canary"}
-        assert rows["canary"][2] == "v2" and float(rows["canary"][3]) == 25
+        assert rows["canary"][2] == "v2" and float(rows["canary"][3]) == 25        # the configured weight,
+        share = 100.0 * seen["canary"] / (seen["canary"] + seen["stable"])       # and the share observed
+        assert abs(float(rows["canary"][4]) - share) < 0.01 and abs(float(rows["stable"][4]) - (100 - share)) < 0.01, rows
         assert int(rows["canary"][-1]) == seen["canary"] and int(rows["stable"][-1]) == seen["stable"]
         out = subprocess.run([FLEDGE, "stats", "--admin", "127.0.0.1:%d" % free_port()], capture_output=True,
                              text=True, timeout=10)

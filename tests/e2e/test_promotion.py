@@ -68,7 +68,10 @@ def test_a_promoted_canary_becomes_stable_survives_a_kill_9_and_undo_brings_the_
             promotion = r["rollout"]["promotion"]
             assert promotion["stable_version"] == "v2" and promotion["previous_stable"] == "v1", promotion
             assert promotion["file_differs"] is True and "make v2" in promotion["to_match_the_file"], promotion
-            assert "v2 serves as stable, over v1 in the config file: to make the file match" in status(gw)
+            out = status(gw)
+            assert "v2 serves as stable, over v1 in the config file: to make the file match" in out
+            row = [l.split() for l in out.splitlines() if l.startswith("chat ")][0]
+            assert row[2] == "v2" and row[4:7] == ["promoted", "-", "0/0/0"], row     # no "step 1/3" once ended
             promoted = [e for e in request(gw.admin, "GET", "/api/v1/events?route=chat").json()["events"]
                         if e["kind"] == "promoted"][0]
             assert promoted["detail"]["stable_version"] == "v2", promoted

@@ -101,6 +101,10 @@ def test_too_little_traffic_holds_the_weight():
         out = subprocess.run([FLEDGE, "status", "-a", "127.0.0.1:%d" % gw.admin], capture_output=True, text=True,
                              timeout=10)
         assert "waiting: accumulating: " in out.stdout and "of the 100000 each needs" in out.stdout, out.stdout
+        # a new rollout counts its own windows, not those of the one before
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH).status == 200
+        r = start(gw, spec)
+        assert r["rollout"]["windows"] == {"pass": 0, "fail": 0, "inconclusive": 0}, r["rollout"]
 
 
 def test_kill_9_mid_rollout_resumes_at_the_same_step_and_weight():
