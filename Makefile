@@ -25,7 +25,7 @@ help:
 	@echo "make            build build/fledge"
 	@echo "make test       build and run every unit and end-to-end test"
 	@echo "make modules    the module graph of src/ from its includes: any cycle fails (make test runs it)"
-	@echo "make demo       run two mock model versions behind the gateway, 20% canary"
+	@echo "make demo       two mock versions, the gateway, load, and a rollout told as it goes (SCENARIO=bad: a rollback)"
 	@echo "make bench      fledge vs nginx vs HAProxy on this machine (wrk)"
 	@echo "make soak       SOAK_SECONDS (600) of mixed, faulty traffic, weight changes, reloads: RSS, fds"
 	@echo "make soak-rollouts  20 full rollouts of two identical versions: none may be rolled back"
@@ -83,8 +83,9 @@ test: $(BUILD)/fledge $(UNIT_BIN) $(FAKE_NVML) $(NODE_SDK)
 modules:
 	@python3 scripts/deps.py
 
+SCENARIO ?= good
 demo: $(BUILD)/fledge
-	@scripts/demo.sh
+	@SCENARIO=$(SCENARIO) scripts/demo.sh
 
 bench: $(BUILD)/fledge
 	@bench/run.sh

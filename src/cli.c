@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
   fl_addr_t admin;
@@ -18,6 +19,7 @@ typedef struct {
   const char *spec;                /* rollout start: JSON text or @FILE */
   const char *route;               /* history: only this route */
   bool json;
+  bool follow;                     /* history: keep printing new events */
 } cli_opts_t;
 
 static const char common_help[] =
@@ -47,14 +49,15 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts_t *o) {
       {"admin", required_argument, NULL, 'a'}, {"config", required_argument, NULL, 'c'},
       {"window", required_argument, NULL, 'w'}, {"spec", required_argument, NULL, 's'},
       {"route", required_argument, NULL, 'r'}, {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+      {"follow", no_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
   fl_addr_parse("127.0.0.1:9090", &o->admin);
   o->window = "1m";
   const char *env = getenv("FLEDGE_ADMIN_TOKEN");
   if (env) snprintf(o->token, sizeof o->token, "%s", env);
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "a:c:w:s:r:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "a:c:w:s:r:fh", opts, NULL)) != -1) {
     if (ch == 'a' && fl_addr_parse(optarg, &o->admin) != 0) {
       fprintf(stderr, "fledge: bad address \"%s\" (want HOST:PORT)\n", optarg);
       return 2;
@@ -64,6 +67,7 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts_t *o) {
     if (ch == 's') o->spec = optarg;
     if (ch == 'r') o->route = optarg;
     if (ch == 'j') o->json = true;
+    if (ch == 'f') o->follow = true;
     if (ch == 'h') {
       printf("%s%s", usage, common_help);
       return 1;
@@ -310,29 +314,43 @@ static void print_event(json_t *e) {
          reason ? reason : "");
 }
 
-int fl_cli_history(int argc, char **argv) {
-  cli_opts_t o = {0};
-  int rc = parse_opts(argc, argv, "usage: fledge history [-a ADDR | -c FILE] [--route ROUTE] [--json]\n\n"
-                                  "The event log: who or what changed which weight, when and why.\n\n"
-                                  "  -r, --route ROUTE   only this route's events\n", &o);
-  if (rc) return rc == 1 ? 0 : rc;
-  if (!o.json) printf("%-21s %-12s %-8s %-16s %-16s %s\n", "TIME (UTC)", "ROUTE", "ACTOR", "EVENT", "WEIGHT%", "WHY");
-  long long after = 0;
+/* Prints the events after *after, a page at a time, oldest first; *after moves on. */
+static int print_events_after(const cli_opts_t *o, long long *after) {
+  int rc;
   size_t got;
-  do {                                  /* the log is read a page at a time, oldest first */
+  do {
     char path[200];
-    snprintf(path, sizeof path, "/api/v1/events?limit=1000&after=%lld%s%s", after, o.route ? "&route=" : "",
-             o.route ? o.route : "");
-    json_t *root = call(&o, "GET", path, NULL, &rc);
+    snprintf(path, sizeof path, "/api/v1/events?limit=1000&after=%lld%s%s", *after, o->route ? "&route=" : "",
+             o->route ? o->route : "");
+    json_t *root = call(o, "GET", path, NULL, &rc);
     json_t *events = json_object_get(root, "events");
     got = json_array_size(events);
     size_t i;
     json_t *e;
     json_array_foreach(events, i, e) {
-      if (!o.json) print_event(e);
-      after = (long long)num(e, "id", NULL);
+      if (!o->json) print_event(e);
+      *after = (long long)num(e, "id", NULL);
     }
     json_decref(root);
   } while (rc == 0 && got == 1000);
+  fflush(stdout);
+  return rc;
+}
+
+int fl_cli_history(int argc, char **argv) {
+  cli_opts_t o = {0};
+  int rc = parse_opts(argc, argv, "usage: fledge history [-a ADDR | -c FILE] [--route ROUTE] [--follow] [--json]\n\n"
+                                  "The event log: who or what changed which weight, when and why.\n\n"
+                                  "  -r, --route ROUTE   only this route's events\n"
+                                  "  -f, --follow        then print each new event as it comes (once a second) until stopped\n"
+                                  "                      (with --json: each page of the API as it came)\n", &o);
+  if (rc) return rc == 1 ? 0 : rc;
+  if (!o.json) printf("%-21s %-12s %-8s %-16s %-16s %s\n", "TIME (UTC)", "ROUTE", "ACTOR", "EVENT", "WEIGHT%", "WHY");
+  long long after = 0;
+  rc = print_events_after(&o, &after);
+  while (o.follow && rc == 0) {
+    sleep(1);
+    rc = print_events_after(&o, &after);
+  }
   return rc;
 }

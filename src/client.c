@@ -20,7 +20,21 @@ typedef struct {
   fl_buf_t held;            /* a line of the head not complete yet, given again with the next bytes */
   fl_buf_t body;
   bool no_body;             /* the request was HEAD */
+  bool drop_body;           /* count the body's bytes, keep none (fl_client_exchange) */
+  fl_client_answer_t *seen; /* when not NULL: the head's variant and the times, from start_ns */
+  uint64_t start_ns;
 } answer_t;
+
+static double ms_since(uint64_t start_ns) { return (double)(fl_now_ns() - start_ns) / 1e6; }
+
+/* The head is in: what the caller of fl_client_exchange wants of it. */
+static void note_head(answer_t *a) {
+  if (!a->seen || a->parser.status < 200) return;
+  size_t len;
+  const char *v = fl_http_head_get(&a->head, "x-fledge-variant", &len);
+  snprintf(a->seen->variant, sizeof a->seen->variant, "%.*s", v ? (int)FL_MIN(len, 15) : 0, v ? v : "");
+  a->seen->head_ms = ms_since(a->start_ns);
+}
 
 /* Waits until fd is ready for events or the deadline passes (-ETIMEDOUT). */
 static int wait_ready(int fd, short events, uint64_t deadline_ms) {
@@ -69,7 +83,12 @@ static int parse(answer_t *a, const char *data, size_t len, size_t *used) {
   for (;;) {
     fl_h1_event_t ev = fl_h1_feed(&a->parser, &a->head, data + off, len - off, &n, &body, &body_len);
     off += n;
-    if (ev == FL_H1_DATA) {
+    if (ev == FL_H1_HEAD) {
+      note_head(a);
+    } else if (ev == FL_H1_DATA) {
+      if (a->seen && a->body.len == 0 && body_len && a->seen->first_byte_ms == 0)
+        a->seen->first_byte_ms = ms_since(a->start_ns);
+      if (a->drop_body) continue;
       if (a->body.len + body_len > MAX_ANSWER) return FL_ELIMIT;
       if (fl_buf_append(&a->body, body, body_len) != 0) return FL_ENOMEM;
     } else if (ev == FL_H1_END && a->parser.status < 200) {
@@ -120,46 +139,72 @@ static int read_answer(int fd, answer_t *a, uint64_t deadline_ms) {
   }
 }
 
-int fl_client_request(const fl_addr_t *addr, const char *method, const char *path, const char *body,
-                      const char *token, int timeout_ms, int *status, char **out, char *err, size_t err_cap) {
-  uint64_t deadline_ms = fl_now_ms() + (uint64_t)timeout_ms;   /* one deadline for the whole exchange */
-  int fd = connect_to(addr, deadline_ms);
+/* One exchange: connect, send, read the answer into a (set up by the caller; freed by it). */
+static int exchange(const fl_client_call_t *call, const char *token, answer_t *a, char *err, size_t err_cap) {
+  uint64_t deadline_ms = fl_now_ms() + (uint64_t)call->timeout_ms;   /* one deadline for the whole exchange */
+  int fd = connect_to(call->addr, deadline_ms);
   if (fd < 0) {
-    snprintf(err, err_cap, "cannot connect to %s: %s", addr->text, strerror(-fd));
+    snprintf(err, err_cap, "cannot connect to %s: %s", call->addr->text, strerror(-fd));
     return fd;
   }
-  char head[1024];
-  size_t blen = body ? strlen(body) : 0;
+  char head[2048];
+  size_t blen = call->body ? strlen(call->body) : 0;
   int hlen = snprintf(head, sizeof head,
                       "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n%s%s%s\r\n", method, path, addr->text, blen,
-                      token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
-  if (hlen < 0 || (size_t)hlen >= sizeof head) {
-    close(fd);
-    snprintf(err, err_cap, "request head too long");
-    return FL_ELIMIT;
-  }
-  int rc = send_all(fd, head, (size_t)hlen, deadline_ms);
-  if (rc == 0 && blen) rc = send_all(fd, body, blen, deadline_ms);
-  answer_t a = {.no_body = strcmp(method, "HEAD") == 0};
-  fl_h1_init(&a.parser, true);
-  a.parser.no_body = a.no_body;
-  if (rc == 0 && fl_http_head_init(&a.head, MAX_HEAD, MAX_HEADERS) != 0) rc = FL_ENOMEM;
-  if (rc == 0) rc = read_answer(fd, &a, deadline_ms);
+                      "Content-Length: %zu\r\n%s%s%s%s\r\n", call->method, call->path, call->addr->text, blen,
+                      token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "",
+                      call->headers ? call->headers : "");
+  int rc = hlen < 0 || (size_t)hlen >= sizeof head ? FL_ELIMIT : 0;
+  if (rc == 0) rc = send_all(fd, head, (size_t)hlen, deadline_ms);
+  if (rc == 0 && blen) rc = send_all(fd, call->body, blen, deadline_ms);
+  a->no_body = strcmp(call->method, "HEAD") == 0;
+  fl_h1_init(&a->parser, true);
+  a->parser.no_body = a->no_body;
+  if (rc == 0 && fl_http_head_init(&a->head, MAX_HEAD, MAX_HEADERS) != 0) rc = FL_ENOMEM;
+  if (rc == 0) rc = read_answer(fd, a, deadline_ms);
   close(fd);
-  fl_http_head_free(&a.head);
-  fl_buf_free(&a.held);
-  if (rc == 0 && fl_buf_append(&a.body, "", 1) != 0) rc = FL_ENOMEM;
   if (rc != 0) {
-    bool garbled = rc == FL_EPARSE && a.parser.error;
-    snprintf(err, err_cap, "%s %s on %s: %s%s", method, path, addr->text, garbled ? "malformed answer: " : "",
-             garbled ? a.parser.error : rc == FL_EPARSE ? "incomplete answer"
-             : rc == FL_ELIMIT ? "answer over 64 MiB" : rc == FL_ENOMEM ? "out of memory"
+    bool garbled = rc == FL_EPARSE && a->parser.error;
+    snprintf(err, err_cap, "%s %s on %s: %s%s", call->method, call->path, call->addr->text,
+             garbled ? "malformed answer: " : "",
+             garbled ? a->parser.error : rc == FL_EPARSE ? "incomplete answer"
+             : rc == FL_ELIMIT ? "request head or answer too long" : rc == FL_ENOMEM ? "out of memory"
              : rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
-    fl_buf_free(&a.body);
-    return rc;
   }
-  *status = (int)a.parser.status;
-  *out = a.body.data;
-  return 0;
+  return rc;
+}
+
+static void answer_free(answer_t *a) {
+  fl_http_head_free(&a->head);
+  fl_buf_free(&a->held);
+  fl_buf_free(&a->body);
+}
+
+int fl_client_request(const fl_addr_t *addr, const char *method, const char *path, const char *body,
+                      const char *token, int timeout_ms, int *status, char **out, char *err, size_t err_cap) {
+  fl_client_call_t call = {.addr = addr, .method = method, .path = path, .body = body, .timeout_ms = timeout_ms};
+  answer_t a = {0};
+  int rc = exchange(&call, token, &a, err, err_cap);
+  if (rc == 0 && fl_buf_append(&a.body, "", 1) != 0) {
+    snprintf(err, err_cap, "%s %s on %s: out of memory", method, path, addr->text);
+    rc = FL_ENOMEM;
+  }
+  if (rc == 0) {
+    *status = (int)a.parser.status;
+    *out = a.body.data;
+    a.body = (fl_buf_t){0};                 /* the caller's now */
+  }
+  answer_free(&a);
+  return rc;
+}
+
+int fl_client_exchange(const fl_client_call_t *call, fl_client_answer_t *ans, char *err, size_t err_cap) {
+  *ans = (fl_client_answer_t){0};
+  answer_t a = {.drop_body = true, .seen = ans, .start_ns = fl_now_ns()};
+  int rc = exchange(call, NULL, &a, err, err_cap);
+  ans->status = rc == 0 ? (int)a.parser.status : 0;
+  ans->total_ms = ms_since(a.start_ns);
+  if (ans->first_byte_ms == 0) ans->first_byte_ms = ans->total_ms;
+  answer_free(&a);
+  return rc;
 }

@@ -14,4 +14,22 @@
 int fl_client_request(const fl_addr_t *addr, const char *method, const char *path, const char *body,
                       const char *token, int timeout_ms, int *status, char **out, char *err, size_t err_cap);
 
+/* The same exchange with more said and more learnt (the load generator): extra header lines
+ * ("Name: value\r\n"..., or NULL) are sent; the answer's x-fledge-variant is copied into
+ * variant, and the times to its head and to its first body byte are measured from the connect.
+ * The body is read and dropped. Returns as fl_client_request. */
+typedef struct fl_client_call {
+  const fl_addr_t *addr;
+  const char *method, *path, *body, *headers;
+  int timeout_ms;
+} fl_client_call_t;
+
+typedef struct fl_client_answer {
+  int status;
+  char variant[16];                 /* x-fledge-variant, or "" */
+  double head_ms, first_byte_ms, total_ms;
+} fl_client_answer_t;
+
+int fl_client_exchange(const fl_client_call_t *call, fl_client_answer_t *ans, char *err, size_t err_cap);
+
 #endif

@@ -1,8 +1,9 @@
-/* main.c — the `fledge` command: dispatches to serve, check, mock and version. */
+/* main.c — the `fledge` command: dispatches to serve, check, mock, load, the admin tools and version. */
 #include "cli.h"
 #include "common.h"
 #include "conf.h"
 #include "explain.h"
+#include "load.h"
 #include "mock.h"
 #include "resolver.h"
 #include "server.h"
@@ -28,6 +29,7 @@ static void usage(FILE *out) {
           "  rollout weight ROUTE N set a canary weight by hand (recorded in the event log)\n"
           "  explain -c FILE  which route, rule or bucket would send a request where, and why\n"
           "  history         the event log: who changed which weight, when and why\n"
+          "  load            send paced chat completions from many sticky users to a gateway\n"
           "  version         print the version\n"
           "\n"
           "Run 'fledge COMMAND --help' for a command's options.\n");
@@ -108,6 +110,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "status") == 0) return fl_cli_status(argc - 1, argv + 1);
   if (strcmp(cmd, "rollout") == 0) return fl_cli_rollout(argc - 1, argv + 1);
   if (strcmp(cmd, "history") == 0) return fl_cli_history(argc - 1, argv + 1);
+  if (strcmp(cmd, "load") == 0) return fl_load_main(argc - 1, argv + 1);
   if (strcmp(cmd, "explain") == 0) return fl_explain_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("fledge %s\n", FL_VERSION);
