@@ -28,6 +28,8 @@ perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || need="$need libmaxmind-db-wr
 have_bin npm             || need="$need npm"
 # tests only: a real nginx as the front proxy that adds x-forwarded-for
 have_bin nginx           || need="$need nginx-light"
+# tests only: fledge top runs in a real terminal
+have_bin tmux            || need="$need tmux"
 
 [ -z "$need" ] && exit 0
 echo "install-deps: installing$need"

@@ -8,6 +8,9 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +23,7 @@ typedef struct {
   const char *route;               /* history: only this route */
   bool json;
   bool follow;                     /* history: keep printing new events */
+  long count;                      /* top: frames to show (0: until q) */
 } cli_opts_t;
 
 static const char common_help[] =
@@ -49,7 +53,8 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts_t *o) {
       {"admin", required_argument, NULL, 'a'}, {"config", required_argument, NULL, 'c'},
       {"window", required_argument, NULL, 'w'}, {"spec", required_argument, NULL, 's'},
       {"route", required_argument, NULL, 'r'}, {"json", no_argument, NULL, 'j'},
-      {"follow", no_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
+      {"follow", no_argument, NULL, 'f'},      {"count", required_argument, NULL, 'n'},
+      {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   fl_addr_parse("127.0.0.1:9090", &o->admin);
   o->window = "1m";
@@ -57,7 +62,7 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts_t *o) {
   if (env) snprintf(o->token, sizeof o->token, "%s", env);
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "a:c:w:s:r:fh", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "a:c:w:s:r:fn:h", opts, NULL)) != -1) {
     if (ch == 'a' && fl_addr_parse(optarg, &o->admin) != 0) {
       fprintf(stderr, "fledge: bad address \"%s\" (want HOST:PORT)\n", optarg);
       return 2;
@@ -68,6 +73,10 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts_t *o) {
     if (ch == 'r') o->route = optarg;
     if (ch == 'j') o->json = true;
     if (ch == 'f') o->follow = true;
+    if (ch == 'n' && (o->count = strtol(optarg, NULL, 10)) <= 0) {
+      fprintf(stderr, "fledge: --count takes a positive number\n");
+      return 2;
+    }
     if (ch == 'h') {
       printf("%s%s", usage, common_help);
       return 1;
@@ -145,6 +154,18 @@ static void print_stats_row(const char *route, double weight, json_t *variants, 
          num(totals, "requests", NULL));
 }
 
+static void print_stats_table(json_t *root, const char *window) {
+  printf("%-16s %-7s %-12s %7s %6s %9s %6s %9s %9s %9s %8s %6s %10s\n", "ROUTE", "VARIANT", "VERSION", "WEIGHT%",
+         "SHARE%", "RPS", "ERR%", "P50_MS", "P99_MS", "TTFT_MS", "TOK/S", "ACTIVE", "REQUESTS");
+  size_t i, k;
+  json_t *r, *v;
+  json_array_foreach(json_object_get(root, "routes"), i, r) {
+    json_t *variants = json_object_get(r, "variants");
+    json_array_foreach(variants, k, v) print_stats_row(str(r, "route"), num(r, "canary_weight", NULL), variants, v, window);
+  }
+  printf("(rates and percentiles over the last %s)\n", window);
+}
+
 int fl_cli_stats(int argc, char **argv) {
   cli_opts_t o = {0};
   int rc = parse_opts(argc, argv, "usage: fledge stats [-a ADDR | -c FILE] [-w 1m|5m] [--json]\n\n"
@@ -157,17 +178,7 @@ int fl_cli_stats(int argc, char **argv) {
     return 2;
   }
   json_t *root = call(&o, "GET", "/api/v1/stats", NULL, &rc);
-  if (!root || o.json) goto out;
-  printf("%-16s %-7s %-12s %7s %6s %9s %6s %9s %9s %9s %8s %6s %10s\n", "ROUTE", "VARIANT", "VERSION", "WEIGHT%",
-         "SHARE%", "RPS", "ERR%", "P50_MS", "P99_MS", "TTFT_MS", "TOK/S", "ACTIVE", "REQUESTS");
-  size_t i, k;
-  json_t *r, *v;
-  json_array_foreach(json_object_get(root, "routes"), i, r) {
-    json_t *variants = json_object_get(r, "variants");
-    json_array_foreach(variants, k, v) print_stats_row(str(r, "route"), num(r, "canary_weight", NULL), variants, v, o.window);
-  }
-  printf("(rates and percentiles over the last %s)\n", o.window);
-out:
+  if (root && !o.json) print_stats_table(root, o.window);
   json_decref(root);
   return rc;
 }
@@ -199,6 +210,14 @@ static void print_status_row(json_t *r) {
            str(promotion, "stable_version"), str(promotion, "previous_stable"), str(promotion, "to_match_the_file"));
 }
 
+static void print_status_table(json_t *root) {
+  printf("%-16s %7s %-10s %-10s %-12s %-6s %-14s %s\n", "ROUTE", "WEIGHT%", "STABLE", "CANARY", "ROLLOUT", "STEP",
+         "PASS/FAIL/INC", "LAST");
+  size_t i;
+  json_t *r;
+  json_array_foreach(json_object_get(root, "routes"), i, r) print_status_row(r);
+}
+
 int fl_cli_status(int argc, char **argv) {
   cli_opts_t o = {0};
   int rc = parse_opts(argc, argv, "usage: fledge status [-a ADDR | -c FILE] [--json]\n\n"
@@ -207,13 +226,7 @@ int fl_cli_status(int argc, char **argv) {
                       &o);
   if (rc) return rc == 1 ? 0 : rc;
   json_t *root = call(&o, "GET", "/api/v1/routes", NULL, &rc);
-  if (root && !o.json) {
-    printf("%-16s %7s %-10s %-10s %-12s %-6s %-14s %s\n", "ROUTE", "WEIGHT%", "STABLE", "CANARY", "ROLLOUT", "STEP",
-           "PASS/FAIL/INC", "LAST");
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(root, "routes"), i, r) print_status_row(r);
-  }
+  if (root && !o.json) print_status_table(root);
   json_decref(root);
   return rc;
 }
@@ -352,5 +365,98 @@ int fl_cli_history(int argc, char **argv) {
     sleep(1);
     rc = print_events_after(&o, &after);
   }
+  return rc;
+}
+
+/* ---- top ---- */
+
+static struct termios saved_tty;
+static bool tty_raw;
+static volatile sig_atomic_t top_stop;
+
+static void top_on_signal(int sig) { top_stop = 1; }
+
+/* The terminal as it was: cooked, cursor shown, the main screen back. */
+static void tty_restore(void) {
+  if (!tty_raw) return;
+  tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+  fputs("\033[?25h\033[?1049l", stdout);
+  fflush(stdout);
+  tty_raw = false;
+}
+
+/* Keys without Enter and no echo, on a screen of its own, so that the view leaves the terminal
+ * as it found it. */
+static void tty_enter(void) {
+  struct termios raw;
+  if (tcgetattr(STDIN_FILENO, &saved_tty) != 0) return;
+  raw = saved_tty;
+  raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+  raw.c_cc[VMIN] = 0;
+  raw.c_cc[VTIME] = 0;
+  tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+  tty_raw = true;
+  atexit(tty_restore);
+  fputs("\033[?1049h\033[?25l", stdout);
+}
+
+/* One frame: the routes and their rollouts, then each variant's numbers over the last minute. */
+static int top_frame(const cli_opts_t *o, bool screen) {
+  int rc;
+  json_t *routes = call(o, "GET", "/api/v1/routes", NULL, &rc);
+  json_t *stats = routes ? call(o, "GET", "/api/v1/stats", NULL, &rc) : NULL;
+  char when[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  if (screen) fputs("\033[H\033[2J", stdout);
+  printf("fledge top — %s — %s%s\n\n", o->admin.text, when, screen ? " — q quits" : "");
+  if (routes && stats) {
+    print_status_table(routes);
+    printf("\n");
+    print_stats_table(stats, "1m");
+  } else {
+    printf("the gateway at %s does not answer; trying again every second\n", o->admin.text);
+  }
+  if (!screen) printf("\n");
+  fflush(stdout);
+  json_decref(routes);
+  json_decref(stats);
+  return routes && stats ? 0 : 1;
+}
+
+/* Waits up to ms for a key: true when it is q (or a signal came). */
+static bool wait_for_quit(int ms) {
+  struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+  uint64_t until = fl_now_ms() + (uint64_t)ms;
+  for (uint64_t now = fl_now_ms(); now < until && !top_stop; now = fl_now_ms()) {
+    if (poll(&p, 1, (int)(until - now)) <= 0) continue;
+    char c;
+    if (read(STDIN_FILENO, &c, 1) == 1 && (c == 'q' || c == 'Q')) return true;
+  }
+  return top_stop;
+}
+
+int fl_cli_top(int argc, char **argv) {
+  cli_opts_t o = {0};
+  int rc = parse_opts(argc, argv, "usage: fledge top [-a ADDR | -c FILE] [--count N]\n\n"
+                                  "A live view of a running gateway, refreshed every second: each route's weight and\n"
+                                  "rollout (state, step, windows, what it waits for), and each variant's share, rate,\n"
+                                  "errors, latency, time to first token and tokens/s. Full screen on a terminal (q\n"
+                                  "quits); plain frames one after another otherwise.\n\n"
+                                  "  -n, --count N       stop after N frames (default: until q or Ctrl-C)\n", &o);
+  if (rc) return rc == 1 ? 0 : rc;
+  bool screen = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+  struct sigaction sa = {.sa_handler = top_on_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  if (screen) tty_enter();
+  for (long frame = 0; !top_stop && (o.count <= 0 || frame < o.count); frame++) {
+    rc = top_frame(&o, screen);
+    if (o.count > 0 && frame + 1 >= o.count) break;
+    if (screen ? wait_for_quit(1000) : (sleep(1), top_stop)) break;
+  }
+  tty_restore();
   return rc;
 }

@@ -7,5 +7,6 @@ int fl_cli_stats(int argc, char **argv);     /* fledge stats: per-variant number
 int fl_cli_status(int argc, char **argv);    /* fledge status: routes, weights, rollouts */
 int fl_cli_rollout(int argc, char **argv);   /* fledge rollout start|pause|resume|promote|abort|undo ROUTE */
 int fl_cli_history(int argc, char **argv);   /* fledge history: the event log */
+int fl_cli_top(int argc, char **argv);       /* fledge top: a live full-screen view */
 
 #endif

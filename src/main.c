@@ -25,6 +25,7 @@ static void usage(FILE *out) {
           "  mock [options]  run a fake OpenAI-compatible model server (see fledge mock --help)\n"
           "  stats           per-variant rates, errors, latency and tokens of a running gateway\n"
           "  status          routes, canary weights and rollouts of a running gateway\n"
+          "  top             a live view of a running gateway: rollouts, per-variant rates and latency\n"
           "  rollout ACTION ROUTE   start|pause|resume|promote|abort|undo a progressive rollout\n"
           "  rollout weight ROUTE N set a canary weight by hand (recorded in the event log)\n"
           "  explain -c FILE  which route, rule or bucket would send a request where, and why\n"
@@ -111,6 +112,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "rollout") == 0) return fl_cli_rollout(argc - 1, argv + 1);
   if (strcmp(cmd, "history") == 0) return fl_cli_history(argc - 1, argv + 1);
   if (strcmp(cmd, "load") == 0) return fl_load_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "top") == 0) return fl_cli_top(argc - 1, argv + 1);
   if (strcmp(cmd, "explain") == 0) return fl_explain_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("fledge %s\n", FL_VERSION);
