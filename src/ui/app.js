@@ -229,7 +229,7 @@ function drawRollout(r) {
   const p = document.getElementById('verdict');
   const counts = ro.windows ? ' · windows: ' + ro.windows.pass + ' passed, ' + ro.windows.fail + ' failed, ' +
     ro.windows.inconclusive + ' inconclusive' : '';
-  if (a) p.replaceChildren('last window: ', el('b', { class: a.verdict, text: a.verdict }), ' — ' + a.reason + counts);
+  if (a) p.replaceChildren('last window: ', el('b', { class: a.verdict, text: a.verdict }), ' — ' + reasonOf(a) + counts);
   else p.textContent = ro.state === 'idle' ? 'no rollout on this route' : 'no window judged yet' + counts;
   drawChecks(a ? a.checks || [] : []);
   if (a) remember(state.route, a);
@@ -245,13 +245,20 @@ function drawChecks(checks) {
       el('td', { text: n(c.p_value) }), el('td', { text: n(c.alpha) }), el('td', { class: c.verdict, text: c.verdict }))));
 }
 
+// What a window's analysis says about itself: its reason, else the checks that failed, by name.
+function reasonOf(a) {
+  if (a.reason) return a.reason;
+  const failed = (a.checks || []).filter((c) => c.verdict === 'fail').map((c) => c.metric + (c.reason ? ': ' + c.reason : ''));
+  return failed.length ? 'failed: ' + failed.join('; ') : '';
+}
+
 // The API shows only the latest window; the page keeps each one it has seen (step, count of
 // windows) so the timeline grows while it is open. Decisions come from the event log, kept for ever.
 function remember(route, a) {
   const seen = (state.windows[route] ??= []);
-  const key = a.step + ':' + (a.evidence ? a.evidence.windows : '') + ':' + a.verdict + ':' + a.reason;
+  const key = a.step + ':' + (a.evidence ? a.evidence.windows : '') + ':' + a.verdict + ':' + reasonOf(a);
   if (seen.length && seen[0].key === key) return;
-  seen.unshift({ key, t: Date.now(), step: a.step, weight: a.weight, verdict: a.verdict, reason: a.reason });
+  seen.unshift({ key, t: Date.now(), step: a.step, weight: a.weight, verdict: a.verdict, reason: reasonOf(a) });
   if (seen.length > 200) seen.length = 200;
 }
 
@@ -260,7 +267,7 @@ function clock(ms) { return new Date(ms).toLocaleTimeString(); }
 function eventReason(e) {
   const d = e.detail || {};
   const a = d.analysis;
-  let text = d.reason || (a && a.reason) || '';
+  let text = d.reason || (a ? reasonOf(a) : '');
   if (d.from !== undefined && d.to !== undefined) text = d.from + '% → ' + d.to + '%' + (text ? ': ' + text : '');
   return text;
 }
@@ -268,7 +275,7 @@ function eventReason(e) {
 function drawTimeline() {
   const decisions = (state.events[state.route] || []).filter((e) => e.detail && e.detail.analysis)
     .map((e) => ({ t: e.time_ms, step: e.detail.step ?? e.detail.analysis.step, verdict: e.detail.analysis.verdict,
-      reason: e.kind + ': ' + e.detail.analysis.reason }));
+      reason: e.kind + ': ' + (e.detail.reason || reasonOf(e.detail.analysis)) }));
   const items = [...(state.windows[state.route] || []), ...decisions].sort((x, y) => y.t - x.t);
   document.getElementById('timeline').replaceChildren(...items.slice(0, 100).map((w) =>
     el('li', {}, el('time', { text: clock(w.t) }), 'step ' + ((w.step ?? 0) + 1) + ' ',
