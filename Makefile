@@ -8,7 +8,8 @@ BUILD   := build
 
 SRC      := $(wildcard src/*.c)
 LIB_SRC  := $(filter-out src/main.c,$(SRC))
-LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/ui_assets.o
+UI_FILES := $(wildcard src/ui/*)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FAKE_NVML := $(BUILD)/tests/libfake-nvml.so
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -43,6 +44,15 @@ deps: $(DEPS_OK)
 $(BUILD)/obj/%.o: src/%.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# The dashboard's files (src/ui/) as a C table (ui.h), generated into the build directory.
+$(BUILD)/gen/ui_assets.c: $(UI_FILES) scripts/embed_ui.py
+	@mkdir -p $(dir $@)
+	python3 scripts/embed_ui.py src/ui $@
+
+$(BUILD)/obj/ui_assets.o: $(BUILD)/gen/ui_assets.c src/ui.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -c $< -o $@
 
 $(BUILD)/libfledge.a: $(LIB_OBJ)
 	ar rcs $@ $^

@@ -26,6 +26,8 @@ perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || need="$need libmaxmind-db-wr
 { have_bin prometheus && have_bin promtool; } || need="$need prometheus"
 # tests only: the official OpenAI SDK for Node (from npm, at make test) talks to fledge
 have_bin npm             || need="$need npm"
+# tests only: the dashboard is opened in a real headless Chromium (driven by playwright-core from npm)
+have_bin chromium        || need="$need chromium"
 # tests only: a real nginx as the front proxy that adds x-forwarded-for
 have_bin nginx           || need="$need nginx-light"
 # tests only: fledge top runs in a real terminal

@@ -9,6 +9,7 @@
 #include "redact.h"
 #include "rollout.h"
 #include "router.h"
+#include "ui.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -309,6 +310,21 @@ static const struct {
     {"/api/v1/feedback", "POST", feedback},
 };
 
+/* The dashboard's files: the page itself holds no data (it asks /api/v1/ for it, with a token
+ * where one is needed), so it is served to anyone. no-cache with an ETag: a browser asks again on
+ * each load and gets a 304 while the binary is the same. The page loads nothing from elsewhere. */
+static void get_ui(fl_httpd_req_t *req, const fl_ui_asset_t *a) {
+  char extra[320];
+  snprintf(extra, sizeof extra,
+           "ETag: %s\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+           "Content-Security-Policy: default-src 'self'; img-src 'self' data:; frame-ancestors 'none'\r\n",
+           a->etag);
+  size_t len = 0;
+  const char *cached = fl_httpd_header(req, "if-none-match", &len);
+  if (cached && fl_ui_etag_matches(cached, len, a->etag)) fl_httpd_respond(req, 304, a->content_type, extra, "", 0);
+  else fl_httpd_respond(req, 200, a->content_type, extra, a->data, a->len);
+}
+
 static void handle(fl_httpd_req_t *req, void *ctx) {
   if (!may_enter(req)) return;
   if (strncmp(req->path, "/api/v1/routes/", 15) == 0) {
@@ -323,7 +339,10 @@ static void handle(fl_httpd_req_t *req, void *ctx) {
                        ENDPOINTS[i].method);
     return;
   }
-  respond_error(req, 404, "not_found", "no such admin endpoint");
+  const fl_ui_asset_t *asset = fl_ui_find(req->path);
+  if (asset && (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)) get_ui(req, asset);
+  else if (asset) respond_error(req, 405, "method_not_allowed", "%s %s is not supported (GET is)", req->method, req->path);
+  else respond_error(req, 404, "not_found", "no such admin endpoint");
 }
 
 int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, bool share, uint32_t idle_ms, fl_httpd_t **out) {

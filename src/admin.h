@@ -1,5 +1,5 @@
-/* admin.h — the admin listener on the control thread: health and a read-only view of the
- * routes now; later the metrics, the rollout API and the dashboard. Control thread only. */
+/* admin.h — the admin listener on the control thread: health, /metrics, the admin API (routes,
+ * rollouts, stats, events, resources) and the built-in dashboard at / (ui.h). Control thread only. */
 #ifndef FL_ADMIN_H
 #define FL_ADMIN_H
 

@@ -1,0 +1,449 @@
+// app.js — the dashboard's logic: polls the admin API (/api/v1/stats every second, a route's
+// rollout, its events and the resources every two), keeps a ring of points per series in the page
+// and draws them as SVG; the rollout buttons call the API with the admin token (sessionStorage).
+// Plain JS, no library, nothing loaded from elsewhere.
+'use strict';
+
+const POLL_MS = 1000;
+const SLOW_EVERY = 2;                 // the rollout, events and resources: every second poll
+const KEEP_POINTS = 600;              // ten minutes at one point a second
+const MIN_SPAN_MS = 30000;            // a chart's time axis, while the page has less history
+const VARIANTS = ['stable', 'canary'];
+const CHARTS = [
+  { key: 'rps', title: 'requests/s', unit: '' },
+  { key: 'error_rate', title: 'error rate', unit: '%', scale: 100 },
+  { key: 'p50', title: 'latency p50', unit: ' ms' },
+  { key: 'p99', title: 'latency p99', unit: ' ms' },
+  { key: 'ttft', title: 'TTFT p50', unit: ' ms' },
+  { key: 'tokens_per_s', title: 'tokens/s', unit: '' },
+];
+
+const state = {
+  route: null,          // the route shown
+  routes: [],           // names, from /api/v1/stats
+  series: {},           // route → metric → variant → [{t, v}]
+  last: {},             // route → variant → {t, requests, errors, tokens}: the previous totals
+  windows: {},          // route → [analysis seen], newest first, one per window
+  events: {},           // route → [event], oldest first
+  eventsAfter: {},      // route → the last event id read
+  detail: null,         // the shown route's /api/v1/routes/NAME answer
+  polls: 0,
+};
+
+// ---- the API ----
+
+function readToken() { return sessionStorage.getItem('fledge.readToken') || ''; }
+function adminToken() { return sessionStorage.getItem('fledge.adminToken') || ''; }
+
+// A read of /api/v1/...: with the read token when one was given (or the admin token, which reads
+// too). A 401 shows the read-token form and throws.
+async function getJSON(path) {
+  const token = readToken() || adminToken();
+  const headers = token ? { authorization: 'Bearer ' + token } : {};
+  const r = await fetch(path, { headers, cache: 'no-store' });
+  if (r.status === 401 || r.status === 403) {
+    document.getElementById('read-token-form').hidden = false;
+    throw new Error('the admin API wants a read token');
+  }
+  if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
+  return r.json();
+}
+
+// A change (rollout action or weight) with the admin token; answers {status, body}.
+async function change(method, path, body) {
+  const headers = { authorization: 'Bearer ' + adminToken() };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let parsed = text;
+  try { parsed = JSON.parse(text); } catch (e) { /* not JSON: shown as it came */ }
+  return { status: r.status, body: parsed };
+}
+
+// ---- the rings ----
+
+function ring(route, metric, variant) {
+  const r = (state.series[route] ??= {});
+  const m = (r[metric] ??= {});
+  return (m[variant] ??= []);
+}
+
+function push(route, metric, variant, t, v) {
+  const points = ring(route, metric, variant);
+  points.push({ t, v: Number.isFinite(v) ? v : null });
+  if (points.length > KEEP_POINTS) points.splice(0, points.length - KEEP_POINTS);
+}
+
+// Points with a value, for the tests and the chart's corner (a null is a gap: no data then).
+function countPoints(route, metric, variant) {
+  return ring(route, metric, variant).filter((p) => p.v !== null).length;
+}
+
+// Rates come from the cumulative totals between two polls (what happened in that second); the
+// quantiles from the gateway's one-minute window, the shortest it keeps histograms for.
+function record(route, v, t) {
+  const totals = v.totals || {};
+  const win = (v.windows || {})['1m'] || {};
+  const prev = ((state.last[route] ??= {})[v.variant]);
+  const now = { t, requests: totals.requests || 0, errors: totals.errors || 0, tokens: totals.completion_tokens || 0 };
+  state.last[route][v.variant] = now;
+  if (!prev || now.requests < prev.requests || t <= prev.t) return;    // first look, or the series started over
+  const dt = (t - prev.t) / 1000, dn = now.requests - prev.requests;
+  push(route, 'rps', v.variant, t, dn / dt);
+  push(route, 'error_rate', v.variant, t, dn > 0 ? (now.errors - prev.errors) / dn : null);
+  push(route, 'tokens_per_s', v.variant, t, (now.tokens - prev.tokens) / dt);
+  const q = (h, k) => (h && h.count > 0 ? h[k] : null);
+  push(route, 'p50', v.variant, t, q(win.latency_ms, 'p50'));
+  push(route, 'p99', v.variant, t, q(win.latency_ms, 'p99'));
+  push(route, 'ttft', v.variant, t, q(win.ttft_ms, 'p50'));
+}
+
+// ---- drawing ----
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function el(tag, attrs, ...children) {
+  const e = tag.startsWith('svg:') ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.setAttribute('class', v);
+    else if (k === 'text') e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+function fmt(v, unit, scale) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '—';
+  const x = v * (scale || 1);
+  const digits = Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2;
+  return x.toFixed(digits) + (unit || '');
+}
+
+function buildCharts() {
+  const box = document.getElementById('charts');
+  box.replaceChildren();
+  for (const c of CHARTS) {
+    const svg = el('svg:svg', { viewBox: '0 0 300 100', preserveAspectRatio: 'none' });
+    for (const variant of VARIANTS) svg.append(el('svg:polyline', { class: variant }));
+    svg.append(el('svg:text', { class: 'axis max', x: 2, y: 9 }));
+    box.append(el('div', { class: 'chart', id: 'chart-' + c.key, 'data-metric': c.key },
+      el('div', { class: 'title' }, el('span', { text: c.title }), el('span', { class: 'now' })), svg));
+  }
+}
+
+// Each series' polyline over the same time axis (the last KEEP_POINTS seconds) and y from zero to
+// the largest value shown; a null breaks nothing, it is left out.
+function drawChart(c) {
+  const box = document.getElementById('chart-' + c.key);
+  const now = Date.now();
+  let max = 0, oldest = now;
+  for (const variant of VARIANTS)
+    for (const p of ring(state.route, c.key, variant)) {
+      oldest = Math.min(oldest, p.t);
+      if (p.v !== null) max = Math.max(max, p.v);
+    }
+  // the axis grows with the history held, from MIN_SPAN_MS to the whole ring
+  const span = Math.min(KEEP_POINTS * POLL_MS, Math.max(MIN_SPAN_MS, now - oldest));
+  max = max > 0 ? max * 1.1 : 1;
+  const latest = {};
+  for (const variant of VARIANTS) {
+    const points = ring(state.route, c.key, variant).filter((p) => p.v !== null);
+    const coords = points.map((p) => (300 - ((now - p.t) / span) * 300).toFixed(1) + ',' + (100 - (p.v / max) * 96).toFixed(1));
+    box.querySelector('polyline.' + variant).setAttribute('points', coords.join(' '));
+    box.dataset['points' + variant[0].toUpperCase() + variant.slice(1)] = String(points.length);
+    latest[variant] = points.length ? points[points.length - 1].v : null;
+  }
+  box.querySelector('.max').textContent = fmt(max, c.unit, c.scale);
+  box.querySelector('.now').replaceChildren(el('b', { class: 's', text: fmt(latest.stable, c.unit, c.scale) }), ' / ',
+    el('b', { class: 'c', text: fmt(latest.canary, c.unit, c.scale) }));
+}
+
+function drawRoutes() {
+  const nav = document.getElementById('routes');
+  const names = nav.dataset.names || '';
+  if (names === state.routes.join(',')) {
+    for (const b of nav.children) b.classList.toggle('current', b.textContent === state.route);
+    return;
+  }
+  nav.dataset.names = state.routes.join(',');
+  nav.replaceChildren(...state.routes.map((name) => {
+    const b = el('button', { type: 'button', text: name });
+    b.classList.toggle('current', name === state.route);
+    b.addEventListener('click', () => { state.route = name; state.detail = null; refreshAll(); });
+    return b;
+  }));
+}
+
+function rate(r) { return r === null || r === undefined ? '—' : (r * 100).toFixed(2) + '%'; }
+
+function drawQuality(route) {
+  const vs = {};
+  for (const v of route.variants || []) vs[v.variant] = v;
+  const rows = [
+    ['samples read', (d) => d.counts.samples],
+    ['empty answers', (d) => d.counts.empty_answers + ' (' + rate(d.rates.empty_answer_rate) + ')'],
+    ['NaN values', (d) => d.counts.nan + ' (' + rate(d.rates.nan_rate) + ')'],
+    ['Inf / null', (d) => d.counts.inf + ' / ' + d.counts.null],
+    ['cut answers', (d) => rate(d.rates.truncated_rate)],
+    ['refusals', (d) => rate(d.rates.refusal_rate)],
+    ['invalid JSON', (d) => rate(d.rates.invalid_json_rate)],
+    ['feedback', (d) => d.feedback ? d.feedback.count + (d.feedback.mean_score === null ? '' : ' · ' + d.feedback.mean_score.toFixed(2)) : '—'],
+  ];
+  const cell = (v, f) => { try { return v && v.data ? String(f(v.data)) : '—'; } catch (e) { return '—'; } };
+  const t = document.getElementById('quality');
+  t.replaceChildren(el('tr', {}, el('th', { text: 'data' }), el('th', { text: 'stable ' + ((vs.stable || {}).version || '') }),
+    el('th', { text: 'canary ' + ((vs.canary || {}).version || '') })),
+  ...rows.map(([name, f]) => el('tr', {}, el('td', { text: name }), el('td', { text: cell(vs.stable, f) }),
+    el('td', { text: cell(vs.canary, f) }))));
+  const drift = ((vs.canary || {}).data || {}).drift || {};
+  const d = document.getElementById('drift');
+  const num = (x, digits) => (typeof x === 'number' ? x.toFixed(digits) : '—');
+  d.replaceChildren(el('tr', {}, ...['drift vs stable', 'PSI', 'noise', 'n canary', 'n stable', 'p'].map((h) => el('th', { text: h }))),
+    ...Object.entries(drift).map(([feature, x]) => el('tr', { 'data-feature': feature }, el('td', { text: feature }),
+      el('td', { text: x.psi !== undefined ? num(x.psi, 3) : 'JS ' + num(x.js, 3) }), el('td', { text: num(x.psi_noise, 3) }),
+      el('td', { text: String(x.n ?? '—') }), el('td', { text: String(x.n_reference ?? '—') }),
+      el('td', { text: num(x.psi_p_value ?? x.chi2_p_value ?? x.ks_p_value, 3) }))));
+  if (!Object.keys(drift).length) d.append(el('tr', {}, el('td', { colspan: 6, class: 'muted', text: 'no drift measured yet' })));
+  const versions = { stable: (vs.stable || {}).version, canary: (vs.canary || {}).version };
+  for (const variant of VARIANTS)
+    document.getElementById('legend-' + variant).textContent = variant + (versions[variant] ? ' ' + versions[variant] : '');
+}
+
+function drawRollout(r) {
+  const ro = r.rollout || { state: 'idle' };
+  const badge = document.getElementById('rollout-state');
+  badge.textContent = ro.state;
+  badge.className = 'badge ' + ro.state;
+  document.body.dataset.rolloutState = ro.state;
+  document.getElementById('weight').textContent = r.canary_weight + '%';
+  document.getElementById('weight-bar').style.width = Math.min(100, r.canary_weight) + '%';
+  const steps = (ro.spec && ro.spec.steps) || [];
+  document.getElementById('steps').replaceChildren(...steps.map((w, i) => {
+    const li = el('li', { text: w + '%', title: 'step ' + (i + 1) });
+    const done = ro.state === 'promoted' || i < ro.step;
+    li.className = done ? 'done' : i === ro.step && ro.state !== 'rolled_back' && ro.state !== 'idle' ? 'current' : '';
+    return li;
+  }));
+  const a = ro.last_analysis;
+  const p = document.getElementById('verdict');
+  const counts = ro.windows ? ' · windows: ' + ro.windows.pass + ' passed, ' + ro.windows.fail + ' failed, ' +
+    ro.windows.inconclusive + ' inconclusive' : '';
+  if (a) p.replaceChildren('last window: ', el('b', { class: a.verdict, text: a.verdict }), ' — ' + reasonOf(a) + counts);
+  else p.textContent = ro.state === 'idle' ? 'no rollout on this route' : 'no window judged yet' + counts;
+  drawChecks(a ? a.checks || [] : []);
+  if (a) remember(state.route, a);
+}
+
+function drawChecks(checks) {
+  const t = document.getElementById('checks');
+  const n = (x) => (typeof x === 'number' ? (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)) : '—');
+  if (!checks.length) { t.replaceChildren(); return; }
+  t.replaceChildren(el('tr', {}, ...['check', 'canary', 'stable', 'n', 'p', 'α', 'verdict'].map((h) => el('th', { text: h }))),
+    ...checks.map((c) => el('tr', { title: c.reason || '' }, el('td', { text: c.metric }), el('td', { text: n(c.canary) }),
+      el('td', { text: n(c.stable) }), el('td', { text: (c.n_canary ?? '—') + '/' + (c.n_stable ?? '—') }),
+      el('td', { text: n(c.p_value) }), el('td', { text: n(c.alpha) }), el('td', { class: c.verdict, text: c.verdict }))));
+}
+
+// What a window's analysis says about itself: its reason, else the checks that failed, by name.
+function reasonOf(a) {
+  if (a.reason) return a.reason;
+  const failed = (a.checks || []).filter((c) => c.verdict === 'fail').map((c) => c.metric + (c.reason ? ': ' + c.reason : ''));
+  return failed.length ? 'failed: ' + failed.join('; ') : '';
+}
+
+// The API shows only the latest window; the page keeps each one it has seen (step, count of
+// windows) so the timeline grows while it is open. Decisions come from the event log, kept for ever.
+function remember(route, a) {
+  const seen = (state.windows[route] ??= []);
+  const key = a.step + ':' + (a.evidence ? a.evidence.windows : '') + ':' + a.verdict + ':' + reasonOf(a);
+  if (seen.length && seen[0].key === key) return;
+  seen.unshift({ key, t: Date.now(), step: a.step, weight: a.weight, verdict: a.verdict, reason: reasonOf(a) });
+  if (seen.length > 200) seen.length = 200;
+}
+
+function clock(ms) { return new Date(ms).toLocaleTimeString(); }
+
+function eventReason(e) {
+  const d = e.detail || {};
+  const a = d.analysis;
+  let text = d.reason || (a ? reasonOf(a) : '');
+  if (d.from !== undefined && d.to !== undefined) text = d.from + '% → ' + d.to + '%' + (text ? ': ' + text : '');
+  return text;
+}
+
+function drawTimeline() {
+  const decisions = (state.events[state.route] || []).filter((e) => e.detail && e.detail.analysis)
+    .map((e) => ({ t: e.time_ms, step: e.detail.step ?? e.detail.analysis.step, verdict: e.detail.analysis.verdict,
+      reason: e.kind + ': ' + (e.detail.reason || reasonOf(e.detail.analysis)) }));
+  const items = [...(state.windows[state.route] || []), ...decisions].sort((x, y) => y.t - x.t);
+  document.getElementById('timeline').replaceChildren(...items.slice(0, 100).map((w) =>
+    el('li', {}, el('time', { text: clock(w.t) }), 'step ' + ((w.step ?? 0) + 1) + ' ',
+      el('b', { class: w.verdict, text: w.verdict }), ' — ' + w.reason)));
+}
+
+function drawEvents() {
+  const events = (state.events[state.route] || []).slice(-100).reverse();
+  document.getElementById('events').replaceChildren(...events.map((e) =>
+    el('li', { 'data-kind': e.kind }, el('time', { text: clock(e.time_ms) }), el('span', { class: 'kind', text: e.kind }),
+      ' by ' + e.actor + ' ', eventReason(e))));
+}
+
+function gauge(label, fraction, text) {
+  const f = Number.isFinite(fraction) ? Math.max(0, Math.min(1, fraction)) : 0;
+  const g = el('div', { class: 'gauge' + (f > 0.9 ? ' high' : '') },
+    el('div', { class: 'label' }, el('span', { text: label }), el('span', { text })),
+    el('div', { class: 'bar' }, el('div')));
+  g.querySelector('.bar div').style.width = (f * 100).toFixed(1) + '%';
+  return g;
+}
+
+function bytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return n.toFixed(i ? 1 : 0) + ' ' + units[i];
+}
+
+function drawResources(res) {
+  const out = [];
+  const host = res.host || {};
+  if (host.cpu) out.push(gauge('CPU (' + (host.cpu.cores || []).length + ' cores)', host.cpu.usage, fmt(host.cpu.usage, '%', 100)));
+  if (host.memory && host.memory.total) {
+    const used = 1 - host.memory.available / host.memory.total;
+    out.push(gauge('memory', used, bytes(host.memory.total - host.memory.available) + ' / ' + bytes(host.memory.total)));
+  }
+  if (host.load && host.cpu) out.push(gauge('load (1 min)', host.load[0] / Math.max(1, (host.cpu.cores || []).length), host.load[0].toFixed(2)));
+  for (const [mount, fs] of Object.entries(host.filesystems || {}))
+    if (fs.size) out.push(gauge('disk ' + mount, 1 - fs.available / fs.size, bytes(fs.available) + ' free'));
+  for (const g of res.gpus || []) {
+    const name = 'GPU ' + (g.index ?? '') + ' ';
+    if (typeof g.utilization === 'number') out.push(gauge(name + 'busy', g.utilization, fmt(g.utilization, '%', 100)));
+    if (g.memory && g.memory.total) out.push(gauge(name + 'memory', g.memory.used / g.memory.total, bytes(g.memory.used)));
+  }
+  for (const p of res.processes || [])
+    if (typeof p.cpu === 'number') out.push(gauge('process ' + (p.name || p.pid), p.cpu, fmt(p.cpu, '%', 100)));
+  document.getElementById('gauges').replaceChildren(...out);
+}
+
+function redraw() {
+  drawRoutes();
+  for (const c of CHARTS) drawChart(c);
+  drawTimeline();
+  drawEvents();
+}
+
+// ---- polling ----
+
+async function pollStats() {
+  const stats = await getJSON('/api/v1/stats');
+  const t = Date.now();
+  state.routes = (stats.routes || []).map((r) => r.route);
+  if (!state.route || !state.routes.includes(state.route)) state.route = state.routes[0] || null;
+  for (const r of stats.routes || []) for (const v of r.variants || []) record(r.route, v, t);
+  const shown = (stats.routes || []).find((r) => r.route === state.route);
+  if (shown) drawQuality(shown);
+}
+
+async function pollEvents(route) {
+  for (;;) {
+    const after = state.eventsAfter[route] || 0;
+    const got = await getJSON('/api/v1/events?route=' + encodeURIComponent(route) + '&after=' + after + '&limit=500');
+    const list = (state.events[route] ??= []);
+    for (const e of got.events) { list.push(e); state.eventsAfter[route] = e.id; }
+    if (list.length > 1000) list.splice(0, list.length - 1000);
+    if (got.events.length < 500) return;
+  }
+}
+
+async function pollRoute() {
+  if (!state.route) return;
+  const route = state.route;
+  const [detail, res] = await Promise.all([getJSON('/api/v1/routes/' + encodeURIComponent(route)),
+    getJSON('/api/v1/resources'), pollEvents(route)]);
+  if (route !== state.route) return;
+  state.detail = detail;
+  drawRollout(detail);
+  drawResources(res);
+}
+
+function showStatus(text, bad) {
+  const s = document.getElementById('status');
+  s.textContent = text;
+  s.style.color = bad ? '#feb2b2' : '';
+}
+
+async function refreshAll() {
+  try {
+    await pollStats();
+    if (state.polls % SLOW_EVERY === 0 || !state.detail) await pollRoute();
+    redraw();
+    showStatus('updated ' + new Date().toLocaleTimeString(), false);
+  } catch (e) {
+    showStatus(e.message, true);
+  }
+}
+
+async function loop() {
+  await refreshAll();
+  state.polls++;
+  setTimeout(loop, POLL_MS);
+}
+
+// ---- actions ----
+
+function showAnswer(text, bad) {
+  const a = document.getElementById('answer');
+  a.textContent = text;
+  a.classList.toggle('error', !!bad);
+}
+
+async function act(action) {
+  const input = document.getElementById('admin-token');
+  if (input.value) sessionStorage.setItem('fledge.adminToken', input.value);
+  if (!adminToken()) {
+    showAnswer('enter the admin token (admin.token_env) first', true);
+    input.focus();
+    return;
+  }
+  const route = encodeURIComponent(state.route);
+  let r;
+  if (action === 'weight') {
+    const w = Number(document.getElementById('weight-input').value);
+    r = await change('PUT', '/api/v1/routes/' + route + '/weight', { weight: w, source: 'dashboard' });
+  } else {
+    r = await change('POST', '/api/v1/routes/' + route + '/rollout/' + action);
+  }
+  const ok = r.status >= 200 && r.status < 300;
+  const what = ok ? action + ': ' + r.status + ', rollout ' + ((r.body.rollout || {}).state || 'idle') + ', weight ' +
+    r.body.canary_weight + '%' : action + ': ' + r.status + ' ' + ((r.body.error || {}).message || JSON.stringify(r.body));
+  showAnswer(what, !ok);
+  if (r.status === 401) sessionStorage.removeItem('fledge.adminToken');
+  if (ok) { state.detail = r.body; drawRollout(r.body); }
+  await pollRoute().catch(() => {});
+  redraw();
+}
+
+function start() {
+  buildCharts();
+  document.getElementById('span-minutes').textContent = String(KEEP_POINTS * POLL_MS / 60000);
+  document.getElementById('admin-token').value = adminToken();
+  for (const b of document.querySelectorAll('#actions button[data-action]'))
+    b.addEventListener('click', () => act(b.dataset.action).catch((e) => showAnswer(e.message, true)));
+  document.getElementById('read-token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem('fledge.readToken', document.getElementById('read-token').value);
+    document.getElementById('read-token-form').hidden = true;
+    refreshAll();
+  });
+  loop();
+}
+
+// What the end-to-end test reads instead of pixels: points per series of the shown route.
+window.fledgeDashboard = {
+  points(metric, variant) { return countPoints(state.route, metric, variant); },
+  route() { return state.route; },
+  rolloutState() { return document.body.dataset.rolloutState || null; },
+};
+
+start();
