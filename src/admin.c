@@ -225,6 +225,22 @@ static void get_events(fl_httpd_req_t *req) {
   respond_json(req, 200, json_pack("{s:o}", "events", events));
 }
 
+/* GET /api/v1/routes/NAME/windows?limit=N: the route's last analysis windows, newest first (what
+ * each look found, and why), as the state store keeps them. */
+static void get_windows(fl_httpd_req_t *req, const fl_route_t *r) {
+  long long limit = 50;
+  if (!query_int(req->query, "limit", &limit)) {
+    respond_error(req, 400, "invalid_request", "limit must be a whole number of at least 0");
+    return;
+  }
+  json_t *windows = NULL;
+  if (!admin_store || fl_store_windows(admin_store, r->name, (int)FL_MIN(FL_MAX(limit, 1), 1000), &windows) != 0) {
+    respond_error(req, 503, "unavailable", "the state store cannot be read");
+    return;
+  }
+  respond_json(req, 200, json_pack("{s:o}", "windows", windows));
+}
+
 /* 200 while serving; "degraded" while the state store refuses writes (they wait in memory). */
 static void get_health(fl_httpd_req_t *req) {
   fl_store_health_t h = {0};
@@ -256,7 +272,8 @@ static void handle_route(fl_httpd_req_t *req, const char *rest) {
   const fl_route_t *r = route_named(rest, len);
   const char *action = slash ? slash + 1 : "";
   bool rollout = strncmp(action, "rollout", 7) == 0 && (action[7] == '\0' || action[7] == '/');
-  const char *allowed = !*action ? "GET" : strcmp(action, "weight") == 0 ? "PUT" : rollout ? "POST" : NULL;
+  bool windows = strcmp(action, "windows") == 0;
+  const char *allowed = !*action || windows ? "GET" : strcmp(action, "weight") == 0 ? "PUT" : rollout ? "POST" : NULL;
   if (!r) {
     respond_error(req, 404, "not_found", "no route named %.*s", (int)FL_MIN(len, 64), rest);
   } else if (!allowed) {
@@ -265,6 +282,8 @@ static void handle_route(fl_httpd_req_t *req, const char *rest) {
     respond_error(req, 405, "method_not_allowed", "%s %s is not supported (%s is)", req->method, req->path, allowed);
   } else if (!*action) {
     respond_json(req, 200, route_json(r));
+  } else if (windows) {
+    get_windows(req, r);
   } else if (authorized(req)) {
     if (rollout) post_rollout(req, r, action[7] ? action + 8 : "");
     else put_weight(req, r);

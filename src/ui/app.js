@@ -23,7 +23,7 @@ const state = {
   routes: [],           // names, from /api/v1/stats
   series: {},           // route → metric → variant → [{t, v}]
   last: {},             // route → variant → {t, requests, errors, tokens}: the previous totals
-  windows: {},          // route → [analysis seen], newest first, one per window
+  windows: {},          // route → its last windows as the store keeps them, newest first
   events: {},           // route → [event], oldest first
   eventsAfter: {},      // route → the last event id read
   detail: null,         // the shown route's /api/v1/routes/NAME answer
@@ -232,7 +232,6 @@ function drawRollout(r) {
   if (a) p.replaceChildren('last window: ', el('b', { class: a.verdict, text: a.verdict }), ' — ' + reasonOf(a) + counts);
   else p.textContent = ro.state === 'idle' ? 'no rollout on this route' : 'no window judged yet' + counts;
   drawChecks(a ? a.checks || [] : []);
-  if (a) remember(state.route, a);
 }
 
 function drawChecks(checks) {
@@ -250,16 +249,6 @@ function reasonOf(a) {
   if (a.reason) return a.reason;
   const failed = (a.checks || []).filter((c) => c.verdict === 'fail').map((c) => c.metric + (c.reason ? ': ' + c.reason : ''));
   return failed.length ? 'failed: ' + failed.join('; ') : '';
-}
-
-// The API shows only the latest window; the page keeps each one it has seen (step, count of
-// windows) so the timeline grows while it is open. Decisions come from the event log, kept for ever.
-function remember(route, a) {
-  const seen = (state.windows[route] ??= []);
-  const key = a.step + ':' + (a.evidence ? a.evidence.windows : '') + ':' + a.verdict + ':' + reasonOf(a);
-  if (seen.length && seen[0].key === key) return;
-  seen.unshift({ key, t: Date.now(), step: a.step, weight: a.weight, verdict: a.verdict, reason: reasonOf(a) });
-  if (seen.length > 200) seen.length = 200;
 }
 
 function clock(ms) { return new Date(ms).toLocaleTimeString(); }
@@ -359,9 +348,12 @@ async function pollEvents(route) {
 async function pollRoute() {
   if (!state.route) return;
   const route = state.route;
-  const [detail, res] = await Promise.all([getJSON('/api/v1/routes/' + encodeURIComponent(route)),
-    getJSON('/api/v1/resources'), pollEvents(route)]);
+  const [detail, res, win] = await Promise.all([getJSON('/api/v1/routes/' + encodeURIComponent(route)),
+    getJSON('/api/v1/resources'), getJSON('/api/v1/routes/' + encodeURIComponent(route) + '/windows?limit=100'),
+    pollEvents(route)]);
   if (route !== state.route) return;
+  state.windows[route] = (win.windows || []).map((w) =>
+    ({ t: w.time_ms, step: w.step, verdict: w.verdict, reason: reasonOf(w.analysis || {}) }));
   state.detail = detail;
   drawRollout(detail);
   drawResources(res);

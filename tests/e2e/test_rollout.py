@@ -101,6 +101,12 @@ def test_too_little_traffic_holds_the_weight():
         out = subprocess.run([FLEDGE, "status", "-a", "127.0.0.1:%d" % gw.admin], capture_output=True, text=True,
                              timeout=10)
         assert "waiting: accumulating: " in out.stdout and "of the 100000 each needs" in out.stdout, out.stdout
+        # every window is kept, newest first, with what it waited for
+        w = request(gw.admin, "GET", "/api/v1/routes/chat/windows?limit=2").json()["windows"]
+        assert len(w) == 2 and w[0]["id"] > w[1]["id"] and w[0]["verdict"] == "inconclusive", w
+        assert w[0]["analysis"]["reason"].startswith("accumulating: ") and w[0]["time_ms"] >= w[1]["time_ms"], w
+        assert request(gw.admin, "GET", "/api/v1/routes/chat/windows?limit=x").status == 400
+        assert request(gw.admin, "POST", "/api/v1/routes/chat/windows", AUTH).status == 405
         # a new rollout counts its own windows, not those of the one before
         assert request(gw.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH).status == 200
         r = start(gw, spec)
