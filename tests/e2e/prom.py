@@ -163,6 +163,11 @@ class Prometheus:
                                         "; last error: %s" % err if err else ""))
             time.sleep(poll)
 
+    def rules(self):
+        """Every rule of the rule files as /api/v1/rules has it: {"name", "query", "health",
+        "state", ...}, all groups together."""
+        return [r for g in self._api("/api/v1/rules")["groups"] for r in g["rules"]]
+
     def alerts(self):
         """data.alerts of /api/v1/alerts: every alert of the rule files that is pending or firing,
         each {"labels": {...}, "annotations": {...}, "state": "pending"|"firing", ...}."""
