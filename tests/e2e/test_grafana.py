@@ -73,6 +73,15 @@ def test_the_dashboard_is_importable_json_with_unique_panel_ids_and_its_two_vari
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     route = variables["route"]
     assert route["type"] == "query" and route["query"]["query"] == "label_values(fledge_requests_total, route)", route
+    # on Grafana's 24-column grid, no two panels overlap (Grafana would move one)
+    cells = {}
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, (p["title"], cells.get((x, y)))
+                cells[(x, y)] = p["title"]
     # every query goes to the chosen Prometheus
     for p in panels:
         for t in p.get("targets", []):
