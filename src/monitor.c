@@ -756,11 +756,12 @@ static void expo_drift_values(fl_buf_t *b, const expo_t *e) {
       const fl_drift_t *d = &mon.series[i]->drift[f];
       const char *ref = fl_feature_is_input(f) ? "baseline" : "stable";
       const char *own = strstr(e->lbl[i], "variant=\"canary\"") ? "canary" : "stable";
-      fl_feature_name(f, fbuf, sizeof fbuf);
+      /* a fixed feature's name is returned, not written into fbuf */
+      const char *name = fl_feature_name(f, fbuf, sizeof fbuf);
       fl_buf_printf(b, "fledge_data_drift_values{%s,feature=\"%s\",reference=\"%s\",side=\"%s\"} %zu\n", e->lbl[i],
-                    fbuf, ref, own, d->n_a);
+                    name, ref, own, d->n_a);
       fl_buf_printf(b, "fledge_data_drift_values{%s,feature=\"%s\",reference=\"%s\",side=\"%s\"} %zu\n", e->lbl[i],
-                    fbuf, ref, ref, d->n_b);
+                    name, ref, ref, d->n_b);
     }
 }
 

@@ -298,12 +298,13 @@ def report(checks):
 class Load:
     """Client threads sending requests (a chat completion unless told; body may be a function
     making each one) from random users until stopped; as fast as they can, or `rate` requests a
-    second in all."""
+    second in all; `headers` go with every request (x-fledge-variant to force one)."""
 
     CHAT = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 
-    def __init__(self, port, threads=4, path="/v1/chat/completions", body=CHAT, rate=None):
+    def __init__(self, port, threads=4, path="/v1/chat/completions", body=CHAT, rate=None, headers=None):
         self.port, self.stop, self.sent = port, False, 0
+        self.headers = dict(headers or {}, **{"content-type": "application/json"})
         self.gap = threads / rate if rate else 0
         self.path = path
         self.body = body if callable(body) else (lambda: body) if isinstance(body, str) else (lambda: json.dumps(body))
@@ -320,7 +321,7 @@ class Load:
                 due += self.gap
             try:
                 conn.request("POST", self.path, self.body(),
-                             {"x-user-id": "u%d" % random.randrange(10**9), "content-type": "application/json"})
+                             dict(self.headers, **{"x-user-id": "u%d" % random.randrange(10**9)}))
                 conn.getresponse().read()
                 self.sent += 1
             except (OSError, http.client.HTTPException):

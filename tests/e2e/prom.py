@@ -50,9 +50,10 @@ def _http_get(url, timeout=2.0):
 
 class Prometheus:
     """A real Prometheus scraping `targets` (host:port strings) every `interval` under job
-    "fledge" at /metrics. Use as a context manager; stop() is also safe to call directly."""
+    "fledge" at /metrics, and evaluating the alerting rules of `rule_files` as often. Use as a
+    context manager; stop() is also safe to call directly."""
 
-    def __init__(self, targets, interval="1s", ready_timeout=10.0, extra_args=()):
+    def __init__(self, targets, interval="1s", ready_timeout=10.0, extra_args=(), rule_files=()):
         self.targets = list(targets)
         self.interval = interval
         self.dir = tempfile.mkdtemp(prefix="fledge-prom-")
@@ -72,7 +73,9 @@ class Prometheus:
                     "    scheme: http\n"
                     "    static_configs:\n"
                     "      - targets: %s\n"
-                    % (interval, interval, interval, json.dumps(self.targets)))
+                    "rule_files: %s\n"
+                    % (interval, interval, interval, json.dumps(self.targets),
+                       json.dumps([os.path.abspath(p) for p in rule_files])))
         self.args = [
             PROMETHEUS,
             "--config.file=" + self.config_path,
@@ -159,6 +162,16 @@ class Prometheus:
                                      % (expr, timeout, json.dumps(last),
                                         "; last error: %s" % err if err else ""))
             time.sleep(poll)
+
+    def rules(self):
+        """Every rule of the rule files as /api/v1/rules has it: {"name", "query", "health",
+        "state", ...}, all groups together."""
+        return [r for g in self._api("/api/v1/rules")["groups"] for r in g["rules"]]
+
+    def alerts(self):
+        """data.alerts of /api/v1/alerts: every alert of the rule files that is pending or firing,
+        each {"labels": {...}, "annotations": {...}, "state": "pending"|"firing", ...}."""
+        return self._api("/api/v1/alerts")["alerts"]
 
     def active_targets(self):
         """data.activeTargets of /api/v1/targets."""

@@ -1,7 +1,8 @@
 /* fake_nvml.c — a stand-in libnvidia-ml.so for tests, built as a shared object: the NVML
  * functions fledge calls, with the signatures NVML documents, reporting two GPUs whose numbers the
  * tests know. FAKE_NVML_PIDS="PID:BYTES,..." lists the compute processes of GPU 0 (up to 300),
- * FAKE_NVML_PIDS1 those of GPU 1. */
+ * FAKE_NVML_PIDS1 those of GPU 1. FAKE_NVML_MEMORY_USED_RATIO=F (0..1) makes every GPU's memory that
+ * share used (the driver's reserve within it) instead of 1 GiB per GPU index: a GPU nearly full. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -64,9 +65,18 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_
   return NVML_SUCCESS;
 }
 
+/* What a GPU's memory holds besides the reserve: FAKE_NVML_MEMORY_USED_RATIO of it all, else
+ * 1 GiB per index (GPU 0 has 1 GiB, GPU 1 2 GiB). */
+static unsigned long long used_bytes(nvmlDevice_t device, unsigned long long total) {
+  const char *ratio = getenv("FAKE_NVML_MEMORY_USED_RATIO");
+  if (!ratio) return (device->index + 1ull) << 30;
+  unsigned long long used = (unsigned long long)(strtod(ratio, NULL) * (double)total);
+  return used > RESERVED ? used - RESERVED : 0;
+}
+
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
   memory->total = 80ull << 30;
-  memory->used = ((device->index + 1ull) << 30) + RESERVED;
+  memory->used = used_bytes(device, memory->total) + RESERVED;
   memory->free = memory->total - memory->used;
   return NVML_SUCCESS;
 }
@@ -77,7 +87,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *me
   if (memory->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
   memory->total = 80ull << 30;
   memory->reserved = RESERVED;
-  memory->used = (device->index + 1ull) << 30;
+  memory->used = used_bytes(device, memory->total);
   memory->free = memory->total - memory->used - memory->reserved;
   return NVML_SUCCESS;
 }
