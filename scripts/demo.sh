@@ -67,6 +67,7 @@ state=progressing
 while :; do
   sleep 1
   state=$("$FLEDGE" status -c "$conf" 2>/dev/null | awk '$1 == "chat" { print $5 }')
+  case $state in promoted|rolled_back) sleep 2 ;; esac     # the story's follower tells the decision first
   case $state in
     promoted) echo; echo "demo: promoted — v2 is now the stable version, serving every user."; break ;;
     rolled_back) echo; echo "demo: rolled back — every user is on v1 again; the reason is in the last line above."; break ;;

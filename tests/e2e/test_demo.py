@@ -39,17 +39,19 @@ def test_make_demo_promotes_a_healthy_canary_and_rolls_back_a_bad_one_by_itself(
         t.start()
     for t in runs:
         t.join(260)
-    for name, r, word, event in (("good", good, "demo: promoted", " promoted "),
-                                 ("bad", bad, "demo: rolled back", " rolled_back ")):
+    for name, r, word, event in (("good", good, "demo: promoted", "promoted"),
+                                 ("bad", bad, "demo: rolled back", "rolled_back")):
         assert r.get("rc") == 0, (name, r.get("text", "")[-3000:])
         assert word in r["text"] and r["took"] < 180, (name, r["took"], r["text"][-3000:])
         lines = r["text"].splitlines()
         # the story: the start, and the decision, each one line with its reason
-        assert any(" rollout_started " in l and "rollout of v2 started by config" in l for l in lines), r["text"]
-        story = [l for l in lines if event in l]
-        assert story and story[0].split()[-1], r["text"]
+        assert any(l.split()[4:5] == ["rollout_started"] and "rollout of v2 started by config" in l
+                   for l in lines if l[:2] == "20"), r["text"]
+        story = [l for l in lines if l[:2] == "20" and l.split()[4:5] == [event]]   # TIME ROUTE ACTOR EVENT
+        assert len(story) == 1 and len(story[0].split()) > 7, r["text"]           # ... and its why
         assert "dashboard    http://127.0.0.1:%s/" % r["ports"]["ADMIN_PORT"] in r["text"]
         # and nothing is left listening
         time.sleep(0.5)
         assert all(port_free(p) for p in r["ports"].values()), (name, r["ports"])
-    assert "every check passed on" in [l for l in good["text"].splitlines() if " promoted " in l][0]
+    assert "every check passed on" in [l for l in good["text"].splitlines()
+                                       if l[:2] == "20" and l.split()[4:5] == ["promoted"]][0]
