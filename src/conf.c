@@ -5,6 +5,7 @@
 #include "spec.h"
 #include "geo.h"
 #include "fetch.h"
+#include "sha256.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -927,6 +928,52 @@ static void set_defaults(fl_conf_t *c) {
   c->resolve.interval_ms = 30000;
 }
 
+/* ---------- the fleet's hash ---------- */
+
+static const char *const PER_REPLICA_KEYS[] = {"listen", "admin", "state", "workers", "access_log"};
+
+static bool per_replica(const char *key, bool top, bool in_cluster) {
+  if (in_cluster) return strcmp(key, "replica") == 0;
+  for (size_t i = 0; top && i < FL_ARRAY_LEN(PER_REPLICA_KEYS); i++)
+    if (strcmp(key, PER_REPLICA_KEYS[i]) == 0) return true;
+  return false;
+}
+
+/* Scalars are length-prefixed and containers bracketed, so two documents hash alike only when
+ * their trees (less the per-replica keys) are the same; formatting and comments do not count. */
+static void hash_node(parse_ctx_t *p, fl_sha256_t *h, yaml_node_t *n, int depth, bool top, bool in_cluster) {
+  if (!n || depth > 64) return;
+  if (n->type == YAML_SCALAR_NODE) {
+    uint64_t len = n->data.scalar.length;
+    fl_sha256_update(h, "s", 1);
+    fl_sha256_update(h, &len, sizeof len);
+    fl_sha256_update(h, n->data.scalar.value, len);
+  } else if (n->type == YAML_SEQUENCE_NODE) {
+    fl_sha256_update(h, "[", 1);
+    for (size_t i = 0; i < cy_list_len(n); i++) hash_node(p, h, cy_list_item(p, n, i), depth + 1, false, false);
+    fl_sha256_update(h, "]", 1);
+  } else if (n->type == YAML_MAPPING_NODE) {
+    fl_sha256_update(h, "{", 1);
+    for (size_t i = 0; i < cy_map_len(n); i++) {
+      yaml_node_t *k = cy_pair_key(p, n, i);
+      const char *key = k && k->type == YAML_SCALAR_NODE ? cy_scalar(k) : "";
+      if (per_replica(key, top, in_cluster)) continue;
+      hash_node(p, h, k, depth + 1, false, false);
+      hash_node(p, h, cy_pair_value(p, n, i), depth + 1, false, top && strcmp(key, "cluster") == 0);
+    }
+    fl_sha256_update(h, "}", 1);
+  }
+}
+
+static void fleet_hash(parse_ctx_t *p, yaml_node_t *root) {
+  fl_sha256_t h;
+  uint8_t d[FL_SHA256_LEN];
+  fl_sha256_init(&h);
+  hash_node(p, &h, root, 0, true, false);
+  fl_sha256_final(&h, d);
+  for (int i = 0; i < 8; i++) snprintf(p->conf->fleet_hash + 2 * i, 3, "%02x", d[i]);
+}
+
 /* A process's route must exist; `routes:` may come after `processes:`, so this is checked last. */
 static int check_process_routes(parse_ctx_t *p, yaml_node_t *root) {
   const fl_conf_t *c = p->conf;
@@ -952,6 +999,7 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
     rc = cy_fail(p, root, "listen and admin.listen are the same address (%s)", p->conf->listen.text);
   if (rc == 0 && p->conf->cluster && !p->conf->cluster->replica) rc = default_replica(p, p->conf->cluster);
   if (rc == 0) inherit_resolve_all(p->conf);
+  if (rc == 0) fleet_hash(p, root);
   return rc;
 }
 

@@ -210,6 +210,9 @@ typedef struct fl_conf {
   fl_route_t *routes; size_t n_routes;
   fl_resolve_conf_t resolve;        /* resolve: default {interval: 30s, lazy: false} */
   fl_cluster_conf_t *cluster;       /* cluster: NULL when absent */
+  char fleet_hash[17];              /* 16 hex digits of a SHA-256 of the document without what each
+                                       replica sets for itself (listen, admin, state, workers,
+                                       access_log, cluster.replica): alike across a fleet */
   char *source; size_t source_len;  /* the YAML text it was parsed from, for fl_conf_reparse */
 } fl_conf_t;
 

@@ -677,6 +677,22 @@ static void cluster_keys_and_their_defaults(void **state) {
   fl_conf_unref(c);
 }
 
+/* Replicas of one fleet differ in their own addresses, state file and name, not in what they do. */
+static void the_fleet_hash_leaves_out_what_each_replica_sets_for_itself(void **state) {
+  fl_conf_t *a = parse_ok("listen: 127.0.0.1:8001\nadmin: { listen: 127.0.0.1:9001 }\nstate: /tmp/a.db\n"
+                          "cluster: { redis: \"redis://x\", replica: a }\n" ROUTE);
+  fl_conf_t *b = parse_ok("# replica b\nworkers: 3\nlisten: 127.0.0.1:8002\nadmin: { listen: 127.0.0.1:9002 }\n"
+                          "cluster: { replica: b, redis: \"redis://x\" }\n" ROUTE);
+  fl_conf_t *other = parse_ok("listen: 127.0.0.1:8001\ncluster: { redis: \"redis://x\", replica: a }\n" ROUTE
+                              "timeouts: { connect: 3s }\n");
+  assert_int_equal(strlen(a->fleet_hash), 16);
+  assert_string_equal(a->fleet_hash, b->fleet_hash);
+  assert_string_not_equal(a->fleet_hash, other->fleet_hash);
+  fl_conf_unref(a);
+  fl_conf_unref(b);
+  fl_conf_unref(other);
+}
+
 static void cluster_mistakes_are_named_where_they_are(void **state) {
   unsetenv("FL_TEST_REDIS_UNSET");
   expect_error_at(ROUTE "cluster: { name: prod }\n", "4:10", "cluster needs redis");
@@ -732,6 +748,7 @@ int main(void) {
     cmocka_unit_test(a_reparse_is_the_same_config_whatever_the_file_says_now),
     cmocka_unit_test(without_cluster_there_is_no_cluster),
     cmocka_unit_test(cluster_keys_and_their_defaults),
+    cmocka_unit_test(the_fleet_hash_leaves_out_what_each_replica_sets_for_itself),
     cmocka_unit_test(cluster_mistakes_are_named_where_they_are),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
