@@ -3,11 +3,11 @@ exactly one leads, under a lease with a fencing epoch; a leader killed with -9 i
 the lease; without Redis every replica serves on, says `degraded` and the old leader steps down at
 its local deadline; with Redis back one leads again; /api/v1/cluster lists the replicas and flags
 the one whose config differs."""
-import os
 import signal
+import subprocess
 import time
 
-from harness import Gateway, RedisServer, mock, request, route_yaml
+from harness import FLEDGE, Gateway, RedisServer, mock, request, route_yaml
 
 LEASE_S = 2.0
 
@@ -83,6 +83,12 @@ def test_three_replicas_elect_exactly_one_leader_and_list_each_other():
         assert metrics.count("\nfledge_cluster_redis_up 1\n") == 3
         for g in gs:
             assert request(g.admin, "GET", "/health").json()["status"] == "ok"
+        out = subprocess.run([FLEDGE, "status", "-a", "127.0.0.1:%d" % gs[0].admin], capture_output=True, text=True,
+                             timeout=10).stdout
+        line = [ln for ln in out.splitlines() if ln.startswith("cluster ")]
+        assert line and "replica r1 (%s), leader %s epoch %s, redis up, 3 replicas" % (
+            "leader" if replica == "r1" else "follower", replica, epoch) in line[0], out
+        assert "config differs from the leader's on: " in line[0], out
 
 
 def test_a_leader_killed_with_sigkill_is_replaced_within_the_lease_by_a_higher_epoch():
