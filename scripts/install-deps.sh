@@ -15,6 +15,7 @@ have_pc cmocka           || need="$need libcmocka-dev"
 have_pc libmaxminddb     || need="$need libmaxminddb-dev"
 have_pc sqlite3          || need="$need libsqlite3-dev"
 have_pc libcurl          || need="$need libcurl4-openssl-dev"
+have_pc hiredis          || need="$need libhiredis-dev"
 have_bin python3         || need="$need python3"
 have_bin curl            || need="$need curl"
 # make asan / make fuzz: clang with its sanitizer and libFuzzer runtimes
@@ -32,16 +33,18 @@ have_bin chromium        || need="$need chromium"
 have_bin nginx           || need="$need nginx-light"
 # tests only: fledge top runs in a real terminal
 have_bin tmux            || need="$need tmux"
+# tests only: a real Redis shared by the cluster tests' replicas
+have_bin redis-server    || need="$need redis-server"
 
 [ -z "$need" ] && exit 0
 echo "install-deps: installing$need"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-# Debian's prometheus and nginx packages start their services when installed: daemons on 0.0.0.0
+# Debian's prometheus, nginx and redis-server packages start their services when installed: daemons on 0.0.0.0
 # left running, and where that start fails (no systemd, no permissions) the install fails. A policy-rc.d
 # that answers 101 (action forbidden), as Docker images ship, stops that; only for this install.
-case "$need" in *" prometheus"*|*" nginx-light"*)
+case "$need" in *" prometheus"*|*" nginx-light"*|*" redis-server"*)
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod 755 /usr/sbin/policy-rc.d

@@ -3,6 +3,7 @@
  * come with feedback.token_env's instead, and reads may need admin.read_token_env's. What a read
  * shows of the configuration has its secrets redacted (redact.h). */
 #include "admin.h"
+#include "cluster.h"
 #include "feedback.h"
 #include "resources.h"
 #include "live.h"
@@ -241,14 +242,26 @@ static void get_windows(fl_httpd_req_t *req, const fl_route_t *r) {
   respond_json(req, 200, json_pack("{s:o}", "windows", windows));
 }
 
-/* 200 while serving; "degraded" while the state store refuses writes (they wait in memory). */
+/* 200 while serving; "degraded" while the state store refuses writes (they wait in memory) or the
+ * cluster's Redis cannot be reached (the replica serves on with the weights it has). */
 static void get_health(fl_httpd_req_t *req) {
   fl_store_health_t h = {0};
   if (admin_store) fl_store_health(admin_store, &h);
   json_t *st = json_pack("{s:b, s:I, s:I}", "writable", h.backlog == 0, "backlog", (json_int_t)h.backlog,
                          "failed_writes", (json_int_t)h.failed_writes);
   if (h.backlog) json_object_set_new(st, "error", json_string(h.last_error));
-  respond_json(req, 200, json_pack("{s:s, s:o}", "status", h.backlog ? "degraded" : "ok", "state_store", st));
+  bool redis_down = fl_cluster_enabled() && !fl_cluster_redis_up();
+  json_t *answer = json_pack("{s:s, s:o}", "status", h.backlog || redis_down ? "degraded" : "ok", "state_store", st);
+  if (fl_cluster_enabled())
+    json_object_set_new(answer, "cluster", json_pack("{s:b, s:b}", "redis_up", !redis_down, "leading",
+                                                     fl_cluster_is_leader(NULL)));
+  respond_json(req, 200, answer);
+}
+
+static void get_cluster(fl_httpd_req_t *req) {
+  json_t *c = fl_cluster_json();
+  if (c) respond_json(req, 200, c);
+  else respond_error(req, 404, "not_found", "this gateway is not in a cluster (no cluster: in its config)");
 }
 
 static void post_feedback(fl_httpd_req_t *req) {
@@ -326,7 +339,7 @@ static const struct {
     {"/health", "GET", get_health},           {"/metrics", "GET", get_metrics},
     {"/api/v1/resources", "GET", get_resources}, {"/api/v1/stats", "GET", get_stats},
     {"/api/v1/routes", "GET", get_routes},    {"/api/v1/events", "GET", get_events},
-    {"/api/v1/feedback", "POST", feedback},
+    {"/api/v1/feedback", "POST", feedback},   {"/api/v1/cluster", "GET", get_cluster},
 };
 
 /* The dashboard's files: the page itself holds no data (it asks /api/v1/ for it, with a token

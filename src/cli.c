@@ -218,6 +218,32 @@ static void print_status_table(json_t *root) {
   json_array_foreach(json_object_get(root, "routes"), i, r) print_status_row(r);
 }
 
+/* One line when the gateway is in a cluster (a 404 says it is not: nothing is printed). */
+static void print_cluster_line(const cli_opts_t *o) {
+  char err[512], *text = NULL;
+  int status = 0;
+  if (fl_client_request(&o->admin, "GET", "/api/v1/cluster", NULL, o->token[0] ? o->token : NULL, 5000, &status, &text,
+                        err, sizeof err) != 0 || status != 200) {
+    free(text);
+    return;
+  }
+  json_t *c = json_loads(text, 0, NULL), *leader = json_object_get(c, "leader"), *r;
+  free(text);
+  char differ[256] = "";
+  size_t i, n_differ = 0, len = 0;
+  json_array_foreach(json_object_get(c, "replicas"), i, r) {
+    if (!json_is_true(json_object_get(r, "config_differs")) || len >= sizeof differ) continue;
+    len += (size_t)snprintf(differ + len, sizeof differ - len, "%s%s", n_differ++ ? ", " : "", str(r, "replica"));
+  }
+  printf("\ncluster %s: replica %s (%s), leader %s epoch %.0f, redis %s, %zu replicas", str(c, "name"),
+         str(c, "replica"), json_is_true(json_object_get(c, "leading")) ? "leader" : "follower",
+         json_is_object(leader) ? str(leader, "replica") : "none", json_is_object(leader) ? num(leader, "epoch", NULL) : 0,
+         json_is_true(json_object_get(c, "redis_up")) ? "up" : "DOWN", json_array_size(json_object_get(c, "replicas")));
+  if (n_differ) printf(", config differs from the leader's on: %s", differ);
+  printf("\n");
+  json_decref(c);
+}
+
 int fl_cli_status(int argc, char **argv) {
   cli_opts_t o = {0};
   int rc = parse_opts(argc, argv, "usage: fledge status [-a ADDR | -c FILE] [--json]\n\n"
@@ -227,6 +253,7 @@ int fl_cli_status(int argc, char **argv) {
   if (rc) return rc == 1 ? 0 : rc;
   json_t *root = call(&o, "GET", "/api/v1/routes", NULL, &rc);
   if (root && !o.json) print_status_table(root);
+  if (root && !o.json) print_cluster_line(&o);
   json_decref(root);
   return rc;
 }

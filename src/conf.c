@@ -5,6 +5,7 @@
 #include "spec.h"
 #include "geo.h"
 #include "fetch.h"
+#include "sha256.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -780,6 +781,101 @@ static const field_t feedback_fields[] = {{"key_env", cy_f_str, offsetof(fl_conf
                                           {"token_env", f_feedback_token_env, 0, NULL}};
 static const section_t feedback_section = {"feedback", NULL, feedback_fields, FL_ARRAY_LEN(feedback_fields)};
 
+/* ---------- cluster ---------- */
+
+/* redis://HOST[:PORT][/DB]: a password in the URL would sit in a file that is shown and shared,
+ * so it is refused; password_env names where it is. */
+static int parse_redis_url(parse_ctx_t *p, yaml_node_t *v, fl_cluster_conf_t *cl) {
+  const char *url = cl->redis, *h = url + 8, *end;
+  if (strncmp(url, "redis://", 8) != 0) return cy_fail(p, v, "cluster.redis must be redis://HOST[:PORT][/DB], not \"%s\"", url);
+  if (strchr(h, '@')) return cy_fail(p, v, "cluster.redis must not hold a password: name its variable in cluster.password_env");
+  if (*h == '[') end = strchr(h, ']'), h++;
+  else end = h + strcspn(h, ":/");
+  if (!end || end == h) return cy_fail(p, v, "cluster.redis \"%s\" has no host", url);
+  if (!(cl->host = strndup(h, (size_t)(end - h)))) return cy_nomem(p);
+  const char *rest = *end == ']' ? end + 1 : end;
+  uint64_t n = 6379;
+  char num[16];
+  if (*rest == ':') {
+    size_t len = strcspn(rest + 1, "/");
+    snprintf(num, sizeof num, "%.*s", (int)FL_MIN(len, sizeof num - 1), rest + 1);
+    if (len >= sizeof num || !cy_parse_u64(num, &n) || n == 0 || n > 65535)
+      return cy_fail(p, v, "cluster.redis \"%s\": the port must be a number from 1 to 65535", url);
+    rest += 1 + len;
+  }
+  cl->port = (uint16_t)n;
+  n = 0;
+  if (*rest == '/' && rest[1] && (!cy_parse_u64(rest + 1, &n) || n > 1000000))
+    return cy_fail(p, v, "cluster.redis \"%s\": the database must be a number, such as /0", url);
+  if (*rest && *rest != '/') return cy_fail(p, v, "cluster.redis must be redis://HOST[:PORT][/DB], not \"%s\"", url);
+  cl->db = (uint32_t)n;
+  return 0;
+}
+
+static int f_cluster_redis(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_cluster_conf_t *cl = slot;
+  int rc = cy_get_str(p, v, &cl->redis);
+  return rc ? rc : parse_redis_url(p, v, cl);
+}
+
+/* Names go into Redis keys and JSON as they are: letters, digits and . _ - : only. */
+static int f_cluster_id(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  int rc = cy_get_str(p, v, slot);
+  const char *s = rc ? "" : *(char **)slot;
+  size_t len = strlen(s);
+  if (rc == 0 && (len == 0 || len > 64 || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-:") != len))
+    rc = cy_fail(p, v, "cluster.%s must be 1 to 64 letters, digits, '.', '_', '-' or ':', not \"%s\"", p->key, s);
+  return rc;
+}
+
+static int f_cluster_password_env(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_cluster_conf_t *cl = slot;
+  int rc = cy_get_str(p, v, &cl->password_env);
+  if (rc) return rc;
+  const char *value = getenv(cl->password_env);
+  if (!value || !*value)
+    return cy_fail(p, v, "cluster.password_env: environment variable %s is not set or empty", cl->password_env);
+  return cy_dup_into(p, value, &cl->password);
+}
+
+static int f_cluster_lease(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  int rc = cy_f_duration(p, v, slot);
+  uint32_t ms = *(uint32_t *)slot;
+  if (rc == 0 && (ms < 500 || ms > 300000)) rc = cy_fail(p, v, "cluster.lease must be from 500ms to 5m");
+  return rc;
+}
+
+static const field_t cluster_fields[] = {
+  {"redis", f_cluster_redis, 0, NULL},
+  {"password_env", f_cluster_password_env, 0, NULL},
+  {"name", f_cluster_id, offsetof(fl_cluster_conf_t, name), NULL},
+  {"replica", f_cluster_id, offsetof(fl_cluster_conf_t, replica), NULL},
+  {"lease", f_cluster_lease, offsetof(fl_cluster_conf_t, lease_ms), NULL},
+};
+static const section_t cluster_section = {"cluster", NULL, cluster_fields, FL_ARRAY_LEN(cluster_fields)};
+
+/* The replica's default name: this host and the admin port, unique on one host and across hosts. */
+static int default_replica(parse_ctx_t *p, fl_cluster_conf_t *cl) {
+  char host[256] = "localhost", name[300];
+  if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
+  host[strcspn(host, ".")] = '\0';
+  const char *port = strrchr(p->conf->admin_listen.text, ':');
+  snprintf(name, sizeof name, "%.40s:%s", host, port ? port + 1 : "0");
+  return cy_dup_into(p, name, &cl->replica);
+}
+
+static int f_cluster(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  int rc = cy_want_mapping(p, v, "cluster");
+  if (rc == 0 && !(c->cluster = calloc(1, sizeof *c->cluster))) rc = cy_nomem(p);
+  if (rc) return rc;
+  c->cluster->lease_ms = 3000;
+  rc = cy_walk(p, v, &cluster_section, c->cluster);
+  if (rc == 0 && !c->cluster->redis) rc = cy_fail(p, v, "cluster needs redis: redis://HOST[:PORT][/DB]");
+  if (rc == 0 && !c->cluster->name) rc = cy_dup_into(p, "fledge", &c->cluster->name);
+  return rc;
+}
+
 static const field_t top_fields[] = {
   {"listen", f_listen, 0, NULL},
   {"workers", cy_f_noop, 0, NULL},  /* read first, by parse_workers */
@@ -801,6 +897,7 @@ static const field_t top_fields[] = {
   {"scrape", NULL, 0, &scrape_section},
   {"routes", f_routes, 0, NULL},
   {"resolve", f_resolve, offsetof(fl_conf_t, resolve), NULL},
+  {"cluster", f_cluster, 0, NULL},
 };
 static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRAY_LEN(top_fields)};
 
@@ -831,6 +928,52 @@ static void set_defaults(fl_conf_t *c) {
   c->resolve.interval_ms = 30000;
 }
 
+/* ---------- the fleet's hash ---------- */
+
+static const char *const PER_REPLICA_KEYS[] = {"listen", "admin", "state", "workers", "access_log"};
+
+static bool per_replica(const char *key, bool top, bool in_cluster) {
+  if (in_cluster) return strcmp(key, "replica") == 0;
+  for (size_t i = 0; top && i < FL_ARRAY_LEN(PER_REPLICA_KEYS); i++)
+    if (strcmp(key, PER_REPLICA_KEYS[i]) == 0) return true;
+  return false;
+}
+
+/* Scalars are length-prefixed and containers bracketed, so two documents hash alike only when
+ * their trees (less the per-replica keys) are the same; formatting and comments do not count. */
+static void hash_node(parse_ctx_t *p, fl_sha256_t *h, yaml_node_t *n, int depth, bool top, bool in_cluster) {
+  if (!n || depth > 64) return;
+  if (n->type == YAML_SCALAR_NODE) {
+    uint64_t len = n->data.scalar.length;
+    fl_sha256_update(h, "s", 1);
+    fl_sha256_update(h, &len, sizeof len);
+    fl_sha256_update(h, n->data.scalar.value, len);
+  } else if (n->type == YAML_SEQUENCE_NODE) {
+    fl_sha256_update(h, "[", 1);
+    for (size_t i = 0; i < cy_list_len(n); i++) hash_node(p, h, cy_list_item(p, n, i), depth + 1, false, false);
+    fl_sha256_update(h, "]", 1);
+  } else if (n->type == YAML_MAPPING_NODE) {
+    fl_sha256_update(h, "{", 1);
+    for (size_t i = 0; i < cy_map_len(n); i++) {
+      yaml_node_t *k = cy_pair_key(p, n, i);
+      const char *key = k && k->type == YAML_SCALAR_NODE ? cy_scalar(k) : "";
+      if (per_replica(key, top, in_cluster)) continue;
+      hash_node(p, h, k, depth + 1, false, false);
+      hash_node(p, h, cy_pair_value(p, n, i), depth + 1, false, top && strcmp(key, "cluster") == 0);
+    }
+    fl_sha256_update(h, "}", 1);
+  }
+}
+
+static void fleet_hash(parse_ctx_t *p, yaml_node_t *root) {
+  fl_sha256_t h;
+  uint8_t d[FL_SHA256_LEN];
+  fl_sha256_init(&h);
+  hash_node(p, &h, root, 0, true, false);
+  fl_sha256_final(&h, d);
+  for (int i = 0; i < 8; i++) snprintf(p->conf->fleet_hash + 2 * i, 3, "%02x", d[i]);
+}
+
 /* A process's route must exist; `routes:` may come after `processes:`, so this is checked last. */
 static int check_process_routes(parse_ctx_t *p, yaml_node_t *root) {
   const fl_conf_t *c = p->conf;
@@ -854,7 +997,9 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   if (rc == 0) rc = check_tokens_differ(p, root);
   if (rc == 0 && strcmp(p->conf->listen.text, p->conf->admin_listen.text) == 0)
     rc = cy_fail(p, root, "listen and admin.listen are the same address (%s)", p->conf->listen.text);
+  if (rc == 0 && p->conf->cluster && !p->conf->cluster->replica) rc = default_replica(p, p->conf->cluster);
   if (rc == 0) inherit_resolve_all(p->conf);
+  if (rc == 0) fleet_hash(p, root);
   return rc;
 }
 
@@ -932,6 +1077,15 @@ static void conf_free(fl_conf_t *c) {
   }
   free(c->processes);
   free(c->feedback_key_env);
+  if (c->cluster) {
+    free(c->cluster->redis);
+    free(c->cluster->host);
+    free(c->cluster->password_env);
+    free(c->cluster->password);
+    free(c->cluster->name);
+    free(c->cluster->replica);
+    free(c->cluster);
+  }
   fl_geo_close(c->geo);
   free(c->path);
   free(c->source);

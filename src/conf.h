@@ -120,6 +120,19 @@ typedef struct fl_process_conf {
   int variant;                      /* fl_variant_id_t, or -1 */
 } fl_process_conf_t;
 
+/* cluster: replicas sharing one Redis (cluster.c). Absent: the gateway runs alone. */
+typedef struct fl_cluster_conf {
+  char *redis;                      /* cluster.redis as written: redis://HOST[:PORT][/DB] */
+  char *host;                       /* its host (an IPv4/IPv6 literal or a name) */
+  uint16_t port;                    /* default 6379 */
+  uint32_t db;                      /* default 0 */
+  char *password_env;               /* cluster.password_env: NULL when Redis needs no AUTH */
+  char *password;                   /* its value, read at load */
+  char *name;                       /* cluster.name: prefix of every key, default "fledge" */
+  char *replica;                    /* cluster.replica: default HOSTNAME:ADMINPORT */
+  uint32_t lease_ms;                /* cluster.lease: the leader's lease, default 3s */
+} fl_cluster_conf_t;
+
 typedef struct fl_conf {
   atomic_int refs;
   char *path;                       /* the file it was loaded from */
@@ -196,6 +209,10 @@ typedef struct fl_conf {
                                        NULL: a key generated once and kept in the state store */
   fl_route_t *routes; size_t n_routes;
   fl_resolve_conf_t resolve;        /* resolve: default {interval: 30s, lazy: false} */
+  fl_cluster_conf_t *cluster;       /* cluster: NULL when absent */
+  char fleet_hash[17];              /* 16 hex digits of a SHA-256 of the document without what each
+                                       replica sets for itself (listen, admin, state, workers,
+                                       access_log, cluster.replica): alike across a fleet */
   char *source; size_t source_len;  /* the YAML text it was parsed from, for fl_conf_reparse */
 } fl_conf_t;
 

@@ -2,6 +2,7 @@
  * rolled_back. One entry per route that ever had a rollout or a weight set at run time. */
 #include "rollout.h"
 #include "acceptance.h"
+#include "cluster.h"
 #include "http.h"
 #include "live.h"
 #include "monitor.h"
@@ -453,6 +454,7 @@ static bool same_series(const fl_route_t *rt, const ro_t *r) {
 void fl_rollouts_tick(const fl_conf_t *c) {
   uint64_t now = fl_now_ms();
   current_conf = c;
+  if (!fl_cluster_is_leader(NULL)) return;        /* in a cluster, only the leader judges (docs/cluster.md) */
   for (ro_t *r = rollouts; r; r = r->next) {
     const fl_route_t *rt = route_of(c, r->route);
     if (!rt || !rt->has_canary || r->state != RO_PROGRESSING) continue;
@@ -535,10 +537,19 @@ static int fail(char *err, size_t cap, int rc, const char *fmt, const char *what
   return rc;
 }
 
+/* In a cluster a manual action is taken by the leader only, until the shared state lets any
+ * replica hand it on (docs/cluster.md). */
+static int follower_refuses(char *err, size_t cap) {
+  if (fl_cluster_is_leader(NULL)) return 0;
+  return fail(err, cap, FL_EINVAL, "this replica %s: act through the leader's admin API (GET /api/v1/cluster names it)",
+              "does not lead the cluster");
+}
+
 int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, const char *actor, char *err,
                      size_t err_cap) {
   const fl_route_t *rt = route_of(c, route);
   if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
+  if (follower_refuses(err, err_cap)) return FL_EINVAL;
   fl_rollout_spec_t parsed;
   if (fl_rollout_spec_parse(spec ? spec : rt->rollout_spec, &parsed, err, err_cap) != 0) return FL_EINVAL;
   if (!rt->has_canary)
@@ -568,6 +579,7 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   bool is_known = false;
   for (size_t i = 0; i < FL_ARRAY_LEN(known); i++) is_known |= strcmp(action, known[i]) == 0;
   if (!is_known) return fail(err, err_cap, FL_EPARSE, "unknown action \"%s\" (pause, resume, promote, abort, undo)", action);
+  if (follower_refuses(err, err_cap)) return FL_EINVAL;
   bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE);
   if (strcmp(action, "pause") == 0 && active && r->state == RO_PROGRESSING) {
     char why[64];
@@ -601,7 +613,8 @@ int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight
                           json_t *detail, char *err, size_t err_cap) {
   const fl_route_t *rt = route_of(c, route);
   int rc = !rt ? fail(err, err_cap, FL_ENOENT, "no route named %s", route)
-           : !rt->has_canary ? fail(err, err_cap, FL_EINVAL, "route %s has no canary", route) : 0;
+           : !rt->has_canary ? fail(err, err_cap, FL_EINVAL, "route %s has no canary", route)
+           : follower_refuses(err, err_cap);
   if (rc != 0) {
     json_decref(detail);
     return rc;

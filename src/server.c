@@ -5,6 +5,7 @@
 #include "worker.h"
 #include "admin.h"
 #include "claim.h"
+#include "cluster.h"
 #include "alog.h"
 #include "feedback.h"
 #include "metrics.h"
@@ -273,6 +274,7 @@ static void start_drain(void) {
   fl_claim_release(&ctl.listen_claim);   /* a new gateway may take the addresses we are leaving */
   fl_claim_release(&ctl.admin_claim);
   fl_acceptance_stop_all();
+  fl_cluster_stop();                     /* the lease given up: another replica leads at once */
   if (ctl.admin) fl_httpd_close(ctl.admin);
   ctl.admin = NULL;
   signal_workers(1);
@@ -316,6 +318,7 @@ static void on_tick(uv_timer_t *t) {
   fl_monitor_tick(ctl.conf, fl_metrics_tick(&ctl.metrics));
   fl_monitor_save_baselines(save_baseline, NULL);
   fl_resources_tick(fl_now_ms());
+  fl_cluster_set_conf(ctl.conf);
   flush_store();
   fl_outbox_pump();                       /* outcomes marked; rows the backlog just wrote sent */
   fl_rollouts_tick(ctl.conf);
@@ -361,6 +364,7 @@ static int control_init(void) {
   int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, ctl.conf->admin_listen_share, ctl.conf->timeouts.header_ms,
                           &ctl.admin);
   if (rc < 0) fprintf(stderr, "fledge: admin listen %s: %s\n", ctl.conf->admin_listen.text, uv_strerror(rc));
+  if (rc == 0 && (rc = fl_cluster_start(ctl.loop, ctl.conf)) != 0) fprintf(stderr, "fledge: cluster: out of memory\n");
   return rc;
 }
 
@@ -459,7 +463,8 @@ static void forget_series(unsigned series, void *ctx) { fl_monitor_forget(series
 static int register_metrics_parts(void) {
   static fl_metrics_expo_fn *const expositions[] = {fl_rollouts_exposition, fl_monitor_exposition,
                                                     fl_resources_exposition, fl_scrape_exposition,
-                                                    fl_alog_exposition, fl_resolver_exposition};
+                                                    fl_alog_exposition, fl_resolver_exposition,
+                                                    fl_cluster_exposition};
   int rc = 0;
   for (size_t i = 0; i < FL_ARRAY_LEN(expositions) && rc == 0; i++)
     rc = fl_metrics_register_exposition(expositions[i], NULL);

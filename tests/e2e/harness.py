@@ -150,6 +150,56 @@ class Gateway(Proc):
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
+class RedisServer(Proc):
+    """A real redis-server on a free loopback port, in a folder of its own, persisting nothing;
+    restart() brings it back on the same port (empty) after a kill."""
+
+    def __init__(self, port=None):
+        import shutil
+        self.dir = tempfile.mkdtemp(prefix="fledge-redis-")
+        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self._start(port or free_port())
+
+    def _start(self, port):
+        Proc.__init__(self, [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"], port, "redis")
+
+    def restart(self):
+        self.stop(signal.SIGKILL)
+        self._start(self.port)
+
+    def command(self, *args, db=0):
+        """One command over RESP in database db; the reply decoded (bulk strings as str, arrays as lists)."""
+        def encode(cmd):
+            return "*%d\r\n" % len(cmd) + "".join("$%d\r\n%s\r\n" % (len(str(a).encode()), a) for a in cmd)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=3) as s:
+            s.sendall((encode(["SELECT", db]) + encode(args)).encode())
+            f = s.makefile("rb")
+            _resp(f)
+            return _resp(f)
+
+    def __exit__(self, *exc):
+        import shutil
+        self.stop(signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("FLEDGE_KEEP_LOGS"):
+            os.unlink(self.log.name)
+
+
+def _resp(f):
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:].decode()
+    if kind in (b"+", b"-"):
+        return rest if kind == b"+" else RuntimeError(rest)
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        return None if int(rest) < 0 else f.read(int(rest) + 2)[:-2].decode()
+    if kind == b"*":
+        return None if int(rest) < 0 else [_resp(f) for _ in range(int(rest))]
+    raise RuntimeError("unexpected RESP line %r" % line)
+
+
 def route_yaml(stable, canary=None, weight=20, extra="", user_key="[header:x-user-id, ip]", prefix="/"):
     """A one-route config body for backends given as Proc objects or ports."""
     def addrs(b):

@@ -637,6 +637,79 @@ static void a_reparse_is_the_same_config_whatever_the_file_says_now(void **state
   unlink(path);
 }
 
+/* ---------- cluster ---------- */
+
+static void without_cluster_there_is_no_cluster(void **state) {
+  fl_conf_t *c = parse_ok(ROUTE);
+  assert_null(c->cluster);
+  fl_conf_unref(c);
+}
+
+static void cluster_keys_and_their_defaults(void **state) {
+  setenv("FL_TEST_REDIS_PW", "s3cret", 1);
+  fl_conf_t *c = parse_ok(ROUTE "cluster: { redis: \"redis://10.0.0.5:6380/2\", password_env: FL_TEST_REDIS_PW, "
+                                "name: prod, replica: gw-a, lease: 4s }\n");
+  const fl_cluster_conf_t *cl = c->cluster;
+  assert_non_null(cl);
+  assert_string_equal(cl->host, "10.0.0.5");
+  assert_int_equal(cl->port, 6380);
+  assert_int_equal(cl->db, 2);
+  assert_string_equal(cl->password, "s3cret");
+  assert_string_equal(cl->name, "prod");
+  assert_string_equal(cl->replica, "gw-a");
+  assert_int_equal(cl->lease_ms, 4000);
+  fl_conf_unref(c);
+
+  /* only redis: port 6379, db 0, no AUTH, name fledge, replica HOST:ADMINPORT, lease 3s */
+  c = parse_ok(ROUTE "admin: { listen: 127.0.0.1:9123 }\ncluster: { redis: \"redis://[::1]\" }\n");
+  cl = c->cluster;
+  char host[256] = "", want[300];
+  gethostname(host, sizeof host - 1);
+  host[strcspn(host, ".")] = '\0';
+  snprintf(want, sizeof want, "%.40s:9123", host);
+  assert_string_equal(cl->host, "::1");
+  assert_int_equal(cl->port, 6379);
+  assert_int_equal(cl->db, 0);
+  assert_null(cl->password);
+  assert_string_equal(cl->name, "fledge");
+  assert_string_equal(cl->replica, want);
+  assert_int_equal(cl->lease_ms, 3000);
+  fl_conf_unref(c);
+}
+
+/* Replicas of one fleet differ in their own addresses, state file and name, not in what they do. */
+static void the_fleet_hash_leaves_out_what_each_replica_sets_for_itself(void **state) {
+  fl_conf_t *a = parse_ok("listen: 127.0.0.1:8001\nadmin: { listen: 127.0.0.1:9001 }\nstate: /tmp/a.db\n"
+                          "cluster: { redis: \"redis://x\", replica: a }\n" ROUTE);
+  fl_conf_t *b = parse_ok("# replica b\nworkers: 3\nlisten: 127.0.0.1:8002\nadmin: { listen: 127.0.0.1:9002 }\n"
+                          "cluster: { replica: b, redis: \"redis://x\" }\n" ROUTE);
+  fl_conf_t *other = parse_ok("listen: 127.0.0.1:8001\ncluster: { redis: \"redis://x\", replica: a }\n" ROUTE
+                              "timeouts: { connect: 3s }\n");
+  assert_int_equal(strlen(a->fleet_hash), 16);
+  assert_string_equal(a->fleet_hash, b->fleet_hash);
+  assert_string_not_equal(a->fleet_hash, other->fleet_hash);
+  fl_conf_unref(a);
+  fl_conf_unref(b);
+  fl_conf_unref(other);
+}
+
+static void cluster_mistakes_are_named_where_they_are(void **state) {
+  unsetenv("FL_TEST_REDIS_UNSET");
+  expect_error_at(ROUTE "cluster: { name: prod }\n", "4:10", "cluster needs redis");
+  expect_error_at(ROUTE "cluster: { redis: \"http://x:6379\" }\n", "4:19", "cluster.redis must be redis://");
+  expect_error_at(ROUTE "cluster: { redis: \"redis://:pw@x\" }\n", "4:19", "cluster.redis must not hold a password");
+  expect_error_at(ROUTE "cluster: { redis: \"redis://x:99999\" }\n", "4:19", "cluster.redis \"redis://x:99999\": the port");
+  expect_error_at(ROUTE "cluster: { redis: \"redis://x/abc\" }\n", "4:19", "cluster.redis \"redis://x/abc\": the database");
+  expect_error_at(ROUTE "cluster: { redis: \"redis:///0\" }\n", "4:19", "cluster.redis \"redis:///0\" has no host");
+  expect_error_at(ROUTE "cluster: { redis: \"redis://x\", password_env: FL_TEST_REDIS_UNSET }\n", "4:46",
+                  "cluster.password_env: environment variable FL_TEST_REDIS_UNSET is not set");
+  expect_error_at(ROUTE "cluster: { redis: \"redis://x\", name: \"a b\" }\n", "4:38", "cluster.name must be 1 to 64");
+  expect_error_at(ROUTE "cluster: { redis: \"redis://x\", replica: \"\" }\n", "4:41", "replica must not be empty");
+  expect_error_at(ROUTE "cluster: { redis: \"redis://x\", lease: 100ms }\n", "4:39", "cluster.lease must be from 500ms");
+  expect_error_at(ROUTE "cluster: { redis: \"redis://x\", leader: yes }\n", "4:32", "unknown key \"leader\" in cluster");
+  expect_error_at(ROUTE "cluster: redis://x\n", "4:10", "cluster must be a mapping");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(example_top_level),
@@ -673,6 +746,10 @@ int main(void) {
     cmocka_unit_test(a_name_alone_is_enough_and_listing_it_twice_is_not),
     cmocka_unit_test(resolve_is_inherited_from_the_file_to_the_route_to_the_variant),
     cmocka_unit_test(a_reparse_is_the_same_config_whatever_the_file_says_now),
+    cmocka_unit_test(without_cluster_there_is_no_cluster),
+    cmocka_unit_test(cluster_keys_and_their_defaults),
+    cmocka_unit_test(the_fleet_hash_leaves_out_what_each_replica_sets_for_itself),
+    cmocka_unit_test(cluster_mistakes_are_named_where_they_are),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
