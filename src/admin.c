@@ -142,6 +142,15 @@ static bool source_of(json_t *body, char *out, size_t cap) {
   return true;
 }
 
+/* A weight or rollout action refused: a bad request, no such route, a state that does not allow
+ * it, or (FL_EIO) a cluster's Redis that did not record it, so nothing changed. */
+static void respond_action_error(fl_httpd_req_t *req, int rc, const char *err) {
+  if (rc == FL_EPARSE) respond_error(req, 400, "invalid_request", "%s", err);
+  else if (rc == FL_ENOENT) respond_error(req, 404, "not_found", "%s", err);
+  else if (rc == FL_EIO) respond_error(req, 503, "unavailable", "%s", err);
+  else respond_error(req, 409, "conflict", "%s", err);
+}
+
 /* PUT /api/v1/routes/NAME/weight {"weight": 12.5[, "source": "cli"]} */
 static void put_weight(fl_httpd_req_t *req, const fl_route_t *r) {
   json_error_t jerr;
@@ -164,8 +173,9 @@ static void put_weight(fl_httpd_req_t *req, const fl_route_t *r) {
   char err[256];
   if (req->peer) fl_addr_ntop(req->peer, client, sizeof client);
   json_t *detail = json_pack("{s:s}", "client", client);
-  if (fl_rollout_set_weight(admin_conf, r->name, (uint32_t)bp, source, detail, err, sizeof err) != 0) {
-    respond_error(req, 409, "conflict", "%s", err);
+  int rc = fl_rollout_set_weight(admin_conf, r->name, (uint32_t)bp, source, detail, err, sizeof err);
+  if (rc != 0) {
+    respond_action_error(req, rc, err);
     return;
   }
   respond_json(req, 200, route_json(r));
@@ -187,8 +197,7 @@ static void post_rollout(fl_httpd_req_t *req, const fl_route_t *r, const char *a
   } else {
     rc = fl_rollout_act(admin_conf, r->name, action, "api", err, sizeof err);
   }
-  if (rc == FL_EPARSE) respond_error(req, 400, "invalid_request", "%s", err);
-  else if (rc != 0) respond_error(req, rc == FL_ENOENT ? 404 : 409, rc == FL_ENOENT ? "not_found" : "conflict", "%s", err);
+  if (rc != 0) respond_action_error(req, rc, err);
   else respond_json(req, 200, route_json(r));
 }
 

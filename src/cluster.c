@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #define CL_BEAT_MS 1000              /* heartbeat period */
@@ -53,7 +54,7 @@ static struct {
   char host[256], password[256], name[65], replica[65], admin[64];
   uint16_t port;
   uint32_t db, lease_ms, tick_ms, backoff_ms;
-  char key_leader[96], key_epoch[96], key_replicas[96];
+  char key_leader[96], key_epoch[96], key_replicas[96], key_seq[96], key_log[96], key_log_id[96], key_state[96];
   uint64_t errors;
   unsigned pending;                  /* commands sent, not answered */
   uint64_t last_reply_ms, connect_started_ms;
@@ -65,6 +66,15 @@ static struct {
   char config_hash[17];
   char leader_value[160];            /* the leader key's value as last read: "replica:epoch", or "" */
   json_t *replicas;                  /* replica → its last heartbeat (parsed) */
+  /* the decision log: how far this replica has applied it */
+  fl_cluster_hooks_t hooks;
+  char log_id[33];                   /* the log's identity ("": none read yet) */
+  uint64_t applied;                  /* the last record applied (its seq) */
+  bool reading_log, caught_up;       /* caught_up: a leader has read the log to its end since it
+                                        took the lease, and may decide */
+  uint64_t lead_generation;          /* bumped at each lease taken: a read sent before is stale */
+  redisContext *sync;                /* the blocking connection for decisions and the join */
+  uint32_t sync_ms;                  /* its connect and answer timeout */
 } cl;
 
 static uint64_t wall_ms(void) {
@@ -77,6 +87,7 @@ static void step_down(const char *why) {
   if (!cl.leader) return;
   cl.leader = false;
   cl.renewing = false;
+  cl.caught_up = false;
   fl_log("cluster %s: replica %s no longer leads (epoch %" PRIu64 "): %s", cl.name, cl.replica, cl.epoch, why);
 }
 
@@ -123,6 +134,8 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv) {
   if (!answered(r, "the lease") || r->type != REDIS_REPLY_INTEGER || r->integer <= 0) return;
   uint64_t sent = (uint64_t)(uintptr_t)priv;
   cl.leader = true;
+  cl.caught_up = false;                  /* it decides once it has read the log to its end */
+  cl.lead_generation++;
   cl.epoch = (uint64_t)r->integer;
   cl.deadline_ms = sent + cl.lease_ms;
   cl.renew_sent_ms = sent;
@@ -198,6 +211,304 @@ static void heartbeat(uint64_t now) {
   send_cmd(on_replicas_read, NULL, "HGETALL %s", cl.key_replicas);
 }
 
+/* ---- the decision log ----
+ * KEYS[seq] counts records; KEYS[log] is a sorted set of records scored by their seq (the last
+ * CL_LOG_KEEP kept); KEYS[state] maps each route to its state after the last record about it;
+ * KEYS[log_id] names this log, so that a replica can tell a log it has read from one begun anew
+ * (a Redis that lost its data and was seeded again). */
+#define CL_LOG_KEEP 10000
+#define CL_LOG_BATCH 64
+
+/* Appends a record only while the lease and the log are the ones the leader holds: a stale
+ * leader, or one that has not read a log seeded since, writes nothing. ARGV[4] is the record as
+ * a JSON object without its seq, which is put first. Returns the seq, 0 (the lease is not ours)
+ * or -1 (another log). KEYS: leader, seq, log, state, log_id; ARGV: lease value, route, state,
+ * record, keep, log id. */
+static const char COMMIT_LUA[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "if redis.call('GET', KEYS[5]) ~= ARGV[6] then return -1 end "
+    "local s = redis.call('INCR', KEYS[2]) "
+    "redis.call('ZADD', KEYS[3], s, '{\"seq\":' .. s .. ',' .. string.sub(ARGV[4], 2)) "
+    "redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[5]) - 1) "
+    "redis.call('HSET', KEYS[4], ARGV[2], ARGV[3]) "
+    "return s";
+/* The log's seq and id, and the records after ARGV[1] (at most ARGV[2]).
+ * KEYS: seq, log, log_id. */
+static const char READ_LUA[] =
+    "local s = tonumber(redis.call('GET', KEYS[1]) or '0') "
+    "local id = redis.call('GET', KEYS[3]) or '' "
+    "if s <= tonumber(ARGV[1]) then return {s, id} end "
+    "local r = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'LIMIT', 0, tonumber(ARGV[2])) "
+    "table.insert(r, 1, id) table.insert(r, 1, s) return r";
+/* The log's seq and id, every route's state, and the records after ARGV[1] that it keeps: a
+ * replica that cannot follow record by record starts from here. KEYS: seq, log_id, state, log. */
+static const char STATE_LUA[] =
+    "local s = tonumber(redis.call('GET', KEYS[1]) or '0') "
+    "return {s, redis.call('GET', KEYS[2]) or '', redis.call('HGETALL', KEYS[3]), "
+    "redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[1], s)}";
+/* A new log, from the leader's own state, when Redis has none (lost with its data, or never
+ * begun). KEYS: leader, seq, log_id, state, log; ARGV: lease value, new id, seq, then route and
+ * state pairs. */
+static const char SEED_LUA[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('DEL', KEYS[4], KEYS[5]) "
+    "redis.call('SET', KEYS[2], ARGV[3]) redis.call('SET', KEYS[3], ARGV[2]) "
+    "for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end "
+    "return 1";
+
+static void sync_close(void) {
+  if (cl.sync) redisFree(cl.sync);
+  cl.sync = NULL;
+}
+
+/* A command on the blocking connection (opened, authenticated and its database selected when
+ * needed), answered within sync_ms. NULL on any failure, with the reason in err; the caller
+ * frees the reply. Control thread: it waits, so it is only for decisions and the join. */
+static redisReply *sync_argv(int argc, const char **argv, const size_t *lens, char *err, size_t cap) {
+  struct timeval tv = {.tv_sec = cl.sync_ms / 1000, .tv_usec = (suseconds_t)(cl.sync_ms % 1000) * 1000};
+  if (!cl.sync) {
+    cl.sync = redisConnectWithTimeout(cl.host, cl.port, tv);
+    if (!cl.sync || cl.sync->err || redisSetTimeout(cl.sync, tv) != REDIS_OK) {
+      snprintf(err, cap, "redis %s:%u: %s", cl.host, (unsigned)cl.port, cl.sync ? cl.sync->errstr : "out of memory");
+      sync_close();
+      return NULL;
+    }
+    redisReply *r = cl.password[0] ? redisCommand(cl.sync, "AUTH %s", cl.password) : NULL;
+    bool ok = !cl.password[0] || (r && r->type != REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+    r = ok ? redisCommand(cl.sync, "SELECT %u", cl.db) : NULL;
+    ok = r && r->type != REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    if (!ok) {
+      snprintf(err, cap, "redis %s:%u refused AUTH or SELECT", cl.host, (unsigned)cl.port);
+      sync_close();
+      return NULL;
+    }
+  }
+  redisReply *r = redisCommandArgv(cl.sync, argc, argv, lens);
+  if (!r) {
+    snprintf(err, cap, "redis %s:%u: %s", cl.host, (unsigned)cl.port, cl.sync->errstr[0] ? cl.sync->errstr : "no answer");
+    sync_close();
+  } else if (r->type == REDIS_REPLY_ERROR) {
+    snprintf(err, cap, "redis refused it: %s", r->str);
+    freeReplyObject(r);
+    r = NULL;
+  }
+  if (!r) cl.errors++;
+  return r;
+}
+
+static const char *reply_str(const redisReply *r) { return r && r->type == REDIS_REPLY_STRING ? r->str : ""; }
+
+static void set_position(const char *log_id, uint64_t seq) {
+  if (log_id != cl.log_id) snprintf(cl.log_id, sizeof cl.log_id, "%s", log_id);
+  cl.applied = seq;
+}
+
+/* Every route's state from Redis, adopted, after the history of the records the replica has not
+ * seen (their events and windows, in order): for a replica new to this log (all it keeps), or
+ * one behind what it keeps (those after its own). Returns 0 or FL_EIO. */
+static int resync(char *err, size_t cap) {
+  char after[24];
+  snprintf(after, sizeof after, "%" PRIu64, cl.log_id[0] ? cl.applied : 0);
+  const char *argv[] = {"EVAL", STATE_LUA, "4", cl.key_seq, cl.key_log_id, cl.key_state, cl.key_log, after};
+  redisReply *r = sync_argv((int)FL_ARRAY_LEN(argv), argv, NULL, err, cap);
+  if (!r) return FL_EIO;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+      r->element[2]->type != REDIS_REPLY_ARRAY || r->element[3]->type != REDIS_REPLY_ARRAY) {
+    freeReplyObject(r);
+    snprintf(err, cap, "redis answered the shared state's read with something else");
+    return FL_EIO;
+  }
+  uint64_t seq = (uint64_t)r->element[0]->integer;
+  const char *id = reply_str(r->element[1]);
+  bool new_log = strcmp(id, cl.log_id) != 0;
+  const redisReply *recs = r->element[3], *states = r->element[2];
+  for (size_t i = 0; i < recs->elements && cl.hooks.apply; i++) {
+    json_t *rec = json_loads(reply_str(recs->element[i]), 0, NULL);
+    uint64_t at = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+    if (rec && (new_log || at > cl.applied)) cl.hooks.apply(rec, id, at, false);
+    json_decref(rec);
+  }
+  for (size_t i = 0; i + 1 < states->elements && cl.hooks.adopt; i += 2) {
+    json_t *state = json_loads(reply_str(states->element[i + 1]), 0, NULL);
+    if (state) cl.hooks.adopt(reply_str(states->element[i]), state, id, seq);
+    json_decref(state);
+  }
+  set_position(id, seq);
+  if (cl.hooks.position) cl.hooks.position(id, seq);
+  fl_log("cluster %s: replica %s took every route's state from the shared log %s at record %" PRIu64
+         " (%zu records' history)", cl.name, cl.replica, id, seq, recs->elements);
+  freeReplyObject(r);
+  return 0;
+}
+
+/* Redis has no log: the leader begins one from its own state (at the seq it had applied, so
+ * the records go on from there). */
+static void seed(void) {
+  json_t *states = cl.hooks.states ? cl.hooks.states() : json_object();
+  size_t n = 11 + 2 * json_object_size(states), k = 0;
+  const char **argv = calloc(n, sizeof *argv);
+  char value[96], id[33], seq[24], err[256];
+  char **texts = calloc(json_object_size(states) + 1, sizeof *texts);
+  if (!argv || !texts || !states) goto out;
+  lease_value(value, sizeof value);
+  uint8_t raw[16];
+  if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) goto out;
+  for (size_t i = 0; i < sizeof raw; i++) snprintf(id + 2 * i, 3, "%02x", raw[i]);
+  snprintf(seq, sizeof seq, "%" PRIu64, cl.applied);
+  const char *head[] = {"EVAL", SEED_LUA, "5", cl.key_leader, cl.key_seq, cl.key_log_id, cl.key_state, cl.key_log,
+                        value, id, seq};
+  FL_BUG_ON(FL_ARRAY_LEN(head) > 11);
+  for (; k < FL_ARRAY_LEN(head); k++) argv[k] = head[k];
+  const char *route;
+  json_t *st;
+  size_t t = 0;
+  json_object_foreach(states, route, st) {
+    if (!(texts[t] = json_dumps(st, JSON_COMPACT))) goto out;
+    argv[k++] = route;
+    argv[k++] = texts[t++];
+  }
+  redisReply *r = sync_argv((int)k, argv, NULL, err, sizeof err);
+  if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+    set_position(id, cl.applied);
+    cl.caught_up = true;
+    if (cl.hooks.position) cl.hooks.position(id, cl.applied);
+    fl_log("cluster %s: redis had no decision log: replica %s began log %s at record %" PRIu64 " from its own state",
+           cl.name, cl.replica, id, cl.applied);
+  } else if (!r) {
+    fl_log("cluster %s: cannot begin a decision log: %s", cl.name, err);
+  }
+  freeReplyObject(r);
+out:
+  for (size_t i = 0; texts && texts[i]; i++) free(texts[i]);
+  free(texts);
+  free(argv);
+  json_decref(states);
+}
+
+/* Applies a batch of records in order; a gap (records the log no longer keeps) means a resync.
+ * Returns how many were applied, or -1 after a resync. */
+static int apply_records(const redisReply *r, const char *id) {
+  int n = 0;
+  for (size_t i = 2; i < r->elements; i++) {
+    json_t *rec = json_loads(reply_str(r->element[i]), 0, NULL);
+    uint64_t seq = (uint64_t)json_integer_value(json_object_get(rec, "seq"));
+    if (seq <= cl.applied) {                      /* applied already (our own, or a read that overlapped) */
+      json_decref(rec);
+      continue;
+    }
+    if (!rec || seq != cl.applied + 1) {
+      json_decref(rec);
+      char err[256];
+      if (resync(err, sizeof err) != 0) fl_log("cluster %s: cannot read the shared state: %s", cl.name, err);
+      return -1;
+    }
+    if (cl.hooks.apply) cl.hooks.apply(rec, id, seq, true);
+    set_position(id, seq);
+    json_decref(rec);
+    n++;
+  }
+  return n;
+}
+
+static void on_log(redisAsyncContext *ac, void *reply, void *priv) {
+  redisReply *r = reply;
+  cl.reading_log = false;
+  if (!answered(r, "the decision log") || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+      r->element[0]->type != REDIS_REPLY_INTEGER)
+    return;
+  uint64_t seq = (uint64_t)r->element[0]->integer;
+  const char *id = reply_str(r->element[1]);
+  bool fresh = (uint64_t)(uintptr_t)priv == cl.lead_generation;   /* sent since the lease was taken */
+  char err[256];
+  if (!id[0]) {                                  /* no log: the leader begins one */
+    if (cl.leader && fresh) seed();
+    return;
+  }
+  if (strcmp(id, cl.log_id) != 0 || seq < cl.applied) {
+    if (resync(err, sizeof err) != 0) fl_log("cluster %s: cannot read the shared state: %s", cl.name, err);
+    return;                                      /* a leader reads once more before deciding */
+  }
+  int applied = apply_records(r, id);
+  if (applied == 0 && seq == cl.applied && cl.leader && fresh && !cl.caught_up) {
+    cl.caught_up = true;
+    fl_log("cluster %s: replica %s has read the decision log to record %" PRIu64 " and decides", cl.name, cl.replica,
+           seq);
+  }
+}
+
+static void log_work(void) {
+  if (!cl.hooks.apply) {                         /* nothing to follow: leading is deciding */
+    cl.caught_up = cl.leader;
+    return;
+  }
+  if (cl.reading_log) return;
+  char after[24], batch[8];
+  snprintf(after, sizeof after, "%" PRIu64, cl.applied);
+  snprintf(batch, sizeof batch, "%d", CL_LOG_BATCH);
+  cl.reading_log = send_cmd(on_log, (void *)(uintptr_t)cl.lead_generation, "EVAL %s 3 %s %s %s %s %s", READ_LUA,
+                            cl.key_seq, cl.key_log, cl.key_log_id, after, batch);
+}
+
+int fl_cluster_commit(const char *route, const char *state, const char *record, uint64_t *seq, char *err, size_t cap) {
+  if (!fl_cluster_is_leader(NULL)) {
+    snprintf(err, cap, "this replica does not lead the cluster");
+    return FL_EINVAL;
+  }
+  char value[96];
+  lease_value(value, sizeof value);
+  char keep[16];
+  snprintf(keep, sizeof keep, "%d", CL_LOG_KEEP);
+  const char *argv[] = {"EVAL", COMMIT_LUA, "5", cl.key_leader, cl.key_seq, cl.key_log, cl.key_state, cl.key_log_id,
+                        value, route, state, record, keep, cl.log_id};
+  redisReply *r = sync_argv((int)FL_ARRAY_LEN(argv), argv, NULL, err, cap);
+  int rc = FL_EIO;
+  if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+    *seq = (uint64_t)r->integer;
+    set_position(cl.log_id, *seq);
+    rc = 0;
+  } else if (r) {
+    snprintf(err, cap, r->type == REDIS_REPLY_INTEGER && r->integer == 0 ? "the lease is no longer this replica's"
+                                                                          : "the shared decision log was begun anew");
+  }
+  freeReplyObject(r);
+  if (rc != 0) step_down(err);                   /* it reads the log again before it decides */
+  return rc;
+}
+
+int fl_cluster_join(char *err, size_t cap) {
+  if (!cl.enabled) return 0;
+  for (int rounds = 0; rounds < CL_LOG_KEEP / CL_LOG_BATCH + 2; rounds++) {
+    char after[24], batch[8];
+    snprintf(after, sizeof after, "%" PRIu64, cl.applied);
+    snprintf(batch, sizeof batch, "%d", CL_LOG_BATCH);
+    const char *argv[] = {"EVAL", READ_LUA, "3", cl.key_seq, cl.key_log, cl.key_log_id, after, batch};
+    redisReply *r = sync_argv((int)FL_ARRAY_LEN(argv), argv, NULL, err, cap);
+    if (!r) return FL_EIO;
+    bool ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && r->element[0]->type == REDIS_REPLY_INTEGER;
+    uint64_t seq = ok ? (uint64_t)r->element[0]->integer : 0;
+    const char *id = ok ? reply_str(r->element[1]) : "";
+    int rc = !ok ? FL_EIO : !id[0] ? 0                                     /* no log yet: ours stands */
+             : strcmp(id, cl.log_id) != 0 || seq < cl.applied ? resync(err, cap)
+             : seq == cl.applied ? 0 : 1;
+    if (rc == 1 && apply_records(r, id) < 0) rc = 0;                  /* resynced */
+    freeReplyObject(r);
+    if (rc <= 0) {
+      if (!ok) snprintf(err, cap, "redis answered the decision log's read with something else");
+      return rc;
+    }
+  }
+  return 0;
+}
+
+const char *fl_cluster_log_id(void) { return cl.log_id; }
+
+void fl_cluster_set_hooks(const fl_cluster_hooks_t *h, const char *log_id, uint64_t applied) {
+  cl.hooks = *h;
+  set_position(log_id, applied);
+}
+
 /* ---- the connection ---- */
 
 static void on_retry(uv_timer_t *t);
@@ -213,7 +524,7 @@ static void lost(const char *why) {
   bool was_up = cl.state == CL_UP;
   cl.state = CL_DOWN;
   cl.pending = 0;
-  cl.acquiring = cl.renewing = false;
+  cl.acquiring = cl.renewing = cl.reading_log = false;
   cl.errors++;
   if (was_up || cl.backoff_ms == CL_BACKOFF_MIN_MS)
     fl_log("cluster %s: redis %s:%u unreachable (%s); serving on, retrying every %u ms at most", cl.name, cl.host,
@@ -304,6 +615,7 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   lease_work(now);
+  log_work();
   heartbeat(now);
 }
 
@@ -322,10 +634,15 @@ int fl_cluster_start(uv_loop_t *loop, const fl_conf_t *c) {
   snprintf(cl.key_leader, sizeof cl.key_leader, "%s:leader", cc->name);
   snprintf(cl.key_epoch, sizeof cl.key_epoch, "%s:epoch", cc->name);
   snprintf(cl.key_replicas, sizeof cl.key_replicas, "%s:replicas", cc->name);
+  snprintf(cl.key_seq, sizeof cl.key_seq, "%s:seq", cc->name);
+  snprintf(cl.key_log, sizeof cl.key_log, "%s:log", cc->name);
+  snprintf(cl.key_log_id, sizeof cl.key_log_id, "%s:log_id", cc->name);
+  snprintf(cl.key_state, sizeof cl.key_state, "%s:state", cc->name);
   cl.port = cc->port;
   cl.db = cc->db;
   cl.lease_ms = cc->lease_ms;
   cl.tick_ms = FL_MIN(cl.lease_ms / 6, 250);   /* a free lease is taken within a quarter second */
+  cl.sync_ms = FL_MIN(cl.lease_ms / 3, 1000);  /* a decision waits at most this for Redis */
   cl.backoff_ms = CL_BACKOFF_MIN_MS;
   if (!(cl.replicas = json_object())) return FL_ENOMEM;
   fl_cluster_set_conf(c);
@@ -350,8 +667,9 @@ bool fl_cluster_is_leader(uint64_t *epoch) {
     return true;
   }
   check_deadline(fl_now_ms());
-  if (epoch) *epoch = cl.leader ? cl.epoch : 0;
-  return cl.leader;
+  bool deciding = cl.leader && cl.caught_up;
+  if (epoch) *epoch = deciding ? cl.epoch : 0;
+  return deciding;
 }
 
 /* The leader as last read from Redis: "replica:epoch", the replica's name may hold ':' itself. */
@@ -411,6 +729,7 @@ void fl_cluster_stop(void) {
     send_cmd(on_ignore, "the lease's release", "EVAL %s 1 %s %s", RELEASE_LUA, cl.key_leader, value);
   }
   step_down("stopping");
+  sync_close();
   cl.state = CL_STOPPED;
   uv_close((uv_handle_t *)&cl.tick, NULL);
   json_decref(cl.replicas);

@@ -21,8 +21,8 @@ int fl_cluster_start(uv_loop_t *loop, const fl_conf_t *c);
  * thread's snapshot (not kept). Control thread. */
 void fl_cluster_set_conf(const fl_conf_t *c);
 
-/* True when no cluster is configured, or while this replica holds the lease and its local deadline
- * has not passed; *epoch (when not NULL) gets the lease's fencing epoch (0 without a cluster).
+/* True when no cluster is configured, or while this replica holds the lease, its local deadline
+ * has not passed and it has read the decision log to its end since it took the lease; *epoch (when not NULL) gets the lease's fencing epoch (0 without a cluster).
  * Control thread. */
 bool fl_cluster_is_leader(uint64_t *epoch);
 
@@ -39,6 +39,40 @@ json_t *fl_cluster_json(void);
 
 /* fledge_cluster_* for /metrics (metrics.c's exposition hook). Control thread. */
 void fl_cluster_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx);
+
+/* ---- the shared decision log (docs/cluster.md) ---- */
+
+/* What the rollouts' side (fleet.c) does with the log; each may be NULL. apply: one record (a
+ * decision the leader made: {seq, route, state, window, events}), in order; with_state false:
+ * only its history (events, window), the state coming whole by adopt after it; adopt: a route's
+ * state taken whole (a replica new to the log, or one behind what it keeps); states: a new JSON
+ * object of every route's state here, for a log begun anew; position: where the replica stands
+ * (log id and seq) when neither apply nor adopt told it. Records and states are borrowed. */
+typedef struct fl_cluster_hooks {
+  void (*apply)(json_t *record, const char *log_id, uint64_t seq, bool with_state);
+  void (*adopt)(const char *route, json_t *state, const char *log_id, uint64_t seq);
+  json_t *(*states)(void);
+  void (*position)(const char *log_id, uint64_t seq);
+} fl_cluster_hooks_t;
+
+/* The hooks, and how far this replica had applied the log (from its state store; "" and 0:
+ * never). Control thread, before the loop runs. */
+void fl_cluster_set_hooks(const fl_cluster_hooks_t *h, const char *log_id, uint64_t applied);
+
+/* The log's id as this replica knows it ("" before any). */
+const char *fl_cluster_log_id(void);
+
+/* At start, before any traffic: reads the log to its end (or every route's state) through the
+ * hooks, waiting for Redis (each command at most a third of the lease, up to 1 s). 0, or FL_EIO
+ * with the reason in err (the replica then starts from its own state store). Control thread. */
+int fl_cluster_join(char *err, size_t cap);
+
+/* Appends a decision to the log, fenced: only while this replica holds the lease and has read
+ * the log to its end (fl_cluster_is_leader). state and record are JSON texts (record an object
+ * without "seq"). Waits for Redis's answer (as long as fl_cluster_join). 0 with *seq, or
+ * FL_EINVAL (not the leader) / FL_EIO (Redis did not take it; the replica steps down and reads
+ * the log again before it may decide) with the reason in err. Control thread. */
+int fl_cluster_commit(const char *route, const char *state, const char *record, uint64_t *seq, char *err, size_t cap);
 
 /* At the drain: gives the lease up when held (so another replica leads at once), closes the
  * connection and the timers. Control thread. */

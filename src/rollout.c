@@ -44,6 +44,8 @@ static uv_loop_t *control_loop;
 static void (*republish_cb)(void);
 static bool republish_wanted;
 static const fl_conf_t *current_conf;      /* the snapshot the control thread serves; for callbacks */
+static fl_rollouts_share_fn share;         /* a cluster's log: a decision goes there first (fleet.c) */
+static char refused[256];                  /* why the last decision did not take effect ("": it did) */
 
 void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m, uv_loop_t *loop, void (*republish)(void)) {
   store = s;
@@ -51,6 +53,8 @@ void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m, uv_loop_t *loop,
   control_loop = loop;
   republish_cb = republish;
 }
+
+void fl_rollouts_share(fl_rollouts_share_fn fn) { share = fn; }
 
 static void republish_soon(void) {
   republish_wanted = true;
@@ -252,6 +256,24 @@ static void crash_point(const char *point) {
   for (size_t i = 0; i < decision.n_ev; i++) fl_test_crash_at(point, decision.ev[i].kind);
 }
 
+static void adopt(const fl_route_t *rt, const fl_route_state_t *st);
+
+/* The cluster's log did not take the decision (this replica does not lead, or Redis did not
+ * answer): it does not take effect. The route goes back to its state as last recorded. */
+static void decision_refused(const fl_route_t *rt) {
+  static fl_route_state_t st;
+  fl_log("route %s: decision not taken: %s", rt->name, refused);
+  for (size_t i = 0; i < decision.n_ev; i++) json_decref(decision.ev[i].detail);
+  decision.n_ev = 0;
+  if (held_window.r) release_held_window();
+  if (store && fl_store_get_route(store, rt->name, &st) == 0) {
+    adopt(rt, &st);
+  } else {
+    ro_t *r = ro_get(rt->name, false);
+    if (r) r->state = RO_IDLE;
+  }
+}
+
 /* Records the decision (route state, held window, events and their webhooks), then applies it:
  * the weight, and the canary's hold (rolled back or at its acceptance set at weight 0, rules may
  * not send users to it); then the webhooks are sent from the record. */
@@ -271,6 +293,10 @@ static void decision_commit(void) {
     d.events[i] = (fl_store_event_t){.route = rt->name, .actor = decision.ev[i].actor, .kind = decision.ev[i].kind,
                                      .detail = decision.ev[i].detail, .hooks = decision.ev[i].hook_ptrs,
                                      .n_hooks = decision.ev[i].n_hooks};
+  if (share && share(&d, refused, sizeof refused) != 0) {
+    decision_refused(rt);
+    return;
+  }
   record(&d, rt->name);
   if (d.window) release_held_window();
   crash_point("after_commit");
@@ -537,6 +563,13 @@ static int fail(char *err, size_t cap, int rc, const char *fmt, const char *what
   return rc;
 }
 
+/* What an action says once its decisions are made: 0, or FL_EIO when the cluster's log did not
+ * take one (nothing of it took effect). */
+static int taken(char *err, size_t cap) {
+  if (!refused[0]) return 0;
+  return fail(err, cap, FL_EIO, "not done: %s", refused);
+}
+
 /* In a cluster a manual action is taken by the leader only, until the shared state lets any
  * replica hand it on (docs/cluster.md). */
 static int follower_refuses(char *err, size_t cap) {
@@ -565,9 +598,13 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
   memset(r->verdicts, 0, sizeof r->verdicts);        /* this rollout's windows, not earlier ones' */
   r->generation++;
   current_conf = c;
-  if (r->spec.acceptance[0]) return start_acceptance(c, rt, r, actor, err, err_cap);
+  refused[0] = '\0';
+  if (r->spec.acceptance[0]) {
+    int rc = start_acceptance(c, rt, r, actor, err, err_cap);
+    return rc ? rc : taken(err, err_cap);
+  }
   begin_steps(rt, r, actor);
-  return 0;
+  return taken(err, err_cap);
 }
 
 int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, const char *actor, char *err,
@@ -580,6 +617,7 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   for (size_t i = 0; i < FL_ARRAY_LEN(known); i++) is_known |= strcmp(action, known[i]) == 0;
   if (!is_known) return fail(err, err_cap, FL_EPARSE, "unknown action \"%s\" (pause, resume, promote, abort, undo)", action);
   if (follower_refuses(err, err_cap)) return FL_EINVAL;
+  refused[0] = '\0';
   bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE);
   if (strcmp(action, "pause") == 0 && active && r->state == RO_PROGRESSING) {
     char why[64];
@@ -606,7 +644,7 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   } else {
     return fail(err, err_cap, FL_EINVAL, "cannot %s: no rollout in a state that allows it", action);
   }
-  return 0;
+  return taken(err, err_cap);
 }
 
 int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight_bp, const char *source,
@@ -621,8 +659,9 @@ int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight
   }
   char why[96];
   snprintf(why, sizeof why, "the canary weight was set to %.2f%% by hand (%s)", weight_bp / 100.0, source);
+  refused[0] = '\0';
   outside_weight(rt, weight_bp, source, detail ? detail : json_object(), why);
-  return 0;
+  return taken(err, err_cap);
 }
 
 /* ---- restore, describe, export ---- */
@@ -715,6 +754,40 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
   }
   if (r && state == RO_PROMOTED) restore_promotion(rt, r, st);
   json_decref(spec);
+}
+
+/* A route's state as the cluster's log has it (fleet.c), or as last recorded after a decision
+ * that did not take effect: the rollout, its spec and the weight, without events (they are the
+ * record's). A step or state that changed starts its evidence afresh. */
+static void adopt(const fl_route_t *rt, const fl_route_state_t *st) {
+  ro_t *r = ro_get(rt->name, true);
+  if (!r) return;
+  ro_state_t state = state_named(st->rollout_state);
+  json_t *spec = json_loads(st->spec_json, 0, NULL);
+  char err[256];
+  if (!spec || fl_rollout_spec_parse(spec, &r->spec, err, sizeof err) != 0) fl_rollout_spec_parse(NULL, &r->spec, err, sizeof err);
+  json_decref(spec);
+  bool moved = r->state != state || r->step != st->step;
+  r->state = state;
+  r->step = st->step;
+  r->failures = (uint32_t)FL_MAX(st->failures, 0);
+  snprintf(r->reason, sizeof r->reason, "%s", st->pause_reason);
+  bool promoted = state == RO_PROMOTED && st->previous_stable[0];
+  if (promoted != (r->promoted_from[0] != '\0') || (promoted && strcmp(r->promoted_to, st->canary_version) != 0)) {
+    snprintf(r->promoted_from, sizeof r->promoted_from, "%s", promoted ? st->previous_stable : "");
+    snprintf(r->promoted_to, sizeof r->promoted_to, "%s", promoted ? st->canary_version : "");
+    republish_soon();
+  }
+  if (moved && r->step >= 0 && (size_t)r->step < r->spec.n_steps) step_begin(rt, r);
+  r->evidence.looks = (uint32_t)FL_MAX(st->looks, 0);
+  if (!rt->live) return;
+  fl_live_set_held(rt->live, st->weight_bp == 0 && (state == RO_ROLLED_BACK || state == RO_ACCEPTANCE));
+  fl_live_set_weight(rt->live, st->weight_bp);
+}
+
+void fl_rollouts_adopt(const fl_route_state_t *st) {
+  const fl_route_t *rt = current_conf ? route_of(current_conf, st->route) : NULL;
+  if (rt) adopt(rt, st);                 /* before the first bind: the store has it, restore() reads it */
 }
 
 /* A new canary version has been judged by nothing: whatever judged the old one (a rollout in

@@ -51,6 +51,16 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
 int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight_bp, const char *source,
                           json_t *detail, char *err, size_t err_cap);
 
+/* In a cluster (fleet.c): every decision is offered to fn first, with the whole record (fn may
+ * set its setting_key/value, written in the same transaction); one fn refuses (non-zero, the
+ * reason in err) does not take effect, and the route goes back to its recorded state. */
+typedef int (*fl_rollouts_share_fn)(fl_store_decision_t *d, char *err, size_t cap);
+void fl_rollouts_share(fl_rollouts_share_fn fn);
+
+/* A route's state decided elsewhere (a record of the cluster's log, already in the store):
+ * taken as it is, weight included. A route the snapshot does not have is left to the store. */
+void fl_rollouts_adopt(const fl_route_state_t *st);
+
 /* The rollout state of a route for the API (new reference; {"state": "idle"} when none). */
 json_t *fl_rollout_json(const char *route);
 

@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "claim.h"
 #include "cluster.h"
+#include "fleet.h"
 #include "alog.h"
 #include "feedback.h"
 #include "metrics.h"
@@ -221,6 +222,7 @@ static void reload(void) {
     fl_log("reload: workers and listen take effect only at restart (admin.listen and share too)");
   fl_rollouts_bind(c, false);
   publish(c);
+  fl_fleet_set_conf(c);
   fl_retire_collect();
   fl_log("reloaded %s", c->path);
 }
@@ -239,6 +241,7 @@ static void republish(const char *why) {
   failing = false;
   fl_rollouts_bind(c, false);
   publish(c);
+  fl_fleet_set_conf(c);
   fl_retire_collect();
   fl_log("%s: published", why);
 }
@@ -319,6 +322,7 @@ static void on_tick(uv_timer_t *t) {
   fl_monitor_save_baselines(save_baseline, NULL);
   fl_resources_tick(fl_now_ms());
   fl_cluster_set_conf(ctl.conf);
+  fl_fleet_set_conf(ctl.conf);
   flush_store();
   fl_outbox_pump();                       /* outcomes marked; rows the backlog just wrote sent */
   fl_rollouts_tick(ctl.conf);
@@ -364,7 +368,6 @@ static int control_init(void) {
   int rc = fl_admin_start(ctl.loop, &ctl.conf->admin_listen, ctl.conf->admin_listen_share, ctl.conf->timeouts.header_ms,
                           &ctl.admin);
   if (rc < 0) fprintf(stderr, "fledge: admin listen %s: %s\n", ctl.conf->admin_listen.text, uv_strerror(rc));
-  if (rc == 0 && (rc = fl_cluster_start(ctl.loop, ctl.conf)) != 0) fprintf(stderr, "fledge: cluster: out of memory\n");
   return rc;
 }
 
@@ -449,6 +452,10 @@ static int open_store(void) {
   fl_outbox_init(ctl.store);              /* webhooks an earlier run owed are sent again */
   uv_timer_init(uv_default_loop(), &ctl.republish);
   fl_rollouts_init(ctl.store, &ctl.metrics, uv_default_loop(), republish_soon);
+  if (fl_cluster_start(uv_default_loop(), ctl.conf) != 0 || fl_fleet_start(ctl.store, ctl.conf) != 0) {
+    fprintf(stderr, "fledge: cluster: out of memory\n");
+    return FL_ENOMEM;
+  }
   fl_rollouts_bind(ctl.conf, true);
   if (fl_rollouts_take_republish()) republish("restored promotions");   /* before any traffic */
   return 0;

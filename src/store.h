@@ -92,6 +92,8 @@ typedef struct fl_store_decision {
   const fl_store_window_t *window;
   fl_store_event_t events[FL_DECISION_EVENTS];
   size_t n_events;
+  const char *setting_key, *setting_value;   /* a named value written with it (NULL: none): in a
+                                                cluster, how far this replica has read the decision log */
 } fl_store_decision_t;
 
 /* Writes the decision's route state, window, events and their outbox rows in one transaction:

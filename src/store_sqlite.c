@@ -562,6 +562,9 @@ static char *decision_sql(const fl_store_decision_t *d) {
   if (d->state) append_route(q, d->state);
   if (d->window) rc = append_window(q, d->window, now);
   for (size_t i = 0; i < d->n_events && rc == 0; i++) rc = append_event(q, &d->events[i], now);
+  if (d->setting_key && d->setting_value)
+    sqlite3_str_appendf(q, "INSERT OR REPLACE INTO settings(key, value) VALUES(%Q,%Q);", d->setting_key,
+                        d->setting_value);
   char *sql = sqlite3_str_finish(q);
   if (rc != 0 || !sql) {
     sqlite3_free(sql);

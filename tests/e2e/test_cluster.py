@@ -7,61 +7,11 @@ import signal
 import subprocess
 import time
 
+from fleet import LEASE_S, Fleet, cluster_of, leaders, one_leader, wait_for
 from harness import FLEDGE, Gateway, RedisServer, mock, request, route_yaml
 
-LEASE_S = 2.0
-
-
-def fleet_yaml(backend, redis, replica, extra=""):
-    return route_yaml(backend) + extra + (
-        "cluster: { redis: \"redis://127.0.0.1:%d/3\", name: t%d, replica: %s, lease: %dms }\n"
-        % (redis.port, redis.port, replica, int(LEASE_S * 1000)))
-
-
-def cluster_of(g):
-    r = request(g.admin, "GET", "/api/v1/cluster")
-    assert r.status == 200, (r.status, r.body)
-    return r.json()
-
-
-def leaders(gs):
-    return [g for g in gs if cluster_of(g)["leading"]]
-
-
-def wait_for(what, fn, timeout):
-    deadline = time.time() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError("not within %.1fs: %s" % (timeout, what))
-        time.sleep(0.05)
-
-
-def one_leader(gs, timeout=LEASE_S + 3):
-    found = wait_for("exactly one leader", lambda: (lambda ls: ls if len(ls) == 1 else None)(leaders(gs)), timeout)
-    return found[0]
-
-
-class Fleet:
-    """Three replicas r1..r3 of one config (r3's may differ by `extra3`), each with its own state."""
-
-    def __init__(self, backend, redis, extra3=""):
-        self.gs = []
-        for i, extra in enumerate(["", "", extra3]):
-            self.gs.append(Gateway(fleet_yaml(backend, redis, "r%d" % (i + 1), extra)))
-
-    def __enter__(self):
-        return self.gs
-
-    def __exit__(self, *exc):
-        for g in self.gs:
-            g.__exit__(*exc)
-
-
 def test_three_replicas_elect_exactly_one_leader_and_list_each_other():
-    with RedisServer() as redis, mock() as backend, Fleet(backend, redis, extra3="timeouts: { connect: 3s }\n") as gs:
+    with RedisServer() as redis, mock() as backend, Fleet(backend, redis, extras=("", "", "timeouts: { connect: 3s }\n")) as gs:
         leader = one_leader(gs)
         time.sleep(LEASE_S)                                # and it stays one over a whole lease
         assert leaders(gs) == [leader]

@@ -1,0 +1,192 @@
+/* fleet.c — the rollouts' side of a cluster: a decision is offered to the shared log first
+ * (cluster.c appends it in Redis under the leader's lease) and takes effect only once it is
+ * there; every replica applies the log's records, in order, to its state store (one transaction
+ * with how far it has read) and to its rollouts, so all serve the same weights and keep the same
+ * history, and a new leader goes on from the same step. docs/cluster.md. */
+#include "fleet.h"
+
+#include "cluster.h"
+#include "rollout.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define POSITION_KEY "cluster_log"          /* settings: "LOG-ID SEQ" */
+
+static fl_store_t *store;
+static const fl_conf_t *conf;
+
+#define STR(st, f) json_stringn((st)->f, strnlen((st)->f, sizeof (st)->f))
+
+json_t *fl_fleet_state_json(const fl_route_state_t *st) {
+  return json_pack("{s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:i, s:i, s:I, s:o, s:o, s:i}", "route", STR(st, route),
+                   "weight_bp", (json_int_t)st->weight_bp, "config_weight_bp", (json_int_t)st->config_weight_bp,
+                   "stable_version", STR(st, stable_version), "canary_version", STR(st, canary_version),
+                   "previous_stable", STR(st, previous_stable), "rollout_state", STR(st, rollout_state), "step",
+                   st->step, "failures", st->failures, "updated_ms", (json_int_t)st->updated_ms, "spec_json",
+                   STR(st, spec_json), "pause_reason", STR(st, pause_reason), "looks", st->looks);
+}
+
+static bool copy_str(const json_t *j, const char *key, char *out, size_t cap) {
+  const char *v = json_string_value(json_object_get(j, key));
+  if (!v || strlen(v) >= cap) return false;
+  memcpy(out, v, strlen(v) + 1);
+  return true;
+}
+
+static bool get_int(const json_t *j, const char *key, json_int_t lo, json_int_t hi, json_int_t *out) {
+  json_t *v = json_object_get(j, key);
+  if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) return false;
+  *out = json_integer_value(v);
+  return true;
+}
+
+int fl_fleet_state_parse(const json_t *j, fl_route_state_t *st) {
+  memset(st, 0, sizeof *st);
+  json_int_t w, cw, step, failures, updated, looks;
+  bool ok = copy_str(j, "route", st->route, sizeof st->route) && get_int(j, "weight_bp", 0, 10000, &w) &&
+            get_int(j, "config_weight_bp", 0, 10000, &cw) &&
+            copy_str(j, "stable_version", st->stable_version, sizeof st->stable_version) &&
+            copy_str(j, "canary_version", st->canary_version, sizeof st->canary_version) &&
+            copy_str(j, "previous_stable", st->previous_stable, sizeof st->previous_stable) &&
+            copy_str(j, "rollout_state", st->rollout_state, sizeof st->rollout_state) &&
+            get_int(j, "step", -1, INT32_MAX, &step) && get_int(j, "failures", 0, INT32_MAX, &failures) &&
+            get_int(j, "updated_ms", 0, INT64_MAX, &updated) &&
+            copy_str(j, "spec_json", st->spec_json, sizeof st->spec_json) &&
+            copy_str(j, "pause_reason", st->pause_reason, sizeof st->pause_reason) &&
+            get_int(j, "looks", 0, INT32_MAX, &looks);
+  if (!ok) return FL_EINVAL;
+  st->weight_bp = (uint32_t)w;
+  st->config_weight_bp = (uint32_t)cw;
+  st->step = (int32_t)step;
+  st->failures = (int32_t)failures;
+  st->updated_ms = updated;
+  st->looks = (int32_t)looks;
+  return 0;
+}
+
+/* {route, state, window?, events: [{actor, kind, detail}]}: what every replica records. The
+ * webhooks stay with the leader that made the decision (they are sent once). */
+static json_t *record_json(const fl_store_decision_t *d) {
+  json_t *events = json_array();
+  for (size_t i = 0; i < d->n_events; i++)
+    json_array_append_new(events, json_pack("{s:s, s:s, s:O?}", "actor", d->events[i].actor, "kind",
+                                            d->events[i].kind, "detail", d->events[i].detail));
+  json_t *rec = json_pack("{s:s, s:o, s:o}", "route", d->state->route, "state", fl_fleet_state_json(d->state),
+                          "events", events);
+  if (rec && d->window)
+    json_object_set_new(rec, "window", json_pack("{s:i, s:s, s:O?}", "step", d->window->step, "verdict",
+                                                 d->window->verdict, "analysis", d->window->analysis));
+  return rec;
+}
+
+static char position_text[64];
+
+static const char *position_of(const char *log_id, uint64_t seq) {
+  snprintf(position_text, sizeof position_text, "%s %" PRIu64, log_id, seq);
+  return position_text;
+}
+
+/* The rollouts' share hook: the decision goes into the log, or it does not take effect. */
+static int offer(fl_store_decision_t *d, char *err, size_t cap) {
+  if (!d->state) return 0;                   /* a window alone: this replica's own record */
+  if (!d->n_events && !fl_cluster_is_leader(NULL)) return 0;   /* a state written back as it is */
+  json_t *rec = record_json(d);
+  char *text = rec ? json_dumps(json_object_get(rec, "state"), JSON_COMPACT) : NULL;
+  char *whole = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+  json_decref(rec);
+  uint64_t seq = 0;
+  int rc = text && whole ? fl_cluster_commit(d->state->route, text, whole, &seq, err, cap) : FL_ENOMEM;
+  if (rc == FL_ENOMEM) snprintf(err, cap, "out of memory");
+  free(text);
+  free(whole);
+  if (rc != 0) return rc;
+  d->setting_key = POSITION_KEY;
+  d->setting_value = position_of(fl_cluster_log_id(), seq);
+  return 0;
+}
+
+static void commit_here(const fl_store_decision_t *d) {
+  int rc = fl_store_commit_decision(store, d);
+  if (rc != 0) fl_log("state store: cannot record a decision of the shared log (%s)%s", fl_store_error(store),
+                      rc == FL_EIO ? "; kept to be written later" : "");
+}
+
+/* A record of the log: the same decision, recorded here whole (route state, window, events and
+ * the position, one transaction), then taken by the rollouts; without its state, its history
+ * only (the state comes whole after it). */
+static void apply(json_t *rec, const char *log_id, uint64_t seq, bool with_state) {
+  static fl_route_state_t st;                /* large; control thread only */
+  if (fl_fleet_state_parse(json_object_get(rec, "state"), &st) != 0) {
+    fl_log("cluster: record %" PRIu64 " of the shared log has no valid route state; skipped", seq);
+    return;
+  }
+  fl_store_decision_t d = {.state = with_state ? &st : NULL, .setting_key = POSITION_KEY,
+                           .setting_value = position_of(log_id, seq)};
+  json_t *w = json_object_get(rec, "window");
+  fl_store_window_t win = {st.route, (int32_t)json_integer_value(json_object_get(w, "step")),
+                           json_string_value(json_object_get(w, "verdict")), json_object_get(w, "analysis")};
+  if (json_is_object(w)) d.window = &win;
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(rec, "events"), i, e) {
+    if (d.n_events == FL_DECISION_EVENTS) break;
+    d.events[d.n_events++] = (fl_store_event_t){.route = st.route,
+                                                .actor = json_string_value(json_object_get(e, "actor")),
+                                                .kind = json_string_value(json_object_get(e, "kind")),
+                                                .detail = json_object_get(e, "detail")};
+  }
+  commit_here(&d);
+  if (with_state) fl_rollouts_adopt(&st);
+}
+
+/* A route's state taken whole (no events: the log no longer has them, or never had). */
+static void adopt(const char *route, json_t *state, const char *log_id, uint64_t seq) {
+  static fl_route_state_t st;
+  if (fl_fleet_state_parse(state, &st) != 0 || strcmp(st.route, route) != 0) {
+    fl_log("cluster: the shared state of route %s is not valid; skipped", route);
+    return;
+  }
+  commit_here(&(fl_store_decision_t){.state = &st, .setting_key = POSITION_KEY,
+                                     .setting_value = position_of(log_id, seq)});
+  fl_rollouts_adopt(&st);
+}
+
+/* Every route's state in the store, for a log begun anew. */
+static json_t *states(void) {
+  static fl_route_state_t st;
+  json_t *all = json_object();
+  for (size_t i = 0; conf && all && i < conf->n_routes; i++)
+    if (fl_store_get_route(store, conf->routes[i].name, &st) == 0)
+      json_object_set_new(all, st.route, fl_fleet_state_json(&st));
+  return all;
+}
+
+static void position(const char *log_id, uint64_t seq) {
+  if (fl_store_put_setting(store, POSITION_KEY, position_of(log_id, seq)) != 0)
+    fl_log("state store: cannot note the position in the shared log (%s)", fl_store_error(store));
+}
+
+void fl_fleet_set_conf(const fl_conf_t *c) { conf = c; }
+
+int fl_fleet_start(fl_store_t *s, const fl_conf_t *c) {
+  if (!c->cluster) return 0;
+  store = s;
+  conf = c;
+  char id[40] = "", *saved = NULL;
+  uint64_t seq = 0;
+  if (fl_store_get_setting(store, POSITION_KEY, &saved) == 0 && sscanf(saved, "%39s %" SCNu64, id, &seq) != 2) {
+    id[0] = '\0';
+    seq = 0;
+  }
+  free(saved);
+  static const fl_cluster_hooks_t hooks = {apply, adopt, states, position};
+  fl_cluster_set_hooks(&hooks, id, seq);
+  fl_rollouts_share(offer);
+  char err[300];
+  if (fl_cluster_join(err, sizeof err) != 0)
+    fl_log("cluster: cannot read the shared decision log at start (%s); starting from this replica's own state",
+           err);
+  return 0;
+}

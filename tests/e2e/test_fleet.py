@@ -1,0 +1,131 @@
+"""One rollout across a fleet (issue 16): three `fledge serve` replicas share one real
+redis-server. Every decision is a record of a log in Redis, written under the leader's lease
+before it takes effect; every replica applies it within a second, keeps the same history, and a
+new leader goes on from the same step. Redis gone: all serve on with the same weights, no step
+is taken; Redis back (empty): the rollout goes on."""
+import signal
+import time
+
+from fleet import LEASE_S, Fleet, cluster_of, fleet_yaml, one_leader, wait_for
+from harness import Gateway, RedisServer, chat, mock, request
+
+TOKEN = "fleet-test-token-0123456789"
+AUTH = {"authorization": "Bearer " + TOKEN, "content-type": "application/json"}
+WITH_TOKEN = dict(env={"FL_TOKEN": TOKEN}, admin_extra="  token_env: FL_TOKEN\n")
+# windows of 1 s with a handful of requests: the leader judges what it sees itself
+SPEC = {"steps": [10, 30, 60, 100], "interval": "1s", "min_requests": 5, "max_failures": 3,
+        "checks": [{"metric": "error_rate", "max_increase": 0.2}]}
+
+
+def weight(g):
+    return request(g.admin, "GET", "/api/v1/routes/chat").json()["canary_weight"]
+
+
+def rollout(g):
+    return request(g.admin, "GET", "/api/v1/routes/chat").json()["rollout"]
+
+
+def history(g):
+    return [(e["kind"], e["detail"].get("to")) for e in
+            request(g.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]]
+
+
+def traffic(gs, n):
+    """n requests to each replica; every one must be answered 200."""
+    for g in gs:
+        for i in range(n):
+            r = request(g.port, "POST", "/v1/chat/completions", {"x-user-id": "u%d" % i}, chat())
+            assert r.status == 200, (g.port, r.status, r.body)
+
+
+class Traffic:
+    """Background requests to every replica, as a load balancer would spread them."""
+
+    def __init__(self, gs):
+        from harness import Load
+        self.loads = [Load(g.port, threads=2, rate=40) for g in gs]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for l in self.loads:
+            l.__exit__(*exc)
+
+
+def test_a_weight_set_on_the_leader_reaches_every_replica_within_a_second_with_the_same_history():
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        wait_for("every replica on the log", lambda: all(weight(g) == 20 for g in gs), 3)
+        r = request(leader.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 55})
+        assert r.status == 200, r.body
+        t0 = time.time()
+        wait_for("55% everywhere", lambda: all(weight(g) == 55 for g in gs), 3, every=0.02)
+        took = time.time() - t0
+        print("    weight on every replica %.2fs after the leader's answer" % took)
+        assert took <= 1.0, took
+        for g in gs:                                   # the same record in every replica's history
+            assert history(g).count(("weight", 55)) == 1, history(g)
+            answers = [request(g.port, "POST", "/v1/chat/completions", {"x-user-id": "w%d" % i}, chat())
+                       .header("x-fledge-variant") for i in range(200)]
+            assert 80 <= answers.count("canary") <= 140, answers.count("canary")   # 55% of 200, give or take
+
+
+def test_a_replica_restarted_joins_with_the_current_weight_before_it_takes_traffic():
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        follower = [g for g in gs if g is not leader][0]
+        name = cluster_of(follower)["replica"]
+        state_dir = follower.state_dir
+        follower.stop()
+        assert request(leader.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 0}).status == 200
+        again = Gateway(fleet_yaml(v1, redis, name, canary=v2), state_dir=state_dir, **WITH_TOKEN)
+        try:
+            assert weight(again) == 0                  # the first thing it says, without waiting
+            for i in range(30):
+                r = request(again.port, "POST", "/v1/chat/completions", {"x-user-id": "j%d" % i}, chat())
+                assert r.header("x-fledge-variant") == "stable"
+            assert history(again).count(("weight", 0)) == 1, history(again)
+        finally:
+            again.__exit__(None, None, None)
+
+
+def test_a_leader_killed_mid_rollout_is_followed_from_the_same_step_and_no_step_is_taken_twice():
+    with RedisServer() as redis, mock() as v1, mock() as v2, \
+            Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs, Traffic(gs):
+        leader = one_leader(gs)
+        assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, SPEC).status == 200
+        wait_for("step 1", lambda: rollout(leader)["step"] >= 1, 10, every=0.1)
+        leader.stop(signal.SIGKILL)
+        rest = [g for g in gs if g is not leader]
+        step = max(rollout(g)["step"] for g in rest)
+        second = one_leader(rest, timeout=LEASE_S + 2)
+        assert rollout(second)["step"] >= step          # it goes on from where the log was
+        wait_for("promoted everywhere", lambda: all(rollout(g)["state"] == "promoted" for g in rest), 20, every=0.2)
+        for g in rest:
+            h = history(g)
+            assert [k for k in h if k[0] in ("rollout_started", "step", "promoted")] == [
+                ("rollout_started", 10), ("step", 30), ("step", 60), ("promoted", 100)], h
+            assert weight(g) == 100
+
+
+def test_without_redis_every_replica_serves_the_same_weight_and_the_rollout_goes_on_when_it_is_back():
+    with RedisServer() as redis, mock() as v1, mock() as v2, \
+            Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs, Traffic(gs):
+        leader = one_leader(gs)
+        assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, SPEC).status == 200
+        wait_for("step 1 everywhere", lambda: all(rollout(g)["step"] == 1 for g in gs), 10, every=0.1)
+        redis.stop(signal.SIGKILL)
+        time.sleep(LEASE_S + 1)                        # the leader steps down; nobody decides
+        weights = [weight(g) for g in gs]
+        steps = [rollout(g)["step"] for g in gs]
+        assert len(set(weights)) == 1 and len(set(steps)) == 1, (weights, steps)
+        traffic(gs, 20)                                # serving, no errors
+        time.sleep(2)                                  # two more windows' time: still no step
+        assert [weight(g) for g in gs] == weights and [rollout(g)["step"] for g in gs] == steps
+        redis.restart()                                # empty: the new leader seeds it from its state
+        wait_for("promoted everywhere", lambda: all(rollout(g)["state"] == "promoted" for g in gs), 25, every=0.2)
+        for g in gs:
+            h = history(g)
+            assert [k for k in h if k[0] in ("rollout_started", "step", "promoted")] == [
+                ("rollout_started", 10), ("step", 30), ("step", 60), ("promoted", 100)], h
