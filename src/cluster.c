@@ -54,7 +54,7 @@ static struct {
   char host[256], password[256], name[65], replica[65], admin[64];
   uint16_t port;
   uint32_t db, lease_ms, tick_ms, backoff_ms;
-  char key_leader[96], key_epoch[96], key_replicas[96], key_seq[96], key_log[96], key_log_id[96], key_state[96];
+  char key_leader[96], key_epoch[96], key_replicas[96], key_counts[96], key_seq[96], key_log[96], key_log_id[96], key_state[96];
   uint64_t errors;
   unsigned pending;                  /* commands sent, not answered */
   uint64_t last_reply_ms, connect_started_ms;
@@ -189,13 +189,31 @@ static void on_replicas_read(redisAsyncContext *ac, void *reply, void *priv) {
     if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
     json_t *beat = json_loadb(v->str, v->len, 0, NULL);
     json_int_t at = json_integer_value(json_object_get(beat, "time_ms"));
-    if (cl.leader && (!beat || (uint64_t)at + CL_STALE_MS < now))      /* the leader sweeps */
+    if (cl.leader && (!beat || (uint64_t)at + CL_STALE_MS < now)) {    /* the leader sweeps */
       send_cmd(on_ignore, "HDEL", "HDEL %s %b", cl.key_replicas, k->str, k->len);
+      send_cmd(on_ignore, "HDEL", "HDEL %s %b", cl.key_counts, k->str, k->len);
+    }
     else if (beat) json_object_set(all, k->str, beat);
     json_decref(beat);
   }
   json_decref(cl.replicas);
   cl.replicas = all;
+}
+
+/* The other replicas' numbers: every replica reads them, so that one that comes to lead has a
+ * recent view to begin its windows from. */
+static void on_counts_read(redisAsyncContext *ac, void *reply, void *priv) {
+  redisReply *r = reply;
+  if (!answered(r, "HGETALL counts") || r->type != REDIS_REPLY_ARRAY || !cl.hooks.remote) return;
+  json_t *others = json_object();
+  for (size_t i = 0; others && i + 1 < r->elements; i += 2) {
+    const redisReply *k = r->element[i], *v = r->element[i + 1];
+    if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || strcmp(k->str, cl.replica) == 0) continue;
+    json_t *c = json_loadb(v->str, v->len, 0, NULL);
+    if (c) json_object_set_new(others, k->str, c);
+  }
+  cl.hooks.remote(others);
+  json_decref(others);
 }
 
 static void heartbeat(uint64_t now) {
@@ -209,6 +227,10 @@ static void heartbeat(uint64_t now) {
   free(text);
   send_cmd(on_leader_read, NULL, "GET %s", cl.key_leader);
   send_cmd(on_replicas_read, NULL, "HGETALL %s", cl.key_replicas);
+  char *counts = cl.hooks.counts ? cl.hooks.counts() : NULL;
+  if (counts) send_cmd(on_ignore, "HSET counts", "HSET %s %s %s", cl.key_counts, cl.replica, counts);
+  free(counts);
+  if (cl.hooks.remote) send_cmd(on_counts_read, NULL, "HGETALL %s", cl.key_counts);
 }
 
 /* ---- the decision log ----
@@ -634,6 +656,7 @@ int fl_cluster_start(uv_loop_t *loop, const fl_conf_t *c) {
   snprintf(cl.key_leader, sizeof cl.key_leader, "%s:leader", cc->name);
   snprintf(cl.key_epoch, sizeof cl.key_epoch, "%s:epoch", cc->name);
   snprintf(cl.key_replicas, sizeof cl.key_replicas, "%s:replicas", cc->name);
+  snprintf(cl.key_counts, sizeof cl.key_counts, "%s:counts", cc->name);
   snprintf(cl.key_seq, sizeof cl.key_seq, "%s:seq", cc->name);
   snprintf(cl.key_log, sizeof cl.key_log, "%s:log", cc->name);
   snprintf(cl.key_log_id, sizeof cl.key_log_id, "%s:log_id", cc->name);

@@ -53,6 +53,10 @@ typedef struct fl_cluster_hooks {
   void (*adopt)(const char *route, json_t *state, const char *log_id, uint64_t seq);
   json_t *(*states)(void);
   void (*position)(const char *log_id, uint64_t seq);
+  char *(*counts)(void);              /* this replica's numbers as JSON text (malloc'd), sent with
+                                         each heartbeat */
+  void (*remote)(json_t *others);     /* the other replicas' numbers as last read: replica -> the
+                                         parsed text of its counts (borrowed) */
 } fl_cluster_hooks_t;
 
 /* The hooks, and how far this replica had applied the log (from its state store; "" and 0:

@@ -6,7 +6,11 @@
 #include "fleet.h"
 
 #include "cluster.h"
+#include "monitor.h"
 #include "rollout.h"
+
+#include <sys/random.h>
+#include <time.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,6 +20,10 @@
 
 static fl_store_t *store;
 static const fl_conf_t *conf;
+static const fl_metrics_src_t *metrics;
+static char boot[17];                       /* this process's run, so a restart is told apart */
+static int64_t boot_ms;                     /* and when it began (wall clock) */
+static json_t *others;                      /* replica -> its counts as last read (not this one) */
 
 #define STR(st, f) json_stringn((st)->f, strnlen((st)->f, sizeof (st)->f))
 
@@ -170,10 +178,149 @@ static void position(const char *log_id, uint64_t seq) {
 
 void fl_fleet_set_conf(const fl_conf_t *c) { conf = c; }
 
-int fl_fleet_start(fl_store_t *s, const fl_conf_t *c) {
+/* ---- counts: each replica's numbers in Redis, added up by whoever judges ---- */
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* {count, sum_us, b: [[bucket, n], ...]} with the buckets that are not empty. */
+static json_t *hist_json(const fl_hist_snap_t *h) {
+  json_t *b = json_array();
+  for (unsigned i = 0; i < FL_HIST_BUCKETS; i++)
+    if (h->bucket[i]) json_array_append_new(b, json_pack("[I,I]", (json_int_t)i, (json_int_t)h->bucket[i]));
+  return json_pack("{s:I, s:I, s:o}", "count", (json_int_t)h->count, "sum_us", (json_int_t)h->sum_us, "b", b);
+}
+
+static bool hist_parse(const json_t *j, fl_hist_snap_t *h) {
+  memset(h, 0, sizeof *h);
+  h->count = (uint64_t)json_integer_value(json_object_get(j, "count"));
+  h->sum_us = (uint64_t)json_integer_value(json_object_get(j, "sum_us"));
+  size_t i;
+  json_t *pair;
+  json_array_foreach(json_object_get(j, "b"), i, pair) {
+    json_int_t at = json_integer_value(json_array_get(pair, 0));
+    if (at < 0 || at >= FL_HIST_BUCKETS) return false;
+    h->bucket[at] = (uint64_t)json_integer_value(json_array_get(pair, 1));
+  }
+  return json_is_object(j);
+}
+
+static json_t *snap_json(const fl_series_snap_t *s) {
+  json_t *data = json_array();
+  const uint64_t *d = (const uint64_t *)&s->data;
+  for (size_t i = 0; i < FL_DATA_COUNTERS; i++) json_array_append_new(data, json_integer((json_int_t)d[i]));
+  return json_pack("{s:I, s:I, s:I, s:o, s:o, s:o, s:f, s:f}", "requests", (json_int_t)s->requests, "errors",
+                   (json_int_t)s->errors, "completion_tokens", (json_int_t)s->completion_tokens, "duration",
+                   hist_json(&s->duration), "ttft", hist_json(&s->ttft), "data", data, "feedback_sum",
+                   s->data.feedback_sum, "feedback_sumsq", s->data.feedback_sumsq);
+}
+
+/* False for anything this build would not count the same way (another build's data counters). */
+static bool snap_parse(const json_t *j, fl_series_snap_t *s) {
+  memset(s, 0, sizeof *s);
+  json_t *data = json_object_get(j, "data");
+  if (!json_is_object(j) || json_array_size(data) != FL_DATA_COUNTERS) return false;
+  s->requests = (uint64_t)json_integer_value(json_object_get(j, "requests"));
+  s->errors = (uint64_t)json_integer_value(json_object_get(j, "errors"));
+  s->completion_tokens = (uint64_t)json_integer_value(json_object_get(j, "completion_tokens"));
+  uint64_t *d = (uint64_t *)&s->data;
+  for (size_t i = 0; i < FL_DATA_COUNTERS; i++) d[i] = (uint64_t)json_integer_value(json_array_get(data, i));
+  s->data.feedback_sum = json_number_value(json_object_get(j, "feedback_sum"));
+  s->data.feedback_sumsq = json_number_value(json_object_get(j, "feedback_sumsq"));
+  return hist_parse(json_object_get(j, "duration"), &s->duration) && hist_parse(json_object_get(j, "ttft"), &s->ttft);
+}
+
+static const char *const VARIANT_KEY[FL_NVARIANTS] = {"stable", "canary"};
+
+/* This replica's cumulative numbers of every route's variants, for the heartbeat. */
+static char *counts(void) {
+  static fl_series_snap_t snap;
+  json_t *routes = json_object();
+  for (size_t i = 0; conf && routes && i < conf->n_routes; i++) {
+    const fl_route_t *rt = &conf->routes[i];
+    json_t *variants = json_object();
+    for (int id = FL_STABLE; id < FL_NVARIANTS; id++) {
+      if (id == FL_CANARY && !rt->has_canary) continue;
+      memset(&snap, 0, sizeof snap);
+      fl_metrics_series(metrics, rt->variant[id].series, &snap);
+      fl_monitor_data(rt->variant[id].series, &snap.data);
+      json_object_set_new(variants, VARIANT_KEY[id],
+                          json_pack("{s:s, s:o}", "version", rt->variant[id].version, "snap", snap_json(&snap)));
+    }
+    json_object_set_new(routes, rt->name, variants);
+  }
+  json_t *all = json_pack("{s:s, s:I, s:o}", "boot", boot, "boot_ms", (json_int_t)boot_ms, "routes", routes);
+  char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
+  json_decref(all);
+  return text;
+}
+
+static void remote(json_t *all) {
+  json_decref(others);
+  others = json_incref(all);
+}
+
+/* A replica's entry for a route's variant at this version, or NULL. */
+static const json_t *entry(const json_t *c, const char *route, fl_variant_id_t id, const char *version) {
+  const json_t *e = json_object_get(json_object_get(json_object_get(c, "routes"), route), VARIANT_KEY[id]);
+  const char *v = json_string_value(json_object_get(e, "version"));
+  return v && strcmp(v, version) == 0 ? e : NULL;
+}
+
+/* Where each other replica stands now, for a step's beginning: {at_ms, replicas: {name: {boot, snap}}}. */
+static json_t *mark(const char *route, fl_variant_id_t id, const char *version) {
+  json_t *marks = json_object();
+  const char *name;
+  json_t *c;
+  json_object_foreach(others, name, c) {
+    const json_t *e = entry(c, route, id, version);
+    if (e)
+      json_object_set_new(marks, name, json_pack("{s:O, s:O}", "boot", json_object_get(c, "boot"), "snap",
+                                                 json_object_get(e, "snap")));
+  }
+  return json_pack("{s:I, s:o}", "at_ms", (json_int_t)wall_ms(), "replicas", marks);
+}
+
+/* Adds what each other replica did since marks to win; returns how many replicas it added. A
+ * replica with no mark counts from zero only when its run began after the mark (a replica new
+ * to the fleet, or one restarted): its numbers are all the window's. */
+static unsigned add(const char *route, fl_variant_id_t id, const char *version, const json_t *marks,
+                    fl_series_snap_t *win) {
+  static fl_series_snap_t now, start;
+  unsigned added = 0;
+  json_int_t at_ms = json_integer_value(json_object_get(marks, "at_ms"));
+  const char *name;
+  json_t *c;
+  json_object_foreach(others, name, c) {
+    const json_t *e = entry(c, route, id, version);
+    if (!e || !snap_parse(json_object_get(e, "snap"), &now)) continue;
+    const json_t *m = json_object_get(json_object_get(marks, "replicas"), name);
+    bool same_run = m && json_equal(json_object_get(m, "boot"), json_object_get(c, "boot"));
+    if (same_run) {
+      if (!snap_parse(json_object_get(m, "snap"), &start) || now.requests < start.requests) continue;
+    } else if (json_integer_value(json_object_get(c, "boot_ms")) >= at_ms - 1000) {
+      memset(&start, 0, sizeof start);
+    } else {
+      continue;                                  /* there before the mark, its start unknown */
+    }
+    fl_window_add_diff(win, &now, &start);
+    added++;
+  }
+  return added;
+}
+
+int fl_fleet_start(fl_store_t *s, const fl_metrics_src_t *m, const fl_conf_t *c) {
   if (!c->cluster) return 0;
   store = s;
+  metrics = m;
   conf = c;
+  uint8_t raw[8];
+  if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) return FL_EIO;
+  for (size_t i = 0; i < sizeof raw; i++) snprintf(boot + 2 * i, 3, "%02x", raw[i]);
+  boot_ms = wall_ms();
   char id[40] = "", *saved = NULL;
   uint64_t seq = 0;
   if (fl_store_get_setting(store, POSITION_KEY, &saved) == 0 && sscanf(saved, "%39s %" SCNu64, id, &seq) != 2) {
@@ -181,9 +328,10 @@ int fl_fleet_start(fl_store_t *s, const fl_conf_t *c) {
     seq = 0;
   }
   free(saved);
-  static const fl_cluster_hooks_t hooks = {apply, adopt, states, position};
+  static const fl_cluster_hooks_t hooks = {apply, adopt, states, position, counts, remote};
   fl_cluster_set_hooks(&hooks, id, seq);
-  fl_rollouts_share(offer);
+  static const fl_rollouts_remote_t others_numbers = {mark, add};
+  fl_rollouts_share(offer, &others_numbers);
   char err[300];
   if (fl_cluster_join(err, sizeof err) != 0)
     fl_log("cluster: cannot read the shared decision log at start (%s); starting from this replica's own state",

@@ -5,14 +5,16 @@
 #define FL_FLEET_H
 
 #include "conf.h"
+#include "metrics.h"
 #include "store.h"
 
 /* With c->cluster: where this replica stands in the log (from the store), the hooks into the
- * cluster and the rollouts, then the join: the log read to its end into the store, before the
+ * cluster (this replica's numbers, from metrics, go to Redis with each heartbeat; the others'
+ * come back and are added to every window it judges) and the rollouts, then the join: the log read to its end into the store, before the
  * rollouts are bound and any traffic is taken. Redis out of reach at start is logged and the
  * replica starts from its own store (fail static). The store outlives every other call. Call
- * after fl_cluster_start. Returns 0 or FL_ENOMEM. */
-int fl_fleet_start(fl_store_t *store, const fl_conf_t *c);
+ * after fl_cluster_start. Returns 0 or FL_EIO (no random bytes for the run's id). */
+int fl_fleet_start(fl_store_t *store, const fl_metrics_src_t *metrics, const fl_conf_t *c);
 
 /* The snapshot in force (its routes are the ones a log begun anew is seeded with); not kept
  * beyond the next call. */

@@ -27,6 +27,7 @@ typedef struct ro {
   uint32_t failures;
   uint64_t step_start_ms;            /* the step's evidence is what came since */
   fl_series_snap_t start_canary, start_stable;
+  json_t *marks[FL_NVARIANTS];       /* in a cluster: where the other replicas stood then */
   fl_evidence_t evidence;
   json_t *last_analysis;
   uint64_t verdicts[3];              /* windows by verdict, for metrics */
@@ -45,6 +46,7 @@ static void (*republish_cb)(void);
 static bool republish_wanted;
 static const fl_conf_t *current_conf;      /* the snapshot the control thread serves; for callbacks */
 static fl_rollouts_share_fn share;         /* a cluster's log: a decision goes there first (fleet.c) */
+static const fl_rollouts_remote_t *remote; /* and the other replicas' numbers */
 static char refused[256];                  /* why the last decision did not take effect ("": it did) */
 
 void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m, uv_loop_t *loop, void (*republish)(void)) {
@@ -54,7 +56,10 @@ void fl_rollouts_init(fl_store_t *s, const fl_metrics_src_t *m, uv_loop_t *loop,
   republish_cb = republish;
 }
 
-void fl_rollouts_share(fl_rollouts_share_fn fn) { share = fn; }
+void fl_rollouts_share(fl_rollouts_share_fn fn, const fl_rollouts_remote_t *others) {
+  share = fn;
+  remote = others;
+}
 
 static void republish_soon(void) {
   republish_wanted = true;
@@ -381,6 +386,10 @@ static void step_begin(const fl_route_t *rt, ro_t *r) {
   r->evidence = (fl_evidence_t){0};
   snapshot(rt, FL_CANARY, &r->start_canary);
   snapshot(rt, FL_STABLE, &r->start_stable);
+  for (int id = FL_STABLE; id < FL_NVARIANTS; id++) {
+    json_decref(r->marks[id]);
+    r->marks[id] = remote ? remote->mark(rt->name, (fl_variant_id_t)id, rt->variant[id].version) : NULL;
+  }
 }
 
 static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
@@ -391,6 +400,11 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   snapshot(rt, FL_STABLE, &now_s);
   fl_window_diff(&now_c, &r->start_canary, &win_c);
   fl_window_diff(&now_s, &r->start_stable, &win_s);
+  unsigned replicas = 1;                     /* in a cluster, the others' share of the window */
+  if (remote) {
+    replicas += remote->add(rt->name, FL_CANARY, rt->variant[FL_CANARY].version, r->marks[FL_CANARY], &win_c);
+    remote->add(rt->name, FL_STABLE, rt->variant[FL_STABLE].version, r->marks[FL_STABLE], &win_s);
+  }
   for (size_t i = 0; i < r->spec.n_checks; i++) {
     const fl_check_t *k = &r->spec.checks[i];
     if (k->kind == FL_CHECK_BACKEND) {
@@ -407,6 +421,7 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   json_t *a = fl_analysis_run(&r->spec, &r->evidence, &win_c, &win_s, due ? drift : NULL, v);
   json_object_set_new(a, "drift", fl_monitor_drift_json(drift, drift_set));
   json_object_set_new(a, "step", json_integer(r->step));
+  if (remote) json_object_set_new(a, "replicas", json_integer(replicas));
   json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
   r->verdicts[*v]++;
   hold_window(r, *v, a);
@@ -963,6 +978,8 @@ void fl_rollouts_shutdown(void) {
   while (rollouts) {
     ro_t *next = rollouts->next;
     json_decref(rollouts->last_analysis);
+    json_decref(rollouts->marks[FL_STABLE]);
+    json_decref(rollouts->marks[FL_CANARY]);
     free(rollouts);
     rollouts = next;
   }

@@ -55,7 +55,15 @@ int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight
  * set its setting_key/value, written in the same transaction); one fn refuses (non-zero, the
  * reason in err) does not take effect, and the route goes back to its recorded state. */
 typedef int (*fl_rollouts_share_fn)(fl_store_decision_t *d, char *err, size_t cap);
-void fl_rollouts_share(fl_rollouts_share_fn fn);
+/* And the other replicas' numbers: mark notes where each stands when a step begins (a new
+ * reference, kept with the step), add adds what each did since to a window and says how many
+ * it added. */
+typedef struct fl_rollouts_remote {
+  json_t *(*mark)(const char *route, fl_variant_id_t id, const char *version);
+  unsigned (*add)(const char *route, fl_variant_id_t id, const char *version, const json_t *marks,
+                  fl_series_snap_t *win);
+} fl_rollouts_remote_t;
+void fl_rollouts_share(fl_rollouts_share_fn fn, const fl_rollouts_remote_t *remote);
 
 /* A route's state decided elsewhere (a record of the cluster's log, already in the store):
  * taken as it is, weight included. A route the snapshot does not have is left to the store. */

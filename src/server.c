@@ -452,7 +452,7 @@ static int open_store(void) {
   fl_outbox_init(ctl.store);              /* webhooks an earlier run owed are sent again */
   uv_timer_init(uv_default_loop(), &ctl.republish);
   fl_rollouts_init(ctl.store, &ctl.metrics, uv_default_loop(), republish_soon);
-  if (fl_cluster_start(uv_default_loop(), ctl.conf) != 0 || fl_fleet_start(ctl.store, ctl.conf) != 0) {
+  if (fl_cluster_start(uv_default_loop(), ctl.conf) != 0 || fl_fleet_start(ctl.store, &ctl.metrics, ctl.conf) != 0) {
     fprintf(stderr, "fledge: cluster: out of memory\n");
     return FL_ENOMEM;
   }

@@ -5,20 +5,24 @@
 #include <stddef.h>
 #include <string.h>
 
+void fl_window_add_diff(fl_series_snap_t *acc, const fl_series_snap_t *end, const fl_series_snap_t *start) {
+  acc->requests += end->requests - start->requests;
+  acc->errors += end->errors - start->errors;
+  acc->completion_tokens += end->completion_tokens - start->completion_tokens;
+  fl_hist_snap_add_diff(&acc->duration, &end->duration, &start->duration);
+  fl_hist_snap_add_diff(&acc->ttft, &end->ttft, &start->ttft);
+  const uint64_t *e = (const uint64_t *)&end->data, *b = (const uint64_t *)&start->data;
+  uint64_t *o = (uint64_t *)&acc->data;
+  for (size_t i = 0; i < FL_DATA_COUNTERS; i++) o[i] += e[i] - b[i];
+  acc->data.feedback_sum += end->data.feedback_sum - start->data.feedback_sum;
+  acc->data.feedback_sumsq += end->data.feedback_sumsq - start->data.feedback_sumsq;
+}
+
 void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out) {
   memset(out, 0, sizeof *out);
   out->series = end->series;
   out->series_gen = end->series_gen;
-  out->requests = end->requests - start->requests;
-  out->errors = end->errors - start->errors;
-  out->completion_tokens = end->completion_tokens - start->completion_tokens;
-  fl_hist_snap_add_diff(&out->duration, &end->duration, &start->duration);
-  fl_hist_snap_add_diff(&out->ttft, &end->ttft, &start->ttft);
-  const uint64_t *e = (const uint64_t *)&end->data, *b = (const uint64_t *)&start->data;
-  uint64_t *o = (uint64_t *)&out->data;
-  for (size_t i = 0; i < offsetof(fl_data_snap_t, feedback_sum) / sizeof(uint64_t); i++) o[i] = e[i] - b[i];
-  out->data.feedback_sum = end->data.feedback_sum - start->data.feedback_sum;
-  out->data.feedback_sumsq = end->data.feedback_sumsq - start->data.feedback_sumsq;
+  fl_window_add_diff(out, end, start);
   out->has_process = end->has_process;         /* resources are levels: the window's end */
   out->process_rss = end->process_rss;
   out->process_cpu = end->process_cpu;           /* backend levels: set by the window's close */

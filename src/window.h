@@ -9,6 +9,7 @@
 #include "hist.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* A series' data counters since start (filled by fl_monitor_data). Every field before
@@ -20,6 +21,7 @@ typedef struct fl_data_snap {
   uint64_t feedback;                   /* feedback count and score sums (feedback.h) */
   double feedback_sum, feedback_sumsq;
 } fl_data_snap_t;
+#define FL_DATA_COUNTERS (offsetof(fl_data_snap_t, feedback_sum) / sizeof(uint64_t))
 
 /* A series' cumulative numbers at one moment, for analysis windows (the difference of two). */
 typedef struct fl_series_snap {
@@ -37,6 +39,10 @@ typedef struct fl_series_snap {
 /* One window's numbers of a variant: the difference of two cumulative snapshots (levels, such as
  * a process's memory, are the end's). */
 void fl_window_diff(const fl_series_snap_t *end, const fl_series_snap_t *start, fl_series_snap_t *out);
+
+/* acc += end − start for the counted parts (answers, errors, tokens, histograms, data counters),
+ * start an earlier snapshot of the same cumulative series: another replica's share of a window. */
+void fl_window_add_diff(fl_series_snap_t *acc, const fl_series_snap_t *end, const fl_series_snap_t *start);
 
 /* The data rates usable as rollout checks ("nan_rate", "empty_answer_rate", ...): the index of a
  * name (-1: none), a snapshot's numerator and denominator for one, how many there are and the

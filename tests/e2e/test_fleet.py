@@ -41,9 +41,9 @@ def traffic(gs, n):
 class Traffic:
     """Background requests to every replica, as a load balancer would spread them."""
 
-    def __init__(self, gs):
+    def __init__(self, gs, rate=40):
         from harness import Load
-        self.loads = [Load(g.port, threads=2, rate=40) for g in gs]
+        self.loads = [Load(g.port, threads=2 if rate <= 40 else 4, rate=rate) for g in gs]
 
     def __enter__(self):
         return self
@@ -129,3 +129,49 @@ def test_without_redis_every_replica_serves_the_same_weight_and_the_rollout_goes
             h = history(g)
             assert [k for k in h if k[0] in ("rollout_started", "step", "promoted")] == [
                 ("rollout_started", 10), ("step", 30), ("step", 60), ("promoted", 100)], h
+
+
+def test_the_leader_judges_every_replica_s_traffic_a_window_counts_the_sum_over_replicas():
+    spec = {"steps": [50, 100], "interval": "1s", "min_requests": 100000,   # never enough: it holds
+            "checks": [{"metric": "error_rate", "max_increase": 0.01}]}
+    with RedisServer() as redis, mock() as v1, mock() as v2, \
+            Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+        wait_for("50% everywhere", lambda: all(weight(g) == 50 for g in gs), 3)
+        time.sleep(1.2)                                # every replica has begun its step
+        sent = {"canary": 0, "stable": 0}
+        for k, g in enumerate(gs):                     # 30, 40 and 50 requests: each replica its own count
+            for i in range(30 + 10 * k):
+                r = request(g.port, "POST", "/v1/chat/completions", {"x-user-id": "s%d-%d" % (k, i)}, chat())
+                assert r.status == 200
+                sent[r.header("x-fledge-variant")] += 1
+        time.sleep(3.5)                                # the counts reach Redis each second; a window closes
+
+        def evidence():
+            a = rollout(leader).get("last_analysis") or {}
+            ev = a.get("evidence", {})
+            return a if (ev.get("canary_requests"), ev.get("stable_requests")) == (sent["canary"], sent["stable"]) else None
+        a = wait_for("a window with every replica's requests %s" % sent, evidence, 4, every=0.2)
+        assert a["replicas"] == 3, a
+
+
+def test_a_canary_failing_on_every_replica_is_rolled_back_and_every_replica_drops_it_within_a_second():
+    # 5% errors take about 1,600 canary requests to tell (make sim): half of ~240 requests a second
+    spec = {"steps": [50, 100], "interval": "2s", "min_requests": 40, "max_failures": 2,
+            "checks": [{"metric": "error_rate", "max_increase": 0.01}]}
+    with RedisServer() as redis, mock() as v1, mock("--error-rate", 0.05, "--seed", 7) as v2, \
+            Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs, Traffic(gs, rate=80):
+        leader = one_leader(gs)
+        assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+        wait_for("rolled back on the leader", lambda: rollout(leader)["state"] == "rolled_back", 40, every=0.05)
+        t0 = time.time()
+        wait_for("0% everywhere", lambda: all(weight(g) == 0 for g in gs), 2, every=0.02)
+        assert time.time() - t0 <= 1.0
+        last = [e for e in request(leader.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
+                if e["kind"] == "rolled_back"][-1]
+        ev = last["detail"]["analysis"]["evidence"]
+        assert last["detail"]["analysis"]["replicas"] == 3, last["detail"]["analysis"]
+        assert "error_rate" in last["detail"]["reason"], last
+        print("    rolled back on %d canary and %d stable requests from 3 replicas" % (
+            ev["canary_requests"], ev["stable_requests"]))
