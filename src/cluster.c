@@ -526,6 +526,44 @@ int fl_cluster_join(char *err, size_t cap) {
 
 const char *fl_cluster_log_id(void) { return cl.log_id; }
 
+/* ---- values shared by every replica ---- */
+
+/* The first value offered wins and stays. KEYS: the value's key; ARGV: ours. */
+static const char SHARE_LUA[] = "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])";
+
+int fl_cluster_share(const char *name, const char *mine, char *out, size_t cap, char *err, size_t err_cap) {
+  if (!cl.enabled) return FL_EINVAL;
+  char key[160];
+  snprintf(key, sizeof key, "%s:%s", cl.name, name);
+  const char *argv[] = {"EVAL", SHARE_LUA, "1", key, mine};
+  redisReply *r = sync_argv((int)FL_ARRAY_LEN(argv), argv, NULL, err, err_cap);
+  int rc = FL_EIO;
+  if (r && r->type == REDIS_REPLY_STRING && r->len < cap) {
+    memcpy(out, r->str, r->len + 1);
+    rc = 0;
+  } else if (r) {
+    snprintf(err, err_cap, "redis answered the shared %s with something else", name);
+  }
+  freeReplyObject(r);
+  return rc;
+}
+
+int fl_cluster_claim(const char *what, const char *id, uint32_t ttl_ms, char *err, size_t err_cap) {
+  if (!cl.enabled) return 0;
+  if (cl.state != CL_UP) {
+    snprintf(err, err_cap, "redis is out of reach");
+    return FL_EIO;
+  }
+  char key[512], ttl[16];
+  snprintf(key, sizeof key, "%s:%s:%s", cl.name, what, id);
+  snprintf(ttl, sizeof ttl, "%u", ttl_ms);
+  const char *argv[] = {"SET", key, cl.replica, "NX", "PX", ttl};
+  redisReply *r = sync_argv((int)FL_ARRAY_LEN(argv), argv, NULL, err, err_cap);
+  int rc = !r ? FL_EIO : r->type == REDIS_REPLY_NIL ? FL_ELIMIT : 0;
+  freeReplyObject(r);
+  return rc;
+}
+
 void fl_cluster_set_hooks(const fl_cluster_hooks_t *h, const char *log_id, uint64_t applied) {
   cl.hooks = *h;
   set_position(log_id, applied);

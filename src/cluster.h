@@ -78,6 +78,17 @@ int fl_cluster_join(char *err, size_t cap);
  * the log again before it may decide) with the reason in err. Control thread. */
 int fl_cluster_commit(const char *route, const char *state, const char *record, uint64_t *seq, char *err, size_t cap);
 
+/* A value every replica shares (NAME under the cluster's prefix): the first replica to offer
+ * one sets it, every later one gets that (out, cap bytes). Waits for Redis like
+ * fl_cluster_join. 0, FL_EINVAL (no cluster) or FL_EIO with the reason in err. Control thread. */
+int fl_cluster_share(const char *name, const char *mine, char *out, size_t cap, char *err, size_t err_cap);
+
+/* Claims WHAT:ID for the whole fleet for ttl_ms (once-only work, such as a rating of one
+ * request): 0 when this replica is the first (or there is no cluster), FL_ELIMIT when one
+ * claimed it before, FL_EIO when Redis is out of reach (err says so; nothing is claimed). Waits
+ * for Redis like fl_cluster_join, only while the connection is up. Control thread. */
+int fl_cluster_claim(const char *what, const char *id, uint32_t ttl_ms, char *err, size_t err_cap);
+
 /* At the drain: gives the lease up when held (so another replica leads at once), closes the
  * connection and the timers. Control thread. */
 void fl_cluster_stop(void);

@@ -6,6 +6,7 @@
  * The key is set once before the workers start and only read afterwards. */
 #include "feedback.h"
 #include "base64.h"
+#include "cluster.h"
 #include "metrics.h"
 #include "monitor.h"
 #include "router.h"
@@ -20,6 +21,7 @@
 #define TAG_LEN 12
 #define PAYLOAD_MAX (1 + 1 + 1 + 63 + 1 + 63 + 6 + 4)
 #define LABEL_MAX 64
+#define FL_FEEDBACK_CLAIM_MS (30u * 24 * 3600 * 1000)   /* a rating of one request is claimed fleet-wide for 30 days */
 #define COMMENT_MAX 2000
 
 static fl_hmac_key_t key;
@@ -75,6 +77,25 @@ int fl_request_id_verify(const char *id, size_t len, fl_request_origin_t *out) {
 
 /* ---- the key ---- */
 
+/* In a cluster, the key is the fleet's: the first replica to reach Redis offers its own, every
+ * other takes that one and keeps it in its store, so an id signed by any replica verifies on all
+ * of them, and on this one after a restart even without Redis. Without Redis at start, the store's
+ * key serves (the one last shared, for a replica that ever joined). */
+static void shared_key(fl_store_t *store, char **hex) {
+  char shared[65], err[256];
+  if (fl_cluster_share("feedback_key", *hex, shared, sizeof shared, err, sizeof err) != 0) {
+    fl_log("feedback key: cannot share it through the cluster's redis (%s): this replica's own serves", err);
+    return;
+  }
+  if (strcmp(shared, *hex) == 0 || strlen(shared) != 64 || strspn(shared, "0123456789abcdef") != 64) return;
+  if (fl_store_put_setting(store, "feedback_key", shared) != 0)
+    fl_log("feedback key: the fleet's could not be saved in the state store: %s", fl_store_error(store));
+  char *copy = strdup(shared);
+  if (!copy) return;                     /* out of memory: the store's key serves */
+  free(*hex);
+  *hex = copy;
+}
+
 /* The store's key: made once, kept for good (ids signed with it must verify after restarts and on
  * every gateway sharing the file), never replaced because a read failed. */
 static int stored_key(fl_store_t *store, char *err, size_t err_cap) {
@@ -94,6 +115,7 @@ static int stored_key(fl_store_t *store, char *err, size_t err_cap) {
     return FL_EIO;
   }
   bool ok = strlen(stored) == 64 && strspn(stored, "0123456789abcdef") == 64;
+  if (ok && fl_cluster_enabled()) shared_key(store, &stored);
   for (size_t i = 0; ok && i < sizeof k; i++) {
     unsigned byte;
     sscanf(stored + 2 * i, "%2x", &byte);
@@ -161,7 +183,11 @@ int fl_feedback_post(fl_store_t *store, const char *text, size_t len, json_t **a
   const char *variant = fl_variant_name((fl_variant_id_t)o.variant);
   fl_feedback_rec_t rec = {.request_id = id, .route = o.route, .variant = variant, .version = o.version,
                            .label = label, .comment = comment, .score = json_number_value(score)};
-  rc = store ? fl_store_add_feedback(store, &rec) : 0;
+  char why[256];
+  rc = fl_cluster_claim("rated", id, FL_FEEDBACK_CLAIM_MS, why, sizeof why);   /* 0 without a cluster */
+  if (rc == FL_EIO)
+    fl_log("feedback: once-only across the fleet not checked (%s); this replica's store decides", why);
+  if (rc != FL_ELIMIT) rc = store ? fl_store_add_feedback(store, &rec) : 0;   /* rated here before? */
   if (rc == FL_ELIMIT) status = refuse(answer, 409, "%s", "this request was rated already");
   else if (rc != 0) status = refuse(answer, 503, "%s", "the state store cannot take the feedback now");
   if (!status) {

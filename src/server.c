@@ -444,6 +444,10 @@ static int open_store(void) {
     fprintf(stderr, "fledge: %s\n", err);
     return rc;
   }
+  if (fl_cluster_start(uv_default_loop(), ctl.conf) != 0) {    /* the feedback key may be the fleet's */
+    fprintf(stderr, "fledge: cluster: out of memory\n");
+    return FL_ENOMEM;
+  }
   rc = fl_feedback_init(ctl.conf, ctl.store, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "fledge: %s\n", err);
@@ -452,9 +456,9 @@ static int open_store(void) {
   fl_outbox_init(ctl.store);              /* webhooks an earlier run owed are sent again */
   uv_timer_init(uv_default_loop(), &ctl.republish);
   fl_rollouts_init(ctl.store, &ctl.metrics, uv_default_loop(), republish_soon);
-  if (fl_cluster_start(uv_default_loop(), ctl.conf) != 0 || fl_fleet_start(ctl.store, &ctl.metrics, ctl.conf) != 0) {
-    fprintf(stderr, "fledge: cluster: out of memory\n");
-    return FL_ENOMEM;
+  if (fl_fleet_start(ctl.store, &ctl.metrics, ctl.conf) != 0) {
+    fprintf(stderr, "fledge: cluster: no random bytes for this run's id\n");
+    return FL_EIO;
   }
   fl_rollouts_bind(ctl.conf, true);
   if (fl_rollouts_take_republish()) republish("restored promotions");   /* before any traffic */

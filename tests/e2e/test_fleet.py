@@ -175,3 +175,20 @@ def test_a_canary_failing_on_every_replica_is_rolled_back_and_every_replica_drop
         assert "error_rate" in last["detail"]["reason"], last
         print("    rolled back on %d canary and %d stable requests from 3 replicas" % (
             ev["canary_requests"], ev["stable_requests"]))
+
+
+def test_a_feedback_id_signed_by_one_replica_is_taken_once_by_any_other():
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        a, b, c = gs
+        r = request(a.port, "POST", "/v1/chat/completions", {"x-user-id": "fb"}, chat())
+        rid = r.header("x-request-id")
+        assert r.status == 200 and rid
+        first = request(b.admin, "POST", "/api/v1/feedback", AUTH, {"request_id": rid, "score": 1})
+        assert first.status == 200, first.body
+        assert first.json()["route"] == "chat" and first.json()["variant"] == r.header("x-fledge-variant")
+        again = request(b.admin, "POST", "/api/v1/feedback", AUTH, {"request_id": rid, "score": -1})
+        assert again.status == 409 and "rated already" in again.body.decode(), again.body
+        elsewhere = request(c.admin, "POST", "/api/v1/feedback", AUTH, {"request_id": rid, "score": -1})
+        assert elsewhere.status == 409, elsewhere.body            # once across the fleet, not once per replica
+        forged = rid[:-2] + ("AA" if not rid.endswith("AA") else "BB")
+        assert request(c.admin, "POST", "/api/v1/feedback", AUTH, {"request_id": forged, "score": 1}).status == 400
