@@ -56,15 +56,36 @@ static void respond_json(fl_httpd_req_t *req, int status, json_t *body) {
   free(text);
 }
 
-static void respond_error(fl_httpd_req_t *req, int status, const char *type, const char *fmt, ...) {
+/* An answer being made: its status and body (owned). */
+typedef struct {
+  int status;
+  json_t *body;
+} answer_t;
+
+static answer_t vanswer_error(int status, const char *type, const char *fmt, va_list ap) {
   char msg[400];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
   for (char *m = msg; *m; m++)                 /* a path may carry any bytes; JSON wants UTF-8 */
     if ((unsigned char)*m < 0x20 || (unsigned char)*m > 0x7e) *m = '?';
-  respond_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "type", type, "message", msg));
+  return (answer_t){status, json_pack("{s:{s:s, s:s}}", "error", "type", type, "message", msg)};
+}
+
+__attribute__((format(printf, 3, 4)))
+static answer_t answer_error(int status, const char *type, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  answer_t a = vanswer_error(status, type, fmt, ap);
+  va_end(ap);
+  return a;
+}
+
+__attribute__((format(printf, 4, 5)))
+static void respond_error(fl_httpd_req_t *req, int status, const char *type, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  answer_t a = vanswer_error(status, type, fmt, ap);
+  va_end(ap);
+  respond_json(req, a.status, a.body);
 }
 
 /* Compares in time that depends only on the expected token's length, not on where they differ. */
@@ -142,63 +163,98 @@ static bool source_of(json_t *body, char *out, size_t cap) {
   return true;
 }
 
-/* A weight or rollout action refused: a bad request, no such route, a state that does not allow
- * it, or (FL_EIO) a cluster's Redis that did not record it, so nothing changed. */
-static void respond_action_error(fl_httpd_req_t *req, int rc, const char *err) {
-  if (rc == FL_EPARSE) respond_error(req, 400, "invalid_request", "%s", err);
-  else if (rc == FL_ENOENT) respond_error(req, 404, "not_found", "%s", err);
-  else if (rc == FL_EIO) respond_error(req, 503, "unavailable", "%s", err);
-  else respond_error(req, 409, "conflict", "%s", err);
+/* ---- changes: a weight or a rollout action, made here or handed to the cluster's leader ---- */
+
+/* A change refused: a bad request, no such route, a state that does not allow it, or (FL_EIO) a
+ * cluster's Redis that did not record it, so nothing changed. */
+static answer_t change_error(int rc, const char *err) {
+  if (rc == FL_EPARSE) return answer_error(400, "invalid_request", "%s", err);
+  if (rc == FL_ENOENT) return answer_error(404, "not_found", "%s", err);
+  if (rc == FL_EIO) return answer_error(503, "unavailable", "%s", err);
+  return answer_error(409, "conflict", "%s", err);
 }
 
-/* PUT /api/v1/routes/NAME/weight {"weight": 12.5[, "source": "cli"]} */
-static void put_weight(fl_httpd_req_t *req, const fl_route_t *r) {
+/* {"weight": 12.5[, "source": "cli"]} */
+static answer_t change_weight(const fl_route_t *r, const char *text, size_t len, const char *client) {
   json_error_t jerr;
-  char source[33] = "api", client[64] = "";
-  json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
+  char source[33] = "api";
+  json_t *body = json_loadb(text, len, 0, &jerr);
   json_t *w = json_object_get(body, "weight");
   double pct = json_is_number(w) ? json_number_value(w) : -1;
   double bp = round(pct * 100);
   bool source_ok = source_of(body, source, sizeof source);
   json_decref(body);
-  if (pct < 0 || pct > 100 || fabs(pct * 100 - bp) > 1e-6 || !source_ok) {
-    respond_error(req, 400, "invalid_request", "body must be {\"weight\": N} with 0 <= N <= 100, two decimals at most "
-                  "(and an optional \"source\": a name of at most 32 letters, digits, '.', '_' or '-')");
-    return;
-  }
-  if (!r->has_canary) {
-    respond_error(req, 409, "conflict", "route %s has no canary", r->name);
-    return;
-  }
+  if (pct < 0 || pct > 100 || fabs(pct * 100 - bp) > 1e-6 || !source_ok)
+    return answer_error(400, "invalid_request", "body must be {\"weight\": N} with 0 <= N <= 100, two decimals at most "
+                        "(and an optional \"source\": a name of at most 32 letters, digits, '.', '_' or '-')");
+  if (!r->has_canary) return answer_error(409, "conflict", "route %s has no canary", r->name);
   char err[256];
-  if (req->peer) fl_addr_ntop(req->peer, client, sizeof client);
-  json_t *detail = json_pack("{s:s}", "client", client);
-  int rc = fl_rollout_set_weight(admin_conf, r->name, (uint32_t)bp, source, detail, err, sizeof err);
-  if (rc != 0) {
-    respond_action_error(req, rc, err);
-    return;
-  }
-  respond_json(req, 200, route_json(r));
+  int rc = fl_rollout_set_weight(admin_conf, r->name, (uint32_t)bp, source, json_pack("{s:s}", "client", client), err,
+                                 sizeof err);
+  return rc ? change_error(rc, err) : (answer_t){200, route_json(r)};
 }
 
-/* POST /api/v1/routes/NAME/rollout[/ACTION] */
-static void post_rollout(fl_httpd_req_t *req, const fl_route_t *r, const char *action) {
+/* A rollout started (action "", the spec as body) or steered (pause, resume, ...). */
+static answer_t change_rollout(const fl_route_t *r, const char *action, const char *text, size_t len) {
   char err[256];
   int rc;
   if (!*action) {
     json_error_t jerr;
-    json_t *spec = req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : NULL;
-    if (req->body_len && !spec) {
-      respond_error(req, 400, "invalid_request", "the rollout spec is not JSON: %s", jerr.text);
-      return;
-    }
+    json_t *spec = len ? json_loadb(text, len, 0, &jerr) : NULL;
+    if (len && !spec) return answer_error(400, "invalid_request", "the rollout spec is not JSON: %s", jerr.text);
     rc = fl_rollout_start(admin_conf, r->name, spec, "api", err, sizeof err);
     json_decref(spec);
   } else {
     rc = fl_rollout_act(admin_conf, r->name, action, "api", err, sizeof err);
   }
-  if (rc != 0) respond_action_error(req, rc, err);
-  else respond_json(req, 200, route_json(r));
+  return rc ? change_error(rc, err) : (answer_t){200, route_json(r)};
+}
+
+/* A change as it travels: {"route", "change": "weight" | "rollout", "action", "body", "client"}. */
+static answer_t make_change(const json_t *c) {
+  const fl_route_t *r = fl_conf_route(admin_conf, json_string_value(json_object_get(c, "route")));
+  const char *kind = json_string_value(json_object_get(c, "change")), *action = json_string_value(json_object_get(c, "action"));
+  const char *body = json_string_value(json_object_get(c, "body")), *client = json_string_value(json_object_get(c, "client"));
+  if (!r) return answer_error(404, "not_found", "no route named %s", json_string_value(json_object_get(c, "route")));
+  if (!kind || !action || !body || !client) return answer_error(400, "invalid_request", "a malformed change");
+  if (strcmp(kind, "weight") == 0) return change_weight(r, body, json_string_length(json_object_get(c, "body")), client);
+  return change_rollout(r, action, body, json_string_length(json_object_get(c, "body")));
+}
+
+/* The leader's side of a change a follower handed on (cluster.h). */
+static json_t *act_for_follower(const json_t *c) {
+  answer_t a = make_change(c);
+  return json_pack("{s:i, s:o}", "status", a.status, "body", a.body);
+}
+
+static void on_leader_answer(void *ctx, int status, json_t *body) {
+  fl_httpd_req_t *req = ctx;
+  if (status) respond_json(req, status, json_incref(body));
+  else respond_error(req, 503, "unavailable", "the cluster's leader did not answer within 5 s; this replica changed "
+                     "nothing (GET /api/v1/cluster names the leader)");
+}
+
+/* PUT /api/v1/routes/NAME/weight and POST /api/v1/routes/NAME/rollout[/ACTION]: made here when
+ * this replica decides (no cluster, or its leader), else handed to the leader and answered with
+ * the leader's answer. */
+static void post_change(fl_httpd_req_t *req, const fl_route_t *r, const char *kind, const char *action) {
+  char client[64] = "";
+  if (req->peer) fl_addr_ntop(req->peer, client, sizeof client);
+  json_t *c = json_pack("{s:s, s:s, s:s, s:s%, s:s}", "route", r->name, "change", kind, "action", action, "body",
+                        req->body ? req->body : "", req->body_len, "client", client);
+  if (!c) {
+    respond_error(req, 400, "invalid_request", "the body is not UTF-8 text");
+    return;
+  }
+  if (fl_cluster_enabled() && !fl_cluster_is_leader(NULL)) {
+    if (fl_cluster_forward(c, on_leader_answer, req) != 0)
+      respond_error(req, 503, "unavailable", "this replica does not lead the cluster and cannot reach its Redis to "
+                    "hand the change on; nothing was changed");
+  } else {
+    answer_t a = make_change(c);
+    respond_json(req, a.status, a.body);
+  }
+  json_decref(c);
 }
 
 /* One parameter of the query string (router.c's reader), copied into out; false when absent. */
@@ -307,8 +363,8 @@ static void handle_route(fl_httpd_req_t *req, const char *rest) {
   } else if (windows) {
     get_windows(req, r);
   } else if (authorized(req)) {
-    if (rollout) post_rollout(req, r, action[7] ? action + 8 : "");
-    else put_weight(req, r);
+    if (rollout) post_change(req, r, "rollout", action[7] ? action + 8 : "");
+    else post_change(req, r, "weight", "");
   }
 }
 
@@ -392,5 +448,6 @@ int fl_admin_start(uv_loop_t *loop, const fl_addr_t *addr, bool share, uint32_t 
    * however slowly it trickles, as on the gateway */
   fl_httpd_opts_t opts = {.reuseport = share, .max_body = 1 << 20, .idle_ms = idle_ms, .max_conns = 256,
                           .request_ms = idle_ms, .per_client = 16, .reserve = 32};
+  fl_cluster_set_actor(act_for_follower);      /* a leader takes the changes followers hand on */
   return fl_httpd_start(loop, addr, &opts, handle, NULL, out);
 }

@@ -23,6 +23,9 @@
 #define CL_STALE_MS 60000            /* a replica silent this long leaves the replicas hash */
 #define CL_BACKOFF_MIN_MS 100
 #define CL_BACKOFF_MAX_MS 2000
+#define CL_MAX_FORWARDS 64           /* changes a follower holds for the leader at once */
+#define CL_FORWARD_MS 5000           /* how long one may wait for the leader's answer */
+#define CL_ACTIONS_BATCH 16
 
 /* One state for the connection; leadership is a separate fact with its own deadline. */
 typedef enum { CL_DOWN, CL_CONNECTING, CL_UP, CL_STOPPED } cl_state_t;
@@ -74,6 +77,18 @@ static struct {
                                         took the lease, and may decide */
   uint64_t lead_generation;          /* bumped at each lease taken: a read sent before is stale */
   redisContext *sync;                /* the blocking connection for decisions and the join */
+  /* changes asked of a follower, waiting for the leader's answer */
+  struct cl_forward {
+    char id[96];
+    uint64_t deadline_ms;            /* monotonic */
+    fl_cluster_answer_fn fn;
+    void *ctx;
+    bool asking;                     /* a read of the answer is under way */
+  } forwards[CL_MAX_FORWARDS];
+  size_t n_forwards;
+  uint64_t forward_seq;
+  json_t *(*act)(const json_t *change);
+  bool popping;
   uint32_t sync_ms;                  /* its connect and answer timeout */
 } cl;
 
@@ -526,6 +541,112 @@ int fl_cluster_join(char *err, size_t cap) {
 
 const char *fl_cluster_log_id(void) { return cl.log_id; }
 
+/* ---- changes through any replica: a follower queues them in Redis, the leader takes them ---- */
+
+/* Up to ARGV[1] changes, oldest first, taken off the queue. KEYS: the queue. */
+static const char POP_LUA[] =
+    "local r = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1) "
+    "if #r > 0 then redis.call('LTRIM', KEYS[1], #r, -1) end return r";
+
+static void answer_key(char *out, size_t cap, const char *id) { snprintf(out, cap, "%s:answer:%s", cl.name, id); }
+
+static void forward_done(size_t i, int status, json_t *body) {
+  struct cl_forward f = cl.forwards[i];
+  cl.forwards[i] = cl.forwards[--cl.n_forwards];
+  f.fn(f.ctx, status, body);
+}
+
+static size_t forward_find(const char *id) {
+  for (size_t i = 0; i < cl.n_forwards; i++)
+    if (strcmp(cl.forwards[i].id, id) == 0) return i;
+  return SIZE_MAX;
+}
+
+static void on_answer(redisAsyncContext *ac, void *reply, void *priv) {
+  redisReply *r = reply;
+  char *id = priv;
+  size_t i = forward_find(id);
+  free(id);
+  if (i == SIZE_MAX) return;                     /* given up on meanwhile */
+  cl.forwards[i].asking = false;
+  if (!answered(r, "an answer of the leader") || r->type != REDIS_REPLY_STRING) return;
+  json_t *a = json_loadb(r->str, r->len, 0, NULL);
+  char key[192];
+  answer_key(key, sizeof key, cl.forwards[i].id);
+  send_cmd(on_ignore, "DEL answer", "DEL %s", key);
+  int status = (int)json_integer_value(json_object_get(a, "status"));
+  forward_done(i, status >= 100 && status <= 599 ? status : 502, json_object_get(a, "body"));
+  json_decref(a);
+}
+
+/* Follower: the answers that came, and the waits that ran out. */
+static void forward_work(uint64_t now) {
+  for (size_t i = 0; i < cl.n_forwards;) {
+    struct cl_forward *f = &cl.forwards[i];
+    if (now >= f->deadline_ms) {
+      forward_done(i, 0, NULL);
+      continue;
+    }
+    if (!f->asking && cl.state == CL_UP) {
+      char key[192], *id = strdup(f->id);
+      answer_key(key, sizeof key, f->id);
+      if (id && (f->asking = send_cmd(on_answer, id, "GET %s", key)) == false) free(id);
+    }
+    i++;
+  }
+}
+
+static void on_actions(redisAsyncContext *ac, void *reply, void *priv) {
+  redisReply *r = reply;
+  cl.popping = false;
+  if (!answered(r, "the changes queued") || r->type != REDIS_REPLY_ARRAY) return;
+  int64_t now = (int64_t)wall_ms();
+  for (size_t i = 0; i < r->elements; i++) {
+    json_t *change = json_loads(reply_str(r->element[i]), 0, NULL);
+    const char *id = json_string_value(json_object_get(change, "id"));
+    json_int_t until = json_integer_value(json_object_get(change, "until_ms"));
+    if (id && until > now && cl.act && fl_cluster_is_leader(NULL)) {   /* one nobody waits for is dropped */
+      json_t *a = cl.act(change);
+      char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+      char key[192];
+      answer_key(key, sizeof key, id);
+      if (text) send_cmd(on_ignore, "SET answer", "SET %s %s PX %u", key, text, CL_FORWARD_MS * 2);
+      free(text);
+      json_decref(a);
+    }
+    json_decref(change);
+  }
+}
+
+/* Leader: the changes followers queued. */
+static void actions_work(void) {
+  if (cl.popping || !cl.act || !fl_cluster_is_leader(NULL)) return;
+  char key[128];
+  snprintf(key, sizeof key, "%s:actions", cl.name);
+  cl.popping = send_cmd(on_actions, NULL, "EVAL %s 1 %s %d", POP_LUA, key, CL_ACTIONS_BATCH);
+}
+
+void fl_cluster_set_actor(json_t *(*act)(const json_t *change)) { cl.act = act; }
+
+int fl_cluster_forward(json_t *change, fl_cluster_answer_fn fn, void *ctx) {
+  if (cl.state != CL_UP || cl.n_forwards == CL_MAX_FORWARDS) return FL_EIO;
+  struct cl_forward *f = &cl.forwards[cl.n_forwards];
+  snprintf(f->id, sizeof f->id, "%s-%" PRIu64 "-%" PRIu64, cl.replica, wall_ms(), ++cl.forward_seq);
+  json_object_set_new(change, "id", json_string(f->id));
+  json_object_set_new(change, "until_ms", json_integer((json_int_t)(wall_ms() + CL_FORWARD_MS)));
+  char *text = json_dumps(change, JSON_COMPACT), key[128];
+  snprintf(key, sizeof key, "%s:actions", cl.name);
+  bool sent = text && send_cmd(on_ignore, "RPUSH actions", "RPUSH %s %s", key, text);
+  free(text);
+  if (!sent) return FL_EIO;
+  f->deadline_ms = fl_now_ms() + CL_FORWARD_MS;
+  f->fn = fn;
+  f->ctx = ctx;
+  f->asking = false;
+  cl.n_forwards++;
+  return 0;
+}
+
 /* ---- values shared by every replica ---- */
 
 /* The first value offered wins and stays. KEYS: the value's key; ARGV: ours. */
@@ -665,6 +786,7 @@ static void on_retry(uv_timer_t *t) {
 static void on_tick(uv_timer_t *t) {
   uint64_t now = fl_now_ms();
   check_deadline(now);
+  forward_work(now);
   if (cl.state == CL_CONNECTING && cl.ac && now - cl.connect_started_ms > cl.lease_ms) {
     drop_connection("no connection within the lease");
     return;
@@ -676,6 +798,7 @@ static void on_tick(uv_timer_t *t) {
   }
   lease_work(now);
   log_work();
+  actions_work();
   heartbeat(now);
 }
 
@@ -791,6 +914,7 @@ void fl_cluster_stop(void) {
   }
   step_down("stopping");
   sync_close();
+  while (cl.n_forwards) forward_done(cl.n_forwards - 1, 0, NULL);
   cl.state = CL_STOPPED;
   uv_close((uv_handle_t *)&cl.tick, NULL);
   json_decref(cl.replicas);

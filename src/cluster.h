@@ -78,6 +78,21 @@ int fl_cluster_join(char *err, size_t cap);
  * the log again before it may decide) with the reason in err. Control thread. */
 int fl_cluster_commit(const char *route, const char *state, const char *record, uint64_t *seq, char *err, size_t cap);
 
+/* ---- changes asked of any replica (docs/cluster.md) ---- */
+
+/* The leader's answer to a forwarded change: its HTTP status and body (borrowed), or status 0 and
+ * NULL when none came within 5 s (no leader, or the replica stops). */
+typedef void (*fl_cluster_answer_fn)(void *ctx, int status, json_t *body);
+
+/* A follower hands a change (a JSON object; "id" and "until_ms" are added to it, the caller keeps
+ * its reference) to the leader through Redis; fn gets the answer later, exactly once, on this
+ * thread, never from within this call. 0, or FL_EIO when Redis is out of reach or 64 wait already
+ * (fn is not called). Control thread. */
+int fl_cluster_forward(json_t *change, fl_cluster_answer_fn fn, void *ctx);
+
+/* What the leader does with a change taken off the queue: a new {"status", "body"} object. */
+void fl_cluster_set_actor(json_t *(*act)(const json_t *change));
+
 /* A value every replica shares (NAME under the cluster's prefix): the first replica to offer
  * one sets it, every later one gets that (out, cap bytes). Waits for Redis like
  * fl_cluster_join. 0, FL_EINVAL (no cluster) or FL_EIO with the reason in err. Control thread. */

@@ -589,7 +589,7 @@ static int taken(char *err, size_t cap) {
  * replica hand it on (docs/cluster.md). */
 static int follower_refuses(char *err, size_t cap) {
   if (fl_cluster_is_leader(NULL)) return 0;
-  return fail(err, cap, FL_EINVAL, "this replica %s: act through the leader's admin API (GET /api/v1/cluster names it)",
+  return fail(err, cap, FL_EINVAL, "this replica %s: its admin API hands changes to the leader",
               "does not lead the cluster");
 }
 

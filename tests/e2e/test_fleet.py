@@ -192,3 +192,32 @@ def test_a_feedback_id_signed_by_one_replica_is_taken_once_by_any_other():
         assert elsewhere.status == 409, elsewhere.body            # once across the fleet, not once per replica
         forged = rid[:-2] + ("AA" if not rid.endswith("AA") else "BB")
         assert request(c.admin, "POST", "/api/v1/feedback", AUTH, {"request_id": forged, "score": 1}).status == 400
+
+
+def test_a_change_asked_of_a_follower_is_made_by_the_leader_and_answered_with_its_answer():
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        follower = [g for g in gs if g is not leader][0]
+        r = request(follower.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 35})
+        assert r.status == 200 and r.json()["canary_weight"] == 35, (r.status, r.body)
+        wait_for("35% everywhere", lambda: all(weight(g) == 35 for g in gs), 1)
+        # the leader's refusal comes back as it is
+        r = request(follower.admin, "POST", "/api/v1/routes/chat/rollout/resume", AUTH)
+        assert r.status == 409 and "no rollout in a state that allows it" in r.body.decode(), (r.status, r.body)
+        r = request(follower.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 101})
+        assert r.status == 400, r.body
+        # a rollout started through a follower, aborted through another
+        other = [g for g in gs if g not in (leader, follower)][0]
+        assert request(follower.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, SPEC).status == 200
+        r = request(other.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH)
+        assert r.status == 200 and r.json()["rollout"]["state"] == "rolled_back", r.body
+        wait_for("0% everywhere", lambda: all(weight(g) == 0 for g in gs), 1)
+        for g in gs:
+            kinds = [k for k, _ in history(g)]
+            assert kinds.count("rollout_started") == 1 and kinds.count("rolled_back") == 1, kinds
+        # no Redis: the follower says so at once and changes nothing
+        redis.stop(signal.SIGKILL)
+        wait_for("redis down", lambda: not cluster_of(follower)["redis_up"], 3)
+        r = request(follower.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 50})
+        assert r.status == 503 and "nothing was changed" in r.body.decode(), (r.status, r.body)
+        assert weight(follower) == 0
