@@ -234,6 +234,14 @@ static fl_measure_t measure(const fl_check_t *k, unsigned index, const fl_series
   }
   case FL_CHECK_BACKEND:
     return measure_level(k, c->backend_known[index], c->backend[index], s->backend_known[index], s->backend[index]);
+  case FL_CHECK_QUERY: {                  /* never a pass on no answer: it waits, saying why */
+    fl_measure_t m = measure_level(k, c->backend_known[index], c->backend[index], s->backend_known[index],
+                                   s->backend[index]);
+    if (!isnan(k->max_increase) && !s->backend_known[index]) m.measurable = false;
+    if (!m.measurable)
+      snprintf(m.reason, sizeof m.reason, "%s", "the query gave no value (its query_error says why)");
+    return m;
+  }
   }
   return unmeasured();
 }

@@ -781,6 +781,18 @@ static const field_t feedback_fields[] = {{"key_env", cy_f_str, offsetof(fl_conf
                                           {"token_env", f_feedback_token_env, 0, NULL}};
 static const section_t feedback_section = {"feedback", NULL, feedback_fields, FL_ARRAY_LEN(feedback_fields)};
 
+static int f_prometheus(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  fl_conf_t *c = slot;
+  char why[160];
+  int rc = cy_get_str(p, v, &c->prometheus_url);
+  if (rc == 0 && fl_fetch_check_url(c->prometheus_url, NULL, 0, why, sizeof why) != 0)
+    rc = cy_fail(p, v, "analysis.prometheus \"%s\": %s", c->prometheus_url, why);
+  return rc;
+}
+
+static const field_t analysis_fields[] = {{"prometheus", f_prometheus, 0, NULL}};
+static const section_t analysis_section = {"analysis", NULL, analysis_fields, FL_ARRAY_LEN(analysis_fields)};
+
 /* ---------- cluster ---------- */
 
 /* redis://HOST[:PORT][/DB]: a password in the URL would sit in a file that is shown and shared,
@@ -892,6 +904,7 @@ static const field_t top_fields[] = {
   {"state", cy_f_opt_str, offsetof(fl_conf_t, state_path), NULL},
   {"data", NULL, 0, &data_section},
   {"feedback", NULL, 0, &feedback_section},
+  {"analysis", NULL, 0, &analysis_section},
   {"resources", NULL, 0, &resources_section},
   {"processes", f_processes, 0, NULL},
   {"scrape", NULL, 0, &scrape_section},
@@ -974,6 +987,21 @@ static void fleet_hash(parse_ctx_t *p, yaml_node_t *root) {
   for (int i = 0; i < 8; i++) snprintf(p->conf->fleet_hash + 2 * i, 3, "%02x", d[i]);
 }
 
+/* A rollout with query checks needs analysis.prometheus; `routes:` may come first. */
+static int check_query_checks(parse_ctx_t *p, yaml_node_t *root) {
+  const fl_conf_t *c = p->conf;
+  yaml_node_t *list = cy_map_get(p, root, "routes");
+  for (size_t i = 0; i < c->n_routes && !c->prometheus_url; i++) {
+    fl_rollout_spec_t spec;
+    char err[256];
+    if (c->routes[i].rollout_spec && fl_rollout_spec_parse(c->routes[i].rollout_spec, &spec, err, sizeof err) == 0 &&
+        fl_spec_has_query(&spec))
+      return cy_fail(p, cy_list_item(p, list, i), "route %s: its rollout has query checks: set analysis.prometheus "
+                     "(http://HOST:PORT of the Prometheus to ask)", c->routes[i].name);
+  }
+  return 0;
+}
+
 /* A process's route must exist; `routes:` may come after `processes:`, so this is checked last. */
 static int check_process_routes(parse_ctx_t *p, yaml_node_t *root) {
   const fl_conf_t *c = p->conf;
@@ -994,6 +1022,7 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   if (rc == 0) rc = cy_walk(p, root, &top_section, p->conf);
   if (rc == 0 && p->conf->n_routes == 0) rc = cy_fail(p, root, "missing \"routes\": at least one route is required");
   if (rc == 0) rc = check_process_routes(p, root);
+  if (rc == 0) rc = check_query_checks(p, root);
   if (rc == 0) rc = check_tokens_differ(p, root);
   if (rc == 0 && strcmp(p->conf->listen.text, p->conf->admin_listen.text) == 0)
     rc = cy_fail(p, root, "listen and admin.listen are the same address (%s)", p->conf->listen.text);
@@ -1077,6 +1106,7 @@ static void conf_free(fl_conf_t *c) {
   }
   free(c->processes);
   free(c->feedback_key_env);
+  free(c->prometheus_url);
   if (c->cluster) {
     free(c->cluster->redis);
     free(c->cluster->host);

@@ -207,6 +207,7 @@ typedef struct fl_conf {
   fl_process_conf_t *processes; size_t n_processes;
   char *feedback_key_env;           /* feedback.key_env: variable holding the request-id HMAC key;
                                        NULL: a key generated once and kept in the state store */
+  char *prometheus_url;             /* analysis.prometheus: where query checks run (promql.h); NULL: none */
   fl_route_t *routes; size_t n_routes;
   fl_resolve_conf_t resolve;        /* resolve: default {interval: 30s, lazy: false} */
   fl_cluster_conf_t *cluster;       /* cluster: NULL when absent */

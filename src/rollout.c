@@ -11,6 +11,7 @@
 #include "router.h"
 #include "redact.h"
 #include "outbox.h"
+#include "promql.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -392,6 +393,63 @@ static void step_begin(const fl_route_t *rt, ro_t *r) {
   }
 }
 
+/* ---- query checks: a team's own metrics from Prometheus (promql.h) ---- */
+
+#define QUERY_FRESH_MS 5000          /* an answer older than this is no answer */
+
+static bool two_sided(const fl_check_t *k) { return strstr(k->query, "{{version}}") != NULL; }
+
+/* The check's query for one variant ({{version}} is that variant's). */
+static bool query_text(const fl_route_t *rt, const fl_check_t *k, fl_variant_id_t id, char *out, size_t cap) {
+  return fl_promql_expand(k->query, rt->name, rt->variant[id].version, rt->variant[FL_CANARY].version,
+                          rt->variant[FL_STABLE].version, out, cap) > 0;
+}
+
+/* Each tick of a rollout in progress: its queries are kept answered, so a window finds them fresh. */
+static void want_queries(const fl_route_t *rt, const ro_t *r) {
+  char q[2048];
+  for (size_t i = 0; i < r->spec.n_checks; i++) {
+    const fl_check_t *k = &r->spec.checks[i];
+    if (k->kind != FL_CHECK_QUERY) continue;
+    if (query_text(rt, k, FL_CANARY, q, sizeof q)) fl_promql_want(q);
+    if (two_sided(k) && query_text(rt, k, FL_STABLE, q, sizeof q)) fl_promql_want(q);
+  }
+}
+
+static bool query_value(const fl_route_t *rt, const fl_check_t *k, fl_variant_id_t id, double *value, char *why,
+                        size_t cap) {
+  char q[2048];
+  if (!query_text(rt, k, id, q, sizeof q)) {
+    snprintf(why, cap, "the query is too long once its placeholders are filled");
+    return false;
+  }
+  return fl_promql_value(q, QUERY_FRESH_MS, value, why, cap) == 0;
+}
+
+/* The window's query values (in the backend slots, by check index), and why any is missing. */
+static void window_queries(const fl_route_t *rt, const ro_t *r, fl_series_snap_t *c, fl_series_snap_t *s,
+                           char why[][240]) {
+  for (size_t i = 0; i < r->spec.n_checks; i++) {
+    const fl_check_t *k = &r->spec.checks[i];
+    why[i][0] = '\0';
+    if (k->kind != FL_CHECK_QUERY) continue;
+    char w[200] = "";
+    c->backend_known[i] = query_value(rt, k, FL_CANARY, &c->backend[i], w, sizeof w);
+    if (!c->backend_known[i]) snprintf(why[i], 240, "canary: %s", w);
+    if (!two_sided(k) || (s->backend_known[i] = query_value(rt, k, FL_STABLE, &s->backend[i], w, sizeof w))) continue;
+    size_t n = strlen(why[i]);
+    snprintf(why[i] + n, 240 - n, "%sstable: %s", n ? "; " : "", w);
+  }
+}
+
+/* Each query check's entry in the window's record says why it had no value. */
+static void note_query_errors(json_t *analysis, const ro_t *r, char why[][240]) {
+  json_t *checks = json_object_get(analysis, "checks");
+  for (size_t i = 0; i < r->spec.n_checks && i < json_array_size(checks); i++)
+    if (r->spec.checks[i].kind == FL_CHECK_QUERY && why[i][0])
+      json_object_set_new(json_array_get(checks, i), "query_error", json_string(why[i]));
+}
+
 static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   static fl_series_snap_t now_c, now_s, win_c, win_s;
   fl_drift_t drift[FL_F_COUNT];
@@ -412,6 +470,8 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
       win_s.backend_known[i] = fl_scrape_variant_value(rt->name, FL_STABLE, k->name + 8, &win_s.backend[i]);
     }
   }
+  static char query_why[FL_MAX_CHECKS][240];
+  window_queries(rt, r, &win_c, &win_s, query_why);
   bool due = fl_analysis_due(&r->spec, &r->evidence, &win_c, &win_s);   /* else nothing is tested: no drift */
   memset(drift_set, 0, sizeof drift_set);
   if (due)
@@ -420,6 +480,7 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   bool was_held = r->evidence.held;
   json_t *a = fl_analysis_run(&r->spec, &r->evidence, &win_c, &win_s, due ? drift : NULL, v);
   json_object_set_new(a, "drift", fl_monitor_drift_json(drift, drift_set));
+  note_query_errors(a, r, query_why);
   json_object_set_new(a, "step", json_integer(r->step));
   if (remote) json_object_set_new(a, "replicas", json_integer(replicas));
   json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
@@ -499,6 +560,7 @@ void fl_rollouts_tick(const fl_conf_t *c) {
   for (ro_t *r = rollouts; r; r = r->next) {
     const fl_route_t *rt = route_of(c, r->route);
     if (!rt || !rt->has_canary || r->state != RO_PROGRESSING) continue;
+    want_queries(rt, r);
     if (!same_series(rt, r)) {
       fl_log("route %s: a version changed during the rollout's window: the window starts over", rt->name);
       step_begin(rt, r);
@@ -600,6 +662,9 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
   if (follower_refuses(err, err_cap)) return FL_EINVAL;
   fl_rollout_spec_t parsed;
   if (fl_rollout_spec_parse(spec ? spec : rt->rollout_spec, &parsed, err, err_cap) != 0) return FL_EINVAL;
+  if (fl_spec_has_query(&parsed) && !c->prometheus_url)
+    return fail(err, err_cap, FL_EINVAL, "route %s: the rollout has query checks but the config sets no "
+                "analysis.prometheus", route);
   if (!rt->has_canary)
     return fail(err, err_cap, FL_EINVAL, rt->stable_promoted ? "route %s has no canary to roll out: its promoted "
                 "canary serves as stable" : "route %s has no canary to roll out", route);

@@ -15,6 +15,7 @@
 #include "resolver.h"
 #include "retire.h"
 #include "scrape.h"
+#include "promql.h"
 #include "geo.h"
 #include "httpd.h"
 #include "live.h"
@@ -207,6 +208,7 @@ static void publish(fl_conf_t *c) {
   if (fl_monitor_reconfigure(c) != 0) fl_log("reload: the data monitor keeps its previous settings (out of memory)");
   fl_resources_configure(c);
   if (fl_scrape_configure(c) != 0) fl_log("reload: backend metrics keep their previous targets (out of memory)");
+  if (fl_promql_configure(c->prometheus_url) != 0) fl_log("reload: cannot start the query thread (out of memory)");
   fl_retire_add(old);
 }
 
@@ -531,7 +533,7 @@ int fl_server_run(const char *conf_path) {
       start_monitor() != 0 || control_init() != 0)
     return 1;
   fl_resources_configure(ctl.conf);
-  if (fl_scrape_configure(ctl.conf) != 0) return 1;
+  if (fl_scrape_configure(ctl.conf) != 0 || fl_promql_configure(ctl.conf->prometheus_url) != 0) return 1;
   atomic_store(&ctl.n_running, ctl.n_workers);
   for (unsigned i = 0; i < ctl.n_workers; i++)
     pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
@@ -552,6 +554,7 @@ int fl_server_run(const char *conf_path) {
   fl_monitor_stop();
   fl_resources_shutdown();
   fl_scrape_stop();
+  fl_promql_stop();
   fl_outbox_stop();
   fl_webhooks_stop();
   fl_rollouts_shutdown();

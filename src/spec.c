@@ -91,15 +91,30 @@ static bool parse_drift(const char *m, fl_check_t *c) {
   return c->stat && (c->stat == 'j') == category;
 }
 
+/* {query: "...", metric: NAME (optional, "query" by default), bounds}. */
+static int parse_query(const json_t *j, fl_check_t *c, char *err, size_t cap) {
+  const char *q = json_string_value(json_object_get(j, "query"));
+  if (!q || !*q || strlen(q) >= sizeof c->query)
+    return bad(err, cap, "%s: a query check's \"query\" is a PromQL expression of at most 511 bytes", "checks");
+  snprintf(c->query, sizeof c->query, "%s", q);
+  c->kind = FL_CHECK_QUERY;
+  return 0;
+}
+
 static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
-  static const char *const KEYS[] = {"metric", "max_increase", "max_ratio", "max", "max_decrease"};
+  static const char *const KEYS[] = {"metric", "max_increase", "max_ratio", "max", "max_decrease", "query"};
   const char *m = json_string_value(json_object_get(j, "metric"));
   unsigned pct = 0;
   char tail;
-  if (!json_is_object(j) || !m) return bad(err, cap, "%s: each check needs a \"metric\"", "checks");
+  bool query = json_object_get(j, "query") != NULL;
+  if (json_is_object(j) && !m && query) m = "query";
+  if (!json_is_object(j) || !m) return bad(err, cap, "%s: each check needs a \"metric\" (or a \"query\")", "checks");
   if (only_keys(j, KEYS, FL_ARRAY_LEN(KEYS), "a check", err, cap)) return FL_EINVAL;
+  if (strlen(m) >= sizeof c->name) return bad(err, cap, "check \"%.64s...\": a metric name is at most 127 bytes", m);
   snprintf(c->name, sizeof c->name, "%s", m);
-  if (strcmp(m, "error_rate") == 0) c->kind = FL_CHECK_ERROR_RATE;
+  if (query) {
+    if (parse_query(j, c, err, cap)) return FL_EINVAL;
+  } else if (strcmp(m, "error_rate") == 0) c->kind = FL_CHECK_ERROR_RATE;
   else if (strcmp(m, "latency_per_token") == 0) c->kind = FL_CHECK_LATENCY_PER_TOKEN;
   else if (strcmp(m, "feedback_score") == 0) c->kind = FL_CHECK_FEEDBACK;
   else if (strcmp(m, "process_rss") == 0 || strcmp(m, "process_cpu") == 0) c->kind = FL_CHECK_PROCESS;
@@ -119,6 +134,16 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   bool rate = c->kind == FL_CHECK_ERROR_RATE || c->kind == FL_CHECK_DATA_RATE;
   bool latency = c->kind == FL_CHECK_LATENCY || c->kind == FL_CHECK_TTFT || c->kind == FL_CHECK_LATENCY_PER_TOKEN ||
                  c->kind == FL_CHECK_PROCESS || c->kind == FL_CHECK_BACKEND;
+  if (c->kind == FL_CHECK_QUERY) {
+    bool two_sided = strstr(c->query, "{{version}}") != NULL;
+    if (isnan(c->max) && isnan(c->max_ratio) && isnan(c->max_increase))
+      return bad(err, cap, "check %s needs a bound: max, or with {{version}} in its query max_ratio or max_increase", m);
+    if (!two_sided && (!isnan(c->max_ratio) || !isnan(c->max_increase)))
+      return bad(err, cap, "check %s: max_ratio and max_increase compare the canary with stable: write {{version}} in "
+                 "the query where each variant's version goes", m);
+    if (!isnan(c->max_decrease)) return bad(err, cap, "check %s: a query takes max, max_ratio or max_increase", m);
+    return 0;
+  }
   if (isnan(c->max_increase) && isnan(c->max_ratio) && isnan(c->max) && isnan(c->max_decrease))
     return bad(err, cap, "check %s needs a bound: max_increase, max_ratio, max or max_decrease", m);
   if ((!rate && !isnan(c->max_increase)) || (!latency && !isnan(c->max_ratio)) ||
@@ -265,8 +290,15 @@ uint32_t fl_spec_max_window_ms(const fl_rollout_spec_t *s) {
   return (uint32_t)FL_MIN(10ull * s->interval_ms, 86400000ull);
 }
 
+bool fl_spec_has_query(const fl_rollout_spec_t *s) {
+  for (size_t i = 0; i < s->n_checks; i++)
+    if (s->checks[i].kind == FL_CHECK_QUERY) return true;
+  return false;
+}
+
 json_t *fl_check_json(const fl_check_t *c) {
   json_t *o = json_pack("{s:s}", "metric", c->name);
+  if (c->kind == FL_CHECK_QUERY) json_object_set_new(o, "query", json_string(c->query));
   if (!isnan(c->max_increase)) json_object_set_new(o, "max_increase", json_real(c->max_increase));
   if (!isnan(c->max_ratio)) json_object_set_new(o, "max_ratio", json_real(c->max_ratio));
   if (!isnan(c->max)) json_object_set_new(o, "max", json_real(c->max));

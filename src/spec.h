@@ -23,7 +23,10 @@ typedef enum {
   FL_CHECK_FEEDBACK,            /* feedback_score: mean user score */
   FL_CHECK_PROCESS,             /* process_rss, process_cpu: the variant's watched processes now */
   FL_CHECK_BACKEND,             /* backend:FAMILY: a scraped model-server metric now (scrape.h) */
+  FL_CHECK_QUERY,               /* query: a PromQL expression run against analysis.prometheus (promql.h) */
 } fl_check_kind_t;
+
+#define FL_QUERY_MAX 512              /* a check's PromQL, as written with its {{placeholders}} */
 
 typedef struct fl_check {
   fl_check_kind_t kind;
@@ -36,6 +39,8 @@ typedef struct fl_check {
   int rate;                     /* DATA_RATE: fl_data_rate_find() index */
   unsigned feature;             /* DRIFT: fl_feature_t */
   char stat;                    /* DRIFT: 'p' PSI, 'k' Kolmogorov–Smirnov, 'j' Jensen–Shannon */
+  char query[FL_QUERY_MAX];     /* QUERY: the expression; with {{version}} it is run once per variant
+                                   and compared, else once, as the canary's value (max only) */
 } fl_check_t;
 
 /* webhooks: - { on: [started, step, promoted, rolled_back], url: https://hooks.example/fledge } */
@@ -70,7 +75,10 @@ bool fl_hook_wants(const fl_hook_t *h, const char *kind);
 int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *out, char *err, size_t err_cap);
 json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s);            /* new reference */
 
-/* The JSON form of a check: its metric and the bounds it has. New reference. */
+/* Does the spec have a query check (it needs analysis.prometheus)? */
+bool fl_spec_has_query(const fl_rollout_spec_t *s);
+
+/* The JSON form of a check: its metric (and query) and the bounds it has. New reference. */
 json_t *fl_check_json(const fl_check_t *c);
 
 #endif

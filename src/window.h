@@ -32,7 +32,7 @@ typedef struct fl_series_snap {
   fl_data_snap_t data;             /* the data monitor's counters (filled by fl_monitor_data) */
   bool has_process;                /* watched processes tied to this variant run (resources.h); */
   double process_rss, process_cpu; /* their resident bytes and CPU share at the snapshot */
-  bool backend_known[16];          /* backend:FAMILY checks, by check index: the scraped value */
+  bool backend_known[16];          /* backend:FAMILY and query checks, by check index: the value */
   double backend[16];              /* (16 = FL_MAX_CHECKS) */
 } fl_series_snap_t;
 

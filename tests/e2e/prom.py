@@ -53,11 +53,11 @@ class Prometheus:
     "fledge" at /metrics, and evaluating the alerting rules of `rule_files` as often. Use as a
     context manager; stop() is also safe to call directly."""
 
-    def __init__(self, targets, interval="1s", ready_timeout=10.0, extra_args=(), rule_files=()):
+    def __init__(self, targets, interval="1s", ready_timeout=10.0, extra_args=(), rule_files=(), port=None):
         self.targets = list(targets)
         self.interval = interval
         self.dir = tempfile.mkdtemp(prefix="fledge-prom-")
-        self.port = free_port()
+        self.port = port or free_port()   # a port given: the gateways were told it before
         self.url = "http://127.0.0.1:%d" % self.port
         self.log_path = os.path.join(self.dir, "prometheus.log")
         self.config_path = os.path.join(self.dir, "prometheus.yml")

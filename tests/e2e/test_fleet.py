@@ -221,3 +221,39 @@ def test_a_change_asked_of_a_follower_is_made_by_the_leader_and_answered_with_it
         r = request(follower.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 50})
         assert r.status == 503 and "nothing was changed" in r.body.decode(), (r.status, r.body)
         assert weight(follower) == 0
+
+
+def test_a_promql_check_gates_on_the_fleet_s_own_metrics_and_a_query_with_no_sample_never_passes():
+    from harness import free_port
+    from prom import Prometheus
+    prom_port = free_port()
+    extra = "analysis: { prometheus: \"http://127.0.0.1:%d\" }\n" % prom_port
+    with RedisServer() as redis, mock() as v1, mock("--error-rate", 0.3, "--seed", 3) as v2, \
+            Fleet(v1, redis, extras=(extra,) * 3, canary=v2, weight=0, **WITH_TOKEN) as gs, \
+            Prometheus(["127.0.0.1:%d" % g.admin for g in gs], port=prom_port) as prom, Traffic(gs):
+        prom.wait_targets_up()
+        leader = one_leader(gs)
+        # a metric nobody exports: every window is inconclusive, saying why, and nothing moves
+        nothing = {"steps": [50, 100], "interval": "1s", "min_requests": 5, "checks": [
+            {"metric": "business_errors", "query": 'sum(rate(no_such_total{version="{{canary}}"}[10s]))', "max": 0.01}]}
+        assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, nothing).status == 200
+        wait_for("three windows", lambda: (rollout(leader).get("last_analysis") or {}).get("evidence", {})
+                 .get("windows", 0) >= 3, 10, every=0.2)
+        ro = rollout(leader)
+        check = ro["last_analysis"]["checks"][0]
+        assert ro["state"] == "progressing" and ro["step"] == 0, ro
+        assert check["verdict"] == "inconclusive" and "no sample" in check["query_error"], check
+        assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout/abort", AUTH).status == 200
+        # the canary's share of 5xx answers over the three replicas, against stable's
+        share = ('(sum(rate(fledge_requests_total{route="chat",version="{{version}}",code=~"5.."}[5s])) or vector(0))'
+                 ' / sum(rate(fledge_requests_total{route="chat",version="{{version}}"}[5s]))')
+        spec = {"steps": [50, 100], "interval": "1s", "min_requests": 5, "max_failures": 2,
+                "checks": [{"metric": "business_error_share", "query": share, "max_increase": 0.05}]}
+        assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+        wait_for("rolled back", lambda: rollout(leader)["state"] == "rolled_back", 25, every=0.2)
+        last = [e for e in request(leader.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
+                if e["kind"] == "rolled_back"][-1]
+        check = last["detail"]["analysis"]["checks"][0]
+        assert "business_error_share" in last["detail"]["reason"], last
+        assert check["canary"] > 0.1 and check["stable"] < 0.05, check
+        assert check["query"] == share

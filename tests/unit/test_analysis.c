@@ -601,6 +601,62 @@ static void an_absolute_max_fails_even_without_significance(void **state) {
   assert_int_equal(error_window(&s, 15, 1000, 30, 1000, &sig, &beyond), FL_VERDICT_PASS);
 }
 
+/* ---- query checks: a team's own metrics from Prometheus ---- */
+
+static void a_query_check_is_written_with_its_query_and_bounds_that_fit_it(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"checks\": [{\"query\": \"sum(rate(x{v=\\\"{{canary}}\\\"}[1m]))\", \"max\": 0.01},"
+                                "{\"metric\": \"biz\", \"query\": \"sum(y{v=\\\"{{version}}\\\"})\", \"max_ratio\": 1.1}]}");
+  assert_int_equal(s.checks[0].kind, FL_CHECK_QUERY);
+  assert_string_equal(s.checks[0].name, "query");
+  assert_string_equal(s.checks[0].query, "sum(rate(x{v=\"{{canary}}\"}[1m]))");
+  assert_string_equal(s.checks[1].name, "biz");
+  assert_true(fl_spec_has_query(&s));
+  assert_false(fl_spec_has_query(&(fl_rollout_spec_t){0}));
+  json_t *back = fl_rollout_spec_json(&s);       /* the query survives the round trip */
+  char *text = json_dumps(back, JSON_COMPACT);
+  fl_rollout_spec_t again = spec_of(text);
+  assert_string_equal(again.checks[1].query, s.checks[1].query);
+  free(text);
+  json_decref(back);
+  static const char *const wrong[] = {
+      "{\"checks\": [{\"query\": \"sum(x)\", \"max_ratio\": 1.1}]}",          /* nothing to compare with */
+      "{\"checks\": [{\"query\": \"sum(x)\"}]}",                               /* no bound */
+      "{\"checks\": [{\"query\": \"\", \"max\": 1}]}",                         /* empty */
+      "{\"checks\": [{\"query\": \"sum(x{v=\\\"{{version}}\\\"})\", \"max_decrease\": 1}]}",
+  };
+  for (size_t i = 0; i < FL_ARRAY_LEN(wrong); i++) {
+    json_t *j = json_loads(wrong[i], 0, NULL);
+    fl_rollout_spec_t bad;
+    char err[256];
+    assert_int_equal(fl_rollout_spec_parse(j, &bad, err, sizeof err), FL_EINVAL);
+    json_decref(j);
+  }
+}
+
+static void a_query_without_a_value_never_passes_and_one_over_its_bound_fails(void **state) {
+  fl_rollout_spec_t s = spec_of("{\"min_requests\": 10, \"checks\": [{\"metric\": \"biz\", "
+                                "\"query\": \"sum(y{v=\\\"{{version}}\\\"})\", \"max_increase\": 0.05}]}");
+  fl_verdict_t v;
+  fill(&canary, 100, 0, 1, 1);
+  fill(&stable, 100, 0, 1, 1);
+  json_t *r = judge(&s, &v);                         /* no answer from Prometheus */
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  assert_non_null(strstr(json_string_value(json_object_get(r, "reason")), "query gave no value"));
+  json_decref(r);
+  canary.backend_known[0] = true, canary.backend[0] = 0.02;
+  r = judge(&s, &v);                                 /* the canary's alone: nothing to compare with */
+  assert_int_equal(v, FL_VERDICT_INCONCLUSIVE);
+  json_decref(r);
+  stable.backend_known[0] = true, stable.backend[0] = 0.01;
+  r = judge(&s, &v);
+  assert_int_equal(v, FL_VERDICT_PASS);
+  json_decref(r);
+  canary.backend[0] = 0.2;
+  r = judge(&s, &v);
+  assert_int_equal(v, FL_VERDICT_FAIL);
+  json_decref(r);
+}
+
 /* ---- latency and time to first token ---- */
 
 static json_t *latency_window(const char *spec_json, const char *metric, uint64_t n, double duration_slower,
@@ -1126,6 +1182,8 @@ int main(void) {
       cmocka_unit_test(a_psi_is_judged_by_its_test_and_only_with_enough_values),
       cmocka_unit_test(lower_feedback_fails_by_more_than_its_bound),
       cmocka_unit_test(a_window_diff_subtracts_the_data_counters_too),
+      cmocka_unit_test(a_query_check_is_written_with_its_query_and_bounds_that_fit_it),
+      cmocka_unit_test(a_query_without_a_value_never_passes_and_one_over_its_bound_fails),
   };
   return cmocka_run_group_tests_name("analysis", tests, NULL, NULL);
 }

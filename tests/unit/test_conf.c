@@ -693,6 +693,19 @@ static void the_fleet_hash_leaves_out_what_each_replica_sets_for_itself(void **s
   fl_conf_unref(other);
 }
 
+/* A rollout gated on PromQL needs a Prometheus to ask; the address is checked like any URL. */
+static void query_checks_need_analysis_prometheus(void **state) {
+  const char *spec = "    rollout: { checks: [{ query: \"sum(rate(e{v=\\\"{{canary}}\\\"}[1m]))\", max: 0.01 }] }\n";
+  char yaml[512];
+  snprintf(yaml, sizeof yaml, "%s%s", ROUTE, spec);
+  expect_error_at(yaml, "2:5", "route r: its rollout has query checks: set analysis.prometheus");
+  snprintf(yaml, sizeof yaml, "analysis: { prometheus: \"http://127.0.0.1:9090\" }\n%s%s", ROUTE, spec);
+  fl_conf_t *c = parse_ok(yaml);
+  assert_string_equal(c->prometheus_url, "http://127.0.0.1:9090");
+  fl_conf_unref(c);
+  expect_error_at("analysis: { prometheus: \"ftp://x\" }\n" ROUTE, "1:25", "analysis.prometheus \"ftp://x\"");
+}
+
 static void cluster_mistakes_are_named_where_they_are(void **state) {
   unsetenv("FL_TEST_REDIS_UNSET");
   expect_error_at(ROUTE "cluster: { name: prod }\n", "4:10", "cluster needs redis");
@@ -750,6 +763,7 @@ int main(void) {
     cmocka_unit_test(cluster_keys_and_their_defaults),
     cmocka_unit_test(the_fleet_hash_leaves_out_what_each_replica_sets_for_itself),
     cmocka_unit_test(cluster_mistakes_are_named_where_they_are),
+    cmocka_unit_test(query_checks_need_analysis_prometheus),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
