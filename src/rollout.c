@@ -33,6 +33,8 @@ typedef struct ro {
   json_t *last_analysis;
   uint64_t verdicts[3];              /* windows by verdict, for metrics */
   uintptr_t generation;              /* bumped by every start: an acceptance report names its own */
+  bool gate_here;                    /* its acceptance set runs on this replica (a cluster's new
+                                        leader finds a gate begun by another) */
   char reason[256];                  /* why it is paused (a hand, a reload); meaningful only then */
   char promoted_from[64];            /* a finished promotion: the stable version it replaced, */
   char promoted_to[64];              /* and the canary version serving as stable ("": none) */
@@ -559,6 +561,12 @@ void fl_rollouts_tick(const fl_conf_t *c) {
   if (!fl_cluster_is_leader(NULL)) return;        /* in a cluster, only the leader judges (docs/cluster.md) */
   for (ro_t *r = rollouts; r; r = r->next) {
     const fl_route_t *rt = route_of(c, r->route);
+    if (rt && r->state == RO_ACCEPTANCE && !r->gate_here) {   /* its leader went: never skip the gate */
+      r->state = RO_ROLLED_BACK;
+      set_weight(rt, r, 0, "rollout", "acceptance_failed",
+                 json_pack("{s:s}", "reason", "the cluster's leader changed during the acceptance set"));
+      continue;
+    }
     if (!rt || !rt->has_canary || r->state != RO_PROGRESSING) continue;
     want_queries(rt, r);
     if (!same_series(rt, r)) {
@@ -592,6 +600,7 @@ static void begin_steps(const fl_route_t *rt, ro_t *r, const char *actor) {
 static void acceptance_done(const char *route, json_t *report, void *ctx) {
   ro_t *r = ro_get(route, false);
   const fl_route_t *rt = current_conf ? route_of(current_conf, route) : NULL;
+  if (r && r->generation == (uintptr_t)ctx) r->gate_here = false;
   if (!r || !rt || r->state != RO_ACCEPTANCE || r->generation != (uintptr_t)ctx) {   /* a rollout since ended */
     json_decref(report);
     return;
@@ -621,6 +630,7 @@ static int start_acceptance(const fl_conf_t *c, const fl_route_t *rt, ro_t *r, c
   const fl_variant_conf_t *v = &rt->variant[FL_CANARY];
   decision_open(rt);                              /* started, and failed at once: one decision */
   r->state = RO_ACCEPTANCE;
+  r->gate_here = true;
   set_weight(rt, r, 0, actor, "acceptance_started", json_pack("{s:s, s:s}", "canary_version", v->version, "file", path));
   int rc = 0;
   if (!control_loop || !v->n_backends ||        /* none: a host name resolved lazily has no address yet */

@@ -257,3 +257,26 @@ def test_a_promql_check_gates_on_the_fleet_s_own_metrics_and_a_query_with_no_sam
         assert "business_error_share" in last["detail"]["reason"], last
         assert check["canary"] > 0.1 and check["stable"] < 0.05, check
         assert check["query"] == share
+
+
+def test_a_leader_killed_during_the_acceptance_set_never_lets_the_canary_skip_it():
+    import os
+    from test_rollout import acceptance_file, chat_case
+    path = acceptance_file([chat_case({"status": 200})] * 8)
+    try:
+        with RedisServer() as redis, mock() as v1, mock("--latency-ms", 700) as v2, \
+                Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs:
+            leader = one_leader(gs)
+            spec = dict(SPEC, acceptance=path)
+            assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+            wait_for("the gate everywhere", lambda: all(rollout(g)["state"] == "acceptance" for g in gs), 2)
+            leader.stop(signal.SIGKILL)
+            rest = [g for g in gs if g is not leader]
+            wait_for("rolled back", lambda: all(rollout(g)["state"] == "rolled_back" for g in rest), LEASE_S + 3)
+            for g in rest:
+                kinds = [k for k, _ in history(g)]
+                assert kinds[-2:] == ["acceptance_started", "acceptance_failed"], kinds
+                assert "acceptance_passed" not in kinds and "rollout_started" not in kinds, kinds
+                assert weight(g) == 0
+    finally:
+        os.unlink(path)
