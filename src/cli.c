@@ -218,7 +218,30 @@ static void print_status_table(json_t *root) {
   json_array_foreach(json_object_get(root, "routes"), i, r) print_status_row(r);
 }
 
-/* One line when the gateway is in a cluster (a 404 says it is not: nothing is printed). */
+/* Each replica as its last heartbeat says: how long ago, how far it has applied the decision log,
+ * the weights it serves, and whether its config differs from the leader's. */
+static void print_replicas(const json_t *c) {
+  printf("%-20s %-8s %-10s %-8s %-8s %s\n", "REPLICA", "ROLE", "HEARTBEAT", "LOG", "CONFIG", "WEIGHTS");
+  size_t i;
+  json_t *r;
+  json_array_foreach(json_object_get(c, "replicas"), i, r) {
+    char age[16], weights[200] = "";
+    snprintf(age, sizeof age, "%.1fs ago", num(r, "heartbeat_age_ms", NULL) / 1000);
+    const char *route;
+    json_t *w;
+    size_t len = 0;
+    json_object_foreach(json_object_get(r, "weights"), route, w)
+      if (len < sizeof weights)
+        len += (size_t)snprintf(weights + len, sizeof weights - len, "%s%s %.2f%%", len ? ", " : "", route,
+                                json_number_value(w));
+    printf("%-20s %-8s %-10s %-8.0f %-8s %s\n", str(r, "replica"),
+           json_is_true(json_object_get(r, "leader")) ? "leader" : "follower", age, num(r, "log_seq", NULL),
+           json_is_true(json_object_get(r, "config_differs")) ? "DIFFERS" : "same", weights);
+  }
+}
+
+/* One line when the gateway is in a cluster (a 404 says it is not: nothing is printed), then its
+ * replicas. */
 static void print_cluster_line(const cli_opts_t *o) {
   char err[512], *text = NULL;
   int status = 0;
@@ -241,6 +264,7 @@ static void print_cluster_line(const cli_opts_t *o) {
          json_is_true(json_object_get(c, "redis_up")) ? "up" : "DOWN", json_array_size(json_object_get(c, "replicas")));
   if (n_differ) printf(", config differs from the leader's on: %s", differ);
   printf("\n");
+  print_replicas(c);
   json_decref(c);
 }
 

@@ -234,8 +234,10 @@ static void on_counts_read(redisAsyncContext *ac, void *reply, void *priv) {
 static void heartbeat(uint64_t now) {
   if (now - cl.last_beat_ms < CL_BEAT_MS) return;
   cl.last_beat_ms = now;
-  json_t *beat = json_pack("{s:I, s:s, s:s, s:I, s:b}", "time_ms", (json_int_t)wall_ms(), "admin", cl.admin,
-                           "config_hash", cl.config_hash, "epoch_seen", (json_int_t)cl.epoch_seen, "leader", cl.leader);
+  json_t *beat = json_pack("{s:I, s:s, s:s, s:I, s:b, s:I, s:o}", "time_ms", (json_int_t)wall_ms(), "admin", cl.admin,
+                           "config_hash", cl.config_hash, "epoch_seen", (json_int_t)cl.epoch_seen, "leader", cl.leader,
+                           "log_seq", (json_int_t)cl.applied,
+                           "weights", cl.hooks.weights ? cl.hooks.weights() : json_object());
   char *text = beat ? json_dumps(beat, JSON_COMPACT) : NULL;
   json_decref(beat);
   if (text) send_cmd(on_ignore, "HSET", "HSET %s %s %s", cl.key_replicas, cl.replica, text);
@@ -880,17 +882,18 @@ json_t *fl_cluster_json(void) {
   json_object_foreach(cl.replicas, name, beat) {
     const char *hash = json_string_value(json_object_get(beat, "config_hash"));
     json_int_t at = json_integer_value(json_object_get(beat, "time_ms"));
-    json_array_append_new(list, json_pack("{s:s, s:O?, s:I, s:s?, s:O?, s:b, s:b}", "replica", name, "admin",
-                                          json_object_get(beat, "admin"), "heartbeat_age_ms",
+    json_array_append_new(list, json_pack("{s:s, s:O?, s:I, s:s?, s:O?, s:b, s:b, s:O?, s:O?}", "replica", name,
+                                          "admin", json_object_get(beat, "admin"), "heartbeat_age_ms",
                                           (json_int_t)(now > (uint64_t)at ? now - (uint64_t)at : 0), "config_hash", hash,
                                           "epoch_seen", json_object_get(beat, "epoch_seen"), "leader",
                                           leader && strcmp(name, leader) == 0, "config_differs",
-                                          leader_hash && hash && strcmp(hash, leader_hash) != 0));
+                                          leader_hash && hash && strcmp(hash, leader_hash) != 0, "log_seq",
+                                          json_object_get(beat, "log_seq"), "weights", json_object_get(beat, "weights")));
   }
-  return json_pack("{s:s, s:s, s:b, s:b, s:I, s:s, s:o, s:o, s:I}", "name", cl.name, "replica", cl.replica, "redis_up",
-                   fl_cluster_redis_up(), "leading", fl_cluster_is_leader(NULL), "epoch", (json_int_t)cl.epoch,
-                   "config_hash", cl.config_hash, "leader", lead, "replicas", list, "redis_errors",
-                   (json_int_t)cl.errors);
+  return json_pack("{s:s, s:s, s:b, s:b, s:I, s:s, s:o, s:o, s:I, s:{s:s, s:I}}", "name", cl.name, "replica",
+                   cl.replica, "redis_up", fl_cluster_redis_up(), "leading", fl_cluster_is_leader(NULL), "epoch",
+                   (json_int_t)cl.epoch, "config_hash", cl.config_hash, "leader", lead, "replicas", list, "redis_errors",
+                   (json_int_t)cl.errors, "log", "id", cl.log_id, "seq", (json_int_t)cl.applied);
 }
 
 void fl_cluster_exposition(fl_buf_t *b, const fl_conf_t *c, void *ctx) {

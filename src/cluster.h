@@ -57,6 +57,8 @@ typedef struct fl_cluster_hooks {
                                          each heartbeat */
   void (*remote)(json_t *others);     /* the other replicas' numbers as last read: replica -> the
                                          parsed text of its counts (borrowed) */
+  json_t *(*weights)(void);           /* the weights this replica serves, route -> percent (new
+                                         reference), for its heartbeat */
 } fl_cluster_hooks_t;
 
 /* The hooks, and how far this replica had applied the log (from its state store; "" and 0:

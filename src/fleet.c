@@ -6,6 +6,7 @@
 #include "fleet.h"
 
 #include "cluster.h"
+#include "live.h"
 #include "monitor.h"
 #include "rollout.h"
 
@@ -258,6 +259,13 @@ static char *counts(void) {
   return text;
 }
 
+static json_t *weights(void) {
+  json_t *w = json_object();
+  for (size_t i = 0; conf && w && i < conf->n_routes; i++)
+    json_object_set_new(w, conf->routes[i].name, json_real(fl_live_weight(&conf->routes[i]) / 100.0));
+  return w;
+}
+
 static void remote(json_t *all) {
   json_decref(others);
   others = json_incref(all);
@@ -328,7 +336,7 @@ int fl_fleet_start(fl_store_t *s, const fl_metrics_src_t *m, const fl_conf_t *c)
     seq = 0;
   }
   free(saved);
-  static const fl_cluster_hooks_t hooks = {apply, adopt, states, position, counts, remote};
+  static const fl_cluster_hooks_t hooks = {apply, adopt, states, position, counts, remote, weights};
   fl_cluster_set_hooks(&hooks, id, seq);
   static const fl_rollouts_remote_t others_numbers = {mark, add};
   fl_rollouts_share(offer, &others_numbers);

@@ -64,6 +64,14 @@ def test_a_weight_set_on_the_leader_reaches_every_replica_within_a_second_with_t
         took = time.time() - t0
         print("    weight on every replica %.2fs after the leader's answer" % took)
         assert took <= 1.0, took
+        import subprocess
+        from harness import FLEDGE
+        out = subprocess.run([FLEDGE, "status", "-a", "127.0.0.1:%d" % gs[1].admin], capture_output=True, text=True,
+                             timeout=10).stdout
+        wait_for("three heartbeats with 55%", lambda: len([ln for ln in subprocess.run(
+            [FLEDGE, "status", "-a", "127.0.0.1:%d" % gs[1].admin], capture_output=True, text=True,
+            timeout=10).stdout.splitlines() if ln.startswith("r") and "chat 55.00%" in ln and " same " in ln]) == 3, 3)
+        assert "REPLICA" in out and "HEARTBEAT" in out, out
         for g in gs:                                   # the same record in every replica's history
             assert history(g).count(("weight", 55)) == 1, history(g)
             answers = [request(g.port, "POST", "/v1/chat/completions", {"x-user-id": "w%d" % i}, chat())
@@ -280,3 +288,32 @@ def test_a_leader_killed_during_the_acceptance_set_never_lets_the_canary_skip_it
                 assert weight(g) == 0
     finally:
         os.unlink(path)
+
+
+def test_a_healthy_canary_on_spread_traffic_is_promoted_with_every_replica_following_each_decision_within_a_second():
+    spec = {"steps": [20, 50, 100], "interval": "1s", "min_requests": 20,
+            "checks": [{"metric": "error_rate", "max_increase": 0.05}]}
+    with RedisServer() as redis, mock() as v1, mock() as v2, \
+            Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs, Traffic(gs):
+        leader = one_leader(gs)
+        assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+        seen, deadline = [], time.time() + 40
+        while time.time() < deadline:
+            ws = tuple(weight(g) for g in gs)
+            seen.append((time.time(), ws))
+            if ws == (100, 100, 100):
+                break
+            time.sleep(0.03)
+        assert seen[-1][1] == (100, 100, 100), seen[-1]
+        for w in (20, 50, 100):                        # from the first replica serving it to all three
+            first = min(t for t, ws in seen if w in ws)
+            together = min(t for t, ws in seen if ws == (w, w, w))
+            print("    %d%%: every replica %.2fs after the first" % (w, together - first))
+            assert together - first <= 1.0, (w, together - first)
+        for g in gs:
+            h = history(g)
+            assert [k for k in h if k[0] in ("rollout_started", "step", "promoted")] == [
+                ("rollout_started", 20), ("step", 50), ("promoted", 100)], h
+        decided = [e for e in request(leader.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
+                   if e["kind"] in ("step", "promoted")]
+        assert all(e["detail"]["analysis"]["replicas"] == 3 for e in decided), decided
