@@ -8,6 +8,7 @@
 #include "cluster.h"
 #include "live.h"
 #include "monitor.h"
+#include "quality.h"
 #include "rollout.h"
 
 #include <sys/random.h>
@@ -236,6 +237,132 @@ static bool snap_parse(const json_t *j, fl_series_snap_t *s) {
 
 static const char *const VARIANT_KEY[FL_NVARIANTS] = {"stable", "canary"};
 
+/* ---- drift values: a bounded sample of each replica's output values, gathered by every replica ---- */
+
+#define VALUES_RECENT_MS 3000      /* each heartbeat carries the values of the last 3 s, */
+#define VALUES_PER_BEAT 100        /* at most this many a feature (an even subsample) */
+#define ACC_CAP 4096               /* kept per replica, route, variant, version and feature: the newest */
+#define ACC_IDLE_MS 600000         /* one not fed for 10 minutes goes */
+
+/* Output features whose values mean the same on every replica (a predicted class's id does not:
+ * each process numbers the classes it meets). */
+static bool shared_feature(unsigned f) { return !fl_feature_is_input(f) && f != FL_F_CLASS; }
+
+/* {"FEATURE": [[wall ms, value], ...]} of the values seen in the last VALUES_RECENT_MS. */
+static json_t *recent_values(unsigned series) {
+  static double v[VALUES_PER_BEAT];
+  static uint64_t at[VALUES_PER_BEAT];
+  json_t *all = json_object();
+  uint64_t now = fl_now_ms();
+  int64_t wall = wall_ms();
+  for (unsigned f = 0; all && f < FL_F_COUNT; f++) {
+    if (!shared_feature(f)) continue;
+    size_t n = fl_monitor_values(series, f, now > VALUES_RECENT_MS ? now - VALUES_RECENT_MS : 0, v, at, VALUES_PER_BEAT);
+    if (!n) continue;
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+      json_array_append_new(list, json_pack("[I,f]", (json_int_t)(wall - (int64_t)(now - at[i])), v[i]));
+    char key[8];
+    snprintf(key, sizeof key, "%u", f);
+    json_object_set_new(all, key, list);
+  }
+  return all;
+}
+
+typedef struct acc {
+  char key[256];                   /* replica, route, variant, version and feature, 0x1f between */
+  int64_t newest_ms, fed_ms;       /* the newest value taken (wall); when it was last fed (ours) */
+  size_t n, head;                  /* a ring of the newest ACC_CAP */
+  int64_t t[ACC_CAP];
+  double v[ACC_CAP];
+  struct acc *next;
+} acc_t;
+
+static acc_t *accs;
+
+static acc_t *acc_get(const char *key) {
+  for (acc_t *a = accs; a; a = a->next)
+    if (strcmp(a->key, key) == 0) return a;
+  acc_t *a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  snprintf(a->key, sizeof a->key, "%s", key);
+  a->newest_ms = INT64_MIN;
+  a->next = accs;
+  accs = a;
+  return a;
+}
+
+static void acc_key(char *out, size_t cap, const char *replica, const char *route, const char *variant,
+                    const char *version, const char *feature) {
+  snprintf(out, cap, "%s\x1f%s\x1f%s\x1f%s\x1f%s", replica, route, variant, version, feature);
+}
+
+/* Takes the values of one replica's variant it had not sent before. */
+static void acc_feed(const char *replica, const char *route, const char *variant, const json_t *e) {
+  const char *version = json_string_value(json_object_get(e, "version")), *feature;
+  json_t *list;
+  char key[256];
+  json_object_foreach(json_object_get(e, "values"), feature, list) {
+    acc_key(key, sizeof key, replica, route, variant, version ? version : "", feature);
+    acc_t *a = acc_get(key);
+    if (!a) return;
+    a->fed_ms = (int64_t)fl_now_ms();
+    int64_t newest = a->newest_ms;
+    size_t i;
+    json_t *pair;
+    json_array_foreach(list, i, pair) {
+      int64_t t = json_integer_value(json_array_get(pair, 0));
+      if (t <= a->newest_ms) continue;            /* sent with an earlier heartbeat too */
+      size_t at = (a->head + a->n) % ACC_CAP;
+      a->t[at] = t;
+      a->v[at] = json_number_value(json_array_get(pair, 1));
+      if (a->n < ACC_CAP) a->n++;
+      else a->head = (a->head + 1) % ACC_CAP;
+      newest = t > newest ? t : newest;
+    }
+    a->newest_ms = newest;
+  }
+}
+
+static void acc_sweep(void) {
+  int64_t now = (int64_t)fl_now_ms();
+  for (acc_t **p = &accs; *p;) {
+    if (now - (*p)->fed_ms > ACC_IDLE_MS) {
+      acc_t *gone = *p;
+      *p = gone->next;
+      free(gone);
+    } else {
+      p = &(*p)->next;
+    }
+  }
+}
+
+/* The other replicas' values of a route's variant and feature since the step's mark (malloc'd
+ * into *out, the caller frees it; NULL when none). */
+static size_t values(const char *route, fl_variant_id_t id, const char *version, unsigned f, const json_t *marks,
+                     double **out) {
+  int64_t since = json_integer_value(json_object_get(marks, "at_ms"));
+  char tail[200];
+  snprintf(tail, sizeof tail, "\x1f%s\x1f%s\x1f%s\x1f%u", route, VARIANT_KEY[id], version, f);
+  size_t n = 0, cap = 0, tl = strlen(tail);
+  *out = NULL;
+  for (acc_t *a = accs; a; a = a->next) {
+    size_t kl = strlen(a->key);
+    if (kl < tl || strcmp(a->key + kl - tl, tail) != 0) continue;
+    for (size_t i = 0; i < a->n; i++) {
+      size_t at = (a->head + i) % ACC_CAP;
+      if (a->t[at] < since) continue;
+      if (n == cap) {
+        double *grown = realloc(*out, sizeof *grown * (cap = cap ? 2 * cap : 1024));
+        if (!grown) return n;
+        *out = grown;
+      }
+      (*out)[n++] = a->v[at];
+    }
+  }
+  return n;
+}
+
 /* This replica's cumulative numbers of every route's variants, for the heartbeat. */
 static char *counts(void) {
   static fl_series_snap_t snap;
@@ -249,7 +376,8 @@ static char *counts(void) {
       fl_metrics_series(metrics, rt->variant[id].series, &snap);
       fl_monitor_data(rt->variant[id].series, &snap.data);
       json_object_set_new(variants, VARIANT_KEY[id],
-                          json_pack("{s:s, s:o}", "version", rt->variant[id].version, "snap", snap_json(&snap)));
+                          json_pack("{s:s, s:o, s:o}", "version", rt->variant[id].version, "snap", snap_json(&snap),
+                                    "values", recent_values(rt->variant[id].series)));
     }
     json_object_set_new(routes, rt->name, variants);
   }
@@ -269,6 +397,14 @@ static json_t *weights(void) {
 static void remote(json_t *all) {
   json_decref(others);
   others = json_incref(all);
+  const char *name, *route, *variant;
+  json_t *c, *variants, *e;
+  json_object_foreach(all, name, c) {
+    json_object_foreach(json_object_get(c, "routes"), route, variants) {
+      json_object_foreach(variants, variant, e) acc_feed(name, route, variant, e);
+    }
+  }
+  acc_sweep();
 }
 
 /* A replica's entry for a route's variant at this version, or NULL. */
@@ -338,7 +474,7 @@ int fl_fleet_start(fl_store_t *s, const fl_metrics_src_t *m, const fl_conf_t *c)
   free(saved);
   static const fl_cluster_hooks_t hooks = {apply, adopt, states, position, counts, remote, weights};
   fl_cluster_set_hooks(&hooks, id, seq);
-  static const fl_rollouts_remote_t others_numbers = {mark, add};
+  static const fl_rollouts_remote_t others_numbers = {mark, add, values};
   fl_rollouts_share(offer, &others_numbers);
   char err[300];
   if (fl_cluster_join(err, sizeof err) != 0)

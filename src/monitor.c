@@ -343,19 +343,64 @@ static fl_drift_t pair_compare(pair_t *p) {
   return d;
 }
 
+/* Appends n values to a malloc'd array of *len (which is freed and emptied when out of memory). */
+static void append_values(double **v, size_t *len, const double *more, size_t n) {
+  if (!n || !*v) return;
+  double *grown = realloc(*v, sizeof *grown * (*len + n));
+  if (!grown) {
+    free(*v);
+    *v = NULL;
+    *len = 0;
+    return;
+  }
+  memcpy(grown + *len, more, sizeof *grown * n);
+  *v = grown;
+  *len += n;
+}
+
 void fl_monitor_window_drift(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms,
-                             fl_drift_t out[FL_F_COUNT], bool set[FL_F_COUNT]) {
+                             const fl_drift_more_t *more, fl_drift_t out[FL_F_COUNT], bool set[FL_F_COUNT]) {
   for (unsigned f = 0; f < FL_F_COUNT; f++) {
     pair_t p;
     out[f] = NO_DRIFT;
     pthread_mutex_lock(&mon.lock);
     const mseries_t *a = series_a < FL_MAX_SERIES ? mon.series[series_a] : NULL;
     const mseries_t *b = series_b < FL_MAX_SERIES ? mon.series[series_b] : NULL;
-    set[f] = !fl_feature_is_input(f) && a && b && a->ring[f] && b->ring[f];
-    if (set[f]) pair_take(&p, f, a, b, NULL, from_ms, to_ms);
+    bool there = more && (more[f].n_a || more[f].n_b);     /* another replica saw this feature */
+    set[f] = !fl_feature_is_input(f) && ((a && b && a->ring[f] && b->ring[f]) || there);
+    if (set[f]) {                                          /* a side this replica never saw: none of its own */
+      p = (pair_t){.f = f};
+      p.a = copy_window(a, f, from_ms, to_ms, &p.n_a);
+      p.b = copy_window(b, f, from_ms, to_ms, &p.n_b);
+    }
     pthread_mutex_unlock(&mon.lock);
-    if (set[f]) out[f] = pair_compare(&p);
+    if (!set[f]) continue;
+    if (more) {
+      append_values(&p.a, &p.n_a, more[f].a, more[f].n_a);
+      append_values(&p.b, &p.n_b, more[f].b, more[f].n_b);
+    }
+    out[f] = pair_compare(&p);
   }
+}
+
+size_t fl_monitor_values(unsigned series, unsigned f, uint64_t from_ms, double *values, uint64_t *at_ms, size_t cap) {
+  if (f >= FL_F_COUNT || !cap) return 0;
+  pthread_mutex_lock(&mon.lock);
+  const mseries_t *m = series < FL_MAX_SERIES ? mon.series[series] : NULL;
+  size_t total = gather(m, f, from_ms, UINT64_MAX, NULL), step = total > cap ? total / cap + (total % cap != 0) : 1, n = 0,
+         k = 0;
+  for (unsigned i = 0; m && m->ring[f] && i < mon.n_slices; i++) {
+    const slice_t *sl = m->ring[f][i];
+    uint64_t base = sl ? (sl->epoch - 1) * SLICE_MS : 0;
+    if (!sl || !sl->epoch || base + SLICE_MS <= from_ms) continue;
+    for (uint32_t j = 0; j < sl->n && n < cap; j++) {
+      if (base + sl->v[j].off_ms < from_ms || k++ % step) continue;
+      values[n] = sl->v[j].v;
+      at_ms[n++] = base + sl->v[j].off_ms;
+    }
+  }
+  pthread_mutex_unlock(&mon.lock);
+  return n;
 }
 
 /* One comparison of the sliding window: a series' feature against stable's (ref_series) or

@@ -77,8 +77,20 @@ typedef struct fl_drift {
   size_t psi_bins;                     /* bins the PSI used (cut points that tie merge) */
 } fl_drift_t;
 
+/* Values from elsewhere (other replicas of a cluster) compared with the series' own: per feature,
+ * more[f].a joins series_a's and more[f].b series_b's (borrowed; NULL or 0: none). */
+typedef struct fl_drift_more {
+  const double *a, *b;
+  size_t n_a, n_b;
+} fl_drift_more_t;
+
 void fl_monitor_window_drift(unsigned series_a, unsigned series_b, uint64_t from_ms, uint64_t to_ms,
-                             fl_drift_t out[FL_F_COUNT], bool set[FL_F_COUNT]);
+                             const fl_drift_more_t *more, fl_drift_t out[FL_F_COUNT], bool set[FL_F_COUNT]);
+
+/* Up to cap of a series' values of feature f seen since from_ms (monotonic), an even subsample
+ * when there are more, with when each was seen (monotonic ms) in at_ms. Returns how many. Any
+ * thread but a worker. */
+size_t fl_monitor_values(unsigned series, unsigned f, uint64_t from_ms, double *values, uint64_t *at_ms, size_t cap);
 
 /* Those that are set as {feature: {psi, ks_statistic, ...}}: what a rollout window records. New
  * reference. */

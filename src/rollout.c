@@ -452,6 +452,25 @@ static void note_query_errors(json_t *analysis, const ro_t *r, char why[][240]) 
       json_object_set_new(json_array_get(checks, i), "query_error", json_string(why[i]));
 }
 
+/* Drift over the step's time: this replica's values, and in a cluster the others' sampled ones. */
+static void window_drift(const fl_route_t *rt, const ro_t *r, fl_drift_t drift[FL_F_COUNT], bool set[FL_F_COUNT]) {
+  static fl_drift_more_t more[FL_F_COUNT];
+  memset(more, 0, sizeof more);
+  for (unsigned f = 0; remote && remote->values && f < FL_F_COUNT; f++) {
+    double *a = NULL, *b = NULL;
+    more[f].n_a = remote->values(rt->name, FL_CANARY, rt->variant[FL_CANARY].version, f, r->marks[FL_CANARY], &a);
+    more[f].n_b = remote->values(rt->name, FL_STABLE, rt->variant[FL_STABLE].version, f, r->marks[FL_STABLE], &b);
+    more[f].a = a;
+    more[f].b = b;
+  }
+  fl_monitor_window_drift(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series, r->step_start_ms, fl_now_ms(),
+                          remote && remote->values ? more : NULL, drift, set);
+  for (unsigned f = 0; f < FL_F_COUNT; f++) {
+    free((double *)more[f].a);
+    free((double *)more[f].b);
+  }
+}
+
 static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   static fl_series_snap_t now_c, now_s, win_c, win_s;
   fl_drift_t drift[FL_F_COUNT];
@@ -476,9 +495,7 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
   window_queries(rt, r, &win_c, &win_s, query_why);
   bool due = fl_analysis_due(&r->spec, &r->evidence, &win_c, &win_s);   /* else nothing is tested: no drift */
   memset(drift_set, 0, sizeof drift_set);
-  if (due)
-    fl_monitor_window_drift(rt->variant[FL_CANARY].series, rt->variant[FL_STABLE].series, r->step_start_ms,
-                            fl_now_ms(), drift, drift_set);
+  if (due) window_drift(rt, r, drift, drift_set);
   bool was_held = r->evidence.held;
   json_t *a = fl_analysis_run(&r->spec, &r->evidence, &win_c, &win_s, due ? drift : NULL, v);
   json_object_set_new(a, "drift", fl_monitor_drift_json(drift, drift_set));

@@ -57,11 +57,14 @@ int fl_rollout_set_weight(const fl_conf_t *c, const char *route, uint32_t weight
 typedef int (*fl_rollouts_share_fn)(fl_store_decision_t *d, char *err, size_t cap);
 /* And the other replicas' numbers: mark notes where each stands when a step begins (a new
  * reference, kept with the step), add adds what each did since to a window and says how many
- * it added. */
+ * it added, values gives their drift values since the mark. */
 typedef struct fl_rollouts_remote {
   json_t *(*mark)(const char *route, fl_variant_id_t id, const char *version);
   unsigned (*add)(const char *route, fl_variant_id_t id, const char *version, const json_t *marks,
                   fl_series_snap_t *win);
+  /* their sampled values of an output feature since the mark, for drift (malloc'd into *out) */
+  size_t (*values)(const char *route, fl_variant_id_t id, const char *version, unsigned feature, const json_t *marks,
+                   double **out);
 } fl_rollouts_remote_t;
 void fl_rollouts_share(fl_rollouts_share_fn fn, const fl_rollouts_remote_t *remote);
 

@@ -317,3 +317,32 @@ def test_a_healthy_canary_on_spread_traffic_is_promoted_with_every_replica_follo
         decided = [e for e in request(leader.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
                    if e["kind"] in ("step", "promoted")]
         assert all(e["detail"]["analysis"]["replicas"] == 3 for e in decided), decided
+
+
+def test_drift_is_judged_on_every_replica_s_values_even_by_a_leader_that_served_nothing():
+    from harness import Load
+    data = "data: { sample: 1, refresh: 1s }\n"
+    spec = {"steps": [50, 100], "interval": "1s", "min_requests": 20, "max_failures": 1,
+            "checks": [{"metric": "output_tokens_psi", "max": 0.2}]}
+    knobs = ("--output-tokens-mean", 20, "--output-tokens-sd", 4)
+    with RedisServer() as redis, mock(*knobs, "--seed", 1) as v1, \
+            mock("--output-tokens-mean", 40, "--output-tokens-sd", 8, "--seed", 3) as longer, \
+            Fleet(v1, redis, extras=(data,) * 3, canary=longer, weight=0, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        followers = [g for g in gs if g is not leader]
+        loads = [Load(g.port, threads=2, rate=40) for g in followers]   # the leader serves nobody
+        try:
+            assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+            wait_for("rolled back", lambda: rollout(leader)["state"] == "rolled_back", 30, every=0.2)
+        finally:
+            for l in loads:
+                l.__exit__(None, None, None)
+        last = [e for e in request(leader.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
+                if e["kind"] == "rolled_back"][-1]
+        drift = last["detail"]["analysis"]["drift"]["output_tokens"]
+        assert "output_tokens_psi" in last["detail"]["reason"], last
+        assert drift["n"] >= 180 and drift["n_reference"] >= 180 and drift["psi"] > 0.2, drift
+        served = request(leader.admin, "GET", "/metrics").body.decode()
+        assert 'fledge_requests_total{route="chat"' not in served or all(
+            ln.endswith(" 0") for ln in served.splitlines() if ln.startswith('fledge_requests_total{route="chat"')), \
+            "the leader served requests itself"

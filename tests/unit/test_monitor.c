@@ -69,7 +69,7 @@ static void push(fl_sample_t *s) {
 static fl_drift_t prediction_drift(uint64_t from, uint64_t to, bool *set) {
   fl_drift_t d[FL_F_COUNT];
   bool is_set[FL_F_COUNT];
-  fl_monitor_window_drift(series(FL_CANARY), series(FL_STABLE), from, to, d, is_set);
+  fl_monitor_window_drift(series(FL_CANARY), series(FL_STABLE), from, to, NULL, d, is_set);
   if (set) *set = is_set[FL_F_OUTPUT + 0];
   return d[FL_F_OUTPUT + 0];
 }
@@ -207,12 +207,12 @@ static void a_version_no_longer_served_lets_its_values_go(void **state) {
   assert_int_equal(fl_monitor_reconfigure(c2), 0);
   fl_drift_t d[FL_F_COUNT];
   bool is_set[FL_F_COUNT];
-  fl_monitor_window_drift(old_canary, series(FL_STABLE), 0, UINT64_MAX, d, is_set);
+  fl_monitor_window_drift(old_canary, series(FL_STABLE), 0, UINT64_MAX, NULL, d, is_set);
   assert_false(is_set[FL_F_OUTPUT + 0]);
   assert_true(isnan(d[FL_F_OUTPUT + 0].psi));
   push(sample(old_canary, fl_now_ms(), 1.0, false));    /* a straggler of the old version */
   wait_for_samples(old_canary, 601);
-  fl_monitor_window_drift(old_canary, series(FL_STABLE), 0, UINT64_MAX, d, is_set);
+  fl_monitor_window_drift(old_canary, series(FL_STABLE), 0, UINT64_MAX, NULL, d, is_set);
   assert_false(is_set[FL_F_OUTPUT + 0]);
   fl_conf_unref(c2);
 }
