@@ -57,6 +57,8 @@ static struct {
   char host[256], password[256], name[65], replica[65], admin[64];
   uint16_t port;
   uint32_t db, lease_ms, tick_ms, backoff_ms;
+  uint32_t ttl_ms;                   /* the leader key's life: lease − tick, so that a dead leader's
+                                        successor, trying every tick, leads within the lease */
   char key_leader[96], key_epoch[96], key_replicas[96], key_counts[96], key_seq[96], key_log[96], key_log_id[96], key_state[96];
   uint64_t errors;
   unsigned pending;                  /* commands sent, not answered */
@@ -152,7 +154,7 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv) {
   cl.caught_up = false;                  /* it decides once it has read the log to its end */
   cl.lead_generation++;
   cl.epoch = (uint64_t)r->integer;
-  cl.deadline_ms = sent + cl.lease_ms;
+  cl.deadline_ms = sent + cl.ttl_ms;
   cl.renew_sent_ms = sent;
   fl_log("cluster %s: replica %s leads, epoch %" PRIu64, cl.name, cl.replica, cl.epoch);
 }
@@ -161,7 +163,7 @@ static void on_renew(redisAsyncContext *ac, void *reply, void *priv) {
   redisReply *r = reply;
   cl.renewing = false;
   if (!answered(r, "the lease's renewal") || !cl.leader) return;
-  if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) cl.deadline_ms = (uint64_t)(uintptr_t)priv + cl.lease_ms;
+  if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) cl.deadline_ms = (uint64_t)(uintptr_t)priv + cl.ttl_ms;
   else step_down("the lease is no longer its own");
 }
 
@@ -169,9 +171,9 @@ static void lease_value(char *out, size_t cap) { snprintf(out, cap, "%s:%" PRIu6
 
 static void lease_work(uint64_t now) {
   char value[96], ms[16];
-  snprintf(ms, sizeof ms, "%u", cl.lease_ms);
+  snprintf(ms, sizeof ms, "%u", cl.ttl_ms);
   void *sent = (void *)(uintptr_t)now;
-  if (cl.leader && !cl.renewing && now - cl.renew_sent_ms >= cl.lease_ms / 3) {
+  if (cl.leader && !cl.renewing && now - cl.renew_sent_ms >= cl.ttl_ms / 3) {
     lease_value(value, sizeof value);
     cl.renewing = send_cmd(on_renew, sent, "EVAL %s 1 %s %s %s", RENEW_LUA, cl.key_leader, value, ms);
     if (cl.renewing) cl.renew_sent_ms = now;
@@ -828,6 +830,7 @@ int fl_cluster_start(uv_loop_t *loop, const fl_conf_t *c) {
   cl.db = cc->db;
   cl.lease_ms = cc->lease_ms;
   cl.tick_ms = FL_MIN(cl.lease_ms / 6, 250);   /* a free lease is taken within a quarter second */
+  cl.ttl_ms = cl.lease_ms - cl.tick_ms;
   cl.sync_ms = FL_MIN(cl.lease_ms / 3, 1000);  /* a decision waits at most this for Redis */
   cl.backoff_ms = CL_BACKOFF_MIN_MS;
   if (!(cl.replicas = json_object())) return FL_ENOMEM;

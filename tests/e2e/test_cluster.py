@@ -51,7 +51,7 @@ def test_a_leader_killed_with_sigkill_is_replaced_within_the_lease_by_a_higher_e
         second = one_leader(rest, timeout=LEASE_S + 1)
         took = time.time() - killed
         print("    takeover after kill -9: %.2fs (lease %.1fs)" % (took, LEASE_S))
-        assert took <= LEASE_S + 0.5, took
+        assert took <= LEASE_S + 0.15, took            # the lease, and the test's own polling
         assert cluster_of(second)["epoch"] > epoch
 
 
