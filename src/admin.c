@@ -34,6 +34,11 @@ static json_t *variant_json(const fl_variant_conf_t *v) {
   for (size_t i = 0; i < v->n_backends; i++) json_array_append_new(backends, json_string(v->backends[i].text));
   json_t *o = json_pack("{s:s, s:o}", "version", v->version, "backends", backends);
   if (v->model) json_object_set_new(o, "model", json_string(v->model));
+  if (v->n_headers) {                          /* which headers the version sets; their values never */
+    json_t *names = json_array();
+    for (size_t i = 0; i < v->n_headers; i++) json_array_append_new(names, json_string(v->header_names[i]));
+    json_object_set_new(o, "headers_set", names);
+  }
   return o;
 }
 

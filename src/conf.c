@@ -351,12 +351,89 @@ static int f_metrics_url(parse_ctx_t *p, yaml_node_t *n, void *slot) {
   return rc ? rc : check_url(p, n, v->metrics_urls[0]);
 }
 
+/* ---------- per-version request headers ---------- */
+
+/* Headers the gateway frames or sets itself: a version may not set them. */
+static bool header_reserved(const char *name) {
+  static const char *const RESERVED[] = {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
+                                         "proxy-connection", "te", "trailer", "upgrade", "expect", "x-forwarded-for",
+                                         "x-request-id", "forwarded"};
+  for (size_t i = 0; i < FL_ARRAY_LEN(RESERVED); i++)
+    if (strcmp(name, RESERVED[i]) == 0) return true;
+  return false;
+}
+
+static bool is_token(const char *s) {
+  static const char TCHARS[] = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  return *s && strspn(s, TCHARS) == strlen(s);
+}
+
+#define HEADER_VALUE_MAX 8192
+
+/* value with each ${env:NAME} replaced by the variable's value, into out (cap bytes). */
+static int expand_env(parse_ctx_t *p, yaml_node_t *v, const char *name, const char *value, char *out, size_t cap) {
+  size_t n = 0;
+  const char *at;
+  while ((at = strstr(value, "${env:"))) {
+    const char *end = strchr(at, '}');
+    if (!end) return cy_fail(p, v, "headers.%s: \"${env:\" without its closing \"}\"", name);
+    char var[128];
+    snprintf(var, sizeof var, "%.*s", (int)FL_MIN((size_t)(end - at - 6), sizeof var - 1), at + 6);
+    const char *got = getenv(var);
+    if (!got) return cy_fail(p, v, "headers.%s: environment variable %s is not set", name, var);
+    n += (size_t)snprintf(out + FL_MIN(n, cap), n < cap ? cap - n : 0, "%.*s%s", (int)(at - value), value, got);
+    value = end + 1;
+  }
+  n += (size_t)snprintf(out + FL_MIN(n, cap), n < cap ? cap - n : 0, "%s", value);
+  if (n >= cap || strpbrk(out, "\r\n"))
+    return cy_fail(p, v, "headers.%s: the value must be one line of at most %d bytes", name, HEADER_VALUE_MAX);
+  return 0;
+}
+
+/* Appends "name: value\r\n" to *lines (malloc'd, grown). */
+static int add_line(parse_ctx_t *p, char **lines, const char *name, const char *value) {
+  size_t had = *lines ? strlen(*lines) : 0, more = strlen(name) + strlen(value) + 4;
+  char *grown = realloc(*lines, had + more + 1);
+  if (!grown) return cy_nomem(p);
+  snprintf(grown + had, more + 1, "%s: %s\r\n", name, value);
+  *lines = grown;
+  return 0;
+}
+
+static int f_headers(parse_ctx_t *p, yaml_node_t *map, void *slot) {
+  fl_variant_conf_t *vc = slot;
+  static char value[HEADER_VALUE_MAX + 1];
+  int rc = cy_want_mapping(p, map, "headers");
+  size_t n = rc ? 0 : cy_map_len(map);
+  if (rc == 0 && n > 16) rc = cy_fail(p, map, "headers: at most 16");
+  if (rc == 0) rc = cy_alloc_items(p, n ? n : 1, sizeof *vc->header_names, (void **)&vc->header_names);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    yaml_node_t *k = cy_pair_key(p, map, i), *v = cy_pair_value(p, map, i);
+    const char *name = cy_scalar(k), *text = v ? cy_scalar(v) : NULL;
+    char lower[65] = "";
+    if (!name || strlen(name) >= sizeof lower || !is_token(name))
+      rc = cy_fail(p, k, "headers: \"%s\" is not a header name", name ? name : "");
+    else if (!text)
+      rc = cy_fail(p, v ? v : k, "headers.%s: the value must be a string", name);
+    for (size_t j = 0; rc == 0 && name[j]; j++) lower[j] = (char)tolower((unsigned char)name[j]);
+    if (rc == 0 && header_reserved(lower)) rc = cy_fail(p, k, "headers: %s is set by the gateway itself", lower);
+    for (size_t j = 0; rc == 0 && j < vc->n_headers; j++)
+      if (strcmp(vc->header_names[j], lower) == 0) rc = cy_fail(p, k, "headers: %s twice", lower);
+    if (rc == 0) rc = expand_env(p, v, lower, text, value, sizeof value);
+    if (rc == 0) rc = cy_dup_into(p, lower, &vc->header_names[vc->n_headers]);
+    if (rc == 0) vc->n_headers++, rc = add_line(p, &vc->headers, lower, value);
+  }
+  explicit_bzero(value, sizeof value);
+  return rc;
+}
+
 #define VARIANT_FIELDS(id)                                                          \
   {"version", f_version, offsetof(fl_route_t, variant[id].version), NULL},          \
   {"model", cy_f_model, offsetof(fl_route_t, variant[id].model), NULL},              \
   {"backends", f_backends, offsetof(fl_route_t, variant[id]), NULL},                \
   {"metrics_url", f_metrics_url, offsetof(fl_route_t, variant[id]), NULL},          \
-  {"resolve", f_resolve, offsetof(fl_route_t, variant[id].resolve), NULL}
+  {"resolve", f_resolve, offsetof(fl_route_t, variant[id].resolve), NULL},         \
+  {"headers", f_headers, offsetof(fl_route_t, variant[id]), NULL}
 
 static const field_t stable_fields[] = {VARIANT_FIELDS(FL_STABLE)};
 static const field_t canary_fields[] = {
@@ -1068,6 +1145,10 @@ static void free_route(fl_route_t *r, unsigned workers) {
     free(r->variant[v].backend_series);
     for (size_t i = 0; i < r->variant[v].n_metrics_urls; i++) free(r->variant[v].metrics_urls[i]);
     free(r->variant[v].metrics_urls);
+    if (r->variant[v].headers) explicit_bzero(r->variant[v].headers, strlen(r->variant[v].headers));
+    free(r->variant[v].headers);
+    for (size_t i = 0; i < r->variant[v].n_headers; i++) free(r->variant[v].header_names[i]);
+    free(r->variant[v].header_names);
   }
   for (size_t i = 0; i < r->n_rules; i++) {
     for (size_t j = 0; j < r->rules[i].n_conds; j++) free_cond(&r->rules[i].conds[j], workers);

@@ -87,6 +87,11 @@ typedef struct fl_variant_conf {
   unsigned *backend_series;         /* n_backends metrics series of (route, variant, backend) */
   char **metrics_urls; size_t n_metrics_urls;   /* metrics_url: the backends' own Prometheus
                                                    endpoints, http://HOST:PORT/PATH (scrape.h) */
+  char *headers;                    /* headers: "name: value\r\n" lines set on the way to this version's
+                                       backends (${env:NAME} expanded at load; never shown or logged);
+                                       NULL: none */
+  char **header_names; size_t n_headers;   /* their names, lower-case: a client's header of the same
+                                              name is replaced, not forwarded */
 } fl_variant_conf_t;
 
 typedef struct fl_route {

@@ -296,9 +296,17 @@ static void sign_request_id(fl_client_t *c) {
                      unix_ms, fl_worker_rand(c->w));
 }
 
+/* Does the chosen version set this header itself (headers:)? Then the client's is not forwarded. */
+static bool version_sets(const fl_variant_conf_t *vc, const char *name, size_t len) {
+  for (size_t i = 0; i < vc->n_headers; i++)
+    if (strlen(vc->header_names[i]) == len && memcmp(vc->header_names[i], name, len) == 0) return true;
+  return false;
+}
+
 /* The upstream request's head, into `pending`; the caller checks its sticky error. */
 static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_exchange_t *ex = &c->ex;
+  const fl_variant_conf_t *vc = &ex->route->variant[ex->decision.variant];
   fl_buf_t *b = &ex->pending;
   const fl_http_head_t *h = &c->head;
   const fl_target_t *t = &ex->target;
@@ -325,6 +333,7 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
     if (fl_http_is_hop(h, x) || (x->name_len == 6 && memcmp(fl_hdr_name(h, x), "expect", 6) == 0)) continue;
     if (t->authority && x->name_len == 4 && memcmp(fl_hdr_name(h, x), "host", 4) == 0) continue;
     if (!c->from_proxy && x->name_len == 9 && memcmp(fl_hdr_name(h, x), "forwarded", 9) == 0) continue;
+    if (vc->n_headers && version_sets(vc, fl_hdr_name(h, x), x->name_len)) continue;
     fl_buf_append(b, fl_hdr_name(h, x), x->name_len);
     fl_buf_append(b, ": ", 2);
     fl_buf_append(b, fl_hdr_value(h, x), x->value_len);
@@ -342,6 +351,7 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_buf_lit(b, "\r\nx-request-id: ");
   fl_buf_str(b, ex->request_id);
   fl_buf_lit(b, "\r\n");
+  if (vc->headers) fl_buf_str(b, vc->headers);   /* the version's own: credentials never logged */
   if (chunked) {
     fl_buf_lit(b, "transfer-encoding: chunked\r\n");
   } else if (body_len != UINT64_MAX) {

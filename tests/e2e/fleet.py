@@ -1,8 +1,6 @@
 """fleet.py — helpers for the cluster tests: replicas of one config sharing a real redis-server,
 their view of the cluster, and waiting for one leader."""
-import time
-
-from harness import Gateway, request, route_yaml
+from harness import Gateway, request, route_yaml, wait_for  # noqa: F401 (wait_for: for the tests)
 
 LEASE_S = 2.0
 
@@ -21,17 +19,6 @@ def cluster_of(g):
 
 def leaders(gs):
     return [g for g in gs if cluster_of(g)["leading"]]
-
-
-def wait_for(what, fn, timeout, every=0.05):
-    deadline = time.time() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError("not within %.1fs: %s" % (timeout, what))
-        time.sleep(every)
 
 
 def one_leader(gs, timeout=LEASE_S + 3):

@@ -212,6 +212,18 @@ def route_yaml(stable, canary=None, weight=20, extra="", user_key="[header:x-use
     return text + extra
 
 
+def wait_for(what, fn, timeout, every=0.05):
+    """Polls fn() until it returns something true (returned), failing after timeout seconds."""
+    deadline = time.time() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError("not within %.1fs: %s" % (timeout, what))
+        time.sleep(every)
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status, self.headers, self.body = status, headers, body
@@ -321,6 +333,7 @@ class CaptureBackend(LocalServer):
                     n = int(self.headers.get("content-length") or 0)
                     body = self.rfile.read(n) if n else b""
                 owner.requests.append({k.lower(): v for k, v in self.headers.items()})
+                owner.raw_headers.append([(k.lower(), v) for k, v in self.headers.items()])
                 owner.bodies.append(body)
                 out = answer
                 self.send_response(200)
@@ -331,7 +344,7 @@ class CaptureBackend(LocalServer):
 
             do_GET = do_POST = do_PUT = do_any
 
-        self.requests, self.bodies = [], []
+        self.requests, self.bodies, self.raw_headers = [], [], []
         self.serve(Handler)
 
 

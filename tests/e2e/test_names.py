@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import harness
-from harness import FLEDGE, CaptureBackend, Gateway, Proc, free_port, mock, request
+from harness import FLEDGE, CaptureBackend, Gateway, Proc, free_port, mock, request, wait_for
 
 TOKEN = "names-test-token-0123456789"
 
@@ -71,17 +71,6 @@ def models(gw, n=10):
 
 def metrics(gw):
     return request(gw.admin, "GET", "/metrics").body.decode()
-
-
-def wait_for(what, check, timeout):
-    deadline = time.time() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.time() > deadline:
-            raise AssertionError("%s: not within %ss" % (what, timeout))
-        time.sleep(0.1)
 
 
 def one_route(backends, extra=""):
