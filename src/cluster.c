@@ -25,6 +25,7 @@
 #define CL_BACKOFF_MAX_MS 2000
 #define CL_MAX_FORWARDS 64           /* changes a follower holds for the leader at once */
 #define CL_FORWARD_MS 5000           /* how long one may wait for the leader's answer */
+#define CL_FORWARD_MARGIN_MS 1500    /* the leader makes a change only this long before then */
 #define CL_ACTIONS_BATCH 16
 
 /* One state for the connection; leadership is a separate fact with its own deadline. */
@@ -92,6 +93,7 @@ static struct {
   json_t *(*act)(const json_t *change);
   bool popping;
   uint32_t sync_ms;                  /* its connect and answer timeout */
+  bool sync_answered;                /* the last command there got an answer (even a refusal) */
 } cl;
 
 static uint64_t wall_ms(void) {
@@ -134,7 +136,7 @@ static bool send_cmd(redisCallbackFn *fn, void *priv, const char *fmt, ...) {
 static bool answered(redisReply *r, const char *what) {
   if (cl.pending) cl.pending--;
   cl.last_reply_ms = fl_now_ms();
-  if (!r) return false;
+  if (!r || cl.state == CL_STOPPED) return false;      /* after the stop, answers change nothing */
   if (r->type != REDIS_REPLY_ERROR) return true;
   cl.errors++;
   fl_log("cluster %s: redis refused %s: %s", cl.name, what, r->str);
@@ -327,6 +329,7 @@ static redisReply *sync_argv(int argc, const char **argv, const size_t *lens, ch
     }
   }
   redisReply *r = redisCommandArgv(cl.sync, argc, argv, lens);
+  cl.sync_answered = r != NULL;
   if (!r) {
     snprintf(err, cap, "redis %s:%u: %s", cl.host, (unsigned)cl.port, cl.sync->errstr[0] ? cl.sync->errstr : "no answer");
     sync_close();
@@ -415,6 +418,7 @@ static void seed(void) {
     set_position(id, cl.applied);
     cl.caught_up = true;
     if (cl.hooks.position) cl.hooks.position(id, cl.applied);
+    if (cl.hooks.leading) cl.hooks.leading();
     fl_log("cluster %s: redis had no decision log: replica %s began log %s at record %" PRIu64 " from its own state",
            cl.name, cl.replica, id, cl.applied);
   } else if (!r) {
@@ -467,6 +471,8 @@ static void on_log(redisAsyncContext *ac, void *reply, void *priv) {
     if (cl.leader && fresh) seed();
     return;
   }
+  if (seq < cl.applied && strcmp(id, cl.log_id) == 0 && cl.leader && cl.caught_up)
+    return;                                      /* read before our own commit: stale, not a loss */
   if (strcmp(id, cl.log_id) != 0 || seq < cl.applied) {
     if (resync(err, sizeof err) != 0) fl_log("cluster %s: cannot read the shared state: %s", cl.name, err);
     return;                                      /* a leader reads once more before deciding */
@@ -476,6 +482,7 @@ static void on_log(redisAsyncContext *ac, void *reply, void *priv) {
     cl.caught_up = true;
     fl_log("cluster %s: replica %s has read the decision log to record %" PRIu64 " and decides", cl.name, cl.replica,
            seq);
+    if (cl.hooks.leading) cl.hooks.leading();
   }
 }
 
@@ -494,11 +501,12 @@ static void log_work(void) {
 
 int fl_cluster_commit(const char *route, const char *state, const char *record, uint64_t *seq, char *err, size_t cap) {
   if (!fl_cluster_is_leader(NULL)) {
-    snprintf(err, cap, "this replica does not lead the cluster");
+    snprintf(err, cap, "this replica does not lead the cluster; nothing changed");
     return FL_EINVAL;
   }
   char value[96];
   lease_value(value, sizeof value);
+  cl.sync_answered = false;
   char keep[16];
   snprintf(keep, sizeof keep, "%d", CL_LOG_KEEP);
   const char *argv[] = {"EVAL", COMMIT_LUA, "5", cl.key_leader, cl.key_seq, cl.key_log, cl.key_state, cl.key_log_id,
@@ -510,8 +518,16 @@ int fl_cluster_commit(const char *route, const char *state, const char *record, 
     set_position(cl.log_id, *seq);
     rc = 0;
   } else if (r) {
-    snprintf(err, cap, r->type == REDIS_REPLY_INTEGER && r->integer == 0 ? "the lease is no longer this replica's"
-                                                                          : "the shared decision log was begun anew");
+    snprintf(err, cap, r->type == REDIS_REPLY_INTEGER && r->integer == 0
+                           ? "the lease is no longer this replica's; nothing changed"
+                           : "the shared decision log was begun anew; nothing changed");
+  } else if (!cl.sync_answered) {              /* it may have run before the answer was lost */
+    size_t n = strlen(err);
+    snprintf(err + n, cap - FL_MIN(n, cap), "; the decision may still have been recorded: every replica, this "
+             "one too, follows the log, so GET the route to see what holds");
+  } else {
+    size_t n = strlen(err);
+    snprintf(err + n, cap - FL_MIN(n, cap), "; nothing changed");
   }
   freeReplyObject(r);
   if (rc != 0) step_down(err);                   /* it reads the log again before it decides */
@@ -544,6 +560,7 @@ int fl_cluster_join(char *err, size_t cap) {
 }
 
 const char *fl_cluster_log_id(void) { return cl.log_id; }
+const char *fl_cluster_replica(void) { return cl.replica; }
 
 /* ---- changes through any replica: a follower queues them in Redis, the leader takes them ---- */
 
@@ -569,11 +586,12 @@ static size_t forward_find(const char *id) {
 static void on_answer(redisAsyncContext *ac, void *reply, void *priv) {
   redisReply *r = reply;
   char *id = priv;
+  bool ok = answered(r, "an answer of the leader");
   size_t i = forward_find(id);
   free(id);
   if (i == SIZE_MAX) return;                     /* given up on meanwhile */
   cl.forwards[i].asking = false;
-  if (!answered(r, "an answer of the leader") || r->type != REDIS_REPLY_STRING) return;
+  if (!ok || r->type != REDIS_REPLY_STRING) return;
   json_t *a = json_loadb(r->str, r->len, 0, NULL);
   char key[192];
   answer_key(key, sizeof key, cl.forwards[i].id);
@@ -609,7 +627,9 @@ static void on_actions(redisAsyncContext *ac, void *reply, void *priv) {
     json_t *change = json_loads(reply_str(r->element[i]), 0, NULL);
     const char *id = json_string_value(json_object_get(change, "id"));
     json_int_t until = json_integer_value(json_object_get(change, "until_ms"));
-    if (id && until > now && cl.act && fl_cluster_is_leader(NULL)) {   /* one nobody waits for is dropped */
+    /* made only while its follower surely still waits (a tick and clock skew to spare); one
+     * nobody waits for is dropped, never made late */
+    if (id && until - CL_FORWARD_MARGIN_MS > now && cl.act && fl_cluster_is_leader(NULL)) {
       json_t *a = cl.act(change);
       char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
       char key[192];
@@ -628,6 +648,16 @@ static void actions_work(void) {
   char key[128];
   snprintf(key, sizeof key, "%s:actions", cl.name);
   cl.popping = send_cmd(on_actions, NULL, "EVAL %s 1 %s %d", POP_LUA, key, CL_ACTIONS_BATCH);
+}
+
+void fl_cluster_unclaim(const char *what, const char *id) {
+  if (!cl.enabled || cl.state != CL_UP) return;
+  char key[512], err[200];
+  snprintf(key, sizeof key, "%s:%s:%s", cl.name, what, id);
+  static const char UNCLAIM_LUA[] =
+      "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+  const char *argv[] = {"EVAL", UNCLAIM_LUA, "1", key, cl.replica};
+  freeReplyObject(sync_argv((int)FL_ARRAY_LEN(argv), argv, NULL, err, sizeof err));
 }
 
 void fl_cluster_set_actor(json_t *(*act)(const json_t *change)) { cl.act = act; }

@@ -59,14 +59,16 @@ typedef struct fl_cluster_hooks {
                                          parsed text of its counts (borrowed) */
   json_t *(*weights)(void);           /* the weights this replica serves, route -> percent (new
                                          reference), for its heartbeat */
+  void (*leading)(void);              /* this replica leads now and has read the log to its end */
 } fl_cluster_hooks_t;
 
 /* The hooks, and how far this replica had applied the log (from its state store; "" and 0:
  * never). Control thread, before the loop runs. */
 void fl_cluster_set_hooks(const fl_cluster_hooks_t *h, const char *log_id, uint64_t applied);
 
-/* The log's id as this replica knows it ("" before any). */
+/* The log's id as this replica knows it ("" before any), and this replica's name. */
 const char *fl_cluster_log_id(void);
+const char *fl_cluster_replica(void);
 
 /* At start, before any traffic: reads the log to its end (or every route's state) through the
  * hooks, waiting for Redis (each command at most a third of the lease, up to 1 s). 0, or FL_EIO
@@ -105,6 +107,9 @@ int fl_cluster_share(const char *name, const char *mine, char *out, size_t cap, 
  * claimed it before, FL_EIO when Redis is out of reach (err says so; nothing is claimed). Waits
  * for Redis like fl_cluster_join, only while the connection is up. Control thread. */
 int fl_cluster_claim(const char *what, const char *id, uint32_t ttl_ms, char *err, size_t err_cap);
+
+/* Gives a claim of this replica back (the work it was for failed), so that it may be done again. */
+void fl_cluster_unclaim(const char *what, const char *id);
 
 /* At the drain: gives the lease up when held (so another replica leads at once), closes the
  * connection and the timers. Control thread. */

@@ -385,17 +385,24 @@ static int expand_env(parse_ctx_t *p, yaml_node_t *v, const char *name, const ch
     value = end + 1;
   }
   n += (size_t)snprintf(out + FL_MIN(n, cap), n < cap ? cap - n : 0, "%s", value);
-  if (n >= cap || strpbrk(out, "\r\n"))
-    return cy_fail(p, v, "headers.%s: the value must be one line of at most %d bytes", name, HEADER_VALUE_MAX);
+  bool control = false;                         /* RFC 9110 field values: no CTL but HTAB */
+  for (size_t i = 0; n < cap && i < n; i++) control |= ((unsigned char)out[i] < 0x20 && out[i] != '\t') || out[i] == 0x7f;
+  if (n >= cap || control)
+    return cy_fail(p, v, "headers.%s: the value must be one line of at most %d bytes without control characters",
+                   name, HEADER_VALUE_MAX);
   return 0;
 }
 
-/* Appends "name: value\r\n" to *lines (malloc'd, grown). */
+/* Appends "name: value\r\n" to *lines (malloc'd): into a new copy, the old one wiped, so no
+ * secret is left behind in freed memory. */
 static int add_line(parse_ctx_t *p, char **lines, const char *name, const char *value) {
   size_t had = *lines ? strlen(*lines) : 0, more = strlen(name) + strlen(value) + 4;
-  char *grown = realloc(*lines, had + more + 1);
+  char *grown = malloc(had + more + 1);
   if (!grown) return cy_nomem(p);
+  if (had) memcpy(grown, *lines, had);
   snprintf(grown + had, more + 1, "%s: %s\r\n", name, value);
+  if (*lines) explicit_bzero(*lines, had);
+  free(*lines);
   *lines = grown;
   return 0;
 }
@@ -409,7 +416,8 @@ static int f_headers(parse_ctx_t *p, yaml_node_t *map, void *slot) {
   if (rc == 0) rc = cy_alloc_items(p, n ? n : 1, sizeof *vc->header_names, (void **)&vc->header_names);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     yaml_node_t *k = cy_pair_key(p, map, i), *v = cy_pair_value(p, map, i);
-    const char *name = cy_scalar(k), *text = v ? cy_scalar(v) : NULL;
+    if ((rc = cy_want_scalar(p, k)) != 0 || (rc = cy_want_scalar(p, v)) != 0) break;
+    const char *name = cy_scalar(k), *text = cy_scalar(v);
     char lower[65] = "";
     if (!name || strlen(name) >= sizeof lower || !is_token(name))
       rc = cy_fail(p, k, "headers: \"%s\" is not a header name", name ? name : "");

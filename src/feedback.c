@@ -187,7 +187,9 @@ int fl_feedback_post(fl_store_t *store, const char *text, size_t len, json_t **a
   rc = fl_cluster_claim("rated", id, FL_FEEDBACK_CLAIM_MS, why, sizeof why);   /* 0 without a cluster */
   if (rc == FL_EIO)
     fl_log("feedback: once-only across the fleet not checked (%s); this replica's store decides", why);
+  bool claimed = rc == 0;
   if (rc != FL_ELIMIT) rc = store ? fl_store_add_feedback(store, &rec) : 0;   /* rated here before? */
+  if (claimed && rc != 0 && rc != FL_ELIMIT) fl_cluster_unclaim("rated", id);   /* not kept: it may come again */
   if (rc == FL_ELIMIT) status = refuse(answer, 409, "%s", "this request was rated already");
   else if (rc != 0) status = refuse(answer, 503, "%s", "the state store cannot take the feedback now");
   if (!status) {

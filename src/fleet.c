@@ -8,6 +8,7 @@
 #include "cluster.h"
 #include "live.h"
 #include "monitor.h"
+#include "outbox.h"
 #include "quality.h"
 #include "rollout.h"
 
@@ -76,15 +77,19 @@ int fl_fleet_state_parse(const json_t *j, fl_route_state_t *st) {
   return 0;
 }
 
-/* {route, state, window?, events: [{actor, kind, detail}]}: what every replica records. The
- * webhooks stay with the leader that made the decision (they are sent once). */
+/* {route, replica, state, window?, events: [{actor, kind, detail, hooks}]}: what every replica
+ * records. The webhooks are owed by the replica that made the decision only (`replica`): it sends
+ * them from its own record, or from the log's when Redis took the record but its answer was lost. */
 static json_t *record_json(const fl_store_decision_t *d) {
   json_t *events = json_array();
-  for (size_t i = 0; i < d->n_events; i++)
-    json_array_append_new(events, json_pack("{s:s, s:s, s:O?}", "actor", d->events[i].actor, "kind",
-                                            d->events[i].kind, "detail", d->events[i].detail));
-  json_t *rec = json_pack("{s:s, s:o, s:o}", "route", d->state->route, "state", fl_fleet_state_json(d->state),
-                          "events", events);
+  for (size_t i = 0; i < d->n_events; i++) {
+    json_t *hooks = json_array();
+    for (size_t k = 0; k < d->events[i].n_hooks; k++) json_array_append_new(hooks, json_string(d->events[i].hooks[k]));
+    json_array_append_new(events, json_pack("{s:s, s:s, s:O?, s:o}", "actor", d->events[i].actor, "kind",
+                                            d->events[i].kind, "detail", d->events[i].detail, "hooks", hooks));
+  }
+  json_t *rec = json_pack("{s:s, s:s, s:o, s:o}", "route", d->state->route, "replica", fl_cluster_replica(), "state",
+                          fl_fleet_state_json(d->state), "events", events);
   if (rec && d->window)
     json_object_set_new(rec, "window", json_pack("{s:i, s:s, s:O?}", "step", d->window->step, "verdict",
                                                  d->window->verdict, "analysis", d->window->analysis));
@@ -138,16 +143,27 @@ static void apply(json_t *rec, const char *log_id, uint64_t seq, bool with_state
   fl_store_window_t win = {st.route, (int32_t)json_integer_value(json_object_get(w, "step")),
                            json_string_value(json_object_get(w, "verdict")), json_object_get(w, "analysis")};
   if (json_is_object(w)) d.window = &win;
+  /* ours, though the leader that made it never heard Redis take it: the webhooks are ours to send */
+  const char *maker = json_string_value(json_object_get(rec, "replica"));
+  bool ours = maker && strcmp(maker, fl_cluster_replica()) == 0;
+  static const char *urls[FL_DECISION_EVENTS][FL_MAX_HOOKS];
   size_t i;
   json_t *e;
   json_array_foreach(json_object_get(rec, "events"), i, e) {
     if (d.n_events == FL_DECISION_EVENTS) break;
-    d.events[d.n_events++] = (fl_store_event_t){.route = st.route,
-                                                .actor = json_string_value(json_object_get(e, "actor")),
-                                                .kind = json_string_value(json_object_get(e, "kind")),
-                                                .detail = json_object_get(e, "detail")};
+    size_t n_hooks = 0, k;
+    json_t *url;
+    json_array_foreach(json_object_get(e, "hooks"), k, url)
+      if (ours && n_hooks < FL_MAX_HOOKS && json_is_string(url)) urls[d.n_events][n_hooks++] = json_string_value(url);
+    d.events[d.n_events] = (fl_store_event_t){.route = st.route,
+                                              .actor = json_string_value(json_object_get(e, "actor")),
+                                              .kind = json_string_value(json_object_get(e, "kind")),
+                                              .detail = json_object_get(e, "detail"),
+                                              .hooks = urls[d.n_events], .n_hooks = n_hooks};
+    d.n_events++;
   }
   commit_here(&d);
+  if (ours) fl_outbox_pump();
   if (with_state) fl_rollouts_adopt(&st);
 }
 
@@ -472,7 +488,7 @@ int fl_fleet_start(fl_store_t *s, const fl_metrics_src_t *m, const fl_conf_t *c)
     seq = 0;
   }
   free(saved);
-  static const fl_cluster_hooks_t hooks = {apply, adopt, states, position, counts, remote, weights};
+  static const fl_cluster_hooks_t hooks = {apply, adopt, states, position, counts, remote, weights, fl_rollouts_rebind};
   fl_cluster_set_hooks(&hooks, id, seq);
   static const fl_rollouts_remote_t others_numbers = {mark, add, values};
   fl_rollouts_share(offer, &others_numbers);

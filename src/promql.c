@@ -98,9 +98,13 @@ static bool read_answer(const char *body, double *value, char *why, size_t cap) 
 static void run_one(fl_fetcher_t *f, size_t i) {
   static char url[3 * PQ_TEXT + 600], text[PQ_TEXT];
   pthread_mutex_lock(&pq.lock);
-  snprintf(text, sizeof text, "%s", pq.q[i].text);
-  url_for(pq.base, text, url, sizeof url);
+  bool asked = i < pq.n && pq.base[0];           /* a reload may have taken the base away */
+  if (asked) {
+    snprintf(text, sizeof text, "%s", pq.q[i].text);
+    url_for(pq.base, text, url, sizeof url);
+  }
   pthread_mutex_unlock(&pq.lock);
+  if (!asked) return;
   int status = 0;
   char *body = NULL, why[200] = "";
   double value = NAN;

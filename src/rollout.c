@@ -671,7 +671,7 @@ static int fail(char *err, size_t cap, int rc, const char *fmt, const char *what
  * take one (nothing of it took effect). */
 static int taken(char *err, size_t cap) {
   if (!refused[0]) return 0;
-  return fail(err, cap, FL_EIO, "not done: %s", refused);
+  return fail(err, cap, FL_EIO, "%s", refused);
 }
 
 /* In a cluster a manual action is taken by the leader only, until the shared state lets any
@@ -875,6 +875,10 @@ static void adopt(const fl_route_t *rt, const fl_route_state_t *st) {
   if (!spec || fl_rollout_spec_parse(spec, &r->spec, err, sizeof err) != 0) fl_rollout_spec_parse(NULL, &r->spec, err, sizeof err);
   json_decref(spec);
   bool moved = r->state != state || r->step != st->step;
+  if (moved) {                               /* a gate or report of ours is no longer this rollout's */
+    r->gate_here = false;
+    r->generation++;
+  }
   r->state = state;
   r->step = st->step;
   r->failures = (uint32_t)FL_MAX(st->failures, 0);
@@ -995,6 +999,10 @@ void fl_rollouts_bind(const fl_conf_t *c, bool first) {
     if (rt->live) fl_live_set_file_weight(rt->live, rt->canary_weight_bp);
     decision_close();
   }
+}
+
+void fl_rollouts_rebind(void) {
+  if (current_conf) fl_rollouts_bind(current_conf, false);
 }
 
 json_t *fl_rollout_json(const char *route) {

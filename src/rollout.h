@@ -33,6 +33,11 @@ bool fl_rollouts_take_republish(void);
  * in progress: live.h leaves it to this), and the routes' current state is written back. */
 void fl_rollouts_bind(const fl_conf_t *c, bool first);
 
+/* In a cluster, when this replica comes to lead: what its file says and the log does not yet
+ * (a canary version deployed while it followed, a weight changed in the file) is decided now,
+ * as a reload would. */
+void fl_rollouts_rebind(void);
+
 /* Once a second: closes windows that are due, judges them and acts. */
 void fl_rollouts_tick(const fl_conf_t *c);
 

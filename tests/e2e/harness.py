@@ -162,7 +162,8 @@ class RedisServer(Proc):
 
     def _start(self, port):
         Proc.__init__(self, [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"], port, "redis")
+                             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes",
+                             "--enable-debug-command", "local"], port, "redis")   # DEBUG SLEEP: a stall
 
     def restart(self):
         self.stop(signal.SIGKILL)
