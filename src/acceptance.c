@@ -18,6 +18,7 @@ void fl_acceptance_stop_all(void) { atomic_store(&stopping, true); }
 typedef struct {
   uv_async_t async;
   char route[64], path[1024], model[128];
+  char *headers;                    /* the version's own request headers (secret), or NULL */
   fl_addr_t backend;
   fl_acceptance_done_fn done;
   void *ctx;
@@ -108,8 +109,10 @@ static const char *run_case(const job_t *job, json_t *c, double *latency_ms, cha
   int timeout_ms = json_is_number(max) && json_number_value(max) > 0 && json_number_value(max) < 3600000
                        ? (int)json_number_value(max) + 1000 : 60000;
   uint64_t t0 = fl_now_ns();
-  int rc = fl_client_request(&job->backend, method ? method : "POST", path ? path : "/v1/chat/completions", text,
-                             NULL, timeout_ms, &status, &answer, err, sizeof err);
+  fl_client_call_t call = {.addr = &job->backend, .method = method ? method : "POST",
+                           .path = path ? path : "/v1/chat/completions", .body = text, .headers = job->headers,
+                           .timeout_ms = timeout_ms};
+  int rc = fl_client_fetch(&call, NULL, &status, &answer, err, sizeof err);
   *latency_ms = (fl_now_ns() - t0) / 1e6;
   free(text);
   const char *why = rc ? snprintf(buf, cap, "%s", err), buf
@@ -170,7 +173,12 @@ static void *job_main(void *arg) {
   return NULL;
 }
 
-static void on_closed(uv_handle_t *h) { free(h->data); }
+static void on_closed(uv_handle_t *h) {
+  job_t *job = h->data;
+  if (job->headers) explicit_bzero(job->headers, strlen(job->headers));
+  free(job->headers);
+  free(job);
+}
 
 static void on_done(uv_async_t *a) {
   job_t *job = a->data;
@@ -180,9 +188,12 @@ static void on_done(uv_async_t *a) {
 }
 
 int fl_acceptance_run(uv_loop_t *loop, const char *route, const char *path, const fl_addr_t *backend,
-                      const char *model, fl_acceptance_done_fn done, void *ctx) {
+                      const char *model, const char *headers, fl_acceptance_done_fn done, void *ctx) {
   job_t *job = calloc(1, sizeof *job);
-  if (!job) return FL_ENOMEM;
+  if (!job || (headers && !(job->headers = strdup(headers)))) {
+    free(job);
+    return FL_ENOMEM;
+  }
   snprintf(job->route, sizeof job->route, "%s", route);
   snprintf(job->path, sizeof job->path, "%s", path);
   snprintf(job->model, sizeof job->model, "%s", model ? model : "");

@@ -21,7 +21,7 @@ typedef void (*fl_acceptance_done_fn)(const char *route, json_t *report, void *c
  *               "max_latency_ms": 2000}}
  * Returns 0 and calls done later on loop's thread, or a negative error (done never called). */
 int fl_acceptance_run(uv_loop_t *loop, const char *route, const char *path, const fl_addr_t *backend,
-                      const char *model, fl_acceptance_done_fn done, void *ctx);
+                      const char *model, const char *headers, fl_acceptance_done_fn done, void *ctx);
 
 /* At shutdown: running sets stop after the case in flight (each has a 10 s timeout). */
 void fl_acceptance_stop_all(void);

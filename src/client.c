@@ -183,10 +183,15 @@ static void answer_free(answer_t *a) {
 int fl_client_request(const fl_addr_t *addr, const char *method, const char *path, const char *body,
                       const char *token, int timeout_ms, int *status, char **out, char *err, size_t err_cap) {
   fl_client_call_t call = {.addr = addr, .method = method, .path = path, .body = body, .timeout_ms = timeout_ms};
+  return fl_client_fetch(&call, token, status, out, err, err_cap);
+}
+
+int fl_client_fetch(const fl_client_call_t *call, const char *token, int *status, char **out, char *err,
+                    size_t err_cap) {
   answer_t a = {0};
-  int rc = exchange(&call, token, &a, err, err_cap);
+  int rc = exchange(call, token, &a, err, err_cap);
   if (rc == 0 && fl_buf_append(&a.body, "", 1) != 0) {
-    snprintf(err, err_cap, "%s %s on %s: out of memory", method, path, addr->text);
+    snprintf(err, err_cap, "%s %s on %s: out of memory", call->method, call->path, call->addr->text);
     rc = FL_ENOMEM;
   }
   if (rc == 0) {

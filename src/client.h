@@ -32,4 +32,9 @@ typedef struct fl_client_answer {
 
 int fl_client_exchange(const fl_client_call_t *call, fl_client_answer_t *ans, char *err, size_t err_cap);
 
+/* fl_client_request with a call's header lines: the body kept, as fl_client_request keeps it (the
+ * acceptance set sends a version's own headers this way). */
+int fl_client_fetch(const fl_client_call_t *call, const char *token, int *status, char **out, char *err,
+                    size_t err_cap);
+
 #endif

@@ -651,7 +651,7 @@ static int start_acceptance(const fl_conf_t *c, const fl_route_t *rt, ro_t *r, c
   set_weight(rt, r, 0, actor, "acceptance_started", json_pack("{s:s, s:s}", "canary_version", v->version, "file", path));
   int rc = 0;
   if (!control_loop || !v->n_backends ||        /* none: a host name resolved lazily has no address yet */
-      fl_acceptance_run(control_loop, rt->name, path, &v->backends[0], v->model, acceptance_done,
+      fl_acceptance_run(control_loop, rt->name, path, &v->backends[0], v->model, v->headers, acceptance_done,
                         (void *)r->generation) != 0) {
     r->state = RO_ROLLED_BACK;
     decide_event("rollout", "acceptance_failed", json_pack("{s:s}", "reason", "cannot run the acceptance set"));

@@ -62,3 +62,27 @@ def test_a_header_the_gateway_sets_itself_or_a_missing_variable_is_refused_at_it
         ok = check(yaml, {"FL_TEST_API_KEY": SECRET})
         assert ok.returncode == 0, ok.stderr
         assert SECRET not in ok.stdout + ok.stderr
+
+
+def test_the_acceptance_set_reaches_a_version_with_its_own_headers():
+    import os
+    from test_rollout import acceptance_file, chat_case
+    path = acceptance_file([chat_case({"status": 200})] * 2)
+    canary_yaml = YAML.replace("    canary: { version: local, backends: [127.0.0.1:%d], weight: 50 }\n",
+                               "    canary:\n      version: local\n      backends: [127.0.0.1:%d]\n      weight: 0\n"
+                               "      headers: { authorization: \"Bearer ${env:FL_TEST_API_KEY}\" }\n")
+    token = "headers-test-token-0123456789"
+    try:
+        with CaptureBackend() as hosted, CaptureBackend() as local, \
+                Gateway(canary_yaml % (hosted.port, local.port), env={"FL_TEST_API_KEY": SECRET, "FL_T": token},
+                        admin_extra="  token_env: FL_T\n") as gw:
+            spec = {"steps": [10, 100], "interval": "60s", "acceptance": path}
+            r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout", {"authorization": "Bearer " + token}, spec)
+            assert r.status == 200, r.body
+            from harness import wait_for
+            wait_for("the gate passed", lambda: request(gw.admin, "GET", "/api/v1/routes/chat").json()["rollout"]
+                     ["state"] == "progressing", 10)
+            assert len(local.requests) >= 2 and all(q["authorization"] == "Bearer " + SECRET for q in local.requests)
+            assert SECRET not in gw.output()
+    finally:
+        os.unlink(path)
