@@ -205,3 +205,57 @@ int fl_promql_value(const char *query, uint64_t max_age_ms, double *value, char 
   pthread_mutex_unlock(&pq.lock);
   return rc;
 }
+
+/* ---- a rollout's query checks ---- */
+
+#define QUERY_FRESH_MS 5000          /* an answer older than this is no answer */
+
+static bool two_sided(const fl_check_t *k) { return strstr(k->query, "{{version}}") != NULL; }
+
+/* The check's query for one variant ({{version}} is that variant's). */
+static bool query_text(const fl_route_t *rt, const fl_check_t *k, fl_variant_id_t id, char *out, size_t cap) {
+  return fl_promql_expand(k->query, rt->name, rt->variant[id].version, rt->variant[FL_CANARY].version,
+                          rt->variant[FL_STABLE].version, out, cap) > 0;
+}
+
+void fl_promql_want_checks(const fl_route_t *rt, const fl_rollout_spec_t *spec) {
+  char q[2048];
+  for (size_t i = 0; i < spec->n_checks; i++) {
+    const fl_check_t *k = &spec->checks[i];
+    if (k->kind != FL_CHECK_QUERY) continue;
+    if (query_text(rt, k, FL_CANARY, q, sizeof q)) fl_promql_want(q);
+    if (two_sided(k) && query_text(rt, k, FL_STABLE, q, sizeof q)) fl_promql_want(q);
+  }
+}
+
+static bool query_value(const fl_route_t *rt, const fl_check_t *k, fl_variant_id_t id, double *value, char *why,
+                        size_t cap) {
+  char q[2048];
+  if (!query_text(rt, k, id, q, sizeof q)) {
+    snprintf(why, cap, "the query is too long once its placeholders are filled");
+    return false;
+  }
+  return fl_promql_value(q, QUERY_FRESH_MS, value, why, cap) == 0;
+}
+
+void fl_promql_window(const fl_route_t *rt, const fl_rollout_spec_t *spec, fl_series_snap_t *c, fl_series_snap_t *s,
+                      fl_query_why_t why) {
+  for (size_t i = 0; i < spec->n_checks; i++) {
+    const fl_check_t *k = &spec->checks[i];
+    why[i][0] = '\0';
+    if (k->kind != FL_CHECK_QUERY) continue;
+    char w[200] = "";
+    c->backend_known[i] = query_value(rt, k, FL_CANARY, &c->backend[i], w, sizeof w);
+    if (!c->backend_known[i]) snprintf(why[i], sizeof why[i], "canary: %s", w);
+    if (!two_sided(k) || (s->backend_known[i] = query_value(rt, k, FL_STABLE, &s->backend[i], w, sizeof w))) continue;
+    size_t n = strlen(why[i]);
+    snprintf(why[i] + n, sizeof why[i] - n, "%sstable: %s", n ? "; " : "", w);
+  }
+}
+
+void fl_promql_note(json_t *analysis, const fl_rollout_spec_t *spec, fl_query_why_t why) {
+  json_t *checks = json_object_get(analysis, "checks");
+  for (size_t i = 0; i < spec->n_checks && i < json_array_size(checks); i++)
+    if (spec->checks[i].kind == FL_CHECK_QUERY && why[i][0])
+      json_object_set_new(json_array_get(checks, i), "query_error", json_string(why[i]));
+}

@@ -6,6 +6,11 @@
 #define FL_PROMQL_H
 
 #include "common.h"
+#include "conf.h"
+#include "spec.h"
+#include "window.h"
+
+#include <jansson.h>
 
 /* Where queries go (analysis.prometheus: http[s]://HOST[:PORT][/PATH]; NULL: nowhere, every
  * value is missing). Starts the thread the first time. Control thread. 0 or FL_ENOMEM. */
@@ -25,5 +30,22 @@ void fl_promql_want(const char *query);
  * reason in why (not asked yet, no sample, several series, an error from Prometheus, no answer).
  * Control thread. */
 int fl_promql_value(const char *query, uint64_t max_age_ms, double *value, char *why, size_t cap);
+
+/* ---- a rollout's query checks (control thread) ---- */
+
+/* Each tick of a rollout in progress: its queries (each variant's for a {{version}} one) are kept
+ * answered, so that a window finds them fresh. */
+void fl_promql_want_checks(const fl_route_t *rt, const fl_rollout_spec_t *spec);
+
+/* Why each query check had no value in a window, by check index ("" when it had). */
+typedef char fl_query_why_t[FL_MAX_CHECKS][240];
+
+/* A window's query values, into the backend slots of c and s by check index (answers at most
+ * 5 s old), and why any is missing. */
+void fl_promql_window(const fl_route_t *rt, const fl_rollout_spec_t *spec, fl_series_snap_t *c, fl_series_snap_t *s,
+                      fl_query_why_t why);
+
+/* Each query check's entry in the window's record (analysis.checks) gets its query_error. */
+void fl_promql_note(json_t *analysis, const fl_rollout_spec_t *spec, fl_query_why_t why);
 
 #endif

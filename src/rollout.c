@@ -395,63 +395,6 @@ static void step_begin(const fl_route_t *rt, ro_t *r) {
   }
 }
 
-/* ---- query checks: a team's own metrics from Prometheus (promql.h) ---- */
-
-#define QUERY_FRESH_MS 5000          /* an answer older than this is no answer */
-
-static bool two_sided(const fl_check_t *k) { return strstr(k->query, "{{version}}") != NULL; }
-
-/* The check's query for one variant ({{version}} is that variant's). */
-static bool query_text(const fl_route_t *rt, const fl_check_t *k, fl_variant_id_t id, char *out, size_t cap) {
-  return fl_promql_expand(k->query, rt->name, rt->variant[id].version, rt->variant[FL_CANARY].version,
-                          rt->variant[FL_STABLE].version, out, cap) > 0;
-}
-
-/* Each tick of a rollout in progress: its queries are kept answered, so a window finds them fresh. */
-static void want_queries(const fl_route_t *rt, const ro_t *r) {
-  char q[2048];
-  for (size_t i = 0; i < r->spec.n_checks; i++) {
-    const fl_check_t *k = &r->spec.checks[i];
-    if (k->kind != FL_CHECK_QUERY) continue;
-    if (query_text(rt, k, FL_CANARY, q, sizeof q)) fl_promql_want(q);
-    if (two_sided(k) && query_text(rt, k, FL_STABLE, q, sizeof q)) fl_promql_want(q);
-  }
-}
-
-static bool query_value(const fl_route_t *rt, const fl_check_t *k, fl_variant_id_t id, double *value, char *why,
-                        size_t cap) {
-  char q[2048];
-  if (!query_text(rt, k, id, q, sizeof q)) {
-    snprintf(why, cap, "the query is too long once its placeholders are filled");
-    return false;
-  }
-  return fl_promql_value(q, QUERY_FRESH_MS, value, why, cap) == 0;
-}
-
-/* The window's query values (in the backend slots, by check index), and why any is missing. */
-static void window_queries(const fl_route_t *rt, const ro_t *r, fl_series_snap_t *c, fl_series_snap_t *s,
-                           char why[][240]) {
-  for (size_t i = 0; i < r->spec.n_checks; i++) {
-    const fl_check_t *k = &r->spec.checks[i];
-    why[i][0] = '\0';
-    if (k->kind != FL_CHECK_QUERY) continue;
-    char w[200] = "";
-    c->backend_known[i] = query_value(rt, k, FL_CANARY, &c->backend[i], w, sizeof w);
-    if (!c->backend_known[i]) snprintf(why[i], 240, "canary: %s", w);
-    if (!two_sided(k) || (s->backend_known[i] = query_value(rt, k, FL_STABLE, &s->backend[i], w, sizeof w))) continue;
-    size_t n = strlen(why[i]);
-    snprintf(why[i] + n, 240 - n, "%sstable: %s", n ? "; " : "", w);
-  }
-}
-
-/* Each query check's entry in the window's record says why it had no value. */
-static void note_query_errors(json_t *analysis, const ro_t *r, char why[][240]) {
-  json_t *checks = json_object_get(analysis, "checks");
-  for (size_t i = 0; i < r->spec.n_checks && i < json_array_size(checks); i++)
-    if (r->spec.checks[i].kind == FL_CHECK_QUERY && why[i][0])
-      json_object_set_new(json_array_get(checks, i), "query_error", json_string(why[i]));
-}
-
 /* Drift over the step's time: this replica's values, and in a cluster the others' sampled ones. */
 static void window_drift(const fl_route_t *rt, const ro_t *r, fl_drift_t drift[FL_F_COUNT], bool set[FL_F_COUNT]) {
   static fl_drift_more_t more[FL_F_COUNT];
@@ -491,15 +434,15 @@ static json_t *window_close(const fl_route_t *rt, ro_t *r, fl_verdict_t *v) {
       win_s.backend_known[i] = fl_scrape_variant_value(rt->name, FL_STABLE, k->name + 8, &win_s.backend[i]);
     }
   }
-  static char query_why[FL_MAX_CHECKS][240];
-  window_queries(rt, r, &win_c, &win_s, query_why);
+  static fl_query_why_t query_why;
+  fl_promql_window(rt, &r->spec, &win_c, &win_s, query_why);
   bool due = fl_analysis_due(&r->spec, &r->evidence, &win_c, &win_s);   /* else nothing is tested: no drift */
   memset(drift_set, 0, sizeof drift_set);
   if (due) window_drift(rt, r, drift, drift_set);
   bool was_held = r->evidence.held;
   json_t *a = fl_analysis_run(&r->spec, &r->evidence, &win_c, &win_s, due ? drift : NULL, v);
   json_object_set_new(a, "drift", fl_monitor_drift_json(drift, drift_set));
-  note_query_errors(a, r, query_why);
+  fl_promql_note(a, &r->spec, query_why);
   json_object_set_new(a, "step", json_integer(r->step));
   if (remote) json_object_set_new(a, "replicas", json_integer(replicas));
   json_object_set_new(a, "weight", json_real(r->spec.steps_bp[r->step] / 100.0));
@@ -585,7 +528,7 @@ void fl_rollouts_tick(const fl_conf_t *c) {
       continue;
     }
     if (!rt || !rt->has_canary || r->state != RO_PROGRESSING) continue;
-    want_queries(rt, r);
+    fl_promql_want_checks(rt, &r->spec);
     if (!same_series(rt, r)) {
       fl_log("route %s: a version changed during the rollout's window: the window starts over", rt->name);
       step_begin(rt, r);
