@@ -165,7 +165,27 @@ bool fl_cidr_any(const fl_cidr_t *blocks, size_t n, const struct sockaddr *sa) {
   return false;
 }
 
+/* Dotted quad without stdio: glibc's inet_ntop formats IPv4 through sprintf, once a request. */
+static size_t ntop4(const uint8_t *a, char *buf, size_t cap) {
+  char tmp[16], *o = tmp;
+  for (int i = 0; i < 4; i++) {
+    unsigned v = a[i];
+    if (v >= 100) *o++ = (char)('0' + v / 100);
+    if (v >= 10) *o++ = (char)('0' + v / 10 % 10);
+    *o++ = (char)('0' + v % 10);
+    *o++ = i < 3 ? '.' : '\0';
+  }
+  size_t n = (size_t)(o - tmp) - 1;
+  if (n >= cap) {
+    if (cap) buf[0] = '\0';
+    return 0;
+  }
+  memcpy(buf, tmp, n + 1);
+  return n;
+}
+
 size_t fl_addr_ntop(const struct sockaddr *sa, char *buf, size_t cap) {
+  if (sa->sa_family == AF_INET) return ntop4((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, buf, cap);
   const void *src = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
                                               : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
   if (!inet_ntop(sa->sa_family, src, buf, (socklen_t)cap)) {

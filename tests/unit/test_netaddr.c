@@ -302,6 +302,24 @@ static void test_ntop_into_a_too_small_buffer_writes_an_empty_string(void **stat
   assert_string_equal(buf, "");
 }
 
+static void test_ntop_writes_every_ipv4_octet_as_inet_ntop_does(void **state) {
+  for (unsigned v = 0; v < 256; v++)
+    for (int pos = 0; pos < 4; pos++) {
+      struct sockaddr_in sin = {.sin_family = AF_INET};
+      uint8_t *a = (uint8_t *)&sin.sin_addr;
+      a[0] = 1, a[1] = 20, a[2] = 255, a[3] = 9;
+      a[pos] = (uint8_t)v;
+      char want[INET_ADDRSTRLEN], got[INET_ADDRSTRLEN];
+      assert_non_null(inet_ntop(AF_INET, &sin.sin_addr, want, sizeof want));
+      assert_int_equal(fl_addr_ntop((struct sockaddr *)&sin, got, sizeof got), strlen(want));
+      assert_string_equal(got, want);
+    }
+  char exact[8];   /* "1.2.3.4" and its NUL fill 8 bytes exactly */
+  struct sockaddr_storage s = sa_of("1.2.3.4");
+  assert_int_equal(fl_addr_ntop((struct sockaddr *)&s, exact, sizeof exact), 7);
+  assert_string_equal(exact, "1.2.3.4");
+}
+
 /* ---- the client behind proxies ---- */
 
 /* Walks v with 10.0.0.0/8 and ::1 trusted; the hop's address as text, "" when none was set. */
@@ -426,6 +444,7 @@ int main(void) {
       cmocka_unit_test(test_cidr_any_is_true_when_one_block_contains_the_peer),
       cmocka_unit_test(test_ntop_writes_the_numeric_address_without_port),
       cmocka_unit_test(test_ntop_into_a_too_small_buffer_writes_an_empty_string),
+      cmocka_unit_test(test_ntop_writes_every_ipv4_octet_as_inet_ntop_does),
       cmocka_unit_test(test_the_client_is_the_rightmost_hop_that_is_not_a_trusted_proxy),
       cmocka_unit_test(test_hops_may_carry_ports_and_ipv6_in_brackets_or_bare),
       cmocka_unit_test(test_forwarded_reads_the_for_parameters),
