@@ -1,6 +1,6 @@
 # fledge — build, test, demo and benchmark. `make help` lists the targets.
 CC      ?= cc
-PKGS    := libuv yaml-0.1 jansson libmaxminddb sqlite3 libcurl hiredis
+PKGS    := libuv yaml-0.1 jansson libmaxminddb sqlite3 libcurl hiredis openssl
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread -MMD -MP $(EXTRA_CFLAGS)
 LDLIBS  += -lm -ldl -pthread

@@ -692,39 +692,133 @@ static int check_tokens_differ(parse_ctx_t *p, yaml_node_t *root) {
   return 0;
 }
 
-/* listen: HOST:PORT, or {address: HOST:PORT, share: true} when another process is to serve the
- * same address on purpose (otherwise a second gateway there is refused at start). */
+/* listen: HOST:PORT, or {address: HOST:PORT, share: true, tls: {...}}, or a list of these.
+ * share: another process is to serve the same address on purpose (otherwise a second gateway
+ * there is refused at start). tls: {cert: F, key: F} and/or certificates: [{cert, key}, ...];
+ * the first certificate is the default, SNI picks among them. */
 typedef struct listen_conf {
   fl_addr_t addr;
   bool share;
+  yaml_node_t *tls;
 } listen_conf_t;
+
+static int f_node(parse_ctx_t *p, yaml_node_t *v, void *slot) {
+  *(yaml_node_t **)slot = v;
+  return 0;
+}
 
 static const field_t listen_fields[] = {
   {"address", cy_f_addr, offsetof(listen_conf_t, addr), NULL},
   {"share", cy_f_bool, offsetof(listen_conf_t, share), NULL},
+  {"tls", f_node, offsetof(listen_conf_t, tls), NULL},
 };
 static const section_t listen_section = {"listen", NULL, listen_fields, FL_ARRAY_LEN(listen_fields)};
 
-static int get_listen(parse_ctx_t *p, yaml_node_t *v, fl_addr_t *addr, bool *share) {
-  if (v->type != YAML_MAPPING_NODE) return cy_get_addr(p, v, addr);
-  listen_conf_t l = {0};
-  int rc = cy_walk(p, v, &listen_section, &l);
-  if (rc == 0 && l.addr.len == 0) rc = cy_fail(p, v, "listen needs an address: {address: HOST:PORT}");
-  if (rc == 0) {
-    *addr = l.addr;
-    *share = l.share;
+static const field_t cert_fields[] = {
+  {"cert", cy_f_str, offsetof(fl_tls_cert_t, cert), NULL},
+  {"key", cy_f_str, offsetof(fl_tls_cert_t, key), NULL},
+};
+static const section_t cert_section = {"a certificate", NULL, cert_fields, FL_ARRAY_LEN(cert_fields)};
+
+typedef struct tls_conf {
+  fl_tls_cert_t first;
+  yaml_node_t *certificates;
+} tls_conf_t;
+
+static const field_t tls_fields[] = {
+  {"cert", cy_f_str, offsetof(tls_conf_t, first.cert), NULL},
+  {"key", cy_f_str, offsetof(tls_conf_t, first.key), NULL},
+  {"certificates", f_node, offsetof(tls_conf_t, certificates), NULL},
+};
+static const section_t tls_section = {"listen.tls", NULL, tls_fields, FL_ARRAY_LEN(tls_fields)};
+
+static void free_certs(fl_listen_t *l) {
+  for (size_t i = 0; i < l->n_certs; i++) free(l->certs[i].cert), free(l->certs[i].key);
+  free(l->certs);
+  l->certs = NULL;
+  l->n_certs = 0;
+}
+
+/* A certificate's paths, both given, resolved against the config's folder, into l. */
+static int add_cert(parse_ctx_t *p, yaml_node_t *at, fl_listen_t *l, fl_tls_cert_t *c) {
+  if (!c->cert || !c->key) return cy_fail(p, at, "a TLS certificate needs both cert and key");
+  char path[2][4096];
+  fl_conf_resolve(p->conf, c->cert, path[0], sizeof path[0]);
+  fl_conf_resolve(p->conf, c->key, path[1], sizeof path[1]);
+  fl_tls_cert_t *grown = realloc(l->certs, (l->n_certs + 1) * sizeof *grown);
+  if (!grown) return cy_nomem(p);
+  l->certs = grown;
+  fl_tls_cert_t *dst = &l->certs[l->n_certs];
+  *dst = (fl_tls_cert_t){strdup(path[0]), strdup(path[1])};
+  if (!dst->cert || !dst->key) {
+    free(dst->cert), free(dst->key);
+    return cy_nomem(p);
   }
+  l->n_certs++;
+  return 0;
+}
+
+/* listen.tls: the certificates read and checked now, so that `fledge check` and a reload see a
+ * missing file or a key that does not match. */
+static int get_tls(parse_ctx_t *p, yaml_node_t *v, fl_listen_t *l) {
+  tls_conf_t t = {0};
+  int rc = cy_walk(p, v, &tls_section, &t);
+  if (rc == 0 && (t.first.cert || t.first.key)) rc = add_cert(p, v, l, &t.first);
+  free(t.first.cert), free(t.first.key);
+  if (rc == 0 && t.certificates) rc = cy_want_list(p, t.certificates, "listen.tls.certificates");
+  for (size_t i = 0; rc == 0 && t.certificates && i < cy_list_len(t.certificates); i++) {
+    yaml_node_t *item = cy_list_item(p, t.certificates, i);
+    fl_tls_cert_t c = {0};
+    rc = cy_walk(p, item, &cert_section, &c);
+    if (rc == 0) rc = add_cert(p, item, l, &c);
+    free(c.cert), free(c.key);
+  }
+  if (rc == 0 && l->n_certs == 0) rc = cy_fail(p, v, "listen.tls needs a certificate: {cert: FILE, key: FILE}");
+  char err[512];
+  if (rc == 0 && fl_tls_server_new(l->certs, l->n_certs, &l->tls, err, sizeof err) != 0) rc = cy_fail(p, v, "%s", err);
   return rc;
+}
+
+static int get_listen(parse_ctx_t *p, yaml_node_t *v, fl_listen_t *l, bool tls_allowed) {
+  if (v->type != YAML_MAPPING_NODE) return cy_get_addr(p, v, &l->addr);
+  listen_conf_t lc = {0};
+  int rc = cy_walk(p, v, &listen_section, &lc);
+  if (rc == 0 && lc.addr.len == 0) rc = cy_fail(p, v, "listen needs an address: {address: HOST:PORT}");
+  if (rc) return rc;
+  l->addr = lc.addr;
+  l->share = lc.share;
+  if (!lc.tls) return 0;
+  if (!tls_allowed) return cy_fail(p, lc.tls, "admin.listen does not take tls");
+  return get_tls(p, lc.tls, l);
 }
 
 static int f_listen(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   fl_conf_t *c = slot;
-  return get_listen(p, v, &c->listen, &c->listen_share);
+  c->n_listens = 0;
+  if (v->type != YAML_SEQUENCE_NODE) {
+    c->n_listens = 1;
+    return get_listen(p, v, &c->listens[0], true);
+  }
+  size_t n = cy_list_len(v);
+  if (n == 0 || n > FL_MAX_LISTENERS) return cy_fail(p, v, "listen takes 1 to %d addresses", FL_MAX_LISTENERS);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *item = cy_list_item(p, v, i);
+    c->n_listens = i + 1;           /* owned by c from here: freed with it whatever happens */
+    int rc = get_listen(p, item, &c->listens[i], true);
+    if (rc) return rc;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(c->listens[j].addr.text, c->listens[i].addr.text) == 0)
+        return cy_fail(p, item, "listen names %s twice", c->listens[i].addr.text);
+  }
+  return 0;
 }
 
 static int f_admin_listen(parse_ctx_t *p, yaml_node_t *v, void *slot) {
   fl_conf_t *c = slot;
-  return get_listen(p, v, &c->admin_listen, &c->admin_listen_share);
+  fl_listen_t l = {0};
+  int rc = get_listen(p, v, &l, false);
+  if (rc == 0) c->admin_listen = l.addr, c->admin_listen_share = l.share;
+  return rc;
 }
 
 static const field_t admin_fields[] = {{"listen", f_admin_listen, 0, NULL},
@@ -1000,7 +1094,8 @@ static const field_t top_fields[] = {
 static const section_t top_section = {"configuration", NULL, top_fields, FL_ARRAY_LEN(top_fields)};
 
 static void set_defaults(fl_conf_t *c) {
-  fl_addr_parse("127.0.0.1:8080", &c->listen);
+  fl_addr_parse("127.0.0.1:8080", &c->listens[0].addr);
+  c->n_listens = 1;
   fl_addr_parse("127.0.0.1:9090", &c->admin_listen);
   c->workers = c->workers_wanted = 1;
   c->timeouts.connect_ms = 2000;
@@ -1109,8 +1204,9 @@ static int parse_root(parse_ctx_t *p, yaml_node_t *root) {
   if (rc == 0) rc = check_process_routes(p, root);
   if (rc == 0) rc = check_query_checks(p, root);
   if (rc == 0) rc = check_tokens_differ(p, root);
-  if (rc == 0 && strcmp(p->conf->listen.text, p->conf->admin_listen.text) == 0)
-    rc = cy_fail(p, root, "listen and admin.listen are the same address (%s)", p->conf->listen.text);
+  for (size_t i = 0; rc == 0 && i < p->conf->n_listens; i++)
+    if (strcmp(p->conf->listens[i].addr.text, p->conf->admin_listen.text) == 0)
+      rc = cy_fail(p, root, "listen and admin.listen are the same address (%s)", p->conf->admin_listen.text);
   if (rc == 0 && p->conf->cluster && !p->conf->cluster->replica) rc = default_replica(p, p->conf->cluster);
   if (rc == 0) inherit_resolve_all(p->conf);
   if (rc == 0) fleet_hash(p, root);
@@ -1166,6 +1262,10 @@ static void free_route(fl_route_t *r, unsigned workers) {
 }
 
 static void conf_free(fl_conf_t *c) {
+  for (size_t i = 0; i < c->n_listens; i++) {
+    free_certs(&c->listens[i]);
+    fl_tls_server_free(c->listens[i].tls);
+  }
   for (size_t i = 0; i < c->n_routes; i++) free_route(&c->routes[i], c->workers);
   free(c->routes);
   free(c->override_from);

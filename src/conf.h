@@ -5,11 +5,26 @@
 
 #include "common.h"
 #include "netaddr.h"
+#include "tls.h"
 
 #include <regex.h>
 #include <stdatomic.h>
 
 #define FL_MAX_WORKERS 64
+#define FL_MAX_LISTENERS 8
+
+/* One address the gateway serves clients on. */
+typedef struct fl_listen {
+  fl_addr_t addr;
+  bool share;                       /* another process may serve the same address (SO_REUSEPORT,
+                                       e.g. a binary upgrade); default false: a second fledge
+                                       there is refused at start (claim.h) */
+  fl_tls_cert_t *certs;             /* tls: the certificates (paths resolved against the config's
+                                       folder), the default first; n_certs 0: plain HTTP */
+  size_t n_certs;
+  fl_tls_server_t *tls;             /* built from certs when the config is loaded (files read and
+                                       checked then); NULL for plain HTTP */
+} fl_listen_t;
 
 typedef enum { FL_STABLE = 0, FL_CANARY = 1, FL_NVARIANTS = 2 } fl_variant_id_t;
 
@@ -141,11 +156,9 @@ typedef struct fl_cluster_conf {
 typedef struct fl_conf {
   atomic_int refs;
   char *path;                       /* the file it was loaded from */
-  fl_addr_t listen;                 /* listen: HOST:PORT or {address: HOST:PORT, share: B};
-                                       default 127.0.0.1:8080 */
-  bool listen_share;                /* listen.share: another process may serve the same address
-                                       (SO_REUSEPORT, e.g. a binary upgrade); default false: a
-                                       second fledge there is refused at start (claim.h) */
+  fl_listen_t listens[FL_MAX_LISTENERS];   /* listen: HOST:PORT, {address, share, tls}, or a list
+                                       of these; default 127.0.0.1:8080 */
+  size_t n_listens;
   fl_addr_t admin_listen;           /* admin.listen, same forms: default 127.0.0.1:9090 */
   bool admin_listen_share;          /* admin.listen.share: likewise (every sharer must set it) */
   char *admin_token_env;            /* admin.token_env: the environment variable holding the bearer

@@ -325,7 +325,7 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
     fl_buf_lit(b, "\r\n");
   } else if (!fl_http_head_get(h, "host", &host_len)) {
     fl_buf_lit(b, "host: ");                     /* HTTP/1.0 may leave it out; HTTP/1.1 upstream may not */
-    fl_buf_str(b, ex->conf->listen.text);
+    fl_buf_str(b, ex->conf->listens[c->listener].addr.text);
     fl_buf_lit(b, "\r\n");
   }
   for (uint32_t i = 0; i < h->n; i++) {
@@ -823,13 +823,18 @@ static bool over_connection_limit(fl_client_t *c) {
   return true;
 }
 
-void fl_proxy_accept(fl_worker_t *w, int fd, const struct sockaddr *peer, socklen_t peer_len) {
+void fl_proxy_accept(fl_worker_t *w, unsigned listener, int fd, const struct sockaddr *peer, socklen_t peer_len) {
   fl_client_t *c = calloc(1, sizeof *c);
-  if (!c || client_init(w, c, fd) != 0) {     /* out of memory: the connection is let go */
+  fl_tls_server_t *tls = w->conf->listens[listener].tls;
+  SSL *ssl = tls ? fl_tls_server_ssl(tls) : NULL;
+  if (!c || (tls && !ssl) || client_init(w, c, fd) != 0) {   /* out of memory: the connection is let go */
     free(c);
+    SSL_free(ssl);
     close(fd);
     return;
   }
+  c->listener = listener;
+  if (ssl) fl_sock_start_tls(&c->sock, ssl);
   memcpy(&c->peer, peer, FL_MIN((size_t)peer_len, sizeof c->peer));
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

@@ -6,7 +6,7 @@
 #include "worker.h"
 
 /* Serves a connection the worker's listener accepted (fd non-blocking; owned from here on). */
-void fl_proxy_accept(fl_worker_t *w, int fd, const struct sockaddr *peer, socklen_t peer_len);
+void fl_proxy_accept(fl_worker_t *w, unsigned listener, int fd, const struct sockaddr *peer, socklen_t peer_len);
 
 /* Drain: closes client connections that are between requests; the others close after their
  * current answer. */

@@ -94,6 +94,8 @@ typedef struct fl_client {
   fl_http_head_t up_head;       /* the upstream response's head, allocated on first use */
   struct sockaddr_storage peer;
   char peer_ip[48];
+  unsigned listener;            /* the index in conf->listens it came in on (the same in every
+                                   snapshot: a reload may not change the listeners) */
   bool from_proxy;              /* the peer is in trusted_proxies: its forwarding headers are believed */
   int handles;                  /* open libuv handles; freed at 0 */
   fl_conn_phase_t phase;

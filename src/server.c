@@ -49,7 +49,7 @@ typedef struct fl_control {
   unsigned n_workers;
   atomic_uint n_running;
   fl_conf_t *conf;                    /* the control thread's reference to the current snapshot */
-  fl_claim_t listen_claim, admin_claim;   /* held from start until the drain (claim.h) */
+  fl_claim_t listen_claims[FL_MAX_LISTENERS], admin_claim;   /* held from start until the drain (claim.h) */
   bool draining;
 } fl_control_t;
 
@@ -57,8 +57,13 @@ static fl_control_t ctl;
 
 /* ---- workers ---- */
 
-static void on_connection(void *worker, int fd, const struct sockaddr *peer, socklen_t peer_len) {
-  fl_proxy_accept(worker, fd, peer, peer_len);
+static void release_claims(void) {
+  for (size_t i = 0; i < FL_MAX_LISTENERS; i++) fl_claim_release(&ctl.listen_claims[i]);
+  fl_claim_release(&ctl.admin_claim);
+}
+
+static void on_connection(void *worker, unsigned listener, int fd, const struct sockaddr *peer, socklen_t peer_len) {
+  fl_proxy_accept(worker, listener, fd, peer, peer_len);
 }
 
 /* Control thread: uv_async_send on a worker that has left aborts the process, so ask first. */
@@ -85,7 +90,7 @@ static void on_wake(uv_async_t *a) {
     return;
   }
   w->draining = true;
-  fl_listener_close(&w->listener);
+  fl_worker_close_listeners(w);
   fl_proxy_drain(w);
   fl_pool_close_all(&w->pools);
   fl_worker_maybe_stop(w);
@@ -119,18 +124,21 @@ static void on_sweep(uv_timer_t *t) {
 
 static int worker_init(fl_worker_t *w, unsigned id, fl_conf_t *conf) {
   w->id = id;
-  w->listener.fd = w->listener.spare_fd = -1;
   uv_loop_init(&w->loop);
   w->loop.data = w;
-  int fd = fl_listen_socket(&conf->listen, true);
-  if (fd < 0) {
-    fprintf(stderr, "fledge: listen %s: %s\n", conf->listen.text, strerror(-fd));
-    return fd;
-  }
-  int rc = fl_listener_start(&w->listener, &w->loop, fd, 1024, on_connection, w);
-  if (rc < 0) {
-    fprintf(stderr, "fledge: listen %s: %s\n", conf->listen.text, uv_strerror(rc));
-    return rc;
+  for (size_t i = 0; i < conf->n_listens; i++) {
+    const fl_addr_t *a = &conf->listens[i].addr;
+    fl_listener_t *l = &w->listeners[i];
+    l->fd = l->spare_fd = -1;
+    l->tag = (unsigned)i;
+    int fd = fl_listen_socket(a, true);
+    int rc = fd < 0 ? fd : fl_listener_start(l, &w->loop, fd, 1024, on_connection, w);
+    if (rc < 0) {
+      fprintf(stderr, "fledge: listen %s: %s\n", a->text, fd < 0 ? strerror(-fd) : uv_strerror(rc));
+      if (fd >= 0) close(fd);
+      return rc;
+    }
+    w->n_listeners = i + 1;
   }
   uv_async_init(&w->loop, &w->wake, on_wake);
   w->wake.data = w;
@@ -212,16 +220,40 @@ static void publish(fl_conf_t *c) {
   fl_retire_add(old);
 }
 
+/* The workers' listening sockets were opened at start, a connection finds its TLS context by
+ * its listener's index in the snapshot: a reload may change certificates, not the listeners. */
+static bool same_listeners(const fl_conf_t *a, const fl_conf_t *b, char *why, size_t len) {
+  if (a->n_listens != b->n_listens) {
+    snprintf(why, len, "listen names %zu addresses, not %zu", a->n_listens, b->n_listens);
+    return false;
+  }
+  for (size_t i = 0; i < a->n_listens; i++) {
+    const fl_listen_t *x = &a->listens[i], *y = &b->listens[i];
+    if (strcmp(x->addr.text, y->addr.text) != 0 || x->share != y->share || !x->tls != !y->tls) {
+      snprintf(why, len, "listen %s (%s) would become %s (%s)", y->addr.text, y->tls ? "tls" : "plain", x->addr.text,
+               x->tls ? "tls" : "plain");
+      return false;
+    }
+  }
+  return true;
+}
+
 static void reload(void) {
   fl_conf_t *c;
   if (prepare_conf(ctl.conf->path, NULL, &c) != 0) {
     fl_log("reload of %s failed; still serving the previous config", ctl.conf->path);
     return;
   }
-  if (c->workers_wanted != ctl.n_workers || strcmp(c->listen.text, ctl.conf->listen.text) != 0 ||
-      c->listen_share != ctl.conf->listen_share || strcmp(c->admin_listen.text, ctl.conf->admin_listen.text) != 0 ||
+  char why[200];
+  if (!same_listeners(c, ctl.conf, why, sizeof why)) {
+    fl_log("reload of %s refused: %s; the listeners change only at restart (still serving the previous config)",
+           c->path, why);
+    fl_conf_unref(c);
+    return;
+  }
+  if (c->workers_wanted != ctl.n_workers || strcmp(c->admin_listen.text, ctl.conf->admin_listen.text) != 0 ||
       c->admin_listen_share != ctl.conf->admin_listen_share)
-    fl_log("reload: workers and listen take effect only at restart (admin.listen and share too)");
+    fl_log("reload: workers and admin.listen take effect only at restart (its share too)");
   fl_rollouts_bind(c, false);
   publish(c);
   fl_fleet_set_conf(c);
@@ -276,8 +308,7 @@ static void start_drain(void) {
   }
   ctl.draining = true;
   fl_log("draining: no new connections, waiting for requests in flight");
-  fl_claim_release(&ctl.listen_claim);   /* a new gateway may take the addresses we are leaving */
-  fl_claim_release(&ctl.admin_claim);
+  release_claims();                     /* a new gateway may take the addresses we are leaving */
   fl_acceptance_stop_all();
   fl_cluster_stop();                     /* the lease given up: another replica leads at once */
   if (ctl.admin) fl_httpd_close(ctl.admin);
@@ -493,8 +524,11 @@ static int register_metrics_parts(void) {
 static int claim_addresses(void) {
   char err[400];
   int rc = 0;
-  ctl.listen_claim = ctl.admin_claim = (fl_claim_t)FL_CLAIM_NONE;
-  if (!ctl.conf->listen_share) rc = fl_claim_take(&ctl.conf->listen, "listen", &ctl.listen_claim, err, sizeof err);
+  ctl.admin_claim = (fl_claim_t)FL_CLAIM_NONE;
+  for (size_t i = 0; i < FL_MAX_LISTENERS; i++) ctl.listen_claims[i] = (fl_claim_t)FL_CLAIM_NONE;
+  for (size_t i = 0; rc == 0 && i < ctl.conf->n_listens; i++)
+    if (!ctl.conf->listens[i].share)
+      rc = fl_claim_take(&ctl.conf->listens[i].addr, "listen", &ctl.listen_claims[i], err, sizeof err);
   if (rc == 0 && !ctl.conf->admin_listen_share)
     rc = fl_claim_take(&ctl.conf->admin_listen, "admin.listen", &ctl.admin_claim, err, sizeof err);
   if (rc != 0) fprintf(stderr, "fledge: %s\n", err);
@@ -537,7 +571,11 @@ int fl_server_run(const char *conf_path) {
   atomic_store(&ctl.n_running, ctl.n_workers);
   for (unsigned i = 0; i < ctl.n_workers; i++)
     pthread_create(&ctl.workers[i].thread, NULL, worker_main, &ctl.workers[i]);
-  fl_log("serving on %s (%u workers), admin on %s, %zu routes", ctl.conf->listen.text, ctl.n_workers,
+  char on[FL_MAX_LISTENERS * 80] = "";
+  for (size_t i = 0, n = 0; i < ctl.conf->n_listens && n < sizeof on; i++)
+    n += (size_t)snprintf(on + n, sizeof on - n, "%s%s%s", i ? ", " : "", ctl.conf->listens[i].addr.text,
+                          ctl.conf->listens[i].tls ? " (TLS)" : "");
+  fl_log("serving on %s (%u workers), admin on %s, %zu routes", on, ctl.n_workers,
          ctl.conf->admin_listen.text, ctl.conf->n_routes);
   uv_run(ctl.loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < ctl.n_workers; i++) {
@@ -559,8 +597,7 @@ int fl_server_run(const char *conf_path) {
   fl_webhooks_stop();
   fl_rollouts_shutdown();
   fl_store_close(ctl.store);
-  fl_claim_release(&ctl.listen_claim);
-  fl_claim_release(&ctl.admin_claim);
+  release_claims();
   fl_retire_add(ctl.conf);            /* nobody else holds a snapshot now */
   ctl.conf = NULL;
   fl_retire_shutdown();

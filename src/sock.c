@@ -2,6 +2,8 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,10 +24,14 @@ static void on_poll(uv_poll_t *p, int status, int events);
 
 static int sys_error(void) { return uv_translate_sys_error(errno); }
 
-/* The poll watches what is wanted now: reads when on, writability while connecting or queued. */
+/* The poll watches what is wanted now: reads when on, writability while connecting or queued;
+ * with TLS also what an SSL call waits for, and writability as the wake-up for owed reads. */
 static void update_poll(fl_sock_t *s) {
   if (s->closing) return;
-  int want = (s->reading ? UV_READABLE : 0) | (s->connecting || s->queued ? UV_WRITABLE : 0);
+  bool r = s->reading || s->tls_write_wants_read;
+  bool w = s->connecting || (s->queued && !s->tls_write_wants_read) || s->tls_read_wants_write ||
+           (s->tls_pending && s->reading);
+  int want = (r ? UV_READABLE : 0) | (w ? UV_WRITABLE : 0);
   if (want == s->events) return;
   s->events = want;
   if (want) uv_poll_start(&s->poll, want, on_poll);
@@ -97,9 +103,75 @@ void fl_sock_close(fl_sock_t *s, fl_sock_close_cb cb) {
   s->closing = true;
   s->on_close = cb;
   drop_queue(s);
+  if (s->ssl) {
+    if (!s->tls_reason) SSL_shutdown(s->ssl);   /* close_notify, if the socket takes it now */
+    SSL_free(s->ssl);
+    s->ssl = NULL;
+    ERR_clear_error();
+  }
   uv_close((uv_handle_t *)&s->poll, on_poll_closed);   /* stops the poll: the fd can go now */
   close(s->fd);
   s->fd = -1;
+}
+
+/* ---- TLS ---- */
+
+void fl_sock_start_tls(fl_sock_t *s, SSL *ssl) {
+  SSL_set_fd(ssl, s->fd);
+  s->ssl = ssl;
+}
+
+/* An SSL call returned rc <= 0: EAGAIN with the readiness it waits for noted, 0 for the end of
+ * the stream, or -1 with errno set (EPROTO: a TLS failure, in words in tls_reason). */
+static int tls_failed(fl_sock_t *s, int rc, bool reading) {
+  int e = errno;
+  switch (SSL_get_error(s->ssl, rc)) {
+  case SSL_ERROR_WANT_READ:
+    if (!reading) s->tls_write_wants_read = true;
+    errno = EAGAIN;
+    return -1;
+  case SSL_ERROR_WANT_WRITE:
+    if (reading) s->tls_read_wants_write = true;
+    errno = EAGAIN;
+    return -1;
+  case SSL_ERROR_ZERO_RETURN:
+    return 0;
+  case SSL_ERROR_SYSCALL:
+    ERR_clear_error();
+    if (e == 0) return 0;           /* EOF (read) */
+    errno = e;
+    return -1;
+  default:
+    s->tls_reason = ERR_reason_error_string(ERR_peek_error());
+    if (!s->tls_reason) s->tls_reason = "TLS protocol error";
+    ERR_clear_error();
+    errno = EPROTO;
+    return -1;
+  }
+}
+
+static ssize_t tls_recv(fl_sock_t *s) {
+  errno = 0;
+  int rc = SSL_read(s->ssl, s->rbuf, (int)FL_MIN(s->rbuf_len, (size_t)INT_MAX));
+  return rc > 0 ? rc : tls_failed(s, rc, true);
+}
+
+/* Plaintext through SSL_write, a buffer at a time (partial writes: a record at a time). A write
+ * that waits is retried from the queue with the same bytes first, as OpenSSL wants. */
+static ssize_t tls_send_iov(fl_sock_t *s, const struct iovec *iov, unsigned n) {
+  size_t done = 0;
+  for (unsigned i = 0; i < n; i++)
+    for (size_t off = 0; off < iov[i].iov_len;) {
+      errno = 0;
+      int rc = SSL_write(s->ssl, (const char *)iov[i].iov_base + off, (int)FL_MIN(iov[i].iov_len - off, (size_t)INT_MAX));
+      if (rc <= 0) {
+        if (tls_failed(s, rc, false) == 0) errno = EPIPE;
+        return errno == EAGAIN ? (ssize_t)done : -1;
+      }
+      off += (size_t)rc;
+      done += (size_t)rc;
+    }
+  return (ssize_t)done;
 }
 
 /* ---- writing ---- */
@@ -108,6 +180,10 @@ void fl_sock_close(fl_sock_t *s, fl_sock_close_cb cb) {
 static ssize_t send_iov(fl_sock_t *s, struct iovec *iov, unsigned n) {
   struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
   ssize_t rc;
+  if (s->ssl) {
+    rc = tls_send_iov(s, iov, n);
+    return rc >= 0 ? rc : sys_error();
+  }
   do rc = n == 1 ? send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
                  : sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (rc < 0 && errno == EINTR);
@@ -209,7 +285,7 @@ static void fill(fl_sock_t *s) {
   }
   for (int i = 0; i < FL_READS_PER_WAKE && s->reading && !s->closing; i++) {
     ssize_t n;
-    do n = recv(s->fd, s->rbuf, s->rbuf_len, 0);
+    do n = s->ssl ? tls_recv(s) : recv(s->fd, s->rbuf, s->rbuf_len, 0);
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) {                      /* the end, or an error: reading stops, the owner decides */
@@ -219,8 +295,9 @@ static void fill(fl_sock_t *s) {
       return;
     }
     s->on_read(s, n, s->rbuf);
-    if ((size_t)n < s->rbuf_len) return;
+    if ((size_t)n < s->rbuf_len && !(s->ssl && SSL_has_pending(s->ssl))) return;
   }
+  s->tls_pending = s->ssl && !s->closing && SSL_has_pending(s->ssl);   /* left for the next turn */
 }
 
 static void connected(fl_sock_t *s) {
@@ -236,6 +313,19 @@ static void connected(fl_sock_t *s) {
   s->on_connect(s, err);
 }
 
+/* Either readiness may be what a TLS read or write waits for. */
+static void tls_ready(fl_sock_t *s, int events) {
+  bool r = events & UV_READABLE, w = events & UV_WRITABLE;
+  if (s->queued && !s->closing && (s->tls_write_wants_read ? r : w)) {
+    s->tls_write_wants_read = false;
+    flush(s);
+  }
+  if (!s->closing && (r || (w && (s->tls_read_wants_write || s->tls_pending)))) {
+    s->tls_read_wants_write = s->tls_pending = false;
+    fill(s);
+  }
+}
+
 static void on_poll(uv_poll_t *p, int status, int events) {
   fl_sock_t *s = p->data;
   fl_clock_tick();
@@ -247,8 +337,12 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     connected(s);          /* which watches what is wanted next */
     return;
   }
-  if ((events & UV_WRITABLE) && s->queued && !s->closing) flush(s);
-  if ((events & UV_READABLE) && !s->closing) fill(s);
+  if (s->ssl) {
+    tls_ready(s, events);
+  } else {
+    if ((events & UV_WRITABLE) && s->queued && !s->closing) flush(s);
+    if ((events & UV_READABLE) && !s->closing) fill(s);
+  }
   update_poll(s);          /* after an error, watches again what is still wanted */
 }
 
@@ -304,7 +398,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
     socklen_t len = sizeof peer;
     int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      l->on_accept(l->ctx, fd, (struct sockaddr *)&peer, len);
+      l->on_accept(l->ctx, l->tag, fd, (struct sockaddr *)&peer, len);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;

@@ -1,12 +1,14 @@
-/* sock.h — the data path's TCP sockets on a libuv loop: read with recv, written with sendmsg
+/* sock.h — the data path's TCP sockets on a libuv loop: read with recv, written with send(msg)
  * (socket calls, not the VFS read/write path libuv's streams take), a write queue of their own,
  * non-blocking connects, and a listener that accepts with accept4. Readiness comes from a
- * uv_poll_t. Each socket belongs to one loop and is used on that loop's thread only. */
+ * uv_poll_t. A socket may carry TLS (OpenSSL on its fd): the owner then sees plaintext only.
+ * Each socket belongs to one loop and is used on that loop's thread only. */
 #ifndef FL_SOCK_H
 #define FL_SOCK_H
 
 #include "common.h"
 
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -31,6 +33,11 @@ struct fl_sock {
   int connect_error;                /* a refusal known at once, told by the connect callback */
   int read_error;                   /* a reset that came before the connect was told: the first read's */
   bool reading, connecting, closing;
+  /* TLS (fl_sock_start_tls): the other readiness an SSL call waited for, and a read owed to
+   * records OpenSSL already holds (the poll cannot see them: writability wakes the loop instead). */
+  bool tls_read_wants_write, tls_write_wants_read, tls_pending;
+  SSL *ssl;                         /* NULL: plain TCP */
+  const char *tls_reason;           /* OpenSSL's words for the failure a UV_EPROTO stood for */
   char *rbuf;                       /* where reads land (the worker's buffer) */
   size_t rbuf_len;
   fl_sock_chunk_t *queue, *queue_last;   /* bytes the socket did not take yet, oldest first */
@@ -52,6 +59,11 @@ int fl_sock_open(fl_sock_t *s, uv_loop_t *loop, int fd, char *rbuf, size_t rbuf_
 int fl_sock_connect(fl_sock_t *s, uv_loop_t *loop, const struct sockaddr *sa, socklen_t len, char *rbuf,
                     size_t rbuf_len, fl_sock_connect_cb cb) FL_MUST_CHECK;
 
+/* From now on the bytes read and written are TLS's plaintext, through ssl (owned by s from
+ * now, freed at close, set to use s's fd). Whichever handshake ssl is set up for runs within
+ * the reads and writes; its failure is a read or send error (UV_EPROTO). */
+void fl_sock_start_tls(fl_sock_t *s, SSL *ssl);
+
 /* Reads on or off. */
 void fl_sock_read(fl_sock_t *s, bool on);
 
@@ -64,7 +76,7 @@ ssize_t fl_sock_write(fl_sock_t *s, const uv_buf_t *bufs, unsigned n) FL_MUST_CH
 void fl_sock_close(fl_sock_t *s, fl_sock_close_cb cb);
 
 /* A listening socket whose connections are accepted with accept4, up to a batch per wake-up. */
-typedef void (*fl_accept_cb)(void *ctx, int fd, const struct sockaddr *peer, socklen_t peer_len);
+typedef void (*fl_accept_cb)(void *ctx, unsigned tag, int fd, const struct sockaddr *peer, socklen_t peer_len);
 
 typedef struct fl_listener {
   uv_poll_t poll;
@@ -73,10 +85,11 @@ typedef struct fl_listener {
   int spare_fd;                     /* given up to accept and drop a connection when out of fds */
   fl_accept_cb on_accept;
   void *ctx;
+  unsigned tag;                     /* the owner's, passed to on_accept (which listener it was) */
 } fl_listener_t;
 
-/* Listens on fd (bound, non-blocking) with the backlog and starts accepting. 0 or a negative
- * libuv error. */
+/* Listens on fd (bound, non-blocking) with the backlog and starts accepting (l->tag is kept).
+ * 0 or a negative libuv error. */
 int fl_listener_start(fl_listener_t *l, uv_loop_t *loop, int fd, int backlog, fl_accept_cb cb,
                       void *ctx) FL_MUST_CHECK;
 /* Stops accepting and closes the listening fd now (new connections are refused). */

@@ -13,11 +13,15 @@ void fl_worker_maybe_stop(fl_worker_t *w) {
   if (!w->draining || w->n_clients > 0) return;
   fl_pool_close_all(&w->pools);
   close_if_open((uv_handle_t *)&w->sweep);
-  fl_listener_close(&w->listener);
+  fl_worker_close_listeners(w);
   pthread_mutex_lock(&w->wake_lock);   /* taken once, at the end: never on the request path */
   w->wake_open = false;
   pthread_mutex_unlock(&w->wake_lock);
   close_if_open((uv_handle_t *)&w->wake);
+}
+
+void fl_worker_close_listeners(fl_worker_t *w) {
+  for (size_t i = 0; i < w->n_listeners; i++) fl_listener_close(&w->listeners[i]);
 }
 
 void fl_worker_sync_wall(fl_worker_t *w) {

@@ -22,7 +22,8 @@ struct fl_client;
 typedef struct fl_worker {
   unsigned id;
   uv_loop_t loop;
-  fl_listener_t listener;
+  fl_listener_t listeners[FL_MAX_LISTENERS];   /* conf->listens' (tag: the index), opened at start */
+  size_t n_listeners;
   uv_async_t wake;
   pthread_mutex_t wake_lock;          /* wake_open: the control thread wakes only a worker still there */
   bool wake_open;
@@ -54,6 +55,9 @@ typedef struct fl_worker {
 /* Worker thread: when the worker is draining and its last client has closed, closes its pools,
  * timers, listener and wake handle, so that its loop ends (server.c then joins the thread). */
 void fl_worker_maybe_stop(fl_worker_t *w);
+
+/* Stops accepting on every listener (new connections are refused). */
+void fl_worker_close_listeners(fl_worker_t *w);
 
 /* The wall-clock time (Unix milliseconds) of the thread's cached clock (fl_clock_ns). */
 static inline uint64_t fl_worker_unix_ms(const fl_worker_t *w) {

@@ -133,7 +133,7 @@ def test_a_reload_asking_for_fewer_workers_keeps_regex_rules_working_on_every_ru
     with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
             Gateway(route_yaml(v1, v2, weight=0, extra=rules), workers=4) as gw:
         gw.reload(route_yaml(v1, v2, weight=0, extra=rules), workers=1)
-        assert "workers and listen take effect only at restart" in gw.output()
+        assert "workers and admin.listen take effect only at restart" in gw.output()
         for i in range(200):                  # a new connection each: every one of the 4 workers answers some
             r = request(gw.port, "POST", "/v1/chat/completions", {"user-agent": "beta-%d" % i}, chat())
             assert r.status == 200 and r.header("x-fledge-variant") == "canary", (i, r.status, r.headers)

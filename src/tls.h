@@ -1,0 +1,41 @@
+/* tls.h — TLS for the data path, with OpenSSL 3: the contexts a TLS listener hands its
+ * connections (built from certificate files when a config is loaded, one per certificate, the
+ * client's server name picking among them) and the words for what went wrong.
+ *
+ * Settings: TLS 1.2 and 1.3 only; OpenSSL's default cipher lists less anything without forward
+ * secrecy or authenticated encryption; ALPN http/1.1; resumption by stateless tickets (no server
+ * session cache, so no lock shared by the workers); an unexpected EOF reads as an EOF (HTTP's
+ * own framing tells a cut answer). A context is used by every worker thread (SSL_new only). */
+#ifndef FL_TLS_H
+#define FL_TLS_H
+
+#include "common.h"
+
+#include <openssl/ssl.h>
+
+/* One certificate chain (PEM, leaf first) and its private key (PEM), as paths. */
+typedef struct fl_tls_cert {
+  char *cert;
+  char *key;
+} fl_tls_cert_t;
+
+/* What a TLS listener serves: the first certificate is the default, another is picked when the
+ * client's SNI name matches one of its names. Opaque; one reference per holder. */
+typedef struct fl_tls_server fl_tls_server_t;
+
+/* Reads and checks the certificates (key matches, names present). 0 and *out, or a negative
+ * error with the reason, naming the file, in err. */
+int fl_tls_server_new(const fl_tls_cert_t *certs, size_t n, fl_tls_server_t **out, char *err,
+                      size_t errlen) FL_MUST_CHECK;
+void fl_tls_server_free(fl_tls_server_t *srv);
+
+/* A new connection's TLS state, server side (for fl_sock_start_tls: the handshake runs in the
+ * first reads), or NULL when out of memory. It keeps what it needs of srv alive: srv may be
+ * freed first. */
+SSL *fl_tls_server_ssl(fl_tls_server_t *srv);
+
+/* The first error on this thread's OpenSSL queue in words (the queue is then cleared), or
+ * `fallback` when the queue is empty. buf holds the text. */
+const char *fl_tls_error(char *buf, size_t len, const char *fallback);
+
+#endif
