@@ -87,7 +87,9 @@ static void example_top_level(void **state) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   assert_int_equal(atomic_load(&c->refs), 1);
   assert_string_equal(c->path, "t.yaml");
-  assert_string_equal(c->listen.text, "127.0.0.1:8080");
+  assert_string_equal(c->listens[0].addr.text, "127.0.0.1:8080");
+  assert_int_equal(c->n_listens, 1);
+  assert_null(c->listens[0].tls);
   assert_string_equal(c->admin_listen.text, "127.0.0.1:9090");
   assert_int_equal(c->workers, cpus < 1 ? 1 : cpus > FL_MAX_WORKERS ? FL_MAX_WORKERS : cpus);
   assert_int_equal(c->n_override_from, 1);          /* trusted_cidrs, the old name */
@@ -181,7 +183,9 @@ static void example_rules(void **state) {
 static void defaults_for_a_minimal_file(void **state) {
   fl_conf_t *c = parse_ok(ROUTE);
   const fl_route_t *r = &c->routes[0];
-  assert_string_equal(c->listen.text, "127.0.0.1:8080");
+  assert_string_equal(c->listens[0].addr.text, "127.0.0.1:8080");
+  assert_int_equal(c->n_listens, 1);
+  assert_null(c->listens[0].tls);
   assert_string_equal(c->admin_listen.text, "127.0.0.1:9090");
   assert_true(c->workers >= 1 && c->workers <= FL_MAX_WORKERS);
   assert_int_equal(c->n_override_from, 0);          /* nobody forces a variant */
@@ -283,11 +287,29 @@ static void unknown_keys_are_named_with_a_suggestion(void **state) {
                   "3:56", "unknown key \"weight\" in stable");
 }
 
+static void listen_takes_a_list_of_distinct_addresses_and_tls_needs_a_readable_certificate(void **state) {
+  fl_conf_t *c = parse_ok("listen: [127.0.0.1:1, {address: 127.0.0.1:2, share: true}]\n" ROUTE);
+  assert_int_equal(c->n_listens, 2);
+  assert_string_equal(c->listens[1].addr.text, "127.0.0.1:2");
+  assert_true(c->listens[1].share);
+  assert_null(c->listens[1].tls);
+  fl_conf_unref(c);
+  expect_error_at("listen: [127.0.0.1:1, 127.0.0.1:1]\n" ROUTE, "1:23", "listen names 127.0.0.1:1 twice");
+  expect_error_at("listen: []\n" ROUTE, "1:9", "listen takes 1 to 8 addresses");
+  expect_error_at("listen: {address: 127.0.0.1:1, tls: {}}\n" ROUTE, "1:37", "listen.tls needs a certificate");
+  expect_error_at("listen: {address: 127.0.0.1:1, tls: {cert: /nonexistent/a.crt}}\n" ROUTE, "1:37",
+                  "a TLS certificate needs both cert and key");
+  expect_error_at("listen: {address: 127.0.0.1:1, tls: {cert: /nonexistent/a.crt, key: /nonexistent/a.key}}\n" ROUTE,
+                  "1:37", "tls: /nonexistent/a.crt:");
+  expect_error_at("admin: {listen: {address: 127.0.0.1:1, tls: {cert: a, key: b}}}\n" ROUTE, "1:45",
+                  "admin.listen does not take tls");
+}
+
 static void wrong_types_are_reported_where_they_are(void **state) {
   expect_error_at("- a\n- b\n", "1:1", "the configuration must be a mapping, not a list");
   expect_error_at("routes: { name: r }\n", "1:9", "routes must be a list, not a mapping");
   expect_error_at("timeouts: 5\n" ROUTE, "1:11", "timeouts must be a mapping, not a value");
-  expect_error_at("listen: [127.0.0.1:1]\n" ROUTE, "1:9", "listen must be a single value, not a list");
+  expect_error_at("admin:\n  listen: [127.0.0.1:1]\n" ROUTE, "2:11", "listen must be a single value, not a list");
   expect_error_at("routes:\n  - name: r\n    stable:\n", "3:12", "stable must be a mapping");
   expect_error_at("routes:\n  - r\n", "2:5", "route must be a mapping");
   expect_error_at("response_headers: maybe\n" ROUTE, "1:19", "response_headers must be true or false");
@@ -738,6 +760,7 @@ int main(void) {
     cmocka_unit_test(yaml_syntax_errors_use_libyaml_position),
     cmocka_unit_test(unknown_keys_are_named_with_a_suggestion),
     cmocka_unit_test(wrong_types_are_reported_where_they_are),
+    cmocka_unit_test(listen_takes_a_list_of_distinct_addresses_and_tls_needs_a_readable_certificate),
     cmocka_unit_test(duplicate_keys_and_route_names),
     cmocka_unit_test(bad_values),
     cmocka_unit_test(bad_workers_and_durations),
