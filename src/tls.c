@@ -1,4 +1,4 @@
-/* tls.c — OpenSSL contexts for TLS listeners, and OpenSSL's errors in words. See tls.h. */
+/* tls.c — OpenSSL contexts for TLS listeners. See tls.h. */
 #include "tls.h"
 
 #include <openssl/err.h>
@@ -33,7 +33,9 @@ static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long 
 
 static void sni_index_init(void) { sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free); }
 
-const char *fl_tls_error(char *buf, size_t len, const char *fallback) {
+/* The first error on this thread's OpenSSL queue in words (the queue is then cleared), or
+ * `fallback` when it is empty. */
+static const char *tls_error(char *buf, size_t len, const char *fallback) {
   unsigned long e = ERR_peek_error();
   if (!e) {
     snprintf(buf, len, "%s", fallback);
@@ -76,7 +78,7 @@ static SSL_CTX *server_ctx(const fl_tls_cert_t *c, char *err, size_t errlen) {
   char why[256];
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) {
-    snprintf(err, errlen, "tls: %s", fl_tls_error(why, sizeof why, "out of memory"));
+    snprintf(err, errlen, "tls: %s", tls_error(why, sizeof why, "out of memory"));
     return NULL;
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -93,7 +95,7 @@ static SSL_CTX *server_ctx(const fl_tls_cert_t *c, char *err, size_t errlen) {
             (file = c->key, SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) == 1) &&
             SSL_CTX_check_private_key(ctx) == 1;
   if (!ok) {
-    snprintf(err, errlen, "tls: %s: %s", file, fl_tls_error(why, sizeof why, "unusable"));
+    snprintf(err, errlen, "tls: %s: %s", file, tls_error(why, sizeof why, "unusable"));
     SSL_CTX_free(ctx);
     return NULL;
   }

@@ -1,6 +1,6 @@
 /* tls.h — TLS for the data path, with OpenSSL 3: the contexts a TLS listener hands its
  * connections (built from certificate files when a config is loaded, one per certificate, the
- * client's server name picking among them) and the words for what went wrong.
+ * client's server name picking among them; errors in words, naming the file).
  *
  * Settings: TLS 1.2 and 1.3 only; OpenSSL's default cipher lists less anything without forward
  * secrecy or authenticated encryption; ALPN http/1.1; resumption by stateless tickets (no server
@@ -33,9 +33,5 @@ void fl_tls_server_free(fl_tls_server_t *srv);
  * first reads), or NULL when out of memory. It keeps what it needs of srv alive: srv may be
  * freed first. */
 SSL *fl_tls_server_ssl(fl_tls_server_t *srv);
-
-/* The first error on this thread's OpenSSL queue in words (the queue is then cleared), or
- * `fallback` when the queue is empty. buf holds the text. */
-const char *fl_tls_error(char *buf, size_t len, const char *fallback);
 
 #endif
