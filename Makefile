@@ -18,7 +18,7 @@ DEPS_OK := $(BUILD)/.deps-ok
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-.PHONY: all test unit e2e demo bench soak soak-rollouts sim asan fuzz clean help deps modules
+.PHONY: all test unit e2e demo bench soak soak-rollouts sim asan fuzz clean help deps modules testssl
 
 all: $(BUILD)/fledge
 
@@ -30,6 +30,7 @@ help:
 	@echo "make bench      fledge vs nginx vs HAProxy on this machine (wrk)"
 	@echo "make soak       SOAK_SECONDS (600) of mixed, faulty traffic, weight changes, reloads: RSS, fds"
 	@echo "make soak-rollouts  20 full rollouts of two identical versions: none may be rolled back"
+	@echo "make testssl    testssl.sh against a TLS listener: no old protocol, no weak cipher offered"
 	@echo "make sim        SIM_ROLLOUTS (10,000) simulated rollouts a row through the real judgement: false rollbacks, detection"
 	@echo "make asan       every test on an AddressSanitizer + UBSan build (clang); any report fails"
 	@echo "make fuzz       each libFuzzer target (or FUZZ_TARGETS) for FUZZ_SECONDS (default 60); crashes kept"
@@ -112,6 +113,10 @@ sim: $(BUILD)/tests/test_rollout_sim
 	@FLEDGE_SIM_ROLLOUTS=$(SIM_ROLLOUTS) $(BUILD)/tests/test_rollout_sim
 
 # Two identical versions must be promoted every time: the rollout's false-alarm check, live.
+# testssl.sh's look at a TLS listener (about a minute): no old protocol, no weak cipher offered.
+testssl: $(BUILD)/fledge
+	@cd tests/e2e && FLEDGE=$(CURDIR)/$(BUILD)/fledge python3 tls_audit.py
+
 soak-rollouts: $(BUILD)/fledge
 	@python3 tests/e2e/run.py --repeat 20 test_a_healthy_canary_is_promoted_through_every_step
 

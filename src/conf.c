@@ -251,13 +251,33 @@ static int add_backend_name(parse_ctx_t *p, yaml_node_t *n, fl_variant_conf_t *v
   return 0;
 }
 
+/* A backend's scheme: "https://" (TLS) or "http://" before HOST[:PORT], whose port then defaults
+ * to 443 or 80 (a final "/" is allowed, no other path); none is plain HTTP, HOST:PORT. Every
+ * backend of a version has the same. The rest, with its port, goes to out. */
+static int backend_scheme(parse_ctx_t *p, yaml_node_t *n, fl_variant_conf_t *v, char *out, size_t cap) {
+  const char *text = cy_scalar(n), *rest = text;
+  bool https = strncmp(text, "https://", 8) == 0, url = https || strncmp(text, "http://", 7) == 0;
+  if (url) rest = text + (https ? 8 : 7);
+  size_t len = strcspn(rest, "/");
+  if (rest[len] && strcmp(rest + len, "/") != 0)
+    return cy_fail(p, n, "backend \"%s\": a backend is an address, without a path", text);
+  const char *close = memchr(rest, ']', len), *colon = memchr(close ? close : rest, ':', len - (size_t)(close ? close - rest : 0));
+  bool has_port = colon != NULL;
+  if ((size_t)snprintf(out, cap, "%.*s%s", (int)len, rest, url && !has_port ? (https ? ":443" : ":80") : "") >= cap)
+    return cy_fail(p, n, "backend \"%s\" is too long", text);
+  if (v->n_backends + v->n_names > 0 && v->https != https)
+    return cy_fail(p, n, "backend %s: the backends of one version are all https:// or all plain", text);
+  v->https = https;
+  return 0;
+}
+
 /* An address is one backend; a host name stands for all its addresses (resolver.h). */
 static int parse_backend(parse_ctx_t *p, yaml_node_t *n, fl_variant_conf_t *v) {
-  char host[256];
+  char host[256], text[300];
   uint16_t port;
   int rc = cy_want_scalar(p, n);
+  if (rc == 0) rc = backend_scheme(p, n, v, text, sizeof text);
   if (rc) return rc;
-  const char *text = cy_scalar(n);
   fl_addr_t *addr = &v->backends[v->n_backends];
   if (fl_addr_parse(text, addr) == 0) {
     for (size_t j = 0; j < v->n_backends; j++)        /* one address, one set of series and health */
@@ -268,7 +288,7 @@ static int parse_backend(parse_ctx_t *p, yaml_node_t *n, fl_variant_conf_t *v) {
   if (fl_hostport_split(text, host, sizeof host, &port) == 0 && text[0] != '[' && fl_host_is_name(host))
     return add_backend_name(p, n, v, host, port);
   return cy_fail(p, n, "bad address \"%s\" (expected HOST:PORT: an address such as 127.0.0.1:8080 or [::1]:8080, "
-                 "or a host name such as vllm.default.svc.cluster.local:8000)", text);
+                 "or a host name such as vllm.default.svc.cluster.local:8000, or https://HOST[:PORT])", cy_scalar(n));
 }
 
 static int f_backends(parse_ctx_t *p, yaml_node_t *n, void *slot) {
@@ -441,7 +461,10 @@ static int f_headers(parse_ctx_t *p, yaml_node_t *map, void *slot) {
   {"backends", f_backends, offsetof(fl_route_t, variant[id]), NULL},                \
   {"metrics_url", f_metrics_url, offsetof(fl_route_t, variant[id]), NULL},          \
   {"resolve", f_resolve, offsetof(fl_route_t, variant[id].resolve), NULL},         \
-  {"headers", f_headers, offsetof(fl_route_t, variant[id]), NULL}
+  {"headers", f_headers, offsetof(fl_route_t, variant[id]), NULL},                \
+  {"ca_file", cy_f_str, offsetof(fl_route_t, variant[id].ca_file), NULL},           \
+  {"server_name", cy_f_str, offsetof(fl_route_t, variant[id].server_name), NULL},   \
+  {"insecure_skip_verify", cy_f_bool, offsetof(fl_route_t, variant[id].insecure_skip_verify), NULL}
 
 static const field_t stable_fields[] = {VARIANT_FIELDS(FL_STABLE)};
 static const field_t canary_fields[] = {
@@ -451,12 +474,63 @@ static const field_t canary_fields[] = {
 static const section_t stable_section = {"stable", NULL, stable_fields, FL_ARRAY_LEN(stable_fields)};
 static const section_t canary_section = {"canary", NULL, canary_fields, FL_ARRAY_LEN(canary_fields)};
 
+/* The one host a version's https backends are for: server_name, else the host they all name
+ * (several addresses of one name are fine; two names need server_name), with the first one's port. */
+static int https_host(parse_ctx_t *p, yaml_node_t *map, const fl_variant_conf_t *v, const char *what, char *host,
+                      size_t cap, uint16_t *port) {
+  char other[256];
+  uint16_t other_port;
+  host[0] = 0;
+  for (size_t i = 0; i < v->n_names + v->n_backends; i++) {
+    if (i < v->n_names) snprintf(other, sizeof other, "%s", v->names[i].host), other_port = v->names[i].port;
+    else if (fl_hostport_split(v->backends[i - v->n_names].text, other, sizeof other, &other_port) != 0) continue;
+    if (!host[0]) snprintf(host, cap, "%s", other), *port = other_port;
+    else if (strcmp(host, other) != 0 && !v->server_name)
+      return cy_fail(p, map, "%s: https backends %s and %s are different hosts: give server_name, the one name their "
+                     "certificates carry", what, host, other);
+  }
+  if (v->server_name) snprintf(host, cap, "%s", v->server_name);
+  return 0;
+}
+
+/* https backends: the TLS client that reaches them (authorities read now, so check and a reload
+ * see a bad ca_file) and the Host their requests carry. */
+static int variant_tls(parse_ctx_t *p, yaml_node_t *map, fl_variant_conf_t *v, const char *what) {
+  if (!v->https) {
+    if (v->ca_file || v->server_name || v->insecure_skip_verify)
+      return cy_fail(p, map, "%s: ca_file, server_name and insecure_skip_verify are for https:// backends", what);
+    return 0;
+  }
+  char host[256], ca[4096], err[600], value[300];
+  uint16_t port = 443;
+  int rc = https_host(p, map, v, what, host, sizeof host, &port);
+  if (rc) return rc;
+  if (v->ca_file) {
+    fl_conf_resolve(p->conf, v->ca_file, ca, sizeof ca);
+    free(v->ca_file);
+    if (!(v->ca_file = strdup(ca))) return cy_nomem(p);
+  }
+  fl_tls_client_conf_t cf = {.host = host, .ca_file = v->ca_file, .insecure = v->insecure_skip_verify};
+  if (fl_tls_client_new(&cf, &v->tls, err, sizeof err) != 0) return cy_fail(p, map, "%s: %s", what, err);
+  bool v6 = strchr(host, ':') != NULL;
+  snprintf(value, sizeof value, "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
+  if (port != 443) snprintf(value + strlen(value), sizeof value - strlen(value), ":%u", port);
+  if (add_line(p, &v->host_line, "host", value) != 0) return FL_ENOMEM;
+  yaml_node_t *insecure = cy_map_get(p, map, "insecure_skip_verify");
+  if (v->insecure_skip_verify)
+    return cy_warn(p, insecure ? insecure : map, "%s: insecure_skip_verify: the certificates of its https backends are not checked; anyone "
+                   "between fledge and them can read and change the traffic", what);
+  return 0;
+}
+
 static int parse_variant(parse_ctx_t *p, yaml_node_t *map, fl_route_t *r, fl_variant_id_t id, const section_t *s) {
   int rc = cy_walk(p, map, s, r);
   if (rc) return rc;
   if (!r->variant[id].version) return cy_fail(p, map, "%s needs a version", s->what);
   if (!r->variant[id].n_backends && !r->variant[id].n_names) return cy_fail(p, map, "%s needs at least one backend", s->what);
-  return 0;
+  char what[200];
+  snprintf(what, sizeof what, "route %s %s", r->name ? r->name : "?", s->what);
+  return variant_tls(p, map, &r->variant[id], what);
 }
 
 static int f_stable(parse_ctx_t *p, yaml_node_t *v, void *r) { return parse_variant(p, v, r, FL_STABLE, &stable_section); }
@@ -1253,6 +1327,10 @@ static void free_route(fl_route_t *r, unsigned workers) {
     free(r->variant[v].headers);
     for (size_t i = 0; i < r->variant[v].n_headers; i++) free(r->variant[v].header_names[i]);
     free(r->variant[v].header_names);
+    free(r->variant[v].ca_file);
+    free(r->variant[v].server_name);
+    fl_tls_client_unref(r->variant[v].tls);
+    free(r->variant[v].host_line);
   }
   for (size_t i = 0; i < r->n_rules; i++) {
     for (size_t j = 0; j < r->rules[i].n_conds; j++) free_cond(&r->rules[i].conds[j], workers);
@@ -1308,6 +1386,7 @@ static void conf_free(fl_conf_t *c) {
   fl_geo_close(c->geo);
   free(c->path);
   free(c->source);
+  free(c->warnings);
   free(c);
 }
 

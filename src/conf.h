@@ -107,6 +107,15 @@ typedef struct fl_variant_conf {
                                        NULL: none */
   char **header_names; size_t n_headers;   /* their names, lower-case: a client's header of the same
                                               name is replaced, not forwarded */
+  /* backends: [https://HOST[:PORT], ...]: every backend of the version is reached over TLS, its
+   * certificate checked for one host (the backends' own, or server_name) */
+  bool https;                       /* the backends are https:// (none may be plain then) */
+  char *ca_file;                    /* ca_file: the authorities to trust (resolved path); NULL: the system's */
+  char *server_name;                /* server_name: the name to ask for and check; NULL: the backends' host */
+  bool insecure_skip_verify;        /* insecure_skip_verify: no check at all (warned at every load) */
+  fl_tls_client_t *tls;             /* built from the above at load; NULL: plain HTTP */
+  char *host_line;                  /* with https: "host: NAME[:PORT]\r\n", the Host every request
+                                       gets instead of the client's */
 } fl_variant_conf_t;
 
 typedef struct fl_route {
@@ -233,6 +242,8 @@ typedef struct fl_conf {
                                        replica sets for itself (listen, admin, state, workers,
                                        access_log, cluster.replica): alike across a fleet */
   char *source; size_t source_len;  /* the YAML text it was parsed from, for fl_conf_reparse */
+  char *warnings;                   /* "FILE:LINE:COL: warning: ...\n" lines worth saying at every
+                                       load (serve, reload, check), or NULL */
 } fl_conf_t;
 
 /* Loads and validates a YAML file. On success returns 0 and a snapshot with one

@@ -44,6 +44,8 @@ typedef int (*item_check_fn)(parse_ctx_t *p, yaml_node_t *n, char *value);
 int cy_fail_mark(parse_ctx_t *p, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int cy_fail(parse_ctx_t *p, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int cy_nomem(parse_ctx_t *p);
+/* Adds "FILE:LINE:COL: warning: ..." as a line of conf->warnings: 0, or FL_ENOMEM. */
+int cy_warn(parse_ctx_t *p, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Nodes of p->doc. */
 const char *cy_scalar(const yaml_node_t *n);

@@ -13,7 +13,22 @@
 
 /* ---------- parse context and error reporting ---------- */
 
-
+int cy_warn(parse_ctx_t *p, const yaml_node_t *n, const char *fmt, ...) {
+  char line[512];
+  int off = snprintf(line, sizeof line, "%s:%zu:%zu: warning: ", p->name, n->start_mark.line + 1,
+                     n->start_mark.column + 1);
+  va_list ap;
+  va_start(ap, fmt);
+  if (off >= 0 && (size_t)off < sizeof line) vsnprintf(line + off, sizeof line - (size_t)off, fmt, ap);
+  va_end(ap);
+  size_t had = p->conf->warnings ? strlen(p->conf->warnings) : 0, len = strlen(line);
+  char *grown = realloc(p->conf->warnings, had + len + 2);
+  if (!grown) return cy_nomem(p);
+  memcpy(grown + had, line, len);
+  memcpy(grown + had + len, "\n", 2);
+  p->conf->warnings = grown;
+  return 0;
+}
 
 static void write_err(parse_ctx_t *p, size_t line, size_t col, const char *fmt, va_list ap) {
   if (!p->err || p->err_cap == 0) return;

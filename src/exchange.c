@@ -159,11 +159,12 @@ static void report_failure(fl_backend_t *b) {
     fl_log("backend %s ejected after %d consecutive failures", b->addr.text, FL_EJECT_AFTER);
 }
 
-/* Connect failed or timed out: try one other backend of the same variant, else answer. */
-static void connect_failed(fl_client_t *c, bool timed_out) {
+/* Connect (with https, the handshake too) failed or timed out: try one other backend of the same
+ * variant, else answer. `tls`: OpenSSL's words for a failed handshake, NULL for TCP's failures. */
+static void connect_failed(fl_client_t *c, bool timed_out, const char *tls) {
   fl_exchange_t *ex = &c->ex;
   fl_backend_t *failed = ex->backend;
-  fl_account_upstream_error(c, timed_out ? FL_UPERR_CONNECT_TIMEOUT : FL_UPERR_CONNECT_REFUSED);
+  fl_account_upstream_error(c, tls ? FL_UPERR_TLS : timed_out ? FL_UPERR_CONNECT_TIMEOUT : FL_UPERR_CONNECT_REFUSED);
   report_failure(failed);
   detach(c, false);
   const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
@@ -178,6 +179,8 @@ static void connect_failed(fl_client_t *c, bool timed_out) {
   if (timed_out)
     upstream_error(c, 504, "timeout", NULL, "connecting to the %s backend timed out after %u ms", variant_of(c),
                    ex->conf->timeouts.connect_ms);
+  else if (tls)
+    upstream_error(c, 502, "upstream_error", tls, "the TLS handshake with the %s backend failed", variant_of(c));
   else
     upstream_error(c, 502, "upstream_error", NULL, "the %s backend refused the connection", variant_of(c));
 }
@@ -185,7 +188,7 @@ static void connect_failed(fl_client_t *c, bool timed_out) {
 static void on_connect(fl_sock_t *s, int status) {
   fl_upconn_t *u = s->data;           /* in use: a cancelled connect closed the socket */
   fl_client_t *c = u->owner;
-  if (status < 0) connect_failed(c, false);
+  if (status < 0) connect_failed(c, false, status == UV_EPROTO ? s->tls_reason : NULL);
   else up_ready(c);
   fl_client_settle(c);
 }
@@ -219,8 +222,17 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
       upstream_error(c, 503, "overloaded", uv_strerror(rc),
                      "the gateway cannot open a connection to the %s backend now", variant_of(c));
     else                       /* unreachable, refused by a firewall: the backend's */
-      connect_failed(c, false);
+      connect_failed(c, false, NULL);
     return;
+  }
+  if (b->tls) {                /* https: the handshake runs once connected, before on_connect */
+    SSL *ssl = fl_tls_client_ssl(b->tls);
+    if (!ssl) {
+      fl_upconn_close(&c->w->pools, u);
+      fl_client_error(c, 500, "internal_error", "out of memory");
+      return;
+    }
+    fl_sock_start_tls(&u->sock, ssl);
   }
   u->sock.on_read = on_up_read;
   u->sock.on_sent = on_up_sent;
@@ -529,7 +541,7 @@ static void silent(fl_client_t *c, const char *what, uint32_t ms) {
 void fl_exchange_timeout(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   const struct fl_timeouts *t = &ex->conf->timeouts;
-  if (ex->phase == FL_EX_CONNECTING) connect_failed(c, true);
+  if (ex->phase == FL_EX_CONNECTING) connect_failed(c, true, NULL);
   else if (ex->up_got_bytes || ex->phase == FL_EX_STREAMING) stalled(c);
   else if (ex->phase == FL_EX_SENDING) silent(c, "took none of the request body for", t->idle_ms);
   else if (ex->phase == FL_EX_WAITING) silent(c, "sent no answer within", t->first_byte_ms);

@@ -76,6 +76,7 @@ static int cmd_check(int argc, char **argv) {
     fl_conf_unref(c);
     return 1;
   }
+  if (c->warnings) fputs(c->warnings, stderr);
   int rc = fl_resolver_apply(c, err, sizeof err);     /* a host name that serve would refuse */
   fl_resolver_shutdown();
   if (rc != 0) {

@@ -37,7 +37,7 @@ static fl_entry_t series_tab[FL_MAX_SERIES], bseries_tab[FL_MAX_BSERIES];
 static atomic_uint n_series, n_bseries;        /* ids below may be taken */
 
 static const char *const uperr_names[FL_UPERR_COUNT] = {"connect_refused", "connect_timeout", "reset", "timeout",
-                                                       "bad_response"};
+                                                       "bad_response", "tls"};
 
 /* Finds a taken entry with these labels or takes the lowest free id; returns its id with one
  * more reference, or -1 when every id is taken. Lock held. */

@@ -319,7 +319,10 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   }
   fl_buf_lit(b, " HTTP/1.1\r\n");
   size_t host_len;
-  if (t->authority) {                            /* absolute-form: its authority is the host */
+  bool own_host = vc->host_line != NULL;         /* https backends are asked for their own host */
+  if (own_host) {
+    fl_buf_str(b, vc->host_line);
+  } else if (t->authority) {                     /* absolute-form: its authority is the host */
     fl_buf_lit(b, "host: ");
     fl_buf_append(b, t->authority, t->authority_len);
     fl_buf_lit(b, "\r\n");
@@ -331,7 +334,7 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   for (uint32_t i = 0; i < h->n; i++) {
     const fl_hdr_t *x = &h->hdrs[i];
     if (fl_http_is_hop(h, x) || (x->name_len == 6 && memcmp(fl_hdr_name(h, x), "expect", 6) == 0)) continue;
-    if (t->authority && x->name_len == 4 && memcmp(fl_hdr_name(h, x), "host", 4) == 0) continue;
+    if ((t->authority || own_host) && x->name_len == 4 && memcmp(fl_hdr_name(h, x), "host", 4) == 0) continue;
     if (!c->from_proxy && x->name_len == 9 && memcmp(fl_hdr_name(h, x), "forwarded", 9) == 0) continue;
     if (vc->n_headers && version_sets(vc, fl_hdr_name(h, x), x->name_len)) continue;
     fl_buf_append(b, fl_hdr_name(h, x), x->name_len);

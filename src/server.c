@@ -172,6 +172,15 @@ static void bind_error(char *err, size_t cap, const char *path, int rc, const ch
     snprintf(err, cap, "%s: too many %s: at most %d, counting the configs still in use", path, what, max);
 }
 
+/* A loaded file's warnings, a log line each (they are said again at every load, not once). */
+static void say_warnings(const char *lines) {
+  for (const char *s = lines; s && *s;) {
+    size_t len = strcspn(s, "\n");
+    fl_log("%.*s", (int)len, s);
+    s += len + (s[len] == '\n');
+  }
+}
+
 /* Loads path (or, with `same_as`, that snapshot's text again: new addresses of its host names)
  * into a snapshot ready for workers: host names resolved, backends bound, GeoIP opened, and last
  * (it is the one step that changes what serves now) the live weights. A snapshot that fails
@@ -181,6 +190,7 @@ static int prepare_conf(const char *path, const fl_conf_t *same_as, fl_conf_t **
   fl_conf_t *c = NULL;
   int rc = same_as ? fl_conf_reparse(same_as, &c, err, sizeof err) : fl_conf_load(path, &c, err, sizeof err);
   if (rc == 0) fl_rollouts_overlay(c);          /* finished promotions: before anything is bound */
+  if (rc == 0 && !same_as) say_warnings(c->warnings);
   if (rc == 0 && c->admin_token_error) {
     snprintf(err, sizeof err, "%s", c->admin_token_error);
     rc = FL_EINVAL;

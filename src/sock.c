@@ -28,9 +28,9 @@ static int sys_error(void) { return uv_translate_sys_error(errno); }
  * with TLS also what an SSL call waits for, and writability as the wake-up for owed reads. */
 static void update_poll(fl_sock_t *s) {
   if (s->closing) return;
-  bool r = s->reading || s->tls_write_wants_read;
-  bool w = s->connecting || (s->queued && !s->tls_write_wants_read) || s->tls_read_wants_write ||
-           (s->tls_pending && s->reading);
+  bool r = s->reading || s->tls_write_wants_read || (s->handshaking && !s->tls_hs_wants_write);
+  bool w = s->connecting || (s->handshaking && s->tls_hs_wants_write) || (s->queued && !s->tls_write_wants_read) ||
+           s->tls_read_wants_write || (s->tls_pending && s->reading);
   int want = (r ? UV_READABLE : 0) | (w ? UV_WRITABLE : 0);
   if (want == s->events) return;
   s->events = want;
@@ -143,6 +143,8 @@ static int tls_failed(fl_sock_t *s, int rc, bool reading) {
     return -1;
   default:
     s->tls_reason = ERR_reason_error_string(ERR_peek_error());
+    if (SSL_get_verify_result(s->ssl) != X509_V_OK)   /* a backend's certificate: say what is wrong with it */
+      s->tls_reason = X509_verify_cert_error_string(SSL_get_verify_result(s->ssl));
     if (!s->tls_reason) s->tls_reason = "TLS protocol error";
     ERR_clear_error();
     errno = EPROTO;
@@ -300,11 +302,42 @@ static void fill(fl_sock_t *s) {
   s->tls_pending = s->ssl && !s->closing && SSL_has_pending(s->ssl);   /* left for the next turn */
 }
 
+/* A client connection's handshake, run before its connect is told: a failure is the connect's
+ * (UV_EPROTO when TLS itself failed, or the backend closed during it, in words in tls_reason). */
+static void handshake(fl_sock_t *s) {
+  errno = 0;
+  int rc = SSL_do_handshake(s->ssl);
+  int err = 0;
+  if (rc != 1) {
+    int e = errno, why = SSL_get_error(s->ssl, rc);
+    if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE) {
+      s->tls_hs_wants_write = why == SSL_ERROR_WANT_WRITE;
+      update_poll(s);
+      return;
+    }
+    errno = e;
+    if (tls_failed(s, rc, false) == 0) {
+      s->tls_reason = "the connection closed during the handshake";
+      errno = EPROTO;
+    }
+    err = sys_error();
+  }
+  s->handshaking = false;
+  update_poll(s);
+  s->on_connect(s, err);
+}
+
 static void connected(fl_sock_t *s) {
   int err = s->connect_error;
   socklen_t len = sizeof err;
   if (!err && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) err = uv_translate_sys_error(err);
-  if (err == UV_ECONNRESET || err == UV_EPIPE) {   /* accepted, then reset before we looked: the connect */
+  if (!err && s->ssl) {
+    s->connecting = false;
+    s->handshaking = true;
+    handshake(s);
+    return;
+  }
+  if (!s->ssl && (err == UV_ECONNRESET || err == UV_EPIPE)) {   /* accepted, then reset before we looked: the connect */
     s->read_error = err;                           /* worked, and the owner hears of the reset as a reader */
     err = 0;                                       /* would, whatever the timing */
   }
@@ -333,8 +366,9 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     events = s->events;
     s->events = 0;
   }
-  if (s->connecting) {
-    connected(s);          /* which watches what is wanted next */
+  if (s->connecting || s->handshaking) {
+    if (s->connecting) connected(s);   /* which watches what is wanted next */
+    else handshake(s);
     return;
   }
   if (s->ssl) {

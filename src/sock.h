@@ -36,6 +36,8 @@ struct fl_sock {
   /* TLS (fl_sock_start_tls): the other readiness an SSL call waited for, and a read owed to
    * records OpenSSL already holds (the poll cannot see them: writability wakes the loop instead). */
   bool tls_read_wants_write, tls_write_wants_read, tls_pending;
+  bool handshaking;                 /* a client connection's handshake, between connect and on_connect */
+  bool tls_hs_wants_write;          /* which readiness it waits for */
   SSL *ssl;                         /* NULL: plain TCP */
   const char *tls_reason;           /* OpenSSL's words for the failure a UV_EPROTO stood for */
   char *rbuf;                       /* where reads land (the worker's buffer) */
@@ -60,8 +62,10 @@ int fl_sock_connect(fl_sock_t *s, uv_loop_t *loop, const struct sockaddr *sa, so
                     size_t rbuf_len, fl_sock_connect_cb cb) FL_MUST_CHECK;
 
 /* From now on the bytes read and written are TLS's plaintext, through ssl (owned by s from
- * now, freed at close, set to use s's fd). Whichever handshake ssl is set up for runs within
- * the reads and writes; its failure is a read or send error (UV_EPROTO). */
+ * now, freed at close, set to use s's fd). On a connecting socket (a client's ssl), the
+ * handshake runs once the connection is up, and the connect callback is told when it is done:
+ * its failure is the connect's status (UV_EPROTO, in words in tls_reason). Otherwise the
+ * handshake runs within the reads and writes; its failure is a read or send error (UV_EPROTO). */
 void fl_sock_start_tls(fl_sock_t *s, SSL *ssl);
 
 /* Reads on or off. */

@@ -1,11 +1,17 @@
-/* tls.c — OpenSSL contexts for TLS listeners. See tls.h. */
+/* tls.c — OpenSSL contexts for TLS listeners and https backends. See tls.h. */
 #include "tls.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 /* TLS 1.2 suites with forward secrecy and authenticated encryption only (1.3 has no others). */
 #define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -24,6 +30,11 @@ typedef struct sni {
 static int sni_index = -1;
 static pthread_once_t sni_once = PTHREAD_ONCE_INIT;
 
+/* The session ticket keys (name, HMAC and AES keys): drawn once per process and given to every
+ * listener context, so that a ticket issued before a reload still resumes after it. */
+static unsigned char ticket_keys[80];
+static bool ticket_keys_ok;
+
 static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
   sni_t *s = ptr;
   if (!s) return;
@@ -31,7 +42,10 @@ static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long 
   free(s);
 }
 
-static void sni_index_init(void) { sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free); }
+static void once_init(void) {
+  sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free);
+  ticket_keys_ok = RAND_bytes(ticket_keys, sizeof ticket_keys) == 1;
+}
 
 /* The first error on this thread's OpenSSL queue in words (the queue is then cleared), or
  * `fallback` when it is empty. */
@@ -88,6 +102,8 @@ static SSL_CTX *server_ctx(const fl_tls_cert_t *c, char *err, size_t errlen) {
   SSL_CTX_set_read_ahead(ctx, 1);   /* one read takes what arrived, not a record header and then its body */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);   /* resumption by tickets only */
   SSL_CTX_set_num_tickets(ctx, 1);
+  if (!ticket_keys_ok || SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_keys, sizeof ticket_keys) != 1)
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);   /* no keys to share: no resumption, rather than per reload */
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   const char *file = c->cert;
   bool ok = SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) == 1 &&
@@ -104,7 +120,7 @@ static SSL_CTX *server_ctx(const fl_tls_cert_t *c, char *err, size_t errlen) {
 
 int fl_tls_server_new(const fl_tls_cert_t *certs, size_t n, fl_tls_server_t **out, char *err, size_t errlen) {
   *out = NULL;
-  pthread_once(&sni_once, sni_index_init);
+  pthread_once(&sni_once, once_init);
   if (n == 0 || sni_index < 0) {
     snprintf(err, errlen, "tls: %s", n ? "OpenSSL has no room for the certificate list" : "no certificate");
     return FL_EINVAL;
@@ -142,5 +158,116 @@ void fl_tls_server_free(fl_tls_server_t *srv) {
 SSL *fl_tls_server_ssl(fl_tls_server_t *srv) {
   SSL *ssl = SSL_new(srv->ctx);
   if (ssl) SSL_set_accept_state(ssl);
+  return ssl;
+}
+
+/* ---- https backends ---- */
+
+struct fl_tls_client {
+  atomic_uint refs;
+  SSL_CTX *ctx;
+  char *host;
+  bool host_is_ip;                  /* checked as an address; no SNI (RFC 6066 names hosts only) */
+  bool insecure;
+  char key[];
+};
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+static SSL_CTX *client_ctx(const fl_tls_client_conf_t *cf, char *err, size_t errlen) {
+  char why[256];
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    snprintf(err, errlen, "tls: %s", tls_error(why, sizeof why, "out of memory"));
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);   /* pooled connections stand in for resumption */
+  SSL_CTX_set_verify(ctx, cf->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  bool ok = SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) == 1 &&
+            SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof alpn_http11 - 1) == 0;
+  const char *what = "the system's certificate authorities";
+  if (ok && !cf->insecure) {
+    if (cf->ca_file) what = cf->ca_file;
+    ok = cf->ca_file ? SSL_CTX_load_verify_locations(ctx, cf->ca_file, NULL) == 1
+                     : SSL_CTX_set_default_verify_paths(ctx) == 1;
+  }
+  if (!ok) {
+    snprintf(err, errlen, "tls: %s: %s", what, tls_error(why, sizeof why, "unusable"));
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+int fl_tls_client_new(const fl_tls_client_conf_t *cf, fl_tls_client_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  struct stat st = {0};
+  if (cf->ca_file && stat(cf->ca_file, &st) != 0) {
+    snprintf(err, errlen, "tls: %s: %s", cf->ca_file, strerror(errno));
+    return FL_EINVAL;
+  }
+  char key[4600];
+  int n = snprintf(key, sizeof key, "%s|%s:%lld:%lld.%09ld|%s", cf->host, cf->ca_file ? cf->ca_file : "-",
+                   (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                   cf->insecure ? "insecure" : "verify");
+  if (n < 0 || (size_t)n >= sizeof key) {
+    snprintf(err, errlen, "tls: the host name or ca_file path is too long");
+    return FL_EINVAL;
+  }
+  fl_tls_client_t *cl = calloc(1, sizeof *cl + (size_t)n + 1);
+  if (!cl || !(cl->host = strdup(cf->host))) {
+    free(cl);
+    snprintf(err, errlen, "tls: out of memory");
+    return FL_ENOMEM;
+  }
+  memcpy(cl->key, key, (size_t)n + 1);
+  atomic_init(&cl->refs, 1);
+  unsigned char ip[16];
+  cl->host_is_ip = inet_pton(AF_INET, cf->host, ip) == 1 || inet_pton(AF_INET6, cf->host, ip) == 1;
+  cl->insecure = cf->insecure;
+  if (!(cl->ctx = client_ctx(cf, err, errlen))) {
+    free(cl->host);
+    free(cl);
+    return FL_EINVAL;
+  }
+  *out = cl;
+  return 0;
+}
+
+fl_tls_client_t *fl_tls_client_ref(fl_tls_client_t *cl) {
+  if (cl) atomic_fetch_add_explicit(&cl->refs, 1, memory_order_relaxed);
+  return cl;
+}
+
+void fl_tls_client_unref(fl_tls_client_t *cl) {
+  if (!cl || atomic_fetch_sub_explicit(&cl->refs, 1, memory_order_acq_rel) != 1) return;
+  SSL_CTX_free(cl->ctx);
+  free(cl->host);
+  free(cl);
+}
+
+const char *fl_tls_client_key(const fl_tls_client_t *cl) { return cl->key; }
+const char *fl_tls_client_host(const fl_tls_client_t *cl) { return cl->host; }
+
+SSL *fl_tls_client_ssl(fl_tls_client_t *cl) {
+  SSL *ssl = SSL_new(cl->ctx);
+  if (!ssl) return NULL;
+  SSL_set_connect_state(ssl);
+  bool ok = true;
+  if (!cl->host_is_ip) ok = SSL_set_tlsext_host_name(ssl, cl->host) == 1;
+  if (ok && !cl->insecure) {
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    ok = cl->host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), cl->host) == 1
+                        : SSL_set1_host(ssl, cl->host) == 1;
+  }
+  if (!ok) {
+    SSL_free(ssl);
+    ERR_clear_error();
+    return NULL;
+  }
   return ssl;
 }

@@ -5,6 +5,8 @@
  * every worker's pool sweep has closed its idle connections (they point at the entry). */
 #include "upstream.h"
 
+#include "tls.h"
+
 #include <stdlib.h>
 
 #define FL_POOL_MAX_IDLE 128          /* idle connections kept per backend per worker */
@@ -16,21 +18,32 @@ static unsigned registry_len;
 static uint64_t retirements;                  /* numbers the retirements, from 1 */
 static atomic_uint_fast64_t retire_epoch;     /* the newest one, published for the sweeps */
 
-/* The entry of an address, found (named or retiring) or added at the lowest free id. */
-static fl_backend_t *registry_get(const fl_addr_t *addr) {
+static bool same_tls(const fl_tls_client_t *a, const fl_tls_client_t *b) {
+  return a == b || (a && b && strcmp(fl_tls_client_key(a), fl_tls_client_key(b)) == 0);
+}
+
+/* The entry of an address reached this way, found (named or retiring) or added at the lowest
+ * free id. An https backend keeps the TLS client of the snapshot that first named it. */
+static fl_backend_t *registry_get(const fl_addr_t *addr, fl_tls_client_t *tls) {
   unsigned free_id = registry_len;
   for (unsigned i = 0; i < registry_len; i++) {
     if (!registry[i]) free_id = FL_MIN(free_id, i);
-    else if (strcmp(registry[i]->addr.text, addr->text) == 0) return registry[i];
+    else if (strcmp(registry[i]->addr.text, addr->text) == 0 && same_tls(registry[i]->tls, tls)) return registry[i];
   }
   if (free_id == FL_MAX_BACKENDS) return NULL;
   fl_backend_t *b = calloc(1, sizeof *b);
   if (!b) return NULL;
   b->addr = *addr;
+  b->tls = fl_tls_client_ref(tls);
   b->id = free_id;
   registry[free_id] = b;
   if (free_id == registry_len) registry_len++;
   return b;
+}
+
+static void backend_free(fl_backend_t *b) {
+  if (b) fl_tls_client_unref(b->tls);
+  free(b);
 }
 
 /* A retiring backend named again keeps its entry, id and health; its sweeps so far did no harm. */
@@ -51,7 +64,7 @@ static int bind_variant(fl_variant_conf_t *v) {
   v->bound = calloc(v->n_backends, sizeof *v->bound);
   if (!v->bound) return FL_ENOMEM;
   for (size_t i = 0; i < v->n_backends; i++) {
-    if (!(v->bound[i] = registry_get(&v->backends[i]))) return FL_ELIMIT;
+    if (!(v->bound[i] = registry_get(&v->backends[i], v->tls))) return FL_ELIMIT;
     backend_ref(v->bound[i]);
   }
   return 0;
@@ -88,7 +101,7 @@ unsigned fl_upstream_collect(struct fl_pools *const *pools, unsigned n) {
       continue;
     }
     registry[id] = NULL;
-    free(b);
+    backend_free(b);
   }
   while (registry_len > 0 && !registry[registry_len - 1]) registry_len--;
   return left;
@@ -102,7 +115,7 @@ unsigned fl_upstream_count(void) {
 
 void fl_upstream_shutdown(void) {
   for (unsigned id = 0; id < registry_len; id++) {
-    free(registry[id]);
+    backend_free(registry[id]);
     registry[id] = NULL;
   }
   registry_len = 0;

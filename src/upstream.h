@@ -15,12 +15,14 @@ struct fl_pools;
 #define FL_EJECT_BASE_MS 30000u
 #define FL_EJECT_MAX_MS 300000u
 
-/* One backend address, shared by every worker and every snapshot that names it. Created by
+/* One backend address (with https, the address and how it is reached: host and authorities),
+ * shared by every worker and every snapshot that names it. Created by
  * fl_upstream_bind; its health survives reloads as long as some snapshot names it. Once none
  * does (fl_upstream_unbind) it is retiring: each worker's next pool sweep closes its idle
  * connections, then fl_upstream_collect frees it and its id is given to the next new address. */
 typedef struct fl_backend {
   fl_addr_t addr;
+  fl_tls_client_t *tls;               /* https: how it is reached (a reference, tls.h); NULL: plain */
   unsigned id;                        /* index for per-worker arrays, < FL_MAX_BACKENDS */
   atomic_uint fails;                  /* consecutive failures */
   atomic_uint ejections;              /* ejections since the last success: 30 s × 2^(n-1) */

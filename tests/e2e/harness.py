@@ -349,6 +349,60 @@ class CaptureBackend(LocalServer):
         self.serve(Handler)
 
 
+class Nginx:
+    """Debian's nginx (one worker, in a folder of its own) serving the given text inside its http
+    block: each "{port}" there is a free port of its own, in order (self.ports; self.port is the
+    first), "{dir}" the folder. Access lines go to {dir}/access.log when a server asks for them."""
+
+    def __init__(self, servers):
+        import shutil
+        self.dir = tempfile.mkdtemp(prefix="fledge-nginx-")
+        self.ports = []
+        while "{port}" in servers:
+            self.ports.append(free_port())
+            servers = servers.replace("{port}", str(self.ports[-1]), 1)
+        self.port = self.ports[0]
+        conf = os.path.join(self.dir, "nginx.conf")
+        temps = "".join("%s_temp_path %s/%s;\n" % (t, self.dir, t) for t in
+                        ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        with open(conf, "w") as f:
+            f.write("daemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
+                    "events { worker_connections 256; }\nhttp {\n access_log off;\n%s%s}\n"
+                    % (self.dir, self.dir, temps, servers.replace("{dir}", self.dir)))
+        self.p = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-p", self.dir, "-c", conf],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for port in self.ports:
+                wait_port(port, self.p)
+        except Exception:
+            self.close()
+            raise
+
+    def access_lines(self):
+        try:
+            with open(os.path.join(self.dir, "access.log")) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def close(self):
+        import shutil
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def report(checks):
     """Prints each (name, ok) check and the closing "N passed, N failed" line; returns the exit
     status (the soak and the GPU check end this way)."""

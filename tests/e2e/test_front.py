@@ -2,56 +2,21 @@
 x-forwarded-for) that it trusts for the client's address but not for overrides; and requests
 that RFC 9112 says to refuse, or that could be read two ways, answered 400 while it keeps serving."""
 import os
-import shutil
 import subprocess
 import tempfile
-import time
 
-from harness import Gateway, chat, free_port, mock, raw, request, route_yaml, status_of, wait_port
+import harness
+from harness import Gateway, chat, mock, raw, request, route_yaml, status_of
 
 
-class Nginx:
+def Nginx(upstream_port):
     """nginx as a keep-alive reverse proxy in front of 127.0.0.1:PORT, appending the client to
     x-forwarded-for as most fronts do ($proxy_add_x_forwarded_for)."""
-
-    def __init__(self, upstream_port):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="fledge-nginx-")
-        conf = os.path.join(self.dir, "nginx.conf")
-        temps = "".join("%s_temp_path %s/%s;\n" % (t, self.dir, t) for t in
-                        ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        with open(conf, "w") as f:
-            f.write("daemon off;\nworker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
-                    "events { worker_connections 256; }\nhttp {\n access_log off;\n%s"
-                    " upstream gw { server 127.0.0.1:%d; keepalive 16; }\n"
-                    " server {\n  listen 127.0.0.1:%d;\n  location / {\n   proxy_pass http://gw;\n"
-                    "   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n"
-                    "   proxy_set_header Host $host;\n"
-                    "   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n  }\n }\n}\n"
-                    % (self.dir, self.dir, temps, upstream_port, self.port))
-        self.p = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        try:
-            wait_port(self.port, self.p)
-        except Exception:
-            self.close()
-            raise
-
-    def close(self):
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    return harness.Nginx(" upstream gw { server 127.0.0.1:%d; keepalive 16; }\n"
+                         " server {\n  listen 127.0.0.1:{port};\n  location / {\n   proxy_pass http://gw;\n"
+                         "   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n"
+                         "   proxy_set_header Host $host;\n"
+                         "   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n  }\n }\n" % upstream_port)
 
 
 def through(front, forwarded_for, headers=None):
@@ -130,7 +95,7 @@ def test_trusted_cidrs_is_the_old_name_of_override_from_and_both_at_once_is_an_e
         conf.write("trusted_cidrs: [127.0.0.0/8]\noverride_from: [10.0.0.0/8]\n" + route_yaml(v1, v2))
         conf.close()
         try:
-            out = subprocess.run([os.environ["FLEDGE"], "check", "-c", conf.name], capture_output=True, text=True)
+            out = subprocess.run([harness.FLEDGE, "check", "-c", conf.name], capture_output=True, text=True)
             assert out.returncode != 0 and "old name of override_from" in out.stderr, out.stderr
             assert "%s:2:" % conf.name in out.stderr, out.stderr
         finally:

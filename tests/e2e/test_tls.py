@@ -1,24 +1,18 @@
 """TLS listeners: certificates made here with the openssl command, clients are curl and openssl
 s_client, over real sockets to a real `fledge serve` in front of `fledge mock`."""
+import json
 import os
 import signal
 import subprocess
 import tempfile
 import time
 
+from certs import make_cert
 from harness import FLEDGE, Proc, free_port, mock, wait_port
+from test_sdk import HERE, NODE_MODULES
 
 CHAT = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 STREAM = '{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'
-
-
-def make_cert(folder, name, host):
-    """A self-signed ECDSA certificate for host (CN and SAN), as NAME.crt and NAME.key."""
-    crt, key = os.path.join(folder, name + ".crt"), os.path.join(folder, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=" + host,
-                    "-addext", "subjectAltName=DNS:" + host], check=True, capture_output=True)
-    return crt, key
 
 
 class TlsGateway(Proc):
@@ -138,3 +132,52 @@ def test_a_reload_that_changes_the_listeners_or_names_a_missing_key_is_refused_a
             assert "reload of" in said and "missing.key" in gw.output(), gw.output()[-1500:]
             text, status = curl(gw, crt)
             assert status == "200 0", (status, text)
+
+
+def s_client(gw, *args):
+    out = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % gw.tls_port, "-servername", "localhost",
+                          *args], input="", capture_output=True, text=True, timeout=10)
+    return out.stdout
+
+
+def test_a_session_ticket_issued_before_a_reload_still_resumes_after_it():
+    with tempfile.TemporaryDirectory() as d, mock() as m:
+        crt, key = make_cert(d, "gw", "localhost")
+        with TlsGateway(d, m.port, [(crt, key)]) as gw:
+            session = os.path.join(d, "session.pem")
+            assert "New, TLSv1.2" in s_client(gw, "-tls1_2", "-sess_out", session)
+            assert "Reused, TLSv1.2" in s_client(gw, "-tls1_2", "-sess_in", session)
+            said = gw.sighup([(crt, key)])
+            assert "reloaded" in said, said
+            assert "Reused, TLSv1.2" in s_client(gw, "-tls1_2", "-sess_in", session), "the ticket keys outlive a reload"
+
+
+def test_the_official_openai_node_sdk_talks_to_the_tls_listener_over_1_3_and_1_2_streaming_included():
+    with tempfile.TemporaryDirectory() as d, mock() as m:
+        crt, key = make_cert(d, "gw", "localhost")
+        with TlsGateway(d, m.port, [(crt, key)]) as gw:
+            for version in ("--tls-min-v1.3", "--tls-max-v1.2"):
+                out = subprocess.run(["node", version, os.path.join(HERE, "node", "chat.js"),
+                                      "https://localhost:%d/v1" % gw.tls_port], capture_output=True, text=True, timeout=30,
+                                     env=dict(os.environ, NODE_PATH=NODE_MODULES, NODE_EXTRA_CA_CERTS=crt))
+                assert out.returncode == 0, (version, out.stderr)
+                said = json.loads(out.stdout)
+                assert said["content"] and said["streamed"] == said["content"] and said["chunks"] > 2, (version, said)
+
+
+def test_no_old_protocol_and_no_suite_without_forward_secrecy_or_aead_is_accepted():
+    """The quick form of `make testssl` (testssl.sh's full look): a client offering only what is
+    weak gets no handshake."""
+    with tempfile.TemporaryDirectory() as d, mock() as m:
+        crt, key = make_cert(d, "gw", "localhost")
+        with TlsGateway(d, m.port, [(crt, key)]) as gw:
+            weak = [("-tls1", "DEFAULT@SECLEVEL=0"), ("-tls1_1", "DEFAULT@SECLEVEL=0")]
+            weak += [("-tls1_2", suite + "@SECLEVEL=0") for suite in (
+                "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA", "ECDHE-ECDSA-AES128-SHA256",   # CBC
+                "ECDHE-ECDSA-AES256-SHA384", "AES128-GCM-SHA256", "AES256-SHA", "DHE-RSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-NULL-SHA", "aNULL", "3DES", "CAMELLIA", "ARIA")]
+            for protocol, suites in weak:
+                said = s_client(gw, protocol, "-cipher", suites)
+                assert "Cipher is (NONE)" in said or "CONNECTED" not in said, (protocol, suites, said[-600:])
+            said = s_client(gw, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")
+            assert "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256" in said, said[-600:]

@@ -613,6 +613,34 @@ static void a_name_alone_is_enough_and_listing_it_twice_is_not(void **state) {
                   "bad address \"[model.test]:80\"");
 }
 
+static void https_backends_default_to_443_and_are_asked_for_their_own_host(void **state) {
+  fl_conf_t *c = parse_ok("routes:\n  - name: r\n    stable: { version: v1, backends: [\"https://API.hosted.test\"] }\n"
+                          "    canary: { version: v2, backends: [\"https://127.0.0.1:8443/\", \"https://127.0.0.2:8443\"],\n"
+                          "              server_name: models.test, insecure_skip_verify: true }\n");
+  const fl_variant_conf_t *s = &c->routes[0].variant[FL_STABLE], *k = &c->routes[0].variant[FL_CANARY];
+  assert_true(s->https && s->tls && !s->insecure_skip_verify);
+  assert_string_equal(s->names[0].text, "api.hosted.test:443");
+  assert_string_equal(s->host_line, "host: api.hosted.test\r\n");
+  assert_string_equal(fl_tls_client_host(s->tls), "api.hosted.test");
+  assert_int_equal(k->n_backends, 2);
+  assert_string_equal(k->backends[0].text, "127.0.0.1:8443");
+  assert_string_equal(k->host_line, "host: models.test:8443\r\n");    /* two addresses, one name for both */
+  assert_string_equal(fl_tls_client_host(k->tls), "models.test");
+  assert_non_null(strstr(c->warnings, "t.yaml:5:63: warning: route r canary: insecure_skip_verify"));
+  fl_conf_unref(c);
+  c = parse_ok("routes:\n  - name: r\n    stable: { version: v1, backends: [\"http://127.0.0.1\", \"[::1]:81\"] }\n");
+  assert_false(c->routes[0].variant[FL_STABLE].https);
+  assert_null(c->routes[0].variant[FL_STABLE].tls);
+  assert_null(c->routes[0].variant[FL_STABLE].host_line);
+  assert_string_equal(c->routes[0].variant[FL_STABLE].backends[0].text, "127.0.0.1:80");
+  assert_null(c->warnings);
+  fl_conf_unref(c);
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [\"https://[::1]:8443\", \"https://[::2]:8443\"] }\n",
+                  "3:13", "route r stable: https backends ::1 and ::2 are different hosts: give server_name");
+  expect_error_at("routes:\n  - name: r\n    stable: { version: v1, backends: [\"https://a.test/v1\"] }\n", "3:39",
+                  "backend \"https://a.test/v1\": a backend is an address, without a path");
+}
+
 static void resolve_is_inherited_from_the_file_to_the_route_to_the_variant(void **state) {
   fl_conf_t *c = parse_ok("routes:\n"
                           "  - name: a\n"
@@ -787,6 +815,7 @@ int main(void) {
     cmocka_unit_test(the_fleet_hash_leaves_out_what_each_replica_sets_for_itself),
     cmocka_unit_test(cluster_mistakes_are_named_where_they_are),
     cmocka_unit_test(query_checks_need_analysis_prometheus),
+    cmocka_unit_test(https_backends_default_to_443_and_are_asked_for_their_own_host),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
