@@ -31,6 +31,11 @@
 # one keep-alive connection each, one request at a time, the targets interleaved); p50/p99 of
 # the time from writing the request to reading the first `data:` event that carries a token,
 # and fledge's added p50/p99 over direct.
+# TLS round (BENCH_TLS=0 skips it): fledge, nginx and HAProxy each terminating TLS (one ECDSA
+# P-256 certificate, TLS 1.3 as the client offers it, one worker/thread, pinned as above) in front
+# of the same backend, measured like the plain targets in interleaved rounds, twice: keep-alive
+# clients (name-tls) and a new connection, so a full handshake, per request (name-tlsnew, wrk
+# sending `Connection: close`); fledge's ratios are taken against the better of nginx and HAProxy.
 # Knobs: BENCH_SECONDS (4 per round), BENCH_ROUNDS (5), BENCH_CONNECTIONS (50),
 # BENCH_SKIP_FLEDGE=1 (skip fledge), BENCH_WRK=0 (skip the wrk rounds), the ones above, and
 # FLEDGE (the binary, default build/fledge or $BUILD/fledge).
@@ -48,6 +53,7 @@ STREAMS_N=${BENCH_STREAMS_N:-5000}
 STREAM_SECONDS=${BENCH_STREAM_SECONDS:-15}
 SETTLE_SECONDS=${BENCH_SETTLE_SECONDS:-60}
 TTFT=${BENCH_TTFT:-1}
+TLS=${BENCH_TLS:-1}
 TTFT_REQUESTS=${BENCH_TTFT_REQUESTS:-400}
 TTFT_MS=${BENCH_TTFT_MS:-5}
 STREAM_TOKENS=16
@@ -116,7 +122,7 @@ wait_up() {
     local name=$1 port=$2 pid=$3
     for _ in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || die "$name exited at startup (see $OUTDIR/$name.log)"
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && return 0
+        curl -sk -o /dev/null --max-time 1 "${SCHEME:-http}://127.0.0.1:$port/" && return 0
         sleep 0.1
     done
     die "$name did not accept connections on 127.0.0.1:$port within 5 s"
@@ -295,17 +301,17 @@ to_ms() {  # wrk prints e.g. 812.00us 1.23ms 1.05s 1.20m
 }
 check_200() {  # one request through the target must answer 200
     local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST -H 'Content-Type: application/json' \
-        -H 'x-user-id: check' --data "$BODY" "http://127.0.0.1:$2/v1/chat/completions" || true)
+    code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 -X POST -H 'Content-Type: application/json' \
+        -H 'x-user-id: check' --data "$BODY" "${SCHEME:-http}://127.0.0.1:$2/v1/chat/completions" || true)
     [ "$code" = 200 ] || die "$1 answered HTTP '$code' instead of 200 (log: $OUTDIR/$1.log)"
 }
 # wrk catches SIGINT and exits 0, which would hide Ctrl-C from bash; running it in the
 # background and `wait`ing lets the INT trap fire at once.
 run_wrk() {
-    "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -s "$TMP/chat.lua" "$@" &
+    "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -s "$TMP/${LUA:-chat}.lua" "$@" &
     WRK_PID=$!; wait "$WRK_PID"; WRK_PID=
 }
-declare -A RPS P50 P99 NON2XX SOCKERR PORT RPS_ROUNDS P99_ROUNDS CPU CPU_ROUNDS SERVER_PID
+declare -A RPS P50 P99 NON2XX SOCKERR PORT RPS_ROUNDS P99_ROUNDS CPU CPU_ROUNDS SERVER_PID SCHEME_OF LUA_OF
 FAILED=0
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # CPU time (user + system, in clock ticks) of a server and its child processes, from /proc.
@@ -317,9 +323,9 @@ cpu_ticks() {
     echo "$total"
 }
 bench_round() {  # bench_round NAME ROUND: one wrk run, figures appended to the lists
-    local name=$1 url="http://127.0.0.1:${PORT[$1]}/v1/chat/completions" raw="$OUTDIR/$1.$2.txt" n t0 t1 reqs
+    local name=$1 url="${SCHEME_OF[$1]:-http}://127.0.0.1:${PORT[$1]}/v1/chat/completions" raw="$OUTDIR/$1.$2.txt" n t0 t1 reqs
     t0=$(cpu_ticks "${SERVER_PID[$name]}")
-    run_wrk -d"${SECONDS_RUN}s" --latency "$url" >"$raw"
+    LUA=${LUA_OF[$name]:-chat} run_wrk -d"${SECONDS_RUN}s" --latency "$url" >"$raw"
     t1=$(cpu_ticks "${SERVER_PID[$name]}")
     reqs=$(awk '/requests in/ { print $1 }' "$raw")
     # the server's CPU per request is what its throughput on a core of its own would be bound by
@@ -336,8 +342,25 @@ bench_round() {  # bench_round NAME ROUND: one wrk run, figures appended to the 
 prepare() {  # prepare NAME PORT: a check that it answers 200, and a warm-up (server: LAST_PID)
     PORT[$1]=$2
     SERVER_PID[$1]=$LAST_PID
+    SCHEME_OF[$1]=${SCHEME:-http}
     check_200 "$1" "$2"
-    run_wrk -d2s "http://127.0.0.1:$2/v1/chat/completions" >/dev/null
+    run_wrk -d2s "${SCHEME:-http}://127.0.0.1:$2/v1/chat/completions" >/dev/null
+}
+# the same wrk requests, each on a new connection (the server closes it after the answer)
+sed 's/\["Host"\] = wrk.host,/["Host"] = wrk.host, ["Connection"] = "close",/' "$TMP/chat.lua" >"$TMP/chat-close.lua"
+
+# measure TARGET...: ROUNDS interleaved rounds of each, then each figure's median (per-round lists kept)
+measure() {
+    local r t
+    for r in $(seq "$ROUNDS"); do
+        for t in "$@"; do bench_round "$t" "$r"; done
+    done
+    for t in "$@"; do
+        [ "${NON2XX[$t]}" = 0 ] || { echo "bench: $t: ${NON2XX[$t]} non-2xx/3xx responses" >&2; FAILED=1; }
+        [ -z "${SOCKERR[$t]}" ] || echo "bench: $t: socket errors: ${SOCKERR[$t]}" >&2
+        RPS_ROUNDS[$t]=${RPS[$t]}; P99_ROUNDS[$t]=${P99[$t]}; CPU_ROUNDS[$t]=${CPU[$t]}
+        RPS[$t]=$(median ${RPS[$t]}); P50[$t]=$(median ${P50[$t]}); P99[$t]=$(median ${P99[$t]}); CPU[$t]=$(median ${CPU[$t]})
+    done
 }
 
 # --- streams and time to first token ----------------------------------------------------------
@@ -395,19 +418,44 @@ start haproxy "$HAPROXY_PORT" haproxy -db -f "$TMP/haproxy.cfg"
 prepare haproxy "$HAPROXY_PORT"
 TARGETS+=(nginx haproxy)
 
-for r in $(seq "$ROUNDS"); do
-    for t in "${TARGETS[@]}"; do bench_round "$t" "$r"; done
-done
-for t in "${TARGETS[@]}"; do
-    [ "${NON2XX[$t]}" = 0 ] || { echo "bench: $t: ${NON2XX[$t]} non-2xx/3xx responses" >&2; FAILED=1; }
-    [ -z "${SOCKERR[$t]}" ] || echo "bench: $t: socket errors: ${SOCKERR[$t]}" >&2
-    RPS_ROUNDS[$t]=${RPS[$t]}; P99_ROUNDS[$t]=${P99[$t]}; CPU_ROUNDS[$t]=${CPU[$t]}
-    RPS[$t]=$(median ${RPS[$t]}); P50[$t]=$(median ${P50[$t]}); P99[$t]=$(median ${P99[$t]}); CPU[$t]=$(median ${CPU[$t]})
-done
+measure "${TARGETS[@]}"
 if [ "$SKIP_FLEDGE" != 1 ]; then
     kill -0 "$FLEDGE_PID" 2>/dev/null || die "fledge died during its runs (see $OUTDIR/fledge.log)"
     FLEDGE_RSS=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$FLEDGE_PID/status")
 fi
+fi
+
+# TLS: each proxy terminating TLS in front of the same backend, keep-alive and new connections.
+TLS_TARGETS=()
+if [ "$WRK" = 1 ] && [ "$TLS" = 1 ] && [ "$SKIP_FLEDGE" != 1 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/tls.key" \
+        -out "$TMP/tls.crt" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null ||
+        die "openssl could not make the TLS round's certificate"
+    cat "$TMP/tls.crt" "$TMP/tls.key" >"$TMP/tls.pem"
+    FT_PORT=$(free_port); FT_ADMIN=$(free_port); NT_PORT=$(free_port); HT_PORT=$(free_port)
+    awk -v p="$FT_PORT" -v a="$FT_ADMIN" -v d="$TMP" '
+        /^listen:/ { print "listen:\n  - address: 127.0.0.1:" p "\n    tls: { cert: " d "/tls.crt, key: " d "/tls.key }"; next }
+        /^  listen:/ { print "  listen: 127.0.0.1:" a; next } { print }' "$TMP/fledge.yaml" >"$TMP/fledge-tls.yaml"
+    nginx_conf proxy-tls "$NT_PORT ssl" 'location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }' \
+        "upstream be { server 127.0.0.1:$BACKEND_PORT; keepalive 64; keepalive_requests 1000000; }
+    ssl_certificate $TMP/tls.crt; ssl_certificate_key $TMP/tls.key; ssl_protocols TLSv1.2 TLSv1.3;"
+    sed "s|bind 127.0.0.1:$HAPROXY_PORT|bind 127.0.0.1:$HT_PORT ssl crt $TMP/tls.pem alpn http/1.1 ssl-min-ver TLSv1.2|" \
+        "$TMP/haproxy.cfg" >"$TMP/haproxy-tls.cfg"
+    echo "bench: TLS, $ROUNDS rounds × ${SECONDS_RUN}s per target, keep-alive (-tls) and a new connection per request (-tlsnew)" >&2
+    SCHEME=https
+    start fledge-tls "$FT_PORT" "$FLEDGE" serve -c "$TMP/fledge-tls.yaml"
+    prepare fledge-tls "$FT_PORT"
+    start nginx-tls "$NT_PORT" nginx -p "$TMP/proxy-tls" -e stderr -c "$TMP/proxy-tls/nginx.conf"
+    prepare nginx-tls "$NT_PORT"
+    start haproxy-tls "$HT_PORT" haproxy -db -f "$TMP/haproxy-tls.cfg"
+    prepare haproxy-tls "$HT_PORT"
+    SCHEME=
+    for t in fledge nginx haproxy; do
+        PORT[$t-tlsnew]=${PORT[$t-tls]}; SERVER_PID[$t-tlsnew]=${SERVER_PID[$t-tls]}
+        SCHEME_OF[$t-tlsnew]=https; LUA_OF[$t-tlsnew]=chat-close
+    done
+    TLS_TARGETS=(fledge-tls nginx-tls haproxy-tls fledge-tlsnew nginx-tlsnew haproxy-tlsnew)
+    measure "${TLS_TARGETS[@]}"
 fi
 
 # Streams: fledge first, so that its settling time overlaps the other proxies' rounds and the
@@ -503,6 +551,29 @@ else
 fi
 fi
 
+# per round, fledge's figure over the better of nginx's and HAProxy's (higher req/s, lower CPU)
+ratio_best() {  # ratio_best FLEDGE-ROUNDS NGINX-ROUNDS HAPROXY-ROUNDS max|min
+    local f=($1) n=($2) h=($3) r=() i
+    for i in "${!f[@]}"; do
+        r+=("$(awk -v x="${f[$i]}" -v a="${n[$i]}" -v b="${h[$i]}" -v m="$4" \
+            'BEGIN { y = (m == "max") == (a + 0 > b + 0) ? a : b; if (y + 0 > 0) printf "%.4f", x / y }')")
+    done
+    printf '%.2f' "$(median "${r[@]}")"
+}
+R_TLS_RPS=null; R_TLS_CPU=null; R_TLSNEW_RPS=null; R_TLSNEW_CPU=null
+if [ "${#TLS_TARGETS[@]}" -gt 0 ]; then
+    echo
+    echo "TLS — each proxy terminating TLS (ECDSA P-256, TLS 1.3), wrk -t1 -c$CONNS, median of $ROUNDS × ${SECONDS_RUN}s"
+    printf '%-14s %12s %10s %10s %14s\n' target 'req/s' 'p50 ms' 'p99 ms' 'cpu µs/req'
+    for t in "${TLS_TARGETS[@]}"; do printf '%-14s %12s %10s %10s %14s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}"; done
+    R_TLS_RPS=$(ratio_best "${RPS_ROUNDS[fledge-tls]}" "${RPS_ROUNDS[nginx-tls]}" "${RPS_ROUNDS[haproxy-tls]}" max)
+    R_TLS_CPU=$(ratio_best "${CPU_ROUNDS[fledge-tls]}" "${CPU_ROUNDS[nginx-tls]}" "${CPU_ROUNDS[haproxy-tls]}" min)
+    R_TLSNEW_RPS=$(ratio_best "${RPS_ROUNDS[fledge-tlsnew]}" "${RPS_ROUNDS[nginx-tlsnew]}" "${RPS_ROUNDS[haproxy-tlsnew]}" max)
+    R_TLSNEW_CPU=$(ratio_best "${CPU_ROUNDS[fledge-tlsnew]}" "${CPU_ROUNDS[nginx-tlsnew]}" "${CPU_ROUNDS[haproxy-tlsnew]}" min)
+    echo "fledge/better of nginx and HAProxy, keep-alive:      req/s $R_TLS_RPS   cpu per request $R_TLS_CPU"
+    echo "fledge/better of nginx and HAProxy, new connections: req/s $R_TLSNEW_RPS   cpu per request $R_TLSNEW_CPU"
+fi
+
 declare -A S_COMPLETE S_PER
 R_STREAM_HA=null; R_STREAM_NG=null; SETTLED_VS_BEFORE=null
 if [ "$STREAMS" = 1 ]; then
@@ -553,7 +624,7 @@ fi
         "$SECONDS_RUN" "$ROUNDS" "$CONNS" "$(nproc)"
     printf '  "targets": {\n'
     sep=""
-    for t in "${TARGETS[@]}"; do
+    for t in "${TARGETS[@]}" "${TLS_TARGETS[@]}"; do
         printf '%s    "%s": {"rps": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "non_2xx_3xx": %s, "socket_errors": "%s"}' \
             "$sep" "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${NON2XX[$t]}" "${SOCKERR[$t]}"
         sep=$',\n'
@@ -562,6 +633,8 @@ fi
     printf '  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s, "fledge_nginx_cpu": %s, "fledge_haproxy_cpu": %s, "metrics_on_off_rps": %s, "metrics_on_off_cpu": %s},\n' \
         "$R_NG_RPS" "$R_HA_RPS" "$R_NG_P99" "$R_HA_P99" "$R_NG_CPU" "$R_HA_CPU" "$R_METRICS" "$R_METRICS_CPU"
     printf '  "fledge_rss_mib": %s,\n' "$FLEDGE_RSS"
+    printf '  "tls": {"fledge_best_rps": %s, "fledge_best_cpu": %s, "fledge_best_rps_new_connections": %s, "fledge_best_cpu_new_connections": %s},\n' \
+        "$R_TLS_RPS" "$R_TLS_CPU" "$R_TLSNEW_RPS" "$R_TLSNEW_CPU"
     if [ "$STREAMS" = 1 ]; then
         printf '  "streams": {"streams": %s, "stream_seconds": %s, "tokens": %s, "settle_seconds": %s, "targets": {\n' \
             "$STREAMS_N" "$STREAM_SECONDS" "$STREAM_TOKENS" "$SETTLE_SECONDS"
