@@ -13,18 +13,25 @@ from certs import TestCA
 from harness import Gateway, Nginx, chat, mock, request
 
 HOSTED_KEY = "sk-hosted-7f3a9c"
-SEEN = "log_format seen '$http_host|$http_authorization|$connection|$connection_requests|$ssl_protocol';\n"
+SEEN = "log_format seen '$http_host|$http_authorization|$connection|$connection_requests|$ssl_protocol|$server_port';\n"
 
 
-def hosted_api(certs, backend_port):
+def hosted_api(certs, backend_port, plain_port=None):
     """nginx with one TLS server per (crt, key), each in front of the mock on backend_port, in
-    order on nginx.ports."""
-    servers = "".join(" server {\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate %s;\n  ssl_certificate_key %s;\n"
+    order on nginx.ports; with plain_port, then a plain HTTP server in front of that one."""
+    plain = "" if plain_port is None else (
+        " server {\n  listen 127.0.0.1:{port};\n  access_log {dir}/access.log seen;\n"
+        "  location / {\n   proxy_pass http://127.0.0.1:%d;\n  }\n }\n" % plain_port)
+    servers = plain + "".join(" server {\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate %s;\n  ssl_certificate_key %s;\n"
                       "  ssl_protocols TLSv1.2 TLSv1.3;\n"
                       "  access_log {dir}/access.log seen;\n  location / {\n   proxy_pass http://127.0.0.1:%d;\n"
                       "   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n  }\n }\n"
                       % (crt, key, backend_port) for crt, key in certs)
-    return Nginx(SEEN + servers)
+    nginx = Nginx(SEEN + servers)
+    if plain_port is not None:          # the plain server came first: keep the TLS ones in order
+        nginx.plain_port = nginx.ports.pop(0)
+        nginx.port = nginx.ports[0]
+    return nginx
 
 
 def hosts_file(folder, *names):
@@ -36,7 +43,7 @@ def hosts_file(folder, *names):
 
 def seen(api):
     """nginx's access lines as dicts."""
-    keys = ("host", "authorization", "connection", "requests", "protocol")
+    keys = ("host", "authorization", "connection", "requests", "protocol", "port")
     return [dict(zip(keys, line.split("|"))) for line in api.access_lines()]
 
 
@@ -53,11 +60,11 @@ def metric(gw, name, **labels):
 def test_a_hosted_version_is_verified_asked_for_its_own_host_with_its_own_key_on_kept_alive_connections():
     with tempfile.TemporaryDirectory() as d, mock(model="hosted-model") as behind, mock(model="self-hosted") as own:
         ca = TestCA(d)
-        with hosted_api([ca.issue("api", "api.hosted.example")], behind.port) as api:
+        with hosted_api([ca.issue("api", "api.hosted.example")], behind.port, plain_port=own.port) as api:
             yaml = ("routes:\n  - name: chat\n    match: {path_prefix: /}\n    user_key: [header:x-user-id]\n"
                     "    stable:\n      version: hosted\n      backends: [\"https://api.hosted.example:%d\"]\n"
                     "      ca_file: %s\n      headers: {authorization: \"Bearer ${env:HOSTED_KEY}\"}\n"
-                    "    canary: {version: own, backends: [127.0.0.1:%d], weight: 50}\n" % (api.port, ca.crt, own.port))
+                    "    canary: {version: own, backends: [127.0.0.1:%d], weight: 50}\n" % (api.port, ca.crt, api.plain_port))
             env = dict(hosts_file(d, "api.hosted.example"), HOSTED_KEY=HOSTED_KEY)
             with Gateway(yaml, env=env) as gw:
                 answers = [request(gw.port, "POST", "/v1/chat/completions", body=chat(user="u%d" % i),
@@ -72,10 +79,14 @@ def test_a_hosted_version_is_verified_asked_for_its_own_host_with_its_own_key_on
                                  headers={"x-fledge-variant": "stable"})
                 assert stream.status == 200 and stream.body.rstrip().endswith(b"data: [DONE]"), stream.body[-200:]
 
-                expected = len(by_variant["stable"]) + 1        # nginx logs a request once it has answered it
+                expected = len(answers) + 1                      # nginx logs a request once it has answered it
                 harness.wait_for("nginx's line for every request", lambda: len(seen(api)) >= expected, 5)
-                lines = seen(api)
-                assert len(lines) == expected, lines
+                lines = [x for x in seen(api) if x["port"] == str(api.port)]
+                assert len(lines) == len(by_variant["stable"]) + 1, lines
+                # the canary sets no authorization: it gets the client's own, never the hosted version's
+                own_lines = [x for x in seen(api) if x["port"] == str(api.plain_port)]
+                assert len(own_lines) == len(by_variant["canary"]), own_lines
+                assert {x["authorization"] for x in own_lines} == {"Bearer client-own-key"}, own_lines
                 # the backend's own host, the version's key in place of the client's, TLS 1.3
                 assert {(x["host"], x["authorization"], x["protocol"]) for x in lines} == {
                     ("api.hosted.example:%d" % api.port, "Bearer " + HOSTED_KEY, "TLSv1.3")}, lines
