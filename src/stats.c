@@ -121,18 +121,26 @@ static double median_of_three(double a, double b, double c) {
   return b <= c ? b : a >= c ? a : c;
 }
 
-/* Dijkstra's three-way partition of v[lo..hi) around pivot: below it v[lo..*eq), equal to it
+/* Moves the values of v[from..hi) below pivot (or_equal: not above it) to the front, and returns
+ * where the others begin. Every value is swapped, moved or not, so that no branch depends on the
+ * data: its order is random, and a mispredicted branch per value cost more than the swaps. */
+static size_t partition_below(double *v, size_t from, size_t hi, double pivot, bool or_equal) {
+  size_t front = from;
+  for (size_t i = from; i < hi; i++) {
+    double x = v[i];
+    v[i] = v[front];
+    v[front] = x;
+    front += or_equal ? x <= pivot : x < pivot;
+  }
+  return front;
+}
+
+/* A three-way partition of v[lo..hi) around pivot: below it v[lo..*eq), equal to it
  * v[*eq..*above), above it v[*above..hi). Counted values (token lengths) tie a lot, and a tie
  * group lands in place at once instead of being split again and again. No NaNs. */
 static void partition3(double *v, size_t lo, size_t hi, double pivot, size_t *eq, size_t *above) {
-  size_t lt = lo, i = lo, gt = hi;
-  while (i < gt) {
-    if (v[i] < pivot) swap_values(v, lt++, i++);
-    else if (v[i] > pivot) swap_values(v, i, --gt);
-    else i++;
-  }
-  *eq = lt;
-  *above = gt;
+  *eq = partition_below(v, lo, hi, pivot, false);
+  *above = partition_below(v, *eq, hi, pivot, true);
 }
 
 /* Moves the numbers (no NaNs) of v[lo..hi) so that each position in at[0..n) (ascending, within
