@@ -171,7 +171,6 @@ static fl_measure_t measure_feedback(const fl_check_t *k, const fl_data_snap_t *
 /* Latency or time to first token: the quantile for the bound, the rank test for the evidence. */
 static fl_measure_t measure_hist(const fl_check_t *k, const fl_hist_snap_t *hc, const fl_hist_snap_t *hs,
                                  uint64_t canary_requests) {
-  static fl_hist_snap_t shifted;    /* control thread only; large */
   fl_measure_t m = unmeasured();
   m.n_canary = hc->count;
   m.n_stable = hs->count;
@@ -184,6 +183,7 @@ static fl_measure_t measure_hist(const fl_check_t *k, const fl_hist_snap_t *hc, 
   m.canary = quantile_s(hc, k->quantile);
   m.stable = quantile_s(hs, k->quantile);
   if (isnan(k->max_ratio)) return m;
+  fl_hist_snap_t shifted;           /* 7 KiB of stack, not a static: any thread may judge */
   scaled(hc, k->max_ratio, &shifted);
   mw_t u = mann_whitney(&shifted, hs);
   m.test = "Mann-Whitney U of canary/max_ratio against stable";

@@ -3,7 +3,8 @@
  * rollout's error budget (1 − confidence), so that looking often never raises the chance of a
  * wrong verdict; at a look each check fails (the canary significantly beyond its bound), passes
  * (significantly within it) or stays inconclusive and says why. Pure functions of the two
- * variants' numbers (window.h) under a spec (spec.h); the control thread, and the simulation. */
+ * variants' numbers (window.h) under a spec (spec.h), with no state of their own: the control
+ * thread calls them, and the simulation from several threads at once. */
 #ifndef FL_ANALYSIS_H
 #define FL_ANALYSIS_H
 
