@@ -6,7 +6,7 @@
  * confidence of whole rollouts, at every traffic level); a canary with 5% errors, one 1.5 times
  * slower and one with answers twice as long must be rolled back in at least 95% of rollouts at 20
  * requests a window and more, and promoted in at most 1 − confidence at any traffic. Prints the
- * table docs/rollouts.md quotes. FLEDGE_SIM_ROLLOUTS sets the rollouts per row (400 by default,
+ * table docs/rollouts.md quotes. FLEDGE_SIM_ROLLOUTS sets the rollouts per row (1,000 by default,
  * for make test; make asan runs 100, make sim 10,000). Each rollout draws its traffic from a
  * generator seeded by its index alone, so the rollouts of a row run on as many threads as there
  * are CPUs to run them and the table is the same on any machine. */
@@ -219,7 +219,7 @@ static void *run_share(void *arg) {
 
 static unsigned rollouts_per_row(void) {
   const char *e = getenv("FLEDGE_SIM_ROLLOUTS");
-  return e && atoi(e) > 0 ? (unsigned)atoi(e) : 400;
+  return e && atoi(e) > 0 ? (unsigned)atoi(e) : 1000;
 }
 
 /* The CPUs this process may run on (taskset and cpusets count, not just the machine's). */
