@@ -107,7 +107,7 @@ soak: $(BUILD)/fledge
 	@SOAK_SECONDS=$(SOAK_SECONDS) python3 tests/soak.py
 
 # Whole rollouts simulated through the real judgement (tests/unit/test_rollout_sim.c); make test
-# runs 400 a row, this SIM_ROLLOUTS.
+# runs 1,000 a row (make asan 100), this SIM_ROLLOUTS.
 SIM_ROLLOUTS ?= 10000
 sim: $(BUILD)/tests/test_rollout_sim
 	@FLEDGE_SIM_ROLLOUTS=$(SIM_ROLLOUTS) $(BUILD)/tests/test_rollout_sim

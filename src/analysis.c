@@ -171,7 +171,6 @@ static fl_measure_t measure_feedback(const fl_check_t *k, const fl_data_snap_t *
 /* Latency or time to first token: the quantile for the bound, the rank test for the evidence. */
 static fl_measure_t measure_hist(const fl_check_t *k, const fl_hist_snap_t *hc, const fl_hist_snap_t *hs,
                                  uint64_t canary_requests) {
-  static fl_hist_snap_t shifted;    /* control thread only; large */
   fl_measure_t m = unmeasured();
   m.n_canary = hc->count;
   m.n_stable = hs->count;
@@ -184,6 +183,7 @@ static fl_measure_t measure_hist(const fl_check_t *k, const fl_hist_snap_t *hc, 
   m.canary = quantile_s(hc, k->quantile);
   m.stable = quantile_s(hs, k->quantile);
   if (isnan(k->max_ratio)) return m;
+  fl_hist_snap_t shifted;           /* 7 KiB of stack, not a static: any thread may judge */
   scaled(hc, k->max_ratio, &shifted);
   mw_t u = mann_whitney(&shifted, hs);
   m.test = "Mann-Whitney U of canary/max_ratio against stable";
@@ -254,60 +254,65 @@ static bool beyond_bound(const fl_check_t *k, const fl_measure_t *m) {
   return false;
 }
 
+/* One check at one look: its numbers, what they say (the flags only when measurable) and, when
+ * inconclusive, why. */
+typedef struct {
+  fl_measure_t m;
+  bool significant, beyond, over_max;
+  fl_verdict_t verdict;
+  char reason[256];
+} check_look_t;
+
 /* A check fails when the canary is over an absolute max (a drift measure: and its test agrees at
  * this look's alpha; a drift without a test is no evidence), or significantly beyond its relative
  * bound; passes when it is under the max and significantly within the relative bound (with no
- * test: within it); else it waits, saying why in reason. */
-static fl_verdict_t judge(const fl_check_t *k, const fl_measure_t *m, double alpha, double beta, json_t *out,
-                          char *reason, size_t cap) {
+ * test: within it); else it waits, saying why in c->reason. */
+static fl_verdict_t judge(const fl_check_t *k, double alpha, double beta, check_look_t *c) {
+  const fl_measure_t *m = &c->m;
   if (!m->measurable) {
-    snprintf(reason, cap, "%s", m->reason);
+    snprintf(c->reason, sizeof c->reason, "%s", m->reason);
     return FL_VERDICT_INCONCLUSIVE;
   }
   bool tested = !isnan(m->p_beyond), relative = !isnan(k->max_increase) || !isnan(k->max_ratio) || !isnan(k->max_decrease);
-  bool significant = tested && m->p_beyond < alpha, beyond = relative && beyond_bound(k, m);
+  c->significant = tested && m->p_beyond < alpha;
+  c->beyond = relative && beyond_bound(k, m);
   bool above_max = !isnan(k->max) && m->canary > k->max;
-  bool over_max = above_max && (k->kind != FL_CHECK_DRIFT || significant);
-  json_object_set_new(out, "significant", json_boolean(significant));
-  json_object_set_new(out, "beyond_bound", json_boolean(beyond));
-  json_object_set_new(out, "over_max", json_boolean(over_max));
-  if (over_max || (beyond && (significant || !tested))) return FL_VERDICT_FAIL;
-  bool within = !relative || (isnan(m->p_within) ? !beyond : m->p_within < beta);
+  c->over_max = above_max && (k->kind != FL_CHECK_DRIFT || c->significant);
+  if (c->over_max || (c->beyond && (c->significant || !tested))) return FL_VERDICT_FAIL;
+  bool within = !relative || (isnan(m->p_within) ? !c->beyond : m->p_within < beta);
   if (within && !above_max) return FL_VERDICT_PASS;
   if (above_max)
-    snprintf(reason, cap, "above its max (%g > %g) but not significantly yet: p %.3g, this look needs below %.3g",
-             m->canary, k->max, m->p_beyond, alpha);
+    snprintf(c->reason, sizeof c->reason,
+             "above its max (%g > %g) but not significantly yet: p %.3g, this look needs below %.3g", m->canary,
+             k->max, m->p_beyond, alpha);
   else
-    snprintf(reason, cap, "not yet shown within its bound: p %.3g, this look needs below %.3g", m->p_within, beta);
+    snprintf(c->reason, sizeof c->reason, "not yet shown within its bound: p %.3g, this look needs below %.3g",
+             m->p_within, beta);
   return FL_VERDICT_INCONCLUSIVE;
 }
 
-static json_t *variant_inputs(const fl_series_snap_t *v) {
-  return json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)v->requests, "errors", (json_int_t)v->errors,
-                   "completion_tokens", (json_int_t)v->completion_tokens);
-}
+/* One window closed: whether it looked and, if so, each check at that look; the verdict, and
+ * whether the step is held. */
+typedef struct {
+  bool looking, held;
+  double alpha, beta;
+  check_look_t checks[FL_MAX_CHECKS];
+  fl_verdict_t verdict;
+} window_look_t;
 
-/* One check at this look, as JSON (new reference); its verdict in *v, and its reason when
- * inconclusive in reason. */
-static json_t *check_result(const fl_check_t *k, unsigned index, const fl_series_snap_t *canary,
-                            const fl_series_snap_t *stable, const fl_drift_t *drift, double alpha, double beta,
-                            fl_verdict_t *v, char *reason, size_t cap) {
-  fl_measure_t m = measure(k, index, canary, stable, drift ? &drift[k->feature] : NULL);
-  json_t *c = fl_check_json(k);
-  json_object_set_new(c, "canary", fl_json_num(m.canary));
-  json_object_set_new(c, "stable", fl_json_num(m.stable));
-  json_object_set_new(c, "n_canary", json_integer((json_int_t)m.n_canary));
-  json_object_set_new(c, "n_stable", json_integer((json_int_t)m.n_stable));
-  json_object_set_new(c, "test", m.test ? json_string(m.test) : json_string("the bound alone"));
-  json_object_set_new(c, "statistic", fl_json_num(m.statistic));
-  json_object_set_new(c, "p_value", fl_json_num(m.p_beyond));
-  json_object_set_new(c, "p_within", fl_json_num(m.p_within));
-  json_object_set_new(c, "alpha", json_real(alpha));
-  json_object_set_new(c, "beta", json_real(beta));
-  *v = judge(k, &m, alpha, beta, c, reason, cap);
-  json_object_set_new(c, "verdict", json_string(fl_verdict_name(*v)));
-  if (*v == FL_VERDICT_INCONCLUSIVE) json_object_set_new(c, "reason", json_string(reason));
-  return c;
+/* All checks at one look: fails if one fails, passes if all pass, else waits. */
+static fl_verdict_t look(const fl_rollout_spec_t *spec, const fl_series_snap_t *canary,
+                         const fl_series_snap_t *stable, const fl_drift_t *drift, window_look_t *w) {
+  fl_verdict_t verdict = FL_VERDICT_PASS;
+  for (size_t i = 0; i < spec->n_checks; i++) {
+    const fl_check_t *k = &spec->checks[i];
+    check_look_t *c = &w->checks[i];
+    c->m = measure(k, (unsigned)i, canary, stable, drift ? &drift[k->feature] : NULL);
+    c->verdict = judge(k, w->alpha, w->beta, c);
+    if (c->verdict == FL_VERDICT_FAIL) verdict = FL_VERDICT_FAIL;
+    else if (c->verdict == FL_VERDICT_INCONCLUSIVE && verdict == FL_VERDICT_PASS) verdict = FL_VERDICT_INCONCLUSIVE;
+  }
+  return verdict;
 }
 
 static uint64_t next_look_at(const fl_evidence_t *ev) {
@@ -320,71 +325,115 @@ bool fl_analysis_due(const fl_rollout_spec_t *spec, const fl_evidence_t *ev, con
          (ev->looks == 0 || canary->requests >= next_look_at(ev));
 }
 
-/* Has the step enough new evidence for a look? If not, why not, in reason. */
-static bool due_for_look(const fl_rollout_spec_t *spec, const fl_evidence_t *ev, const fl_series_snap_t *canary,
-                         const fl_series_snap_t *stable, char *reason, size_t cap) {
-  if (fl_analysis_due(spec, ev, canary, stable)) return true;
-  if (canary->requests < spec->min_requests || stable->requests < spec->min_requests) {
+/* The judgement of a window, all of it: the evidence updated, a look when due, the verdict. The
+ * window's record (its inputs, why it waits) is left to window_json, so that a window that only
+ * accumulates costs a caller who wants the verdict a few comparisons. */
+static void close_window(const fl_rollout_spec_t *spec, fl_evidence_t *ev, const fl_series_snap_t *canary,
+                         const fl_series_snap_t *stable, const fl_drift_t *drift, window_look_t *w) {
+  ev->windows++;
+  w->looking = fl_analysis_due(spec, ev, canary, stable);
+  w->verdict = FL_VERDICT_INCONCLUSIVE;     /* too little new traffic: never advance, never fail */
+  if (w->looking) {
+    ev->looks++;
+    ev->looked_at = canary->requests;
+    w->alpha = fl_analysis_look_alpha(spec, ev->looks);
+    w->beta = fl_analysis_look_beta(spec, ev->looks);
+    w->verdict = look(spec, canary, stable, drift, w);
+  }
+  w->held = w->verdict == FL_VERDICT_INCONCLUSIVE &&
+            (uint64_t)ev->windows * spec->interval_ms >= fl_spec_max_window_ms(spec);
+  ev->held |= w->held;
+}
+
+/* ---- the record of a window ---- */
+
+static json_t *variant_inputs(const fl_series_snap_t *v) {
+  return json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)v->requests, "errors", (json_int_t)v->errors,
+                   "completion_tokens", (json_int_t)v->completion_tokens);
+}
+
+/* One check at a look, as JSON (new reference). */
+static json_t *check_json(const fl_check_t *k, const check_look_t *c, double alpha, double beta) {
+  const fl_measure_t *m = &c->m;
+  json_t *j = fl_check_json(k);
+  json_object_set_new(j, "canary", fl_json_num(m->canary));
+  json_object_set_new(j, "stable", fl_json_num(m->stable));
+  json_object_set_new(j, "n_canary", json_integer((json_int_t)m->n_canary));
+  json_object_set_new(j, "n_stable", json_integer((json_int_t)m->n_stable));
+  json_object_set_new(j, "test", m->test ? json_string(m->test) : json_string("the bound alone"));
+  json_object_set_new(j, "statistic", fl_json_num(m->statistic));
+  json_object_set_new(j, "p_value", fl_json_num(m->p_beyond));
+  json_object_set_new(j, "p_within", fl_json_num(m->p_within));
+  json_object_set_new(j, "alpha", json_real(alpha));
+  json_object_set_new(j, "beta", json_real(beta));
+  if (m->measurable) {
+    json_object_set_new(j, "significant", json_boolean(c->significant));
+    json_object_set_new(j, "beyond_bound", json_boolean(c->beyond));
+    json_object_set_new(j, "over_max", json_boolean(c->over_max));
+  }
+  json_object_set_new(j, "verdict", json_string(fl_verdict_name(c->verdict)));
+  if (c->verdict == FL_VERDICT_INCONCLUSIVE) json_object_set_new(j, "reason", json_string(c->reason));
+  return j;
+}
+
+/* Why an inconclusive window waits: the step's evidence too thin for a look, or the first check
+ * (in the spec's order) that could not tell, prefixed with its name. */
+static void waiting_reason(const fl_rollout_spec_t *spec, const fl_evidence_t *ev, const fl_series_snap_t *canary,
+                           const fl_series_snap_t *stable, const window_look_t *w, char *reason, size_t cap) {
+  reason[0] = '\0';
+  if (!w->looking && (canary->requests < spec->min_requests || stable->requests < spec->min_requests))
     snprintf(reason, cap, "accumulating: %llu canary and %llu stable requests of the %llu each needs",
              (unsigned long long)canary->requests, (unsigned long long)stable->requests,
              (unsigned long long)spec->min_requests);
-    return false;
-  }
-  snprintf(reason, cap, "accumulating: the next look at %llu canary requests (%llu now)",
-           (unsigned long long)next_look_at(ev), (unsigned long long)canary->requests);
-  return false;
+  else if (!w->looking)
+    snprintf(reason, cap, "accumulating: the next look at %llu canary requests (%llu now)",
+             (unsigned long long)next_look_at(ev), (unsigned long long)canary->requests);
+  else
+    for (size_t i = 0; i < spec->n_checks; i++)
+      if (w->checks[i].verdict == FL_VERDICT_INCONCLUSIVE) {
+        snprintf(reason, cap, "%s: %s", spec->checks[i].name, w->checks[i].reason);
+        break;
+      }
 }
 
-/* All checks at one look: fails if one fails, passes if all pass, else waits for the first
- * check that could not tell (its reason, prefixed with its name, in reason). */
-static fl_verdict_t look(const fl_rollout_spec_t *spec, const fl_evidence_t *ev, const fl_series_snap_t *canary,
-                         const fl_series_snap_t *stable, const fl_drift_t *drift, json_t *checks, char *reason,
-                         size_t cap) {
-  double alpha = fl_analysis_look_alpha(spec, ev->looks), beta = fl_analysis_look_beta(spec, ev->looks);
-  fl_verdict_t verdict = FL_VERDICT_PASS;
-  for (size_t i = 0; i < spec->n_checks; i++) {
-    fl_verdict_t v;
-    char why[256] = "";
-    const fl_check_t *k = &spec->checks[i];
-    json_array_append_new(checks, check_result(k, (unsigned)i, canary, stable, drift, alpha, beta, &v, why, sizeof why));
-    if (v == FL_VERDICT_INCONCLUSIVE && verdict == FL_VERDICT_PASS) snprintf(reason, cap, "%s: %s", k->name, why);
-    if (v == FL_VERDICT_FAIL) verdict = FL_VERDICT_FAIL;
-    else if (v == FL_VERDICT_INCONCLUSIVE && verdict == FL_VERDICT_PASS) verdict = FL_VERDICT_INCONCLUSIVE;
-  }
-  return verdict;
+/* The window as fl_analysis_run returns it (new reference). */
+static json_t *window_json(const fl_rollout_spec_t *spec, const fl_evidence_t *ev, const fl_series_snap_t *canary,
+                           const fl_series_snap_t *stable, const window_look_t *w) {
+  json_t *out = json_pack("{s:o, s:o, s:f}", "canary", variant_inputs(canary), "stable", variant_inputs(stable),
+                          "confidence", spec->confidence);
+  json_t *checks = json_array();
+  if (w->looking)
+    for (size_t i = 0; i < spec->n_checks; i++)
+      json_array_append_new(checks, check_json(&spec->checks[i], &w->checks[i], w->alpha, w->beta));
+  json_object_set_new(out, "evidence",
+                      json_pack("{s:i, s:i, s:f, s:I, s:I, s:b}", "windows", (int)ev->windows, "looks", (int)ev->looks,
+                                "alpha", w->looking ? w->alpha : 0.0, "canary_requests", (json_int_t)canary->requests,
+                                "stable_requests", (json_int_t)stable->requests, "held", w->held));
+  char reason[320];
+  if (w->verdict == FL_VERDICT_INCONCLUSIVE) waiting_reason(spec, ev, canary, stable, w, reason, sizeof reason);
+  if (w->held)
+    json_object_set_new(out, "reason", json_sprintf("held: no verdict after %u windows (max_window %gs); %s",
+                                                    ev->windows, fl_spec_max_window_ms(spec) / 1000.0, reason));
+  else if (w->verdict == FL_VERDICT_INCONCLUSIVE)
+    json_object_set_new(out, "reason", json_string(reason));
+  json_object_set_new(out, "checks", checks);
+  json_object_set_new(out, "verdict", json_string(fl_verdict_name(w->verdict)));
+  return out;
 }
 
 json_t *fl_analysis_run(const fl_rollout_spec_t *spec, fl_evidence_t *ev, const fl_series_snap_t *canary,
                         const fl_series_snap_t *stable, const fl_drift_t *drift, fl_verdict_t *verdict) {
-  json_t *out = json_pack("{s:o, s:o, s:f}", "canary", variant_inputs(canary), "stable", variant_inputs(stable),
-                          "confidence", spec->confidence);
-  json_t *checks = json_array();
-  char reason[320] = "";
-  ev->windows++;
-  bool looking = due_for_look(spec, ev, canary, stable, reason, sizeof reason);
-  if (looking) {
-    ev->looks++;
-    ev->looked_at = canary->requests;
-    *verdict = look(spec, ev, canary, stable, drift, checks, reason, sizeof reason);
-  } else {
-    *verdict = FL_VERDICT_INCONCLUSIVE;     /* too little new traffic: never advance, never fail */
-  }
-  bool held = *verdict == FL_VERDICT_INCONCLUSIVE &&
-              (uint64_t)ev->windows * spec->interval_ms >= fl_spec_max_window_ms(spec);
-  json_object_set_new(out, "evidence",
-                      json_pack("{s:i, s:i, s:f, s:I, s:I, s:b}", "windows", (int)ev->windows, "looks", (int)ev->looks,
-                                "alpha", looking ? fl_analysis_look_alpha(spec, ev->looks) : 0.0, "canary_requests",
-                                (json_int_t)canary->requests, "stable_requests", (json_int_t)stable->requests, "held",
-                                held));
-  ev->held |= held;
-  if (held)
-    json_object_set_new(out, "reason", json_sprintf("held: no verdict after %u windows (max_window %gs); %s",
-                                                    ev->windows, fl_spec_max_window_ms(spec) / 1000.0, reason));
-  else if (*verdict == FL_VERDICT_INCONCLUSIVE)
-    json_object_set_new(out, "reason", json_string(reason));
-  json_object_set_new(out, "checks", checks);
-  json_object_set_new(out, "verdict", json_string(fl_verdict_name(*verdict)));
-  return out;
+  window_look_t w;
+  close_window(spec, ev, canary, stable, drift, &w);
+  *verdict = w.verdict;
+  return window_json(spec, ev, canary, stable, &w);
+}
+
+fl_verdict_t fl_analysis_verdict(const fl_rollout_spec_t *spec, fl_evidence_t *ev, const fl_series_snap_t *canary,
+                                 const fl_series_snap_t *stable, const fl_drift_t *drift) {
+  window_look_t w;
+  close_window(spec, ev, canary, stable, drift, &w);
+  return w.verdict;
 }
 
 fl_move_t fl_analysis_move(const fl_rollout_spec_t *spec, int32_t step, uint32_t *failures, fl_verdict_t v) {

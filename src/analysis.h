@@ -3,7 +3,8 @@
  * rollout's error budget (1 − confidence), so that looking often never raises the chance of a
  * wrong verdict; at a look each check fails (the canary significantly beyond its bound), passes
  * (significantly within it) or stays inconclusive and says why. Pure functions of the two
- * variants' numbers (window.h) under a spec (spec.h); the control thread, and the simulation. */
+ * variants' numbers (window.h) under a spec (spec.h), with no state of their own: the control
+ * thread calls them, and the simulation from several threads at once. */
 #ifndef FL_ANALYSIS_H
 #define FL_ANALYSIS_H
 
@@ -53,6 +54,12 @@ bool fl_analysis_due(const fl_rollout_spec_t *spec, const fl_evidence_t *ev, con
  * reason, and the window's verdict (also written to *verdict) with its reason. */
 json_t *fl_analysis_run(const fl_rollout_spec_t *spec, fl_evidence_t *ev, const fl_series_snap_t *canary,
                         const fl_series_snap_t *stable, const fl_drift_t *drift, fl_verdict_t *verdict);
+
+/* The same judgement as fl_analysis_run (the evidence updated alike, the same verdict) without
+ * its record: for a caller that acts on verdicts alone, such as the simulation, whose millions
+ * of windows would otherwise spend most of their time writing JSON that nobody reads. */
+fl_verdict_t fl_analysis_verdict(const fl_rollout_spec_t *spec, fl_evidence_t *ev, const fl_series_snap_t *canary,
+                                 const fl_series_snap_t *stable, const fl_drift_t *drift);
 
 /* What a window's verdict does to a rollout at step (the state machine's rule, shared by the
  * rollouts and the simulation): a pass moves to the next step, or promotes when none is left or

@@ -81,17 +81,104 @@ fl_test_t fl_stats_mann_whitney(const double *canary, size_t n_canary, const dou
 
 static int cmp_plain(const void *pa, const void *pb) { return cmp_double(*(const double *)pa, *(const double *)pb); }
 
-/* The quantile of values already sorted (cmp_plain), n > 0. */
+/* Where quantile q of n > 0 sorted values lies: between positions lo and hi, gamma of the way. */
+typedef struct {
+  size_t lo, hi;
+  double gamma;
+} quantile_at_t;
+
+static quantile_at_t quantile_at(size_t n, double q) {
+  double h = (double)(n - 1) * q, lower = floor(h);
+  size_t lo = (size_t)lower;
+  return (quantile_at_t){.lo = lo, .hi = lo + 1 < n ? lo + 1 : n - 1, .gamma = h - lower};
+}
+
+/* The quantile of n > 0 values in sorted order (cmp_plain) at least at the positions it reads:
+ * quantile_at(n, q)'s two and the last. */
 static double sorted_quantile(const double *v, size_t n, double q) {
   if (isnan(v[n - 1])) return NAN; /* NaNs sort last; NumPy answers NaN for any NaN input */
-  double h = (double)(n - 1) * q;
-  double lower = floor(h);
-  size_t lo = (size_t)lower;
-  size_t hi = lo + 1 < n ? lo + 1 : n - 1;
-  double gamma = h - lower;
-  double a = v[lo], b = v[hi], diff = b - a;
+  quantile_at_t at = quantile_at(n, q);
+  double gamma = at.gamma;
+  double a = v[at.lo], b = v[at.hi], diff = b - a;
   /* NumPy's _lerp: interpolate from the nearer end, so q = 1 gives exactly the maximum. */
   return gamma >= 0.5 ? b - diff * (1.0 - gamma) : a + diff * gamma;
+}
+
+/* ---- order statistics ---- */
+
+static void swap_values(double *v, size_t i, size_t j) {
+  double t = v[i];
+  v[i] = v[j];
+  v[j] = t;
+}
+
+static double median_of_three(double a, double b, double c) {
+  if (a > b) {
+    double t = a;
+    a = b;
+    b = t;
+  }
+  return b <= c ? b : a >= c ? a : c;
+}
+
+/* Moves the values of v[from..hi) below pivot (or_equal: not above it) to the front, and returns
+ * where the others begin. Every value is swapped, moved or not, so that no branch depends on the
+ * data: its order is random, and a mispredicted branch per value cost more than the swaps. */
+static size_t partition_below(double *v, size_t from, size_t hi, double pivot, bool or_equal) {
+  size_t front = from;
+  for (size_t i = from; i < hi; i++) {
+    double x = v[i];
+    v[i] = v[front];
+    v[front] = x;
+    front += or_equal ? x <= pivot : x < pivot;
+  }
+  return front;
+}
+
+/* A three-way partition of v[lo..hi) around pivot: below it v[lo..*eq), equal to it
+ * v[*eq..*above), above it v[*above..hi). Counted values (token lengths) tie a lot, and a tie
+ * group lands in place at once instead of being split again and again. No NaNs. */
+static void partition3(double *v, size_t lo, size_t hi, double pivot, size_t *eq, size_t *above) {
+  *eq = partition_below(v, lo, hi, pivot, false);
+  *above = partition_below(v, *eq, hi, pivot, true);
+}
+
+/* Moves the numbers (no NaNs) of v[lo..hi) so that each position in at[0..n) (ascending, within
+ * [lo, hi)) holds the value a sort would put there: Hoare's selection, for several positions at
+ * once. A range still unresolved after depth partitions is sorted outright, so an unlucky run of
+ * pivots costs n log n, never n². */
+static void select_positions(double *v, size_t lo, size_t hi, const size_t *at, size_t n, unsigned depth) {
+  while (n > 0 && hi - lo > 1) {
+    if (depth-- == 0) {
+      qsort(v + lo, hi - lo, sizeof *v, cmp_plain);
+      return;
+    }
+    size_t eq, above, n_below = 0, n_placed;
+    partition3(v, lo, hi, median_of_three(v[lo], v[lo + (hi - lo) / 2], v[hi - 1]), &eq, &above);
+    while (n_below < n && at[n_below] < eq) n_below++;
+    n_placed = n_below;
+    while (n_placed < n && at[n_placed] < above) n_placed++;  /* among the equal: in place */
+    select_positions(v, lo, eq, at, n_below, depth);
+    at += n_placed;
+    n -= n_placed;
+    lo = above;
+  }
+}
+
+/* Twice the bits of n: introselect's budget of partitions before it falls back to sorting. */
+static unsigned partition_budget(size_t n) { return 2u * (unsigned)(64 - __builtin_clzll((unsigned long long)n | 1)); }
+
+/* Leaves at each position at[0..n_at) (ascending) of v the value a sort by cmp_plain would put
+ * there, or a NaN last when v holds one, sorting nothing else: a PSI reads a few quantiles of its
+ * baseline at each look, and sorting it all each time was most of what judging a rollout cost.
+ * sorted_quantile, seeing a NaN last, reads no other position, so only numbers need selecting. */
+static void place_positions(double *v, size_t n, const size_t *at, size_t n_at) {
+  for (size_t i = 0; i < n; i++)
+    if (isnan(v[i])) {
+      swap_values(v, i, n - 1);
+      return;
+    }
+  select_positions(v, 0, n, at, n_at, partition_budget(n));
 }
 
 double fl_stats_quantile(double *v, size_t n, double q) {
@@ -221,51 +308,65 @@ fl_test_t fl_stats_ks(const double *a, size_t n_a, const double *b, size_t n_b) 
 
 /* ---- PSI ---- */
 
+/* The number of cut points ≤ v (ascending cuts): a value equal to a cut point goes to the bin
+ * above it, a NaN to the first. Counted rather than searched for: there are few cuts (a PSI has
+ * about ten bins), and a count has no branch to mispredict on each of many values. */
 static size_t upper_bin(const double *cuts, size_t n_cuts, double v) {
-  /* the number of cut points ≤ v: a value equal to a cut point goes to the bin above it */
-  size_t lo = 0, hi = n_cuts;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (cuts[mid] <= v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  size_t below = 0;
+  for (size_t i = 0; i < n_cuts; i++) below += cuts[i] <= v;
+  return below;
 }
 
-/* The bins of one PSI: cut points (at the end of a sorted copy of the baseline) and each side's
- * count per bin. */
+/* The bins of one PSI: cut points (at the end of a copy of the baseline, in order where the cuts
+ * read it) and each side's count per bin. */
 typedef struct {
-  double *sorted, *cuts;
+  double *ordered, *cuts;
   size_t n_cuts;
   uint64_t *expected, *observed;   /* n_cuts + 1 each */
 } psi_bins_t;
 
+/* Puts in place, in a copy of the baseline, the positions its quantiles i/bins read (and the
+ * last, where a NaN would show); at has room for 2·bins − 1 positions. */
+static void place_cut_positions(double *v, size_t n, size_t bins, size_t *at) {
+  size_t n_at = 0;
+  for (size_t i = 1; i < bins; i++) {
+    quantile_at_t q = quantile_at(n, (double)i / (double)bins);
+    at[n_at++] = q.lo;
+    at[n_at++] = q.hi;
+  }
+  at[n_at++] = n - 1;
+  place_positions(v, n, at, n_at);
+}
+
 /* Cuts at the baseline's quantiles i/bins, equal ones merged, and both sides counted. */
 static int psi_bin(psi_bins_t *pb, const double *baseline, size_t n_baseline, const double *actual, size_t n_actual,
                    size_t bins) {
-  double *sorted = malloc((n_baseline + bins) * sizeof *sorted);
+  double *ordered = malloc((n_baseline + bins) * sizeof *ordered);
   uint64_t *counts = calloc(2 * bins, sizeof *counts);
-  if (!sorted || !counts) {
-    free(sorted);
+  size_t *at = malloc((2 * bins - 1) * sizeof *at);
+  if (!ordered || !counts || !at) {
+    free(ordered);
     free(counts);
+    free(at);
     return FL_ENOMEM;
   }
-  double *cuts = sorted + n_baseline; /* at most bins − 1 */
-  memcpy(sorted, baseline, n_baseline * sizeof *sorted);
-  qsort(sorted, n_baseline, sizeof *sorted, cmp_plain);     /* once for all the cut points */
+  double *cuts = ordered + n_baseline; /* at most bins − 1 */
+  memcpy(ordered, baseline, n_baseline * sizeof *ordered);
+  place_cut_positions(ordered, n_baseline, bins, at);      /* once for all the cut points */
+  free(at);
   size_t n_cuts = 0;
   for (size_t i = 1; i < bins; i++) {
-    double c = sorted_quantile(sorted, n_baseline, (double)i / (double)bins);
+    double c = sorted_quantile(ordered, n_baseline, (double)i / (double)bins);
     if (n_cuts == 0 || c != cuts[n_cuts - 1]) cuts[n_cuts++] = c; /* ties merged */
   }
-  *pb = (psi_bins_t){.sorted = sorted, .cuts = cuts, .n_cuts = n_cuts, .expected = counts, .observed = counts + n_cuts + 1};
+  *pb = (psi_bins_t){.ordered = ordered, .cuts = cuts, .n_cuts = n_cuts, .expected = counts, .observed = counts + n_cuts + 1};
   for (size_t i = 0; i < n_baseline; i++) pb->expected[upper_bin(cuts, n_cuts, baseline[i])]++;
   for (size_t i = 0; i < n_actual; i++) pb->observed[upper_bin(cuts, n_cuts, actual[i])]++;
   return 0;
 }
 
 static void psi_bins_free(psi_bins_t *pb) {
-  free(pb->sorted);
+  free(pb->ordered);
   free(pb->expected);
 }
 

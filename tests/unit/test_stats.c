@@ -599,6 +599,51 @@ static void psi_puts_a_value_on_a_cut_point_in_the_upper_bin(void **state) {
   assert_true(same.psi == 0.0 && same.bins == 2 && same.test.p_value == 1.0);
 }
 
+static void assert_same_psi(fl_psi_t a, fl_psi_t b) {
+  assert_true(a.bins == b.bins);
+  assert_true(a.psi == b.psi || (isnan(a.psi) && isnan(b.psi)));
+  assert_true(a.test.statistic == b.test.statistic && a.test.p_value == b.test.p_value);
+}
+
+static int ascending(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The cut points are the baseline's quantiles, found by selecting a few of its values rather than
+ * sorting it all: the same values in any order, with many ties (counted token lengths) or none,
+ * must cut the same bins. A NaN anywhere makes every cut NaN, as it does in NumPy. */
+static void psi_cuts_the_same_bins_whatever_the_order_of_the_baseline(void **state) {
+  static const size_t sizes[] = {1, 2, 3, 17, 100, 1001, 20000};
+  for (size_t k = 0; k < FL_ARRAY_LEN(sizes); k++) {
+    size_t n = sizes[k];
+    double *shuffled = latencies(n, 120, 0.5), *sorted = malloc(n * sizeof *sorted), *actual = latencies(50, 130, 0.5);
+    assert_non_null(sorted);
+    for (size_t i = 0; i < n; i++) shuffled[i] = k % 2 ? round(shuffled[i]) : shuffled[i];   /* ties, or none */
+    memcpy(sorted, shuffled, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, ascending);
+    for (size_t bins = 1; bins <= 20; bins += 3) {
+      fl_psi_t want = fl_stats_psi_test(sorted, n, actual, 50, bins);
+      assert_same_psi(fl_stats_psi_test(shuffled, n, actual, 50, bins), want);
+      for (size_t i = 0; i < n / 2; i++) {                  /* descending */
+        double t = sorted[i];
+        sorted[i] = sorted[n - 1 - i];
+        sorted[n - 1 - i] = t;
+      }
+      assert_same_psi(fl_stats_psi_test(sorted, n, actual, 50, bins), want);
+      qsort(sorted, n, sizeof *sorted, ascending);
+    }
+    shuffled[n / 2] = NAN;                                   /* NaN sorts last */
+    memcpy(sorted, shuffled, n * sizeof *sorted);
+    sorted[n / 2] = sorted[n - 1];
+    sorted[n - 1] = NAN;
+    assert_same_psi(fl_stats_psi_test(shuffled, n, actual, 50, 10), fl_stats_psi_test(sorted, n, actual, 50, 10));
+    free(shuffled);
+    free(sorted);
+    free(actual);
+  }
+}
+
 /* The floor of 1e-4 made one empty bin worth 0.5-0.7 of PSI by itself; half a value keeps it
  * near what an empty bin says about a sample of this size. */
 static void an_empty_bin_costs_what_half_a_value_would(void **state) {
@@ -690,6 +735,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(ks_moves_with_the_shift),
       cmocka_unit_test(psi_flags_doubled_lengths_and_not_resampling),
       cmocka_unit_test(psi_puts_a_value_on_a_cut_point_in_the_upper_bin),
+      cmocka_unit_test(psi_cuts_the_same_bins_whatever_the_order_of_the_baseline),
       cmocka_unit_test(an_empty_bin_costs_what_half_a_value_would),
       cmocka_unit_test(the_noise_of_psi_shrinks_with_the_sample),
       cmocka_unit_test(the_values_needed_follow_the_bound),
