@@ -6,7 +6,7 @@ is taken; Redis back (empty): the rollout goes on."""
 import signal
 import time
 
-from fleet import LEASE_S, Fleet, cluster_of, fleet_yaml, one_leader, wait_for
+from fleet import LEASE_S, Fleet, cluster_of, fleet_yaml, leaders, one_leader, wait_for
 from harness import Gateway, RedisServer, chat, mock, request
 
 TOKEN = "fleet-test-token-0123456789"
@@ -115,6 +115,71 @@ def test_a_leader_killed_mid_rollout_is_followed_from_the_same_step_and_no_step_
             assert [k for k in h if k[0] in ("rollout_started", "step", "promoted")] == [
                 ("rollout_started", 10), ("step", 30), ("step", 60), ("promoted", 100)], h
             assert weight(g) == 100
+
+
+def log_records(redis):
+    """The shared decision log as Redis keeps it, oldest first."""
+    import json
+    return [json.loads(r) for r in redis.command("ZRANGE", "t%d:log" % redis.port, 0, -1, db=3)]
+
+
+def test_a_leader_frozen_mid_rollout_and_thawed_after_another_took_over_decides_nothing():
+    spec = dict(SPEC, steps=[5, 10, 20, 30, 45, 60, 80, 100])
+    with RedisServer() as redis, mock() as v1, mock() as v2, \
+            Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs:
+        stale = one_leader(gs)
+        rest = [g for g in gs if g is not stale]
+        name, epoch = cluster_of(stale)["replica"], cluster_of(stale)["epoch"]
+        with Traffic(rest):
+            assert request(stale.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+            wait_for("step 1", lambda: rollout(stale)["step"] >= 1, 10, every=0.1)
+            stale.send_signal(signal.SIGSTOP)           # frozen with the lease: its clock runs on, its loop does not
+            frozen_at = len(log_records(redis))
+            try:
+                second = one_leader(rest, timeout=LEASE_S + 2)
+                assert cluster_of(second)["epoch"] > epoch
+                step = rollout(second)["step"]
+                wait_for("a step by the new leader", lambda: rollout(second)["step"] > step, 10, every=0.1)
+            finally:
+                stale.send_signal(signal.SIGCONT)
+            # thawed, it still holds its old epoch and its windows are due: it must not decide
+            wait_for("the thawed replica on the new leader's weight", lambda: weight(stale) == weight(second), 1.5,
+                     every=0.05)
+            assert not cluster_of(stale)["leading"] and leaders(gs) == [second]
+            assert "no longer leads (epoch %d): its lease ran out" % epoch in stale.output()
+            wait_for("promoted everywhere", lambda: all(rollout(g)["state"] == "promoted" for g in gs), 30, every=0.2)
+        made_since = {r["replica"] for r in log_records(redis)[frozen_at:]}
+        assert made_since == {cluster_of(second)["replica"]}, made_since      # nothing of the stale one's
+        assert name not in made_since
+        expected = [("rollout_started", 5)] + [("step", w) for w in spec["steps"][1:-1]] + [("promoted", 100)]
+        for g in gs:
+            h = history(g)
+            assert [k for k in h if k[0] in ("rollout_started", "step", "promoted")] == expected, h
+            assert weight(g) == 100
+
+
+def test_a_leader_whose_lease_was_taken_behind_its_back_has_its_decision_refused_by_redis():
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        stale = one_leader(gs)
+        epoch = cluster_of(stale)["epoch"]
+        wait_for("20% everywhere", lambda: all(weight(g) == 20 for g in gs), 3)
+        # as after a Redis failover that lost the key: another holds the lease, with a higher epoch,
+        # while the old leader's own deadline has not yet run out
+        logged = len(log_records(redis))
+        taken = redis.command("INCR", "t%d:epoch" % redis.port, db=3)
+        redis.command("SET", "t%d:leader" % redis.port, "elsewhere:%d" % taken, "PX", 60000, db=3)
+        r = request(stale.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 70})
+        assert r.status == 503 and "the lease is no longer this replica's; nothing changed" in r.body.decode(), \
+            (r.status, r.body)
+        assert not cluster_of(stale)["leading"]
+        assert len(log_records(redis)) == logged and all(weight(g) == 20 for g in gs)
+        for g in gs:
+            assert ("weight", 70) not in history(g)
+        redis.command("DEL", "t%d:leader" % redis.port, db=3)
+        again = one_leader(gs)                        # the fleet goes on, under a higher epoch still
+        assert cluster_of(again)["epoch"] > taken > epoch
+        assert request(again.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 70}).status == 200
+        wait_for("70% everywhere", lambda: all(weight(g) == 70 for g in gs), 2)
 
 
 def test_without_redis_every_replica_serves_the_same_weight_and_the_rollout_goes_on_when_it_is_back():
