@@ -79,6 +79,44 @@ def test_a_weight_set_on_the_leader_reaches_every_replica_within_a_second_with_t
             assert 80 <= answers.count("canary") <= 140, answers.count("canary")   # 55% of 200, give or take
 
 
+def apply_latencies(leader, followers, weights):
+    """For each weight: set on the leader, then the seconds until every follower serves it."""
+    took = []
+    for w in weights:
+        assert request(leader.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": w}).status == 200
+        t0 = time.time()
+        wait_for("%d%% on every follower" % w, lambda: all(weight(g) == w for g in followers), 3, every=0.005)
+        took.append(time.time() - t0)
+    return took
+
+
+def test_followers_apply_a_decision_at_once_through_the_notice_channel_and_by_polling_when_it_is_cut():
+    import statistics
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        followers = [g for g in gs if g is not leader]
+        wait_for("every replica subscribed", lambda: all(cluster_of(g)["subscribed"] for g in gs), 3)
+        told = apply_latencies(leader, followers, [31, 32, 33, 34, 35, 36, 37])
+        print("    told: every follower %s ms after the leader's answer (median %.0f ms; the poll is 1 s)" % (
+            [round(t * 1000) for t in told], statistics.median(told) * 1000))
+        assert statistics.median(told) <= 0.05 and max(told) <= 0.25, told
+        # the channel cut, and refused when they come back for it: the periodic read alone
+        redis.command("ACL", "SETUSER", "default", "-subscribe", db=3)
+        assert redis.command("CLIENT", "KILL", "TYPE", "pubsub", db=3) == 3
+        wait_for("no replica subscribed", lambda: not any(cluster_of(g)["subscribed"] for g in gs), 2)
+        polled = apply_latencies(leader, followers, [41, 42, 43, 44, 45])
+        print("    polled: every follower %s ms after the leader's answer" % [round(t * 1000) for t in polled])
+        assert max(polled) <= 0.6, polled           # a read every tick (250 ms) while the channel is down
+        assert not any(cluster_of(g)["subscribed"] for g in gs)
+        redis.command("ACL", "SETUSER", "default", "+subscribe", db=3)
+        wait_for("every replica subscribed again", lambda: all(cluster_of(g)["subscribed"] for g in gs), 4)
+        again = apply_latencies(leader, followers, [51, 52, 53])
+        assert statistics.median(again) <= 0.05, again
+        for g in gs:
+            assert [w for k, w in history(g) if k == "weight"] == [31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45,
+                                                                   51, 52, 53], history(g)
+
+
 def test_a_replica_restarted_joins_with_the_current_weight_before_it_takes_traffic():
     with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
         leader = one_leader(gs)
