@@ -89,12 +89,17 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts_t *o) {
   return 0;
 }
 
+#define CLI_READ_TIMEOUT_MS 5000
+#define CLI_CHANGE_TIMEOUT_MS 10000  /* a cluster's follower waits up to 5 s for its leader's answer
+                                        (docs/cluster.md): the CLI waits longer, to print that answer */
+
 /* Calls the API; on success returns the parsed JSON (caller decrefs), else prints why. */
 static json_t *call(const cli_opts_t *o, const char *method, const char *path, const char *body, int *rc) {
   char err[512], *text = NULL;
   int status = 0;
   *rc = 1;
-  if (fl_client_request(&o->admin, method, path, body, o->token[0] ? o->token : NULL, 5000, &status, &text, err,
+  int timeout_ms = strcmp(method, "GET") == 0 ? CLI_READ_TIMEOUT_MS : CLI_CHANGE_TIMEOUT_MS;
+  if (fl_client_request(&o->admin, method, path, body, o->token[0] ? o->token : NULL, timeout_ms, &status, &text, err,
                         sizeof err) != 0) {
     fprintf(stderr, "fledge: %s\n", err);
     return NULL;

@@ -334,6 +334,48 @@ def test_a_change_asked_of_a_follower_is_made_by_the_leader_and_answered_with_it
         assert weight(follower) == 0
 
 
+def fledge_cli(g, *args):
+    """`fledge ARGS -a` g's admin listener, with the admin token; the finished process."""
+    import os
+    import subprocess
+    from harness import FLEDGE
+    return subprocess.run([FLEDGE, *args, "-a", "127.0.0.1:%d" % g.admin], capture_output=True, text=True,
+                          timeout=20, env=dict(os.environ, FLEDGE_ADMIN_TOKEN=TOKEN))
+
+
+def test_the_cli_pointed_at_a_follower_changes_the_whole_fleet_through_the_leader():
+    spec = '{"steps": [10, 30, 60, 100], "interval": "1h"}'
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        f1, f2 = [g for g in gs if g is not leader]
+        out = fledge_cli(f1, "rollout", "weight", "chat", "42")
+        assert out.returncode == 0 and "chat: canary weight 42.00%" in out.stdout, (out.stdout, out.stderr)
+        wait_for("42% everywhere", lambda: all(weight(g) == 42 for g in gs), 1)
+        out = fledge_cli(f2, "rollout", "start", "chat", "--spec", spec)
+        assert out.returncode == 0 and "chat: rollout progressing, canary weight 10.00%" in out.stdout, out
+        wait_for("the rollout everywhere", lambda: all(rollout(g)["state"] == "progressing" for g in gs), 1)
+        out = fledge_cli(f1, "rollout", "pause", "chat")
+        assert out.returncode == 0 and "chat: rollout paused" in out.stdout, out
+        wait_for("paused everywhere", lambda: all(rollout(g)["state"] == "paused" for g in gs), 1)
+        out = fledge_cli(f2, "rollout", "abort", "chat")
+        assert out.returncode == 0 and "chat: rollout rolled_back, canary weight 0.00%" in out.stdout, out
+        wait_for("0% everywhere", lambda: all(weight(g) == 0 for g in gs), 1)
+        out = fledge_cli(f1, "rollout", "resume", "chat")      # the leader's refusal, as the leader said it
+        assert out.returncode == 1 and "409 cannot resume: no rollout in a state that allows it" in out.stderr, out
+        for g in gs:
+            h = [e for e in request(g.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]]
+            assert [(e["kind"], e["actor"]) for e in h if e["kind"] in ("weight", "rollout_started", "paused",
+                                                                       "rolled_back")] == [
+                ("weight", "cli"), ("rollout_started", "api"), ("paused", "api"), ("rolled_back", "api")], h
+        # nobody leads (the lease held by a replica that is gone): the follower's own 503, not a timeout
+        redis.command("SET", "t%d:leader" % redis.port, "gone:%d" % (cluster_of(leader)["epoch"] + 1), "PX", 60000,
+                      db=3)
+        wait_for("no leader", lambda: not any(cluster_of(g)["leading"] for g in gs), LEASE_S + 1)
+        out = fledge_cli(f1, "rollout", "weight", "chat", "50")
+        assert out.returncode == 1 and "503" in out.stderr and "did not answer within 5 s" in out.stderr, out
+        assert all(weight(g) == 0 for g in gs)
+
+
 def test_a_promql_check_gates_on_the_fleet_s_own_metrics_and_a_query_with_no_sample_never_passes():
     from harness import free_port
     from prom import Prometheus
