@@ -220,6 +220,45 @@ def test_a_leader_whose_lease_was_taken_behind_its_back_has_its_decision_refused
         wait_for("70% everywhere", lambda: all(weight(g) == 70 for g in gs), 2)
 
 
+def test_every_replica_restarted_mid_rollout_keeps_the_weight_and_step_and_goes_on_from_there():
+    with RedisServer() as redis, mock() as v1, mock() as v2:
+        fleet = Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN)
+        gs = fleet.gs
+        try:
+            leader = one_leader(gs)
+            assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, SPEC).status == 200
+            with Traffic(gs):
+                wait_for("step 1 everywhere", lambda: all(rollout(g)["step"] == 1 for g in gs), 15, every=0.1)
+            names = [cluster_of(g)["replica"] for g in gs]
+            dirs = [g.state_dir for g in gs]
+            for g in gs[:2]:                               # their stores go on with the new processes
+                g.own_state = False
+            for g in gs:                                   # all of them, one after another
+                g.__exit__(None, None, None)
+            import json
+            st = json.loads(redis.command("HGET", "t%d:state" % redis.port, "chat", db=3))
+            before = [(st["weight_bp"] / 100, st["step"], st["rollout_state"])] * 3
+            assert st["step"] in (1, 2) and st["rollout_state"] == "progressing", st    # after a step, before the end
+            dirs[2] = None                                 # r3 comes back on a new machine: an empty store
+            gs[:] = [Gateway(fleet_yaml(v1, redis, n, canary=v2, weight=0), state_dir=d, **WITH_TOKEN)
+                     for n, d in zip(names, dirs)]
+            for g in gs:
+                g.own_state = True                         # removed at the end
+            # the first thing each says, before any window: the same step, not the file's 0%
+            assert [(weight(g), rollout(g)["step"], rollout(g)["state"]) for g in gs] == before
+            one_leader(gs)
+            with Traffic(gs):
+                wait_for("promoted everywhere", lambda: all(rollout(g)["state"] == "promoted" for g in gs), 30,
+                         every=0.2)
+            for g in gs:
+                h = history(g)
+                assert [k for k in h if k[0] in ("rollout_started", "step", "promoted", "rolled_back")] == [
+                    ("rollout_started", 10), ("step", 30), ("step", 60), ("promoted", 100)], h
+                assert weight(g) == 100
+        finally:
+            fleet.__exit__(None, None, None)
+
+
 def test_without_redis_every_replica_serves_the_same_weight_and_the_rollout_goes_on_when_it_is_back():
     with RedisServer() as redis, mock() as v1, mock() as v2, \
             Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs, Traffic(gs):
