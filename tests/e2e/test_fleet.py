@@ -415,6 +415,39 @@ def test_the_cli_pointed_at_a_follower_changes_the_whole_fleet_through_the_leade
         assert all(weight(g) == 0 for g in gs)
 
 
+def test_status_shows_each_replica_s_config_hash_and_history_the_replica_that_made_each_decision():
+    with RedisServer() as redis, mock() as v1, mock() as v2, \
+            Fleet(v1, redis, extras=("", "", "timeouts: { connect: 3s }\n"), canary=v2, **WITH_TOKEN) as gs:
+        first = one_leader(gs)
+        first_name = cluster_of(first)["replica"]
+        hashes = {cluster_of(g)["replica"]: cluster_of(g)["config_hash"] for g in gs}
+        assert hashes["r3"] != hashes["r1"] == hashes["r2"] and all(len(h) == 16 for h in hashes.values())
+        wait_for("every heartbeat", lambda: len(cluster_of(gs[0])["replicas"]) == 3, 3)
+        # REPLICA ROLE HEARTBEAT ("0.4s ago") LOG CONFIG-HASH CONFIG WEIGHTS
+        rows = {ln.split()[0]: ln.split() for ln in fledge_cli(gs[1], "status").stdout.splitlines()
+                if ln.split() and ln.split()[0] in hashes}
+        assert {n: r[5] for n, r in rows.items()} == hashes, rows
+        odd = ["r3"] if first_name != "r3" else ["r1", "r2"]    # flagged: whose hash is not the leader's
+        assert sorted(n for n, r in rows.items() if r[6] == "DIFFERS") == odd, rows
+        assert all(r[6] == "same" for n, r in rows.items() if n not in odd), rows
+        # one weight from each of two leaders in turn
+        assert request(first.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 41}).status == 200
+        first.stop()                                    # a clean stop hands the lease on
+        rest = [g for g in gs if g is not first]
+        second = one_leader(rest)
+        second_name = cluster_of(second)["replica"]
+        assert request(second.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 42}).status == 200
+        wait_for("42% on the survivors", lambda: all(weight(g) == 42 for g in rest), 1)
+        for g in rest:
+            out = fledge_cli(g, "history").stdout.splitlines()
+            assert out[0].split()[:6] == ["TIME", "(UTC)", "ROUTE", "REPLICA", "ACTOR", "EVENT"], out[0]
+            # DATE TIME ROUTE REPLICA ACTOR EVENT FROM -> TO WHY...
+            made = [ln.split() for ln in out[1:] if ln.split()[5:6] == ["weight"]]
+            assert [(m[3], m[8]) for m in made] == [(first_name, "41.00"), (second_name, "42.00")], out
+            events = request(g.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
+            assert [e["detail"]["replica"] for e in events if e["kind"] == "weight"] == [first_name, second_name]
+
+
 def test_a_promql_check_gates_on_the_fleet_s_own_metrics_and_a_query_with_no_sample_never_passes():
     from harness import free_port
     from prom import Prometheus
