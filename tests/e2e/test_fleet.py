@@ -327,6 +327,55 @@ def test_a_canary_failing_on_every_replica_is_rolled_back_and_every_replica_drop
             ev["canary_requests"], ev["stable_requests"]))
 
 
+def own_p50_ms(g, variant, what):
+    """What g itself measured over the last minute: its variant's median (what: latency_ms or
+    ttft_ms) and its requests."""
+    route = [r for r in request(g.admin, "GET", "/api/v1/stats", AUTH).json()["routes"] if r["route"] == "chat"][0]
+    w = [v for v in route["variants"] if v["variant"] == variant][0]["windows"]["1m"]
+    return w[what]["p50"], w["requests"]
+
+
+def test_latency_and_ttft_checks_judge_the_fleet_s_merged_histograms_while_the_leader_s_own_traffic_is_fast():
+    from harness import Load
+    spec = {"steps": [50, 100], "interval": "3s", "min_requests": 60, "max_failures": 1,
+            "checks": [{"metric": "latency_p50", "max_ratio": 1.5}, {"metric": "ttft_p50", "max_ratio": 1.5}]}
+    stream = '{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    knobs = ("--ttft-ms", 20, "--jitter-ms", 5)
+    with RedisServer() as redis, mock(*knobs) as v1, mock(*knobs) as fast, \
+            mock("--ttft-ms", 150, "--jitter-ms", 5) as slow:
+        # r1 starts alone, so it leads; its canary answers as fast as stable, the others' canary is slow
+        gs = [Gateway(fleet_yaml(v1, redis, "r1", canary=fast, weight=0), **WITH_TOKEN)]
+        loads = []
+        try:
+            leader = one_leader(gs)
+            gs += [Gateway(fleet_yaml(v1, redis, "r%d" % i, canary=slow, weight=0), **WITH_TOKEN) for i in (2, 3)]
+            wait_for("three heartbeats", lambda: len(cluster_of(leader)["replicas"]) == 3, 3)
+            assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+            loads = [Load(leader.port, threads=2, rate=10, body=stream)] + [
+                Load(g.port, threads=4, rate=40, body=stream) for g in gs[1:]]
+            wait_for("rolled back", lambda: rollout(leader)["state"] == "rolled_back", 30, every=0.1)
+            last = [e for e in request(leader.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
+                    if e["kind"] == "rolled_back"][-1]
+            a = last["detail"]["analysis"]
+            assert "latency_p50" in last["detail"]["reason"] and "ttft_p50" in last["detail"]["reason"], last
+            assert a["replicas"] == 3, a
+            for check in a["checks"]:
+                what = "latency_ms" if check["metric"] == "latency_p50" else "ttft_ms"
+                own = {v: own_p50_ms(leader, v, what) for v in ("canary", "stable")}
+                assert own["canary"][1] > 0 and own["canary"][0] <= 1.5 * own["stable"][0], own   # alone: a pass
+                print("    %s: the leader's own canary %.0f ms, stable %.0f ms (%d, %d requests); judged on the "
+                      "fleet's %d and %d: canary %.0f ms, stable %.0f ms" % (
+                          check["metric"], own["canary"][0], own["stable"][0], own["canary"][1], own["stable"][1],
+                          check["n_canary"], check["n_stable"], check["canary"] * 1000, check["stable"] * 1000))
+                assert check["verdict"] == "fail" and check["canary"] >= 0.14 and check["stable"] <= 0.05, check
+                assert check["n_canary"] > own["canary"][1], check            # the others' requests are in
+        finally:
+            for load in loads:
+                load.__exit__(None, None, None)
+            for g in gs:
+                g.__exit__(None, None, None)
+
+
 def test_a_feedback_id_signed_by_one_replica_is_taken_once_by_any_other():
     with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
         a, b, c = gs
