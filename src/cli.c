@@ -89,12 +89,17 @@ static int parse_opts(int argc, char **argv, const char *usage, cli_opts_t *o) {
   return 0;
 }
 
+#define CLI_READ_TIMEOUT_MS 5000
+#define CLI_CHANGE_TIMEOUT_MS 10000  /* a cluster's follower waits up to 5 s for its leader's answer
+                                        (docs/cluster.md): the CLI waits longer, to print that answer */
+
 /* Calls the API; on success returns the parsed JSON (caller decrefs), else prints why. */
 static json_t *call(const cli_opts_t *o, const char *method, const char *path, const char *body, int *rc) {
   char err[512], *text = NULL;
   int status = 0;
   *rc = 1;
-  if (fl_client_request(&o->admin, method, path, body, o->token[0] ? o->token : NULL, 5000, &status, &text, err,
+  int timeout_ms = strcmp(method, "GET") == 0 ? CLI_READ_TIMEOUT_MS : CLI_CHANGE_TIMEOUT_MS;
+  if (fl_client_request(&o->admin, method, path, body, o->token[0] ? o->token : NULL, timeout_ms, &status, &text, err,
                         sizeof err) != 0) {
     fprintf(stderr, "fledge: %s\n", err);
     return NULL;
@@ -219,9 +224,10 @@ static void print_status_table(json_t *root) {
 }
 
 /* Each replica as its last heartbeat says: how long ago, how far it has applied the decision log,
- * the weights it serves, and whether its config differs from the leader's. */
+ * its config hash and whether that differs from the leader's, and the weights it serves. */
 static void print_replicas(const json_t *c) {
-  printf("%-20s %-8s %-10s %-8s %-8s %s\n", "REPLICA", "ROLE", "HEARTBEAT", "LOG", "CONFIG", "WEIGHTS");
+  printf("%-20s %-8s %-10s %-8s %-16s %-8s %s\n", "REPLICA", "ROLE", "HEARTBEAT", "LOG", "CONFIG HASH", "CONFIG",
+         "WEIGHTS");
   size_t i;
   json_t *r;
   json_array_foreach(json_object_get(c, "replicas"), i, r) {
@@ -234,9 +240,9 @@ static void print_replicas(const json_t *c) {
       if (len < sizeof weights)
         len += (size_t)snprintf(weights + len, sizeof weights - len, "%s%s %.2f%%", len ? ", " : "", route,
                                 json_number_value(w));
-    printf("%-20s %-8s %-10s %-8.0f %-8s %s\n", str(r, "replica"),
+    printf("%-20s %-8s %-10s %-8.0f %-16s %-8s %s\n", str(r, "replica"),
            json_is_true(json_object_get(r, "leader")) ? "leader" : "follower", age, num(r, "log_seq", NULL),
-           json_is_true(json_object_get(r, "config_differs")) ? "DIFFERS" : "same", weights);
+           str(r, "config_hash"), json_is_true(json_object_get(r, "config_differs")) ? "DIFFERS" : "same", weights);
   }
 }
 
@@ -245,8 +251,8 @@ static void print_replicas(const json_t *c) {
 static void print_cluster_line(const cli_opts_t *o) {
   char err[512], *text = NULL;
   int status = 0;
-  if (fl_client_request(&o->admin, "GET", "/api/v1/cluster", NULL, o->token[0] ? o->token : NULL, 5000, &status, &text,
-                        err, sizeof err) != 0 || status != 200) {
+  if (fl_client_request(&o->admin, "GET", "/api/v1/cluster", NULL, o->token[0] ? o->token : NULL, CLI_READ_TIMEOUT_MS,
+                        &status, &text, err, sizeof err) != 0 || status != 200) {
     free(text);
     return;
   }
@@ -272,7 +278,9 @@ int fl_cli_status(int argc, char **argv) {
   cli_opts_t o = {0};
   int rc = parse_opts(argc, argv, "usage: fledge status [-a ADDR | -c FILE] [--json]\n\n"
                                   "Each route's canary weight, versions and rollout: state, step, windows passed/failed/\n"
-                                  "inconclusive and the last window's verdict; a paused rollout's reason below its row.\n\n",
+                                  "inconclusive and the last window's verdict; a paused rollout's reason below its row.\n"
+                                  "In a cluster, then the leader and each replica: heartbeat, log position, config hash\n"
+                                  "(and whether it differs from the leader's) and the weights it serves.\n\n",
                       &o);
   if (rc) return rc == 1 ? 0 : rc;
   json_t *root = call(&o, "GET", "/api/v1/routes", NULL, &rc);
@@ -363,7 +371,19 @@ int fl_cli_rollout(int argc, char **argv) {
 
 /* ---- history ---- */
 
-static void print_event(json_t *e) {
+/* Whether the gateway is a replica of a cluster (its /api/v1/cluster answers). */
+static bool in_cluster(const cli_opts_t *o) {
+  char err[512], *text = NULL;
+  int status = 0;
+  bool yes = fl_client_request(&o->admin, "GET", "/api/v1/cluster", NULL, o->token[0] ? o->token : NULL,
+                               CLI_READ_TIMEOUT_MS, &status, &text, err, sizeof err) == 0 && status == 200;
+  free(text);
+  return yes;
+}
+
+/* One event; in a cluster (replica), with the replica that made the decision ("-": none named,
+ * such as events from before the cluster). */
+static void print_event(json_t *e, bool replica) {
   char when[32];
   time_t secs = (time_t)(num(e, "time_ms", NULL) / 1000);
   struct tm tm;
@@ -374,12 +394,16 @@ static void print_event(json_t *e) {
   if (json_object_get(d, "to"))
     snprintf(change, sizeof change, "%.2f -> %.2f", num(d, "from", NULL), num(d, "to", NULL));
   const char *reason = json_string_value(json_object_get(d, "reason"));
-  printf("%s  %-12s %-8s %-16s %-16s %s\n", when, str(e, "route"), str(e, "actor"), str(e, "kind"), change,
-         reason ? reason : "");
+  if (replica)
+    printf("%s  %-12s %-12s %-8s %-16s %-16s %s\n", when, str(e, "route"), str(d, "replica"), str(e, "actor"),
+           str(e, "kind"), change, reason ? reason : "");
+  else
+    printf("%s  %-12s %-8s %-16s %-16s %s\n", when, str(e, "route"), str(e, "actor"), str(e, "kind"), change,
+           reason ? reason : "");
 }
 
 /* Prints the events after *after, a page at a time, oldest first; *after moves on. */
-static int print_events_after(const cli_opts_t *o, long long *after) {
+static int print_events_after(const cli_opts_t *o, long long *after, bool replica) {
   int rc;
   size_t got;
   do {
@@ -392,7 +416,7 @@ static int print_events_after(const cli_opts_t *o, long long *after) {
     size_t i;
     json_t *e;
     json_array_foreach(events, i, e) {
-      if (!o->json) print_event(e);
+      if (!o->json) print_event(e, replica);
       *after = (long long)num(e, "id", NULL);
     }
     json_decref(root);
@@ -404,17 +428,23 @@ static int print_events_after(const cli_opts_t *o, long long *after) {
 int fl_cli_history(int argc, char **argv) {
   cli_opts_t o = {0};
   int rc = parse_opts(argc, argv, "usage: fledge history [-a ADDR | -c FILE] [--route ROUTE] [--follow] [--json]\n\n"
-                                  "The event log: who or what changed which weight, when and why.\n\n"
+                                  "The event log: who or what changed which weight, when and why; in a cluster, also\n"
+                                  "which replica (the leader of the moment) made each decision.\n\n"
                                   "  -r, --route ROUTE   only this route's events\n"
                                   "  -f, --follow        then print each new event as it comes (once a second) until stopped\n"
                                   "                      (with --json: each page of the API as it came)\n", &o);
   if (rc) return rc == 1 ? 0 : rc;
-  if (!o.json) printf("%-21s %-12s %-8s %-16s %-16s %s\n", "TIME (UTC)", "ROUTE", "ACTOR", "EVENT", "WEIGHT%", "WHY");
+  bool replica = in_cluster(&o);
+  if (!o.json && replica)
+    printf("%-21s %-12s %-12s %-8s %-16s %-16s %s\n", "TIME (UTC)", "ROUTE", "REPLICA", "ACTOR", "EVENT", "WEIGHT%",
+           "WHY");
+  else if (!o.json)
+    printf("%-21s %-12s %-8s %-16s %-16s %s\n", "TIME (UTC)", "ROUTE", "ACTOR", "EVENT", "WEIGHT%", "WHY");
   long long after = 0;
-  rc = print_events_after(&o, &after);
+  rc = print_events_after(&o, &after, replica);
   while (o.follow && rc == 0) {
     sleep(1);
-    rc = print_events_after(&o, &after);
+    rc = print_events_after(&o, &after, replica);
   }
   return rc;
 }

@@ -4,6 +4,7 @@
  * heartbeats, and the last view of every replica for the admin API. docs/cluster.md. */
 #include "cluster.h"
 
+#include "cluster_sub.h"
 #include "common.h"
 #include "metrics.h"
 
@@ -27,6 +28,8 @@
 #define CL_FORWARD_MS 5000           /* how long one may wait for the leader's answer */
 #define CL_FORWARD_MARGIN_MS 1500    /* the leader makes a change only this long before then */
 #define CL_ACTIONS_BATCH 16
+#define CL_POLL_MS 1000              /* the log read unasked while the notice channel is up (its
+                                        fallback); every tick while it is not */
 
 /* One state for the connection; leadership is a separate fact with its own deadline. */
 typedef enum { CL_DOWN, CL_CONNECTING, CL_UP, CL_STOPPED } cl_state_t;
@@ -61,6 +64,8 @@ static struct {
   uint32_t ttl_ms;                   /* the leader key's life: lease − tick, so that a dead leader's
                                         successor, trying every tick, leads within the lease */
   char key_leader[96], key_epoch[96], key_replicas[96], key_counts[96], key_seq[96], key_log[96], key_log_id[96], key_state[96];
+  char channel[96];                  /* where the leader says "read the log" after each commit */
+  fl_cluster_sub_t *sub;             /* this replica's subscription to it (NULL: none) */
   uint64_t errors;
   unsigned pending;                  /* commands sent, not answered */
   uint64_t last_reply_ms, connect_started_ms;
@@ -78,6 +83,8 @@ static struct {
   uint64_t applied;                  /* the last record applied (its seq) */
   bool reading_log, caught_up;       /* caught_up: a leader has read the log to its end since it
                                         took the lease, and may decide */
+  bool log_wanted;                   /* read the log at once: told so, or something may be missed */
+  uint64_t log_read_ms;              /* when the last read was sent */
   uint64_t lead_generation;          /* bumped at each lease taken: a read sent before is stale */
   redisContext *sync;                /* the blocking connection for decisions and the join */
   /* changes asked of a follower, waiting for the leader's answer */
@@ -147,6 +154,8 @@ static void on_ignore(redisAsyncContext *ac, void *reply, void *priv) { answered
 
 /* ---- the lease ---- */
 
+static void log_work(uint64_t now);
+
 static void on_acquire(redisAsyncContext *ac, void *reply, void *priv) {
   redisReply *r = reply;
   cl.acquiring = false;
@@ -159,6 +168,8 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv) {
   cl.deadline_ms = sent + cl.ttl_ms;
   cl.renew_sent_ms = sent;
   fl_log("cluster %s: replica %s leads, epoch %" PRIu64, cl.name, cl.replica, cl.epoch);
+  cl.log_wanted = true;                  /* it decides once it has read the log: read it now */
+  log_work(fl_now_ms());
 }
 
 static void on_renew(redisAsyncContext *ac, void *reply, void *priv) {
@@ -265,8 +276,9 @@ static void heartbeat(uint64_t now) {
 /* Appends a record only while the lease and the log are the ones the leader holds: a stale
  * leader, or one that has not read a log seeded since, writes nothing. ARGV[4] is the record as
  * a JSON object without its seq, which is put first. Returns the seq, 0 (the lease is not ours)
- * or -1 (another log). KEYS: leader, seq, log, state, log_id; ARGV: lease value, route, state,
- * record, keep, log id. */
+ * or -1 (another log). The record's seq goes out on the notice channel, so every replica reads
+ * it at once. KEYS: leader, seq, log, state, log_id; ARGV: lease value, route, state, record,
+ * keep, log id, channel. */
 static const char COMMIT_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "if redis.call('GET', KEYS[5]) ~= ARGV[6] then return -1 end "
@@ -274,6 +286,7 @@ static const char COMMIT_LUA[] =
     "redis.call('ZADD', KEYS[3], s, '{\"seq\":' .. s .. ',' .. string.sub(ARGV[4], 2)) "
     "redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[5]) - 1) "
     "redis.call('HSET', KEYS[4], ARGV[2], ARGV[3]) "
+    "redis.call('PUBLISH', ARGV[7], s) "
     "return s";
 /* The log's seq and id, and the records after ARGV[1] (at most ARGV[2]).
  * KEYS: seq, log, log_id. */
@@ -290,13 +303,14 @@ static const char STATE_LUA[] =
     "return {s, redis.call('GET', KEYS[2]) or '', redis.call('HGETALL', KEYS[3]), "
     "redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[1], s)}";
 /* A new log, from the leader's own state, when Redis has none (lost with its data, or never
- * begun). KEYS: leader, seq, log_id, state, log; ARGV: lease value, new id, seq, then route and
- * state pairs. */
+ * begun); "new" on the notice channel. KEYS: leader, seq, log_id, state, log; ARGV: lease value,
+ * new id, seq, channel, then route and state pairs. */
 static const char SEED_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "redis.call('DEL', KEYS[4], KEYS[5]) "
     "redis.call('SET', KEYS[2], ARGV[3]) redis.call('SET', KEYS[3], ARGV[2]) "
-    "for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end "
+    "for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end "
+    "redis.call('PUBLISH', ARGV[4], 'new') "
     "return 1";
 
 static void sync_close(void) {
@@ -391,7 +405,7 @@ static int resync(char *err, size_t cap) {
  * the records go on from there). */
 static void seed(void) {
   json_t *states = cl.hooks.states ? cl.hooks.states() : json_object();
-  size_t n = 11 + 2 * json_object_size(states), k = 0;
+  size_t n = 12 + 2 * json_object_size(states), k = 0;
   const char **argv = calloc(n, sizeof *argv);
   char value[96], id[33], seq[24], err[256];
   char **texts = calloc(json_object_size(states) + 1, sizeof *texts);
@@ -402,8 +416,8 @@ static void seed(void) {
   for (size_t i = 0; i < sizeof raw; i++) snprintf(id + 2 * i, 3, "%02x", raw[i]);
   snprintf(seq, sizeof seq, "%" PRIu64, cl.applied);
   const char *head[] = {"EVAL", SEED_LUA, "5", cl.key_leader, cl.key_seq, cl.key_log_id, cl.key_state, cl.key_log,
-                        value, id, seq};
-  FL_BUG_ON(FL_ARRAY_LEN(head) > 11);
+                        value, id, seq, cl.channel};
+  FL_BUG_ON(FL_ARRAY_LEN(head) > 12);
   for (; k < FL_ARRAY_LEN(head); k++) argv[k] = head[k];
   const char *route;
   json_t *st;
@@ -457,9 +471,7 @@ static int apply_records(const redisReply *r, const char *id) {
   return n;
 }
 
-static void on_log(redisAsyncContext *ac, void *reply, void *priv) {
-  redisReply *r = reply;
-  cl.reading_log = false;
+static void take_log(redisReply *r, void *priv) {
   if (!answered(r, "the decision log") || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
       r->element[0]->type != REDIS_REPLY_INTEGER)
     return;
@@ -486,17 +498,43 @@ static void on_log(redisAsyncContext *ac, void *reply, void *priv) {
   }
 }
 
-static void log_work(void) {
+static void on_log(redisAsyncContext *ac, void *reply, void *priv) {
+  cl.reading_log = false;
+  take_log(reply, priv);
+  if (cl.log_wanted && cl.state == CL_UP) log_work(fl_now_ms());   /* told while this read was out */
+}
+
+/* Reads the records after the last applied: at once when told (a notice, a lease taken, a
+ * connection made) or while a new leader has not read to the end; else every CL_POLL_MS while
+ * the notice channel is up, every tick while it is not. */
+static void log_work(uint64_t now) {
   if (!cl.hooks.apply) {                         /* nothing to follow: leading is deciding */
     cl.caught_up = cl.leader;
     return;
   }
   if (cl.reading_log) return;
+  bool now_due = cl.log_wanted || (cl.leader && !cl.caught_up);
+  uint32_t every = fl_cluster_sub_subscribed(cl.sub) ? CL_POLL_MS : cl.tick_ms;
+  if (!now_due && now - cl.log_read_ms + cl.tick_ms / 2 < every) return;   /* ticks are not exact */
   char after[24], batch[8];
   snprintf(after, sizeof after, "%" PRIu64, cl.applied);
   snprintf(batch, sizeof batch, "%d", CL_LOG_BATCH);
   cl.reading_log = send_cmd(on_log, (void *)(uintptr_t)cl.lead_generation, "EVAL %s 3 %s %s %s %s %s", READ_LUA,
                             cl.key_seq, cl.key_log, cl.key_log_id, after, batch);
+  if (cl.reading_log) {
+    cl.log_wanted = false;
+    cl.log_read_ms = now;
+  }
+}
+
+/* A notice on the channel: a record's seq (read unless applied already: the leader's own), "new"
+ * (a log begun anew), or NULL (subscribed again: notices may have been missed). */
+static void on_notice(void *ctx, const char *text, size_t len) {
+  char *end;
+  uint64_t seq = text ? strtoull(text, &end, 10) : 0;
+  if (text && end != text && seq <= cl.applied) return;
+  cl.log_wanted = true;
+  if (cl.state == CL_UP) log_work(fl_now_ms());
 }
 
 int fl_cluster_commit(const char *route, const char *state, const char *record, uint64_t *seq, char *err, size_t cap) {
@@ -510,7 +548,7 @@ int fl_cluster_commit(const char *route, const char *state, const char *record, 
   char keep[16];
   snprintf(keep, sizeof keep, "%d", CL_LOG_KEEP);
   const char *argv[] = {"EVAL", COMMIT_LUA, "5", cl.key_leader, cl.key_seq, cl.key_log, cl.key_state, cl.key_log_id,
-                        value, route, state, record, keep, cl.log_id};
+                        value, route, state, record, keep, cl.log_id, cl.channel};
   redisReply *r = sync_argv((int)FL_ARRAY_LEN(argv), argv, NULL, err, cap);
   int rc = FL_EIO;
   if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
@@ -747,11 +785,13 @@ static void lost(const char *why) {
   schedule_retry();
 }
 
-/* Cuts a connection that stopped answering; hiredis calls what was pending with no reply. */
+/* Cuts a connection that stopped answering; hiredis calls what was pending with no reply. The
+ * subscription, to the same Redis, may be half-open too: it is made again. */
 static void drop_connection(const char *why) {
   redisAsyncContext *ac = cl.ac;
   cl.ac = NULL;
   if (ac) redisAsyncFree(ac);
+  fl_cluster_sub_restart(cl.sub);
   if (cl.state != CL_STOPPED) lost(why);
 }
 
@@ -773,6 +813,7 @@ static void on_select(redisAsyncContext *ac, void *reply, void *priv) {
   cl.state = CL_UP;
   cl.backoff_ms = CL_BACKOFF_MIN_MS;
   cl.last_beat_ms = 0;
+  cl.log_wanted = true;
   fl_log("cluster %s: connected to redis %s:%u/%u as replica %s", cl.name, cl.host, (unsigned)cl.port, cl.db, cl.replica);
 }
 
@@ -831,7 +872,7 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   lease_work(now);
-  log_work();
+  log_work(now);
   actions_work();
   heartbeat(now);
 }
@@ -856,6 +897,7 @@ int fl_cluster_start(uv_loop_t *loop, const fl_conf_t *c) {
   snprintf(cl.key_log, sizeof cl.key_log, "%s:log", cc->name);
   snprintf(cl.key_log_id, sizeof cl.key_log_id, "%s:log_id", cc->name);
   snprintf(cl.key_state, sizeof cl.key_state, "%s:state", cc->name);
+  snprintf(cl.channel, sizeof cl.channel, "%s:decided", cc->name);
   cl.port = cc->port;
   cl.db = cc->db;
   cl.lease_ms = cc->lease_ms;
@@ -870,6 +912,10 @@ int fl_cluster_start(uv_loop_t *loop, const fl_conf_t *c) {
   uv_timer_start(&cl.tick, on_tick, cl.tick_ms, cl.tick_ms);
   cl.state = CL_DOWN;
   connect_now();
+  fl_cluster_sub_opts_t so = {.host = cl.host, .password = cl.password, .port = cl.port, .channel = cl.channel,
+                              .fn = on_notice};
+  if (fl_cluster_sub_start(loop, &so, &cl.sub) != 0) fl_log("cluster %s: no notice channel (out of memory); the "
+                                                           "decision log is read every tick", cl.name);
   return 0;
 }
 
@@ -923,8 +969,9 @@ json_t *fl_cluster_json(void) {
                                           leader_hash && hash && strcmp(hash, leader_hash) != 0, "log_seq",
                                           json_object_get(beat, "log_seq"), "weights", json_object_get(beat, "weights")));
   }
-  return json_pack("{s:s, s:s, s:b, s:b, s:I, s:s, s:o, s:o, s:I, s:{s:s, s:I}}", "name", cl.name, "replica",
-                   cl.replica, "redis_up", fl_cluster_redis_up(), "leading", fl_cluster_is_leader(NULL), "epoch",
+  return json_pack("{s:s, s:s, s:b, s:b, s:b, s:I, s:s, s:o, s:o, s:I, s:{s:s, s:I}}", "name", cl.name, "replica",
+                   cl.replica, "redis_up", fl_cluster_redis_up(), "subscribed", fl_cluster_sub_subscribed(cl.sub),
+                   "leading", fl_cluster_is_leader(NULL), "epoch",
                    (json_int_t)cl.epoch, "config_hash", cl.config_hash, "leader", lead, "replicas", list, "redis_errors",
                    (json_int_t)cl.errors, "log", "id", cl.log_id, "seq", (json_int_t)cl.applied);
 }
@@ -950,6 +997,8 @@ void fl_cluster_stop(void) {
   }
   step_down("stopping");
   sync_close();
+  fl_cluster_sub_stop(cl.sub);
+  cl.sub = NULL;
   while (cl.n_forwards) forward_done(cl.n_forwards - 1, 0, NULL);
   cl.state = CL_STOPPED;
   uv_close((uv_handle_t *)&cl.tick, NULL);

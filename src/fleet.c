@@ -103,10 +103,15 @@ static const char *position_of(const char *log_id, uint64_t seq) {
   return position_text;
 }
 
-/* The rollouts' share hook: the decision goes into the log, or it does not take effect. */
+/* The rollouts' share hook: the decision goes into the log, or it does not take effect. Each
+ * event's detail names the replica that made it (the leader), so every replica's history and
+ * webhooks say who decided. */
 static int offer(fl_store_decision_t *d, char *err, size_t cap) {
   if (!d->state) return 0;                   /* a window alone: this replica's own record */
   if (!d->n_events && !fl_cluster_is_leader(NULL)) return 0;   /* a state written back as it is */
+  for (size_t i = 0; i < d->n_events; i++)
+    if (json_is_object(d->events[i].detail))
+      json_object_set_new(d->events[i].detail, "replica", json_string(fl_cluster_replica()));
   json_t *rec = record_json(d);
   char *text = rec ? json_dumps(json_object_get(rec, "state"), JSON_COMPACT) : NULL;
   char *whole = rec ? json_dumps(rec, JSON_COMPACT) : NULL;

@@ -6,7 +6,7 @@ is taken; Redis back (empty): the rollout goes on."""
 import signal
 import time
 
-from fleet import LEASE_S, Fleet, cluster_of, fleet_yaml, one_leader, wait_for
+from fleet import LEASE_S, Fleet, cluster_of, fleet_yaml, leaders, one_leader, wait_for
 from harness import Gateway, RedisServer, chat, mock, request
 
 TOKEN = "fleet-test-token-0123456789"
@@ -79,6 +79,44 @@ def test_a_weight_set_on_the_leader_reaches_every_replica_within_a_second_with_t
             assert 80 <= answers.count("canary") <= 140, answers.count("canary")   # 55% of 200, give or take
 
 
+def apply_latencies(leader, followers, weights):
+    """For each weight: set on the leader, then the seconds until every follower serves it."""
+    took = []
+    for w in weights:
+        assert request(leader.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": w}).status == 200
+        t0 = time.time()
+        wait_for("%d%% on every follower" % w, lambda: all(weight(g) == w for g in followers), 3, every=0.005)
+        took.append(time.time() - t0)
+    return took
+
+
+def test_followers_apply_a_decision_at_once_through_the_notice_channel_and_by_polling_when_it_is_cut():
+    import statistics
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        followers = [g for g in gs if g is not leader]
+        wait_for("every replica subscribed", lambda: all(cluster_of(g)["subscribed"] for g in gs), 3)
+        told = apply_latencies(leader, followers, [31, 32, 33, 34, 35, 36, 37])
+        print("    told: every follower %s ms after the leader's answer (median %.0f ms; the poll is 1 s)" % (
+            [round(t * 1000) for t in told], statistics.median(told) * 1000))
+        assert statistics.median(told) <= 0.05 and max(told) <= 0.25, told
+        # the channel cut, and refused when they come back for it: the periodic read alone
+        redis.command("ACL", "SETUSER", "default", "-subscribe", db=3)
+        assert redis.command("CLIENT", "KILL", "TYPE", "pubsub", db=3) == 3
+        wait_for("no replica subscribed", lambda: not any(cluster_of(g)["subscribed"] for g in gs), 2)
+        polled = apply_latencies(leader, followers, [41, 42, 43, 44, 45])
+        print("    polled: every follower %s ms after the leader's answer" % [round(t * 1000) for t in polled])
+        assert max(polled) <= 0.6, polled           # a read every tick (250 ms) while the channel is down
+        assert not any(cluster_of(g)["subscribed"] for g in gs)
+        redis.command("ACL", "SETUSER", "default", "+subscribe", db=3)
+        wait_for("every replica subscribed again", lambda: all(cluster_of(g)["subscribed"] for g in gs), 4)
+        again = apply_latencies(leader, followers, [51, 52, 53])
+        assert statistics.median(again) <= 0.05, again
+        for g in gs:
+            assert [w for k, w in history(g) if k == "weight"] == [31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45,
+                                                                   51, 52, 53], history(g)
+
+
 def test_a_replica_restarted_joins_with_the_current_weight_before_it_takes_traffic():
     with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
         leader = one_leader(gs)
@@ -115,6 +153,110 @@ def test_a_leader_killed_mid_rollout_is_followed_from_the_same_step_and_no_step_
             assert [k for k in h if k[0] in ("rollout_started", "step", "promoted")] == [
                 ("rollout_started", 10), ("step", 30), ("step", 60), ("promoted", 100)], h
             assert weight(g) == 100
+
+
+def log_records(redis):
+    """The shared decision log as Redis keeps it, oldest first."""
+    import json
+    return [json.loads(r) for r in redis.command("ZRANGE", "t%d:log" % redis.port, 0, -1, db=3)]
+
+
+def test_a_leader_frozen_mid_rollout_and_thawed_after_another_took_over_decides_nothing():
+    spec = dict(SPEC, steps=[5, 10, 20, 30, 45, 60, 80, 100])
+    with RedisServer() as redis, mock() as v1, mock() as v2, \
+            Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN) as gs:
+        stale = one_leader(gs)
+        rest = [g for g in gs if g is not stale]
+        name, epoch = cluster_of(stale)["replica"], cluster_of(stale)["epoch"]
+        with Traffic(rest):
+            assert request(stale.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+            wait_for("step 1", lambda: rollout(stale)["step"] >= 1, 10, every=0.1)
+            stale.send_signal(signal.SIGSTOP)           # frozen with the lease: its clock runs on, its loop does not
+            frozen_at = len(log_records(redis))
+            try:
+                second = one_leader(rest, timeout=LEASE_S + 2)
+                assert cluster_of(second)["epoch"] > epoch
+                step = rollout(second)["step"]
+                wait_for("a step by the new leader", lambda: rollout(second)["step"] > step, 10, every=0.1)
+            finally:
+                stale.send_signal(signal.SIGCONT)
+            # thawed, it still holds its old epoch and its windows are due: it must not decide
+            wait_for("the thawed replica on the new leader's weight", lambda: weight(stale) == weight(second), 1.5,
+                     every=0.05)
+            assert not cluster_of(stale)["leading"] and leaders(gs) == [second]
+            assert "no longer leads (epoch %d): its lease ran out" % epoch in stale.output()
+            wait_for("promoted everywhere", lambda: all(rollout(g)["state"] == "promoted" for g in gs), 30, every=0.2)
+        made_since = {r["replica"] for r in log_records(redis)[frozen_at:]}
+        assert made_since == {cluster_of(second)["replica"]}, made_since      # nothing of the stale one's
+        assert name not in made_since
+        expected = [("rollout_started", 5)] + [("step", w) for w in spec["steps"][1:-1]] + [("promoted", 100)]
+        for g in gs:
+            h = history(g)
+            assert [k for k in h if k[0] in ("rollout_started", "step", "promoted")] == expected, h
+            assert weight(g) == 100
+
+
+def test_a_leader_whose_lease_was_taken_behind_its_back_has_its_decision_refused_by_redis():
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        stale = one_leader(gs)
+        epoch = cluster_of(stale)["epoch"]
+        wait_for("20% everywhere", lambda: all(weight(g) == 20 for g in gs), 3)
+        # as after a Redis failover that lost the key: another holds the lease, with a higher epoch,
+        # while the old leader's own deadline has not yet run out
+        logged = len(log_records(redis))
+        taken = redis.command("INCR", "t%d:epoch" % redis.port, db=3)
+        redis.command("SET", "t%d:leader" % redis.port, "elsewhere:%d" % taken, "PX", 60000, db=3)
+        r = request(stale.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 70})
+        assert r.status == 503 and "the lease is no longer this replica's; nothing changed" in r.body.decode(), \
+            (r.status, r.body)
+        assert not cluster_of(stale)["leading"]
+        assert len(log_records(redis)) == logged and all(weight(g) == 20 for g in gs)
+        for g in gs:
+            assert ("weight", 70) not in history(g)
+        redis.command("DEL", "t%d:leader" % redis.port, db=3)
+        again = one_leader(gs)                        # the fleet goes on, under a higher epoch still
+        assert cluster_of(again)["epoch"] > taken > epoch
+        assert request(again.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 70}).status == 200
+        wait_for("70% everywhere", lambda: all(weight(g) == 70 for g in gs), 2)
+
+
+def test_every_replica_restarted_mid_rollout_keeps_the_weight_and_step_and_goes_on_from_there():
+    with RedisServer() as redis, mock() as v1, mock() as v2:
+        fleet = Fleet(v1, redis, canary=v2, weight=0, **WITH_TOKEN)
+        gs = fleet.gs
+        try:
+            leader = one_leader(gs)
+            assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, SPEC).status == 200
+            with Traffic(gs):
+                wait_for("step 1 everywhere", lambda: all(rollout(g)["step"] == 1 for g in gs), 15, every=0.1)
+            names = [cluster_of(g)["replica"] for g in gs]
+            dirs = [g.state_dir for g in gs]
+            for g in gs[:2]:                               # their stores go on with the new processes
+                g.own_state = False
+            for g in gs:                                   # all of them, one after another
+                g.__exit__(None, None, None)
+            import json
+            st = json.loads(redis.command("HGET", "t%d:state" % redis.port, "chat", db=3))
+            before = [(st["weight_bp"] / 100, st["step"], st["rollout_state"])] * 3
+            assert st["step"] in (1, 2) and st["rollout_state"] == "progressing", st    # after a step, before the end
+            dirs[2] = None                                 # r3 comes back on a new machine: an empty store
+            gs[:] = [Gateway(fleet_yaml(v1, redis, n, canary=v2, weight=0), state_dir=d, **WITH_TOKEN)
+                     for n, d in zip(names, dirs)]
+            for g in gs:
+                g.own_state = True                         # removed at the end
+            # the first thing each says, before any window: the same step, not the file's 0%
+            assert [(weight(g), rollout(g)["step"], rollout(g)["state"]) for g in gs] == before
+            one_leader(gs)
+            with Traffic(gs):
+                wait_for("promoted everywhere", lambda: all(rollout(g)["state"] == "promoted" for g in gs), 30,
+                         every=0.2)
+            for g in gs:
+                h = history(g)
+                assert [k for k in h if k[0] in ("rollout_started", "step", "promoted", "rolled_back")] == [
+                    ("rollout_started", 10), ("step", 30), ("step", 60), ("promoted", 100)], h
+                assert weight(g) == 100
+        finally:
+            fleet.__exit__(None, None, None)
 
 
 def test_without_redis_every_replica_serves_the_same_weight_and_the_rollout_goes_on_when_it_is_back():
@@ -185,6 +327,55 @@ def test_a_canary_failing_on_every_replica_is_rolled_back_and_every_replica_drop
             ev["canary_requests"], ev["stable_requests"]))
 
 
+def own_p50_ms(g, variant, what):
+    """What g itself measured over the last minute: its variant's median (what: latency_ms or
+    ttft_ms) and its requests."""
+    route = [r for r in request(g.admin, "GET", "/api/v1/stats", AUTH).json()["routes"] if r["route"] == "chat"][0]
+    w = [v for v in route["variants"] if v["variant"] == variant][0]["windows"]["1m"]
+    return w[what]["p50"], w["requests"]
+
+
+def test_latency_and_ttft_checks_judge_the_fleet_s_merged_histograms_while_the_leader_s_own_traffic_is_fast():
+    from harness import Load
+    spec = {"steps": [50, 100], "interval": "3s", "min_requests": 60, "max_failures": 1,
+            "checks": [{"metric": "latency_p50", "max_ratio": 1.5}, {"metric": "ttft_p50", "max_ratio": 1.5}]}
+    stream = '{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    knobs = ("--ttft-ms", 20, "--jitter-ms", 5)
+    with RedisServer() as redis, mock(*knobs) as v1, mock(*knobs) as fast, \
+            mock("--ttft-ms", 150, "--jitter-ms", 5) as slow:
+        # r1 starts alone, so it leads; its canary answers as fast as stable, the others' canary is slow
+        gs = [Gateway(fleet_yaml(v1, redis, "r1", canary=fast, weight=0), **WITH_TOKEN)]
+        loads = []
+        try:
+            leader = one_leader(gs)
+            gs += [Gateway(fleet_yaml(v1, redis, "r%d" % i, canary=slow, weight=0), **WITH_TOKEN) for i in (2, 3)]
+            wait_for("three heartbeats", lambda: len(cluster_of(leader)["replicas"]) == 3, 3)
+            assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, spec).status == 200
+            loads = [Load(leader.port, threads=2, rate=10, body=stream)] + [
+                Load(g.port, threads=4, rate=40, body=stream) for g in gs[1:]]
+            wait_for("rolled back", lambda: rollout(leader)["state"] == "rolled_back", 30, every=0.1)
+            last = [e for e in request(leader.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
+                    if e["kind"] == "rolled_back"][-1]
+            a = last["detail"]["analysis"]
+            assert "latency_p50" in last["detail"]["reason"] and "ttft_p50" in last["detail"]["reason"], last
+            assert a["replicas"] == 3, a
+            for check in a["checks"]:
+                what = "latency_ms" if check["metric"] == "latency_p50" else "ttft_ms"
+                own = {v: own_p50_ms(leader, v, what) for v in ("canary", "stable")}
+                assert own["canary"][1] > 0 and own["canary"][0] <= 1.5 * own["stable"][0], own   # alone: a pass
+                print("    %s: the leader's own canary %.0f ms, stable %.0f ms (%d, %d requests); judged on the "
+                      "fleet's %d and %d: canary %.0f ms, stable %.0f ms" % (
+                          check["metric"], own["canary"][0], own["stable"][0], own["canary"][1], own["stable"][1],
+                          check["n_canary"], check["n_stable"], check["canary"] * 1000, check["stable"] * 1000))
+                assert check["verdict"] == "fail" and check["canary"] >= 0.14 and check["stable"] <= 0.05, check
+                assert check["n_canary"] > own["canary"][1], check            # the others' requests are in
+        finally:
+            for load in loads:
+                load.__exit__(None, None, None)
+            for g in gs:
+                g.__exit__(None, None, None)
+
+
 def test_a_feedback_id_signed_by_one_replica_is_taken_once_by_any_other():
     with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
         a, b, c = gs
@@ -229,6 +420,81 @@ def test_a_change_asked_of_a_follower_is_made_by_the_leader_and_answered_with_it
         r = request(follower.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 50})
         assert r.status == 503 and "nothing was changed" in r.body.decode(), (r.status, r.body)
         assert weight(follower) == 0
+
+
+def fledge_cli(g, *args):
+    """`fledge ARGS -a` g's admin listener, with the admin token; the finished process."""
+    import os
+    import subprocess
+    from harness import FLEDGE
+    return subprocess.run([FLEDGE, *args, "-a", "127.0.0.1:%d" % g.admin], capture_output=True, text=True,
+                          timeout=20, env=dict(os.environ, FLEDGE_ADMIN_TOKEN=TOKEN))
+
+
+def test_the_cli_pointed_at_a_follower_changes_the_whole_fleet_through_the_leader():
+    spec = '{"steps": [10, 30, 60, 100], "interval": "1h"}'
+    with RedisServer() as redis, mock() as v1, mock() as v2, Fleet(v1, redis, canary=v2, **WITH_TOKEN) as gs:
+        leader = one_leader(gs)
+        f1, f2 = [g for g in gs if g is not leader]
+        out = fledge_cli(f1, "rollout", "weight", "chat", "42")
+        assert out.returncode == 0 and "chat: canary weight 42.00%" in out.stdout, (out.stdout, out.stderr)
+        wait_for("42% everywhere", lambda: all(weight(g) == 42 for g in gs), 1)
+        out = fledge_cli(f2, "rollout", "start", "chat", "--spec", spec)
+        assert out.returncode == 0 and "chat: rollout progressing, canary weight 10.00%" in out.stdout, out
+        wait_for("the rollout everywhere", lambda: all(rollout(g)["state"] == "progressing" for g in gs), 1)
+        out = fledge_cli(f1, "rollout", "pause", "chat")
+        assert out.returncode == 0 and "chat: rollout paused" in out.stdout, out
+        wait_for("paused everywhere", lambda: all(rollout(g)["state"] == "paused" for g in gs), 1)
+        out = fledge_cli(f2, "rollout", "abort", "chat")
+        assert out.returncode == 0 and "chat: rollout rolled_back, canary weight 0.00%" in out.stdout, out
+        wait_for("0% everywhere", lambda: all(weight(g) == 0 for g in gs), 1)
+        out = fledge_cli(f1, "rollout", "resume", "chat")      # the leader's refusal, as the leader said it
+        assert out.returncode == 1 and "409 cannot resume: no rollout in a state that allows it" in out.stderr, out
+        for g in gs:
+            h = [e for e in request(g.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]]
+            assert [(e["kind"], e["actor"]) for e in h if e["kind"] in ("weight", "rollout_started", "paused",
+                                                                       "rolled_back")] == [
+                ("weight", "cli"), ("rollout_started", "api"), ("paused", "api"), ("rolled_back", "api")], h
+        # nobody leads (the lease held by a replica that is gone): the follower's own 503, not a timeout
+        redis.command("SET", "t%d:leader" % redis.port, "gone:%d" % (cluster_of(leader)["epoch"] + 1), "PX", 60000,
+                      db=3)
+        wait_for("no leader", lambda: not any(cluster_of(g)["leading"] for g in gs), LEASE_S + 1)
+        out = fledge_cli(f1, "rollout", "weight", "chat", "50")
+        assert out.returncode == 1 and "503" in out.stderr and "did not answer within 5 s" in out.stderr, out
+        assert all(weight(g) == 0 for g in gs)
+
+
+def test_status_shows_each_replica_s_config_hash_and_history_the_replica_that_made_each_decision():
+    with RedisServer() as redis, mock() as v1, mock() as v2, \
+            Fleet(v1, redis, extras=("", "", "timeouts: { connect: 3s }\n"), canary=v2, **WITH_TOKEN) as gs:
+        first = one_leader(gs)
+        first_name = cluster_of(first)["replica"]
+        hashes = {cluster_of(g)["replica"]: cluster_of(g)["config_hash"] for g in gs}
+        assert hashes["r3"] != hashes["r1"] == hashes["r2"] and all(len(h) == 16 for h in hashes.values())
+        wait_for("every heartbeat", lambda: len(cluster_of(gs[0])["replicas"]) == 3, 3)
+        # REPLICA ROLE HEARTBEAT ("0.4s ago") LOG CONFIG-HASH CONFIG WEIGHTS
+        rows = {ln.split()[0]: ln.split() for ln in fledge_cli(gs[1], "status").stdout.splitlines()
+                if ln.split() and ln.split()[0] in hashes}
+        assert {n: r[5] for n, r in rows.items()} == hashes, rows
+        odd = ["r3"] if first_name != "r3" else ["r1", "r2"]    # flagged: whose hash is not the leader's
+        assert sorted(n for n, r in rows.items() if r[6] == "DIFFERS") == odd, rows
+        assert all(r[6] == "same" for n, r in rows.items() if n not in odd), rows
+        # one weight from each of two leaders in turn
+        assert request(first.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 41}).status == 200
+        first.stop()                                    # a clean stop hands the lease on
+        rest = [g for g in gs if g is not first]
+        second = one_leader(rest)
+        second_name = cluster_of(second)["replica"]
+        assert request(second.admin, "PUT", "/api/v1/routes/chat/weight", AUTH, {"weight": 42}).status == 200
+        wait_for("42% on the survivors", lambda: all(weight(g) == 42 for g in rest), 1)
+        for g in rest:
+            out = fledge_cli(g, "history").stdout.splitlines()
+            assert out[0].split()[:6] == ["TIME", "(UTC)", "ROUTE", "REPLICA", "ACTOR", "EVENT"], out[0]
+            # DATE TIME ROUTE REPLICA ACTOR EVENT FROM -> TO WHY...
+            made = [ln.split() for ln in out[1:] if ln.split()[5:6] == ["weight"]]
+            assert [(m[3], m[8]) for m in made] == [(first_name, "41.00"), (second_name, "42.00")], out
+            events = request(g.admin, "GET", "/api/v1/events?route=chat", AUTH).json()["events"]
+            assert [e["detail"]["replica"] for e in events if e["kind"] == "weight"] == [first_name, second_name]
 
 
 def test_a_promql_check_gates_on_the_fleet_s_own_metrics_and_a_query_with_no_sample_never_passes():
