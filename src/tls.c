@@ -88,18 +88,27 @@ static int on_servername(SSL *ssl, int *alert, void *arg) {
   return SSL_TLSEXT_ERR_OK;
 }
 
-static SSL_CTX *server_ctx(const fl_tls_cert_t *c, char *err, size_t errlen) {
+/* What both sides share: TLS 1.2 and up, no renegotiation or compression, an unexpected EOF as an
+ * EOF, writes that may be partial and retried from another buffer (sock.c's queue), buffers given
+ * back while idle, reads that take what arrived (not a record header and then its body). */
+static SSL_CTX *base_ctx(const SSL_METHOD *method, uint64_t options, char *err, size_t errlen) {
   char why[256];
-  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  SSL_CTX *ctx = SSL_CTX_new(method);
   if (!ctx) {
     snprintf(err, errlen, "tls: %s", tls_error(why, sizeof why, "out of memory"));
     return NULL;
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF |
-                               SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION | options);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_read_ahead(ctx, 1);   /* one read takes what arrived, not a record header and then its body */
+  SSL_CTX_set_read_ahead(ctx, 1);
+  return ctx;
+}
+
+static SSL_CTX *server_ctx(const fl_tls_cert_t *c, char *err, size_t errlen) {
+  char why[256];
+  SSL_CTX *ctx = base_ctx(TLS_server_method(), SSL_OP_CIPHER_SERVER_PREFERENCE, err, errlen);
+  if (!ctx) return NULL;
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);   /* resumption by tickets only */
   SSL_CTX_set_num_tickets(ctx, 1);
   if (!ticket_keys_ok || SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_keys, sizeof ticket_keys) != 1)
@@ -176,15 +185,8 @@ static const unsigned char alpn_http11[] = "\x08http/1.1";
 
 static SSL_CTX *client_ctx(const fl_tls_client_conf_t *cf, char *err, size_t errlen) {
   char why[256];
-  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-  if (!ctx) {
-    snprintf(err, errlen, "tls: %s", tls_error(why, sizeof why, "out of memory"));
-    return NULL;
-  }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX *ctx = base_ctx(TLS_client_method(), 0, err, errlen);
+  if (!ctx) return NULL;
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);   /* pooled connections stand in for resumption */
   SSL_CTX_set_verify(ctx, cf->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
   bool ok = SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) == 1 &&

@@ -51,6 +51,18 @@ def wait_port(port, proc=None, timeout=5.0):
     raise RuntimeError("nothing listening on port %d after %.1fs" % (port, timeout))
 
 
+def end(p, sig=signal.SIGTERM, timeout=10):
+    """Stops a child process: sig, then SIGKILL if it has not exited within timeout; its status."""
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
 class Proc:
     """A child process that is killed when the test (or the interpreter) ends."""
 
@@ -70,14 +82,7 @@ class Proc:
         self.p.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.returncode
+        return end(self.p, sig, timeout)
 
     def output(self):
         with open(self.log.name, errors="replace") as f:
@@ -387,13 +392,7 @@ class Nginx:
 
     def close(self):
         import shutil
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        end(self.p, timeout=5)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):

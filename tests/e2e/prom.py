@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import free_port  # noqa: E402
 
 PROMETHEUS = os.environ.get("PROMETHEUS", "prometheus")
@@ -196,13 +197,8 @@ class Prometheus:
             time.sleep(0.25)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            harness.end(self.proc)
         if self._log is not None:
             self._log.close()
             self._log = None
