@@ -511,9 +511,12 @@ def test_a_promql_check_gates_on_the_fleet_s_own_metrics_and_a_query_with_no_sam
         nothing = {"steps": [50, 100], "interval": "1s", "min_requests": 5, "checks": [
             {"metric": "business_errors", "query": 'sum(rate(no_such_total{version="{{canary}}"}[10s]))', "max": 0.01}]}
         assert request(leader.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, nothing).status == 200
-        wait_for("three windows", lambda: (rollout(leader).get("last_analysis") or {}).get("evidence", {})
-                 .get("windows", 0) >= 3, 10, every=0.2)
-        ro = rollout(leader)
+        # a window with too little new traffic does not look at its checks: wait for one that did
+        def looked_three_windows():
+            ro = rollout(leader)
+            last = ro.get("last_analysis") or {}
+            return ro if last.get("evidence", {}).get("windows", 0) >= 3 and last.get("checks") else None
+        ro = wait_for("three windows, the last one looked", looked_three_windows, 10, every=0.2)
         check = ro["last_analysis"]["checks"][0]
         assert ro["state"] == "progressing" and ro["step"] == 0, ro
         assert check["verdict"] == "inconclusive" and "no sample" in check["query_error"], check
