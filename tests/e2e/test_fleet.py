@@ -473,8 +473,11 @@ def test_status_shows_each_replica_s_config_hash_and_history_the_replica_that_ma
         assert hashes["r3"] != hashes["r1"] == hashes["r2"] and all(len(h) == 16 for h in hashes.values())
         wait_for("every heartbeat", lambda: len(cluster_of(gs[0])["replicas"]) == 3, 3)
         # REPLICA ROLE HEARTBEAT ("0.4s ago") LOG CONFIG-HASH CONFIG WEIGHTS
-        rows = {ln.split()[0]: ln.split() for ln in fledge_cli(gs[1], "status").stdout.splitlines()
-                if ln.split() and ln.split()[0] in hashes}
+        def status_rows():         # gs[1] lists each replica once it has had that one's heartbeat
+            rows = {ln.split()[0]: ln.split() for ln in fledge_cli(gs[1], "status").stdout.splitlines()
+                    if ln.split() and ln.split()[0] in hashes}
+            return rows if len(rows) == 3 else None
+        rows = wait_for("every replica in gs[1]'s status", status_rows, 3, every=0.2)
         assert {n: r[5] for n, r in rows.items()} == hashes, rows
         odd = ["r3"] if first_name != "r3" else ["r1", "r2"]    # flagged: whose hash is not the leader's
         assert sorted(n for n, r in rows.items() if r[6] == "DIFFERS") == odd, rows
