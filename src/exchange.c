@@ -159,12 +159,13 @@ static void report_failure(fl_backend_t *b) {
     fl_log("backend %s ejected after %d consecutive failures", b->addr.text, FL_EJECT_AFTER);
 }
 
-/* Connect (with https, the handshake too) failed or timed out: try one other backend of the same
- * variant, else answer. `tls`: OpenSSL's words for a failed handshake, NULL for TCP's failures. */
-static void connect_failed(fl_client_t *c, bool timed_out, const char *tls) {
+/* Connect (with https, the handshake too) failed: `why` is FL_UPERR_CONNECT_REFUSED,
+ * FL_UPERR_CONNECT_TIMEOUT or FL_UPERR_TLS (then `reason` holds OpenSSL's words). Tries one other
+ * backend of the same variant, else answers. */
+static void connect_failed(fl_client_t *c, fl_uperr_t why, const char *reason) {
   fl_exchange_t *ex = &c->ex;
   fl_backend_t *failed = ex->backend;
-  fl_account_upstream_error(c, tls ? FL_UPERR_TLS : timed_out ? FL_UPERR_CONNECT_TIMEOUT : FL_UPERR_CONNECT_REFUSED);
+  fl_account_upstream_error(c, why);
   report_failure(failed);
   detach(c, false);
   const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
@@ -176,11 +177,11 @@ static void connect_failed(fl_client_t *c, bool timed_out, const char *tls) {
     connect_to(c, next, true);
     return;
   }
-  if (timed_out)
+  if (why == FL_UPERR_CONNECT_TIMEOUT)
     upstream_error(c, 504, "timeout", NULL, "connecting to the %s backend timed out after %u ms", variant_of(c),
                    ex->conf->timeouts.connect_ms);
-  else if (tls)
-    upstream_error(c, 502, "upstream_error", tls, "the TLS handshake with the %s backend failed", variant_of(c));
+  else if (why == FL_UPERR_TLS)
+    upstream_error(c, 502, "upstream_error", reason, "the TLS handshake with the %s backend failed", variant_of(c));
   else
     upstream_error(c, 502, "upstream_error", NULL, "the %s backend refused the connection", variant_of(c));
 }
@@ -188,7 +189,8 @@ static void connect_failed(fl_client_t *c, bool timed_out, const char *tls) {
 static void on_connect(fl_sock_t *s, int status) {
   fl_upconn_t *u = s->data;           /* in use: a cancelled connect closed the socket */
   fl_client_t *c = u->owner;
-  if (status < 0) connect_failed(c, false, status == UV_EPROTO ? s->tls_reason : NULL);
+  if (status == UV_EPROTO) connect_failed(c, FL_UPERR_TLS, s->tls_reason);
+  else if (status < 0) connect_failed(c, FL_UPERR_CONNECT_REFUSED, NULL);
   else up_ready(c);
   fl_client_settle(c);
 }
@@ -222,7 +224,7 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
       upstream_error(c, 503, "overloaded", uv_strerror(rc),
                      "the gateway cannot open a connection to the %s backend now", variant_of(c));
     else                       /* unreachable, refused by a firewall: the backend's */
-      connect_failed(c, false, NULL);
+      connect_failed(c, FL_UPERR_CONNECT_REFUSED, NULL);
     return;
   }
   if (b->tls) {                /* https: the handshake runs once connected, before on_connect */
@@ -541,7 +543,7 @@ static void silent(fl_client_t *c, const char *what, uint32_t ms) {
 void fl_exchange_timeout(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   const struct fl_timeouts *t = &ex->conf->timeouts;
-  if (ex->phase == FL_EX_CONNECTING) connect_failed(c, true, NULL);
+  if (ex->phase == FL_EX_CONNECTING) connect_failed(c, FL_UPERR_CONNECT_TIMEOUT, NULL);
   else if (ex->up_got_bytes || ex->phase == FL_EX_STREAMING) stalled(c);
   else if (ex->phase == FL_EX_SENDING) silent(c, "took none of the request body for", t->idle_ms);
   else if (ex->phase == FL_EX_WAITING) silent(c, "sent no answer within", t->first_byte_ms);
