@@ -78,7 +78,7 @@ static int on_servername(SSL *ssl, int *alert, void *arg) {
   const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   SSL_CTX *first = SSL_get_SSL_CTX(ssl);
   const sni_t *s = SSL_CTX_get_ex_data(first, sni_index);
-  if (!name || !s) return SSL_TLSEXT_ERR_OK;
+  if (!name || !s || s->n == 0) return SSL_TLSEXT_ERR_OK;   /* one certificate: nothing to choose */
   if (X509_check_host(SSL_CTX_get0_certificate(first), name, 0, 0, NULL) == 1) return SSL_TLSEXT_ERR_OK;
   for (size_t i = 0; i < s->n; i++)
     if (X509_check_host(SSL_CTX_get0_certificate(s->ctx[i]), name, 0, 0, NULL) == 1) {
