@@ -259,24 +259,27 @@ static double usage_tokens(const json_t *resp) {
   return json_is_integer(t) ? (double)json_integer_value(t) : NAN;
 }
 
+const json_t *fl_quality_choice_text(const json_t *choice) {
+  const json_t *message = json_object_get(choice, "message");
+  if (!message) message = json_object_get(choice, "delta");
+  return message ? json_object_get(message, "content") : json_object_get(choice, "text");
+}
+
 static void observe_llm_answer(const obs_t *x, const json_t *resp) {
   const json_t *choice = json_array_get(json_object_get(resp, "choices"), 0);
   if (!choice) {
     x->o->unparsed = true;
     return;
   }
-  const json_t *message = json_object_get(choice, "message");
-  const json_t *text = message ? json_object_get(message, "content") : json_object_get(choice, "text");
-  bool tool = has_tool_call(message);
+  const json_t *text = fl_quality_choice_text(choice);
+  bool tool = has_tool_call(json_object_get(choice, "message"));
   x->o->finish = finish_of(json_object_get(choice, "finish_reason"));
   observe_text(x, json_is_string(text) ? json_string_value(text) : "", json_string_length(text), tool, usage_tokens(resp));
 }
 
-/* A stream: the text of every `data:` event, the last finish_reason, usage when sent. */
-static void observe_stream(const obs_t *x, const char *body, size_t len, bool cut) {
-  fl_buf_t text = {0};
-  double tokens = NAN, events = 0;
-  bool tool = false, done = false;
+bool fl_quality_stream_events(const char *body, size_t len, bool cut, fl_qevent_fn on_event, void *ctx) {
+  bool done = false;
+  if (!len) return false;                                    /* body may then be NULL */
   for (const char *p = body, *end = body + len; p < end && !done;) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *line_end = nl ? nl : end;
@@ -286,23 +289,42 @@ static void observe_stream(const obs_t *x, const char *body, size_t len, bool cu
       size_t n = (size_t)(line_end - d) - (line_end > d && line_end[-1] == '\r');
       done = n == 6 && memcmp(d, "[DONE]", 6) == 0;
       json_t *ev = done ? NULL : fl_quality_parse(d, n);
-      const json_t *choice = json_array_get(json_object_get(ev, "choices"), 0);
-      const json_t *delta = json_object_get(choice, "delta");
-      const json_t *piece = delta ? json_object_get(delta, "content") : json_object_get(choice, "text");
-      if (json_string_length(piece)) fl_buf_append(&text, json_string_value(piece), json_string_length(piece));
-      events += json_string_length(piece) > 0;
-      tool |= has_tool_call(delta);
-      if (finish_of(json_object_get(choice, "finish_reason")) != FL_FINISH_NONE)
-        x->o->finish = finish_of(json_object_get(choice, "finish_reason"));
-      if (!isnan(usage_tokens(ev))) tokens = usage_tokens(ev);
+      if (ev) on_event(ctx, ev);
       json_decref(ev);
     }
     p = line_end + 1;
   }
-  fl_buf_append(&text, "", 1);
-  if (text.err || (cut && !done)) x->o->unparsed = true;           /* sizes of a cut stream would be wrong */
-  else observe_text(x, text.data, text.len - 1, tool, isnan(tokens) ? events : tokens);
-  fl_buf_free(&text);
+  return done;
+}
+
+/* What a stream's events add up to. */
+typedef struct {
+  const obs_t *x;
+  fl_buf_t text;
+  double tokens, events;
+  bool tool;
+} stream_t;
+
+static void stream_event(void *ctx, const json_t *ev) {
+  stream_t *st = ctx;
+  const json_t *choice = json_array_get(json_object_get(ev, "choices"), 0);
+  const json_t *piece = fl_quality_choice_text(choice);
+  if (json_string_length(piece)) fl_buf_append(&st->text, json_string_value(piece), json_string_length(piece));
+  st->events += json_string_length(piece) > 0;
+  st->tool |= has_tool_call(json_object_get(choice, "delta"));
+  if (finish_of(json_object_get(choice, "finish_reason")) != FL_FINISH_NONE)
+    st->x->o->finish = finish_of(json_object_get(choice, "finish_reason"));
+  if (!isnan(usage_tokens(ev))) st->tokens = usage_tokens(ev);
+}
+
+/* A stream: the text of every `data:` event, the last finish_reason, usage when sent. */
+static void observe_stream(const obs_t *x, const char *body, size_t len, bool cut) {
+  stream_t st = {.x = x, .tokens = NAN};
+  bool done = fl_quality_stream_events(body, len, cut, stream_event, &st);
+  fl_buf_append(&st.text, "", 1);
+  if (st.text.err || (cut && !done)) x->o->unparsed = true;        /* sizes of a cut stream would be wrong */
+  else observe_text(x, st.text.data, st.text.len - 1, st.tool, isnan(st.tokens) ? st.events : st.tokens);
+  fl_buf_free(&st.text);
 }
 
 /* ---- embeddings ---- */
@@ -494,6 +516,11 @@ static fl_qkind_t kind_of(const json_t *req, const json_t *resp) {
   return FL_QK_UNKNOWN;
 }
 
+fl_qkind_t fl_quality_kind(const json_t *req, const json_t *resp, bool stream) {
+  fl_qkind_t k = kind_of(req, resp);
+  return k == FL_QK_UNKNOWN && stream ? FL_QK_CHAT : k;
+}
+
 /* The request's side, whatever the answer: inputs are compared with a baseline even when the
  * model failed on them. */
 static void observe_request(obs_t *x, const json_t *req) {
@@ -528,8 +555,7 @@ void fl_quality_observe(const fl_quality_conf_t *qc, const fl_qsample_t *s, cons
   bool ok = s->status >= 200 && s->status < 300;
   json_t *req = s->req_len && !s->req_cut ? fl_quality_parse(s->req, s->req_len) : NULL;
   json_t *resp = ok && !s->stream && !s->resp_cut ? fl_quality_parse(s->resp, s->resp_len) : NULL;
-  out->kind = kind_of(req, resp);
-  if (out->kind == FL_QK_UNKNOWN && s->stream) out->kind = FL_QK_CHAT;
+  out->kind = fl_quality_kind(req, resp, s->stream);
   out->unparsed = (s->req_len && !req) || (ok && !s->stream && s->resp_len && !resp);
   if (req) observe_request(&x, req);
   if (ok && s->stream) observe_stream(&x, s->resp, s->resp_len, s->resp_cut);

@@ -11,6 +11,8 @@
 #include <math.h>
 #include <regex.h>
 
+struct json_t;                    /* jansson's: this header can name it without including jansson.h */
+
 #define FL_Q_FEATURES 16          /* numeric input and output features kept per model (by position) */
 
 /* The distributions a sample adds values to. Inputs are compared with a baseline, outputs
@@ -88,6 +90,22 @@ typedef struct fl_qsample {
   bool stream;
   int status;
 } fl_qsample_t;
+
+/* The kind of API an exchange is, from its parsed request and answer (either may be NULL), as
+ * fl_quality_observe decides it: the request's fields first, then the answer's. stream: the
+ * answer is an event stream, which with nothing else to go by is taken for chat. */
+fl_qkind_t fl_quality_kind(const struct json_t *req, const struct json_t *resp, bool stream);
+
+/* The text node of an LLM answer's choice (borrowed, NULL when there is none): message.content
+ * of a chat answer, delta.content of a chat stream's event, text of a completion or its events. */
+const struct json_t *fl_quality_choice_text(const struct json_t *choice);
+
+/* Walks an SSE answer: calls on_event(ctx, event) with the parsed JSON (fl_quality_parse;
+ * borrowed for the call) of each `data:` line, in order, up to `data: [DONE]`; lines that are not
+ * JSON are skipped. cut: the body was longer than len, so a last line without its newline was
+ * cut by the capture and is skipped too. Returns whether [DONE] was seen. Monitor thread. */
+typedef void (*fl_qevent_fn)(void *ctx, const struct json_t *event);
+bool fl_quality_stream_events(const char *body, size_t len, bool cut, fl_qevent_fn on_event, void *ctx);
 
 /* Observes one exchange: fills out and reports values to sink. Monitor thread. */
 void fl_quality_observe(const fl_quality_conf_t *qc, const fl_qsample_t *s, const fl_qsink_t *sink, fl_qobs_t *out);

@@ -192,6 +192,40 @@ static void a_stream_is_reassembled_from_its_events(void **state) {
   assert_int_equal(values_of(&s, FL_F_OUTPUT_CHARS, NULL, 0), 0);
 }
 
+static void collect_event_text(void *ctx, const json_t *ev) {
+  const json_t *piece = fl_quality_choice_text(json_array_get(json_object_get(ev, "choices"), 0));
+  strncat(ctx, json_string_value(piece) ? json_string_value(piece) : "|", 63 - strlen(ctx));
+}
+
+static void stream_events_stop_at_done_and_skip_what_the_capture_cut(void **state) {
+  const char *body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\n: comment\n"
+                     "data: not json\n\ndata:{\"choices\":[{\"text\":\"b\"}]}\n\ndata: [DONE]\n\n"
+                     "data: {\"choices\":[{\"text\":\"after\"}]}\n\n";
+  char seen[64] = "";
+  assert_true(fl_quality_stream_events(body, strlen(body), false, collect_event_text, seen));
+  assert_string_equal(seen, "ab");                    /* comments and non-JSON lines skipped, none after [DONE] */
+  const char *cut_body = "data: {\"choices\":[{\"text\":\"c\"}]}\ndata: {\"choices\":[{\"text\":\"d\"}]}";
+  seen[0] = '\0';
+  assert_false(fl_quality_stream_events(cut_body, strlen(cut_body), true, collect_event_text, seen));
+  assert_string_equal(seen, "c");                     /* the last line may be a prefix of its event */
+  seen[0] = '\0';
+  assert_false(fl_quality_stream_events(cut_body, strlen(cut_body), false, collect_event_text, seen));
+  assert_string_equal(seen, "cd");                    /* whole: the last line is the last event */
+}
+
+static void the_kind_comes_from_the_request_then_the_answer(void **state) {
+  json_t *chat_req = json_loads(CHAT_REQ, 0, NULL), *v1 = json_loads("{\"predictions\":[1]}", 0, NULL);
+  json_t *choice = json_loads("{\"choices\":[{\"text\":\"x\"}]}", 0, NULL);
+  assert_int_equal(fl_quality_kind(chat_req, v1, false), FL_QK_CHAT);
+  assert_int_equal(fl_quality_kind(NULL, v1, false), FL_QK_KSERVE_V1);
+  assert_int_equal(fl_quality_kind(NULL, choice, false), FL_QK_COMPLETION);
+  assert_int_equal(fl_quality_kind(NULL, NULL, false), FL_QK_UNKNOWN);
+  assert_int_equal(fl_quality_kind(NULL, NULL, true), FL_QK_CHAT);
+  json_decref(chat_req);
+  json_decref(v1);
+  json_decref(choice);
+}
+
 static void a_failed_answer_still_shows_its_request_and_a_400_is_a_malformed_request(void **state) {
   seen_t s;
   fl_qobs_t o;
@@ -348,6 +382,8 @@ int main(void) {
       cmocka_unit_test(empty_refused_and_invalid_json_answers_are_flagged),
       cmocka_unit_test(configured_refusal_patterns_replace_the_built_in_ones),
       cmocka_unit_test(a_stream_is_reassembled_from_its_events),
+      cmocka_unit_test(stream_events_stop_at_done_and_skip_what_the_capture_cut),
+      cmocka_unit_test(the_kind_comes_from_the_request_then_the_answer),
       cmocka_unit_test(a_failed_answer_still_shows_its_request_and_a_400_is_a_malformed_request),
       cmocka_unit_test(kserve_v1_rows_give_features_and_missing_numbers_are_counted),
       cmocka_unit_test(classifiers_report_their_predicted_class),
