@@ -31,6 +31,11 @@
 # one keep-alive connection each, one request at a time, the targets interleaved); p50/p99 of
 # the time from writing the request to reading the first `data:` event that carries a token,
 # and fledge's added p50/p99 over direct.
+# Shadow round (with the TTFT round; BENCH_SHADOW=0 skips it): the same TTFT client, one streamed
+# request at a time, BENCH_SHADOW_REQUESTS (2000) per target, interleaved, through two fledges in
+# front of the same mock: one as in the TTFT round, one that also mirrors every request
+# (`shadow: {percent: 100}`) to a second, equally fast mock as its canary (weight 0). The
+# primary's p50/p99 with the mirror over without it; every mirror must have been answered.
 # TLS round (BENCH_TLS=0 skips it): fledge, nginx and HAProxy each terminating TLS (one ECDSA
 # P-256 certificate, TLS 1.3 as the client offers it, one worker/thread, pinned as above) in front
 # of the same backend, measured like the plain targets in interleaved rounds, twice: keep-alive
@@ -54,6 +59,8 @@ STREAM_SECONDS=${BENCH_STREAM_SECONDS:-15}
 SETTLE_SECONDS=${BENCH_SETTLE_SECONDS:-60}
 TTFT=${BENCH_TTFT:-1}
 TLS=${BENCH_TLS:-1}
+SHADOW=${BENCH_SHADOW:-1}
+SHADOW_REQUESTS=${BENCH_SHADOW_REQUESTS:-2000}
 TTFT_REQUESTS=${BENCH_TTFT_REQUESTS:-400}
 TTFT_MS=${BENCH_TTFT_MS:-5}
 STREAM_TOKENS=16
@@ -70,7 +77,7 @@ if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null || ! command
 fi
 command -v curl >/dev/null || die "curl is required"
 command -v python3 >/dev/null || [ "$STREAMS$TTFT" = 00 ] || die "python3 is required (bench/streams.py)"
-for v in STREAMS_N STREAM_SECONDS SETTLE_SECONDS TTFT_REQUESTS TTFT_MS; do
+for v in STREAMS_N STREAM_SECONDS SETTLE_SECONDS TTFT_REQUESTS TTFT_MS SHADOW_REQUESTS; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
 done
 [ "$STREAM_SECONDS" -ge 2 ] || die "BENCH_STREAM_SECONDS must be at least 2"
@@ -279,6 +286,13 @@ EOF
 }
 proxy_confs s SPORT
 proxy_confs t TPORT
+# the shadow round's fledge: the TTFT round's, all traffic to stable, every request mirrored to mock-c
+SH_PORT=$(free_port); SH_ADMIN=$(free_port); SH_CANARY=$(free_port)
+mkdir -p "$TMP/fledge-sh"
+sed -e "s/127.0.0.1:${TPORT[fledge]}\$/127.0.0.1:$SH_PORT/" -e "s/127.0.0.1:${TPORT[fledge-admin]}\$/127.0.0.1:$SH_ADMIN/" \
+    -e "/^    canary:/,\$d" "$TMP/fledge-t/fledge.yaml" >"$TMP/fledge-sh/fledge.yaml"
+printf '    canary: { version: v2, backends: [127.0.0.1:%s], weight: 0 }\n    shadow: { percent: 100 }\n' "$SH_CANARY" \
+    >>"$TMP/fledge-sh/fledge.yaml"
 
 BODY='{"model":"model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 cat >"$TMP/chat.lua" <<EOF
@@ -498,6 +512,16 @@ if [ "$TTFT" = 1 ]; then
     start nginx-t "${TPORT[nginx]}" nginx -p "$TMP/nginx-t" -e stderr -c "$TMP/nginx-t/nginx.conf"
     targs+=(--target "haproxy=${TPORT[haproxy]}" --target "nginx=${TPORT[nginx]}"); TTFT_TARGETS+=(haproxy nginx)
     run_client "$OUTDIR/ttft.json" ttft "${targs[@]}" --requests "$TTFT_REQUESTS" --raw "$OUTDIR/ttft.raw.json"
+    if [ "$SHADOW" = 1 ] && [ "$SKIP_FLEDGE" != 1 ]; then
+        echo "bench: shadow: $SHADOW_REQUESTS streamed requests per target, fledge without and with a mirror of each" >&2
+        start mock-c "$SH_CANARY" "$FLEDGE" mock --listen "127.0.0.1:$SH_CANARY" --ttft-ms "$TTFT_MS" \
+            --tokens-per-s 0 --output-tokens 4
+        start fledge-sh "$SH_PORT" "$FLEDGE" serve -c "$TMP/fledge-sh/fledge.yaml"
+        run_client "$OUTDIR/shadow.json" ttft --target "fledge=${TPORT[fledge]}" --target "fledge-shadow=$SH_PORT" \
+            --requests "$SHADOW_REQUESTS" --raw "$OUTDIR/shadow.raw.json"
+        sleep 1   # the last mirrors' answers
+        MIRRORED=$(curl -s "http://127.0.0.1:$SH_ADMIN/metrics" | awk '/^fledge_shadow_requests_total\{/ { n += $NF } END { print n + 0 }')
+    fi
     UNPINNED=0
 fi
 
@@ -601,6 +625,22 @@ if [ "$STREAMS" = 1 ]; then
     fi
 fi
 
+R_SHADOW_P50=null; R_SHADOW_P99=null
+if [ -n "${MIRRORED:-}" ]; then
+    sf="$OUTDIR/shadow.json"
+    echo
+    echo "shadow — $SHADOW_REQUESTS streamed requests per target, one at a time, interleaved, unpinned: the primary without and with a mirror of every request"
+    printf '%-14s %10s %10s %10s %11s\n' target 'p50 ms' 'p99 ms' 'max ms' incomplete
+    for t in fledge fledge-shadow; do
+        printf '%-14s %10s %10s %10s %11s\n' "$t" "$(jfield "$sf" targets "$t" p50_ms)" "$(jfield "$sf" targets "$t" p99_ms)" \
+            "$(jfield "$sf" targets "$t" max_ms)" "$(jfield "$sf" targets "$t" incomplete)"
+    done
+    R_SHADOW_P50=$(div "$(jfield "$sf" targets fledge-shadow p50_ms)" "$(jfield "$sf" targets fledge p50_ms)" %.3f)
+    R_SHADOW_P99=$(div "$(jfield "$sf" targets fledge-shadow p99_ms)" "$(jfield "$sf" targets fledge p99_ms)" %.3f)
+    echo "with the mirror over without: p50 $R_SHADOW_P50, p99 $R_SHADOW_P99; mirrors answered by the canary: $MIRRORED"
+    [ "$MIRRORED" -ge "$SHADOW_REQUESTS" ] || { echo "bench: only $MIRRORED mirrors answered (of $SHADOW_REQUESTS and the warm-up)" >&2; FAILED=1; }
+fi
+
 ADD_P50=null; ADD_P99=null
 if [ "$TTFT" = 1 ]; then
     tf="$OUTDIR/ttft.json"
@@ -633,6 +673,8 @@ fi
     printf '  },\n  "ratios": {"fledge_nginx_rps": %s, "fledge_haproxy_rps": %s, "fledge_nginx_p99": %s, "fledge_haproxy_p99": %s, "fledge_nginx_cpu": %s, "fledge_haproxy_cpu": %s, "metrics_on_off_rps": %s, "metrics_on_off_cpu": %s},\n' \
         "$R_NG_RPS" "$R_HA_RPS" "$R_NG_P99" "$R_HA_P99" "$R_NG_CPU" "$R_HA_CPU" "$R_METRICS" "$R_METRICS_CPU"
     printf '  "fledge_rss_mib": %s,\n' "$FLEDGE_RSS"
+    printf '  "shadow": {"requests": %s, "mirrors_answered": %s, "p50_with_over_without": %s, "p99_with_over_without": %s},\n' \
+        "$SHADOW_REQUESTS" "${MIRRORED:-null}" "$R_SHADOW_P50" "$R_SHADOW_P99"
     printf '  "tls": {"fledge_best_rps": %s, "fledge_best_cpu": %s, "fledge_best_rps_new_connections": %s, "fledge_best_cpu_new_connections": %s},\n' \
         "$R_TLS_RPS" "$R_TLS_CPU" "$R_TLSNEW_RPS" "$R_TLSNEW_CPU"
     if [ "$STREAMS" = 1 ]; then

@@ -7,6 +7,8 @@
 #include "monitor.h"
 #include "proxy_int.h"
 
+#include <math.h>
+
 #include <stdio.h>
 #include <time.h>
 
@@ -32,9 +34,11 @@ void fl_account_begin(fl_client_t *c) {
   if (!ex->conf->metrics) return;
   ex->vs = fl_metrics_vstats(c->w->metrics, chosen(c)->series);
   if (ex->vs) fl_ctr_add(&ex->vs->in_flight, 1);
-  if (ex->vs && sampled(c->w, ex->start_ns) && (ex->sample = calloc(1, sizeof *ex->sample))) {
+  bool quality = ex->vs && sampled(c->w, ex->start_ns);
+  if ((quality || ex->mirror) && ex->vs && (ex->sample = calloc(1, sizeof *ex->sample))) {
     ex->sample->series = chosen(c)->series;
     ex->sample->series_gen = chosen(c)->series_gen;
+    ex->sample->quality = quality;     /* a mirrored exchange's answer is kept for the comparison */
   }
 }
 
@@ -153,6 +157,21 @@ static void log_record(fl_client_t *c, int status, uint64_t duration_us) {
   fl_alog_push(c->w->alog, &r);
 }
 
+/* Stable's side of a mirrored request is over: its captured exchange (with its duration and time
+ * to first token) goes to the mirror, which pairs it with the canary's answer. */
+static void hand_to_mirror(fl_client_t *c, uint64_t duration_us) {
+  fl_exchange_t *ex = &c->ex;
+  fl_sample_t *s = ex->sample;
+  if (s) {
+    s->ms = (double)duration_us / 1000.0;
+    s->ttft_ms = ex->ttft_recorded ? (double)(ex->llm.first_token_ns - ex->start_ns) / 1e6 : NAN;
+    snprintf(s->request_id, sizeof s->request_id, "%s", ex->request_id);
+  }
+  fl_mirror_primary_done(ex->mirror, s);
+  ex->mirror = NULL;
+  ex->sample = NULL;
+}
+
 void fl_account_end(fl_client_t *c) {
   fl_exchange_t *ex = &c->ex;
   fl_vstats_t *vs = ex->vs;
@@ -165,6 +184,11 @@ void fl_account_end(fl_client_t *c) {
   uint64_t now = fl_clock_ns();
   uint64_t duration_us = now > ex->start_ns ? (now - ex->start_ns) / 1000 : 0;
   if (c->w->alog) log_record(c, status, duration_us);
+  if (ex->sample) {
+    ex->sample->status = status;
+    ex->sample->at_ms = fl_clock_ms();
+  }
+  if (ex->mirror) hand_to_mirror(c, duration_us);
   if (!vs) return;                     /* metrics: false */
   fl_ctr_add(&vs->codes[status], 1);
   fl_ctr_add(&vs->in_flight, (uint64_t)-1);
@@ -180,8 +204,6 @@ void fl_account_end(fl_client_t *c) {
     if (!ex->llm.done_seen) fl_ctr_add(&vs->streams_cut, 1);
   }
   if (ex->sample) {
-    ex->sample->status = status;
-    ex->sample->at_ms = fl_clock_ms();
     fl_sample_push(c->w->samples, ex->sample);
     ex->sample = NULL;
   }

@@ -3,6 +3,7 @@
  * come with feedback.token_env's instead, and reads may need admin.read_token_env's. What a read
  * shows of the configuration has its secrets redacted (redact.h). */
 #include "admin.h"
+#include "shadow.h"
 #include "cluster.h"
 #include "feedback.h"
 #include "resources.h"
@@ -312,6 +313,18 @@ static void get_windows(fl_httpd_req_t *req, const fl_route_t *r) {
   respond_json(req, 200, json_pack("{s:o}", "windows", windows));
 }
 
+/* GET /api/v1/routes/NAME/shadow/diffs: the last disagreeing pairs of the canary's mirrors
+ * (shadow.h), newest first, with the version they came from. */
+static void get_shadow_diffs(fl_httpd_req_t *req, const fl_route_t *r) {
+  if (!r->has_canary) {
+    respond_error(req, 404, "not_found", "route %s has no canary to mirror to", r->name);
+    return;
+  }
+  const fl_variant_conf_t *v = &r->variant[FL_CANARY];
+  respond_json(req, 200, json_pack("{s:s, s:s, s:b, s:o}", "route", r->name, "version", v->version, "mirroring",
+                                   r->shadow.on, "diffs", fl_shadow_diffs_of(v->series)));
+}
+
 /* 200 while serving; "degraded" while the state store refuses writes (they wait in memory) or the
  * cluster's Redis cannot be reached (the replica serves on with the weights it has). */
 static void get_health(fl_httpd_req_t *req) {
@@ -355,8 +368,8 @@ static void handle_route(fl_httpd_req_t *req, const char *rest) {
   const fl_route_t *r = route_named(rest, len);
   const char *action = slash ? slash + 1 : "";
   bool rollout = strncmp(action, "rollout", 7) == 0 && (action[7] == '\0' || action[7] == '/');
-  bool windows = strcmp(action, "windows") == 0;
-  const char *allowed = !*action || windows ? "GET" : strcmp(action, "weight") == 0 ? "PUT" : rollout ? "POST" : NULL;
+  bool windows = strcmp(action, "windows") == 0, diffs = strcmp(action, "shadow/diffs") == 0;
+  const char *allowed = !*action || windows || diffs ? "GET" : strcmp(action, "weight") == 0 ? "PUT" : rollout ? "POST" : NULL;
   if (!r) {
     respond_error(req, 404, "not_found", "no route named %.*s", (int)FL_MIN(len, 64), rest);
   } else if (!allowed) {
@@ -367,6 +380,8 @@ static void handle_route(fl_httpd_req_t *req, const char *rest) {
     respond_json(req, 200, route_json(r));
   } else if (windows) {
     get_windows(req, r);
+  } else if (diffs) {
+    get_shadow_diffs(req, r);
   } else if (authorized(req)) {
     if (rollout) post_change(req, r, "rollout", action[7] ? action + 8 : "");
     else post_change(req, r, "weight", "");

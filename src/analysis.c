@@ -242,6 +242,8 @@ static fl_measure_t measure(const fl_check_t *k, unsigned index, const fl_series
       snprintf(m.reason, sizeof m.reason, "%s", "the query gave no value (its query_error says why)");
     return m;
   }
+  case FL_CHECK_SHADOW:                   /* a shadow phase's (shadow.h), never a step's */
+    break;
   }
   return unmeasured();
 }

@@ -679,6 +679,7 @@ static const field_t route_fields[] = {
   {"canary", f_canary, 0, NULL},
   {"rules", f_rules, 0, NULL},
   {"resolve", f_resolve, offsetof(fl_route_t, resolve), NULL},
+  {"shadow", fl_conf_f_shadow, 0, NULL},
 };
 static const section_t route_section = {"route", NULL, route_fields, FL_ARRAY_LEN(route_fields)};
 
@@ -693,12 +694,15 @@ static int route_defaults(parse_ctx_t *p, fl_route_t *r) {
 static int parse_route(parse_ctx_t *p, yaml_node_t *map, fl_route_t *r) {
   p->route_name_node = NULL;
   p->canary_rule_node = NULL;
+  fl_conf_shadow_defaults(&r->shadow);
   int rc = cy_walk(p, map, &route_section, r);
   if (rc) return rc;
   if (!r->name) return cy_fail(p, map, "route needs a name");
   if (!r->variant[FL_STABLE].version) return cy_fail(p, map, "route \"%s\" needs a stable section", r->name);
   if (p->canary_rule_node && !r->has_canary)
     return cy_fail(p, p->canary_rule_node, "rule sends traffic to canary but route \"%s\" has no canary section", r->name);
+  if (r->shadow.on && !r->has_canary)
+    return cy_fail(p, map, "route \"%s\" has a shadow section but no canary to mirror to", r->name);
   return route_defaults(p, r);
 }
 

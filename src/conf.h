@@ -118,6 +118,18 @@ typedef struct fl_variant_conf {
                                        gets instead of the client's */
 } fl_variant_conf_t;
 
+/* shadow: a copy of a share of stable's requests also goes to the canary; its answers are read to
+ * the end, compared with stable's and thrown away (shadow.h). */
+typedef struct fl_shadow_conf {
+  bool on;                          /* the route has a shadow section */
+  uint32_t percent_bp;              /* shadow.percent × 100: the share of stable's users (by their
+                                       sticky bucket) whose requests are mirrored; default 10000 */
+  uint32_t max_in_flight;           /* mirrors open at once in the gateway; more are dropped, counted */
+  uint32_t timeout_ms;              /* a mirror not answered in full by then is given up; default 30 s */
+  uint32_t methods;                 /* 1 << fl_method_t of each method mirrored (h1.h); default GET,
+                                       HEAD, OPTIONS and POST: a model route's POST is inference */
+} fl_shadow_conf_t;
+
 typedef struct fl_route {
   char *name;                       /* unique, [A-Za-z0-9_.-]+ */
   char *host;                       /* match.host; NULL = any host (compared without port) */
@@ -137,6 +149,7 @@ typedef struct fl_route {
   struct json_t *rollout_spec;      /* rollout: as JSON (validated), or NULL; starts when the
                                        canary's version changes (rollout.h) */
   fl_resolve_conf_t resolve;        /* resolve: for both variants, unless they say otherwise */
+  fl_shadow_conf_t shadow;
 } fl_route_t;
 
 /* processes: a process whose resources are watched (resources.h). */

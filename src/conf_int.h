@@ -77,6 +77,11 @@ int cy_alloc_items(parse_ctx_t *p, size_t n, size_t size, void **out);
 int cy_get_cidrs(parse_ctx_t *p, yaml_node_t *n, fl_cidr_t **out, size_t *n_out);
 int cy_get_str_list(parse_ctx_t *p, yaml_node_t *n, char ***out, size_t *n_out, item_check_fn check);
 
+/* A route's shadow: mapping (conf_shadow.c); slot is the fl_route_t. */
+int fl_conf_f_shadow(parse_ctx_t *p, yaml_node_t *v, void *slot);
+/* What a route without one mirrors with in a rollout's shadow phase (and a section starts from). */
+void fl_conf_shadow_defaults(fl_shadow_conf_t *s);
+
 /* Field functions for section tables. */
 int cy_f_addr(parse_ctx_t *p, yaml_node_t *v, void *slot);
 int cy_f_duration(parse_ctx_t *p, yaml_node_t *v, void *slot);

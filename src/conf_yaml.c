@@ -289,16 +289,16 @@ int cy_get_weight(parse_ctx_t *p, yaml_node_t *n, uint32_t *bp) {
   if (*c == '.') {
     frac_digits = strspn(++c, "0123456789");
     if (frac_digits == 0) goto bad;
-    if (frac_digits > 2) return cy_fail(p, n, "weight \"%s\" has more than two decimals", s);
+    if (frac_digits > 2) return cy_fail(p, n, "%s \"%s\" has more than two decimals", p->key, s);
     v += (uint64_t)(c[0] - '0') * 10 + (frac_digits == 2 ? (uint64_t)(c[1] - '0') : 0);
     c += frac_digits;
   }
   if (*c) goto bad;
-  if (v > 10000 || (negative && v > 0)) return cy_fail(p, n, "weight must be between 0 and 100, not %s", s);
+  if (v > 10000 || (negative && v > 0)) return cy_fail(p, n, "%s must be between 0 and 100, not %s", p->key, s);
   *bp = (uint32_t)v;
   return 0;
 bad:
-  return cy_fail(p, n, "weight must be a number between 0 and 100, not \"%s\"", s);
+  return cy_fail(p, n, "%s must be a number between 0 and 100, not \"%s\"", p->key, s);
 }
 
 static int get_bool(parse_ctx_t *p, yaml_node_t *n, bool *out) {

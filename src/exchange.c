@@ -202,6 +202,8 @@ static void connect_to(fl_client_t *c, fl_backend_t *b, bool pooled) {
   fl_upconn_t *u = pooled ? fl_pool_take(&c->w->pools, b) : NULL;
   if (u) {
     u->owner = c;
+    u->sock.on_read = on_up_read;      /* a mirror may have used it last (shadow.c) */
+    u->sock.on_sent = on_up_sent;
     ex->up = u;
     up_ready(c);
     return;

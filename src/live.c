@@ -48,4 +48,8 @@ void fl_live_set_weight(fl_live_t *l, uint32_t weight_bp) { atomic_store(&l->wei
 
 void fl_live_set_held(fl_live_t *l, bool held) { atomic_store(&l->held, held); }
 
+void fl_live_set_shadow(fl_live_t *l, uint32_t shadow_bp) {
+  atomic_store_explicit(&l->shadow_bp, shadow_bp, memory_order_relaxed);
+}
+
 void fl_live_set_file_weight(fl_live_t *l, uint32_t config_weight_bp) { l->config_weight_bp = config_weight_bp; }

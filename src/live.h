@@ -13,6 +13,8 @@ typedef struct fl_live {
   atomic_uint weight_bp;             /* the weight in force, 0..10000 */
   atomic_bool held;                  /* the canary was rolled back or awaits its acceptance set: rules
                                         may not send anyone to it (a trusted override still may) */
+  atomic_uint shadow_bp;             /* a rollout's shadow phase mirrors this share of stable's users
+                                        to the canary (0: none; the route's shadow section applies) */
   uint32_t config_weight_bp;         /* the config file's weight as last taken (control thread) */
   bool seen;                         /* a config has named this route (control thread) */
 } fl_live_t;
@@ -42,8 +44,14 @@ static inline bool fl_live_held(const fl_route_t *r) {
   return r->live && atomic_load_explicit(&r->live->held, memory_order_relaxed);
 }
 
+/* The share mirrored by a rollout's shadow phase now (0: none). Any thread. */
+static inline uint32_t fl_live_shadow(const fl_route_t *r) {
+  return r->live ? atomic_load_explicit(&r->live->shadow_bp, memory_order_relaxed) : 0;
+}
+
 /* Sets the weight in force, and the hold. Control thread. */
 void fl_live_set_weight(fl_live_t *l, uint32_t weight_bp);
 void fl_live_set_held(fl_live_t *l, bool held);
+void fl_live_set_shadow(fl_live_t *l, uint32_t shadow_bp);
 
 #endif

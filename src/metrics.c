@@ -199,9 +199,17 @@ fl_bstats_t *fl_metrics_bstats(fl_wmetrics_t *m, unsigned bseries) {
   return b;
 }
 
+fl_sstats_t *fl_metrics_sstats(fl_wmetrics_t *m, unsigned series) {
+  fl_sstats_t *v = atomic_load_explicit(&m->ss[series], memory_order_relaxed);
+  if (v) return v;
+  v = calloc(1, sizeof *v);
+  if (v) atomic_store_explicit(&m->ss[series], v, memory_order_release);
+  return v;
+}
+
 void fl_wmetrics_free(fl_wmetrics_t *m) {
   if (!m) return;
-  for (unsigned i = 0; i < FL_MAX_SERIES; i++) free(atomic_load(&m->vs[i]));
+  for (unsigned i = 0; i < FL_MAX_SERIES; i++) free(atomic_load(&m->vs[i])), free(atomic_load(&m->ss[i]));
   for (unsigned i = 0; i < FL_MAX_BSERIES; i++) free(atomic_load(&m->bs[i]));
   free(m);
 }
@@ -247,6 +255,39 @@ static uint64_t sum_codes(const fl_vsum_t *s, unsigned from, unsigned to) {
   for (unsigned i = from; i < to; i++) n += s->codes[i];
   return n;
 }
+
+/* The mirrors' numbers of series id, their answers into s (as a variant's) and the rest into
+ * extra (NULL: not wanted); false when no worker has mirrored to it. */
+static bool sum_shadow(const fl_metrics_src_t *src, unsigned id, fl_vsum_t *s, fl_shadow_sum_t *extra) {
+  bool any = false;
+  memset(s, 0, sizeof *s);
+  if (extra) memset(extra, 0, sizeof *extra);
+  for (unsigned w = 0; w < src->n_workers; w++) {
+    const fl_sstats_t *v = atomic_load_explicit(&src->workers[w]->ss[id], memory_order_acquire);
+    if (!v) continue;
+    any = true;
+    add_vstats(s, &v->v);
+    for (unsigned k = 0; extra && k < FL_SDROP_COUNT; k++) extra->dropped[k] += fl_ctr_get(&v->dropped[k]);
+    for (unsigned k = 0; extra && k < FL_UPERR_COUNT; k++) extra->errors[k] += fl_ctr_get(&v->errors[k]);
+  }
+  return any;
+}
+
+void fl_metrics_shadow_sum(const fl_metrics_src_t *src, unsigned series, fl_shadow_sum_t *out) {
+  static fl_vsum_t sum;              /* control thread only; large */
+  sum_shadow(src, series, &sum, out);
+  out->requests = sum_codes(&sum, 100, 600);
+  out->answered_5xx = sum_codes(&sum, 500, 600);
+  out->in_flight = sum.in_flight;
+  out->prompt = sum.prompt;
+  out->completion = sum.completion;
+  out->duration = sum.h[H_DURATION];
+  out->ttft = sum.h[H_TTFT];
+}
+
+static const char *const sdrop_names[FL_SDROP_COUNT] = {"max_in_flight", "too_large", "no_backend", "incomplete"};
+const char *fl_sdrop_name(fl_sdrop_t why) { return (unsigned)why < FL_SDROP_COUNT ? sdrop_names[why] : "?"; }
+const char *fl_uperr_name(fl_uperr_t kind) { return (unsigned)kind < FL_UPERR_COUNT ? uperr_names[kind] : "?"; }
 
 void fl_metrics_series(const fl_metrics_src_t *src, unsigned series, fl_series_snap_t *out) {
   static fl_vsum_t sum;              /* control thread only; large */
@@ -307,14 +348,17 @@ static void expo_counter(fl_buf_t *b, const fl_expo_t *e, const char *name, cons
   }
 }
 
-static void expo_requests(fl_buf_t *b, const fl_expo_t *e) {
-  fl_metrics_family(b, "fledge_requests_total", "counter", "Requests answered, by route, variant, version and status code.");
+static void expo_codes(fl_buf_t *b, const fl_expo_t *e, const char *name, const char *help) {
+  fl_metrics_family(b, name, "counter", help);
   EACH_SERIES(e, i) {
     for (unsigned code = 100; code < 600; code++)
       if (e->sums[i].codes[code])
-        fl_buf_printf(b, "fledge_requests_total{%s,code=\"%u\"} %llu\n", e->lbl[i], code,
-                      (unsigned long long)e->sums[i].codes[code]);
+        fl_buf_printf(b, "%s{%s,code=\"%u\"} %llu\n", name, e->lbl[i], code, (unsigned long long)e->sums[i].codes[code]);
   }
+}
+
+static void expo_requests(fl_buf_t *b, const fl_expo_t *e) {
+  expo_codes(b, e, "fledge_requests_total", "Requests answered, by route, variant, version and status code.");
   fl_metrics_family(b, "fledge_in_flight_requests", "gauge", "Requests being served now.");
   EACH_SERIES(e, i) fl_buf_printf(b, "fledge_in_flight_requests{%s} %lld\n", e->lbl[i], (long long)e->sums[i].in_flight);
 }
@@ -345,6 +389,47 @@ static void expo_hist(fl_buf_t *b, const fl_expo_t *e, const char *name, const c
     fl_buf_printf(b, "%s_sum{%s} %.6f\n", name, e->lbl[i], (double)h->sum_us / 1e6);
     fl_buf_printf(b, "%s_count{%s} %llu\n", name, e->lbl[i], (unsigned long long)h->count);
   }
+}
+
+/* The mirrors' families (shadow.h), for each series some worker mirrored to: their answers like a
+ * variant's, under fledge_shadow_*, and the mirrors dropped and failed. Nothing when none was. */
+static void expo_shadow(fl_buf_t *b, const fl_metrics_src_t *src, unsigned n_ids) {
+  fl_expo_t e = {0};
+  fl_shadow_sum_t *x = malloc(sizeof *x * (n_ids ? n_ids : 1));
+  e.sums = malloc(sizeof *e.sums * (n_ids ? n_ids : 1));
+  e.lbl = malloc(sizeof *e.lbl * (n_ids ? n_ids : 1));
+  for (unsigned id = 0; x && e.sums && e.lbl && id < n_ids; id++) {
+    if (!series_tab[id].refs || !sum_shadow(src, id, &e.sums[e.n], &x[e.n])) continue;
+    fl_metrics_series_labels(id, e.lbl[e.n], sizeof e.lbl[e.n]);
+    e.n++;
+  }
+  if (e.n) {
+    expo_codes(b, &e, "fledge_shadow_requests_total",
+               "Mirrored requests answered by the canary, by status code (never counted as the canary's traffic).");
+    fl_metrics_family(b, "fledge_shadow_in_flight", "gauge", "Mirrored requests open now.");
+    EACH_SERIES(&e, i) fl_buf_printf(b, "fledge_shadow_in_flight{%s} %lld\n", e.lbl[i], (long long)e.sums[i].in_flight);
+    fl_metrics_family(b, "fledge_shadow_errors_total", "counter", "Mirrored requests that got no whole answer, by kind.");
+    EACH_SERIES(&e, i) for (unsigned k = 0; k < FL_UPERR_COUNT; k++)
+      fl_buf_printf(b, "fledge_shadow_errors_total{%s,kind=\"%s\"} %llu\n", e.lbl[i], uperr_names[k],
+                    (unsigned long long)x[i].errors[k]);
+    fl_metrics_family(b, "fledge_shadow_dropped_total", "counter", "Requests that were to be mirrored and were not, by reason.");
+    EACH_SERIES(&e, i) for (unsigned k = 0; k < FL_SDROP_COUNT; k++)
+      fl_buf_printf(b, "fledge_shadow_dropped_total{%s,reason=\"%s\"} %llu\n", e.lbl[i], sdrop_names[k],
+                    (unsigned long long)x[i].dropped[k]);
+    fl_metrics_family(b, "fledge_shadow_tokens_total", "counter", "Prompt and completion tokens of the mirrored answers.");
+    EACH_SERIES(&e, i) {
+      fl_buf_printf(b, "fledge_shadow_tokens_total{%s,type=\"prompt\"} %llu\n", e.lbl[i], (unsigned long long)e.sums[i].prompt);
+      fl_buf_printf(b, "fledge_shadow_tokens_total{%s,type=\"completion\"} %llu\n", e.lbl[i],
+                    (unsigned long long)e.sums[i].completion);
+    }
+    expo_hist(b, &e, "fledge_shadow_duration_seconds", "Time from sending a mirrored request to its answer's last byte.",
+              H_DURATION);
+    expo_hist(b, &e, "fledge_shadow_time_to_first_token_seconds",
+              "Time from sending a mirrored request to its first SSE event with content.", H_TTFT);
+  }
+  free(x);
+  free(e.sums);
+  free(e.lbl);
 }
 
 static void backend_label_text(unsigned id, char *out, size_t cap) {
@@ -441,6 +526,7 @@ char *fl_metrics_exposition(const fl_metrics_src_t *src, const fl_conf_t *c) {
   expo_hist(&b, &e, "fledge_time_to_first_token_seconds", "Time from the request to the first SSE event with content.",
             H_TTFT);
   expo_hist(&b, &e, "fledge_inter_token_latency_seconds", "Time between consecutive SSE events with content.", H_ITL);
+  expo_shadow(&b, src, n_ids);
   expo_backends(&b, src);
   expo_routes(&b, c);
   expo_registries(&b);
@@ -554,7 +640,8 @@ void fl_metrics_shutdown(void) {
  * keep. The ring's samples of it stay until they turn over, unread (rec_of). */
 static void free_series(const fl_metrics_src_t *src, unsigned id) {
   for (unsigned w = 0; src && w < src->n_workers; w++)
-    free(atomic_exchange_explicit(&src->workers[w]->vs[id], NULL, memory_order_relaxed));
+    free(atomic_exchange_explicit(&src->workers[w]->vs[id], NULL, memory_order_relaxed)),
+        free(atomic_exchange_explicit(&src->workers[w]->ss[id], NULL, memory_order_relaxed));
   if (id < prev_n) memset(prev_hist[id], 0, sizeof prev_hist[id]);
   for (unsigned i = 0; i < n_forget_parts; i++) forget_parts[i].fn(id, forget_parts[i].ctx);
 }

@@ -44,6 +44,23 @@ typedef struct fl_bstats {
   fl_ctr_t errors[FL_UPERR_COUNT];
 } fl_bstats_t;
 
+/* Why a request that should have been mirrored was not (shadow.h). */
+typedef enum {
+  FL_SDROP_BUSY,                   /* shadow.max_in_flight mirrors were open already */
+  FL_SDROP_TOO_LARGE,              /* its body is over FL_MIRROR_MAX_BODY */
+  FL_SDROP_NO_BACKEND,             /* no canary backend was available */
+  FL_SDROP_INCOMPLETE,             /* the client's request never arrived whole */
+  FL_SDROP_COUNT
+} fl_sdrop_t;
+
+/* One worker's numbers for the mirrors sent to one canary series: the answers as for a variant
+ * (none of them counts as the variant's own traffic), and the mirrors dropped and failed. */
+typedef struct fl_sstats {
+  fl_vstats_t v;
+  fl_ctr_t dropped[FL_SDROP_COUNT];
+  fl_ctr_t errors[FL_UPERR_COUNT];
+} fl_sstats_t;
+
 /* A worker's whole table; entries are allocated by the worker on first use and published with
  * a release store, so the reader sees either NULL or a fully initialised entry. The control
  * thread frees an entry (and stores NULL) only when its series is freed: no snapshot names it,
@@ -51,6 +68,7 @@ typedef struct fl_bstats {
 typedef struct fl_wmetrics {
   _Atomic(fl_vstats_t *) vs[FL_MAX_SERIES];
   _Atomic(fl_bstats_t *) bs[FL_MAX_BSERIES];
+  _Atomic(fl_sstats_t *) ss[FL_MAX_SERIES];   /* mirrors, by the canary series they went to */
 } fl_wmetrics_t;
 
 static inline void fl_ctr_add(fl_ctr_t *c, uint64_t v) {
@@ -67,6 +85,7 @@ int fl_metrics_bind(fl_conf_t *c);
 /* Worker thread: the entry for a series, allocated on first use; NULL only when out of memory. */
 fl_vstats_t *fl_metrics_vstats(fl_wmetrics_t *m, unsigned series);
 fl_bstats_t *fl_metrics_bstats(fl_wmetrics_t *m, unsigned bseries);
+fl_sstats_t *fl_metrics_sstats(fl_wmetrics_t *m, unsigned series);
 
 /* The reader side: sums the workers' tables. Control thread. */
 typedef struct fl_metrics_src {
@@ -141,6 +160,16 @@ unsigned fl_metrics_series_count(void);
 unsigned fl_metrics_series_gen(unsigned id);
 /* Copies the route of series id into out and returns true, while id still has generation gen. */
 bool fl_metrics_series_route(unsigned id, unsigned gen, char *out, size_t cap);
+
+/* The mirrors sent to a series, summed over the workers (shadow.h). Control thread. */
+typedef struct fl_shadow_sum {
+  uint64_t requests, answered_5xx, in_flight, prompt, completion;
+  uint64_t dropped[FL_SDROP_COUNT], errors[FL_UPERR_COUNT];
+  fl_hist_snap_t duration, ttft;
+} fl_shadow_sum_t;
+void fl_metrics_shadow_sum(const fl_metrics_src_t *src, unsigned series, fl_shadow_sum_t *out);
+const char *fl_sdrop_name(fl_sdrop_t why);
+const char *fl_uperr_name(fl_uperr_t kind);
 
 /* How many series and backend series are taken now. Control thread. */
 void fl_metrics_registry_size(unsigned *series, unsigned *bseries);

@@ -82,6 +82,7 @@ void fl_sample_free(fl_sample_t *s) {
   if (!s) return;
   fl_buf_free(&s->req);
   fl_buf_free(&s->resp);
+  fl_sample_free(s->shadow);
   free(s);
 }
 
@@ -471,6 +472,10 @@ static void refresh_drift(void) {
 
 /* ---- the thread ---- */
 
+static fl_monitor_pair_fn *pair_handler;     /* set before the thread starts */
+
+void fl_monitor_on_pair(fl_monitor_pair_fn *fn) { pair_handler = fn; }
+
 static void drain(void) {
   for (unsigned i = 0; i < mon.n_rings; i++) {
     fl_sample_ring_t *r = mon.rings[i];
@@ -478,7 +483,8 @@ static void drain(void) {
     unsigned head = atomic_load_explicit(&r->head, memory_order_acquire);
     for (; tail != head; tail++) {
       fl_sample_t *s = r->slot[tail & (FL_SAMPLE_RING - 1)];
-      observe(s);
+      if (s->shadow && pair_handler) pair_handler(s);
+      if (s->quality) observe(s);
       fl_sample_free(s);
       atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
     }

@@ -25,6 +25,13 @@ typedef struct fl_sample {
   bool stream, req_cut, resp_cut;
   uint64_t at_ms;                      /* monotonic, when the answer ended */
   fl_buf_t req, resp;                  /* de-chunked prefixes, at most data.max_body each */
+  bool quality;                        /* counted in the data-quality numbers (sampled for them) */
+  /* A mirrored request's stable exchange carries the canary's answer to the same request here,
+   * compared on the monitor thread (shadow.h): then ms and ttft_ms are both sides' duration and
+   * time to first token (NaN: none), and request_id the stable exchange's. */
+  struct fl_sample *shadow;
+  double ms, ttft_ms;
+  char request_id[208];                /* FL_REQUEST_ID_MAX (feedback.h, which includes this one) */
 } fl_sample_t;
 
 typedef struct fl_sample_ring {
@@ -47,6 +54,11 @@ bool fl_sample_push(fl_sample_ring_t *r, fl_sample_t *s);
 void fl_sample_free(fl_sample_t *s);
 
 /* ---- control thread ---- */
+
+/* Who compares a mirrored pair (s->shadow set; shadow.h, a module above this one): called on the
+ * monitor thread with the pair borrowed. Set before fl_monitor_start. */
+typedef void fl_monitor_pair_fn(const fl_sample_t *s);
+void fl_monitor_on_pair(fl_monitor_pair_fn *fn);
 
 /* Starts the thread over n rings (owned by the caller, alive until fl_monitor_stop returns). */
 int fl_monitor_start(const fl_conf_t *c, fl_sample_ring_t **rings, unsigned n, char *err, size_t err_cap);

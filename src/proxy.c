@@ -28,6 +28,7 @@ static void handle_closed(fl_client_t *c) {
   fl_buf_free(&c->ex.up_in);
   fl_worker_t *w = c->w;
   free(c);
+  if (w->draining && w->n_clients == 0) fl_mirror_close_all(w);   /* copies nobody waits for */
   fl_worker_maybe_stop(w);
 }
 
@@ -303,11 +304,10 @@ static bool version_sets(const fl_variant_conf_t *vc, const char *name, size_t l
   return false;
 }
 
-/* The upstream request's head, into `pending`; the caller checks its sticky error. */
-static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
+/* The upstream request's head for version vc, into b, all but its framing and its end
+ * (end_head); the caller checks b's sticky error. */
+static void head_lines(fl_client_t *c, const fl_variant_conf_t *vc, fl_buf_t *b) {
   fl_exchange_t *ex = &c->ex;
-  const fl_variant_conf_t *vc = &ex->route->variant[ex->decision.variant];
-  fl_buf_t *b = &ex->pending;
   const fl_http_head_t *h = &c->head;
   const fl_target_t *t = &ex->target;
   fl_buf_str(b, fl_method_name(c->parser.method));
@@ -355,6 +355,9 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_buf_str(b, ex->request_id);
   fl_buf_lit(b, "\r\n");
   if (vc->headers) fl_buf_str(b, vc->headers);   /* the version's own: credentials never logged */
+}
+
+static void end_head(fl_buf_t *b, uint64_t body_len, bool chunked) {
   if (chunked) {
     fl_buf_lit(b, "transfer-encoding: chunked\r\n");
   } else if (body_len != UINT64_MAX) {
@@ -365,24 +368,32 @@ static void build_head(fl_client_t *c, uint64_t body_len, bool chunked) {
   fl_buf_append(b, "\r\n", 2);
 }
 
-/* Replaces the body's top-level "model" string with the variant's model name. FL_EINVAL when the
- * body names its model twice: forwarding it could let the client pick the model the server reads. */
-static int rewrite_model(fl_exchange_t *ex, const char *model) {
+/* The variant's model name in place of the body's. A body that names its model twice is refused:
+ * forwarding it could let the client pick the model the server reads. */
+int fl_rewrite_model(fl_buf_t *body, const char *model) {
   fl_json_span_t span;
-  int found = ex->body.len ? fl_json_top_field(ex->body.data, ex->body.len, "model", &span) : FL_ENOENT;
+  int found = body->len ? fl_json_top_field(body->data, body->len, "model", &span) : FL_ENOENT;
   if (found == FL_EINVAL) return FL_EINVAL;
   if (found != 0 || !span.is_string) return 0;     /* no model, or not JSON: the backend answers */
   fl_buf_t out = {0};
-  fl_buf_append(&out, ex->body.data, span.start);
+  fl_buf_append(&out, body->data, span.start);
   fl_buf_str(&out, model);
-  fl_buf_append(&out, ex->body.data + span.start + span.len, ex->body.len - span.start - span.len);
+  fl_buf_append(&out, body->data + span.start + span.len, body->len - span.start - span.len);
   if (out.err) {
     fl_buf_free(&out);
     return FL_ENOMEM;
   }
-  fl_buf_free(&ex->body);
-  ex->body = out;
+  fl_buf_free(body);
+  *body = out;
   return 0;
+}
+
+/* A copy of the request for the canary, when the route mirrors this one (shadow.h). */
+static void begin_mirror(fl_client_t *c) {
+  fl_exchange_t *ex = &c->ex;
+  if (!fl_mirror_wanted(ex->conf, ex->route, &ex->decision, c->parser.method)) return;
+  if (!(ex->mirror = fl_mirror_begin(c->w, ex->conf, ex->route))) return;
+  head_lines(c, &ex->route->variant[FL_CANARY], fl_mirror_head(ex->mirror));
 }
 
 /* The variant is chosen: build the head (and body, when it was collected) and go upstream. */
@@ -391,19 +402,23 @@ static void dispatch(fl_client_t *c) {
   const fl_variant_conf_t *v = &ex->route->variant[ex->decision.variant];
   ex->decided = true;
   sign_request_id(c);
+  begin_mirror(c);
   fl_account_begin(c);
+  if (ex->mirror && ex->inspect) fl_mirror_body(ex->mirror, ex->body.data, ex->body.len);   /* as the client sent it */
   int rc = 0;
   if (ex->inspect && ex->req_done) {
-    rc = v->model ? rewrite_model(ex, v->model) : 0;
+    rc = v->model ? fl_rewrite_model(&ex->body, v->model) : 0;
     if (rc == FL_EINVAL) {
       fl_client_error(c, 400, "invalid_request", "the body names \"model\" more than once");
       return;
     }
-    build_head(c, ex->body.len, false);
+    head_lines(c, v, &ex->pending);
+    end_head(&ex->pending, ex->body.len, false);
     fl_buf_append(&ex->pending, ex->body.data, ex->body.len);
     if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);
   } else {
-    build_head(c, ex->content_length, ex->chunked_req);
+    head_lines(c, v, &ex->pending);
+    end_head(&ex->pending, ex->content_length, ex->chunked_req);
     if (ex->inspect && !ex->pending.err) {
       if (ex->body.len) fl_account_request_body(c, ex->body.data, ex->body.len);
       fl_exchange_body(c, ex->body.data, ex->body.len);
@@ -597,6 +612,7 @@ static void request_body(fl_client_t *c, const char *at, size_t len) {
     ex->overhead_ns += fl_now_ns() - t0;
   } else {
     fl_account_request_body(c, at, len);
+    if (ex->mirror) fl_mirror_body(ex->mirror, at, len);
     fl_exchange_body(c, at, len);
   }
 }
@@ -614,6 +630,7 @@ static void request_end(fl_client_t *c) {
     fl_exchange_body(c, NULL, 0);
   }
   if (ex->phase == FL_EX_SENDING) fl_ex_enter(c, FL_EX_WAITING);   /* all sent: the backend's time starts */
+  if (ex->mirror) fl_mirror_send(ex->mirror);    /* after stable's request: the copy goes second */
 }
 
 /* ---- reading and the request loop ---- */
@@ -858,8 +875,10 @@ void fl_proxy_drain(fl_worker_t *w) {
     if (c->phase == FL_CONN_IDLE) close_when_written(c);
     fl_client_settle(c);
   }
+  if (w->n_clients == 0) fl_mirror_close_all(w);
 }
 
 void fl_proxy_close_all(fl_worker_t *w) {
   while (w->clients) fl_client_close(w->clients);
+  fl_mirror_close_all(w);
 }

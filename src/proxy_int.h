@@ -9,6 +9,7 @@
 #include "proxy.h"
 #include "llm.h"
 #include "metrics.h"
+#include "monitor.h"
 #include "router.h"
 
 /* What a client connection is doing. Each phase has one deadline (phase_timeout_ms in proxy.c)
@@ -82,6 +83,7 @@ typedef struct fl_exchange {
   bool ttft_recorded;
   fl_llm_t llm;
   struct fl_sample *sample;     /* this exchange is sampled for the data monitor; owned until pushed */
+  struct fl_mirror *mirror;     /* its copy to the canary (shadow.h), until the exchange ends */
 } fl_exchange_t;
 
 typedef struct fl_client {
@@ -153,6 +155,43 @@ void fl_account_request_body(fl_client_t *c, const char *data, size_t len);   /*
 void fl_account_response_head(fl_client_t *c, uint64_t now_ns);
 void fl_account_body(fl_client_t *c, const char *data, size_t len);
 void fl_account_end(fl_client_t *c);                     /* exactly once; safe to call again */
+
+/* proxy.c: replaces a JSON body's top-level "model" string with model; FL_EINVAL when the body
+ * names its model twice, FL_ENOMEM. A body that is not JSON or names no model is left alone. */
+int fl_rewrite_model(fl_buf_t *body, const char *model);
+
+/* mirror.c: copies of stable requests sent to the canary (a route's `shadow:`, or a rollout's
+ * shadow phase). The copy's answer is read to its end and never relayed; the client only ever
+ * gets stable's. Once both have ended, the pair goes to the data monitor (monitor.h), which has
+ * it compared (shadow.h). A mirror never delays, fails or changes the client's exchange: it goes
+ * once stable's answer has ended, on a connection, timer and buffers of its own, and what goes
+ * wrong with it is only counted (metrics.h, fl_sstats_t). */
+#define FL_MIRROR_MAX_BODY (1u << 20)   /* a request body larger than this is not mirrored */
+
+typedef struct fl_mirror fl_mirror_t;
+
+/* Whether the request (method, variant decision) on route r is to be mirrored now: r has a shadow
+ * section, the request went to stable, the method is listed, the canary has backends, and the
+ * user's bucket is within shadow.percent. */
+bool fl_mirror_wanted(const fl_conf_t *conf, const fl_route_t *r, const fl_decision_t *d, fl_method_t method);
+
+/* A mirror of a request on route r of snapshot conf (a reference is taken), or NULL when it is
+ * dropped (counted: shadow.max_in_flight reached) or memory ran short. The caller writes the
+ * request's head lines for the canary into fl_mirror_head() (without framing headers or the
+ * blank line), gives the body as it arrives, then sends or ends it. */
+fl_mirror_t *fl_mirror_begin(fl_worker_t *w, fl_conf_t *conf, const fl_route_t *r);
+fl_buf_t *fl_mirror_head(fl_mirror_t *m);
+/* The request's body as the client sent it (a copy is kept, up to FL_MIRROR_MAX_BODY). */
+void fl_mirror_body(fl_mirror_t *m, const char *data, size_t len);
+/* The request is complete: the mirror may go once stable's answer has ended. */
+void fl_mirror_send(fl_mirror_t *m);
+/* Stable's side is over: the mirror goes to a canary backend now (one whose request never arrived
+ * whole is dropped). primary (owned by the mirror from now; NULL: none to compare) is stable's
+ * captured exchange, with ms, ttft_ms and request_id set. */
+void fl_mirror_primary_done(fl_mirror_t *m, fl_sample_t *primary);
+
+/* Drops every open mirror of the worker (its loop is about to end). */
+void fl_mirror_close_all(fl_worker_t *w);
 
 /* exchange.c */
 void fl_exchange_start(fl_client_t *c);        /* variant chosen, head in pending: go upstream */

@@ -8,6 +8,7 @@
 #include "monitor.h"
 #include "resources.h"
 #include "scrape.h"
+#include "shadow.h"
 #include "router.h"
 #include "redact.h"
 #include "outbox.h"
@@ -17,8 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef enum { RO_IDLE, RO_PROGRESSING, RO_PAUSED, RO_PROMOTED, RO_ROLLED_BACK, RO_ACCEPTANCE } ro_state_t;
-static const char *const state_names[] = {"idle", "progressing", "paused", "promoted", "rolled_back", "acceptance"};
+typedef enum { RO_IDLE, RO_PROGRESSING, RO_PAUSED, RO_PROMOTED, RO_ROLLED_BACK, RO_ACCEPTANCE, RO_SHADOW } ro_state_t;
+static const char *const state_names[] = {"idle", "progressing", "paused", "promoted", "rolled_back", "acceptance",
+                                          "shadow"};
 
 typedef struct ro {
   char route[64];
@@ -36,6 +38,11 @@ typedef struct ro {
   bool gate_here;                    /* its acceptance set runs on this replica (a cluster's new
                                         leader finds a gate begun by another) */
   char reason[256];                  /* why it is paused (a hand, a reload); meaningful only then */
+  /* the shadow phase (RO_SHADOW): the canary's comparison when it began, and since when */
+  fl_shadow_agg_t shadow_from;
+  unsigned shadow_series, shadow_gen;
+  uint64_t shadow_since_ms;
+  bool shadow_waiting;               /* its time is up, too few pairs yet (said once) */
   char promoted_from[64];            /* a finished promotion: the stable version it replaced, */
   char promoted_to[64];              /* and the canary version serving as stable ("": none) */
   struct ro *next;
@@ -282,6 +289,15 @@ static void decision_refused(const fl_route_t *rt) {
   }
 }
 
+/* What the canary may see at weight 0 before its steps: held (rolled back, at its acceptance set or
+ * in its shadow phase, rules may not send users to it), and mirrored requests in its shadow phase
+ * (the route's shadow section's share, or all of stable's users). */
+static void apply_gates(const fl_route_t *rt, ro_state_t state, uint32_t bp) {
+  bool gate = state == RO_ACCEPTANCE || state == RO_SHADOW;
+  fl_live_set_held(rt->live, bp == 0 && (state == RO_ROLLED_BACK || gate));
+  fl_live_set_shadow(rt->live, state == RO_SHADOW ? (rt->shadow.on ? FL_MAX(rt->shadow.percent_bp, 1u) : 10000) : 0);
+}
+
 /* Records the decision (route state, held window, events and their webhooks), then applies it:
  * the weight, and the canary's hold (rolled back or at its acceptance set at weight 0, rules may
  * not send users to it); then the webhooks are sent from the record. */
@@ -309,7 +325,7 @@ static void decision_commit(void) {
   if (d.window) release_held_window();
   crash_point("after_commit");
   if (rt->live) {
-    fl_live_set_held(rt->live, r && bp == 0 && (r->state == RO_ROLLED_BACK || r->state == RO_ACCEPTANCE));
+    apply_gates(rt, r ? r->state : RO_IDLE, bp);
     if (decision.sets_weight) fl_live_set_weight(rt->live, bp);
   }
   crash_point("after_apply");
@@ -515,6 +531,8 @@ static bool same_series(const fl_route_t *rt, const ro_t *r) {
          s->series == r->start_stable.series && s->series_gen == r->start_stable.series_gen;
 }
 
+static void shadow_tick(const fl_route_t *rt, ro_t *r, uint64_t now);
+
 void fl_rollouts_tick(const fl_conf_t *c) {
   uint64_t now = fl_now_ms();
   current_conf = c;
@@ -527,6 +545,7 @@ void fl_rollouts_tick(const fl_conf_t *c) {
                  json_pack("{s:s}", "reason", "the cluster's leader changed during the acceptance set"));
       continue;
     }
+    if (rt && rt->has_canary && r->state == RO_SHADOW) shadow_tick(rt, r, now);
     if (!rt || !rt->has_canary || r->state != RO_PROGRESSING) continue;
     fl_promql_want_checks(rt, &r->spec);
     if (!same_series(rt, r)) {
@@ -556,6 +575,61 @@ static void begin_steps(const fl_route_t *rt, ro_t *r, const char *actor) {
   step_begin(rt, r);
 }
 
+/* The shadow phase's evidence starts now: the canary series' comparison so far is subtracted. */
+static void shadow_mark(const fl_route_t *rt, ro_t *r) {
+  const fl_variant_conf_t *v = &rt->variant[FL_CANARY];
+  r->shadow_series = v->series;
+  r->shadow_gen = v->series_gen;
+  if (!fl_shadow_comparison(v->series, &r->shadow_from)) memset(&r->shadow_from, 0, sizeof r->shadow_from);
+  r->shadow_since_ms = fl_now_ms();
+  r->shadow_waiting = false;
+}
+
+/* After the acceptance set (if any): the shadow phase (if the spec has one), else the steps. */
+static void begin_judging(const fl_route_t *rt, ro_t *r, const char *actor) {
+  if (!r->spec.shadow_ms) {
+    begin_steps(rt, r, actor);
+    return;
+  }
+  r->state = RO_SHADOW;
+  shadow_mark(rt, r);
+  set_weight(rt, r, 0, actor, "shadow_started",
+             json_pack("{s:s, s:f}", "canary_version", rt->variant[FL_CANARY].version, "duration_s",
+                       r->spec.shadow_ms / 1000.0));
+}
+
+/* Once a second in the shadow phase: when its time is up and enough pairs were compared, their
+ * checks decide between the first step and a rollback. */
+static void shadow_tick(const fl_route_t *rt, ro_t *r, uint64_t now) {
+  const fl_variant_conf_t *v = &rt->variant[FL_CANARY];
+  if (v->series != r->shadow_series || v->series_gen != r->shadow_gen) {
+    fl_log("route %s: a version changed during the shadow phase: it starts over", rt->name);
+    shadow_mark(rt, r);
+    return;
+  }
+  if (now - r->shadow_since_ms < r->spec.shadow_ms) return;
+  fl_shadow_agg_t agg = {0};
+  fl_shadow_comparison(v->series, &agg);
+  if (agg.pairs - r->shadow_from.pairs < r->spec.min_requests) {
+    if (!r->shadow_waiting)
+      fl_log("route %s: the shadow phase waits for %llu compared pairs (%llu so far)", rt->name,
+             (unsigned long long)r->spec.min_requests, (unsigned long long)(agg.pairs - r->shadow_from.pairs));
+    r->shadow_waiting = true;
+    return;
+  }
+  json_t *report;
+  char why[256];
+  if (fl_shadow_judge(r->spec.shadow_checks, r->spec.n_shadow_checks, &agg, &r->shadow_from, &report, why, sizeof why)) {
+    decision_open(rt);                             /* the phase and the first step: one decision */
+    decide_event("rollout", "shadow_passed", json_pack("{s:o}", "report", report));
+    begin_steps(rt, r, "rollout");
+    decision_close();
+  } else {
+    r->state = RO_ROLLED_BACK;
+    set_weight(rt, r, 0, "rollout", "shadow_failed", json_pack("{s:s, s:o}", "reason", why, "report", report));
+  }
+}
+
 /* The acceptance report is back (control thread): go on to the first step, or stop here. */
 static void acceptance_done(const char *route, json_t *report, void *ctx) {
   ro_t *r = ro_get(route, false);
@@ -577,7 +651,7 @@ static void acceptance_done(const char *route, json_t *report, void *ctx) {
   } else {                                         /* the gate and the first step: one decision */
     decision_open(rt);
     decide_event("rollout", "acceptance_passed", json_pack("{s:O}", "report", report));
-    begin_steps(rt, r, "rollout");
+    begin_judging(rt, r, "rollout");
     decision_close();
   }
   json_decref(report);
@@ -631,7 +705,7 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
   if (!rt) return fail(err, err_cap, FL_ENOENT, "no route named %s", route);
   if (follower_refuses(err, err_cap)) return FL_EINVAL;
   fl_rollout_spec_t parsed;
-  if (fl_rollout_spec_parse(spec ? spec : rt->rollout_spec, &parsed, err, err_cap) != 0) return FL_EINVAL;
+  if (fl_rollout_spec_parse(spec ? spec : rt->rollout_spec, &parsed, err, err_cap) != 0) return FL_EPARSE;
   if (fl_spec_has_query(&parsed) && !c->prometheus_url)
     return fail(err, err_cap, FL_EINVAL, "route %s: the rollout has query checks but the config sets no "
                 "analysis.prometheus", route);
@@ -640,7 +714,7 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
                 "canary serves as stable" : "route %s has no canary to roll out", route);
   ro_t *r = ro_get(route, true);
   if (!r) return fail(err, err_cap, FL_ENOMEM, "out of memory starting %s", route);
-  if (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE)
+  if (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE || r->state == RO_SHADOW)
     return fail(err, err_cap, FL_EINVAL, "route %s already has a rollout in progress", route);
   r->spec = parsed;
   r->step = 0;
@@ -653,7 +727,7 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
     int rc = start_acceptance(c, rt, r, actor, err, err_cap);
     return rc ? rc : taken(err, err_cap);
   }
-  begin_steps(rt, r, actor);
+  begin_judging(rt, r, actor);
   return taken(err, err_cap);
 }
 
@@ -668,7 +742,8 @@ int fl_rollout_act(const fl_conf_t *c, const char *route, const char *action, co
   if (!is_known) return fail(err, err_cap, FL_EPARSE, "unknown action \"%s\" (pause, resume, promote, abort, undo)", action);
   if (follower_refuses(err, err_cap)) return FL_EINVAL;
   refused[0] = '\0';
-  bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE);
+  bool active = r && (r->state == RO_PROGRESSING || r->state == RO_PAUSED || r->state == RO_ACCEPTANCE ||
+                      r->state == RO_SHADOW);
   if (strcmp(action, "pause") == 0 && active && r->state == RO_PROGRESSING) {
     char why[64];
     snprintf(why, sizeof why, "paused by hand (%s)", actor);
@@ -803,6 +878,10 @@ static void restore(const fl_route_t *rt, const fl_route_state_t *st) {
     r->state = state;                              /* ended: no step to resume, the outcome stays */
   }
   if (r && state == RO_PROMOTED) restore_promotion(rt, r, st);
+  if (r && r->state == RO_SHADOW) {               /* the phase starts over: its pairs were in memory */
+    shadow_mark(rt, r);
+    save(rt, r, 0);                                /* and the canary is held and mirrored to again */
+  }
   json_decref(spec);
 }
 
@@ -835,7 +914,7 @@ static void adopt(const fl_route_t *rt, const fl_route_state_t *st) {
   if (moved && r->step >= 0 && (size_t)r->step < r->spec.n_steps) step_begin(rt, r);
   r->evidence.looks = (uint32_t)FL_MAX(st->looks, 0);
   if (!rt->live) return;
-  fl_live_set_held(rt->live, st->weight_bp == 0 && (state == RO_ROLLED_BACK || state == RO_ACCEPTANCE));
+  apply_gates(rt, state, st->weight_bp);
   fl_live_set_weight(rt->live, st->weight_bp);
 }
 

@@ -42,7 +42,8 @@ void fl_rollouts_rebind(void);
 void fl_rollouts_tick(const fl_conf_t *c);
 
 /* Starts a rollout of route's canary with spec (JSON, borrowed; NULL: defaults). actor names who
- * asked ("api", "config"). Returns 0, or FL_ENOENT/FL_EINVAL with a message in err. */
+ * asked ("api", "config"). Returns 0, or with a message in err FL_EPARSE (the spec is not valid),
+ * FL_ENOENT (no such route) or FL_EINVAL (the route's state or config does not allow it). */
 int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, const char *actor, char *err,
                      size_t err_cap);
 

@@ -15,6 +15,7 @@
 #include "resolver.h"
 #include "retire.h"
 #include "scrape.h"
+#include "shadow.h"
 #include "promql.h"
 #include "geo.h"
 #include "httpd.h"
@@ -473,6 +474,7 @@ static int start_monitor(void) {
   char err[200];
   if (!(rings = calloc(ctl.n_workers, sizeof *rings))) return FL_ENOMEM;
   for (unsigned i = 0; i < ctl.n_workers; i++) rings[i] = ctl.workers[i].samples;
+  fl_monitor_on_pair(fl_shadow_pair);
   int rc = fl_monitor_start(ctl.conf, rings, ctl.n_workers, err, sizeof err);
   if (rc != 0) fprintf(stderr, "fledge: %s\n", err);
   return rc ? rc : load_baselines();
@@ -518,13 +520,15 @@ static int register_metrics_parts(void) {
   static fl_metrics_expo_fn *const expositions[] = {fl_rollouts_exposition, fl_monitor_exposition,
                                                     fl_resources_exposition, fl_scrape_exposition,
                                                     fl_alog_exposition, fl_resolver_exposition,
-                                                    fl_cluster_exposition};
+                                                    fl_cluster_exposition, fl_shadow_exposition};
   int rc = 0;
   for (size_t i = 0; i < FL_ARRAY_LEN(expositions) && rc == 0; i++)
     rc = fl_metrics_register_exposition(expositions[i], NULL);
   if (rc == 0) rc = fl_metrics_register_series_json("data", variant_data, NULL);
   if (rc == 0) rc = fl_metrics_register_route_json("baseline", route_baseline, NULL);
   if (rc == 0) rc = fl_metrics_register_forget(forget_series, NULL);
+  if (rc == 0) rc = fl_metrics_register_series_json("shadow", fl_shadow_series_json, &ctl.metrics);
+  if (rc == 0) rc = fl_metrics_register_forget(fl_shadow_forget, NULL);
   return rc;
 }
 
@@ -600,6 +604,7 @@ int fl_server_run(const char *conf_path) {
   }
   fl_alog_stop();
   fl_monitor_stop();
+  fl_shadow_shutdown();
   fl_resources_shutdown();
   fl_scrape_stop();
   fl_promql_stop();

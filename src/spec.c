@@ -101,8 +101,36 @@ static int parse_query(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   return 0;
 }
 
+static const struct { const char *name; fl_shadow_measure_t measure; } SHADOW_METRICS[] = {
+  {"shadow_agreement", FL_SM_AGREEMENT}, {"shadow_exact_match", FL_SM_EXACT},
+  {"shadow_text_similarity", FL_SM_SIMILARITY}, {"shadow_status_agreement", FL_SM_STATUS},
+  {"shadow_error_rate", FL_SM_ERROR_RATE},
+};
+
+static bool parse_shadow_metric(const char *m, fl_check_t *c) {
+  for (size_t i = 0; i < FL_ARRAY_LEN(SHADOW_METRICS); i++)
+    if (strcmp(m, SHADOW_METRICS[i].name) == 0) {
+      c->kind = FL_CHECK_SHADOW;
+      c->measure = SHADOW_METRICS[i].measure;
+      return true;
+    }
+  return false;
+}
+
+/* A shadow phase's check: shares and means take min, the error rate max_increase (over stable's
+ * in the same pairs) or max. */
+static int shadow_bounds(const fl_check_t *c, char *err, size_t cap) {
+  bool errors = c->measure == FL_SM_ERROR_RATE;
+  if (!isnan(c->max_ratio) || !isnan(c->max_decrease) || (errors ? !isnan(c->min) : !isnan(c->max) || !isnan(c->max_increase)))
+    return bad(err, cap, "check %s: shadow_error_rate takes max_increase or max, the other shadow checks min", c->name);
+  if (errors ? isnan(c->max_increase) && isnan(c->max) : isnan(c->min) || c->min > 1)
+    return bad(err, cap, "check %s needs a bound (min in [0, 1] for shares and similarities, max_increase or max "
+               "for shadow_error_rate)", c->name);
+  return 0;
+}
+
 static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
-  static const char *const KEYS[] = {"metric", "max_increase", "max_ratio", "max", "max_decrease", "query"};
+  static const char *const KEYS[] = {"metric", "max_increase", "max_ratio", "max", "max_decrease", "query", "min"};
   const char *m = json_string_value(json_object_get(j, "metric"));
   unsigned pct = 0;
   char tail;
@@ -123,14 +151,17 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
   else if (sscanf(m, "ttft_p%u%c", &pct, &tail) == 1 && pct > 0 && pct < 100) c->kind = FL_CHECK_TTFT;
   else if ((c->rate = fl_data_rate_find(m)) >= 0) c->kind = FL_CHECK_DATA_RATE;
   else if (parse_drift(m, c)) c->kind = FL_CHECK_DRIFT;
+  else if (parse_shadow_metric(m, c)) c->kind = FL_CHECK_SHADOW;
   else return bad(err, cap, "unknown check metric \"%s\" (error_rate, latency_pNN, ttft_pNN, latency_per_token, "
-                  "a data rate such as nan_rate, FEATURE_psi/_ks/_js, feedback_score, process_rss, process_cpu, "
-                  "backend:FAMILY; see docs/rollouts.md; drift checks are of outputs)", m);
+                  "data rates such as nan_rate, FEATURE_psi/_ks/_js of outputs, feedback_score, process_rss, "
+                  "process_cpu, backend:FAMILY, shadow_*; see docs/rollouts.md)", m);
   c->quantile = pct / 100.0;
   if (opt_bound(j, "max_increase", 0, false, &c->max_increase, err, cap) ||
       opt_bound(j, "max_ratio", 0, true, &c->max_ratio, err, cap) || opt_bound(j, "max", -INFINITY, false, &c->max, err, cap) ||
-      opt_bound(j, "max_decrease", 0, false, &c->max_decrease, err, cap))
+      opt_bound(j, "max_decrease", 0, false, &c->max_decrease, err, cap) || opt_bound(j, "min", 0, false, &c->min, err, cap))
     return FL_EINVAL;
+  if (c->kind == FL_CHECK_SHADOW) return shadow_bounds(c, err, cap);
+  if (!isnan(c->min)) return bad(err, cap, "check %s: min bounds the shadow checks only", m);
   bool rate = c->kind == FL_CHECK_ERROR_RATE || c->kind == FL_CHECK_DATA_RATE;
   bool latency = c->kind == FL_CHECK_LATENCY || c->kind == FL_CHECK_TTFT || c->kind == FL_CHECK_LATENCY_PER_TOKEN ||
                  c->kind == FL_CHECK_PROCESS || c->kind == FL_CHECK_BACKEND;
@@ -155,7 +186,8 @@ static int parse_check(const json_t *j, fl_check_t *c, char *err, size_t cap) {
 
 static const char *const EVENTS[] = {"started", "rollout_started", "step", "promoted", "rolled_back", "paused",
                                      "resumed", "undone", "weight", "superseded", "acceptance_started",
-                                     "acceptance_passed", "acceptance_failed", "spec_invalid", "held"};
+                                     "acceptance_passed", "acceptance_failed", "spec_invalid", "held",
+                                     "shadow_started", "shadow_passed", "shadow_failed"};
 
 static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
   static const char *const KEYS[] = {"url", "on"};
@@ -176,7 +208,8 @@ static int parse_hook(const json_t *j, fl_hook_t *h, char *err, size_t cap) {
     if (!known || strlen(e) >= sizeof h->on[0])
       return bad(err, cap, "webhooks: \"on\" takes event names (%s)",
                  "started, step, promoted, rolled_back, paused, resumed, undone, weight, superseded, "
-                 "acceptance_started, acceptance_passed, acceptance_failed, spec_invalid, held");
+                 "acceptance_started, acceptance_passed, acceptance_failed, spec_invalid, held, shadow_started, "
+                 "shadow_passed, shadow_failed");
     snprintf(h->on[h->n_on++], sizeof h->on[0], "%s", e);
   }
   return 0;
@@ -192,10 +225,19 @@ bool fl_hook_wants(const fl_hook_t *h, const char *kind) {
 
 static void default_checks(fl_rollout_spec_t *s) {
   s->checks[0] = (fl_check_t){.kind = FL_CHECK_ERROR_RATE, .name = "error_rate", .max_increase = 0.01,
-                              .max_ratio = NAN, .max = NAN, .max_decrease = NAN};
+                              .max_ratio = NAN, .max = NAN, .max_decrease = NAN, .min = NAN};
   s->checks[1] = (fl_check_t){.kind = FL_CHECK_LATENCY, .quantile = 0.99, .name = "latency_p99",
-                              .max_increase = NAN, .max_ratio = 1.2, .max = NAN, .max_decrease = NAN};
+                              .max_increase = NAN, .max_ratio = 1.2, .max = NAN, .max_decrease = NAN, .min = NAN};
   s->n_checks = 2;
+}
+
+/* A shadow phase that names no checks: its answers mostly agree, and it fails no more often. */
+static void default_shadow_checks(fl_rollout_spec_t *s) {
+  s->shadow_checks[0] = (fl_check_t){.kind = FL_CHECK_SHADOW, .measure = FL_SM_AGREEMENT, .name = "shadow_agreement",
+                                     .min = 0.9, .max_increase = NAN, .max_ratio = NAN, .max = NAN, .max_decrease = NAN};
+  s->shadow_checks[1] = (fl_check_t){.kind = FL_CHECK_SHADOW, .measure = FL_SM_ERROR_RATE, .name = "shadow_error_rate",
+                                     .max_increase = 0.01, .min = NAN, .max_ratio = NAN, .max = NAN, .max_decrease = NAN};
+  s->n_shadow_checks = 2;
 }
 
 static int parse_count(const json_t *v, const char *key, uint64_t *out, char *err, size_t cap) {
@@ -211,6 +253,31 @@ static int parse_list(const json_t *v, const char *key, size_t max, size_t *n, c
   }
   *n = json_array_size(v);
   return 0;
+}
+
+/* A list of checks: a step's (no shadow check among them) or a shadow phase's (only those). */
+static int parse_checks(const json_t *v, const char *key, bool shadow, fl_check_t *out, size_t *n, char *err, size_t cap) {
+  if (parse_list(v, key, FL_MAX_CHECKS, n, err, cap)) return FL_EINVAL;
+  for (size_t i = 0; i < *n; i++) {
+    if (parse_check(json_array_get(v, i), &out[i], err, cap)) return FL_EINVAL;
+    if ((out[i].kind == FL_CHECK_SHADOW) != shadow)
+      return bad(err, cap, shadow ? "shadow.checks take the shadow_* metrics only (%s is a step's)"
+                                  : "%s is a shadow phase's check: it goes in shadow.checks", out[i].name);
+  }
+  return 0;
+}
+
+/* shadow: {duration: 10m, checks: [...]}: the canary answers mirrored requests only before its
+ * first step. */
+static int parse_shadow(const json_t *v, fl_rollout_spec_t *s, char *err, size_t cap) {
+  static const char *const KEYS[] = {"duration", "checks"};
+  if (!json_is_object(v)) return bad(err, cap, "%s must be an object {duration, checks}", "shadow");
+  if (only_keys(v, KEYS, FL_ARRAY_LEN(KEYS), "shadow", err, cap)) return FL_EINVAL;
+  const json_t *d = json_object_get(v, "duration");
+  if (!d || parse_interval(d, &s->shadow_ms))
+    return bad(err, cap, "%s.duration must be 1s..24h (\"10m\", \"1h\" or seconds)", "shadow");
+  const json_t *checks = json_object_get(v, "checks");
+  return checks ? parse_checks(checks, "shadow.checks", true, s->shadow_checks, &s->n_shadow_checks, err, cap) : 0;
 }
 
 /* One top-level key of the spec. */
@@ -248,14 +315,10 @@ static int parse_key(const char *key, const json_t *v, fl_rollout_spec_t *s, cha
       if (parse_hook(json_array_get(v, i), &s->hooks[i], err, cap)) return FL_EINVAL;
     return 0;
   }
-  if (strcmp(key, "checks") == 0) {
-    if (parse_list(v, key, FL_MAX_CHECKS, &s->n_checks, err, cap)) return FL_EINVAL;
-    for (size_t i = 0; i < s->n_checks; i++)
-      if (parse_check(json_array_get(v, i), &s->checks[i], err, cap)) return FL_EINVAL;
-    return 0;
-  }
+  if (strcmp(key, "checks") == 0) return parse_checks(v, key, false, s->checks, &s->n_checks, err, cap);
+  if (strcmp(key, "shadow") == 0) return parse_shadow(v, s, err, cap);
   return bad(err, cap, "unknown key \"%.40s\" in the rollout spec (steps, interval, max_window, min_requests, max_failures, "
-             "confidence, acceptance, acceptance_min_pass, webhooks, checks)", key);
+             "confidence, acceptance, acceptance_min_pass, webhooks, checks, shadow)", key);
 }
 
 int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size_t cap) {
@@ -269,6 +332,7 @@ int fl_rollout_spec_parse(const json_t *j, fl_rollout_spec_t *s, char *err, size
   s->confidence = 0.95;
   s->acceptance_min_pass = 1.0;
   default_checks(s);
+  default_shadow_checks(s);
   if (!j) return 0;
   if (!json_is_object(j)) return bad(err, cap, "%s must be a JSON object", "the rollout spec");
   const char *key;
@@ -303,6 +367,7 @@ json_t *fl_check_json(const fl_check_t *c) {
   if (!isnan(c->max_ratio)) json_object_set_new(o, "max_ratio", json_real(c->max_ratio));
   if (!isnan(c->max)) json_object_set_new(o, "max", json_real(c->max));
   if (!isnan(c->max_decrease)) json_object_set_new(o, "max_decrease", json_real(c->max_decrease));
+  if (!isnan(c->min)) json_object_set_new(o, "min", json_real(c->min));
   return o;
 }
 
@@ -323,6 +388,11 @@ json_t *fl_rollout_spec_json(const fl_rollout_spec_t *s) {
   if (s->acceptance[0]) {
     json_object_set_new(o, "acceptance", json_string(s->acceptance));
     json_object_set_new(o, "acceptance_min_pass", json_real(s->acceptance_min_pass));
+  }
+  if (s->shadow_ms) {
+    json_t *sc = json_array();
+    for (size_t i = 0; i < s->n_shadow_checks; i++) json_array_append_new(sc, fl_check_json(&s->shadow_checks[i]));
+    json_object_set_new(o, "shadow", json_pack("{s:f, s:o}", "duration", s->shadow_ms / 1000.0, "checks", sc));
   }
   if (s->n_hooks) {
     json_t *hooks = json_array();

@@ -24,7 +24,17 @@ typedef enum {
   FL_CHECK_PROCESS,             /* process_rss, process_cpu: the variant's watched processes now */
   FL_CHECK_BACKEND,             /* backend:FAMILY: a scraped model-server metric now (scrape.h) */
   FL_CHECK_QUERY,               /* query: a PromQL expression run against analysis.prometheus (promql.h) */
+  FL_CHECK_SHADOW,              /* shadow_agreement, ...: the mirrored answers of a shadow phase (shadow.h) */
 } fl_check_kind_t;
+
+/* What a shadow check reads of the pairs compared in the phase. */
+typedef enum {
+  FL_SM_AGREEMENT,              /* shadow_agreement: share of pairs that agree */
+  FL_SM_EXACT,                  /* shadow_exact_match: share of pairs with the same answer */
+  FL_SM_SIMILARITY,             /* shadow_text_similarity: mean word overlap of text answers */
+  FL_SM_STATUS,                 /* shadow_status_agreement: share of pairs with the same status class */
+  FL_SM_ERROR_RATE,             /* shadow_error_rate: share of mirrors that failed (vs stable's) */
+} fl_shadow_measure_t;
 
 #define FL_QUERY_MAX 512              /* a check's PromQL, as written with its {{placeholders}} */
 
@@ -36,6 +46,8 @@ typedef struct fl_check {
   double max_ratio;             /* latency-like: canary / stable at most this; NAN: none */
   double max;                   /* absolute bound on the canary's value (a rate, or seconds); NAN: none */
   double max_decrease;          /* feedback_score: stable − canary at most this; NAN: none */
+  double min;                   /* shadow shares and means: the canary's at least this; NAN: none */
+  fl_shadow_measure_t measure;  /* SHADOW */
   int rate;                     /* DATA_RATE: fl_data_rate_find() index */
   unsigned feature;             /* DRIFT: fl_feature_t */
   char stat;                    /* DRIFT: 'p' PSI, 'k' Kolmogorov–Smirnov, 'j' Jensen–Shannon */
@@ -59,6 +71,9 @@ typedef struct fl_rollout_spec {
   double confidence;            /* of the tests, default 0.95 */
   fl_check_t checks[FL_MAX_CHECKS]; size_t n_checks;
   fl_hook_t hooks[FL_MAX_HOOKS]; size_t n_hooks;
+  uint32_t shadow_ms;           /* shadow.duration: the canary answers mirrored requests only, this long,
+                                   before the first step; 0: no shadow phase */
+  fl_check_t shadow_checks[FL_MAX_CHECKS]; size_t n_shadow_checks;   /* shadow.checks: SHADOW kind only */
   char acceptance[512];         /* JSONL replayed against the canary before the first step, or "" */
   double acceptance_min_pass;   /* share of its cases that must pass, default 1.0 */
   char bad_key[48];             /* after a failed parse: the top-level key at fault ("" for none) */

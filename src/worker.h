@@ -38,6 +38,8 @@ typedef struct fl_worker {
   struct fl_client *clients;          /* every open client connection (drain closes idle ones) */
   size_t n_clients;
   fl_pools_t pools;
+  struct fl_mirror *mirrors;          /* open mirrors of requests to a canary (shadow.h) */
+  unsigned n_mirrors;
   struct fl_wmetrics *metrics;        /* this worker's counters (metrics.h), read by the control thread */
   struct fl_alog_ring *alog;          /* access-log records for the log thread, or NULL (alog.h) */
   struct fl_sample_ring *samples;     /* exchanges for the data monitor, or NULL (monitor.h) */

@@ -534,7 +534,7 @@ def test_steps_of_just_100_promote_at_once_and_unknown_actions_are_refused():
         r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout/jump", AUTH)
         assert r.status == 400 and "unknown action" in r.json()["error"]["message"]
         r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, dict(SPEC, steps=[0.001, 50]))
-        assert r.status == 409 and "steps" in r.json()["error"]["message"]
+        assert r.status == 400 and "steps" in r.json()["error"]["message"]
 
 
 def test_a_full_disk_keeps_serving_with_the_new_weight_and_the_store_catches_up():

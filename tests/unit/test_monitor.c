@@ -80,6 +80,7 @@ static fl_sample_t *sample(unsigned series_id, uint64_t at_ms, double prediction
   assert_non_null(s);
   s->series = series_id;
   s->series_gen = fl_metrics_series_gen(series_id);
+  s->quality = true;
   s->status = 200;
   s->at_ms = at_ms;
   char resp[64];
@@ -155,6 +156,7 @@ static fl_sample_t *labelled(unsigned series_id, const char *label) {
   assert_non_null(s);
   s->series = series_id;
   s->series_gen = fl_metrics_series_gen(series_id);
+  s->quality = true;
   s->status = 200;
   s->at_ms = fl_now_ms();
   char resp[96];
