@@ -103,17 +103,11 @@ void fl_account_retry(fl_client_t *c) {
   if (c->ex.vs) fl_ctr_add(&c->ex.vs->retries, 1);
 }
 
-static bool is_event_stream(const fl_http_head_t *h) {
-  size_t len;
-  const char *ct = fl_http_head_get(h, "content-type", &len);
-  return ct && len >= 17 && fl_streq_ci(ct, 17, "text/event-stream");
-}
-
 void fl_account_response_head(fl_client_t *c, uint64_t now_ns) {
   fl_exchange_t *ex = &c->ex;
   if (!ex->vs) return;
   fl_hist_record(&ex->vs->ttfb, (now_ns - ex->start_ns) / 1000);
-  fl_llm_init(&ex->llm, is_event_stream(&c->up_head));
+  fl_llm_init(&ex->llm, fl_http_is_event_stream(&c->up_head));
   if (ex->sample) {
     ex->sample->stream = ex->llm.is_stream;
     fl_buf_clear(&ex->sample->resp);        /* a retried exchange starts its answer over */

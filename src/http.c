@@ -172,6 +172,12 @@ static bool is_hop_name(const char *n, uint32_t len) {
 #undef IS
 }
 
+bool fl_http_is_event_stream(const fl_http_head_t *h) {
+  size_t len;
+  const char *ct = fl_http_head_get(h, "content-type", &len);
+  return ct && len >= 17 && fl_streq_ci(ct, 17, "text/event-stream");
+}
+
 bool fl_http_is_hop(const fl_http_head_t *h, const fl_hdr_t *x) {
   const char *name = h->buf + x->name_off;
   return is_hop_name(name, x->name_len) || connection_names(h, name, x->name_len);

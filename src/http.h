@@ -69,6 +69,8 @@ static inline const char *fl_hdr_value(const fl_http_head_t *h, const fl_hdr_t *
 /* True for headers that must not be forwarded: hop-by-hop ones, those the Connection header
  * names, and the ones the proxy sets itself. */
 bool fl_http_is_hop(const fl_http_head_t *h, const fl_hdr_t *x);
+/* The head's content-type is text/event-stream (an SSE answer). */
+bool fl_http_is_event_stream(const fl_http_head_t *h);
 
 /* A growable byte buffer for heads and small bodies. Its error sticks (SQLite's sqlite3_str):
  * after the first failed append every later one does nothing and returns the same error, so a

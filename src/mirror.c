@@ -223,12 +223,6 @@ static void on_sent(fl_sock_t *s, size_t n, int status) {
   if (status < 0 && u->owner) failed(u->owner, FL_UPERR_RESET);
 }
 
-static bool is_event_stream(const fl_http_head_t *h) {
-  size_t len;
-  const char *ct = fl_http_head_get(h, "content-type", &len);
-  return ct && len >= 17 && fl_streq_ci(ct, 17, "text/event-stream");
-}
-
 static void answer_body(fl_mirror_t *m, const char *at, size_t len) {
   fl_sample_t *a = m->answer;
   size_t max = m->conf->data.max_body, room = max > a->resp.len ? max - a->resp.len : 0;
@@ -245,7 +239,7 @@ static bool answer_input(fl_mirror_t *m, const char *data, size_t len) {
     fl_h1_event_t ev = fl_h1_feed(&m->parser, &m->head, data + off, len - off, &used, &body, &body_len);
     off += used;
     if (ev == FL_H1_HEAD && m->parser.status >= 200) {
-      fl_llm_init(&m->llm, is_event_stream(&m->head));
+      fl_llm_init(&m->llm, fl_http_is_event_stream(&m->head));
     } else if (ev == FL_H1_DATA) {
       answer_body(m, body, body_len);
     } else if (ev == FL_H1_END && m->parser.status < 200) {    /* 100 Continue: the answer follows */
