@@ -3,7 +3,8 @@
 # steady load from many users (`fledge load`), and the config's progressive rollout of v2 told as
 # it happens, one line per decision, until it is promoted (SCENARIO=good, the default) or rolled
 # back (SCENARIO=bad: a canary with errors and slow answers). Stays up for a look around until
-# Ctrl-C; with DEMO_EXIT=1 it stops by itself once the rollout has ended (the tests use that).
+# Ctrl-C, which stops everything it started and waits for it to end, then exits 130 (143 on
+# SIGTERM); with DEMO_EXIT=1 it stops by itself once the rollout has ended (the tests use that).
 # Ports: FLEDGE_PORT (8080), ADMIN_PORT (9090), V1_PORT (9001), V2_PORT (9002); DEMO_RPS (50).
 set -eu
 cd "$(dirname "$0")/.."
@@ -28,9 +29,17 @@ sed -e "s/127.0.0.1:8080/127.0.0.1:$FLEDGE_PORT/" -e "s/127.0.0.1:9090/127.0.0.1
     -e "s/127.0.0.1:9001/127.0.0.1:$V1_PORT/" -e "s/127.0.0.1:9002/127.0.0.1:$V2_PORT/" deploy/demo.yaml >"$conf"
 
 pids=""
-cleanup() { [ -n "$pids" ] && kill $pids 2>/dev/null; wait 2>/dev/null || true; }
+# Each process on its own: one that has already ended (and been reaped) makes `kill` fail, which
+# under `set -e` would end this trap before its `wait`, with status 1 and the others still going.
+# A second Ctrl-C while they stop reaches them (the gateway then cuts its drain short), not us.
+cleanup() {
+  trap '' INT TERM
+  for pid in $pids; do kill "$pid" 2>/dev/null || :; done
+  wait 2>/dev/null || :
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 "$FLEDGE" mock --listen "127.0.0.1:$V1_PORT" --model demo-llm-v1 --latency-ms 40 --ttft-ms 80 --tokens-per-s 40 &
 pids="$pids $!"

@@ -1,6 +1,7 @@
 // app.js — the dashboard's logic: polls the admin API (/api/v1/stats every second, a route's
-// rollout, its events and the resources every two), keeps a ring of points per series in the page
-// and draws them as SVG; the rollout buttons call the API with the admin token (sessionStorage).
+// rollout, its events, its shadow diffs and the resources every two), keeps a ring of points per
+// series in the page and draws them as SVG; the rollout buttons call the API with the admin token
+// (sessionStorage). API data reaches the page as text only (textContent, attributes), never as HTML.
 // Plain JS, no library, nothing loaded from elsewhere.
 'use strict';
 
@@ -9,6 +10,9 @@ const SLOW_EVERY = 2;                 // the rollout, events and resources: ever
 const KEEP_POINTS = 600;              // ten minutes at one point a second
 const MIN_SPAN_MS = 30000;            // a chart's time axis, while the page has less history
 const VARIANTS = ['stable', 'canary'];
+const SHADOW_DIFFS_SHOWN = 3;         // the last disagreeing pairs listed (the API keeps 32)
+const SHORT_TEXT = 160;               // characters of a prompt or an answer shown; the rest on hover
+const SHADOW_OK = 0.9;                // a share below it is drawn red (a shadow phase's default bound)
 const CHARTS = [
   { key: 'rps', title: 'requests/s', unit: '' },
   { key: 'error_rate', title: 'error rate', unit: '%', scale: 100 },
@@ -27,6 +31,7 @@ const state = {
   events: {},           // route → [event], oldest first
   eventsAfter: {},      // route → the last event id read
   detail: null,         // the shown route's /api/v1/routes/NAME answer
+  shadow: false,        // whether the shown route's canary has mirrors (its stats have `shadow`)
   polls: 0,
 };
 
@@ -170,7 +175,7 @@ function drawRoutes() {
   nav.replaceChildren(...state.routes.map((name) => {
     const b = el('button', { type: 'button', text: name });
     b.classList.toggle('current', name === state.route);
-    b.addEventListener('click', () => { state.route = name; state.detail = null; refreshAll(); });
+    b.addEventListener('click', () => { state.route = name; state.detail = null; state.shadow = false; refreshAll(); });
     return b;
   }));
 }
@@ -219,19 +224,49 @@ function drawRollout(r) {
   document.getElementById('weight').textContent = r.canary_weight + '%';
   document.getElementById('weight-bar').style.width = Math.min(100, r.canary_weight) + '%';
   const steps = (ro.spec && ro.spec.steps) || [];
-  document.getElementById('steps').replaceChildren(...steps.map((w, i) => {
+  const stepping = ro.state === 'progressing' || ro.state === 'paused';
+  const weighted = steps.map((w, i) => {
     const li = el('li', { text: w + '%', title: 'step ' + (i + 1) });
     const done = ro.state === 'promoted' || i < ro.step;
-    li.className = done ? 'done' : i === ro.step && ro.state !== 'rolled_back' && ro.state !== 'idle' ? 'current' : '';
+    li.className = done ? 'done' : i === ro.step && stepping ? 'current' : '';
     return li;
-  }));
-  const a = ro.last_analysis;
+  });
+  document.getElementById('steps').replaceChildren(...[shadowStep(ro), ...weighted].filter(Boolean));
+  // before its steps a rollout has judged no window of its own (what the API may still hold is an
+  // earlier rollout's)
+  const a = ro.state === 'shadow' || ro.state === 'acceptance' ? null : ro.last_analysis;
   const p = document.getElementById('verdict');
   const counts = ro.windows ? ' · windows: ' + ro.windows.pass + ' passed, ' + ro.windows.fail + ' failed, ' +
     ro.windows.inconclusive + ' inconclusive' : '';
   if (a) p.replaceChildren('last window: ', el('b', { class: a.verdict, text: a.verdict }), ' — ' + reasonOf(a) + counts);
+  else if (ro.state === 'shadow')
+    p.textContent = 'shadow phase: the canary answers mirrored requests only, at weight 0; its pairs are judged after ' +
+      duration(ro.spec.shadow.duration) + ' (see Shadow traffic)';
   else p.textContent = ro.state === 'idle' ? 'no rollout on this route' : 'no window judged yet' + counts;
   drawChecks(a ? a.checks || [] : []);
+}
+
+// A spec's seconds as it would be written: 90 → "90s", 600 → "10m", 3600 → "1h".
+function duration(s) {
+  if (typeof s !== 'number' || !(s > 0)) return '—';
+  return s % 3600 === 0 ? s / 3600 + 'h' : s % 60 === 0 ? s / 60 + 'm' : s + 's';
+}
+
+// The shadow phase, before the first weighted step, when the spec has one: current while in it,
+// done once the steps began, and after a rollback failed or not by what the event log says.
+function shadowStep(ro) {
+  const s = ro.spec && ro.spec.shadow;
+  if (!s) return null;
+  const li = el('li', { class: 'shadow', text: 'shadow ' + duration(s.duration),
+    title: 'shadow phase: mirrored requests only, at weight 0, judged on the pairs of answers' });
+  if (ro.state === 'shadow') li.classList.add('current');
+  else if (['progressing', 'paused', 'promoted'].includes(ro.state)) li.classList.add('done');
+  else if (ro.state === 'rolled_back') {
+    const last = (state.events[state.route] || []).filter((e) => e.kind.startsWith('shadow_')).pop();
+    if (last && last.kind === 'shadow_passed') li.classList.add('done');
+    if (last && last.kind === 'shadow_failed') li.classList.add('failed');
+  }
+  return li;
 }
 
 function drawChecks(checks) {
@@ -261,13 +296,23 @@ function eventReason(e) {
   return text;
 }
 
+// A decision of the event log with its evidence: a step's analysis, or the shadow phase's report.
+function decisionOf(e) {
+  const d = e.detail || {};
+  if (d.analysis)
+    return { t: e.time_ms, label: 'step ' + ((d.step ?? d.analysis.step ?? 0) + 1), verdict: d.analysis.verdict,
+      reason: e.kind + ': ' + (d.reason || reasonOf(d.analysis)) };
+  if ((e.kind === 'shadow_passed' || e.kind === 'shadow_failed') && d.report)
+    return { t: e.time_ms, label: 'shadow', verdict: e.kind === 'shadow_passed' ? 'pass' : 'fail',
+      reason: e.kind + ': ' + (d.reason || d.report.pairs + ' pairs compared, every check held') };
+  return null;
+}
+
 function drawTimeline() {
-  const decisions = (state.events[state.route] || []).filter((e) => e.detail && e.detail.analysis)
-    .map((e) => ({ t: e.time_ms, step: e.detail.step ?? e.detail.analysis.step, verdict: e.detail.analysis.verdict,
-      reason: e.kind + ': ' + (e.detail.reason || reasonOf(e.detail.analysis)) }));
+  const decisions = (state.events[state.route] || []).map(decisionOf).filter(Boolean);
   const items = [...(state.windows[state.route] || []), ...decisions].sort((x, y) => y.t - x.t);
   document.getElementById('timeline').replaceChildren(...items.slice(0, 100).map((w) =>
-    el('li', {}, el('time', { text: clock(w.t) }), 'step ' + ((w.step ?? 0) + 1) + ' ',
+    el('li', {}, el('time', { text: clock(w.t) }), (w.label || 'step ' + ((w.step ?? 0) + 1)) + ' ',
       el('b', { class: w.verdict, text: w.verdict }), ' — ' + w.reason)));
 }
 
@@ -276,6 +321,96 @@ function drawEvents() {
   document.getElementById('events').replaceChildren(...events.map((e) =>
     el('li', { 'data-kind': e.kind }, el('time', { text: clock(e.time_ms) }), el('span', { class: 'kind', text: e.kind }),
       ' by ' + e.actor + ' ', eventReason(e))));
+}
+
+// ---- shadow traffic ----
+
+function pct(x) { return typeof x === 'number' && Number.isFinite(x) ? (x * 100).toFixed(1) + '%' : '—'; }
+
+// A share from 0 to 1 as a bar, red below SHADOW_OK; "—" and an empty bar when nothing measured it.
+function meter(key, label, share) {
+  const known = typeof share === 'number' && Number.isFinite(share);
+  const m = el('div', { class: 'gauge meter' + (known && share < SHADOW_OK ? ' low' : ''), 'data-measure': key },
+    el('div', { class: 'label' }, el('span', { text: label }), el('b', { class: 'value', text: pct(share) })),
+    el('div', { class: 'bar' }, el('div')));
+  m.querySelector('.bar div').style.width = known ? (Math.max(0, Math.min(1, share)) * 100).toFixed(1) + '%' : '0';
+  return m;
+}
+
+function count(key, label, value, title) {
+  return el('span', { 'data-count': key, title: title || '' }, el('span', { class: 'muted', text: label }),
+    el('b', { text: String(value ?? '—') }));
+}
+
+// The canary's mirrors as /api/v1/stats counts them: the panel shows only where there are some.
+function drawShadow(route) {
+  const canary = (route.variants || []).find((v) => v.variant === 'canary');
+  const sh = canary && canary.shadow;
+  state.shadow = !!sh;
+  document.getElementById('shadow').hidden = !sh;
+  document.getElementById('quality-row').classList.toggle('with-shadow', !!sh);
+  if (!sh) return;
+  document.getElementById('shadow-version').textContent = 'canary ' + (canary.version || '');
+  const c = sh.comparison || {};
+  const meters = [meter('agreement', 'agreement', c.agreement), meter('exact_match_rate', 'exact match', c.exact_match_rate),
+    meter('status_agreement', 'status agreement', c.status_agreement)];
+  if (c.text_similarity !== null && c.text_similarity !== undefined)
+    meters.push(meter('text_similarity', 'text similarity', c.text_similarity));
+  if (c.class_agreement !== null && c.class_agreement !== undefined)
+    meters.push(meter('class_agreement', 'class agreement', c.class_agreement));
+  if (c.cosine !== null && c.cosine !== undefined) meters.push(meter('cosine', 'cosine', c.cosine));
+  document.getElementById('shadow-meters').replaceChildren(...meters);
+  const total = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
+  const which = (o) => Object.entries(o || {}).filter(([, n]) => n > 0).map(([k, n]) => k + ': ' + n).join(', ');
+  const diff = (x) => (typeof x !== 'number' ? '—' : Math.abs(x) < 0.005 ? '0 ms' : (x > 0 ? '+' : '') + fmt(x, ' ms'));
+  document.getElementById('shadow-counts').replaceChildren(count('requests', 'mirrored', sh.requests),
+    count('answered', 'answered', sh.answered), count('in_flight', 'in flight', sh.in_flight),
+    count('errors', 'errors', sh.errors, which(sh.error_kinds)), count('dropped', 'dropped', total(sh.dropped), which(sh.dropped)),
+    count('pairs', 'pairs', c.pairs),
+    count('latency_diff_ms', 'latency canary − stable', diff(c.latency_diff_ms), 'mean over the pairs, each side timed from its own sending'),
+    count('ttft_diff_ms', 'TTFT canary − stable', diff(c.ttft_diff_ms)),
+    count('error_rates', 'errors stable / canary', rate(c.primary_error_rate) + ' / ' + rate(c.shadow_error_rate)));
+}
+
+// Whitespace folded and cut to n characters; an answer the gateway already cut ends in "…" too.
+function shorten(text, n, cut) {
+  const t = String(text ?? '').replace(/\s+/g, ' ').trim();
+  return t.length > n ? t.slice(0, n - 1) + '…' : t + (cut ? '…' : '');
+}
+
+function pairText(who, label, text, cut) {
+  const shown = shorten(text, SHORT_TEXT, cut);
+  return el('div', { class: 'text ' + who, title: String(text ?? '') }, el('span', { class: 'who', text: label }),
+    shown ? el('span', { class: 'said', text: shown }) : el('span', { class: 'said muted', text: '(empty)' }));
+}
+
+// The measure that says how far a pair's answers are apart, by their kind.
+function pairMeasure(x) {
+  const num = (v) => (typeof v === 'number' ? v.toFixed(2) : null);
+  if (num(x.text_similarity) !== null) return ['similarity', num(x.text_similarity)];
+  if (num(x.class_agreement) !== null) return ['class agreement', num(x.class_agreement)];
+  if (num(x.cosine) !== null) return ['cosine', num(x.cosine)];
+  return ['exact', x.exact ? 'yes' : 'no'];
+}
+
+// The diffs endpoint's answer; the route mirrors by its shadow section, or in a rollout's shadow phase.
+function drawShadowDiffs(d, inShadowPhase) {
+  const on = d.mirroring || inShadowPhase;
+  const mirroring = document.getElementById('shadow-mirroring');
+  mirroring.textContent = on ? 'mirroring' : 'not mirroring now';
+  mirroring.className = 'badge' + (on ? ' mirroring' : '');
+  const diffs = (d.diffs || []).slice(0, SHADOW_DIFFS_SHOWN);
+  document.getElementById('shadow-diffs').replaceChildren(...diffs.map((x) => {
+    const [name, value] = pairMeasure(x);
+    return el('li', { 'data-request-id': x.request_id || '' },
+      el('div', {}, el('time', { text: clock(x.time_ms) }), 'status ',
+        el('span', { class: x.status_agree ? '' : 'bad', text: x.primary_status + ' / ' + x.shadow_status }),
+        ' · ' + name + ' ', el('b', { class: 'measure', text: value }),
+        typeof x.length_ratio === 'number' ? ' · length ×' + x.length_ratio.toFixed(2) : ''),
+      pairText('prompt', 'prompt', x.prompt, false), pairText('stable', 'stable', x.primary, x.primary_truncated),
+      pairText('canary', 'canary', x.shadow, x.shadow_truncated));
+  }));
+  if (!diffs.length) document.getElementById('shadow-diffs').append(el('li', { class: 'muted', text: 'no disagreeing pair yet' }));
 }
 
 function gauge(label, fraction, text) {
@@ -331,7 +466,10 @@ async function pollStats() {
   if (!state.route || !state.routes.includes(state.route)) state.route = state.routes[0] || null;
   for (const r of stats.routes || []) for (const v of r.variants || []) record(r.route, v, t);
   const shown = (stats.routes || []).find((r) => r.route === state.route);
-  if (shown) drawQuality(shown);
+  if (shown) {
+    drawQuality(shown);
+    drawShadow(shown);
+  }
 }
 
 async function pollEvents(route) {
@@ -348,14 +486,15 @@ async function pollEvents(route) {
 async function pollRoute() {
   if (!state.route) return;
   const route = state.route;
-  const [detail, res, win] = await Promise.all([getJSON('/api/v1/routes/' + encodeURIComponent(route)),
-    getJSON('/api/v1/resources'), getJSON('/api/v1/routes/' + encodeURIComponent(route) + '/windows?limit=100'),
-    pollEvents(route)]);
+  const base = '/api/v1/routes/' + encodeURIComponent(route);
+  const [detail, res, win, , diffs] = await Promise.all([getJSON(base), getJSON('/api/v1/resources'),
+    getJSON(base + '/windows?limit=100'), pollEvents(route), state.shadow ? getJSON(base + '/shadow/diffs') : null]);
   if (route !== state.route) return;
   state.windows[route] = (win.windows || []).map((w) =>
     ({ t: w.time_ms, step: w.step, verdict: w.verdict, reason: reasonOf(w.analysis || {}) }));
   state.detail = detail;
   drawRollout(detail);
+  if (diffs) drawShadowDiffs(diffs, (detail.rollout || {}).state === 'shadow');
   drawResources(res);
 }
 

@@ -1,6 +1,8 @@
 """The built-in dashboard: its files are in the binary and served by the admin listener at / with
 content types and ETags, the API beside it is unchanged, and in a real headless Chromium it shows
-both variants' live numbers of a rollout in progress and aborts it with the admin token."""
+both variants' live numbers of a rollout in progress (streamed answers, so TTFT too), the shadow
+comparison of stable's mirrored requests with the canary's answers, aborts the rollout with the
+admin token, and shows a rollout's shadow phase before its first step."""
 import json
 import os
 import shutil
@@ -21,6 +23,13 @@ DATA = "data: { sample: 1, refresh: 1s }\n"
 # a rollout that stays at its first step while the browser looks: it never has enough requests
 SPEC = {"steps": [20, 50, 100], "interval": "1s", "min_requests": 1000000, "max_failures": 2,
         "checks": [{"metric": "error_rate", "max_increase": 0.01}, {"metric": "latency_p99", "max_ratio": 1.2}]}
+# the same with a shadow phase that lasts longer than the test: the page shows it before the steps
+SHADOW_SPEC = dict(SPEC, shadow={"duration": "1h"})
+# streamed, so that both variants have a time to first token; the prompt holds markup that the page
+# must show as text
+STREAMED = json.dumps({"model": "m", "stream": True,
+                       "messages": [{"role": "user", "content": "say <x-injected>hi</x-injected> & more"}]})
+SHADOW = "    shadow: {percent: 100}\n"
 
 
 def test_the_page_and_its_files_are_served_from_the_binary_with_types_and_etags():
@@ -67,15 +76,17 @@ def browse(url):
     assert os.path.isdir(os.path.join(NODE_MODULES, "playwright-core")), (
         "playwright-core is missing from %s: make build/node/node_modules/openai/package.json (npm ci)" % NODE_MODULES)
     os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-    out = subprocess.run([node, os.path.join(HERE, "node", "dashboard.js"), url, TOKEN, SCREENSHOT],
+    out = subprocess.run([node, os.path.join(HERE, "node", "dashboard.js"), url, TOKEN, SCREENSHOT, json.dumps(SHADOW_SPEC)],
                          capture_output=True, text=True, timeout=90, env=dict(os.environ, NODE_PATH=NODE_MODULES))
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_in_chromium_both_variants_chart_live_and_abort_with_the_token_rolls_back():
-    with mock(model="m-v1") as v1, mock(model="m-v2") as v2, \
-            Gateway(DATA + route_yaml(v1, v2, weight=0), **WITH_TOKEN) as gw, Load(gw.port, threads=2, rate=60):
+    # stable answers 16 tokens, the canary 3: every mirrored pair disagrees
+    with mock(model="m-v1") as v1, mock("--output-tokens", 3, model="m-v2") as v2, \
+            Gateway(DATA + route_yaml(v1, v2, weight=0, extra=SHADOW), **WITH_TOKEN) as gw, \
+            Load(gw.port, threads=2, rate=60, body=STREAMED):
         r = request(gw.admin, "POST", "/api/v1/routes/chat/rollout", AUTH, SPEC)
         assert r.status == 200 and r.json()["rollout"]["state"] == "progressing", r.body
         url = "http://127.0.0.1:%d/" % gw.admin
@@ -83,17 +94,40 @@ def test_in_chromium_both_variants_chart_live_and_abort_with_the_token_rolls_bac
         assert seen["requests"] and all(u.startswith(url) for u in seen["requests"]), seen["requests"]   # no CDN
         assert seen["console"] == [], seen["console"]
         assert seen["route"] == "chat" and "stable v1" in seen["legend"] and "canary v2" in seen["legend"], seen
+        assert set(seen["points"]) == {"rps", "error_rate", "p50", "p99", "ttft", "tokens_per_s"}, seen["points"]
         for metric, p in seen["points"].items():       # a point a second, in each variant's own line
             assert p["stable"] >= 4 and p["canary"] >= 4 and p["stableLine"] > 0 and p["canaryLine"] > 0, (metric, p)
         assert seen["steps"] == ["20%", "50%", "100%"] and seen["stateBefore"] == "progressing", seen
         assert "rollout_started" in seen["events"], seen["events"]
         assert any(g.startswith("CPU") for g in seen["gauges"]) and "memory" in seen["gauges"], seen["gauges"]
         assert any(row.startswith("samples read") for row in seen["quality"]), seen["quality"]
+        sh = seen["shadow"]                            # the shadow panel, beside data quality
+        assert sh["beside"] and "canary v2" in sh["title"] and sh["mirroring"] == "mirroring", sh
+        assert sh["meters"]["agreement"] == "0.0%" and sh["meters"]["exact_match_rate"] == "0.0%", sh["meters"]
+        assert sh["meters"]["status_agreement"] == "100.0%" and sh["meters"]["text_similarity"] not in ("—", "0.0%"), sh
+        counts = sh["counts"]
+        assert int(counts["requests"]) >= 1 and int(counts["pairs"]) >= 1 and counts["errors"] == "0", counts
+        assert counts["dropped"] == "0" and counts["latency_diff_ms"].endswith(" ms"), counts
+        assert 1 <= len(sh["diffs"]) <= 3, sh["diffs"]
+        for d in sh["diffs"]:                          # stable's 16 tokens against the canary's 3
+            assert d["prompt"] == "say <x-injected>hi</x-injected> & more" and d["canary"] == "tok0 tok1 tok2", d
+            assert d["stable"].startswith("tok0 tok1 tok2 tok3") and "tok15" in d["stable"], d
+            assert d["measure"] == "0.19" and "200 / 200" in d["head"] and "similarity" in d["head"], d
+        assert sh["injected"] == 0, "the prompt's markup became an element"
+        assert len({d["id"] for d in sh["diffs"]}) == len(sh["diffs"]), sh["diffs"]     # pairs, each once
         assert seen["fits"], "the page is wider than a 1366-pixel screen"
         assert "enter the admin token" in seen["withoutToken"], seen["withoutToken"]
         assert seen["stateAfter"] == "rolled_back" and seen["weightAfter"] == "0%" and seen["stored"], seen
         assert seen["answer"].startswith("abort: 200"), seen["answer"]
         assert any("rolled_back by api" in e and "aborted by hand" in e for e in seen["eventsAfter"]), seen["eventsAfter"]
+        # the next rollout begins with its shadow phase: a step of its own before the weighted ones
+        assert seen["shadowStart"] == 200, seen
+        phase = seen["shadowPhase"]
+        assert phase["steps"] == [["shadow 1h", "shadow current"], ["20%", ""], ["50%", ""], ["100%", ""]], phase
+        assert phase["verdict"].startswith("shadow phase:") and phase["weight"] == "0%", phase
         route = request(gw.admin, "GET", "/api/v1/routes/chat").json()      # and the API agrees
-        assert route["rollout"]["state"] == "rolled_back" and route["canary_weight"] == 0, route
+        assert route["rollout"]["state"] == "shadow" and route["canary_weight"] == 0, route
+        events = request(gw.admin, "GET", "/api/v1/events?route=chat").json()["events"]
+        assert [e["kind"] for e in events if e["kind"] in ("rolled_back", "shadow_started")] == \
+            ["rolled_back", "shadow_started"], events
         assert os.path.getsize(SCREENSHOT) > 10000

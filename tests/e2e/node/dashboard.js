@@ -1,12 +1,14 @@
-// dashboard.js URL TOKEN SCREENSHOT: opens fledge's dashboard in headless Chromium (Debian's
-// /usr/bin/chromium, or FLEDGE_CHROMIUM) through playwright-core, as an operator would on a
-// 1366×768 laptop: waits until both variants' charts hold points, saves a screenshot, enters the
-// admin token and clicks abort. Prints what it saw as one JSON line; exits 1 with the reason when
-// a step fails.
+// dashboard.js URL TOKEN SCREENSHOT SHADOW_SPEC: opens fledge's dashboard in headless Chromium
+// (Debian's /usr/bin/chromium, or FLEDGE_CHROMIUM) through playwright-core, as an operator would on
+// a 1366×768 laptop: waits until both variants' charts hold points and the shadow panel shows its
+// comparison and a disagreeing pair, saves a screenshot, enters the admin token and clicks abort;
+// then starts a rollout with SHADOW_SPEC (JSON, one with a shadow phase) from the page and reads
+// how the rollout panel shows that phase. Prints what it saw as one JSON line; exits 1 with the
+// reason when a step fails.
 const fs = require('fs');
 
 const CHROMIUM = process.env.FLEDGE_CHROMIUM || '/usr/bin/chromium';
-const METRICS = ['rps', 'error_rate', 'p50', 'p99', 'tokens_per_s'];
+const METRICS = ['rps', 'error_rate', 'p50', 'p99', 'ttft', 'tokens_per_s'];
 
 function fail(why) {
   console.error('dashboard.js: ' + why);
@@ -14,7 +16,7 @@ function fail(why) {
 }
 
 async function main() {
-  const [url, token, screenshot] = process.argv.slice(2);
+  const [url, token, screenshot, shadowSpec] = process.argv.slice(2);
   let playwright;
   try {
     playwright = require('playwright-core');
@@ -49,6 +51,25 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll('#gauges .gauge').length > 0, null, { timeout: 10000 });
     seen.gauges = await page.$$eval('#gauges .gauge .label span:first-child', (ls) => ls.map((l) => l.textContent));
     seen.quality = await page.$$eval('#quality tr', (rs) => rs.map((r) => r.textContent));
+    // the shadow panel: the comparison's measures and the last disagreeing pairs, as text
+    await page.waitForFunction(() => !document.getElementById('shadow').hidden &&
+      document.querySelectorAll('#shadow-diffs li[data-request-id]').length > 0, null, { timeout: 10000 });
+    seen.shadow = await page.evaluate(() => {
+      const text = (e, sel) => (e.querySelector(sel) || {}).textContent;
+      const meters = {}, counts = {};
+      for (const m of document.querySelectorAll('#shadow-meters .meter')) meters[m.dataset.measure] = text(m, '.value');
+      for (const c of document.querySelectorAll('#shadow-counts [data-count]')) counts[c.dataset.count] = text(c, 'b');
+      return { meters, counts, title: text(document, '#shadow h2'),
+        mirroring: text(document, '#shadow-mirroring'),
+        diffs: [...document.querySelectorAll('#shadow-diffs li[data-request-id]')].map((li) => ({
+          id: li.dataset.requestId, measure: text(li, '.measure'), head: li.firstChild.textContent,
+          prompt: text(li, '.text.prompt .said'), stable: text(li, '.text.stable .said'), canary: text(li, '.text.canary .said') })),
+        // the prompt holds markup: shown as text, it makes no element
+        injected: document.querySelectorAll('x-injected').length,
+        beside: (() => { const d = document.getElementById('data').getBoundingClientRect(),
+          s = document.getElementById('shadow').getBoundingClientRect();
+        return Math.abs(d.top - s.top) < 2 && s.left > d.right - 1; })() };
+    });
     seen.fits = await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
     await page.screenshot({ path: screenshot, fullPage: false });
 
@@ -67,6 +88,19 @@ async function main() {
     await page.waitForFunction(() => [...document.querySelectorAll('#events li')].some((l) => l.dataset.kind === 'rolled_back'),
       null, { timeout: 10000 });
     seen.eventsAfter = await page.$$eval('#events li', (ls) => ls.map((l) => l.textContent));
+
+    // a rollout with a shadow phase, started from the page's origin: the phase shows before the steps
+    seen.shadowStart = await page.evaluate(async ([spec, t]) => (await fetch('/api/v1/routes/chat/rollout', {
+      method: 'POST', headers: { authorization: 'Bearer ' + t, 'content-type': 'application/json' }, body: spec })).status,
+    [shadowSpec, token]);
+    await page.waitForFunction(() => document.getElementById('rollout-state').textContent === 'shadow', null,
+      { timeout: 10000 });
+    seen.shadowPhase = await page.evaluate(() => ({
+      steps: [...document.querySelectorAll('#steps li')].map((l) => [l.textContent, l.className]),
+      verdict: document.getElementById('verdict').textContent,
+      weight: document.getElementById('weight').textContent }));
+    await page.waitForFunction(() => [...document.querySelectorAll('#events li')].some((l) => l.dataset.kind === 'shadow_started'),
+      null, { timeout: 10000 });
   } catch (e) {
     fail(e.message + '\nseen so far: ' + JSON.stringify(seen));
   } finally {
