@@ -132,15 +132,10 @@ void fl_account_body(fl_client_t *c, const char *data, size_t len) {
   }
 }
 
-static int64_t completion_tokens(const fl_llm_t *o) {
-  if (o->completion_tokens >= 0) return o->completion_tokens;
-  return o->is_stream ? (int64_t)o->token_events : -1;
-}
-
 static void log_record(fl_client_t *c, int status, uint64_t duration_us) {
   const fl_exchange_t *ex = &c->ex;
   fl_alog_rec_t r = {.duration_us = duration_us, .status = status, .variant = (uint8_t)ex->decision.variant,
-                     .prompt_tokens = ex->llm.prompt_tokens, .completion_tokens = completion_tokens(&ex->llm),
+                     .prompt_tokens = ex->llm.prompt_tokens, .completion_tokens = fl_llm_completion_tokens(&ex->llm),
                      .ttft_us = ex->ttft_recorded ? (ex->llm.first_token_ns - ex->start_ns) / 1000 : 0};
   r.unix_ms = fl_worker_unix_ms(c->w);
   snprintf(r.request_id, sizeof r.request_id, "%s", ex->request_id);
@@ -190,7 +185,7 @@ void fl_account_end(fl_client_t *c) {
   fl_ctr_add(&vs->response_bytes, ex->resp_bytes);
   fl_hist_record(&vs->duration, duration_us);
   if (ex->llm.prompt_tokens > 0) fl_ctr_add(&vs->prompt_tokens, (uint64_t)ex->llm.prompt_tokens);
-  int64_t completion = completion_tokens(&ex->llm);
+  int64_t completion = fl_llm_completion_tokens(&ex->llm);
   if (completion > 0) fl_ctr_add(&vs->completion_tokens, (uint64_t)completion);
   fl_ctr_add(&vs->finish[ex->llm.finish], 1);
   if (ex->llm.is_stream) {

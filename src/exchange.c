@@ -118,12 +118,7 @@ static void detach(fl_client_t *c, bool reuse) {
   ex->up = NULL;
   if (c->w->cork_up == c) fl_buf_clear(&c->w->cork_up_buf);
   ex->up_paused = false;
-  if (reuse && u->sock.reading && u->sock.queued == 0) {   /* bytes still queued would go before the next request */
-    u->requests++;
-    fl_pool_put(&c->w->pools, u);
-  } else {
-    fl_upconn_close(&c->w->pools, u);
-  }
+  fl_upconn_done(&c->w->pools, u, reuse);
 }
 
 void fl_exchange_abort(fl_client_t *c) { detach(c, false); }

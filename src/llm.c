@@ -228,6 +228,11 @@ static inline void outside(fl_llm_t *o, uint8_t c) {
   else if (o->is_stream) match_done(o, c);
 }
 
+int64_t fl_llm_completion_tokens(const fl_llm_t *o) {
+  if (o->completion_tokens >= 0) return o->completion_tokens;
+  return o->is_stream ? (int64_t)o->token_events : -1;
+}
+
 void fl_llm_feed(fl_llm_t *o, const char *data, size_t len, uint64_t now_ns, fl_llm_token_fn on_token,
                  void *ctx) {
   const uint8_t *p = (const uint8_t *)data;

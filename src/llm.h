@@ -37,6 +37,8 @@ typedef struct fl_llm {
 
 /* is_stream: the response's Content-Type is text/event-stream. */
 void fl_llm_init(fl_llm_t *o, bool is_stream);
+/* The answer's completion tokens: its usage, else (a stream) the events with content; -1: unknown. */
+int64_t fl_llm_completion_tokens(const fl_llm_t *o);
 
 /* Feeds the next piece of the (de-chunked) body; now_ns stamps token events completed in it.
  * Calls on_token(ctx, gap_ns) for every token event after the first (gap since the previous). */

@@ -132,13 +132,7 @@ static void drop_up(fl_mirror_t *m, bool reuse) {
   fl_upconn_t *u = m->up;
   if (!u) return;
   m->up = NULL;
-  if (reuse && u->sock.reading && u->sock.queued == 0) {
-    u->requests++;
-    u->owner = NULL;
-    fl_pool_put(&m->w->pools, u);
-  } else {
-    fl_upconn_close(&m->w->pools, u);
-  }
+  fl_upconn_done(&m->w->pools, u, reuse);
 }
 
 /* The mirror's side is over: status is the answer's (0: none came whole, `why` says what failed). */
@@ -162,9 +156,7 @@ static void ended(fl_mirror_t *m, int status, fl_uperr_t why, bool reuse) {
     fl_hist_record(&v->duration, (now - m->sent_ns) / 1000);
     if (m->llm.first_token_ns) fl_hist_record(&v->ttft, (m->llm.first_token_ns - m->sent_ns) / 1000);
     if (m->llm.prompt_tokens > 0) fl_ctr_add(&v->prompt_tokens, (uint64_t)m->llm.prompt_tokens);
-    int64_t completion = m->llm.completion_tokens >= 0 ? m->llm.completion_tokens
-                         : m->llm.is_stream           ? (int64_t)m->llm.token_events
-                                                      : 0;
+    int64_t completion = fl_llm_completion_tokens(&m->llm);
     if (completion > 0) fl_ctr_add(&v->completion_tokens, (uint64_t)completion);
   }
   if (m->primary_done) release(m);

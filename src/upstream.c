@@ -182,6 +182,15 @@ void fl_upconn_close(fl_pools_t *p, fl_upconn_t *u) {
   fl_sock_close(&u->sock, on_free);
 }
 
+void fl_upconn_done(fl_pools_t *p, fl_upconn_t *u, bool reuse) {
+  if (reuse && u->sock.reading && u->sock.queued == 0) {
+    u->requests++;
+    fl_pool_put(p, u);
+  } else {
+    fl_upconn_close(p, u);
+  }
+}
+
 void fl_pool_put(fl_pools_t *p, fl_upconn_t *u) {
   u->owner = NULL;
   u->idle_since_ms = fl_now_ms();

@@ -92,6 +92,10 @@ fl_upconn_t *fl_pool_take(fl_pools_t *p, fl_backend_t *b);
  * is full. */
 void fl_pool_put(fl_pools_t *p, fl_upconn_t *u);
 
+/* A connection whose exchange is over: back to the pool when reuse is allowed and it is whole
+ * (reading, nothing queued that would go before the next request), else closed. */
+void fl_upconn_done(fl_pools_t *p, fl_upconn_t *u, bool reuse);
+
 /* Closes u (removing it from the pool if it is idle there) and frees it in the close callback. */
 void fl_upconn_close(fl_pools_t *p, fl_upconn_t *u);
 
