@@ -720,6 +720,8 @@ int fl_rollout_start(const fl_conf_t *c, const char *route, const json_t *spec, 
   r->step = 0;
   r->failures = 0;
   memset(r->verdicts, 0, sizeof r->verdicts);        /* this rollout's windows, not earlier ones' */
+  json_decref(r->last_analysis);                      /* nor the last one's analysis */
+  r->last_analysis = NULL;
   r->generation++;
   current_conf = c;
   refused[0] = '\0';

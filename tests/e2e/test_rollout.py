@@ -70,6 +70,11 @@ def test_a_canary_with_5_percent_errors_is_rolled_back_at_its_first_two_looks():
         for i in range(50):
             r = request(gw.port, "POST", "/v1/chat/completions", {"x-user-id": "after-%d" % i}, chat())
             assert r.header("x-fledge-variant") == "stable"
+        # a new rollout starts with no analysis of its own: neither the API nor /metrics shows the last one's
+        r = start(gw, dict(SPEC, interval="60s"))
+        r = route(gw)
+        assert r["rollout"]["state"] == "progressing" and "last_analysis" not in r["rollout"], r["rollout"]
+        assert "fledge_analysis_canary_value{" not in request(gw.admin, "GET", "/metrics").body.decode()
 
 
 def test_a_canary_one_and_a_half_times_slower_is_rolled_back():
