@@ -197,7 +197,7 @@ static int reserve(fl_buf_t *b, size_t more) {
   return 0;
 }
 
-int fl_buf_append(fl_buf_t *b, const void *data, size_t len) {
+int fl_buf_append_grow(fl_buf_t *b, const void *data, size_t len) {
   int rc = reserve(b, len);
   if (rc || len == 0) return rc;        /* nothing to copy: data may be NULL too, when b has no memory */
   memcpy(b->data + b->len, data, len);

@@ -80,8 +80,15 @@ typedef struct fl_buf {
   int err;                          /* 0, or the first append's failure (FL_ENOMEM, FL_ELIMIT) */
 } fl_buf_t;
 
-/* 0, or the buffer's sticky error. */
-int fl_buf_append(fl_buf_t *b, const void *data, size_t len);
+/* 0, or the buffer's sticky error. Inline for a short piece that fits (heads are built from
+ * dozens of them, literals among them, whose copies the compiler then writes in place). */
+int fl_buf_append_grow(fl_buf_t *b, const void *data, size_t len);
+static inline int fl_buf_append(fl_buf_t *b, const void *data, size_t len) {
+  if (b->err || len > 4096 || len > b->cap - b->len) return fl_buf_append_grow(b, data, len);
+  if (len) memcpy(b->data + b->len, data, len);   /* data may be NULL when len is 0 */
+  b->len += len;
+  return 0;
+}
 /* Empties b and forgets its error; keeps its memory for reuse. */
 static inline void fl_buf_clear(fl_buf_t *b) { b->len = 0; b->err = 0; }
 int fl_buf_printf(fl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

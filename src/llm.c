@@ -6,6 +6,10 @@
  * scanner after an unbalanced quote. */
 #include "llm.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 enum { S_OUT, S_STR, S_AFTER_STR, S_VALUE, S_NUM, S_OPEN };   /* scanner states */
 enum { K_NONE, K_PROMPT, K_COMPLETION, K_FINISH, K_TEXT, K_TOOL }; /* watched keys */
 
@@ -50,9 +54,14 @@ const char *fl_finish_name(fl_finish_t f) {
   return (unsigned)f < FL_FINISH_COUNT ? FINISH_NAMES[f] : "none";
 }
 
-/* Is the whole current string exactly lit? A string longer than the capture never is. */
-static inline bool str_is(const fl_llm_t *o, const char *lit, size_t n) {
-  return o->str_total == n && memcmp(o->str, lit, n) == 0;
+/* The watched key a string names (K_NONE if none). Length, first and last bytes first: most
+ * keys differ there, and the call to memcmp is skipped. */
+static uint8_t key_of(const char *str, size_t n) {
+  for (size_t k = 0; k < FL_ARRAY_LEN(KEYS); k++)
+    if (KEYS[k].len == n && KEYS[k].name[0] == str[0] && KEYS[k].name[n - 1] == str[n - 1] &&
+        memcmp(KEYS[k].name, str, n) == 0)
+      return KEYS[k].id;
+  return K_NONE;
 }
 
 static inline void capture(fl_llm_t *o, const uint8_t *p, size_t n) {
@@ -95,6 +104,35 @@ static void string_closed(fl_llm_t *o) {
   else if (o->str_total > 0) o->event_has_token = true;   /* K_TEXT, K_TOOL */
 }
 
+/* Where the run of plain string bytes at p ends: the offset of the first '"', '\\' or '\n', or n.
+ * Sixteen bytes at a time with SSE2, then eight: (x - 0x01..) & ~x & 0x80.. flags the zero
+ * bytes of x, exactly for the lowest one (a borrow only reaches bytes above a zero), which is
+ * the first in memory here; then one at a time. */
+static size_t string_run(const uint8_t *p, size_t n) {
+  size_t i = 0;
+#ifdef __SSE2__
+  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), nl = _mm_set1_epi8('\n');
+  for (; n - i >= 16; i += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
+    __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)), _mm_cmpeq_epi8(v, nl));
+    unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+    if (mask) return i + (size_t)__builtin_ctz(mask);
+  }
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  for (; n - i >= 8; i += 8) {
+    uint64_t v, q, b, l;
+    memcpy(&v, p + i, 8);
+    q = v ^ (ones * '"'), b = v ^ (ones * '\\'), l = v ^ (ones * '\n');
+    uint64_t hit = (((q - ones) & ~q) | ((b - ones) & ~b) | ((l - ones) & ~l)) & highs;
+    if (hit) return i + (size_t)__builtin_ctzll(hit) / 8;
+  }
+#endif
+  while (i < n && !STR_STOP[p[i]]) i++;
+  return i;
+}
+
 /* Consumes string bytes up to and including the closing quote; returns how many. */
 static size_t in_string(fl_llm_t *o, const uint8_t *p, size_t n) {
   size_t i = 0;
@@ -106,7 +144,7 @@ static size_t in_string(fl_llm_t *o, const uint8_t *p, size_t n) {
       continue;
     }
     size_t start = i;
-    while (i < n && !STR_STOP[p[i]]) i++;
+    i += string_run(p + i, n - i);
     capture(o, p + start, i - start);
     if (i == n) break;
     if (p[i] == '"') {
@@ -131,12 +169,11 @@ static void start_string(fl_llm_t *o) {
 /* The ':' after a string: if it names a watched key, its value comes next. */
 static void key_seen(fl_llm_t *o) {
   reset_value(o);
-  for (size_t k = 0; k < FL_ARRAY_LEN(KEYS); k++)
-    if (str_is(o, KEYS[k].name, KEYS[k].len)) {
-      o->state = S_VALUE;
-      o->key_id = KEYS[k].id;
-      return;
-    }
+  uint8_t id = o->str_total == o->str_len ? key_of(o->str, o->str_len) : K_NONE;   /* longer: none */
+  if (id != K_NONE) {
+    o->state = S_VALUE;
+    o->key_id = id;
+  }
 }
 
 /* The first byte of a watched key's value; false when the value is not one we read. */
@@ -233,6 +270,83 @@ int64_t fl_llm_completion_tokens(const fl_llm_t *o) {
   return o->is_stream ? (int64_t)o->token_events : -1;
 }
 
+/* ---- plain JSON bodies: whole strings in view ---- */
+
+static bool is_blank(uint8_t c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* The end of the string whose content starts at p[i] (the offset of its closing quote), or n
+ * when it is not closed within p or holds a raw newline. *plain: no escapes in it. */
+static size_t string_end(const uint8_t *p, size_t i, size_t n, bool *plain) {
+  *plain = true;
+  for (;;) {
+    i += string_run(p + i, n - i);
+    if (i == n || p[i] == '"') return i;
+    if (p[i] == '\n' || n - i < 2) return n;
+    *plain = false;
+    i += 2;                            /* a backslash and the byte it escapes */
+  }
+}
+
+/* The value of watched key `id` at p[i] (blanks skipped): the offset after what it used, or n
+ * when the value runs past p (the byte scanner then reads it again from its key). */
+static size_t watched_value(fl_llm_t *o, uint8_t id, const uint8_t *p, size_t i, size_t n) {
+  while (i < n && is_blank(p[i])) i++;
+  if (i == n) return n;
+  if (id == K_PROMPT || id == K_COMPLETION) {
+    size_t start = i;
+    int64_t v = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+      if (i - start < MAX_DIGITS) v = v * 10 + (p[i] - '0');
+    if (i == n) return n;
+    if (i > start && i - start <= MAX_DIGITS) *(id == K_PROMPT ? &o->prompt_tokens : &o->completion_tokens) = v;
+    return i;
+  }
+  if (p[i] == '"') {
+    bool plain;
+    size_t end = string_end(p, i + 1, n, &plain);
+    if (end == n) return n;
+    if (id == K_FINISH) o->finish = fl_finish_parse((const char *)p + i + 1, end - i - 1);
+    else if (end > i + 1) o->event_has_token = true;        /* K_TEXT, K_TOOL */
+    return end + 1;
+  }
+  if (id == K_TOOL && (p[i] == '[' || p[i] == '{')) {      /* a tool call counts unless empty */
+    for (i++; i < n && is_blank(p[i]); i++) {}
+    if (i == n) return n;
+    if (p[i] != ']' && p[i] != '}') o->event_has_token = true;
+  }
+  return i;
+}
+
+/* A plain JSON body (the scanner outside any string): each string is found with memchr and
+ * scanned to its end in place, keys are matched where they lie, and nothing is copied. The
+ * byte scanner's result, faster. Returns the offset of the first string that does not end
+ * within p (or of the key whose value does not), or n; the byte scanner goes on from there. */
+static size_t json_strings(fl_llm_t *o, const uint8_t *p, size_t n) {
+  size_t i = 0;
+  for (;;) {
+    size_t open = i, near = FL_MIN(n, i + 16);
+    while (open < near && p[open] != '"') open++;            /* the next string is mostly close by */
+    if (open == near) {
+      const uint8_t *q = memchr(p + open, '"', n - open);
+      if (!q) return n;
+      open = (size_t)(q - p);
+    }
+    bool plain;
+    size_t end = string_end(p, open + 1, n, &plain);
+    if (end == n) return open;
+    for (i = end + 1; i < n && is_blank(p[i]); i++) {}
+    if (i == n) return open;
+    if (p[i] != ':') continue;                                /* a value, not a key */
+    uint8_t id = plain ? key_of((const char *)p + open + 1, end - open - 1) : K_NONE;
+    if (id == K_NONE) {
+      i++;
+      continue;
+    }
+    i = watched_value(o, id, p, i + 1, n);
+    if (i == n) return open;
+  }
+}
+
 void fl_llm_feed(fl_llm_t *o, const char *data, size_t len, uint64_t now_ns, fl_llm_token_fn on_token,
                  void *ctx) {
   const uint8_t *p = (const uint8_t *)data;
@@ -242,10 +356,10 @@ void fl_llm_feed(fl_llm_t *o, const char *data, size_t len, uint64_t now_ns, fl_
       i += in_string(o, p + i, len - i);
       continue;
     }
-    if (o->state == S_OUT && !o->is_stream) {   /* a plain JSON body: only a quote matters here */
-      const uint8_t *q = memchr(p + i, '"', len - i);
-      if (!q) return;
-      i = (size_t)(q - p) + 1;
+    if (o->state == S_OUT && !o->is_stream) {   /* a plain JSON body: only strings matter here */
+      i += json_strings(o, p + i, len - i);
+      if (i == len) return;
+      i++;                                         /* a string that goes on past this piece */
       o->nl_run = 0;
       start_string(o);
       continue;

@@ -317,6 +317,19 @@ static void error_body_leaves_usage_unknown(void **state) {
   assert_int_equal(r.events, 0);
 }
 
+/* Whole strings are read in place (json_strings); these shapes must read as they do a byte at a
+ * time, which observe's cuts check too. */
+static void json_bodies_read_in_place_the_same_as_byte_by_byte(void **state) {
+  outcome_t r = observe("{\"content\":\"quoting \\\"prompt_tokens\\\":99 and \\\"finish_reason\\\":\\\"length\\\"\","
+                        "\"fin\\u0069sh_reason\":\"length\",\"usage\":{\"prompt_tokens\"\n :\t 12345678901234567890,"
+                        "\"completion_tokens\"  :  7},\"finish_reason\":\"a finish reason longer than any name\"}", false);
+  assert_int_equal(r.prompt, -1);                  /* 20 digits: not a token count */
+  assert_int_equal(r.completion, 7);
+  assert_int_equal(r.finish, FL_FINISH_OTHER);    /* the escaped key is not finish_reason */
+  r = observe("{\"tool_calls\": [ {\"id\":\"t\"}],\"finish_reason\" : \"tool_calls\",\"x\":\"unterminated", false);
+  assert_int_equal(r.finish, FL_FINISH_TOOL_CALLS);
+}
+
 /* ---- garbage and overlong input ---- */
 
 static void garbage_is_survived_and_the_next_event_still_counts(void **state) {
@@ -485,6 +498,7 @@ int main(void) {
       cmocka_unit_test(usage_last_seen_wins),
       cmocka_unit_test(non_stream_completion_reports_usage_and_finish_without_token_events),
       cmocka_unit_test(error_body_leaves_usage_unknown),
+    cmocka_unit_test(json_bodies_read_in_place_the_same_as_byte_by_byte),
       cmocka_unit_test(garbage_is_survived_and_the_next_event_still_counts),
       cmocka_unit_test(overlong_strings_keys_and_numbers_are_truncated_never_matched),
       cmocka_unit_test(token_events_are_stamped_when_they_complete_and_gaps_are_reported),
