@@ -245,7 +245,7 @@ typedef struct fl_conf {
   char **scrape_families; size_t n_scrape_families;   /* scrape.families: names kept ("x*": prefix);
                                                          none given: a built-in list (scrape.c) */
   fl_process_conf_t *processes; size_t n_processes;
-  char *feedback_key_env;           /* feedback.key_env: variable holding the request-id HMAC key;
+  char *feedback_key_env;           /* feedback.key_env: variable holding the request-id signing key;
                                        NULL: a key generated once and kept in the state store */
   char *prometheus_url;             /* analysis.prometheus: where query checks run (promql.h); NULL: none */
   fl_route_t *routes; size_t n_routes;

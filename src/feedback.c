@@ -1,9 +1,12 @@
-/* feedback.c — request ids signed with HMAC-SHA-256 and the feedback given on them.
+/* feedback.c — signed request ids and the feedback given on them.
  *
- * An id is base64url(payload || tag), the tag the first 12 bytes of the HMAC of the payload:
- *   1 byte format (1) | 1 byte variant | route length, route | version length, version |
+ * An id is base64url(payload || tag):
+ *   1 byte format | 1 byte variant | route length, route | version length, version |
  *   6 bytes Unix ms, big-endian | 4 bytes nonce
- * The key is set once before the workers start and only read afterwards. */
+ * Format 2 (signed now): the tag is the payload's SipHash-2-4, 8 bytes little-endian, under a
+ * key derived from the feedback key. Format 1 (signed before; still verified, as ids live as long
+ * as feedback may come): the first 12 bytes of the payload's HMAC-SHA-256 under the key itself.
+ * The keys are set once before the workers start and only read afterwards. */
 #include "feedback.h"
 #include "base64.h"
 #include "cluster.h"
@@ -11,32 +14,42 @@
 #include "monitor.h"
 #include "router.h"
 #include "sha256.h"
+#include "siphash.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
 
-#define FORMAT 1
-#define TAG_LEN 12
+#define FORMAT_HMAC 1
+#define FORMAT_SIP 2
+#define HMAC_TAG_LEN 12
+#define SIP_TAG_LEN 8
 #define PAYLOAD_MAX (1 + 1 + 1 + 63 + 1 + 63 + 6 + 4)
 #define LABEL_MAX 64
 #define FL_FEEDBACK_CLAIM_MS (30u * 24 * 3600 * 1000)   /* a rating of one request is claimed fleet-wide for 30 days */
 #define COMMENT_MAX 2000
 
 static fl_hmac_key_t key;
+static fl_siphash_key_t sip_key;
 
-void fl_feedback_set_key(const void *k, size_t len) { fl_hmac_key_init(&key, k, len); }
+void fl_feedback_set_key(const void *k, size_t len) {
+  static const char LABEL[] = "fledge request ids: SipHash-2-4 key";
+  uint8_t derived[FL_SHA256_LEN];
+  fl_hmac_key_init(&key, k, len);
+  fl_hmac(&key, LABEL, sizeof LABEL - 1, derived);
+  fl_siphash_key_init(&sip_key, derived);
+}
 
 /* ---- ids ---- */
 
 size_t fl_request_id_sign(char *out, const char *route, unsigned variant, const char *version, uint64_t unix_ms,
                           uint32_t nonce) {
-  uint8_t buf[PAYLOAD_MAX + FL_SHA256_LEN];
+  uint8_t buf[PAYLOAD_MAX + SIP_TAG_LEN];
   size_t rl = strlen(route), vl = strlen(version), n = 0;
   out[0] = '\0';
   if (rl > 63 || vl > 63) return 0;
-  buf[n++] = FORMAT;
+  buf[n++] = FORMAT_SIP;
   buf[n++] = (uint8_t)variant;
   buf[n++] = (uint8_t)rl;
   memcpy(buf + n, route, rl), n += rl;
@@ -44,27 +57,40 @@ size_t fl_request_id_sign(char *out, const char *route, unsigned variant, const 
   memcpy(buf + n, version, vl), n += vl;
   for (int i = 5; i >= 0; i--) buf[n++] = (uint8_t)(unix_ms >> (8 * i));
   for (int i = 3; i >= 0; i--) buf[n++] = (uint8_t)(nonce >> (8 * i));
-  fl_hmac(&key, buf, n, buf + n);              /* the tag is the MAC's first TAG_LEN bytes */
-  return fl_b64_encode(FL_B64_URL, buf, n + TAG_LEN, out);
+  uint64_t tag = fl_siphash(&sip_key, buf, n);
+  for (int i = 0; i < SIP_TAG_LEN; i++) buf[n++] = (uint8_t)(tag >> (8 * i));
+  return fl_b64_encode(FL_B64_URL, buf, n, out);
 }
 
 /* Constant time, so the check does not tell how much of a forged tag was right. */
-static bool tag_equal(const uint8_t *a, const uint8_t *b) {
+static bool tag_equal(const uint8_t *a, const uint8_t *b, size_t len) {
   uint8_t diff = 0;
-  for (int i = 0; i < TAG_LEN; i++) diff |= a[i] ^ b[i];
+  for (size_t i = 0; i < len; i++) diff |= a[i] ^ b[i];
   return diff == 0;
 }
 
+/* The tag the payload should carry in its format (tag_len bytes into tag). */
+static void expected_tag(const uint8_t *payload, size_t len, uint8_t tag[FL_SHA256_LEN]) {
+  if (payload[0] == FORMAT_HMAC) {
+    fl_hmac(&key, payload, len, tag);
+    return;
+  }
+  uint64_t t = fl_siphash(&sip_key, payload, len);
+  for (int i = 0; i < SIP_TAG_LEN; i++) tag[i] = (uint8_t)(t >> (8 * i));
+}
+
 int fl_request_id_verify(const char *id, size_t len, fl_request_origin_t *out) {
-  uint8_t buf[PAYLOAD_MAX + TAG_LEN], mac[FL_SHA256_LEN];
+  uint8_t buf[PAYLOAD_MAX + HMAC_TAG_LEN], mac[FL_SHA256_LEN];
   int n = len < FL_REQUEST_ID_MAX ? (int)fl_b64_decode(FL_B64_URL, id, len, buf, sizeof buf) : -1;
-  if (n < 3 + 1 + 6 + 4 + TAG_LEN || buf[0] != FORMAT || buf[1] >= FL_NVARIANTS) return FL_EINVAL;
-  size_t payload = (size_t)n - TAG_LEN, rl = buf[2];
+  if (n < 1 || (buf[0] != FORMAT_SIP && buf[0] != FORMAT_HMAC)) return FL_EINVAL;
+  size_t tag_len = buf[0] == FORMAT_SIP ? SIP_TAG_LEN : HMAC_TAG_LEN;
+  if ((size_t)n < 3 + 1 + 6 + 4 + tag_len || buf[1] >= FL_NVARIANTS) return FL_EINVAL;
+  size_t payload = (size_t)n - tag_len, rl = buf[2];
   if (rl > 63 || 3 + rl >= payload) return FL_EINVAL;
   size_t vl = buf[3 + rl];
   if (vl > 63 || 4 + rl + vl + 10 != payload) return FL_EINVAL;
-  fl_hmac(&key, buf, payload, mac);
-  if (!tag_equal(mac, buf + payload)) return FL_EPARSE;
+  expected_tag(buf, payload, mac);
+  if (!tag_equal(mac, buf + payload, tag_len)) return FL_EPARSE;
   memcpy(out->route, buf + 3, rl);
   out->route[rl] = '\0';
   memcpy(out->version, buf + 4 + rl, vl);

@@ -1,5 +1,5 @@
 /* feedback.h — signed request ids and user feedback. The id the gateway gives an exchange names
- * the route, variant and version that served it and carries an HMAC-SHA-256 tag, so feedback on
+ * the route, variant and version that served it and carries a SipHash-2-4 tag, so feedback on
  * it (POST /api/v1/feedback) is attributed without a lookup table, across restarts and replicas
  * sharing the key, and a forged or altered id is refused. */
 #ifndef FL_FEEDBACK_H

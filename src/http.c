@@ -106,13 +106,29 @@ int fl_http_head_url(fl_http_head_t *h, const char *at, size_t len) {
 
 static char lower(char c) { return (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); }
 
+/* ASCII letters of s made lower-case in place, eight bytes at a time: in each byte's low seven
+ * bits, adding 0x3f sets the top bit from 'A' up and adding 0x25 from past 'Z' (no carry leaves
+ * a byte); a byte with its own top bit set is no letter. The flag, moved to 0x20, is the case. */
+static void lower_run(char *s, size_t n) {
+  const uint64_t low7 = 0x7f7f7f7f7f7f7f7fu, top = 0x8080808080808080u;
+  size_t i = 0;
+  for (; n - i >= 8; i += 8) {
+    uint64_t v, h;
+    memcpy(&v, s + i, 8);
+    h = v & low7;
+    v |= ((h + 0x3f3f3f3f3f3f3f3fu) & ~(h + 0x2525252525252525u) & ~v & top) >> 2;
+    memcpy(s + i, &v, 8);
+  }
+  for (; i < n; i++) s[i] = lower(s[i]);
+}
+
 int fl_http_head_add(fl_http_head_t *h, const char *name, size_t nlen, const char *value, size_t vlen) {
   if (h->n == h->max && !grow((void **)&h->hdrs, &h->max, h->max_limit, sizeof *h->hdrs, h->n + 1))
     return refuse(h, 431, "too many header fields");
   uint32_t off = h->len;
   if (append(h, name, nlen, "header section too large") || append(h, value, vlen, "header section too large"))
     return 431;
-  for (uint32_t i = off; i < off + nlen; i++) h->buf[i] = lower(h->buf[i]);
+  lower_run(h->buf + off, nlen);
   h->hdrs[h->n++] = (fl_hdr_t){.name_off = off, .name_len = (uint32_t)nlen, .value_off = off + (uint32_t)nlen,
                                .value_len = (uint32_t)vlen};
   if (nlen == 10 && memcmp(h->buf + off, "connection", 10) == 0) h->n_connection++;

@@ -1,6 +1,6 @@
-/* test_feedback.c — signed request ids as a specification: SHA-256 and HMAC against the FIPS 180
- * and RFC 4231 vectors, ids that round-trip what served the request, and every alteration, cut
- * or other key refused. */
+/* test_feedback.c — signed request ids as a specification: SHA-256, HMAC and SipHash against the
+ * FIPS 180, RFC 4231 and SipHash paper's vectors, ids that round-trip what served the request
+ * (those signed before with HMAC too), and every alteration, cut or other key refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base64.h"
 #include "feedback.h"
 #include "sha256.h"
+#include "siphash.h"
 #include "store.h"
 
 #include <unistd.h>
@@ -92,6 +94,41 @@ static void hmac_vectors(void) {
 }
 
 static const char KEY[] = "a key of at least sixteen bytes";
+
+/* The paper's example (key 00..0f, message 00..0e) and the reference vectors' first (empty). */
+static void siphash_matches_the_papers_vectors(void **state) {
+  uint8_t key[16], msg[64];
+  for (int i = 0; i < 16; i++) key[i] = (uint8_t)i;
+  for (int i = 0; i < 64; i++) msg[i] = (uint8_t)i;
+  fl_siphash_key_t k;
+  fl_siphash_key_init(&k, key);
+  assert_true(fl_siphash(&k, msg, 0) == 0x726fdb47dd0e0e31u);
+  assert_true(fl_siphash(&k, msg, 15) == 0xa129ca6149be45e5u);
+  assert_true(fl_siphash(&k, msg, 16) != fl_siphash(&k, msg, 15));
+}
+
+/* An id of the first format (HMAC-SHA-256 tag, 12 bytes), signed by an earlier fledge, still
+ * verifies: feedback on it may come long after. */
+static void ids_signed_with_hmac_by_earlier_versions_still_verify(void **state) {
+  fl_feedback_set_key(KEY, strlen(KEY));
+  uint8_t buf[64] = {1, 1, 4, 'c', 'h', 'a', 't', 2, 'v', '2', 0, 0, 0, 0, 0, 42, 0, 0, 0, 7};
+  size_t n = 20;
+  fl_hmac_key_t hk;
+  uint8_t mac[FL_SHA256_LEN];
+  fl_hmac_key_init(&hk, KEY, strlen(KEY));
+  fl_hmac(&hk, buf, n, mac);
+  memcpy(buf + n, mac, 12);
+  char id[FL_REQUEST_ID_MAX];
+  size_t len = fl_b64_encode(FL_B64_URL, buf, n + 12, id);
+  fl_request_origin_t o;
+  assert_int_equal(fl_request_id_verify(id, len, &o), 0);
+  assert_string_equal(o.route, "chat");
+  assert_string_equal(o.version, "v2");
+  assert_int_equal(o.unix_ms, 42);
+  buf[n] ^= 1;                                   /* its tag altered */
+  len = fl_b64_encode(FL_B64_URL, buf, n + 12, id);
+  assert_int_equal(fl_request_id_verify(id, len, &o), FL_EPARSE);
+}
 
 static void an_id_names_the_route_variant_version_and_time_that_served(void **state) {
   fl_feedback_set_key(KEY, strlen(KEY));
@@ -215,6 +252,8 @@ int main(void) {
       cmocka_unit_test(gateways_sharing_a_store_share_its_key_and_never_replace_it),
       cmocka_unit_test(sha256_matches_the_fips_180_vectors),
       cmocka_unit_test(hmac_matches_the_rfc_4231_vectors),
+      cmocka_unit_test(siphash_matches_the_papers_vectors),
+      cmocka_unit_test(ids_signed_with_hmac_by_earlier_versions_still_verify),
       cmocka_unit_test(an_id_names_the_route_variant_version_and_time_that_served),
       cmocka_unit_test(the_longest_names_fit_and_longer_ones_are_not_signed),
       cmocka_unit_test(every_altered_character_is_refused),
