@@ -317,9 +317,9 @@ static size_t watched_value(fl_llm_t *o, uint8_t id, const uint8_t *p, size_t i,
   return i;
 }
 
-/* A plain JSON body (the scanner outside any string): each string is found with memchr and
- * scanned to its end in place, keys are matched where they lie, and nothing is copied. The
- * byte scanner's result, faster. Returns the offset of the first string that does not end
+/* A plain JSON body (the scanner outside any string): each string is found (a look at the next
+ * 16 bytes, then memchr) and scanned to its end in place, keys are matched where they lie, and
+ * nothing is copied. The byte scanner's result, faster. Returns the offset of the first string that does not end
  * within p (or of the key whose value does not), or n; the byte scanner goes on from there. */
 static size_t json_strings(fl_llm_t *o, const uint8_t *p, size_t n) {
   size_t i = 0;
