@@ -43,9 +43,20 @@ void fl_feedback_set_key(const void *k, size_t len) {
 
 /* ---- ids ---- */
 
+/* The tag of a payload in its format (payload[0]), written into tag; returns the tag's length. */
+static size_t tag_of(const uint8_t *payload, size_t len, uint8_t tag[FL_SHA256_LEN]) {
+  if (payload[0] == FORMAT_HMAC) {
+    fl_hmac(&key, payload, len, tag);
+    return HMAC_TAG_LEN;
+  }
+  uint64_t t = fl_siphash(&sip_key, payload, len);
+  for (int i = 0; i < SIP_TAG_LEN; i++) tag[i] = (uint8_t)(t >> (8 * i));
+  return SIP_TAG_LEN;
+}
+
 size_t fl_request_id_sign(char *out, const char *route, unsigned variant, const char *version, uint64_t unix_ms,
                           uint32_t nonce) {
-  uint8_t buf[PAYLOAD_MAX + SIP_TAG_LEN];
+  uint8_t buf[PAYLOAD_MAX + FL_SHA256_LEN];
   size_t rl = strlen(route), vl = strlen(version), n = 0;
   out[0] = '\0';
   if (rl > 63 || vl > 63) return 0;
@@ -57,9 +68,7 @@ size_t fl_request_id_sign(char *out, const char *route, unsigned variant, const 
   memcpy(buf + n, version, vl), n += vl;
   for (int i = 5; i >= 0; i--) buf[n++] = (uint8_t)(unix_ms >> (8 * i));
   for (int i = 3; i >= 0; i--) buf[n++] = (uint8_t)(nonce >> (8 * i));
-  uint64_t tag = fl_siphash(&sip_key, buf, n);
-  for (int i = 0; i < SIP_TAG_LEN; i++) buf[n++] = (uint8_t)(tag >> (8 * i));
-  return fl_b64_encode(FL_B64_URL, buf, n, out);
+  return fl_b64_encode(FL_B64_URL, buf, n + tag_of(buf, n, buf + n), out);
 }
 
 /* Constant time, so the check does not tell how much of a forged tag was right. */
@@ -67,16 +76,6 @@ static bool tag_equal(const uint8_t *a, const uint8_t *b, size_t len) {
   uint8_t diff = 0;
   for (size_t i = 0; i < len; i++) diff |= a[i] ^ b[i];
   return diff == 0;
-}
-
-/* The tag the payload should carry in its format (tag_len bytes into tag). */
-static void expected_tag(const uint8_t *payload, size_t len, uint8_t tag[FL_SHA256_LEN]) {
-  if (payload[0] == FORMAT_HMAC) {
-    fl_hmac(&key, payload, len, tag);
-    return;
-  }
-  uint64_t t = fl_siphash(&sip_key, payload, len);
-  for (int i = 0; i < SIP_TAG_LEN; i++) tag[i] = (uint8_t)(t >> (8 * i));
 }
 
 int fl_request_id_verify(const char *id, size_t len, fl_request_origin_t *out) {
@@ -89,7 +88,7 @@ int fl_request_id_verify(const char *id, size_t len, fl_request_origin_t *out) {
   if (rl > 63 || 3 + rl >= payload) return FL_EINVAL;
   size_t vl = buf[3 + rl];
   if (vl > 63 || 4 + rl + vl + 10 != payload) return FL_EINVAL;
-  expected_tag(buf, payload, mac);
+  tag_of(buf, payload, mac);
   if (!tag_equal(mac, buf + payload, tag_len)) return FL_EPARSE;
   memcpy(out->route, buf + 3, rl);
   out->route[rl] = '\0';

@@ -82,9 +82,10 @@ typedef struct fl_buf {
 
 /* 0, or the buffer's sticky error. Inline for a short piece that fits (heads are built from
  * dozens of them, literals among them, whose copies the compiler then writes in place). */
+#define FL_BUF_INLINE_MAX 4096     /* longer pieces take the call: a copy that size costs more than it */
 int fl_buf_append_grow(fl_buf_t *b, const void *data, size_t len);
 static inline int fl_buf_append(fl_buf_t *b, const void *data, size_t len) {
-  if (b->err || len > 4096 || len > b->cap - b->len) return fl_buf_append_grow(b, data, len);
+  if (b->err || len > FL_BUF_INLINE_MAX || len > b->cap - b->len) return fl_buf_append_grow(b, data, len);
   if (len) memcpy(b->data + b->len, data, len);   /* data may be NULL when len is 0 */
   b->len += len;
   return 0;

@@ -377,18 +377,29 @@ static void test_a_field_name_is_exactly_rfc_9110_token_characters(void **state)
 
 /* Control bytes in a value would smuggle line breaks into logs and backends; HTAB and obs-text
  * are fine. */
+/* Each byte at each place of a 43-byte value: values are checked 16 bytes at a time, then 8,
+ * then one by one, and each stretch must judge alike. */
 static void test_a_field_value_refuses_control_bytes_and_takes_tabs_and_obs_text(void **state) {
+  static const size_t places[] = {1, 20, 35, 41};
+  static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nX: ", tail[] = "\r\n\r\n";
   for (int ch = 0; ch < 256; ch++) {
     bool ok = (ch >= 0x20 && ch != 0x7F) || ch == '\t';
-    if (ch == '\n') continue;                               /* that one ends the line */
-    char text[64];
-    int n = snprintf(text, sizeof text, "GET / HTTP/1.1\r\nHost: a\r\nX: a%cb\r\n\r\n", ch ? ch : '!');
-    if (ch == 0) text[29] = '\0';
-    char *got = read_whole(&REQUESTS, text, (size_t)n);
-    bool read = strncmp(got, "HEAD", 4) == 0;
-    if (read != ok) fail_msg("byte 0x%02x in a value: %s", ch, got);
-    if (!ok && strcmp(got, "ERROR 400 invalid header value character\n") != 0) fail_msg("byte 0x%02x: %s", ch, got);
-    free(got);
+    if (ch == '\n' || ch == ' ') continue;                  /* the first ends the line; spaces at the end are trimmed */
+    for (size_t k = 0; k < FL_ARRAY_LEN(places); k++) {
+      char text[128], value[43];
+      memset(value, 'a', sizeof value);
+      value[places[k]] = (char)ch;
+      size_t n = 0;
+      memcpy(text + n, head, sizeof head - 1), n += sizeof head - 1;
+      memcpy(text + n, value, sizeof value), n += sizeof value;
+      memcpy(text + n, tail, sizeof tail - 1), n += sizeof tail - 1;
+      char *got = read_whole(&REQUESTS, text, n);
+      bool read = strncmp(got, "HEAD", 4) == 0;
+      if (read != ok) fail_msg("byte 0x%02x at %zu of a value: %s", ch, places[k], got);
+      if (!ok && strcmp(got, "ERROR 400 invalid header value character\n") != 0)
+        fail_msg("byte 0x%02x at %zu: %s", ch, places[k], got);
+      free(got);
+    }
   }
 }
 

@@ -68,6 +68,25 @@ static const fl_hdr_t *hdr_named(const fl_http_head_t *h, const char *lname) {
 
 /* ---- the header table ---- */
 
+/* Names are lower-cased eight bytes at a time: every byte value, at every offset within a word,
+ * comes out as ASCII tolower makes it (letters only; bytes from 0x80 untouched). */
+static void test_lower_casing_changes_exactly_the_ascii_capitals(void **state) {
+  for (size_t shift = 0; shift < 8; shift++) {
+    fl_http_head_t *h = new_head(4096, 4);
+    char name[8 + 255];
+    memset(name, 'Q', shift);
+    for (int b = 1; b < 256; b++) name[shift + (size_t)b - 1] = (char)b;
+    size_t len = shift + 255;
+    assert_int_equal(fl_http_head_add(h, name, len, "v", 1), 0);
+    const char *got = fl_hdr_name(h, &h->hdrs[0]);
+    for (size_t i = 0; i < len; i++) {
+      unsigned char c = (unsigned char)name[i], want = c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+      if ((unsigned char)got[i] != want) fail_msg("byte 0x%02x at %zu became 0x%02x", c, i, (unsigned char)got[i]);
+    }
+    drop_head(h);
+  }
+}
+
 static void test_a_header_is_stored_with_its_name_lower_cased(void **state) {
   fl_http_head_t *h = new_head(1024, 16);
   add(h, "Content-Type", "application/json");
@@ -378,6 +397,7 @@ static void test_other_codes_get_their_class_phrase(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_lower_casing_changes_exactly_the_ascii_capitals, drop_live_heads),
       cmocka_unit_test_teardown(test_a_header_is_stored_with_its_name_lower_cased, drop_live_heads),
       cmocka_unit_test_teardown(test_get_returns_the_first_of_repeated_headers_and_null_when_absent, drop_live_heads),
       cmocka_unit_test_teardown(test_an_empty_value_keeps_the_next_name_separate, drop_live_heads),
